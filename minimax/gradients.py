@@ -1,0 +1,159 @@
+"""Parameter gradients at candidates (torch.func), Gram matrices in float64, combinations.
+
+Shapes: a *stack* of gradients is a dict name → [n, *param.shape] (n vectors shaped like θ).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torch.func import grad, jacrev, vmap
+
+from minimax.problem import Batch, Problem
+
+__all__ = [
+    "batch_gradient",
+    "candidate_gradients",
+    "combine",
+    "flat_norm",
+    "gram",
+    "inner_products",
+    "per_example_gradients",
+]
+
+Stack = dict[str, Tensor]
+Method = Literal["vmap", "loop"]
+
+
+def _detached(params: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.detach() for k, v in params.items()}
+
+
+def batch_gradient(
+    problem: Problem, params: Mapping[str, Tensor], batch: Batch, delta: Tensor
+) -> dict[str, Tensor]:
+    """∇_θ mean_b g(θ, δ_b; batch_b) at one candidate δ [B, *event] (one forward + backward)."""
+    p = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+    with torch.enable_grad():
+        loss = problem.values(p, delta, batch).mean()
+        grads = torch.autograd.grad(loss, list(p.values()), allow_unused=True)
+    problem.passes.backward += 1
+    return {k: torch.zeros_like(v) if g is None else g for (k, v), g in zip(p.items(), grads)}
+
+
+def candidate_gradients(
+    problem: Problem,
+    params: Mapping[str, Tensor],
+    batch: Batch,
+    deltas: Tensor,
+    *,
+    method: Method = "vmap",
+) -> Stack:
+    """g_i = ∇_θ mean_b g(θ, δ_{i,b}; batch_b) for each candidate: deltas [m, B, *event] → [m, *p].
+
+    ``method="vmap"`` vectorizes over candidates with `torch.func` (each candidate still has its own
+    forward, so no batch statistics are shared); ``"loop"`` is the fallback where vmap cannot run.
+    """
+    m = deltas.shape[0]
+    p = _detached(params)
+    if method == "vmap":
+        try:
+            fn = grad(lambda q, d: problem._values(q, d, batch).mean())
+            out = vmap(fn, in_dims=(None, 0))(p, deltas)
+            problem.passes.forward += m
+            problem.passes.backward += m
+            return out
+        except (RuntimeError, NotImplementedError, ValueError):
+            pass  # e.g. an op without a batching rule: fall back to the loop
+    elif method != "loop":
+        raise ValueError(f"method must be 'vmap' or 'loop', got {method!r}")
+    rows = [batch_gradient(problem, p, batch, deltas[i]) for i in range(m)]
+    return {k: torch.stack([r[k] for r in rows]) for k in p}
+
+
+def per_example_gradients(
+    problem: Problem,
+    params: Mapping[str, Tensor],
+    batch: Batch,
+    deltas: Tensor,
+    *,
+    method: Method = "vmap",
+) -> Stack:
+    """g_{i,b} = ∇_θ g(θ, δ_{i,b}; batch_b) / B: deltas [m, B, *event] → [m, B, *p].
+
+    The 1/B makes Σ_b g_{i,b} the gradient of the batch mean. Computed as the Jacobian of the
+    per-example values of each candidate's forward (`jacrev`), vmapped over candidates.
+    """
+    m, b = deltas.shape[:2]
+    p = _detached(params)
+    if method == "vmap":
+        try:
+            fn = jacrev(lambda q, d: problem._values(q, d, batch) / b)
+            out = vmap(fn, in_dims=(None, 0))(p, deltas)
+            problem.passes.forward += m
+            problem.passes.backward += m * b
+            return out
+        except (RuntimeError, NotImplementedError, ValueError):
+            pass
+    elif method != "loop":
+        raise ValueError(f"method must be 'vmap' or 'loop', got {method!r}")
+    out_rows: dict[str, list[Tensor]] = {k: [] for k in p}
+    for i in range(m):
+        q = {k: v.requires_grad_(True) for k, v in _detached(p).items()}
+        with torch.enable_grad():
+            values = problem.values(q, deltas[i], batch) / b
+            for j in range(b):
+                gs = torch.autograd.grad(values[j], list(q.values()), retain_graph=True,
+                                         allow_unused=True)
+                for (k, v), g in zip(q.items(), gs):
+                    out_rows[k].append(torch.zeros_like(v) if g is None else g)
+        problem.passes.backward += b
+    return {k: torch.stack(v).reshape(m, b, *p[k].shape) for k, v in out_rows.items()}
+
+
+def gram(stack: Mapping[str, Tensor], lead: int = 1) -> Tensor:
+    """K = G Gᵀ in float64 for a stack of n vectors ([*lead_dims, *p] per entry, flattened to n).
+
+    ``lead`` is the number of leading dims that index vectors (1 for [m, *p], 2 for [m, B, *p]).
+    Accumulated parameter by parameter, so no float64 copy of all of θ is ever held.
+    """
+    k: Tensor | None = None
+    for v in stack.values():
+        n = v.shape[:lead].numel()
+        flat = v.reshape(n, -1).to(torch.float64)
+        part = flat @ flat.T
+        k = part if k is None else k + part
+    if k is None:
+        raise ValueError("gram needs at least one parameter tensor")
+    return k
+
+
+def inner_products(stack: Mapping[str, Tensor], vector: Mapping[str, Tensor], lead: int = 1) -> Tensor:
+    """⟨g_i, v⟩ in float64 for each stacked vector g_i: → [n] (n = prod of lead dims)."""
+    out: Tensor | None = None
+    for name, v in stack.items():
+        n = v.shape[:lead].numel()
+        part = v.reshape(n, -1).to(torch.float64) @ vector[name].reshape(-1).to(torch.float64)
+        out = part if out is None else out + part
+    assert out is not None
+    return out
+
+
+def combine(stack: Mapping[str, Tensor], weights: Tensor, lead: int = 1) -> dict[str, Tensor]:
+    """d = Σ_i α_i g_i: weights [n] over the n stacked vectors → a dict shaped like θ."""
+    out = {}
+    for name, v in stack.items():
+        n = v.shape[:lead].numel()
+        flat = v.reshape(n, -1)
+        d = weights.to(torch.float64) @ flat.to(torch.float64)
+        out[name] = d.to(v.dtype).reshape(v.shape[lead:])
+    return out
+
+
+def flat_norm(vector: Mapping[str, Tensor]) -> Tensor:
+    """‖v‖ over all entries of a dict of tensors, in float64 (scalar)."""
+    total = sum((t.to(torch.float64) ** 2).sum() for t in vector.values())
+    return torch.as_tensor(total, dtype=torch.float64).sqrt()

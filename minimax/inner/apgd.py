@@ -1,0 +1,315 @@
+"""Auto-PGD (APGD): projected gradient ascent with momentum and a self-tuning step size.
+
+Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse
+parameter-free attacks", ICML 2020 (arXiv:2003.01690): the first two attacks of AutoAttack,
+APGD-CE (``loss="ce"``) and APGD-DLR (``loss="dlr"``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.func import vmap
+
+from minimax.inner.base import Candidates, InnerSolver
+from minimax.problem import Batch, ModuleProblem, Problem
+from minimax.sets import L2Ball, LinfBall
+
+__all__ = ["APGD", "apgd_checkpoints", "dlr_loss"]
+
+
+def _generator(seed: int | None) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(seed if seed is not None else torch.seed())
+    return g
+
+
+def apgd_checkpoints(steps: int) -> list[int]:
+    """The iterations at which APGD may halve its step size, for a budget of ``steps``.
+
+    ``w_j = ⌈p_j · steps⌉`` with ``p_0 = 0``, ``p_1 = 0.22`` and
+    ``p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06)``; returns the distinct ``w_j`` in
+    ``(0, steps]`` in increasing order (for 100 steps: 22, 41, 57, 70, 80, 87, 93, 99).
+    """
+    if int(steps) != steps or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    p = [0.0, 0.22]
+    while p[-1] < 1.0:
+        p.append(round(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06), 10))
+    ws = {math.ceil(round(q * steps, 8)) for q in p}
+    return sorted(w for w in ws if 0 < w <= steps)
+
+
+def dlr_loss(logits: Tensor, y: Tensor) -> Tensor:
+    """Difference-of-logits-ratio loss, per row: ``−(z_y − max_{i≠y} z_i) / (z_π1 − z_π3 + 1e-12)``.
+
+    ``z = logits`` ``[..., C]`` (C ≥ 3), ``π`` the logits sorted in decreasing order, ``y``
+    integer labels broadcastable to ``logits.shape[:-1]``. Returns ``[...]``. Invariant to a shift
+    and to a positive rescaling of the logits (up to the 1e-12); positive iff ``y`` is
+    misclassified.
+    """
+    if logits.ndim < 1 or logits.shape[-1] < 3:
+        raise ValueError(
+            "the DLR loss needs at least 3 classes (it divides by z_π1 − z_π3), got logits of "
+            f"shape {tuple(logits.shape)}"
+        )
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
+    y = y.to(logits.device).expand(logits.shape[:-1])
+    top = logits.sort(dim=-1, descending=True).values
+    z_y = logits.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    is_y = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, y.unsqueeze(-1), True)
+    z_other = torch.where(is_y, torch.full_like(logits, -torch.inf), logits).amax(dim=-1)
+    return -(z_y - z_other) / (top[..., 0] - top[..., 2] + 1e-12)
+
+
+class APGD(InnerSolver):
+    """Auto-PGD (Croce & Hein 2020) with m restarts, for `LinfBall` and `L2Ball`.
+
+    Every candidate (restart × example) runs its own copy of the schedule, all vectorized over
+    the ``[m, B]`` candidates. With ``f`` the surrogate loss, ``P`` the projection onto the set (and
+    the bounds on x + δ) and ``d(·)`` the set's unit steepest-ascent direction (``sign`` for L∞,
+    the normalized gradient for L2)::
+
+        η⁰ = 2ε                                  (per example when ε is a [B] tensor)
+        x¹ = P(x⁰ + η⁰ d(∇f(x⁰)))
+        z^{k+1} = P(x^k + η^k d(∇f(x^k)))
+        x^{k+1} = P(x^k + α (z^{k+1} − x^k) + (1 − α)(x^k − x^{k−1}))        (k ≥ 1)
+
+    At the checkpoints ``w_j = ⌈p_j · steps⌉`` (``p_0 = 0``, ``p_1 = 0.22``,
+    ``p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06)``, see `apgd_checkpoints`) the step size
+    of a candidate is halved when
+
+    1. fewer than ``ρ · (w_j − w_{j−1})`` of the iterations since ``w_{j−1}`` increased f, or
+    2. its step size was not halved at ``w_{j−1}`` and its best loss has not increased since;
+
+    a candidate whose step is halved restarts from its best point so far (with the gradient
+    stored there, and no momentum on the next step).
+
+    Each restart returns its best iterate by the surrogate, which is what APGD tracks; the
+    candidates' ``values`` are always the problem's own objective g at those iterates.
+
+    Args:
+        steps: iterations. Costs ``steps`` forward+backward passes per restart, plus one forward at
+            the last iterate (and one more to score with g when ``loss="dlr"``), like `PGD`.
+        restarts: m, the number of candidates per example (independent random starts).
+        loss: the surrogate f that drives the ascent. ``"ce"``: the problem's own objective g
+            (cross entropy for a default `ModuleProblem`: APGD-CE; any g for a `FunctionProblem`).
+            ``"dlr"``: the DLR loss of the class logits (APGD-DLR; `ModuleProblem` only, ≥ 3
+            classes, integer labels y [B]); see `dlr_loss`.
+        rho: ρ, the fraction of successful iterations below which the step size is halved.
+        alpha: α, the weight of the new point (1 − α is the momentum); α = 1 disables momentum.
+        seed: seeds the solver's own `torch.Generator` (used unless a generator is passed).
+        random_start: start each restart at a random point of the set (else at δ = 0).
+    """
+
+    def __init__(
+        self,
+        steps: int = 100,
+        restarts: int = 1,
+        *,
+        loss: Literal["ce", "dlr"] = "ce",
+        rho: float = 0.75,
+        alpha: float = 0.75,
+        seed: int | None = 0,
+        random_start: bool = True,
+    ) -> None:
+        if isinstance(steps, bool) or int(steps) != steps or steps < 0:
+            raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+        if isinstance(restarts, bool) or int(restarts) != restarts or restarts < 1:
+            raise ValueError(f"restarts must be a positive integer, got {restarts!r}")
+        if loss not in ("ce", "dlr"):
+            raise ValueError(
+                f"loss must be 'ce' (the problem's own objective) or 'dlr' (difference of logits "
+                f"ratio), got {loss!r}"
+            )
+        if not 0.0 <= rho <= 1.0:
+            raise ValueError(f"rho must be in [0, 1], got {rho!r}")
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError(f"alpha must be in (0, 1] (1 = no momentum), got {alpha!r}")
+        self.steps = int(steps)
+        self.restarts = int(restarts)
+        self.loss = loss
+        self.rho = float(rho)
+        self.alpha = float(alpha)
+        self.random_start = bool(random_start)
+        self.generator = _generator(seed)
+
+    def __repr__(self) -> str:
+        return (
+            f"APGD(steps={self.steps}, restarts={self.restarts}, loss={self.loss!r}, "
+            f"rho={self.rho:g}, alpha={self.alpha:g}, random_start={self.random_start})"
+        )
+
+    def initial(self, problem: Problem, batch: Batch, generator: torch.Generator) -> Tensor:
+        """Starting points [m, B, *event]: random in the set, or zeros."""
+        shape = problem.delta_shape(batch)
+        ref = problem.reference(batch)
+        full = (self.restarts, *shape)
+        if not self.random_start:
+            return torch.zeros(full, dtype=ref.dtype, device=ref.device)
+        x = problem.clean_input(batch)
+        start = problem.perturbation.random(
+            full,
+            generator=generator,
+            dtype=ref.dtype,
+            device=generator.device,
+            x=None if x is None else x.to(generator.device),
+            event_ndim=len(shape) - 1,
+        )
+        return start.to(ref.device)
+
+    def __call__(
+        self,
+        problem: Problem,
+        params: Mapping[str, Tensor],
+        batch: Batch,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Candidates:
+        S = problem.perturbation
+        if not isinstance(S, (LinfBall, L2Ball)):
+            raise ValueError(
+                f"APGD supports LinfBall and L2Ball (it scales its step size by the radius ε); "
+                f"got {S!r}: use PGD for other sets"
+            )
+        params = {k: v.detach() for k, v in params.items()}
+        surrogate = self._surrogate(problem, params, batch)
+        start = self.initial(problem, batch, generator or self.generator)
+        best_d, best_f = self._ascend(problem, batch, start, surrogate)
+        if self.loss == "ce":
+            values = best_f  # the surrogate is g itself
+        else:
+            with torch.no_grad():
+                values = problem.values(params, best_d, batch)
+        return Candidates(best_d.detach(), values.detach())
+
+    # -- the surrogate loss f: deltas [n, B, *event] → [n, B] ----------------------------------
+    def _surrogate(
+        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch
+    ) -> Callable[[Tensor], Tensor]:
+        if self.loss == "ce":
+            return lambda d: problem.values(params, d, batch)
+        if not isinstance(problem, ModuleProblem):
+            raise ValueError(
+                f"loss='dlr' needs class logits and labels, which only a ModuleProblem provides "
+                f"(got {type(problem).__name__}); use loss='ce' to ascend the problem's own "
+                "objective"
+            )
+        x = problem.clean_input(batch)
+        y = batch[1]
+        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or y.ndim != 1:
+            raise ValueError(
+                f"loss='dlr' needs integer class labels y of shape [B], got dtype {y.dtype} and "
+                f"shape {tuple(y.shape)}"
+            )
+        per_candidate_stats = (
+            problem.batchnorm == "per_restart"
+            and problem.model.training
+            and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in problem.model.modules())
+        )
+
+        def logits(d: Tensor) -> Tensor:
+            n, b = d.shape[:2]
+            problem.passes.forward += n
+            with problem.statistics_frozen():
+                if per_candidate_stats:  # each candidate's own forward (own batch statistics)
+                    try:
+                        out = vmap(lambda di: problem.outputs(params, di, batch))(d)
+                    except (RuntimeError, NotImplementedError):
+                        out = torch.stack([problem.outputs(params, di, batch) for di in d])
+                else:  # no batch statistics: one forward over all candidates stacked
+                    xs = x.unsqueeze(0).expand(n, *x.shape).reshape(n * b, *x.shape[1:])
+                    ys = y.unsqueeze(0).expand(n, b).reshape(n * b)
+                    flat = problem.outputs(params, d.reshape(n * b, *d.shape[2:]), (xs, ys))
+                    out = flat.reshape(n, b, *flat.shape[1:])
+            if out.ndim != 3:
+                raise ValueError(
+                    "loss='dlr' needs the model to return class logits [B, C], got outputs of "
+                    f"shape {tuple(out.shape[1:])} per candidate"
+                )
+            return out
+
+        return lambda d: dlr_loss(logits(d), y)
+
+    # -- the schedule --------------------------------------------------------------------------
+    def _ascend(
+        self,
+        problem: Problem,
+        batch: Batch,
+        deltas: Tensor,
+        surrogate: Callable[[Tensor], Tensor],
+    ) -> tuple[Tensor, Tensor]:
+        """Run APGD from deltas [n, B, *event]; returns each candidate's best iterate and its f."""
+        S = problem.perturbation
+        assert isinstance(S, (LinfBall, L2Ball))
+        x = problem.clean_input(batch)
+        e = deltas.ndim - 2
+        n, b = deltas.shape[:2]
+
+        def lift(t: Tensor) -> Tensor:  # [n, B] → [n, B, 1, ..., 1]
+            return t.reshape(n, b, *([1] * e))
+
+        def evaluate(d: Tensor, need_grad: bool) -> tuple[Tensor, Tensor | None]:
+            if not need_grad:
+                with torch.no_grad():
+                    return surrogate(d).detach(), None
+            d = d.detach().requires_grad_(True)
+            with torch.enable_grad():
+                f = surrogate(d)
+                (g,) = torch.autograd.grad(f.sum(), d)
+            problem.passes.backward += n
+            return f.detach(), g
+
+        def project(d: Tensor) -> Tensor:
+            return S.project(d, x, event_ndim=e)
+
+        K = self.steps
+        x_cur = deltas.detach()
+        f_cur, g_cur = evaluate(x_cur, need_grad=K > 0)
+        if g_cur is None:
+            return x_cur, f_cur
+        eps = torch.as_tensor(S.eps, dtype=deltas.dtype, device=deltas.device)
+        eta = (2 * eps).expand(n, b).clone()
+        checkpoints = set(apgd_checkpoints(K))
+
+        x_prev = x_cur
+        x_best, f_best, g_best = x_cur, f_cur, g_cur
+        successes = torch.zeros(n, b, dtype=torch.long, device=deltas.device)
+        f_best_last = f_best
+        reduced_last = torch.zeros(n, b, dtype=torch.bool, device=deltas.device)
+        last_w = 0
+        for t in range(1, K + 1):
+            direction = S.ascent_step(torch.zeros_like(g_cur), g_cur, 1.0, event_ndim=e)
+            z = project(x_cur + lift(eta) * direction)
+            a = self.alpha if t > 1 else 1.0
+            x_new = project(x_cur + a * (z - x_cur) + (1 - a) * (x_cur - x_prev))
+            f_new, g_new = evaluate(x_new, need_grad=t < K)
+
+            successes += (f_new > f_cur).long()
+            improved = f_new > f_best
+            x_best = torch.where(lift(improved), x_new, x_best)
+            f_best = torch.where(improved, f_new, f_best)
+            x_prev, x_cur, f_cur = x_cur, x_new, f_new
+            if g_new is None:
+                break  # the last iterate: no further step
+            g_best = torch.where(lift(improved), g_new, g_best)
+            g_cur = g_new
+
+            if t in checkpoints:
+                cond1 = successes.to(f_cur.dtype) < self.rho * (t - last_w)
+                cond2 = ~reduced_last & (f_best <= f_best_last)
+                reduce = cond1 | cond2
+                eta = torch.where(reduce, eta / 2, eta)
+                back = lift(reduce)
+                x_cur = torch.where(back, x_best, x_cur)
+                x_prev = torch.where(back, x_best, x_prev)  # no momentum after a restart
+                g_cur = torch.where(back, g_best, g_cur)
+                f_cur = torch.where(reduce, f_best, f_cur)
+                reduced_last, f_best_last, last_w = reduce, f_best, t
+                successes = torch.zeros_like(successes)
+        return x_best, f_best

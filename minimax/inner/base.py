@@ -1,0 +1,78 @@
+"""Candidates (the inner solvers' output) and the inner-solver interface."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from minimax.problem import Batch, Problem
+
+__all__ = ["Candidates", "InnerSolver"]
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """m candidate maximizers per example.
+
+    deltas: [m, B, *event] the candidates δ_{i,b};
+    values: [m, B] g(θ, δ_{i,b}; batch_b) at those candidates (detached).
+    """
+
+    deltas: Tensor
+    values: Tensor
+
+    def __post_init__(self) -> None:
+        if self.values.ndim != 2 or tuple(self.deltas.shape[:2]) != tuple(self.values.shape):
+            raise ValueError(
+                f"Candidates need deltas [m, B, ...] and values [m, B]; got {tuple(self.deltas.shape)}"
+                f" and {tuple(self.values.shape)}"
+            )
+
+    @property
+    def m(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.values.shape[1])
+
+    def best_index(self) -> Tensor:
+        """[B] index of each example's best (highest-value) candidate."""
+        return self.values.argmax(dim=0)
+
+    def best_values(self) -> Tensor:
+        """[B] each example's best value: the robust-loss estimate per example."""
+        return self.values.max(dim=0).values
+
+    def best_deltas(self) -> Tensor:
+        """[B, *event] each example's best candidate."""
+        idx = self.best_index()
+        return self.deltas[idx, torch.arange(self.batch_size, device=idx.device)]
+
+    def robust_loss(self) -> Tensor:
+        """Scalar estimate of R on this batch: mean_b max_i values[i, b]."""
+        return self.best_values().mean()
+
+    def __repr__(self) -> str:
+        return f"Candidates(m={self.m}, B={self.batch_size}, robust_loss={float(self.robust_loss()):.4g})"
+
+
+class InnerSolver(ABC):
+    """Approximately maximizes g(θ, ·; batch) over the problem's set; returns Candidates."""
+
+    restarts: int = 1
+
+    @abstractmethod
+    def __call__(
+        self,
+        problem: Problem,
+        params: Mapping[str, Tensor],
+        batch: Batch,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Candidates:
+        """Candidates for this batch at θ = params (params are treated as constants)."""

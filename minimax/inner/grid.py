@@ -1,0 +1,117 @@
+"""Exact maximization on a grid, for low-dimensional toy problems (δ with at most 3 entries)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+from minimax.inner.base import Candidates, InnerSolver
+from minimax.problem import Batch, Problem
+from minimax.sets import Box, LinfBall
+
+__all__ = ["Grid"]
+
+
+class Grid(InnerSolver):
+    """Evaluate g on a uniform grid over the set and return its discrete local maxima.
+
+    The candidates of each example are the grid's local maxima (no neighbour is higher), best
+    first. Those within ``tol`` of the best count as ties: when there are more ties than
+    ``candidates``, evenly spaced ones (in grid order, the two extremes included) are returned, so
+    a flat maximizer set is covered end to end. Examples with fewer local maxima are padded with
+    their best point (a duplicate leaves every hull unchanged).
+
+    Works for `Box` and `LinfBall` (without bounds on x + δ) with at most 3 entries per example.
+
+    Args:
+        points: grid points per coordinate (endpoints included; 2 enumerates the vertices).
+        candidates: m, the number of candidates returned per example.
+        tol: the value tolerance under which two local maxima tie.
+    """
+
+    def __init__(self, points: int = 101, candidates: int = 4, *, tol: float = 1e-9) -> None:
+        if points < 2:
+            raise ValueError(f"points must be ≥ 2 (the endpoints), got {points}")
+        if candidates < 1:
+            raise ValueError(f"candidates must be ≥ 1, got {candidates}")
+        self.points = int(points)
+        self.restarts = int(candidates)
+        self.tol = float(tol)
+
+    def __repr__(self) -> str:
+        return f"Grid(points={self.points}, candidates={self.restarts}, tol={self.tol:g})"
+
+    def _axes(self, problem: Problem, event: torch.Size, ref: Tensor) -> list[Tensor]:
+        S = problem.perturbation
+        if isinstance(S, Box):
+            lo = torch.as_tensor(S.lower, dtype=ref.dtype).broadcast_to(event).reshape(-1)
+            hi = torch.as_tensor(S.upper, dtype=ref.dtype).broadcast_to(event).reshape(-1)
+        elif isinstance(S, LinfBall) and not S.has_bounds and not isinstance(S.eps, Tensor):
+            hi = torch.full((event.numel(),), float(S.eps), dtype=ref.dtype)
+            lo = -hi
+        else:
+            raise ValueError(
+                f"Grid supports Box and LinfBall with a scalar eps and no x-bounds; got {S!r}"
+            )
+        if event.numel() > 3:
+            raise ValueError(
+                f"Grid enumerates at most 3 entries per example, δ has {event.numel()}: use PGD"
+            )
+        return [torch.linspace(float(a), float(b), self.points, dtype=ref.dtype)
+                for a, b in zip(lo, hi)]
+
+    def __call__(
+        self,
+        problem: Problem,
+        params: Mapping[str, Tensor],
+        batch: Batch,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Candidates:
+        shape = problem.delta_shape(batch)
+        b, event = shape[0], shape[1:]
+        ref = problem.reference(batch)
+        axes = self._axes(problem, event, ref)
+        mesh = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)  # [n1, .., nk, k]
+        grid_shape = mesh.shape[:-1]
+        points = mesh.reshape(-1, len(axes)).to(ref.device)  # [G, k]
+        deltas = points.reshape(-1, 1, *event).expand(-1, b, *event)
+        params = {k: v.detach() for k, v in params.items()}
+        with torch.no_grad():
+            values = torch.cat([problem.values(params, chunk, batch)
+                                for chunk in deltas.split(4096)])  # [G, B]
+        local = _local_maxima(values.reshape(*grid_shape, b))  # [G, B] bool
+        chosen = torch.stack([self._choose(values[:, j], local[:, j]) for j in range(b)], dim=1)
+        cols = torch.arange(b, device=ref.device)
+        return Candidates(deltas[chosen, cols].clone(), values[chosen, cols])
+
+    def _choose(self, values: Tensor, local: Tensor) -> Tensor:
+        """[m] grid indices for one example: ties spread evenly, then the best others."""
+        idx = torch.nonzero(local).flatten()
+        order = idx[values[idx].argsort(descending=True, stable=True)]
+        best = values[order[0]]
+        ties = idx[values[idx] >= best - self.tol]  # grid order
+        m = self.restarts
+        if len(ties) >= m:
+            pick = torch.linspace(0, len(ties) - 1, m).round().long()
+            return ties[pick]
+        rest = order[values[order] < best - self.tol]
+        chosen = torch.cat([ties, rest])[:m]
+        pad = chosen[:1].expand(m - len(chosen))
+        return torch.cat([chosen, pad])
+
+
+def _local_maxima(values: Tensor) -> Tensor:
+    """values [n1, .., nk, B] → [n1·…·nk, B] bool: no grid neighbour (8/26-connectivity) is higher."""
+    k = values.ndim - 1
+    padded = torch.nn.functional.pad(values, (0, 0, *([1, 1] * k)), value=-torch.inf)
+    is_max = torch.ones_like(values, dtype=torch.bool)
+    for offset in itertools.product((-1, 0, 1), repeat=k):
+        if not any(offset):
+            continue
+        sl = tuple(slice(1 + o, 1 + o + n) for o, n in zip(offset, values.shape[:k]))
+        is_max &= values >= padded[(*sl, slice(None))]
+    return is_max.reshape(-1, values.shape[-1])

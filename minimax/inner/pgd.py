@@ -1,0 +1,190 @@
+"""Projected gradient ascent with restarts (PGD) and its one-step special case (FGSM)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from minimax.inner.base import Candidates, InnerSolver
+from minimax.problem import Batch, Problem
+
+__all__ = ["FGSM", "PGD"]
+
+
+def _generator(seed: int | None) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(seed if seed is not None else torch.seed())
+    return g
+
+
+class PGD(InnerSolver):
+    """Projected steepest ascent on δ, with m restarts.
+
+    Each iteration takes the set's steepest-ascent step (sign for L∞, normalized gradient for L2,
+    ...) and projects back onto the set (and the bounds on x + δ).
+
+    Args:
+        steps: ascent iterations K (K forward and backward passes per restart, plus one forward
+            to score the result).
+        step_size: a float, or a tensor [B] of per-example step sizes.
+        restarts: m, the number of candidates per example.
+        random_start: start each restart at a random point of the set (else at δ = 0).
+        select: ``"last"`` returns the last iterate, ``"best"`` the best iterate of each restart.
+        batched: evaluate all restarts in one stacked call (``False``: one restart at a time,
+            same random starts and same result).
+        seed: seeds the solver's own `torch.Generator` (used unless a generator is passed).
+    """
+
+    def __init__(
+        self,
+        steps: int = 10,
+        step_size: float | Tensor = 2.0 / 255,
+        restarts: int = 1,
+        *,
+        random_start: bool = True,
+        select: Literal["last", "best"] = "last",
+        batched: bool = True,
+        seed: int | None = 0,
+    ) -> None:
+        if int(steps) != steps or steps < 0:
+            raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+        if int(restarts) != restarts or restarts < 1:
+            raise ValueError(f"restarts must be a positive integer, got {restarts!r}")
+        if isinstance(step_size, Tensor):
+            if bool((step_size < 0).any()) or not bool(torch.isfinite(step_size).all()):
+                raise ValueError("step_size must be finite and ≥ 0")
+        elif not step_size >= 0:
+            raise ValueError(f"step_size must be ≥ 0, got {step_size!r}")
+        if select not in ("last", "best"):
+            raise ValueError(f"select must be 'last' or 'best', got {select!r}")
+        self.steps = int(steps)
+        self.step_size = step_size
+        self.restarts = int(restarts)
+        self.random_start = random_start
+        self.select = select
+        self.batched = batched
+        self.generator = _generator(seed)
+
+    def __repr__(self) -> str:
+        size = self.step_size if not isinstance(self.step_size, Tensor) else "tensor"
+        return (
+            f"{type(self).__name__}(steps={self.steps}, step_size={size}, restarts={self.restarts}, "
+            f"random_start={self.random_start}, select={self.select!r})"
+        )
+
+    def initial(self, problem: Problem, batch: Batch, generator: torch.Generator) -> Tensor:
+        """Starting points [m, B, *event]: random in the set, or zeros."""
+        shape = problem.delta_shape(batch)
+        ref = problem.reference(batch)
+        full = (self.restarts, *shape)
+        if not self.random_start:
+            return torch.zeros(full, dtype=ref.dtype, device=ref.device)
+        x = problem.clean_input(batch)
+        start = problem.perturbation.random(
+            full,
+            generator=generator,
+            dtype=ref.dtype,
+            device=generator.device,
+            x=None if x is None else x.to(generator.device),
+            event_ndim=len(shape) - 1,
+        )
+        return start.to(ref.device)
+
+    def __call__(
+        self,
+        problem: Problem,
+        params: Mapping[str, Tensor],
+        batch: Batch,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Candidates:
+        params = {k: v.detach() for k, v in params.items()}
+        start = self.initial(problem, batch, generator or self.generator)
+        if self.batched:
+            return self._ascend(problem, params, batch, start)
+        parts = [self._ascend(problem, params, batch, s.unsqueeze(0)) for s in start]
+        return Candidates(
+            torch.cat([p.deltas for p in parts]), torch.cat([p.values for p in parts])
+        )
+
+    def _ascend(
+        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, deltas: Tensor
+    ) -> Candidates:
+        """Run the ascent from deltas [n, B, *event]; returns n candidates per example."""
+        S = problem.perturbation
+        x = problem.clean_input(batch)
+        event_ndim = deltas.ndim - 2
+        n = deltas.shape[0]
+        best_d = deltas
+        best_v = torch.full(deltas.shape[:2], -torch.inf, dtype=deltas.dtype, device=deltas.device)
+        for _ in range(self.steps):
+            d = deltas.detach().requires_grad_(True)
+            with torch.enable_grad():
+                v = problem.values(params, d, batch)
+                (g,) = torch.autograd.grad(v.sum(), d)
+            problem.passes.backward += n
+            if self.select == "best":
+                best_d, best_v = _keep_best(best_d, best_v, d.detach(), v.detach())
+            deltas = S.project(
+                S.ascent_step(d.detach(), g, self.step_size, event_ndim=event_ndim),
+                x,
+                event_ndim=event_ndim,
+            )
+        with torch.no_grad():
+            v = problem.values(params, deltas, batch)
+        if self.select == "best":
+            best_d, best_v = _keep_best(best_d, best_v, deltas, v)
+            return Candidates(best_d, best_v)
+        return Candidates(deltas.detach(), v.detach())
+
+
+def _keep_best(
+    best_d: Tensor, best_v: Tensor, d: Tensor, v: Tensor
+) -> tuple[Tensor, Tensor]:
+    better = v > best_v
+    mask = better.reshape(*better.shape, *([1] * (d.ndim - 2)))
+    return torch.where(mask, d, best_d), torch.where(better, v, best_v)
+
+
+class FGSM(PGD):
+    """One signed-gradient (steepest-ascent) step of size ε from δ = 0 (or a random start).
+
+    ``step_size`` defaults to the set's ε.
+    """
+
+    def __init__(
+        self,
+        step_size: float | Tensor | None = None,
+        restarts: int = 1,
+        *,
+        random_start: bool = False,
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__(
+            steps=1, step_size=0.0, restarts=restarts, random_start=random_start, seed=seed
+        )
+        self._fgsm_step = step_size
+
+    def __repr__(self) -> str:
+        return f"FGSM(step_size={self._fgsm_step}, restarts={self.restarts})"
+
+    def __call__(
+        self,
+        problem: Problem,
+        params: Mapping[str, Tensor],
+        batch: Batch,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Candidates:
+        step = self._fgsm_step
+        if step is None:
+            step = getattr(problem.perturbation, "eps", None)
+            if step is None:
+                raise ValueError(
+                    f"FGSM needs a step_size for {problem.perturbation!r} (it has no eps)"
+                )
+        self.step_size = step
+        return super().__call__(problem, params, batch, generator=generator)

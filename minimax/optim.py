@@ -1,0 +1,193 @@
+"""The outer step: candidates → direction → ``.grad`` → any ``torch.optim`` optimizer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from minimax.inner.base import Candidates, InnerSolver
+from minimax.problem import Batch, Problem
+from minimax.rules import Direction, Rule
+
+__all__ = ["MinMaxOptimizer", "StepReport", "descent_direction"]
+
+
+def descent_direction(
+    problem: Problem,
+    params: Mapping[str, Tensor] | None,
+    batch: Batch,
+    inner: InnerSolver,
+    rule: Rule,
+    *,
+    generator: torch.Generator | None = None,
+) -> tuple[Direction, Candidates]:
+    """Find candidates with ``inner`` at θ = params (default: the problem's), then apply ``rule``.
+
+    Returns the `Direction` d (descend along −d) and the `Candidates` it was built from.
+    """
+    params = problem.parameters() if params is None else params
+    _check_params(params)
+    candidates = inner(problem, params, batch, generator=generator)
+    return rule(problem, params, batch, candidates), candidates
+
+
+def _check_params(params: Mapping[str, Tensor]) -> None:
+    if not params:
+        raise ValueError("params is empty: nothing to optimize")
+    devices = {p.device for p in params.values()}
+    dtypes = {p.dtype for p in params.values()}
+    if len(devices) > 1:
+        raise ValueError(f"params live on several devices {sorted(map(str, devices))}: use one")
+    if len(dtypes) > 1:
+        raise ValueError(f"params have several dtypes {sorted(map(str, dtypes))}: use one")
+
+
+@dataclass
+class StepReport:
+    """What one outer step saw and did.
+
+    robust_loss: mean_b max_i g at the candidates, before the step (float).
+    robust_loss_after: the same after the step, re-measured by running the inner solver again
+        from the same random starts (None unless ``remeasure=True``).
+    norm, certificate, weights: from the `Direction`.
+    forward, backward: passes spent by the step (units of one pass over B examples).
+    seconds: wall time of the step (without the re-measure).
+    """
+
+    robust_loss: float
+    norm: float
+    certificate: float | None
+    weights: Tensor
+    forward: int
+    backward: int
+    seconds: float
+    robust_loss_after: float | None = None
+    kkt: float | None = None
+
+    @property
+    def went_up(self) -> bool | None:
+        if self.robust_loss_after is None:
+            return None
+        return self.robust_loss_after > self.robust_loss
+
+
+class MinMaxOptimizer:
+    """Wraps a ``torch.optim`` optimizer for min_θ mean_b max_δ g(θ, δ; batch).
+
+    ``step(batch)`` finds candidates with ``inner``, forms the rule's direction d, writes it into
+    each parameter's ``.grad`` and calls ``optimizer.step()`` (so θ ← θ − lr·d for SGD; momentum,
+    weight decay and LR schedulers behave as usual). With running statistics (BatchNorm) they are
+    updated once per step from one no-grad forward at each example's worst candidate.
+
+    Args:
+        problem: the min-max problem; its ``parameters()`` must be the optimizer's parameters.
+        optimizer: any ``torch.optim.Optimizer`` over those parameters.
+        inner: the inner solver (e.g. ``PGD(10, 2/255, restarts=10)``).
+        rule: the direction rule (``Danskin()``, ``MaxLoss()``, ``DDi()``).
+        remeasure: after each step, run the inner solver again from the same random starts and
+            report the robust loss after the step.
+    """
+
+    def __init__(
+        self,
+        problem: Problem,
+        optimizer: torch.optim.Optimizer,
+        inner: InnerSolver,
+        rule: Rule,
+        *,
+        remeasure: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        params = problem.parameters()
+        _check_params(params)
+        in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        missing = [k for k, p in params.items() if id(p) not in in_optimizer]
+        if missing:
+            raise ValueError(
+                f"parameters {missing[:5]} of the problem are not in the optimizer: build it from "
+                "problem.parameters().values()"
+            )
+        self.problem = problem
+        self.optimizer = optimizer
+        self.inner = inner
+        self.rule = rule
+        self.remeasure = remeasure
+        self.generator = generator if generator is not None else getattr(inner, "generator", None)
+        self.steps = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"MinMaxOptimizer({type(self.optimizer).__name__}, inner={self.inner!r}, "
+            f"rule={self.rule!r})"
+        )
+
+    def step(self, batch: Batch) -> StepReport:
+        """One outer step on ``batch``; returns its `StepReport`."""
+        problem = self.problem
+        params = problem.parameters()
+        start_state = self.generator.get_state() if self.generator is not None else None
+        f0, b0 = problem.passes.snapshot()
+        t0 = time.perf_counter()
+        direction, candidates = descent_direction(
+            problem, params, batch, self.inner, self.rule, generator=self.generator
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        for name, p in params.items():
+            p.grad = direction.vector[name].detach().to(p.dtype)
+        if problem.has_running_statistics:
+            problem.update_statistics(batch, candidates.best_deltas())
+        self.optimizer.step()
+        seconds = time.perf_counter() - t0
+        f1, b1 = problem.passes.snapshot()
+        after = None
+        if self.remeasure:
+            after = self._remeasure(batch, start_state)
+        self.steps += 1
+        return StepReport(
+            robust_loss=float(candidates.robust_loss()),
+            norm=float(direction.norm),
+            certificate=None if direction.certificate is None else float(direction.certificate),
+            weights=direction.weights.detach().cpu(),
+            forward=f1 - f0,
+            backward=b1 - b0,
+            seconds=seconds,
+            robust_loss_after=after,
+            kkt=None if direction.kkt is None else float(direction.kkt),
+        )
+
+    def _remeasure(self, batch: Batch, start_state: Tensor | None) -> float:
+        """Robust loss after the step, from the same random starts (passes not counted)."""
+        saved_passes = self.problem.passes.snapshot()
+        gen = self.generator
+        end_state = gen.get_state() if gen is not None else None
+        if gen is not None and start_state is not None:
+            gen.set_state(start_state)
+        with self.problem.statistics_frozen():
+            cands = self.inner(self.problem, self.problem.parameters(), batch, generator=gen)
+        if gen is not None and end_state is not None:
+            gen.set_state(end_state)
+        self.problem.passes.forward, self.problem.passes.backward = saved_passes
+        return float(cands.robust_loss())
+
+    def state_dict(self) -> dict[str, Any]:
+        """Optimizer state, the step count and the inner solver's generator state."""
+        state: dict[str, Any] = {"optimizer": self.optimizer.state_dict(), "steps": self.steps}
+        if self.generator is not None:
+            state["generator"] = self.generator.get_state()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        missing = {"optimizer", "steps"} - set(state)
+        if missing:
+            raise ValueError(f"not a MinMaxOptimizer state_dict: missing {sorted(missing)}")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.steps = int(state["steps"])
+        if self.generator is not None and "generator" in state:
+            self.generator.set_state(state["generator"])

@@ -1,0 +1,271 @@
+"""Outer descent-direction rules: candidates → a `Direction` d (the optimizer descends along −d).
+
+Every rule sees the problem, θ, the batch and the inner solver's `Candidates`, and knows nothing
+of how the candidates were found.
+
+- `Danskin`: the gradient at the best candidate (PGD adversarial training's rule).
+- `MaxLoss`: the gradient at each example's worst restart (the equal-compute baseline).
+- `DDi`: the minimum-norm element of the hull of the candidate gradients (Danskin's Descent
+  Direction), batch-level or per example.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from minimax.gradients import (
+    batch_gradient,
+    candidate_gradients,
+    combine,
+    flat_norm,
+    gram,
+    inner_products,
+    per_example_gradients,
+)
+from minimax.inner.base import Candidates
+from minimax.minnorm import min_norm_product_weights, min_norm_weights
+from minimax.problem import Batch, Problem
+
+__all__ = ["DDi", "Danskin", "Direction", "MaxLoss", "Rule"]
+
+
+@dataclass
+class Direction:
+    """An outer direction d; the step is θ ← θ − η d.
+
+    vector: d, a dict shaped like θ.
+    weights: float64 weights of the candidate gradients that make d: [m] (batch-level) or [B, m]
+        (per example); entries of dropped candidates are 0.
+    norm: ‖d‖ (float64 scalar), the stationarity measure.
+    certificate: the Danskin bound on the directional derivative of the candidates' max along −d,
+        max_i ⟨−d, g_i⟩ (batch-level) or Σ_b max_i ⟨−d, g_{b,i}⟩ (per example); None where the
+        rule did not compute the candidate gradients. ≤ −‖d‖² certifies descent for DDi.
+    kkt: the min-norm solver's KKT residual (DDi only).
+    """
+
+    vector: dict[str, Tensor]
+    weights: Tensor
+    norm: Tensor
+    certificate: Tensor | None = None
+    kkt: Tensor | None = None
+    rule: str = ""
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        cert = "None" if self.certificate is None else f"{float(self.certificate):.4g}"
+        return f"Direction({self.rule}, norm={float(self.norm):.4g}, certificate={cert})"
+
+
+class Rule(ABC):
+    """A descent-direction rule: ``rule(problem, params, batch, candidates) -> Direction``."""
+
+    @abstractmethod
+    def __call__(
+        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
+    ) -> Direction: ...
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _one_hot(index: Tensor, m: int) -> Tensor:
+    return torch.nn.functional.one_hot(index, m).to(torch.float64)
+
+
+def _normalized(d: dict[str, Tensor], cert: Tensor | None, normalize: bool) -> tuple[
+    dict[str, Tensor], Tensor, Tensor | None
+]:
+    """(d or d/‖d‖, ‖d‖, certificate rescaled alike)."""
+    norm = flat_norm(d)
+    if normalize and float(norm) > 0:
+        d = {k: v / norm.to(v.dtype) for k, v in d.items()}
+        cert = None if cert is None else cert / norm
+    return d, norm, cert
+
+
+def _max_certificate(
+    problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates,
+    vector: Mapping[str, Tensor],
+) -> Tensor:
+    grads = candidate_gradients(problem, params, batch, candidates.deltas)
+    return (-inner_products(grads, vector)).max()
+
+
+class Danskin(Rule):
+    """d = ∇_θ mean_b g(θ, δ_{i*,b}) at the best restart i* (highest batch-mean value).
+
+    With one restart this is PGD adversarial training (Madry et al. 2018, Corollary C.2).
+    ``certify=True`` also computes every candidate's gradient to report the certificate;
+    ``normalize=True`` returns d/‖d‖ (``norm`` keeps ‖d‖).
+    """
+
+    def __init__(self, *, certify: bool = False, normalize: bool = False) -> None:
+        self.certify = certify
+        self.normalize = normalize
+
+    def __repr__(self) -> str:
+        extra = ", normalize=True" if self.normalize else ""
+        return f"Danskin(certify={self.certify}{extra})"
+
+    def __call__(
+        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
+    ) -> Direction:
+        best = int(candidates.values.mean(dim=1).argmax())
+        d = batch_gradient(problem, params, batch, candidates.deltas[best])
+        cert = _max_certificate(problem, params, batch, candidates, d) if self.certify else None
+        d, norm, cert = _normalized(d, cert, self.normalize)
+        return Direction(d, _one_hot(torch.tensor(best), candidates.m), norm, cert,
+                         rule=repr(self))
+
+
+class MaxLoss(Rule):
+    """d = ∇_θ mean_b g(θ, δ*_b) with δ*_b each example's best restart (PGD with restarts).
+
+    ``certify=True`` also reports Σ_b max_i ⟨−d, g_{b,i}⟩ from per-example gradients (costly);
+    ``normalize=True`` returns d/‖d‖ (``norm`` keeps ‖d‖).
+    """
+
+    def __init__(self, *, certify: bool = False, normalize: bool = False) -> None:
+        self.certify = certify
+        self.normalize = normalize
+
+    def __repr__(self) -> str:
+        extra = ", normalize=True" if self.normalize else ""
+        return f"MaxLoss(certify={self.certify}{extra})"
+
+    def __call__(
+        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
+    ) -> Direction:
+        d = batch_gradient(problem, params, batch, candidates.best_deltas())
+        cert = None
+        if self.certify:
+            grads = per_example_gradients(problem, params, batch, candidates.deltas)
+            cert = (-inner_products(grads, d, lead=2)).reshape(candidates.m, -1).max(0).values.sum()
+        weights = _one_hot(candidates.best_index(), candidates.m)
+        d, norm, cert = _normalized(d, cert, self.normalize)
+        return Direction(d, weights, norm, cert, rule=repr(self))
+
+
+class DDi(Rule):
+    """Danskin's Descent Direction: the min-norm element of the hull of candidate gradients.
+
+    Args:
+        per_example: ``False`` (default): one weight per restart, the hull of the m batch-mean
+            gradients (as in the paper). ``True``: the exact Danskin set of the batch loss, the
+            Minkowski sum of the per-example hulls; a QP over a product of B simplices. Needs the
+            m·B per-example gradients in memory.
+        tolerance: keep only ε-maximizers: candidates whose value is within τ of the best (per
+            restart mean at batch level, per example otherwise). None keeps all.
+        normalize: return d / ‖d‖ (the norm field keeps ‖d‖ before normalizing).
+        method: the min-norm solver (see `minimax.min_norm_weights`).
+        memory_budget: bytes the per-example gradients may take before an error suggests
+            ``per_example=False``.
+    """
+
+    def __init__(
+        self,
+        *,
+        per_example: bool = False,
+        tolerance: float | None = None,
+        normalize: bool = False,
+        method: str = "wolfe",
+        memory_budget: int = 2 * 1024**3,
+    ) -> None:
+        if tolerance is not None and not tolerance >= 0:
+            raise ValueError(f"tolerance must be ≥ 0 or None, got {tolerance!r}")
+        self.per_example = per_example
+        self.tolerance = tolerance
+        self.normalize = normalize
+        self.method = method
+        self.memory_budget = memory_budget
+
+    def __repr__(self) -> str:
+        opts = [f"per_example={self.per_example}"]
+        if self.tolerance is not None:
+            opts.append(f"tolerance={self.tolerance:g}")
+        if self.normalize:
+            opts.append("normalize=True")
+        if self.method != "wolfe":
+            opts.append(f"method={self.method!r}")
+        return f"DDi({', '.join(opts)})"
+
+    def __call__(
+        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
+    ) -> Direction:
+        if self.per_example:
+            return self._per_example(problem, params, batch, candidates)
+        return self._batch(problem, params, batch, candidates)
+
+    def _finish(self, d: dict[str, Tensor], sq_norm: Tensor, cert: Tensor) -> tuple[
+        dict[str, Tensor], Tensor, Tensor
+    ]:
+        norm = sq_norm.clamp_min(0).sqrt()
+        if self.normalize and float(norm) > 0:
+            d = {k: v / norm.to(v.dtype) for k, v in d.items()}
+            cert = cert / norm
+        return d, norm, cert
+
+    def _batch(
+        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
+    ) -> Direction:
+        m = candidates.m
+        keep = torch.arange(m)
+        if self.tolerance is not None:
+            means = candidates.values.mean(dim=1)
+            keep = torch.nonzero(means >= means.max() - self.tolerance).flatten().cpu()
+        grads = candidate_gradients(problem, params, batch, candidates.deltas[keep])
+        k = gram(grads)
+        result = min_norm_weights(k, method=self.method)
+        alpha = result.weights
+        d = combine(grads, alpha)
+        kalpha = k @ alpha
+        cert = -kalpha.min()
+        d, norm, cert = self._finish(d, result.sq_norm, cert)
+        weights = torch.zeros(m, dtype=torch.float64, device=alpha.device)
+        weights[keep.to(alpha.device)] = alpha
+        return Direction(d, weights, norm, cert, result.kkt, rule=repr(self),
+                         extras={"gram": k})
+
+    def _per_example(
+        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
+    ) -> Direction:
+        m, b = candidates.m, candidates.batch_size
+        numel = sum(v.numel() for v in params.values())
+        need = m * b * numel * next(iter(params.values())).element_size()
+        if need > self.memory_budget:
+            raise MemoryError(
+                f"per-example DDi needs {need / 2**30:.2f} GiB of per-example gradients "
+                f"(m={m} × B={b} × {numel} parameters), over the budget of "
+                f"{self.memory_budget / 2**30:.2f} GiB: use DDi(per_example=False), a smaller "
+                "batch, or raise memory_budget"
+            )
+        grads = per_example_gradients(problem, params, batch, candidates.deltas)  # [m, B, *p]
+        # Blocks are examples: reorder to [B, m, *p] and keep each example's ε-maximizers.
+        grads = {k: v.transpose(0, 1) for k, v in grads.items()}
+        values = candidates.values.T  # [B, m]
+        if self.tolerance is not None:
+            mask = values >= values.max(dim=1, keepdim=True).values - self.tolerance
+        else:
+            mask = torch.ones_like(values, dtype=torch.bool)
+        flat_mask = mask.reshape(-1)
+        kept = {k: v.reshape(b * m, *v.shape[2:])[flat_mask] for k, v in grads.items()}
+        sizes = [int(s) for s in mask.sum(dim=1).tolist()]
+        k = gram(kept)
+        result = min_norm_product_weights(k, sizes)
+        alpha = result.weights
+        d = combine(kept, alpha)
+        kalpha = k @ alpha
+        # Σ_b max_i ⟨−d, g_{b,i}⟩ = −Σ_b min_{i ∈ block b} (Kα)_i
+        starts = torch.tensor([0, *sizes[:-1]]).cumsum(0).tolist()
+        cert = -sum(kalpha[s : s + n].min() for s, n in zip(starts, sizes))
+        cert = torch.as_tensor(cert, dtype=torch.float64)
+        d, norm, cert = self._finish(d, result.sq_norm, cert)
+        weights = torch.zeros(b * m, dtype=torch.float64, device=alpha.device)
+        weights[flat_mask.to(alpha.device)] = alpha
+        return Direction(d, weights.reshape(b, m), norm, cert, result.kkt, rule=repr(self),
+                         extras={"gram": k})

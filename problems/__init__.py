@@ -1,0 +1,1 @@
+"""Instances built on the public minimax API: toy problems, CIFAR-10, the digits demo."""

@@ -1,0 +1,267 @@
+"""Plots (matplotlib, Agg backend) and a small self-contained HTML report for training runs.
+
+Public API::
+
+    plot_curves(histories, *, x="epoch", y="robust_acc", path, title=None, xlabel=None,
+                ylabel=None, logy=False, smooth=1) -> Path
+    plot_loss_curves(histories, path, *, title="Training robust loss", x="epoch") -> Path
+    summary_table(histories) -> (header list[str], rows list[list[str]])
+    write_html(path, title, sections, tables=(), *, intro=None) -> Path
+    compare_runs(run_dirs, out_dir, *, names=None) -> Path        (report.html + PNGs)
+
+``histories`` maps a label to a `problems.training.RunHistory` or to any list of records (dicts);
+``x`` and ``y`` are record keys, so the same function plots epoch records, step records or a
+demo's own metrics. Records where x or y is missing or None are skipped.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from problems.training import RunHistory, load_history  # noqa: E402
+
+__all__ = [
+    "compare_runs",
+    "plot_curves",
+    "plot_loss_curves",
+    "summary_table",
+    "write_html",
+]
+
+Records = Sequence[Mapping[str, Any]]
+Histories = Mapping[str, "RunHistory | Records"]
+
+_LABELS = {
+    "epoch": "epoch",
+    "wall": "training wall-clock (s)",
+    "step": "step",
+    "robust_acc": "validation robust accuracy",
+    "clean_acc": "validation clean accuracy",
+    "train_loss": "training robust loss",
+    "robust_loss": "batch robust loss",
+    "mean_norm": "mean ‖d‖",
+    "norm": "‖d‖",
+}
+
+
+def _records(history: RunHistory | Records) -> Records:
+    return history.epochs if isinstance(history, RunHistory) else history
+
+
+def _xy(records: Records, x: str, y: str) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for r in records:
+        if r.get(x) is not None and r.get(y) is not None:
+            xs.append(float(r[x]))
+            ys.append(float(r[y]))
+    return xs, ys
+
+
+def _smooth(values: list[float], window: int) -> list[float]:
+    if window <= 1:
+        return values
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_curves(
+    histories: Histories,
+    *,
+    x: str = "epoch",
+    y: str = "robust_acc",
+    path: str | os.PathLike[str],
+    title: str | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    logy: bool = False,
+    smooth: int = 1,
+) -> Path:
+    """One line per run of ``y`` against ``x``; writes a PNG to ``path`` and returns it.
+
+    ``smooth`` > 1 applies a trailing moving average of that many points (for step records).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    try:
+        plotted = 0
+        for label, history in histories.items():
+            xs, ys = _xy(_records(history), x, y)
+            if not xs:
+                continue
+            ax.plot(xs, _smooth(ys, smooth), label=label, marker="o" if len(xs) < 30 else None,
+                    markersize=3)  # fmt: skip
+            plotted += 1
+        if not plotted:
+            ax.text(0.5, 0.5, f"no '{y}' values to plot", ha="center", va="center",
+                    transform=ax.transAxes)  # fmt: skip
+        ax.set_xlabel(xlabel or _LABELS.get(x, x))
+        ax.set_ylabel(ylabel or _LABELS.get(y, y))
+        if logy:
+            ax.set_yscale("log")
+        if title:
+            ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if plotted:
+            ax.legend(fontsize="small")
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def plot_loss_curves(
+    histories: Histories,
+    path: str | os.PathLike[str],
+    *,
+    title: str = "Training robust loss",
+    x: str = "epoch",
+) -> Path:
+    """The training robust loss (``train_loss``) of each run against ``x``."""
+    return plot_curves(histories, x=x, y="train_loss", path=path, title=title)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def summary_table(histories: Mapping[str, RunHistory]) -> tuple[list[str], list[list[str]]]:
+    """One row per run: rule, m, epochs, last / best robust accuracy, clean accuracy, wall."""
+    header = ["run", "rule", "m", "epochs", "robust acc (last)", "robust acc (best)",
+              "clean acc (last)", "train loss (last)", "wall (s)", "status"]  # fmt: skip
+    rows = []
+    for label, h in histories.items():
+        last = h.epochs[-1] if h.epochs else {}
+        rows.append([
+            label, h.config.rule, str(h.config.restarts),
+            f"{last.get('epoch', 0)}/{h.config.epochs}",
+            _fmt(h.last("robust_acc")), _fmt(h.best("robust_acc")), _fmt(h.last("clean_acc")),
+            _fmt(last.get("train_loss")), _fmt(last.get("wall")), h.status,
+        ])  # fmt: skip
+    return header, rows
+
+
+def write_html(
+    path: str | os.PathLike[str],
+    title: str,
+    sections: Iterable[tuple[str, str | None, str]],
+    tables: Iterable[tuple[str, Sequence[str], Sequence[Sequence[Any]]]] = (),
+    *,
+    intro: str | None = None,
+) -> Path:
+    """Write a self-contained HTML page.
+
+    sections: (heading, PNG path relative to the page or None, caption). Headings and captions
+        are escaped text.
+    tables: (heading, column names, rows); cells are escaped text.
+    intro: an escaped paragraph under the title.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+        "padding:.3em .6em;text-align:right}th{background:#f4f4f4}td:first-child{text-align:left}"
+        "img{max-width:100%}figure{margin:1em 0}figcaption{color:#444}</style>",
+        "</head><body>",
+        f"<h1>{esc(title)}</h1>",
+    ]
+    if intro:
+        parts.append(f"<p>{esc(intro)}</p>")
+    for heading, header, rows in tables:
+        parts.append(f"<h2>{esc(heading)}</h2><table><thead><tr>")
+        parts.extend(f"<th>{esc(str(h))}</th>" for h in header)
+        parts.append("</tr></thead><tbody>")
+        for row in rows:
+            parts.append("<tr>" + "".join(f"<td>{esc(_fmt(c))}</td>" for c in row) + "</tr>")
+        parts.append("</tbody></table>")
+    for heading, image, caption in sections:
+        parts.append(f"<h2>{esc(heading)}</h2><figure>")
+        if image:
+            parts.append(f'<img src="{esc(str(image), quote=True)}" alt="{esc(heading)}">')
+        parts.append(f"<figcaption>{esc(caption)}</figcaption></figure>")
+    parts.append("</body></html>")
+    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    return path
+
+
+def compare_runs(
+    run_dirs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    names: Sequence[str] | None = None,
+) -> Path:
+    """Plot robust / clean accuracy against epoch and wall-clock, and the loss curves, of several
+    runs; writes PNGs and ``report.html`` into ``out_dir`` and returns the report's path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    labels = list(names) if names else _unique_names(run_dirs)
+    histories = {label: load_history(d) for label, d in zip(labels, run_dirs)}
+    figures = [
+        ("robust_acc_epoch.png", "epoch", "robust_acc", "Robust accuracy against epochs"),
+        ("robust_acc_wall.png", "wall", "robust_acc", "Robust accuracy against wall-clock"),
+        ("clean_acc_epoch.png", "epoch", "clean_acc", "Clean accuracy against epochs"),
+        ("clean_acc_wall.png", "wall", "clean_acc", "Clean accuracy against wall-clock"),
+        ("loss_epoch.png", "epoch", "train_loss", "Training robust loss against epochs"),
+        ("loss_wall.png", "wall", "train_loss", "Training robust loss against wall-clock"),
+    ]
+    sections = []
+    for filename, x, y, title in figures:
+        plot_curves(histories, x=x, y=y, path=out / filename, title=title)
+        sections.append((title, filename, _caption(x, y)))
+    steps = {label: h.steps() for label, h in histories.items()}
+    if any(steps.values()):
+        window = max(1, max(len(s) for s in steps.values()) // 50)
+        plot_curves(steps, x="step", y="robust_loss", path=out / "loss_steps.png",
+                    title="Batch robust loss per step", smooth=window)  # fmt: skip
+        sections.append(("Batch robust loss per step", "loss_steps.png",
+                         f"Moving average over {window} step(s)."))  # fmt: skip
+    header, rows = summary_table(histories)
+    return write_html(
+        out / "report.html", "minimax: run comparison", sections,
+        [("Summary", header, rows)],
+        intro="Runs: " + ", ".join(f"{k} ({Path(d)})" for k, d in zip(labels, run_dirs)),
+    )  # fmt: skip
+
+
+def _caption(x: str, y: str) -> str:
+    what = {"robust_acc": "Validation robust accuracy (PGD).", "clean_acc":
+            "Validation clean accuracy.", "train_loss": "Mean robust-loss estimate over each "
+            "epoch's training batches (the attack's best candidates)."}[y]  # fmt: skip
+    if x == "wall":
+        what += " Wall-clock counts training steps only (evaluation excluded)."
+    return what
+
+
+def _unique_names(run_dirs: Sequence[str | os.PathLike[str]]) -> list[str]:
+    names: list[str] = []
+    for d in run_dirs:
+        base = Path(d).resolve().name or str(d)
+        name, k = base, 2
+        while name in names:
+            name, k = f"{base}-{k}", k + 1
+        names.append(name)
+    return names

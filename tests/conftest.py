@@ -1,0 +1,17 @@
+"""Shared test configuration: a bounded, deadline-free hypothesis profile and one torch thread per worker."""
+
+import os
+
+import torch
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "minimax",
+    deadline=None,
+    max_examples=int(os.environ.get("MINIMAX_MAX_EXAMPLES", "40")),
+    derandomize=bool(os.environ.get("CI")),
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("minimax")
+torch.set_num_threads(1)

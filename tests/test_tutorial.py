@@ -1,0 +1,27 @@
+"""Docs that contain code are executed: every ```python block, in order, in one namespace."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+
+
+def run_markdown(name: str) -> dict:
+    text = (DOCS / name).read_text()
+    blocks = BLOCK.findall(text)
+    assert blocks, f"{name} has no python blocks"
+    namespace: dict = {"__name__": f"docs.{name}"}
+    for i, code in enumerate(blocks):
+        try:
+            exec(compile(code, f"{name}[block {i}]", "exec"), namespace)
+        except Exception as e:  # pragma: no cover - the message is the point
+            pytest.fail(f"{name} block {i} failed: {e!r}\n{code}")
+    return namespace
+
+
+def test_tutorial_runs():
+    ns = run_markdown("tutorial.md")
+    assert ns["report"].robust_loss_after < ns["first"].robust_loss
