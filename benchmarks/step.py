@@ -14,6 +14,7 @@ Run: ./run python benchmarks/step.py [--quick] [--out benchmarks/results/step.js
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -39,11 +40,17 @@ def setup(batch: int, seed: int = 0):
     return model, problem, (x, y)
 
 
-def make_step(problem, rule_name: str, m: int, steps: int):
-    rule = {"danskin": mm.Danskin(), "maxloss": mm.MaxLoss(), "ddi": mm.DDi(),
-            "ddi-example": mm.DDi(per_example=True)}[rule_name]
+def make_step(problem, rule_name: str, m: int, steps: int, chunk: int | None = None):
+    rule = {
+        "danskin": mm.Danskin(),
+        "maxloss": mm.MaxLoss(),
+        "ddi": mm.DDi(),
+        "ddi-example": mm.DDi(per_example=True),
+    }[rule_name]
     sgd = torch.optim.SGD(problem.parameters().values(), lr=0.0)  # lr 0: θ stays put
-    opt = mm.MinMaxOptimizer(problem, sgd, mm.PGD(steps, 2 / 255, restarts=m, seed=0), rule)
+    opt = mm.MinMaxOptimizer(
+        problem, sgd, mm.PGD(steps, 2 / 255, restarts=m, seed=0, chunk=chunk), rule
+    )
     return opt
 
 
@@ -59,10 +66,14 @@ def components(problem, batch, m: int, steps: int, reps: int) -> dict[str, float
     cands = mm.PGD(steps, 2 / 255, restarts=m, seed=0)(problem, params, batch)
     out: dict[str, list[float]] = {"vmap": [], "loop": [], "gram": [], "qp": [], "combine": []}
     for _ in range(reps):
-        out["vmap"].append(timed(lambda: mm.candidate_gradients(problem, params, batch,
-                                                                cands.deltas)))
-        out["loop"].append(timed(lambda: mm.candidate_gradients(problem, params, batch,
-                                                                cands.deltas, method="loop")))
+        out["vmap"].append(
+            timed(lambda: mm.candidate_gradients(problem, params, batch, cands.deltas))
+        )
+        out["loop"].append(
+            timed(
+                lambda: mm.candidate_gradients(problem, params, batch, cands.deltas, method="loop")
+            )
+        )
         grads = mm.candidate_gradients(problem, params, batch, cands.deltas)
         t0 = time.perf_counter()
         k = mm.gram(grads)
@@ -109,12 +120,15 @@ def peak_memory(rule: str, m: int, batch: int, steps: int) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, m ∈ {2, 4}")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=7, help="PGD steps of the inner solver")
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--chunk", type=int, default=None, help="PGD restarts per stacked call")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "step.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -125,63 +139,85 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for m in ms:
         danskin = make_step(problem, "danskin", 1, args.steps)
-        ddi = make_step(problem, "ddi", m, args.steps)
-        maxloss = make_step(problem, "maxloss", m, args.steps)
+        ddi = make_step(problem, "ddi", m, args.steps, args.chunk)
+        maxloss = make_step(problem, "maxloss", m, args.steps, args.chunk)
         for opt in (danskin, ddi, maxloss):  # warm-up
             opt.step(batch)
         times: dict[str, list[float]] = {"danskin1": [], "ddi": [], "maxloss": []}
         for _ in range(reps):  # interleaved
-            times["danskin1"].append(timed(lambda: danskin.step(batch)))
-            times["ddi"].append(timed(lambda: ddi.step(batch)))
-            times["maxloss"].append(timed(lambda: maxloss.step(batch)))
+            for key, opt in (("danskin1", danskin), ("ddi", ddi), ("maxloss", maxloss)):
+                times[key].append(timed(functools.partial(opt.step, batch)))
         med = {k: statistics.median(v) for k, v in times.items()}
         parts = components(problem, batch, m, args.steps, max(3, reps // 2))
         overhead = parts["gram"] + parts["qp"] + parts["combine"]
-        rows.append({
-            "m": m,
-            "danskin1_s": med["danskin1"],
-            "ddi_s": med["ddi"],
-            "maxloss_s": med["maxloss"],
-            "ratio_ddi_vs_m_danskin1": med["ddi"] / (m * med["danskin1"]),
-            "ratio_maxloss_vs_m_danskin1": med["maxloss"] / (m * med["danskin1"]),
-            "gram_qp_combine_s": overhead,
-            "share_gram_qp_combine": overhead / med["ddi"],
-            "grad_vmap_s": parts["vmap"],
-            "grad_loop_s": parts["loop"],
-            "vmap_speedup": parts["loop"] / parts["vmap"],
-        })
+        rows.append(
+            {
+                "m": m,
+                "danskin1_s": med["danskin1"],
+                "ddi_s": med["ddi"],
+                "maxloss_s": med["maxloss"],
+                "ratio_ddi_vs_m_danskin1": med["ddi"] / (m * med["danskin1"]),
+                "ratio_maxloss_vs_m_danskin1": med["maxloss"] / (m * med["danskin1"]),
+                "gram_qp_combine_s": overhead,
+                "share_gram_qp_combine": overhead / med["ddi"],
+                "grad_vmap_s": parts["vmap"],
+                "grad_loop_s": parts["loop"],
+                "vmap_speedup": parts["loop"] / parts["vmap"],
+            }
+        )
     memory = {}
     for m in ms:
         for rule in ("danskin", "maxloss", "ddi"):
             mm_ = 1 if rule == "danskin" else m
             memory[f"{rule}_m{mm_}"] = peak_memory(rule, mm_, args.batch, args.steps)
 
-    print(f"DDi step cost, small CNN, B={args.batch}, 3×32×32, PGD-{args.steps}, "
-          f"{args.threads} thread(s), {platform.processor() or platform.machine()}")
-    head = (f"{'m':>3} {'Danskin m=1':>12} {'DDi':>9} {'DDi/(m·D1)':>11} {'MaxLoss/(m·D1)':>15} "
-            f"{'Gram+QP+comb':>13} {'share':>7} {'grad vmap':>10} {'grad loop':>10} {'vmap×':>6}")
+    print(
+        f"DDi step cost, small CNN, B={args.batch}, 3×32×32, PGD-{args.steps}, "
+        f"{args.threads} thread(s), {platform.processor() or platform.machine()}"
+    )
+    head = (
+        f"{'m':>3} {'Danskin m=1':>12} {'DDi':>9} {'DDi/(m·D1)':>11} {'MaxLoss/(m·D1)':>15} "
+        f"{'Gram+QP+comb':>13} {'share':>7} {'grad vmap':>10} {'grad loop':>10} {'vmap×':>6}"
+    )
     print(head)
     for r in rows:
-        print(f"{r['m']:>3} {r['danskin1_s'] * 1e3:>10.1f}ms {r['ddi_s'] * 1e3:>7.1f}ms "
-              f"{r['ratio_ddi_vs_m_danskin1']:>11.3f} {r['ratio_maxloss_vs_m_danskin1']:>15.3f} "
-              f"{r['gram_qp_combine_s'] * 1e3:>11.2f}ms {r['share_gram_qp_combine'] * 100:>6.2f}% "
-              f"{r['grad_vmap_s'] * 1e3:>8.1f}ms {r['grad_loop_s'] * 1e3:>8.1f}ms "
-              f"{r['vmap_speedup']:>6.2f}")
-    print("peak memory of a step above the resting process (MiB, peak RSS growth): "
-          + ", ".join(f"{k} {v:.1f}" if v is not None else f"{k} n/a" for k, v in memory.items()))
+        print(
+            f"{r['m']:>3} {r['danskin1_s'] * 1e3:>10.1f}ms {r['ddi_s'] * 1e3:>7.1f}ms "
+            f"{r['ratio_ddi_vs_m_danskin1']:>11.3f} {r['ratio_maxloss_vs_m_danskin1']:>15.3f} "
+            f"{r['gram_qp_combine_s'] * 1e3:>11.2f}ms {r['share_gram_qp_combine'] * 100:>6.2f}% "
+            f"{r['grad_vmap_s'] * 1e3:>8.1f}ms {r['grad_loop_s'] * 1e3:>8.1f}ms "
+            f"{r['vmap_speedup']:>6.2f}"
+        )
+    print(
+        "peak memory of a step above the resting process (MiB, peak RSS growth): "
+        + ", ".join(f"{k} {v:.1f}" if v is not None else f"{k} n/a" for k, v in memory.items())
+    )
     ok_ratio = all(r["ratio_ddi_vs_m_danskin1"] <= 1.10 for r in rows)
     ok_share = all(r["share_gram_qp_combine"] <= 0.05 for r in rows)
     print(f"target DDi/(m·Danskin1) ≤ 1.10: {'PASS' if ok_ratio else 'FAIL'}")
     print(f"target Gram+QP+combination share ≤ 5%: {'PASS' if ok_share else 'FAIL'}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "config": {"batch": args.batch, "steps": args.steps, "reps": reps,
-                   "threads": args.threads, "model": "small_cnn(celu, no norm)",
-                   "torch": torch.__version__, "machine": platform.machine()},
-        "rows": rows, "peak_memory_mib": memory,
-        "targets": {"ratio_le_1.10": ok_ratio, "share_le_5pct": ok_share},
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "config": {
+                    "batch": args.batch,
+                    "steps": args.steps,
+                    "reps": reps,
+                    "threads": args.threads,
+                    "chunk": args.chunk,
+                    "model": "small_cnn(celu, no norm)",
+                    "torch": torch.__version__,
+                    "machine": platform.machine(),
+                },
+                "rows": rows,
+                "peak_memory_mib": memory,
+                "targets": {"ratio_le_1.10": ok_ratio, "share_le_5pct": ok_share},
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out}")
     return 0
 

@@ -19,8 +19,9 @@ def phi(x):
     return x[0] ** 2 + (x[1].abs() + 1) ** 2
 
 
-problem = mm.FunctionProblem(f, {"x": torch.tensor([1.0, 0.0], dtype=torch.float64)},
-                             mm.Box(0.0, 1.0), event_shape=(1,))
+problem = mm.FunctionProblem(
+    f, {"x": torch.tensor([1.0, 0.0], dtype=torch.float64)}, mm.Box(0.0, 1.0), event_shape=(1,)
+)
 inner = mm.PGD(steps=10, step_size=0.1, restarts=10, seed=0)
 x = problem.parameters()["x"].detach()
 print(f"φ(x) = {float(phi(x)):.4f} at x = {x.tolist()}")

@@ -18,7 +18,7 @@ from minimax.minnorm import (
 )
 from minimax.optim import MinMaxOptimizer, StepReport, descent_direction
 from minimax.problem import FunctionProblem, ModuleProblem, PassCounter, Problem
-from minimax.rules import DDi, Danskin, Direction, MaxLoss, Rule
+from minimax.rules import Danskin, DDi, Direction, MaxLoss, Rule
 from minimax.sets import Box, L1Ball, L2Ball, LinfBall, PerturbationSet
 
 __version__ = "0.1.0"

@@ -25,7 +25,16 @@ __all__ = [
 ]
 
 Stack = dict[str, Tensor]
-Method = Literal["vmap", "loop"]
+Method = Literal["auto", "vmap", "loop"]
+
+
+def _resolve(method: str, deltas: Tensor) -> str:
+    """``"auto"``: a loop on CPU (measured faster there: benchmarks/step.py), vmap elsewhere."""
+    if method == "auto":
+        return "loop" if deltas.device.type == "cpu" else "vmap"
+    if method not in ("vmap", "loop"):
+        raise ValueError(f"method must be 'auto', 'vmap' or 'loop', got {method!r}")
+    return method
 
 
 def _detached(params: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -50,15 +59,17 @@ def candidate_gradients(
     batch: Batch,
     deltas: Tensor,
     *,
-    method: Method = "vmap",
+    method: Method = "auto",
 ) -> Stack:
     """g_i = ∇_θ mean_b g(θ, δ_{i,b}; batch_b) for each candidate: deltas [m, B, *event] → [m, *p].
 
     ``method="vmap"`` vectorizes over candidates with `torch.func` (each candidate still has its own
-    forward, so no batch statistics are shared); ``"loop"`` is the fallback where vmap cannot run.
+    forward, so no batch statistics are shared); ``"loop"`` runs one backward per candidate and is
+    also the fallback where vmap cannot run; ``"auto"`` picks the loop on CPU, vmap elsewhere.
     """
     m = deltas.shape[0]
     p = _detached(params)
+    method = _resolve(method, deltas)
     if method == "vmap":
         try:
             fn = grad(lambda q, d: problem._values(q, d, batch).mean())
@@ -68,8 +79,6 @@ def candidate_gradients(
             return out
         except (RuntimeError, NotImplementedError, ValueError):
             pass  # e.g. an op without a batching rule: fall back to the loop
-    elif method != "loop":
-        raise ValueError(f"method must be 'vmap' or 'loop', got {method!r}")
     rows = [batch_gradient(problem, p, batch, deltas[i]) for i in range(m)]
     return {k: torch.stack([r[k] for r in rows]) for k in p}
 
@@ -89,6 +98,7 @@ def per_example_gradients(
     """
     m, b = deltas.shape[:2]
     p = _detached(params)
+    method = "vmap" if method == "auto" else _resolve(method, deltas)
     if method == "vmap":
         try:
             fn = jacrev(lambda q, d: problem._values(q, d, batch) / b)
@@ -98,16 +108,15 @@ def per_example_gradients(
             return out
         except (RuntimeError, NotImplementedError, ValueError):
             pass
-    elif method != "loop":
-        raise ValueError(f"method must be 'vmap' or 'loop', got {method!r}")
     out_rows: dict[str, list[Tensor]] = {k: [] for k in p}
     for i in range(m):
         q = {k: v.requires_grad_(True) for k, v in _detached(p).items()}
         with torch.enable_grad():
             values = problem.values(q, deltas[i], batch) / b
             for j in range(b):
-                gs = torch.autograd.grad(values[j], list(q.values()), retain_graph=True,
-                                         allow_unused=True)
+                gs = torch.autograd.grad(
+                    values[j], list(q.values()), retain_graph=True, allow_unused=True
+                )
                 for (k, v), g in zip(q.items(), gs):
                     out_rows[k].append(torch.zeros_like(v) if g is None else g)
         problem.passes.backward += b
@@ -131,7 +140,9 @@ def gram(stack: Mapping[str, Tensor], lead: int = 1) -> Tensor:
     return k
 
 
-def inner_products(stack: Mapping[str, Tensor], vector: Mapping[str, Tensor], lead: int = 1) -> Tensor:
+def inner_products(
+    stack: Mapping[str, Tensor], vector: Mapping[str, Tensor], lead: int = 1
+) -> Tensor:
     """⟨g_i, v⟩ in float64 for each stacked vector g_i: → [n] (n = prod of lead dims)."""
     out: Tensor | None = None
     for name, v in stack.items():

@@ -397,7 +397,10 @@ def _nnls_one(Kn: np.ndarray, max_iter: int | None) -> tuple[np.ndarray, int]:
             cand = np.zeros(m)
             cand[S] = y
             zero = np.zeros(m, dtype=np.intp)
-            if _kkt_np(cand[None], Kn[None], zero, 1)[0] <= _kkt_np(alpha[None], Kn[None], zero, 1)[0]:
+            if (
+                _kkt_np(cand[None], Kn[None], zero, 1)[0]
+                <= _kkt_np(alpha[None], Kn[None], zero, 1)[0]
+            ):
                 alpha = cand
     return alpha, len(S)
 
@@ -622,7 +625,9 @@ def min_norm_weights(
         alpha, iters = _wolfe_batch(Kn, bid, 1, t, max_iter, method)
     elif method == "nnls":
         for b in range(B):
-            alpha[b], iters[b] = _nnls_one(Kn[b], max_iter) if not zero[b] else (np.full(m, 1 / m), 0)
+            alpha[b], iters[b] = (
+                _nnls_one(Kn[b], max_iter) if not zero[b] else (np.full(m, 1 / m), 0)
+            )
     elif method == "frank-wolfe":
         cap = _DEFAULT_MAX_ITER[method] if max_iter is None else max_iter
         alpha, iters = _pairwise_fw(Kn, t, cap)
@@ -699,9 +704,7 @@ def min_norm_product_weights(
     return _finish(alpha, K, Kn, scale, bid, p, iters, batch, gram.device, "product-wolfe")
 
 
-def kkt_residual(
-    weights: Tensor, gram: Tensor, block_sizes: Sequence[int] | None = None
-) -> Tensor:
+def kkt_residual(weights: Tensor, gram: Tensor, block_sizes: Sequence[int] | None = None) -> Tensor:
     """KKT residual of ``weights`` [..., m] for the min-norm problem of ``gram`` [..., m, m].
 
     With Kn = K / (tr K / m), r = Kn α and, for each block j (one block without ``block_sizes``),
@@ -731,4 +734,3 @@ def kkt_residual(
         raise ValueError("weights contain NaN or Inf.")
     Kn, _ = _normalize(Kb)
     return torch.from_numpy(_kkt_np(a, Kn, bid, p)).reshape(shape).to(gram.device)
-

@@ -104,7 +104,9 @@ class MinMaxOptimizer:
         generator: torch.Generator | None = None,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+            raise TypeError(
+                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
         params = problem.parameters()
         _check_params(params)
         in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}

@@ -123,7 +123,8 @@ class Problem(ABC):
         n = len(shape)
         if deltas.ndim < n or tuple(deltas.shape[deltas.ndim - n :]) != tuple(shape):
             raise ValueError(
-                f"delta has shape {tuple(deltas.shape)}, expected [*lead, {', '.join(map(str, shape))}]"
+                f"delta has shape {tuple(deltas.shape)}, expected "
+                f"[*lead, {', '.join(map(str, shape))}]"
                 " (candidates stacked in front of one example batch's δ shape)"
             )
 
@@ -213,7 +214,8 @@ class FunctionProblem(Problem):
         self.name = name or getattr(fn, "__name__", "fn")
 
     def __repr__(self) -> str:
-        return f"FunctionProblem({self.name}, {self.perturbation!r}, event_shape={tuple(self.event_shape)})"
+        event = tuple(self.event_shape)
+        return f"FunctionProblem({self.name}, {self.perturbation!r}, event_shape={event})"
 
     def parameters(self) -> Params:
         return self._params
@@ -306,13 +308,18 @@ class ModuleProblem(Problem):
         if x.ndim == 0 or x.shape[0] == 0:
             raise ValueError("the batch is empty (B = 0): pass at least one example")
         if y.shape[:1] != x.shape[:1]:
-            raise ValueError(f"x has {x.shape[0]} examples but y has {y.shape[:1]}: they must match")
+            raise ValueError(
+                f"x has {x.shape[0]} examples but y has {y.shape[:1]}: they must match"
+            )
         if not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point tensor, got {x.dtype} (convert images to float)")
+            raise TypeError(
+                f"x must be a floating-point tensor, got {x.dtype} (convert images to float)"
+            )
         p = next(iter(self.model.parameters()), None)
         if p is not None and (x.device != p.device or y.device != p.device):
             raise ValueError(
-                f"batch is on {x.device}/{y.device} but the model is on {p.device}: move them together"
+                f"batch is on {x.device}/{y.device} but the model is on {p.device}: "
+                "move them together"
             )
         if p is not None and x.dtype != p.dtype:
             raise TypeError(f"x has dtype {x.dtype} but the model has {p.dtype}: cast one of them")

@@ -77,9 +77,9 @@ def _one_hot(index: Tensor, m: int) -> Tensor:
     return torch.nn.functional.one_hot(index, m).to(torch.float64)
 
 
-def _normalized(d: dict[str, Tensor], cert: Tensor | None, normalize: bool) -> tuple[
-    dict[str, Tensor], Tensor, Tensor | None
-]:
+def _normalized(
+    d: dict[str, Tensor], cert: Tensor | None, normalize: bool
+) -> tuple[dict[str, Tensor], Tensor, Tensor | None]:
     """(d or d/‖d‖, ‖d‖, certificate rescaled alike)."""
     norm = flat_norm(d)
     if normalize and float(norm) > 0:
@@ -89,7 +89,10 @@ def _normalized(d: dict[str, Tensor], cert: Tensor | None, normalize: bool) -> t
 
 
 def _max_certificate(
-    problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates,
+    problem: Problem,
+    params: Mapping[str, Tensor],
+    batch: Batch,
+    candidates: Candidates,
     vector: Mapping[str, Tensor],
 ) -> Tensor:
     grads = candidate_gradients(problem, params, batch, candidates.deltas)
@@ -119,8 +122,7 @@ class Danskin(Rule):
         d = batch_gradient(problem, params, batch, candidates.deltas[best])
         cert = _max_certificate(problem, params, batch, candidates, d) if self.certify else None
         d, norm, cert = _normalized(d, cert, self.normalize)
-        return Direction(d, _one_hot(torch.tensor(best), candidates.m), norm, cert,
-                         rule=repr(self))
+        return Direction(d, _one_hot(torch.tensor(best), candidates.m), norm, cert, rule=repr(self))
 
 
 class MaxLoss(Rule):
@@ -201,9 +203,9 @@ class DDi(Rule):
             return self._per_example(problem, params, batch, candidates)
         return self._batch(problem, params, batch, candidates)
 
-    def _finish(self, d: dict[str, Tensor], sq_norm: Tensor, cert: Tensor) -> tuple[
-        dict[str, Tensor], Tensor, Tensor
-    ]:
+    def _finish(
+        self, d: dict[str, Tensor], sq_norm: Tensor, cert: Tensor
+    ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
         norm = sq_norm.clamp_min(0).sqrt()
         if self.normalize and float(norm) > 0:
             d = {k: v / norm.to(v.dtype) for k, v in d.items()}
@@ -228,8 +230,7 @@ class DDi(Rule):
         d, norm, cert = self._finish(d, result.sq_norm, cert)
         weights = torch.zeros(m, dtype=torch.float64, device=alpha.device)
         weights[keep.to(alpha.device)] = alpha
-        return Direction(d, weights, norm, cert, result.kkt, rule=repr(self),
-                         extras={"gram": k})
+        return Direction(d, weights, norm, cert, result.kkt, rule=repr(self), extras={"gram": k})
 
     def _per_example(
         self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
@@ -267,5 +268,6 @@ class DDi(Rule):
         d, norm, cert = self._finish(d, result.sq_norm, cert)
         weights = torch.zeros(b * m, dtype=torch.float64, device=alpha.device)
         weights[flat_mask.to(alpha.device)] = alpha
-        return Direction(d, weights.reshape(b, m), norm, cert, result.kkt, rule=repr(self),
-                         extras={"gram": k})
+        return Direction(
+            d, weights.reshape(b, m), norm, cert, result.kkt, rule=repr(self), extras={"gram": k}
+        )

@@ -78,7 +78,9 @@ class Counterexample(Toy):
         x = (params or self.params())["x"].detach().to(torch.float64)
         return counterexample_phi(x)
 
-    def maximizers(self, params: Mapping[str, Tensor] | None = None, tol: float = 1e-12) -> list[Tensor]:
+    def maximizers(
+        self, params: Mapping[str, Tensor] | None = None, tol: float = 1e-12
+    ) -> list[Tensor]:
         x = (params or self.params())["x"].detach().to(torch.float64)
         x2 = float(x[1])
         ys = [0.0, 1.0] if abs(x2) <= tol else ([1.0] if x2 > 0 else [0.0])
@@ -107,7 +109,9 @@ class Bilinear(Toy):
     def robust_loss(self, params: Mapping[str, Tensor] | None = None) -> Tensor:
         return (params or self.params())["theta"].detach().to(torch.float64).abs()[0]
 
-    def maximizers(self, params: Mapping[str, Tensor] | None = None, tol: float = 1e-12) -> list[Tensor]:
+    def maximizers(
+        self, params: Mapping[str, Tensor] | None = None, tol: float = 1e-12
+    ) -> list[Tensor]:
         t = float((params or self.params())["theta"][0])
         ys = [-1.0, 1.0] if abs(t) <= tol else [1.0 if t > 0 else -1.0]
         return [torch.tensor(ys, dtype=torch.float64).reshape(-1, 1)]
@@ -167,8 +171,7 @@ class MaxOfQuadratics(Toy):
         if not 1 <= tied <= k:
             raise ValueError(f"tied must be in [1, k] = [1, {k}], got {tied}")
         g = torch.Generator().manual_seed(seed)
-        theta0 = (torch.randn(dim, generator=g, dtype=dtype) if theta0 is None
-                  else theta0.to(dtype))
+        theta0 = torch.randn(dim, generator=g, dtype=dtype) if theta0 is None else theta0.to(dtype)
         a = torch.rand(k, generator=g, dtype=dtype) + 0.5
         c = torch.randn(k, dim, generator=g, dtype=dtype) * 2
         level = 0.5 * a * ((theta0 - c) ** 2).sum(-1)
@@ -189,7 +192,9 @@ class MaxOfQuadratics(Toy):
         theta = (params or self.params())["theta"].detach()
         return self.pieces(theta).max()
 
-    def maximizers(self, params: Mapping[str, Tensor] | None = None, tol: float = 1e-9) -> list[Tensor]:
+    def maximizers(
+        self, params: Mapping[str, Tensor] | None = None, tol: float = 1e-9
+    ) -> list[Tensor]:
         theta = (params or self.params())["theta"].detach()
         q = self.pieces(theta)
         nodes = torch.nonzero(q >= q.max() - tol * max(1.0, float(q.abs().max()))).flatten()
@@ -214,8 +219,9 @@ class ELUNetwork(Toy):
     grid's resolution.
     """
 
-    def __init__(self, n: int = 100, eps: float = 1.0, seed: int = 0,
-                 dtype: torch.dtype = torch.float32):
+    def __init__(
+        self, n: int = 100, eps: float = 1.0, seed: int = 0, dtype: torch.dtype = torch.float32
+    ):
         g = torch.Generator().manual_seed(seed)
         x = torch.randn(n, 2, generator=g, dtype=dtype)
         y = (x[:, 0] > 0).to(dtype)
@@ -225,18 +231,25 @@ class ELUNetwork(Toy):
         self.problem = mm.ModuleProblem(self.model, _bce_per_example, mm.LinfBall(eps))
         self.batch = (x, y)
 
-    def candidates(self, params: Mapping[str, Tensor] | None = None, resolution: int = 201,
-                   m: int = 4) -> mm.Candidates:
+    def candidates(
+        self, params: Mapping[str, Tensor] | None = None, resolution: int = 201, m: int = 4
+    ) -> mm.Candidates:
         """The grid's best local maxima per example (exact up to the grid)."""
         return mm.Grid(points=resolution, candidates=m, tol=1e-6)(
-            self.problem, params or self.params(), self.batch)
+            self.problem, params or self.params(), self.batch
+        )
 
-    def robust_loss(self, params: Mapping[str, Tensor] | None = None, resolution: int = 201) -> Tensor:
+    def robust_loss(
+        self, params: Mapping[str, Tensor] | None = None, resolution: int = 201
+    ) -> Tensor:
         c = self.candidates(params, resolution, m=1)
         return c.robust_loss().to(torch.float64)
 
-    def maximizers(self, params: Mapping[str, Tensor] | None = None, resolution: int = 201) -> list[Tensor]:
+    def maximizers(
+        self, params: Mapping[str, Tensor] | None = None, resolution: int = 201
+    ) -> list[Tensor]:
         c = self.candidates(params, resolution, m=4)
         best = c.values.max(0).values
-        return [c.deltas[c.values[:, j] >= best[j] - 1e-6, j].unique(dim=0)
-                for j in range(c.batch_size)]
+        return [
+            c.deltas[c.values[:, j] >= best[j] - 1e-6, j].unique(dim=0) for j in range(c.batch_size)
+        ]

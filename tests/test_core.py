@@ -58,7 +58,7 @@ def test_ddi_descends_with_exact_numbers():
     for eta in ETAS:
         phi = counterexample_phi(x - eta * d.vector["x"])
         assert float(phi) == pytest.approx((1 - 2 * eta) ** 2 + 1, rel=1e-12)
-    assert float(d.certificate) <= -float(d.norm) ** 2 + 1e-9
+    assert float(d.certificate) <= -(float(d.norm) ** 2) + 1e-9
 
 
 def test_ddi_weights_split_half_half():
@@ -150,8 +150,9 @@ def test_tolerance_drops_non_maximizers():
     assert bool(low.any())
     assert float(tied.weights[low].abs().sum()) == 0.0
     grads = toy.pieces.gradients(toy.theta0)[:2]
-    torch.testing.assert_close(tied.vector["theta"], mm.min_norm_point(grads)[0], atol=1e-9,
-                               rtol=1e-9)
+    torch.testing.assert_close(
+        tied.vector["theta"], mm.min_norm_point(grads)[0], atol=1e-9, rtol=1e-9
+    )
     assert float(all_.norm) <= float(tied.norm) + 1e-12  # a bigger hull has a smaller min norm
 
 
@@ -177,7 +178,8 @@ def _logistic(n=16, dim=5, seed=0):
     with torch.no_grad():
         lin.weight.copy_(torch.randn(1, dim, generator=g, dtype=torch.float64))
     loss = lambda out, t: nn.functional.binary_cross_entropy_with_logits(  # noqa: E731
-        out[:, 0], t, reduction="none")
+        out[:, 0], t, reduction="none"
+    )
     return lin, loss, (x, y)
 
 
@@ -188,7 +190,7 @@ def test_pgd_reaches_closed_form_linf_maximizer(seed, eps):
     lin, loss, batch = _logistic(seed=seed)
     problem = mm.ModuleProblem(lin, loss, mm.LinfBall(eps))
     cands = mm.PGD(5, eps / 2, restarts=2, seed=seed)(problem, problem.parameters(), batch)
-    x, y = batch
+    _, y = batch
     w = lin.weight.detach()[0]
     exact = eps * torch.sign(w) * (1 - 2 * y).unsqueeze(1)
     torch.testing.assert_close(cands.deltas, exact.expand_as(cands.deltas))
@@ -203,6 +205,9 @@ def test_pgd_batched_and_looped_restarts_agree():
     b = mm.PGD(**kwargs, batched=False)(toy.problem, toy.params(), toy.batch)
     torch.testing.assert_close(a.deltas, b.deltas)
     torch.testing.assert_close(a.values, b.values)
+    c2 = mm.PGD(**kwargs, chunk=2)(toy.problem, toy.params(), toy.batch)
+    torch.testing.assert_close(a.deltas, c2.deltas)
+    torch.testing.assert_close(a.values, c2.values)
     c = mm.PGD(**{**kwargs, "seed": 12})(toy.problem, toy.params(), toy.batch)
     assert not torch.equal(a.deltas, c.deltas)
 
@@ -226,12 +231,17 @@ def test_fgsm_is_one_signed_step():
 def test_pass_counts():
     toy = ELUNetwork(n=8)
     inner = mm.PGD(5, 0.2, restarts=3, seed=0)
-    opt = mm.MinMaxOptimizer(toy.problem, torch.optim.SGD(toy.params().values(), lr=0.1),
-                             inner, mm.DDi())
+    opt = mm.MinMaxOptimizer(
+        toy.problem, torch.optim.SGD(toy.params().values(), lr=0.1), inner, mm.DDi()
+    )
     r = opt.step(toy.batch)
     assert (r.forward, r.backward) == (3 * (5 + 1) + 3, 3 * 5 + 3)
-    opt = mm.MinMaxOptimizer(toy.problem, torch.optim.SGD(toy.params().values(), lr=0.1),
-                             mm.PGD(5, 0.2, restarts=1, seed=0), mm.Danskin())
+    opt = mm.MinMaxOptimizer(
+        toy.problem,
+        torch.optim.SGD(toy.params().values(), lr=0.1),
+        mm.PGD(5, 0.2, restarts=1, seed=0),
+        mm.Danskin(),
+    )
     r = opt.step(toy.batch)
     assert (r.forward, r.backward) == (5 + 1 + 1, 5 + 1)
 
@@ -316,8 +326,9 @@ def test_batchnorm_per_restart_gradients_equal_separate_forwards():
         for name, p in ref.named_parameters():
             torch.testing.assert_close(got[name][i], p.grad)
     # the stacked forward would mix statistics across restarts; ours must not
-    mixed = nn.functional.cross_entropy(net((x + deltas).reshape(32, 3)), y.repeat(4),
-                                        reduction="none").reshape(4, 8)
+    mixed = nn.functional.cross_entropy(
+        net((x + deltas).reshape(32, 3)), y.repeat(4), reduction="none"
+    ).reshape(4, 8)
     assert not torch.allclose(mixed, values)
 
 
@@ -326,14 +337,22 @@ def test_batchnorm_running_statistics_update_once_per_step():
     net = _BNNet().train()
     x, y = torch.randn(16, 3), torch.randint(0, 3, (16,))
     problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1))
-    opt = mm.MinMaxOptimizer(problem, torch.optim.SGD(problem.parameters().values(), lr=0.1),
-                             mm.PGD(3, 0.05, restarts=3, seed=0), mm.DDi())
+    opt = mm.MinMaxOptimizer(
+        problem,
+        torch.optim.SGD(problem.parameters().values(), lr=0.1),
+        mm.PGD(3, 0.05, restarts=3, seed=0),
+        mm.DDi(),
+    )
     opt.step((x, y))
     assert int(net.bn.num_batches_tracked) == 1
     assert not torch.allclose(net.bn.running_mean, torch.zeros(6))
     ev = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1), batchnorm="eval")
-    opt = mm.MinMaxOptimizer(ev, torch.optim.SGD(ev.parameters().values(), lr=0.1),
-                             mm.PGD(3, 0.05, restarts=3, seed=0), mm.DDi())
+    opt = mm.MinMaxOptimizer(
+        ev,
+        torch.optim.SGD(ev.parameters().values(), lr=0.1),
+        mm.PGD(3, 0.05, restarts=3, seed=0),
+        mm.DDi(),
+    )
     opt.step((x, y))
     assert int(net.bn.num_batches_tracked) == 2 and net.training
 
@@ -361,8 +380,7 @@ def _train(steps, state=None):
 def test_state_dict_resume_is_exact():
     full, _, sched_full = _train(4)
     half, opt, sched = _train(2)
-    state = {"model": half.model.state_dict(), "opt": opt.state_dict(),
-             "sched": sched.state_dict()}
+    state = {"model": half.model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}
     resumed, _, sched_resumed = _train(2, state)
     for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
@@ -371,8 +389,12 @@ def test_state_dict_resume_is_exact():
 
 def test_descent_over_training_on_elu_toy():
     toy = ELUNetwork(n=40)
-    opt = mm.MinMaxOptimizer(toy.problem, torch.optim.SGD(toy.params().values(), lr=0.5),
-                             mm.PGD(10, 0.25, restarts=4, seed=0), mm.DDi())
+    opt = mm.MinMaxOptimizer(
+        toy.problem,
+        torch.optim.SGD(toy.params().values(), lr=0.5),
+        mm.PGD(10, 0.25, restarts=4, seed=0),
+        mm.DDi(),
+    )
     start = float(toy.robust_loss(resolution=41))
     for _ in range(15):
         opt.step(toy.batch)
@@ -410,15 +432,28 @@ def test_bad_inputs_have_clear_errors():
     with pytest.raises(TypeError, match="perturbation"):
         mm.ModuleProblem(lin, loss, None)
     with pytest.raises(ValueError, match="not in the optimizer"):
-        mm.MinMaxOptimizer(problem, torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1),
-                           mm.PGD(1, 0.1), mm.DDi())
+        mm.MinMaxOptimizer(
+            problem,
+            torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1),
+            mm.PGD(1, 0.1),
+            mm.DDi(),
+        )
     with pytest.raises(MemoryError, match="per_example=False"):
         toy = ELUNetwork(n=8)
-        mm.descent_direction(toy.problem, None, toy.batch, mm.PGD(1, 0.1, restarts=2),
-                             mm.DDi(per_example=True, memory_budget=10))
+        mm.descent_direction(
+            toy.problem,
+            None,
+            toy.batch,
+            mm.PGD(1, 0.1, restarts=2),
+            mm.DDi(per_example=True, memory_budget=10),
+        )
     with pytest.raises(ValueError, match="per-example values"):
-        fp = mm.FunctionProblem(lambda p, d, b: (p["t"] * d).sum(), {"t": torch.ones(1)},
-                                mm.Box(-1.0, 1.0), event_shape=(1,))
+        fp = mm.FunctionProblem(
+            lambda p, d, b: (p["t"] * d).sum(),
+            {"t": torch.ones(1)},
+            mm.Box(-1.0, 1.0),
+            event_shape=(1,),
+        )
         mm.PGD(1, 0.1)(fp, fp.parameters(), torch.zeros(3))
 
 

@@ -44,8 +44,22 @@ def test_docs_build_strict(tmp_path):
 def test_public_api_names():
     import minimax
 
-    for name in ["min_norm_weights", "min_norm_point", "LinfBall", "L2Ball", "L1Ball", "Box",
-                 "FunctionProblem", "ModuleProblem", "PGD", "FGSM", "Danskin", "MaxLoss", "DDi",
-                 "descent_direction", "MinMaxOptimizer"]:
+    for name in [
+        "min_norm_weights",
+        "min_norm_point",
+        "LinfBall",
+        "L2Ball",
+        "L1Ball",
+        "Box",
+        "FunctionProblem",
+        "ModuleProblem",
+        "PGD",
+        "FGSM",
+        "Danskin",
+        "MaxLoss",
+        "DDi",
+        "descent_direction",
+        "MinMaxOptimizer",
+    ]:
         assert name in minimax.__all__ and hasattr(minimax, name), name
     assert sorted(minimax.__all__) == sorted(set(minimax.__all__))

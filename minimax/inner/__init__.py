@@ -5,4 +5,13 @@ from minimax.inner.base import Candidates, InnerSolver
 from minimax.inner.grid import Grid
 from minimax.inner.pgd import FGSM, PGD
 
-__all__ = ["APGD", "FGSM", "PGD", "apgd_checkpoints", "dlr_loss", "Candidates", "Grid", "InnerSolver"]
+__all__ = [
+    "APGD",
+    "FGSM",
+    "PGD",
+    "Candidates",
+    "Grid",
+    "InnerSolver",
+    "apgd_checkpoints",
+    "dlr_loss",
+]

@@ -28,7 +28,8 @@ class Candidates:
     def __post_init__(self) -> None:
         if self.values.ndim != 2 or tuple(self.deltas.shape[:2]) != tuple(self.values.shape):
             raise ValueError(
-                f"Candidates need deltas [m, B, ...] and values [m, B]; got {tuple(self.deltas.shape)}"
+                "Candidates need deltas [m, B, ...] and values [m, B]; got "
+                f"{tuple(self.deltas.shape)}"
                 f" and {tuple(self.values.shape)}"
             )
 
@@ -58,7 +59,8 @@ class Candidates:
         return self.best_values().mean()
 
     def __repr__(self) -> str:
-        return f"Candidates(m={self.m}, B={self.batch_size}, robust_loss={float(self.robust_loss()):.4g})"
+        loss = float(self.robust_loss())
+        return f"Candidates(m={self.m}, B={self.batch_size}, robust_loss={loss:.4g})"
 
 
 class InnerSolver(ABC):

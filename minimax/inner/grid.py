@@ -60,8 +60,9 @@ class Grid(InnerSolver):
             raise ValueError(
                 f"Grid enumerates at most 3 entries per example, δ has {event.numel()}: use PGD"
             )
-        return [torch.linspace(float(a), float(b), self.points, dtype=ref.dtype)
-                for a, b in zip(lo, hi)]
+        return [
+            torch.linspace(float(a), float(b), self.points, dtype=ref.dtype) for a, b in zip(lo, hi)
+        ]
 
     def __call__(
         self,
@@ -81,8 +82,9 @@ class Grid(InnerSolver):
         deltas = points.reshape(-1, 1, *event).expand(-1, b, *event)
         params = {k: v.detach() for k, v in params.items()}
         with torch.no_grad():
-            values = torch.cat([problem.values(params, chunk, batch)
-                                for chunk in deltas.split(4096)])  # [G, B]
+            values = torch.cat(
+                [problem.values(params, chunk, batch) for chunk in deltas.split(4096)]
+            )  # [G, B]
         local = _local_maxima(values.reshape(*grid_shape, b))  # [G, B] bool
         chosen = torch.stack([self._choose(values[:, j], local[:, j]) for j in range(b)], dim=1)
         cols = torch.arange(b, device=ref.device)
@@ -105,7 +107,7 @@ class Grid(InnerSolver):
 
 
 def _local_maxima(values: Tensor) -> Tensor:
-    """values [n1, .., nk, B] → [n1·…·nk, B] bool: no grid neighbour (8/26-connectivity) is higher."""
+    """values [n1, .., nk, B] → [n1·…·nk, B] bool: no grid neighbour (all 3ᵏ − 1) is higher."""
     k = values.ndim - 1
     padded = torch.nn.functional.pad(values, (0, 0, *([1, 1] * k)), value=-torch.inf)
     is_max = torch.ones_like(values, dtype=torch.bool)

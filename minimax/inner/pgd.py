@@ -33,8 +33,10 @@ class PGD(InnerSolver):
         restarts: m, the number of candidates per example.
         random_start: start each restart at a random point of the set (else at δ = 0).
         select: ``"last"`` returns the last iterate, ``"best"`` the best iterate of each restart.
-        batched: evaluate all restarts in one stacked call (``False``: one restart at a time,
-            same random starts and same result).
+        batched: evaluate the restarts in stacked calls (``False``: one restart at a time, same
+            random starts and same result).
+        chunk: at most this many restarts per stacked call (None: all). On CPU, moderate
+            chunks keep the working set in cache (see benchmarks/step.py).
         seed: seeds the solver's own `torch.Generator` (used unless a generator is passed).
     """
 
@@ -47,8 +49,11 @@ class PGD(InnerSolver):
         random_start: bool = True,
         select: Literal["last", "best"] = "last",
         batched: bool = True,
+        chunk: int | None = None,
         seed: int | None = 0,
     ) -> None:
+        if chunk is not None and chunk < 1:
+            raise ValueError(f"chunk must be a positive integer or None, got {chunk!r}")
         if int(steps) != steps or steps < 0:
             raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
         if int(restarts) != restarts or restarts < 1:
@@ -66,12 +71,14 @@ class PGD(InnerSolver):
         self.random_start = random_start
         self.select = select
         self.batched = batched
+        self.chunk = chunk
         self.generator = _generator(seed)
 
     def __repr__(self) -> str:
         size = self.step_size if not isinstance(self.step_size, Tensor) else "tensor"
         return (
-            f"{type(self).__name__}(steps={self.steps}, step_size={size}, restarts={self.restarts}, "
+            f"{type(self).__name__}(steps={self.steps}, step_size={size}, "
+            f"restarts={self.restarts}, "
             f"random_start={self.random_start}, select={self.select!r})"
         )
 
@@ -103,9 +110,10 @@ class PGD(InnerSolver):
     ) -> Candidates:
         params = {k: v.detach() for k, v in params.items()}
         start = self.initial(problem, batch, generator or self.generator)
-        if self.batched:
+        size = (self.chunk or self.restarts) if self.batched else 1
+        if size >= self.restarts:
             return self._ascend(problem, params, batch, start)
-        parts = [self._ascend(problem, params, batch, s.unsqueeze(0)) for s in start]
+        parts = [self._ascend(problem, params, batch, s) for s in start.split(size)]
         return Candidates(
             torch.cat([p.deltas for p in parts]), torch.cat([p.values for p in parts])
         )
@@ -141,9 +149,7 @@ class PGD(InnerSolver):
         return Candidates(deltas.detach(), v.detach())
 
 
-def _keep_best(
-    best_d: Tensor, best_v: Tensor, d: Tensor, v: Tensor
-) -> tuple[Tensor, Tensor]:
+def _keep_best(best_d: Tensor, best_v: Tensor, d: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
     better = v > best_v
     mask = better.reshape(*better.shape, *([1] * (d.ndim - 2)))
     return torch.where(mask, d, best_d), torch.where(better, v, best_v)

@@ -253,14 +253,14 @@ class KnownProblem:
         shape = self.problem.delta_shape(self.batch)
         b, event = shape[0], shape[1:]
         ref = self.problem.reference(self.batch)
-        pool = [_set_grid(self.problem.perturbation, event, points)]
         gen = torch.Generator().manual_seed(seed)
-        rand = self.problem.perturbation.random(
+        parts = [self.problem.perturbation.random(
             (64, *shape), generator=gen, dtype=DTYPE, event_ndim=len(event)
-        )
-        pool_t = torch.cat([x.reshape(-1, 1, *event).expand(-1, b, *event) for x in pool if x.numel()]
-                           + [rand]) if pool[0].numel() else rand
-        pool_t = pool_t.to(dtype=ref.dtype, device=ref.device)
+        )]
+        grid = _set_grid(self.problem.perturbation, event, points)
+        if grid.numel():
+            parts.insert(0, grid.reshape(-1, 1, *event).expand(-1, b, *event))
+        pool_t = torch.cat(parts).to(dtype=ref.dtype, device=ref.device)
         with torch.no_grad():
             vals = self.problem.values(p, pool_t, self.batch)  # [N, B]
         best = self.per_example_loss(p).to(vals.dtype)

@@ -1,0 +1,85 @@
+"""Property-testing tools for descent claims: known problems, hypothesis strategies, assertions.
+
+Importable without pytest (it needs only hypothesis and torch). The pytest fixtures live in
+`minimax.testing.plugin`; enable them with one line in a ``conftest.py``::
+
+    pytest_plugins = ["minimax.testing.plugin"]
+
+Typical use::
+
+    from hypothesis import given
+    from minimax import DDi
+    from minimax.testing import assert_rule_descends, known_problems
+
+    @given(known_problems())
+    def test_ddi_descends(kp):
+        assert_rule_descends(DDi(), kp)
+"""
+
+from minimax.testing.assertions import (
+    DescentCheck,
+    assert_descent_direction,
+    assert_min_norm_optimal,
+    assert_rule_descends,
+    assert_stationary,
+)
+from minimax.testing.problems import (
+    PROBLEMS,
+    DanskinSet,
+    ExactInner,
+    KnownProblem,
+    bilinear,
+    counterexample,
+    danskin_set,
+    linear_model,
+    make_problem,
+    max_of_pieces,
+    multilinear_box,
+    tanh_network,
+)
+from minimax.testing.strategies import (
+    FAMILIES,
+    GRAM_FAMILIES,
+    GramCase,
+    gram_case,
+    gram_matrices,
+    known_problems,
+    linear_problems,
+    multilinear_problems,
+    network_problems,
+    numbers,
+    pieces_problems,
+    tied_problems,
+)
+
+__all__ = [
+    "FAMILIES",
+    "GRAM_FAMILIES",
+    "PROBLEMS",
+    "DanskinSet",
+    "DescentCheck",
+    "ExactInner",
+    "GramCase",
+    "KnownProblem",
+    "assert_descent_direction",
+    "assert_min_norm_optimal",
+    "assert_rule_descends",
+    "assert_stationary",
+    "bilinear",
+    "counterexample",
+    "danskin_set",
+    "gram_case",
+    "gram_matrices",
+    "known_problems",
+    "linear_model",
+    "linear_problems",
+    "make_problem",
+    "max_of_pieces",
+    "multilinear_box",
+    "multilinear_problems",
+    "network_problems",
+    "numbers",
+    "pieces_problems",
+    "tanh_network",
+    "tied_problems",
+]

@@ -1,0 +1,172 @@
+"""``minimax demo --quick`` end to end: files, report numbers against summary.json, determinism."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import io
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import torch
+
+from problems import demo, digits
+
+PNGS = [
+    "counterexample.png",
+    "elu_toy.png",
+    *(
+        f"digits_{setting}_{name}.png"
+        for setting in ("smooth", "relu_bn")
+        for name in ("robust_acc_epoch", "robust_acc_wall", "went_up_fraction_epoch")
+    ),
+]
+
+
+def _run_cli(argv: list[str]) -> int:
+    from problems.cli import main
+
+    return main(argv)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "report"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert _run_cli(["demo", "--quick", "--no-progress", "--out", str(out)]) == 0
+    (out / "stdout.txt").write_text(stdout.getvalue(), encoding="utf-8")
+    return out
+
+
+def _summary(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text(encoding="utf-8"))
+
+
+class _Tables(HTMLParser):
+    """The cells of every <table> (header row included) and the <img> sources."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self.images: list[str] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "img":
+            self.images.append(dict(attrs)["src"] or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _parse(out: Path) -> tuple[_Tables, str]:
+    text = (out / "report.html").read_text(encoding="utf-8")
+    parser = _Tables()
+    parser.feed(text)
+    return parser, html.unescape(text)
+
+
+def test_quick_writes_every_file(quick_run: Path) -> None:
+    for name in [*PNGS, "report.html", "summary.json"]:
+        path = quick_run / name
+        assert path.is_file() and path.stat().st_size > 0, name
+    for setting in ("smooth", "relu_bn"):
+        for rule in ("danskin", "maxloss", "ddi"):
+            assert (quick_run / "runs" / f"{setting}-{rule}" / "metrics.jsonl").is_file()
+    parsed, _ = _parse(quick_run)
+    assert sorted(parsed.images) == sorted(PNGS)  # every figure is shown, none is missing
+    summary = _summary(quick_run)
+    assert set(summary) >= {"config", "counterexample", "elu", "digits", "timings"}
+    for block in summary["digits"]["settings"].values():
+        for res in block["rules"].values():
+            assert len(res["epochs"]) == summary["digits"]["epochs"]
+            for record in res["epochs"]:
+                for key in ("clean_acc", "robust_acc", "went_up_fraction", "mean_norm", "wall"):
+                    assert record[key] is not None, key
+
+
+def test_stdout_has_the_summary_table(quick_run: Path) -> None:
+    stdout = (quick_run / "stdout.txt").read_text(encoding="utf-8")
+    for heading, header, rows in demo.summary_tables(_summary(quick_run)):
+        assert heading in stdout
+        assert demo.format_table(header, rows) in stdout
+
+
+def test_report_numbers_match_summary(quick_run: Path) -> None:
+    summary = _summary(quick_run)
+    parsed, text = _parse(quick_run)
+    # the tables in the page are the summary's tables, cell for cell
+    expected = demo.summary_tables(summary)
+    assert len(parsed.tables) == len(expected)
+    for got, (_, header, rows) in zip(parsed.tables, expected, strict=True):
+        assert got[0] == list(header)
+        assert got[1:] == [list(r) for r in rows]
+    # every sentence the report states is generated from summary.json
+    for sentences in demo.findings(summary).values():
+        for sentence in sentences:
+            assert sentence in text, sentence
+    # spot checks of numbers, independently of the generators
+    ce = summary["counterexample"]
+    assert f"{ce['danskin']['phi_after_first_step']:.4f}" in text
+    assert f"{ce['ddi']['final_phi']:.4f}" in text
+    for setting in ("smooth", "relu_bn"):
+        rules = summary["digits"]["settings"][setting]["rules"]
+        assert (f"DDi's final robust accuracy was {rules['ddi']['final_robust_acc']:.3f} vs "
+                f"Danskin's {rules['danskin']['final_robust_acc']:.3f}") in text
+
+
+def test_counterexample_numbers_come_from_the_library(quick_run: Path) -> None:
+    ce = _summary(quick_run)["counterexample"]
+    one = ce["one_step"]
+    assert one["ddi_weights"] == pytest.approx([0.5, 0.5])
+    assert one["ddi_direction"] == pytest.approx([2.0, 0.0], abs=1e-9)
+    assert [abs(v) for v in one["danskin_direction"]] == pytest.approx([2.0, 2.0])
+    for row in one["table"]:
+        assert row["phi_danskin"] == pytest.approx(row["closed_form_danskin"], abs=1e-9)
+        assert row["phi_ddi"] == pytest.approx(row["closed_form_ddi"], abs=1e-9)
+    assert ce["danskin"]["phi_after_first_step"] > 2.0 > ce["ddi"]["phi_after_first_step"]
+
+
+def test_same_seed_same_summary(quick_run: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    assert _run_cli(["demo", "--quick", "--no-progress", "--out", str(again)]) == 0
+    first, second = _summary(quick_run), _summary(again)
+    assert demo.strip_times(first) == demo.strip_times(second)
+    assert "timings" not in demo.strip_times(first)
+
+
+def test_strip_times_removes_wall_clock_fields() -> None:
+    data = {"a": 1, "wall": 2.0, "b": [{"seconds": 1, "c": 3}], "timings": {"x": 1}}
+    assert demo.strip_times(data) == {"a": 1, "b": [{"c": 3}]}
+
+
+def test_digits_split_is_seeded_and_disjoint() -> None:
+    x, y = digits.load_digits_tensors()
+    assert x.shape == (1797, 1, 8, 8) and x.dtype == torch.float32
+    assert y.shape == (1797,) and y.dtype == torch.int64
+    assert float(x.min()) == 0.0 and float(x.max()) == 1.0
+    a, b = digits.split(x, y, seed=3), digits.split(x, y, seed=3)
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+    assert len(a.y_train) + len(a.y_test) == 1797
+    c = digits.split(x, y, seed=4)
+    assert not torch.equal(a.y_train, c.y_train)
+    small = digits.split(x, y, seed=3, train_size=100, test_size=50)
+    assert small.x_train.shape == (100, 1, 8, 8) and small.y_test.shape == (50,)
+    assert torch.equal(small.x_train, a.x_train[:100])
+    with pytest.raises(ValueError, match="test_fraction"):
+        digits.split(x, y, test_fraction=1.5)
