@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, m ∈ {2, 4}")
+    ap.add_argument("--m", type=int, nargs="+", default=None, help="restart counts (default 2 4 10)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=7, help="PGD steps of the inner solver")
     ap.add_argument("--reps", type=int, default=None)
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "step.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    ms = [2, 4] if args.quick else [2, 4, 10]
+    ms = args.m or ([2, 4] if args.quick else [2, 4, 10])
     reps = args.reps or (3 if args.quick else 7)
 
     _, problem, batch = setup(args.batch)

@@ -4,12 +4,14 @@ Declare a problem (`FunctionProblem`, `ModuleProblem`) over a perturbation set (
 `L2Ball`, `L1Ball`, `Box`), pick an inner solver (`PGD`, `FGSM`, `Grid`, `APGD`) and an outer
 rule (`Danskin`, `MaxLoss`, `DDi`), and step any ``torch.optim`` optimizer with
 `MinMaxOptimizer`. The min-norm solvers behind DDi (`min_norm_weights`, `min_norm_point`) are
-exact and return a KKT certificate.
+exact and return a KKT certificate. Property-based testing of descent claims lives in
+`minimax.testing` (``import minimax.testing``; hypothesis strategies, assertions, a pytest plugin).
 """
 
 from minimax.gradients import candidate_gradients, combine, gram, per_example_gradients
 from minimax.inner import APGD, FGSM, PGD, Candidates, Grid, InnerSolver, dlr_loss
 from minimax.minnorm import (
+    MinNormConvergenceWarning,
     MinNormResult,
     kkt_residual,
     min_norm_point,
@@ -40,6 +42,7 @@ __all__ = [
     "LinfBall",
     "MaxLoss",
     "MinMaxOptimizer",
+    "MinNormConvergenceWarning",
     "MinNormResult",
     "ModuleProblem",
     "PassCounter",

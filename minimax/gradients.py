@@ -69,8 +69,7 @@ def candidate_gradients(
     """
     m = deltas.shape[0]
     p = _detached(params)
-    method = _resolve(method, deltas)
-    if method == "vmap":
+    if _resolve(method, deltas) == "vmap":
         try:
             fn = grad(lambda q, d: problem._values(q, d, batch).mean())
             out = vmap(fn, in_dims=(None, 0))(p, deltas)
@@ -98,8 +97,7 @@ def per_example_gradients(
     """
     m, b = deltas.shape[:2]
     p = _detached(params)
-    method = "vmap" if method == "auto" else _resolve(method, deltas)
-    if method == "vmap":
+    if method == "auto" or _resolve(method, deltas) == "vmap":
         try:
             fn = jacrev(lambda q, d: problem._values(q, d, batch) / b)
             out = vmap(fn, in_dims=(None, 0))(p, deltas)

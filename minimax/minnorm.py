@@ -49,7 +49,7 @@ METHODS: tuple[str, ...] = ("wolfe", "nnls", "frank-wolfe", "apg", "cvxpylayers"
 
 # Default stopping tolerances, in units of max_i Kn_ii (Kn: trace-normalized Gram matrix).
 _DEFAULT_TOL = {
-    "wolfe": 1e-14,  # an index is added to the corral when it violates KKT by more than this
+    "wolfe": 1e-15,  # an index is added to the corral when it violates KKT by more than this
     "nnls": 0.0,  # unused: scipy's nnls decides, then the support is polished
     "frank-wolfe": 1e-12,  # Frank-Wolfe gap  αᵀKnα − min_i (Knα)_i
     "apg": 0.0,  # same gap; 0 runs the whole iteration budget (the paper's fixed 100 steps)
@@ -57,7 +57,8 @@ _DEFAULT_TOL = {
 }
 _DEFAULT_MAX_ITER = {"frank-wolfe": 1000, "apg": 100}
 # Ridge added to Kn before the Cholesky factor that parametrizes the cvxpylayers problem (Cholesky
-# needs positive definiteness; singular K is common). It moves the objective by at most 1e-10.
+# needs positive definiteness; singular K is common). It moves the objective by at most 1e-10
+# (αᵀ(ridge·I)α ≤ ridge); larger only if rounding made Kn slightly indefinite.
 _CVX_RIDGE = 1e-10
 
 
@@ -93,9 +94,10 @@ class MinNormResult:
                 f"sq_norm={self.sq_norm.item():.6g}, kkt={self.kkt.item():.2e}, "
                 f"iterations={int(self.iterations.item())}, weights=[{w}])"
             )
+        worst = self.kkt.max().item() if self.kkt.numel() else 0.0
         return (
             f"MinNormResult(method={self.method!r}, batch={tuple(self.weights.shape[:-1])}, "
-            f"m={self.weights.shape[-1]}, max_kkt={self.kkt.max().item():.2e})"
+            f"m={self.weights.shape[-1]}, max_kkt={worst:.2e})"
         )
 
 
@@ -378,16 +380,32 @@ def _wolfe_batch(
 
 
 def _nnls_one(Kn: np.ndarray, max_iter: int | None) -> tuple[np.ndarray, int]:
-    """Simplex QP via NNLS: with Kn = L Lᵀ, min_{β ≥ 0} ‖Lᵀβ‖² + (1ᵀβ − 1)² has β* = t α*."""
+    """Simplex QP via NNLS: with Kn = FᵀF, min_{β ≥ 0} ‖Fβ‖² + (1ᵀβ − 1)² has β* = t α*, t > 0.
+
+    F comes from a pivoted Cholesky factorization (LAPACK dpstrf, stable for semidefinite
+    matrices, truncated at the numerical rank), so singular Kn needs no ridge.
+    """
     from scipy.optimize import nnls
 
     m = Kn.shape[0]
-    lam, V = np.linalg.eigh(Kn)
-    Lt = (V * np.sqrt(np.maximum(lam, 0.0))).T  # LtᵀLt = Kn (negative rounding eigenvalues → 0)
+    c, piv, rank, _ = lapack.dpstrf(Kn, lower=0)
+    Lt = np.zeros((max(rank, 1), m))
+    Lt[:, piv - 1] = np.triu(c)[: max(rank, 1)]  # LtᵀLt = Kn up to rounding
     A = np.vstack([Lt, np.ones((1, m))])
-    b = np.zeros(m + 1)
+    b = np.zeros(A.shape[0])
     b[-1] = 1.0
-    beta, _ = nnls(A, b, maxiter=max_iter if max_iter is not None else 50 * m + 100)
+    cap = max_iter if max_iter is not None else 50 * m + 100
+    try:
+        beta, _ = nnls(A, b, maxiter=cap)
+    except RuntimeError:  # scipy: "Maximum number of iterations reached"
+        warnings.warn(
+            f"min-norm 'nnls': scipy's nnls hit its iteration cap {cap}; returning the shortest "
+            "vertex, not certified optimal (see result.kkt). Raise max_iter.",
+            MinNormConvergenceWarning,
+            stacklevel=4,
+        )
+        beta = np.zeros(m)
+        beta[int(np.argmin(np.diag(Kn)))] = 1.0
     alpha = beta / beta.sum()
     # Polish: re-solve the affine min-norm problem on the support; keep it if it is better.
     S = np.flatnonzero(beta > 0)
@@ -518,10 +536,16 @@ def _cvx_weights(gram: Tensor, tol: float) -> Tensor:
         safe = torch.where(den > 0, den, torch.ones_like(den))
         a = torch.where(den > 0, ((Kn[:, 1, 1] - Kn[:, 0, 1]) / safe).clamp(0.0, 1.0), 0.5)
         return torch.stack([a, 1.0 - a], dim=-1)
-    L = torch.linalg.cholesky(Kn + _CVX_RIDGE * eye)
+    for ridge in (_CVX_RIDGE, 1e-8 * m, 1e-6 * m):  # validation admits λ_min ≥ −1e-8·tr(Kn)
+        L, info = torch.linalg.cholesky_ex(Kn + ridge * eye)
+        if not bool((info != 0).any()):
+            break
     layer = _cvx_layer(m)
-    with warnings.catch_warnings():  # cvxpylayers' own numpy-2 deprecation noise
+    # Silence cvxpylayers' numpy-2 notices and SCS's frequent "Solved/Inaccurate" at eps 1e-10:
+    # the result's KKT residual reports the accuracy actually reached.
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", "Solved/Inaccurate")
         (w,) = layer(L.mT.contiguous().cpu(), solver_args={"eps": tol, "max_iters": 100_000})
     w = w.to(K.device).clamp_min(0.0)
     return w / w.sum(-1, keepdim=True)
@@ -536,7 +560,6 @@ def _finish(
     alpha: np.ndarray | Tensor,
     K: np.ndarray,
     Kn: np.ndarray,
-    scale: np.ndarray,
     bid: np.ndarray,
     p: int,
     iters: np.ndarray,
@@ -593,12 +616,15 @@ def min_norm_weights(
             ``"frank-wolfe"``, ``"apg"`` (iterative), ``"cvxpylayers"`` (differentiable).
         tol: method-specific stopping tolerance in units of max_i Kn_ii (``None``: the method's
             default; for ``"cvxpylayers"`` the conic solver's eps).
-        max_iter: iteration cap (``None``: 25m + 100 linear solves for ``"wolfe"``, 1000 for
-            ``"frank-wolfe"``, 100 for ``"apg"``). ``"wolfe"`` warns with
-            :class:`MinNormConvergenceWarning` when it hits the cap.
+        max_iter: iteration cap (``None``: 25m + 100 linear solves for ``"wolfe"``, 50m + 100
+            for scipy's nnls, 1000 for ``"frank-wolfe"``, 100 for ``"apg"``). The exact methods
+            warn with :class:`MinNormConvergenceWarning` when they hit it.
 
     Returns:
         :class:`MinNormResult` with weights ``[..., m]`` float64 on ``gram``'s device.
+        ``iterations`` counts linear solves (``"wolfe"``), steps (``"frank-wolfe"``, ``"apg"``),
+        or the support size (``"nnls"``: scipy does not report its count). Only
+        ``"cvxpylayers"`` keeps the autograd graph; the other methods return detached tensors.
 
     Raises:
         ValueError: malformed ``gram`` (shape, empty, NaN/Inf, asymmetric, indefinite) or an
@@ -616,7 +642,7 @@ def min_norm_weights(
     zero = scale <= 0
     if method == "cvxpylayers" and B > 0:
         w = _cvx_weights(gram, t)
-        return _finish(w, K, Kn, scale, bid, 1, iters, batch, device, method, gram=gram)
+        return _finish(w, K, Kn, bid, 1, iters, batch, device, method, gram=gram)
     alpha = np.empty((B, m))
     if m <= 2 or B == 0:
         for b in range(B):
@@ -637,7 +663,7 @@ def min_norm_weights(
         alpha, iters = a_t.cpu().numpy(), it_t.cpu().numpy()
     alpha[zero] = 1.0 / m  # all vectors zero: every point of the simplex is optimal
     iters[zero] = 0
-    return _finish(alpha, K, Kn, scale, bid, 1, iters, batch, device, method)
+    return _finish(alpha, K, Kn, bid, 1, iters, batch, device, method)
 
 
 def min_norm_point(
@@ -701,7 +727,7 @@ def min_norm_product_weights(
     zero = scale <= 0
     alpha[zero] = _uniform(bid, p)
     iters[zero] = 0
-    return _finish(alpha, K, Kn, scale, bid, p, iters, batch, gram.device, "product-wolfe")
+    return _finish(alpha, K, Kn, bid, p, iters, batch, gram.device, "product-wolfe")
 
 
 def kkt_residual(weights: Tensor, gram: Tensor, block_sizes: Sequence[int] | None = None) -> Tensor:

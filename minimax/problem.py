@@ -241,6 +241,7 @@ def _per_example_cross_entropy(outputs: Tensor, y: Tensor) -> Tensor:
 
 
 _BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
+_CPU_LOOP_THRESHOLD = 4096
 
 
 class ModuleProblem(Problem):
@@ -257,6 +258,11 @@ class ModuleProblem(Problem):
             extra no-grad forward on each example's worst candidate (see `update_statistics`).
             ``"eval"``: running statistics everywhere (the model is put in eval mode for the inner
             problem and the gradients); they are still updated once per step as above.
+        stacking: how several candidates [n, B, ...] are evaluated: ``"stack"`` (one forward on
+            n·B inputs; not with per-restart BatchNorm), ``"vmap"`` (torch.func over candidates),
+            ``"loop"`` (one forward per candidate), or ``"auto"`` (default): a loop on CPU for
+            batches of at least 4096 input entries per candidate, where it measured fastest, else
+            vmap with per-restart BatchNorm and stacking otherwise. All give the same values.
 
     The batch is a tuple ``(x, y)`` with x [B, ...] and y [B, ...] on the model's device.
     """
@@ -268,8 +274,14 @@ class ModuleProblem(Problem):
         perturbation: PerturbationSet | None = None,
         *,
         batchnorm: Literal["per_restart", "eval"] = "per_restart",
+        stacking: Literal["auto", "stack", "vmap", "loop"] = "auto",
     ) -> None:
         super().__init__()
+        if stacking not in ("auto", "stack", "vmap", "loop"):
+            raise ValueError(
+                f"stacking must be 'auto', 'stack', 'vmap' or 'loop', got {stacking!r}"
+            )
+        self.stacking = stacking
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         if perturbation is None or not isinstance(perturbation, PerturbationSet):
@@ -346,9 +358,27 @@ class ModuleProblem(Problem):
         self._check_loss(out, y.shape[0])
         return out
 
-    def _values_stacked(self, params: Mapping[str, Tensor], deltas: Tensor, batch: Batch) -> Tensor:
+    def _stacking_mode(self, deltas: Tensor) -> str:
+        if self.stacking != "auto":
+            return self.stacking
+        per_candidate = deltas[0].numel()
+        if deltas.device.type == "cpu" and per_candidate >= _CPU_LOOP_THRESHOLD:
+            return "loop"  # measured faster on CPU for image-sized batches (benchmarks/step.py)
         if self._bn and self.model.training and self.batchnorm == "per_restart":
-            return super()._values_stacked(params, deltas, batch)  # own statistics per candidate
+            return "vmap"  # own statistics per candidate
+        return "stack"
+
+    def _values_stacked(self, params: Mapping[str, Tensor], deltas: Tensor, batch: Batch) -> Tensor:
+        mode = self._stacking_mode(deltas)
+        if mode == "loop" or deltas.shape[0] == 1:
+            return torch.stack([self._values(params, d, batch) for d in deltas])
+        if mode == "vmap":
+            return super()._values_stacked(params, deltas, batch)
+        if self._bn and self.model.training and self.batchnorm == "per_restart":
+            raise ValueError(
+                "stacking='stack' would share BatchNorm statistics across candidates: use "
+                "'auto', 'vmap' or 'loop', or batchnorm='eval'"
+            )
         # No batch statistics: one forward over all candidates stacked along the batch.
         x, y = self._split(batch)
         n, b = deltas.shape[:2]

@@ -373,10 +373,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         xv, yv = xt, yt  # validate on the test set (as Rice et al. do)
     if args.limit_train:
         x, y = x[: args.limit_train], y[: args.limit_train]
-    spec = {"name": args.model, "activation": args.activation, "norm": args.norm,
-            "num_classes": 10, "in_channels": 3, "image_size": 32}  # fmt: skip
+    spec: dict[str, Any] = {"name": args.model, "activation": args.activation,
+                            "norm": args.norm, "num_classes": 10, "in_channels": 3,
+                            "image_size": 32}  # fmt: skip
     torch.manual_seed(args.seed)
-    model = build_model(**spec)  # type: ignore[arg-type]
+    model = build_model(**spec)
     meta = {"model": spec, "dataset": args.dataset, "data_dir": str(args.data_dir.resolve()),
             "val_split": val_split, "limit_train": args.limit_train}  # fmt: skip
     if progress:
@@ -426,7 +427,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except Exception as error:  # not a torch file, truncated, unsafe content
         raise UsageError(f"cannot read checkpoint {path}: {error}") from None
     meta, config = state.get("meta") or {}, state.get("config") or {}
-    if "model" not in meta:
+    if not isinstance(meta.get("model"), dict):
         raise UsageError(f"{path} has no model description (was it written by `minimax train`?)")
     data_dir = args.data_dir or Path(meta.get("data_dir", "data"))
     progress = not args.no_progress

@@ -47,6 +47,7 @@ from problems import digits as digits_data
 from problems.toy import Counterexample, ELUNetwork, counterexample_phi
 
 __all__ = [
+    "EPILOG",
     "TIME_KEYS",
     "DemoSettings",
     "add_arguments",
@@ -57,14 +58,26 @@ __all__ = [
     "summary_tables",
 ]
 
+#: the epilog of ``minimax demo --help``
+EPILOG = (
+    "Runs the paper's counterexample, the 2-2-1 ELU toy, and Danskin (PGD-AT) / MaxLoss / DDi "
+    "adversarial training of a small CNN on scikit-learn's 8x8 digits (CELU without BatchNorm, "
+    "and ReLU + BatchNorm). About 3 minutes on 2 CPU cores (--quick: under 30 s). Writes PNG "
+    "figures, report.html and summary.json to --out, and prints the summary table."
+)
+
 #: keys of summary.json whose values are wall-clock measurements (they differ between runs)
 TIME_KEYS: frozenset[str] = frozenset(
     {"wall", "seconds", "eval_seconds", "images_per_second", "timings", "final_wall"}
 )
 
+#: an exact robust loss "went up" after a step when it rose by more than this (toy problems)
+UP_TOL = 1e-6
+
 RULE_LABELS = {"danskin": "Danskin (PGD-AT)", "maxloss": "MaxLoss", "ddi": "DDi"}
 SETTING_LABELS = {"smooth": "CELU, no BatchNorm", "relu_bn": "ReLU + BatchNorm"}
-COLORS = {"danskin": "tab:red", "maxloss": "tab:orange", "ddi": "tab:blue"}
+# the colours of `problems.report.plot_curves` (matplotlib's cycle, rules in this order)
+COLORS = {"danskin": "tab:blue", "maxloss": "tab:orange", "ddi": "tab:green"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -87,7 +100,7 @@ class DemoSettings:
     toy_resolution: int = 101
     toy_scan_at: int = 10
     toy_scan_points: int = 21
-    toy_scan_length: float = 1.0
+    toy_scan_length: float = 0.5
     # digits
     digits_epochs: int = 10
     digits_train_size: int | None = None
@@ -132,8 +145,13 @@ class Normalized(mm.Rule):
     def __repr__(self) -> str:
         return f"Normalized({self.rule!r})"
 
-    def __call__(self, problem: mm.Problem, params: Mapping[str, Tensor], batch: Any,
-                 candidates: mm.Candidates) -> mm.Direction:
+    def __call__(
+        self,
+        problem: mm.Problem,
+        params: Mapping[str, Tensor],
+        batch: Any,
+        candidates: mm.Candidates,
+    ) -> mm.Direction:
         d = self.rule(problem, params, batch, candidates)
         norm = float(d.norm)
         if norm > 0:
@@ -144,16 +162,22 @@ class Normalized(mm.Rule):
 class Recording(mm.Rule):
     """Wraps a rule and keeps every Direction's diagnostics (``on_direction`` sees each one)."""
 
-    def __init__(self, rule: mm.Rule,
-                 on_direction: Callable[[mm.Direction, mm.Candidates], None]) -> None:
+    def __init__(
+        self, rule: mm.Rule, on_direction: Callable[[mm.Direction, mm.Candidates], None]
+    ) -> None:
         self.rule = rule
         self.on_direction = on_direction
 
     def __repr__(self) -> str:
         return repr(self.rule)
 
-    def __call__(self, problem: mm.Problem, params: Mapping[str, Tensor], batch: Any,
-                 candidates: mm.Candidates) -> mm.Direction:
+    def __call__(
+        self,
+        problem: mm.Problem,
+        params: Mapping[str, Tensor],
+        batch: Any,
+        candidates: mm.Candidates,
+    ) -> mm.Direction:
         d = self.rule(problem, params, batch, candidates)
         self.on_direction(d, candidates)
         return d
@@ -194,22 +218,27 @@ def strip_times(obj: Any) -> Any:
 def run_counterexample(s: DemoSettings, seed: int) -> dict[str, Any]:
     """Paths of normalized Danskin and DDi from x = (1, 0), and the one-step table."""
     x0 = (1.0, 0.0)
-    result: dict[str, Any] = {"start": list(x0), "step": s.ce_step, "iterations": s.ce_iterations,
-                              "restarts": s.ce_restarts}
+    result: dict[str, Any] = {
+        "start": list(x0),
+        "step": s.ce_step,
+        "iterations": s.ce_iterations,
+        "restarts": s.ce_restarts,
+    }
     pgd_kwargs = dict(restarts=s.ce_restarts, seed=seed)
     rules = {"danskin": Normalized(mm.Danskin()), "ddi": mm.DDi(normalize=True)}
     for name, rule in rules.items():
         toy = Counterexample(x0)
         inner = mm.PGD(10, 0.1, **pgd_kwargs)
-        opt = mm.MinMaxOptimizer(toy.problem, torch.optim.SGD(toy.params().values(), lr=s.ce_step),
-                                 inner, rule)
+        opt = mm.MinMaxOptimizer(
+            toy.problem, torch.optim.SGD(toy.params().values(), lr=s.ce_step), inner, rule
+        )
         path = [toy.params()["x"].detach().clone()]
         for _ in range(s.ce_iterations):
             opt.step(toy.batch)
             path.append(toy.params()["x"].detach().clone())
         xs = torch.stack(path).double()
         phi = counterexample_phi(xs)
-        ups = int((phi[1:] > phi[:-1] + 1e-12).sum())
+        ups = int((phi[1:] > phi[:-1] + UP_TOL).sum())
         near = torch.nonzero(phi <= 1.0 + 0.01).flatten()
         result[name] = {
             "rule": repr(rule),
@@ -225,27 +254,42 @@ def run_counterexample(s: DemoSettings, seed: int) -> dict[str, Any]:
     x = toy.params()["x"].detach().double()
     dirs = {}
     for name, rule in {"danskin": mm.Danskin(), "ddi": mm.DDi()}.items():
-        d, _ = mm.descent_direction(toy.problem, None, toy.batch, mm.PGD(10, 0.1, **pgd_kwargs),
-                                    rule)
+        d, cands = mm.descent_direction(
+            toy.problem, None, toy.batch, mm.PGD(10, 0.1, **pgd_kwargs), rule
+        )
         dirs[name] = d
+    # DDi's weight on the candidates at y = 0 and at y = 1 (restarts that found the same y share)
+    y = cands.deltas.reshape(-1).double()
+    w = dirs["ddi"].weights.reshape(-1).double()
+    weight_y0, weight_y1 = float(w[y < 0.5].sum()), float(w[y >= 0.5].sum())
     d_dan = dirs["danskin"].vector["x"].detach().double()
     d_ddi = dirs["ddi"].vector["x"].detach().double()
     etas = [0.01, 0.05, 0.1, 0.2, 0.3, 0.5]
     table = []
     for eta in etas:
-        table.append({
-            "eta": eta,
-            "phi_danskin": _r(counterexample_phi(x - eta * d_dan), 8),
-            "closed_form_danskin": _r(2 + 8 * eta**2, 8),
-            "phi_ddi": _r(counterexample_phi(x - eta * d_ddi), 8),
-            "closed_form_ddi": _r((1 - 2 * eta) ** 2 + 1, 8),
-        })
-    gap = max(max(abs(r["phi_danskin"] - r["closed_form_danskin"]),
-                  abs(r["phi_ddi"] - r["closed_form_ddi"])) for r in table)
+        table.append(
+            {
+                "eta": eta,
+                "phi_danskin": _r(counterexample_phi(x - eta * d_dan), 8),
+                "closed_form_danskin": _r(2 + 8 * eta**2, 8),
+                "phi_ddi": _r(counterexample_phi(x - eta * d_ddi), 8),
+                "closed_form_ddi": _r((1 - 2 * eta) ** 2 + 1, 8),
+            }
+        )
+    gap = max(
+        max(
+            abs(r["phi_danskin"] - r["closed_form_danskin"]),
+            abs(r["phi_ddi"] - r["closed_form_ddi"]),
+        )
+        for r in table
+    )
     result["one_step"] = {
         "danskin_direction": [_r(v) for v in d_dan.tolist()],
         "ddi_direction": [_r(v) for v in d_ddi.tolist()],
-        "ddi_weights": [_r(v) for v in dirs["ddi"].weights.tolist() if v > 0],
+        "ddi_weights": [_r(v) for v in dirs["ddi"].weights.tolist()],
+        "candidates_y": [_r(v) for v in y.tolist()],
+        "ddi_weight_y0": _r(weight_y0),
+        "ddi_weight_y1": _r(weight_y1),
         "table": table,
         "max_gap_to_closed_form": float(f"{gap:.3g}"),
     }
@@ -256,22 +300,24 @@ def plot_counterexample(ce: Mapping[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
-    g1, g2 = torch.meshgrid(torch.linspace(-0.3, 1.15, 200), torch.linspace(-0.6, 0.6, 200),
-                            indexing="ij")
+    g1, g2 = torch.meshgrid(
+        torch.linspace(-0.3, 1.15, 200), torch.linspace(-0.6, 0.6, 200), indexing="ij"
+    )
     phi = counterexample_phi(torch.stack([g1, g2], -1))
     cs = ax.contour(g1.numpy(), g2.numpy(), phi.numpy(), levels=18, cmap="Greys", linewidths=0.7)
     ax.clabel(cs, fontsize=6, fmt="%.2f")
     for name in ("danskin", "ddi"):
         p = torch.tensor(ce[name]["path"])
-        ax.plot(p[:, 0], p[:, 1], "o-", ms=2.5, lw=1, color=COLORS[name],
-                label=f"{RULE_LABELS[name]}")
-        ax2.plot(ce[name]["phi"], "o-", ms=2.5, lw=1, color=COLORS[name],
-                 label=RULE_LABELS[name])
+        ax.plot(
+            p[:, 0], p[:, 1], "o-", ms=2.5, lw=1, color=COLORS[name], label=f"{RULE_LABELS[name]}"
+        )
+        ax2.plot(ce[name]["phi"], "o-", ms=2.5, lw=1, color=COLORS[name], label=RULE_LABELS[name])
     ax.plot(*ce["start"], "k*", ms=10, label="start (1, 0)")
     ax.set(xlabel="x₁", ylabel="x₂", title="φ(x) = x₁² + (|x₂|+1)²: paths, step 0.1")
     ax.legend(fontsize=8, loc="lower left")
-    ax2.set(xlabel="iteration", ylabel="robust loss φ(x) (exact)",
-            title="robust loss along the paths")
+    ax2.set(
+        xlabel="iteration", ylabel="robust loss φ(x) (exact)", title="robust loss along the paths"
+    )
     ax2.axhline(1.0, color="grey", lw=0.6, ls=":")
     ax2.legend(fontsize=8)
     ax2.grid(alpha=0.3)
@@ -286,19 +332,32 @@ def plot_counterexample(ce: Mapping[str, Any], path: Path) -> None:
 
 def run_elu(s: DemoSettings, seed: int, tick: Callable[[str], None]) -> dict[str, Any]:
     """Exact robust loss of Danskin and DDi training, conflicting gradients, line scans."""
-    out: dict[str, Any] = {"iterations": s.toy_iterations, "restarts": s.toy_restarts,
-                           "pgd_steps": s.toy_pgd_steps, "lr": s.toy_lr,
-                           "resolution": s.toy_resolution}
+    out: dict[str, Any] = {
+        "iterations": s.toy_iterations,
+        "restarts": s.toy_restarts,
+        "pgd_steps": s.toy_pgd_steps,
+        "lr": s.toy_lr,
+        "resolution": s.toy_resolution,
+    }
     scan_params: dict[str, Tensor] | None = None
     for name, base in (("danskin", mm.Danskin()), ("ddi", mm.DDi())):
         toy = ELUNetwork(seed=seed)
         out.setdefault("n", int(toy.batch[0].shape[0]))
         out.setdefault("eps", toy.eps)
-        counts = {"pairs": 0, "negative": 0, "steps_with_negative": 0,
-                  "example_pairs": 0, "example_negative": 0}
+        counts = {
+            "pairs": 0,
+            "negative": 0,
+            "steps_with_negative": 0,
+            "example_pairs": 0,
+            "example_negative": 0,
+        }
 
-        def record(d: mm.Direction, cands: mm.Candidates, toy: ELUNetwork = toy,
-                   counts: dict[str, int] = counts) -> None:
+        def record(
+            d: mm.Direction,
+            cands: mm.Candidates,
+            toy: ELUNetwork = toy,
+            counts: dict[str, int] = counts,
+        ) -> None:
             if "gram" not in d.extras:
                 return
             k = d.extras["gram"]
@@ -307,18 +366,20 @@ def run_elu(s: DemoSettings, seed: int, tick: Callable[[str], None]) -> dict[str
             counts["negative"] += neg
             counts["steps_with_negative"] += int(neg > 0)
             # diagnostic: the same count inside each example's own m candidates
-            kp = mm.DDi(per_example=True)(toy.problem, toy.params(), toy.batch,
-                                          cands).extras["gram"]
+            kp = mm.DDi(per_example=True)(toy.problem, toy.params(), toy.batch, cands).extras[
+                "gram"
+            ]
             m = cands.m
             for b in range(cands.batch_size):
-                blk = kp[b * m:(b + 1) * m, b * m:(b + 1) * m]
+                blk = kp[b * m : (b + 1) * m, b * m : (b + 1) * m]
                 counts["example_pairs"] += m * (m - 1) // 2
                 counts["example_negative"] += negative_pairs(blk)
 
         rule = Recording(base, record)
         inner = mm.PGD(s.toy_pgd_steps, toy.eps / 4, restarts=s.toy_restarts, seed=seed)
-        opt = mm.MinMaxOptimizer(toy.problem, torch.optim.SGD(toy.params().values(), lr=s.toy_lr),
-                                 inner, rule)
+        opt = mm.MinMaxOptimizer(
+            toy.problem, torch.optim.SGD(toy.params().values(), lr=s.toy_lr), inner, rule
+        )
         losses = [float(toy.robust_loss(resolution=s.toy_resolution))]
         norms = []
         for it in range(s.toy_iterations):
@@ -328,7 +389,7 @@ def run_elu(s: DemoSettings, seed: int, tick: Callable[[str], None]) -> dict[str
             norms.append(report.norm)
             losses.append(float(toy.robust_loss(resolution=s.toy_resolution)))
             tick(f"ELU toy {name}")
-        went_up = sum(b > a + 1e-9 for a, b in itertools.pairwise(losses))
+        went_up = sum(b > a + UP_TOL for a, b in itertools.pairwise(losses))
         out[name] = {
             "robust_loss": [_r(v) for v in losses],
             "final_robust_loss": _r(losses[-1]),
@@ -390,17 +451,22 @@ def plot_elu(elu: Mapping[str, Any], path: Path) -> None:
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
     for name in ("danskin", "ddi"):
         ax.plot(elu[name]["robust_loss"], lw=1.2, color=COLORS[name], label=RULE_LABELS[name])
-    ax.set(xlabel="iteration", ylabel="exact robust loss (grid)",
-           title=f"2-2-1 ELU network, n={elu['n']}, ε={elu['eps']:g}, m={elu['restarts']}")
+    ax.set(
+        xlabel="iteration",
+        ylabel="exact robust loss (grid)",
+        title=f"2-2-1 ELU network, n={elu['n']}, ε={elu['eps']:g}, m={elu['restarts']}",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     scan = elu["scan"]
     for label, values in scan["lines"].items():
-        style = dict(color="tab:blue", lw=2) if label == "DDi" else dict(lw=1, ls="--")
+        style = dict(color=COLORS["ddi"], lw=2) if label == "DDi" else dict(lw=1, ls="--")
         ax2.plot(scan["t"], values, label=label, **style)
-    ax2.set(xlabel="step length t along the unit direction",
-            ylabel="exact robust loss",
-            title=f"line scans at Danskin's iterate {scan['at_iteration']}")
+    ax2.set(
+        xlabel="step length t along the unit direction",
+        ylabel="exact robust loss",
+        title=f"line scans at Danskin's iterate {scan['at_iteration']}",
+    )
     ax2.grid(alpha=0.3)
     ax2.legend(fontsize=8)
     fig.tight_layout()
@@ -414,8 +480,18 @@ def plot_elu(elu: Mapping[str, Any], path: Path) -> None:
 
 SETTINGS = {"smooth": ("celu", "none"), "relu_bn": ("relu", "batch")}
 RULES = ("danskin", "maxloss", "ddi")
-EPOCH_FIELDS = ("epoch", "clean_acc", "robust_acc", "train_loss", "went_up_fraction",
-                "mean_norm", "wall", "forward", "backward")
+EPOCH_FIELDS = (
+    "epoch",
+    "clean_acc",
+    "robust_acc",
+    "train_loss",
+    "went_up_fraction",
+    "mean_norm",
+    "mean_weights_entropy",
+    "wall",
+    "forward",
+    "backward",
+)
 
 
 def digits_steps(s: DemoSettings) -> int:
@@ -424,46 +500,87 @@ def digits_steps(s: DemoSettings) -> int:
     return len(SETTINGS) * len(RULES) * s.digits_epochs * math.ceil(n / s.digits_batch_size)
 
 
-def run_digits(s: DemoSettings, seed: int, eps: float, runs_dir: Path,
-               tick: Callable[[str], None]) -> dict[str, Any]:
+def run_digits(
+    s: DemoSettings, seed: int, eps: float, runs_dir: Path, tick: Callable[[str], None]
+) -> dict[str, Any]:
     """Train every (setting, rule) through problems.training.train; per-epoch records."""
     from problems.models import build_model
     from problems.training import TrainConfig, train
 
-    data = digits_data.load(seed=seed, train_size=s.digits_train_size,
-                            test_size=s.digits_test_size)
+    data = digits_data.load(seed=seed, train_size=s.digits_train_size, test_size=s.digits_test_size)
     out: dict[str, Any] = {
-        "train_examples": len(data.y_train), "test_examples": len(data.y_test), "eps": eps,
-        "epochs": s.digits_epochs, "restarts": s.digits_restarts, "pgd_steps": s.digits_steps,
-        "eval": f"PGD-{s.digits_eval_steps}", "batch_size": s.digits_batch_size,
-        "lr": s.digits_lr, "width": s.digits_width, "settings": {},
+        "train_examples": len(data.y_train),
+        "test_examples": len(data.y_test),
+        "eps": eps,
+        "epochs": s.digits_epochs,
+        "restarts": s.digits_restarts,
+        "pgd_steps": s.digits_steps,
+        "eval": f"PGD-{s.digits_eval_steps}",
+        "batch_size": s.digits_batch_size,
+        "lr": s.digits_lr,
+        "width": s.digits_width,
+        "settings": {},
     }
     for setting, (activation, norm) in SETTINGS.items():
         block: dict[str, Any] = {"activation": activation, "norm": norm, "rules": {}}
         for rule in RULES:
             torch.manual_seed(seed)
-            model = build_model("small_cnn", activation=activation, norm=norm, in_channels=1,
-                                image_size=8, num_classes=10, width=s.digits_width)
-            config = TrainConfig(
-                rule=rule, restarts=s.digits_restarts, epochs=s.digits_epochs,
-                batch_size=s.digits_batch_size, lr=s.digits_lr, momentum=0.9,
-                weight_decay=5e-4, schedule="constant", eps=eps,
-                step_size=2.5 * eps / s.digits_steps, steps=s.digits_steps,
-                eval_steps=s.digits_eval_steps, augment=False, remeasure=True, seed=seed,
+            model = build_model(
+                "small_cnn",
+                activation=activation,
+                norm=norm,
+                in_channels=1,
+                image_size=8,
+                num_classes=10,
+                width=s.digits_width,
             )
-            history = train(model, data.train, data.test, config, runs_dir / f"{setting}-{rule}",
-                            progress=False, overwrite=True,
-                            meta={"model": "small_cnn", "activation": activation, "norm": norm},
-                            callback=lambda _record, label=f"digits {setting}/{rule}": tick(label))
-            epochs = [{k: (_r(v) if isinstance(v, float) else v) for k, v in r.items()
-                       if k in EPOCH_FIELDS} for r in history.epochs]
+            config = TrainConfig(
+                rule=rule,
+                restarts=s.digits_restarts,
+                epochs=s.digits_epochs,
+                batch_size=s.digits_batch_size,
+                lr=s.digits_lr,
+                momentum=0.9,
+                weight_decay=5e-4,
+                schedule="constant",
+                eps=eps,
+                step_size=2.5 * eps / s.digits_steps,
+                steps=s.digits_steps,
+                eval_steps=s.digits_eval_steps,
+                augment=False,
+                remeasure=True,
+                seed=seed,
+            )
+            history = train(
+                model,
+                data.train,
+                data.test,
+                config,
+                runs_dir / f"{setting}-{rule}",
+                progress=False,
+                overwrite=True,
+                meta={"model": "small_cnn", "activation": activation, "norm": norm},
+                callback=lambda _record, label=f"digits {setting}/{rule}": tick(label),
+            )
+            epochs = [
+                {
+                    k: (_r(v) if isinstance(v, float) else v)
+                    for k, v in r.items()
+                    if k in EPOCH_FIELDS
+                }
+                for r in history.epochs
+            ]
             block["rules"][rule] = {
                 "epochs": epochs,
                 "final_robust_acc": epochs[-1]["robust_acc"],
                 "final_clean_acc": epochs[-1]["clean_acc"],
                 "best_robust_acc": max(r["robust_acc"] for r in epochs),
                 "went_up_fraction": _went_up_overall(history),
+                "mean_weights_entropy": _r(
+                    sum(r["mean_weights_entropy"] for r in epochs) / len(epochs)
+                ),
                 "final_wall": epochs[-1]["wall"],
+                "passes": epochs[-1]["forward"] + epochs[-1]["backward"],
             }
         out["settings"][setting] = block
     return out
@@ -474,8 +591,6 @@ def _went_up_overall(history: Any) -> float | None:
     if not steps:
         return None
     return _r(sum(r["robust_loss_after"] > r["robust_loss"] for r in steps) / len(steps))
-
-
 
 
 def plot_digits(dg: Mapping[str, Any], out: Path) -> list[tuple[str, str, str]]:
@@ -490,14 +605,19 @@ def plot_digits(dg: Mapping[str, Any], out: Path) -> list[tuple[str, str, str]]:
         for x, y, what, kw in (
             ("epoch", "robust_acc", "robust accuracy against epoch", {}),
             ("wall", "robust_acc", "robust accuracy against wall-clock", {}),
-            ("epoch", "went_up_fraction", "fraction of steps after which the batch robust "
-             "loss went up", {"ylabel": "fraction of steps: robust loss went up"}),
+            (
+                "epoch",
+                "went_up_fraction",
+                "fraction of steps after which the batch robust loss went up",
+                {"ylabel": "fraction of steps: robust loss went up"},
+            ),
         ):
             name = f"digits_{setting}_{y}_{x}.png"
             if y == "robust_acc":
                 kw = {"ylabel": f"test robust accuracy ({dg['eval']}, ε={dg['eps']:g})"}
-            plot_curves(histories, x=x, y=y, path=out / name, title=f"digits, {label}: {what}",
-                        **kw)
+            plot_curves(
+                histories, x=x, y=y, path=out / name, title=f"digits, {label}: {what}", **kw
+            )
             figures.append((f"Digits, {label}: {what}", name, setting))
     return figures
 
@@ -541,16 +661,17 @@ def findings(summary: Mapping[str, Any]) -> dict[str, list[str]]:
         out["counterexample"] = [
             f"At x = {_fmt_vec(ce['start'])} the library's Danskin direction is "
             f"{_fmt_vec(one['danskin_direction'])} and DDi's is {_fmt_vec(one['ddi_direction'])} "
-            f"(weights {_fmt_vec(one['ddi_weights'])}).",
+            f"(total weight {one['ddi_weight_y0']:.4g} on the candidates at y = 0 and "
+            f"{one['ddi_weight_y1']:.4g} on those at y = 1).",
             f"One normalized step of {ce['step']:g} moved φ from {phi0:.4f} to "
             f"{dan['phi_after_first_step']:.4f} with Danskin ({moved(dan['phi_after_first_step'])})"
             f" and to {ddi['phi_after_first_step']:.4f} with DDi "
             f"({moved(ddi['phi_after_first_step'])}).",
             f"After {n} steps φ was {dan['final_phi']:.4f} with Danskin vs {ddi['final_phi']:.4f} "
-            f"with DDi (the minimum is 1); φ went up after {dan['went_up_steps']} of Danskin's "
+            f"with DDi (the minimum is 1); φ went up (by more than {UP_TOL:g}) after "
+            f"{dan['went_up_steps']} of Danskin's "
             f"{n} steps and {ddi['went_up_steps']} of DDi's. φ first came within 0.01 of the "
-            f"minimum after {reached(dan)} with Danskin and {reached(ddi)} with DDi (a fixed "
-            f"normalized step then overshoots).",
+            f"minimum after {reached(dan)} with Danskin and {reached(ddi)} with DDi.",
             f"One step of size η along the library's directions, for η in "
             f"{etas}: φ "
             f"{'rose above' if dan_up else 'did not always rise above'} {phi0:g} along Danskin's "
@@ -563,8 +684,9 @@ def findings(summary: Mapping[str, Any]) -> dict[str, list[str]]:
         dan, ddi, scan = elu["danskin"], elu["ddi"], elu["scan"]
         n = elu["iterations"]
         g = ddi["gram"]
-        verdict = _cmp(ddi["final_robust_loss"], dan["final_robust_loss"],
-                       higher_is_better=False, tol=5e-5)
+        verdict = _cmp(
+            ddi["final_robust_loss"], dan["final_robust_loss"], higher_is_better=False, tol=5e-5
+        )
         lines = scan["lines"]
         cand = {k: v for k, v in lines.items() if k != "DDi"}
         first = scan["first_step_change"]
@@ -573,8 +695,10 @@ def findings(summary: Mapping[str, Any]) -> dict[str, list[str]]:
             f"Exact robust loss (grid of {elu['resolution']}² points per example) after {n} "
             f"iterations, from {dan['robust_loss'][0]:.4f}: {dan['final_robust_loss']:.4f} with "
             f"Danskin vs {ddi['final_robust_loss']:.4f} with DDi ({verdict}); lowest on the way "
-            f"{dan['best_robust_loss']:.4f} vs {ddi['best_robust_loss']:.4f}.",
-            f"The exact robust loss went up after {dan['went_up_steps']} of Danskin's {n} steps "
+            f"{dan['best_robust_loss']:.4f} vs {ddi['best_robust_loss']:.4f} (a constant "
+            f"prediction of ½ has loss log 2 = {math.log(2):.4f}).",
+            f"The exact robust loss went up (by more than {UP_TOL:g}) after "
+            f"{dan['went_up_steps']} of Danskin's {n} steps "
             f"and {ddi['went_up_steps']} of DDi's.",
             f"Of the {g['pairs']} pairs of candidate gradients (batch level, m = "
             f"{elu['restarts']}) DDi formed over training, {g['negative']} had a negative inner "
@@ -596,7 +720,9 @@ def findings(summary: Mapping[str, Any]) -> dict[str, list[str]]:
             f"every rule, {dg['epochs']} epochs, test robust accuracy by {dg['eval']}.",
         ]
         for setting, block in dg["settings"].items():
-            out[f"digits_{setting}"] = _digits_sentences(SETTING_LABELS[setting], block)
+            out[f"digits_{setting}"] = _digits_sentences(
+                SETTING_LABELS[setting], block, dg["restarts"]
+            )
     return out
 
 
@@ -604,7 +730,7 @@ def _early_epoch(epochs: int) -> int:
     return max(1, math.ceil(epochs / 4))
 
 
-def _digits_sentences(label: str, block: Mapping[str, Any]) -> list[str]:
+def _digits_sentences(label: str, block: Mapping[str, Any], m: int) -> list[str]:
     rules = block["rules"]
     dan, ml, ddi = rules["danskin"], rules["maxloss"], rules["ddi"]
     n_epochs = len(ddi["epochs"])
@@ -614,19 +740,27 @@ def _digits_sentences(label: str, block: Mapping[str, Any]) -> list[str]:
         return res["epochs"][epoch - 1]["robust_acc"]
 
     best_rule = max(RULES, key=lambda r: (rules[r]["final_robust_acc"], r == "ddi"))
-    verdict = _cmp(ddi["final_robust_acc"], dan["final_robust_acc"], higher_is_better=True,
-                   tol=0.0)
+    verdict = _cmp(ddi["final_robust_acc"], dan["final_robust_acc"], higher_is_better=True, tol=0.0)
     early_verdict = _cmp(at(ddi, early), at(dan, early), higher_is_better=True, tol=0.0)
     # robust accuracy at equal wall-clock: the last evaluation within Danskin's total time
     budget = dan["final_wall"]
     within = [r for r in ddi["epochs"] if r["wall"] <= budget * 1.0001]
     equal_time = within[-1]["robust_acc"] if within else None
+    tails = [[r["robust_acc"] for r in res["epochs"][n_epochs // 2 :]] for res in rules.values()]
+    half = [v for tail in tails for v in tail]
+    swings = [abs(b - a) for tail in tails for a, b in itertools.pairwise(tail)]
+    noise = max(swings) if swings else 0.0
+    gap = abs(ddi["final_robust_acc"] - dan["final_robust_acc"])
     sentences = [
         f"{label}: DDi's final robust accuracy was {ddi['final_robust_acc']:.3f} vs Danskin's "
         f"{dan['final_robust_acc']:.3f} and MaxLoss's {ml['final_robust_acc']:.3f} "
         f"({verdict} against Danskin; highest: {RULE_LABELS[best_rule]}). Final clean accuracy: "
         f"{ddi['final_clean_acc']:.3f} (DDi), {dan['final_clean_acc']:.3f} (Danskin), "
         f"{ml['final_clean_acc']:.3f} (MaxLoss).",
+        f"Over the second half of training the robust accuracy moved by up to {noise:.3f} from "
+        f"one epoch to the next (range {min(half):.3f}–{max(half):.3f} over the three rules); "
+        f"the final gap between DDi and Danskin, {gap:.3f}, is "
+        f"{'within' if gap <= noise else 'larger than'} that swing (one seed).",
         f"Early on (epoch {early} of {n_epochs}) the robust accuracy was {at(ddi, early):.3f} "
         f"for DDi vs {at(dan, early):.3f} for Danskin and {at(ml, early):.3f} for MaxLoss "
         f"({early_verdict} against Danskin).",
@@ -634,12 +768,20 @@ def _digits_sentences(label: str, block: Mapping[str, Any]) -> list[str]:
         f"after {_pct(dan['went_up_fraction'])} of Danskin's steps, "
         f"{_pct(ml['went_up_fraction'])} of MaxLoss's and {_pct(ddi['went_up_fraction'])} of "
         f"DDi's.",
+        f"The entropy of DDi's weights over the m = {m} "
+        f"candidates averaged {ddi['mean_weights_entropy']:.3f} (0: all weight on one "
+        f"candidate, as Danskin; log m = {math.log(m):.3f}: equal weights).",
+        f"Compute: DDi ran {ddi['passes']} forward and backward passes over a batch, "
+        f"Danskin {dan['passes']} and MaxLoss {ml['passes']} (DDi "
+        f"{ddi['passes'] / max(dan['passes'], 1):.2f}× Danskin's). "
         f"Training wall-clock: {ddi['final_wall']:.1f} s for DDi, {dan['final_wall']:.1f} s for "
         f"Danskin, {ml['final_wall']:.1f} s for MaxLoss (DDi took "
         f"{ddi['final_wall'] / max(dan['final_wall'], 1e-9):.2f}× Danskin's time)"
-        + (f"; within Danskin's total time DDi reached {equal_time:.3f} robust accuracy."
-           if equal_time is not None else
-           "; DDi's first epoch already took longer than all of Danskin's training."),
+        + (
+            f"; within Danskin's total time DDi reached {equal_time:.3f} robust accuracy."
+            if equal_time is not None
+            else "; DDi's first epoch already took longer than all of Danskin's training."
+        ),
     ]
     return sentences
 
@@ -654,32 +796,64 @@ def summary_tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str], lis
         if ce:
             for r in ("danskin", "ddi"):
                 res = ce[r]
-                rows.append(["counterexample φ", RULE_LABELS[r], f"{res['phi'][0]:.4f}",
-                             f"{res['phi_after_first_step']:.4f}", f"{res['final_phi']:.4f}",
-                             str(res["went_up_steps"]), str(ce["iterations"])])
+                rows.append(
+                    [
+                        "counterexample φ",
+                        RULE_LABELS[r],
+                        f"{res['phi'][0]:.4f}",
+                        f"{res['phi_after_first_step']:.4f}",
+                        f"{res['final_phi']:.4f}",
+                        str(res["went_up_steps"]),
+                        str(ce["iterations"]),
+                    ]
+                )
         if elu:
             for r in ("danskin", "ddi"):
                 res = elu[r]
-                rows.append(["ELU toy robust loss", RULE_LABELS[r], f"{res['robust_loss'][0]:.4f}",
-                             f"{res['robust_loss'][1]:.4f}", f"{res['final_robust_loss']:.4f}",
-                             str(res["went_up_steps"]), str(elu["iterations"])])
+                rows.append(
+                    [
+                        "ELU toy robust loss",
+                        RULE_LABELS[r],
+                        f"{res['robust_loss'][0]:.4f}",
+                        f"{res['robust_loss'][1]:.4f}",
+                        f"{res['final_robust_loss']:.4f}",
+                        str(res["went_up_steps"]),
+                        str(elu["iterations"]),
+                    ]
+                )
         tables.append(("Toy problems (exact robust loss)", header, rows))
     dg = summary.get("digits")
     if dg:
         early = _early_epoch(dg["epochs"])
-        header = ["setting", "rule", "clean acc", "robust acc", "best robust acc",
-                  f"robust acc @ epoch {early}", "loss went up", "mean ‖d‖ (last epoch)",
-                  "wall (s)"]
+        header = [
+            "setting",
+            "rule",
+            "clean acc",
+            "robust acc",
+            "best robust acc",
+            f"robust acc @ epoch {early}",
+            "loss went up",
+            "mean ‖d‖ (last epoch)",
+            "passes (fwd+bwd)",
+            "wall (s)",
+        ]
         rows = []
         for setting, block in dg["settings"].items():
             for r, res in block["rules"].items():
-                rows.append([
-                    SETTING_LABELS[setting], RULE_LABELS[r], f"{res['final_clean_acc']:.3f}",
-                    f"{res['final_robust_acc']:.3f}", f"{res['best_robust_acc']:.3f}",
-                    f"{res['epochs'][early - 1]['robust_acc']:.3f}",
-                    _pct(res["went_up_fraction"]), f"{res['epochs'][-1]['mean_norm']:.3g}",
-                    f"{res['final_wall']:.1f}",
-                ])
+                rows.append(
+                    [
+                        SETTING_LABELS[setting],
+                        RULE_LABELS[r],
+                        f"{res['final_clean_acc']:.3f}",
+                        f"{res['final_robust_acc']:.3f}",
+                        f"{res['best_robust_acc']:.3f}",
+                        f"{res['epochs'][early - 1]['robust_acc']:.3f}",
+                        _pct(res["went_up_fraction"]),
+                        f"{res['epochs'][-1]['mean_norm']:.3g}",
+                        str(res["passes"]),
+                        f"{res['final_wall']:.1f}",
+                    ]
+                )
         tables.append((f"Digits, {dg['epochs']} epochs, ε = {dg['eps']:g}", header, rows))
     return tables
 
@@ -688,8 +862,9 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A plain-text table (for stdout)."""
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
     line = "  ".join(f"{h:<{w}}" for h, w in zip(header, widths, strict=True))
-    body = ["  ".join(f"{c:<{w}}" for c, w in zip(row, widths, strict=True)).rstrip()
-            for row in rows]
+    body = [
+        "  ".join(f"{c:<{w}}" for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
     return "\n".join([line, "  ".join("-" * w for w in widths), *body])
 
 
@@ -707,8 +882,9 @@ CAPTIONS = {
 }
 
 
-def write_report(summary: Mapping[str, Any], out: Path,
-                 figures: Sequence[tuple[str, str, str]]) -> Path:
+def write_report(
+    summary: Mapping[str, Any], out: Path, figures: Sequence[tuple[str, str, str]]
+) -> Path:
     """report.html through `problems.report.write_html`: tables, then each figure with the
     findings about it."""
     from problems.report import write_html
@@ -727,16 +903,30 @@ def write_report(summary: Mapping[str, Any], out: Path,
         caption = " ".join([CAPTIONS.get(key, ""), *text]).strip()
         sections.append((heading, filename, caption))
     cfg = summary["config"]
-    intro = (f"minimax demo, seed {cfg['seed']}, {'quick' if cfg['quick'] else 'full'} run, "
-             f"L∞ ε = {cfg['eps']:g} on the digits. Every number and sentence below is "
-             f"generated from this run (summary.json holds the numbers).")
-    return write_html(out / "report.html", "minimax demo: Danskin's Descent Direction (DDi)",
-                      sections, summary_tables(summary), intro=intro)
+    intro = (
+        f"minimax demo, seed {cfg['seed']}, {'quick' if cfg['quick'] else 'full'} run, "
+        f"L∞ ε = {cfg['eps']:g} on the digits. Every number and sentence below is "
+        f"generated from this run (summary.json holds the numbers)."
+    )
+    return write_html(
+        out / "report.html",
+        "minimax demo: Danskin's Descent Direction (DDi)",
+        sections,
+        summary_tables(summary),
+        intro=intro,
+    )
 
 
-def run_demo(out: str | os.PathLike[str] = "demo-report", *, quick: bool = False, seed: int = 0,
-             eps: float = 0.1, progress: bool = True, threads: int | None = 1,
-             parts: Sequence[str] = ("counterexample", "elu", "digits")) -> dict[str, Any]:
+def run_demo(
+    out: str | os.PathLike[str] = "demo-report",
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    eps: float = 0.1,
+    progress: bool = True,
+    threads: int | None = 1,
+    parts: Sequence[str] = ("counterexample", "elu", "digits"),
+) -> dict[str, Any]:
     """Run the demo into ``out``; returns the summary (also written to ``summary.json``)."""
     import problems.report  # noqa: F401  (selects matplotlib's Agg backend)
 
@@ -751,12 +941,19 @@ def run_demo(out: str | os.PathLike[str] = "demo-report", *, quick: bool = False
     saved_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
-    total = ((2 * s.ce_iterations if "counterexample" in parts else 0)
-             + (2 * s.toy_iterations if "elu" in parts else 0)
-             + (digits_steps(s) if "digits" in parts else 0))
+    total = (
+        (2 * s.ce_iterations if "counterexample" in parts else 0)
+        + (2 * s.toy_iterations if "elu" in parts else 0)
+        + (digits_steps(s) if "digits" in parts else 0)
+    )
     summary: dict[str, Any] = {
-        "config": {"seed": seed, "quick": quick, "eps": eps, "threads": threads,
-                   "settings": {k: v for k, v in vars(s).items()}},
+        "config": {
+            "seed": seed,
+            "quick": quick,
+            "eps": eps,
+            "threads": threads,
+            "settings": {k: v for k, v in vars(s).items()},
+        },
         "timings": {},
     }
     figures: list[tuple[str, str, str]] = []
@@ -796,8 +993,9 @@ def run_demo(out: str | os.PathLike[str] = "demo-report", *, quick: bool = False
         bar.close()
         torch.set_num_threads(saved_threads)
     summary["timings"]["total"] = round(time.perf_counter() - t_start, 2)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n",
-                                      encoding="utf-8")
+    (out / "summary.json").write_text(
+        json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     write_report(summary, out, figures)
     return summary
 
@@ -806,39 +1004,86 @@ def run_demo(out: str | os.PathLike[str] = "demo-report", *, quick: bool = False
 # the CLI
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``minimax demo``."""
-    parser.add_argument("--out", default="demo-report",
-                        help="folder for the figures, report.html and summary.json "
-                             "(default: demo-report)")
-    parser.add_argument("--quick", action="store_true",
-                        help="a small version that runs in well under 30 s (tests, smoke runs)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice "
-                        "(same seed, same summary.json apart from wall-clock fields)")
-    parser.add_argument("--eps", type=float, default=0.1,
-                        help="L∞ radius on the digits (pixels in [0, 1]; default 0.1)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1; 0 keeps torch's default)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bar")
+    parser.add_argument(
+        "--out",
+        default="demo-report",
+        help="folder for the figures, report.html and summary.json (default: demo-report)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small version that runs in well under 30 s (tests, smoke runs)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=_nonnegative_int,
+        default=0,
+        help="seed of every random choice (same seed, same summary.json apart "
+        "from wall-clock fields)",
+    )
+    parser.add_argument(
+        "--eps",
+        type=_positive_float,
+        default=0.1,
+        help="L∞ radius on the digits (pixels in [0, 1]; default 0.1)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_nonnegative_int,
+        default=1,
+        help="torch CPU threads (default 1; 0 keeps torch's default)",
+    )
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bar"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``minimax demo`` with parsed ``args``; prints the summary table; returns 0."""
-    summary = run_demo(args.out, quick=args.quick, seed=args.seed, eps=args.eps,
-                       progress=getattr(args, "progress", True),
-                       threads=getattr(args, "threads", 1) or None)
+    summary = run_demo(
+        args.out,
+        quick=args.quick,
+        seed=args.seed,
+        eps=args.eps,
+        progress=getattr(args, "progress", True),
+        threads=getattr(args, "threads", 1) or None,
+    )
     for heading, header, rows in summary_tables(summary):
         print(f"\n{heading}")
         print(format_table(header, rows))
-    print(f"\nreport: {Path(args.out) / 'report.html'}  "
-          f"(summary.json, {summary['timings']['total']:.0f} s)")
+    print(
+        f"\nreport: {Path(args.out) / 'report.html'}  "
+        f"(summary.json, {summary['timings']['total']:.0f} s)"
+    )
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m problems.demo", description=__doc__.split(
-        "\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m problems.demo", description=__doc__.split("\n")[0]
+    )
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

@@ -84,8 +84,13 @@ def split(
         train_idx = train_idx[: int(train_size)]
     if test_size is not None:
         test_idx = test_idx[: int(test_size)]
-    return Digits(x[train_idx].contiguous(), y[train_idx].contiguous(),
-                  x[test_idx].contiguous(), y[test_idx].contiguous(), int(seed))
+    return Digits(
+        x[train_idx].contiguous(),
+        y[train_idx].contiguous(),
+        x[test_idx].contiguous(),
+        y[test_idx].contiguous(),
+        int(seed),
+    )
 
 
 def load(
@@ -97,5 +102,6 @@ def load(
 ) -> Digits:
     """`load_digits_tensors` followed by `split`."""
     x, y = load_digits_tensors()
-    return split(x, y, test_fraction=test_fraction, seed=seed, train_size=train_size,
-                 test_size=test_size)
+    return split(
+        x, y, test_fraction=test_fraction, seed=seed, train_size=train_size, test_size=test_size
+    )

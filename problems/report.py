@@ -25,9 +25,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from problems.training import RunHistory, load_history  # noqa: E402
+from problems.training import RunHistory, load_history
 
 __all__ = [
     "compare_runs",

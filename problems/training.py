@@ -3,7 +3,7 @@
 Public API (shapes: N examples, B batch; images [N, ...] float in [0, 1] or uint8 in [0, 255],
 labels int64 [N])::
 
-    TrainConfig(...)                                   the recipe (rule, restarts, schedule, attack, ...)
+    TrainConfig(...)                                   the recipe (rule, m, schedule, attack, ...)
     train(model, train_set, val_set, config, out_dir, *, resume=False, progress=True,
           augment_fn=None, max_steps=None, meta=None, overwrite=False, callback=None)
         -> RunHistory
@@ -201,7 +201,9 @@ def load_history(run_dir: str | os.PathLike[str]) -> RunHistory:
     saved = json.loads(config_path.read_text())
     config = TrainConfig.from_dict(saved["config"])
     records = _read_jsonl(run_dir / "metrics.jsonl")
-    epochs = [{k: v for k, v in r.items() if k != "kind"} for r in records if r.get("kind") == "epoch"]
+    epochs = [
+        {k: v for k, v in r.items() if k != "kind"} for r in records if r.get("kind") == "epoch"
+    ]
     status = "completed" if epochs and epochs[-1]["epoch"] >= config.epochs else "interrupted"
     return RunHistory(config, epochs, run_dir, status, dict(saved.get("meta") or {}))
 
@@ -547,8 +549,8 @@ def train(
                 position = None
             model.train()
             bar = tqdm(
-                total=steps_per_epoch, initial=stats.steps, desc=f"epoch {epoch + 1}/{config.epochs}",
-                disable=not progress, leave=False, dynamic_ncols=True,
+                total=steps_per_epoch, initial=stats.steps, disable=not progress, leave=False,
+                desc=f"epoch {epoch + 1}/{config.epochs}", dynamic_ncols=True,
             )  # fmt: skip
             with bar:
                 while index < n:

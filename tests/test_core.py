@@ -462,3 +462,24 @@ def test_reprs_are_readable():
     assert repr(mm.Danskin()) == "Danskin(certify=False)"
     assert "PGD(steps=10" in repr(mm.PGD(10, 0.1, restarts=4))
     assert math.isfinite(float(Counterexample().robust_loss()))
+
+
+@pytest.mark.parametrize("bn", [False, True])
+def test_stacking_modes_agree(bn):
+    torch.manual_seed(0)
+    net = (_BNNet() if bn else nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 3))).double()
+    x, y = torch.randn(6, 3, dtype=torch.float64), torch.randint(0, 3, (6,))
+    deltas = 0.1 * torch.randn(4, 6, 3, dtype=torch.float64)
+    modes = ["auto", "vmap", "loop"] + ([] if bn else ["stack"])
+    outs = []
+    for mode in modes:
+        problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1), stacking=mode)
+        outs.append(problem.values(problem.parameters(), deltas, (x, y)).detach())
+    for out in outs[1:]:
+        torch.testing.assert_close(out, outs[0])
+    if bn:
+        problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1), stacking="stack")
+        with pytest.raises(ValueError, match="share BatchNorm"):
+            problem.values(problem.parameters(), deltas, (x, y))
+    with pytest.raises(ValueError, match="stacking must be"):
+        mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1), stacking="fast")

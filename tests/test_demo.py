@@ -126,14 +126,18 @@ def test_report_numbers_match_summary(quick_run: Path) -> None:
     assert f"{ce['ddi']['final_phi']:.4f}" in text
     for setting in ("smooth", "relu_bn"):
         rules = summary["digits"]["settings"][setting]["rules"]
-        assert (f"DDi's final robust accuracy was {rules['ddi']['final_robust_acc']:.3f} vs "
-                f"Danskin's {rules['danskin']['final_robust_acc']:.3f}") in text
+        assert (
+            f"DDi's final robust accuracy was {rules['ddi']['final_robust_acc']:.3f} vs "
+            f"Danskin's {rules['danskin']['final_robust_acc']:.3f}"
+        ) in text
 
 
 def test_counterexample_numbers_come_from_the_library(quick_run: Path) -> None:
     ce = _summary(quick_run)["counterexample"]
     one = ce["one_step"]
-    assert one["ddi_weights"] == pytest.approx([0.5, 0.5])
+    assert one["ddi_weight_y0"] == pytest.approx(0.5, abs=1e-6)
+    assert one["ddi_weight_y1"] == pytest.approx(0.5, abs=1e-6)
+    assert sum(one["ddi_weights"]) == pytest.approx(1.0, abs=1e-6)
     assert one["ddi_direction"] == pytest.approx([2.0, 0.0], abs=1e-9)
     assert [abs(v) for v in one["danskin_direction"]] == pytest.approx([2.0, 2.0])
     for row in one["table"]:

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from minimax.gradients import per_example_gradients
-from minimax.inner import Candidates, Grid, InnerSolver
+from minimax.inner import Candidates, InnerSolver
 from minimax.minnorm import MinNormResult, min_norm_product_weights, min_norm_weights
 from minimax.problem import Batch, FunctionProblem, ModuleProblem, Problem
 from minimax.sets import Box, L1Ball, L2Ball, LinfBall, PerturbationSet
@@ -83,7 +83,8 @@ def fmt(t: Tensor | float, digits: int = 6) -> str:
 
 
 def fmt_params(params: Mapping[str, Tensor], digits: int = 6) -> str:
-    return "{" + ", ".join(f"{k!r}: {fmt(v.detach().cpu(), digits)}" for k, v in params.items()) + "}"
+    inner = ", ".join(f"{k!r}: {fmt(v.detach().cpu(), digits)}" for k, v in params.items())
+    return "{" + inner + "}"
 
 
 def _t(x: Nested) -> Tensor:
@@ -173,7 +174,7 @@ class KnownProblem:
         return self.per_example_loss(params).mean()
 
     def maximizers(self, params: Mapping[str, Tensor] | None = None) -> list[Tensor]:
-        """Per example, the maximizers [k_b, *event] (the hull of their θ-gradients is Danskin's)."""
+        """Per example, the maximizers [k_b, *event] (their θ-gradients' hull is Danskin's)."""
         with torch.no_grad():
             return [m.to(DTYPE) for m in self._maximizers(self._p(params))]
 
@@ -203,8 +204,8 @@ class KnownProblem:
             total = math.prod(len(m) for m in maxs)
             if total > max_combinations:
                 raise ValueError(
-                    f"{total} combinations of maximizers exceed max_combinations={max_combinations}:"
-                    " use mode='padded' (enough for per-example rules)"
+                    f"{total} combinations of maximizers exceed max_combinations="
+                    f"{max_combinations}: use mode='padded' (enough for per-example rules)"
                 )
             combos = list(itertools.product(*[range(len(m)) for m in maxs]))
             deltas = torch.stack(
@@ -245,9 +246,10 @@ class KnownProblem:
     ) -> Tensor:
         """n points of S per example whose value is below the max by more than ``below``.
 
-        They are taken from a grid of the set (``points`` per axis, for boxes and L∞ balls of at
-        most 3 entries) and from seeded random points of S; [n, B, *event]. Raises ValueError
-        when some example has none (every point of S is within ``below`` of the max).
+        The n lowest points of a pool: a grid of the set (``points`` per axis, for boxes and L∞
+        balls of at most 3 entries) and 64 random points of S drawn with ``seed``; [n, B, *event]
+        (repeated when an example has fewer). Raises ValueError when some example has none
+        (every point of the pool is within ``below`` of the max).
         """
         p = self._p(params)
         shape = self.problem.delta_shape(self.batch)
@@ -271,8 +273,8 @@ class KnownProblem:
                 raise ValueError(
                     f"example {j} has no point more than {below} below its max {float(best[j]):.6g}"
                 )
-            pick = ok[torch.linspace(0, len(ok) - 1, n).round().long()]
-            out.append(pool_t[pick, j])
+            order = ok[vals[ok, j].argsort()]  # lowest first
+            out.append(pool_t[order[torch.arange(n) % len(order)], j])
         return torch.stack(out, dim=1)
 
     def describe(self, params: Mapping[str, Tensor] | None = None) -> str:
@@ -285,9 +287,8 @@ class KnownProblem:
             vals = self.candidates(p, mode="padded").values
             for j, m in enumerate(maxs):
                 pts = ", ".join(fmt(d.reshape(-1)) for d in m)
-                lines.append(
-                    f"  example {j}: {len(m)} maximizer(s) δ ∈ {{{pts}}}, g = {float(vals[0, j]):.10g}"
-                )
+                lines.append(f"  example {j}: {len(m)} maximizer(s) δ ∈ {{{pts}}}, "
+                             f"g = {float(vals[0, j]):.10g}")
         except (ValueError, RuntimeError) as err:  # pragma: no cover - a report must not crash
             lines.append(f"  (oracles failed: {err})")
         return "\n".join(lines)
@@ -495,7 +496,8 @@ def counterexample(x: Sequence[float] = (1.0, 0.0)) -> KnownProblem:
         z = p["x"].to(DTYPE)
         y0, y1 = f(z, torch.tensor(0.0, dtype=DTYPE)), f(z, torch.tensor(1.0, dtype=DTYPE))
         tol = 1e-9 * max(1.0, float(torch.maximum(y0, y1).abs()))
-        ys = [y for y, v in ((0.0, y0), (1.0, y1)) if float(v) >= float(torch.maximum(y0, y1)) - tol]
+        top = float(torch.maximum(y0, y1))
+        ys = [y for y, v in ((0.0, y0), (1.0, y1)) if float(v) >= top - tol]
         return [torch.tensor(ys, dtype=DTYPE).reshape(-1, 1)]
 
     return KnownProblem(
@@ -589,8 +591,8 @@ def max_of_pieces(
     return KnownProblem(
         name="max_of_pieces",
         description=(
-            f"g(θ, δ; b) = Σ_j hat_j(δ) q_bj(θ), q_bj(θ) = ½ a_bj ‖θ − c_bj‖² + e_bj, δ ∈ [0, {k - 1}]"
-            f" (k = {k} pieces, θ ∈ R^{n}, B = {bsz})"
+            "g(θ, δ; b) = Σ_j hat_j(δ) q_bj(θ), q_bj(θ) = ½ a_bj ‖θ − c_bj‖² + e_bj, "
+            f"δ ∈ [0, {k - 1}] (k = {k} pieces, θ ∈ R^{n}, B = {bsz})"
         ),
         problem=problem,
         batch=(at, ct, e),
@@ -631,7 +633,7 @@ def multilinear_box(
     if wt.ndim != 3 or vt.shape != wt.shape[:2]:
         raise ValueError("multilinear_box needs w [B][2^k][n] and v [B][2^k]")
     bsz, ns, n = wt.shape
-    k = int(round(math.log2(ns))) if ns else -1
+    k = round(math.log2(ns)) if ns else -1
     if ns < 2 or 2**k != ns or k > 3:
         raise ValueError(f"w needs 2^k subsets with 1 ≤ k ≤ 3, got {ns}")
     if th.shape != (n,):
@@ -703,9 +705,10 @@ def linear_model(
     """A linear classifier under an Lp ball: g(θ, δ; x, y) = ℓ(y (⟨w, x + δ⟩ + b)), ‖δ‖_p ≤ ε.
 
     ℓ(m) = −m (``"linear"``) or log(1 + e^{−m}) (``"logistic"``) decreases with the margin m, so
-    max_δ g = ℓ(y(⟨w, x⟩ + b) − ε ‖w‖_q) with q the dual norm, at δ* = ε·argmax_{‖u‖_p ≤ 1} ⟨−y w, u⟩:
-    L∞: −ε y sign(w) (both signs where w_i = 0); L2: −ε y w/‖w‖ (needs w ≠ 0); L1: −ε y sign(w_i) e_i
-    for every i with maximal |w_i| (ties give several maximizers).
+    max_δ g = ℓ(y(⟨w, x⟩ + b) − ε ‖w‖_q) with q the dual norm, at
+    δ* = ε·argmax_{‖u‖_p ≤ 1} ⟨−y w, u⟩: L∞: −ε y sign(w) (both signs where w_i = 0);
+    L2: −ε y w/‖w‖ (needs w ≠ 0); L1: −ε y sign(w_i) e_i for every i with maximal |w_i| (ties
+    give several maximizers).
 
     θ = {"w": [n], "b": [1]}; labels y ∈ {−1, +1}.
     """
@@ -811,7 +814,8 @@ def tanh_network(
     those within 1e-9 (relative) of the best kept. Pairs of units (W_h, c_h, v_h), (−W_h, c_h, v_h)
     and x = 0 make f even, so maximizers come in ± pairs.
 
-    θ = the module's parameters ``0.weight`` [H, d], ``0.bias`` [H], ``2.weight`` [1, H], ``2.bias`` [1].
+    θ = the module's parameters ``0.weight`` [H, d], ``0.bias`` [H], ``2.weight`` [1, H] and
+    ``2.bias`` [1].
     """
     Wt, ct, vt, xt, yt = _t(W), _t(c), _t(v), _t(x), _t(y)
     if Wt.ndim != 2 or ct.shape != Wt.shape[:1] or vt.shape != Wt.shape[:1]:
@@ -819,34 +823,59 @@ def tanh_network(
     H, d = Wt.shape
     if d not in (1, 2) or xt.ndim != 2 or xt.shape[1] != d or yt.shape != xt.shape[:1]:
         raise ValueError("tanh_network needs d ∈ {1, 2}, x [B][d], y [B]")
-    model = nn.Sequential(nn.Linear(d, H), nn.Tanh(), nn.Linear(H, 1)).to(DTYPE)
+    hidden, out = nn.Linear(d, H, dtype=DTYPE), nn.Linear(H, 1, dtype=DTYPE)
     with torch.no_grad():
-        model[0].weight.copy_(Wt)
-        model[0].bias.copy_(ct)
-        model[2].weight.copy_(vt.reshape(1, H))
-        model[2].bias.fill_(float(b0))
+        hidden.weight.copy_(Wt)
+        hidden.bias.copy_(ct)
+        out.weight.copy_(vt.reshape(1, H))
+        out.bias.fill_(float(b0))
+    model = nn.Sequential(hidden, nn.Tanh(), out)
     r = float(radius)
     problem = ModuleProblem(model, _SignedOutput(), LinfBall(r))
     batch = (xt, yt)
     npts = points or (41 if d == 1 else 21)
-    grid = Grid(points=npts, candidates=6, tol=0.0)
     h0 = 2 * r / (npts - 1)
+    axes = [torch.linspace(-r, r, npts, dtype=DTYPE)] * d
+    mesh = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, d)  # [G, d]
+
+    def net(p: Mapping[str, Tensor], delta: Tensor) -> Tensor:
+        """The oracle's own evaluation of g, independent of the module: [N, B, d] → [N, B]."""
+        z = xt + delta
+        hidden = torch.tanh(z @ p["0.weight"].to(DTYPE).T + p["0.bias"].to(DTYPE))
+        return yt * (hidden @ p["2.weight"].to(DTYPE)[0] + p["2.bias"].to(DTYPE)[0])
+
+    cache: dict[tuple[Any, ...], tuple[list[Tensor], Tensor, Tensor]] = {}
 
     def enumerate_(p: Mapping[str, Tensor]) -> tuple[list[Tensor], Tensor, Tensor]:
-        saved = problem.passes.snapshot()
-        cands = grid(problem, p, batch)
-        pts, vals = _compass(problem, p, batch, cands.deltas, -r, r, h0)
-        problem.passes.forward, problem.passes.backward = saved
-        best = vals.max(0).values  # [B]
+        key = tuple((k, v.detach().cpu().numpy().tobytes()) for k, v in sorted(p.items()))
+        if key in cache:
+            return cache[key]
+        bsz = xt.shape[0]
+        vals = net(p, mesh.unsqueeze(1).expand(-1, bsz, d))  # [G, B]
+        local = _local_maxima(vals.reshape(*([npts] * d), bsz))  # [G, B]
+        starts = []
+        for j in range(bsz):
+            idx = torch.nonzero(local[:, j]).flatten()
+            idx = idx[vals[idx, j].argsort(descending=True)][:6]
+            idx = torch.cat([idx, idx[:1].expand(6 - len(idx))])
+            starts.append(mesh[idx])
+        pts, pvals = _compass(lambda q: net(p, q), torch.stack(starts, dim=1), -r, r, h0)
+        best = pvals.max(0).values  # [B]
         out, gaps = [], []
-        for j in range(vals.shape[1]):
+        for j in range(bsz):
             tol = 1e-9 * max(1.0, abs(float(best[j])))
-            keep = vals[:, j] >= best[j] - tol
-            uniq = _dedupe(pts[keep, j], 1e-7 * r)
-            out.append(uniq)
-            others = vals[~keep, j]
-            gaps.append(float(best[j] - others.max()) if len(others) else math.inf)
-        return out, best, torch.tensor(gaps, dtype=DTYPE)
+            keep = pvals[:, j] >= best[j] - tol
+            out.append(_dedupe(pts[keep, j], 1e-7 * r))
+            others = pvals[~keep, j]
+            gap = float(best[j] - others.max()) if len(others) else math.inf
+            # a plateau (more grid points at the max than maximizers found) is not a finite set
+            if int((vals[:, j] >= best[j] - tol).sum()) > len(out[-1]):
+                gap = 0.0
+            gaps.append(gap)
+        if len(cache) > 64:
+            cache.clear()
+        cache[key] = (out, best, torch.tensor(gaps, dtype=DTYPE))
+        return cache[key]
 
     _, _, gaps0 = enumerate_({k: t.detach() for k, t in problem.parameters().items()})
     return KnownProblem(
@@ -865,29 +894,38 @@ def tanh_network(
     )
 
 
+def _local_maxima(values: Tensor) -> Tensor:
+    """values [n1, .., nk, B] → [n1·…·nk, B] bool: no grid neighbour is higher."""
+    k = values.ndim - 1
+    padded = torch.nn.functional.pad(values, (0, 0, *([1, 1] * k)), value=-torch.inf)
+    is_max = torch.ones_like(values, dtype=torch.bool)
+    for offset in itertools.product((-1, 0, 1), repeat=k):
+        if any(offset):
+            sl = tuple(slice(1 + o, 1 + o + n) for o, n in zip(offset, values.shape[:k]))
+            is_max &= values >= padded[(*sl, slice(None))]
+    return is_max.reshape(-1, values.shape[-1])
+
+
 def _compass(
-    problem: Problem, params: Mapping[str, Tensor], batch: Batch, start: Tensor,
-    lo: float, hi: float, h0: float, iters: int = 400,
+    f: Callable[[Tensor], Tensor], start: Tensor, lo: float, hi: float, h0: float,
+    iters: int = 300,
 ) -> tuple[Tensor, Tensor]:
-    """Compass search from start [M, B, d] inside [lo, hi]^d: move to the best of the 3^d
-    neighbours at spacing h, halve h when the centre is best. → points [M, B, d], values [M, B]."""
+    """Compass search for maxima of f ([N, B, d] → [N, B]) from start [M, B, d] in [lo, hi]^d:
+    move to the best of the 3^d neighbours at spacing h, halve h when the centre is best."""
     m, b, d = start.shape
     offs = [o for o in itertools.product((-1.0, 0.0, 1.0), repeat=d) if any(o)]
     offsets = torch.tensor([(0.0,) * d, *offs], dtype=start.dtype)  # centre first: wins ties
-    p = {k: v.detach() for k, v in params.items()}
     pts = start.clone()
     h = torch.full((m, b), h0, dtype=start.dtype)
-    with torch.no_grad():
-        for _ in range(iters):
-            cand = (pts.unsqueeze(0) + h[None, :, :, None] * offsets[:, None, None, :]).clamp(lo, hi)
-            vals = problem.values(p, cand.reshape(-1, b, d), batch).reshape(len(offsets), m, b)
-            best = vals.argmax(0)
-            pts = cand.gather(0, best[None, :, :, None].expand(1, m, b, d))[0]
-            h = torch.where(best == 0, h / 2, h)
-            if bool((h < 1e-14 * (hi - lo)).all()):
-                break
-        vals = problem.values(p, pts, batch)
-    return pts, vals
+    for _ in range(iters):
+        cand = (pts.unsqueeze(0) + h[None, :, :, None] * offsets[:, None, None, :]).clamp(lo, hi)
+        vals = f(cand.reshape(-1, b, d)).reshape(len(offsets), m, b)
+        best = vals.argmax(0)
+        pts = cand.gather(0, best[None, :, :, None].expand(1, m, b, d))[0]
+        h = torch.where(best == 0, h / 2, h)
+        if bool((h < 1e-13 * (hi - lo)).all()):
+            break
+    return pts, f(pts)
 
 
 def _dedupe(points: Tensor, tol: float) -> Tensor:

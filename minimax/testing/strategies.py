@@ -8,6 +8,7 @@ from hypothesis' printed blob.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ FAMILIES: tuple[str, ...] = ("max_of_pieces", "multilinear_box", "linear_model",
 GRAM_FAMILIES: tuple[str, ...] = ("gaussian", "correlated", "rank_deficient", "origin_in_hull")
 
 
+@functools.lru_cache(maxsize=256)
 def numbers(lo: float, hi: float, places: int = 2) -> st.SearchStrategy[float]:
     """Floats in [lo, hi] rounded to ``places`` decimals (shrink towards 0 or lo)."""
     return st.floats(lo, hi, allow_nan=False, allow_infinity=False).map(
@@ -53,6 +55,7 @@ def numbers(lo: float, hi: float, places: int = 2) -> st.SearchStrategy[float]:
     )
 
 
+@functools.lru_cache(maxsize=64)
 def _nonzero(lo: float, hi: float) -> st.SearchStrategy[float]:
     """± a magnitude in [lo, hi] (positive first when shrinking)."""
     return st.tuples(numbers(lo, hi), st.booleans()).map(lambda t: -t[0] if t[1] else t[0])
@@ -184,7 +187,7 @@ def linear_problems(
 def network_problems(
     draw: st.DrawFn,
     *,
-    max_hidden: int = 3,
+    max_hidden: int = 4,
     max_input: int = 2,
     max_batch: int = 2,
     tied: bool | None = None,
@@ -194,21 +197,23 @@ def network_problems(
     """`tanh_network` problems: H ≤ max_hidden tanh units, δ ∈ [−r, r]^d with d ≤ max_input ≤ 2.
 
     ``tied=True`` (or a drawn choice when None) pairs the units as (W_h, c_h, v_h), (−W_h, c_h, v_h)
-    at x = 0, B = 1: f is even and its maximizers come in ± pairs.
+    at x = 0, B = 1: f is even and its maximizers come in ± pairs. H ≥ d (else f varies along
+    one direction only and its maxima form segments); problems whose max is a plateau, or whose
+    best non-maximal local max is within ``min_gap`` of the max, are rejected.
     """
     d = draw(st.integers(1, min(2, max_input)), label="d")
     symmetric = tied if tied is not None else draw(st.booleans())
     radius = draw(numbers(0.25, 1))
     if symmetric:
-        pairs = draw(st.integers(1, max(1, max_hidden // 2)), label="pairs")
+        pairs = draw(st.integers(d, max(d, max_hidden // 2)), label="pairs")
         rows = [[draw(_nonzero(0.25, 2)) for _ in range(d)] for _ in range(pairs)]
-        cs = [draw(numbers(-1, 1)) for _ in range(pairs)]
+        cs = [draw(_nonzero(0.1, 1)) for _ in range(pairs)]
         vs = [draw(_nonzero(0.25, 2)) for _ in range(pairs)]
         W = rows + [[-t for t in r] for r in rows]
         c, v = cs + cs, vs + vs
         x, y = [[0.0] * d], [1.0]
     else:
-        h = draw(st.integers(1, max_hidden), label="H")
+        h = draw(st.integers(d, max(d, max_hidden)), label="H")
         b = draw(st.integers(1, max_batch), label="B")
         W = [[draw(_nonzero(0.25, 2)) for _ in range(d)] for _ in range(h)]
         c = [draw(numbers(-1, 1)) for _ in range(h)]
@@ -283,6 +288,10 @@ class GramCase:
     def __repr__(self) -> str:
         return (f"gram_case({self.family!r}, m={self.m}, n={self.n}, seed={self.seed}, "
                 f"scale={self.scale:g})")
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """Hypothesis prints the rebuilding call, not the dataclass fields."""
+        printer.text(repr(self))
 
 
 def gram_case(family: str, m: int, n: int, seed: int = 0, scale: float = 1.0) -> GramCase:

@@ -1,0 +1,256 @@
+"""CIFAR-10 throughput: adversarial-training rules and the PGD attack against a textbook loop.
+
+Run::
+
+    PYTHONPATH=. python benchmarks/cifar10.py [--quick] [--out benchmarks/results/cifar10.json]
+
+Measures, on CIFAR-shaped random data (3×32×32 in [0, 1], 10 classes):
+
+1. training images per second of one `minimax.MinMaxOptimizer` step for PGD-AT (``Danskin``,
+   m = 1), ``MaxLoss`` and ``DDi`` (same m, PGD-7) with the small CNN on CPU, and ResNet-18 on
+   CUDA when present (skipped otherwise, and said so);
+2. the PGD attack's throughput, `minimax.PGD` through `minimax.ModuleProblem` against a plain
+   textbook loop (requires_grad, loss, backward, sign step, clamp) on the same model and batch,
+   timed side by side in interleaved repetitions (medians); ratio = textbook time / minimax time;
+3. on CUDA: the estimated time of one CIFAR-10 epoch (50 000 images) of PGD-AT and DDi (m = 10)
+   with ResNet-18, from the measured steps.
+
+Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+import minimax
+from problems.models import build_model
+
+EPS, ALPHA = 8 / 255, 2 / 255
+RULES: dict[str, Callable[[], minimax.Rule]] = {
+    "PGD-AT": minimax.Danskin,
+    "MaxLoss": minimax.MaxLoss,
+    "DDi": minimax.DDi,
+}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _data(batch: int, device: torch.device, seed: int = 0) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (batch,), generator=g)
+    return x.to(device), y.to(device)
+
+
+def _model(name: str, device: torch.device, **kwargs: Any) -> nn.Module:
+    torch.manual_seed(0)
+    return build_model(name, **kwargs).to(device)
+
+
+def _optimizer(model: nn.Module, rule: str, m: int, steps: int) -> minimax.MinMaxOptimizer:
+    problem = minimax.ModuleProblem(
+        model, perturbation=minimax.LinfBall(EPS, lower=0.0, upper=1.0)
+    )
+    sgd = torch.optim.SGD(problem.parameters().values(), lr=0.01, momentum=0.9,
+                          weight_decay=5e-4)  # fmt: skip
+    return minimax.MinMaxOptimizer(problem, sgd, minimax.PGD(steps, ALPHA, restarts=m),
+                                   RULES[rule]())  # fmt: skip
+
+
+def bench_training(
+    model_name: str, settings: list[tuple[str, int]], *, steps: int, batch: int, reps: int,
+    device: torch.device, **model_kwargs: Any,
+) -> list[dict[str, Any]]:
+    """Seconds per outer step (median of ``reps``, rules interleaved) → images per second."""
+    x, y = _data(batch, device)
+    runs = []
+    for rule, m in settings:
+        model = _model(model_name, device, **model_kwargs)
+        model.train()
+        opt = _optimizer(model, rule, m, steps)
+        opt.step((x, y))  # warm-up (vmap tracing, allocator)
+        runs.append((rule, m, model, opt, []))
+    for _ in range(reps):
+        for *_, opt, times in runs:
+            _sync(device)
+            t0 = time.perf_counter()
+            opt.step((x, y))
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+    base = statistics.median(runs[0][4])
+    return [
+        {
+            "model": model_name, "rule": rule, "m": m, "pgd_steps": steps, "batch": batch,
+            "seconds_per_step": statistics.median(times), "min_seconds_per_step": min(times),
+            "images_per_second": batch / statistics.median(times),
+            "cost_vs_first": statistics.median(times) / base,
+            "device": str(device),
+        }
+        for rule, m, _model_, _opt, times in runs
+    ]  # fmt: skip
+
+
+def textbook_pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, alpha: float, steps: int,
+                 generator: torch.Generator, score: bool = False) -> Tensor:  # fmt: skip
+    """The plain PGD loop: random start, then `steps` signed-gradient steps with clamping.
+
+    ``score=True`` adds one forward at the result for the per-example losses [B], which
+    `minimax.PGD` always computes (the candidates' values): the same work as minimax.
+    """
+    delta = (torch.rand(x.shape, generator=generator) * 2 - 1).to(x.device) * eps
+    delta = (x + delta).clamp(0, 1) - x
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        loss = nn.functional.cross_entropy(model(x + delta), y)
+        loss.backward()
+        with torch.no_grad():
+            delta = delta + alpha * delta.grad.sign()  # type: ignore[union-attr]
+            delta = delta.clamp(-eps, eps)
+            delta = (x + delta).clamp(0, 1) - x
+    if score:
+        with torch.no_grad():
+            nn.functional.cross_entropy(model(x + delta), y, reduction="none")
+    return delta.detach()
+
+
+def bench_attack(
+    model_name: str, *, steps: int, batch: int, reps: int, device: torch.device,
+    **model_kwargs: Any,
+) -> dict[str, Any]:
+    """minimax.PGD (m = 1) against `textbook_pgd`, interleaved; medians and the ratio."""
+    model = _model(model_name, device, **model_kwargs).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)  # the textbook loop then needs no parameter gradients either
+    x, y = _data(batch, device, seed=1)
+    problem = minimax.ModuleProblem(model, perturbation=minimax.LinfBall(EPS, lower=0.0, upper=1.0))
+    pgd = minimax.PGD(steps, ALPHA, restarts=1, seed=0)
+    params = dict(model.named_parameters())
+    gen = torch.Generator().manual_seed(0)
+
+    def run_minimax() -> None:
+        pgd(problem, params, (x, y))
+
+    def run_textbook() -> None:
+        textbook_pgd(model, x, y, EPS, ALPHA, steps, gen)
+
+    def run_scored() -> None:
+        textbook_pgd(model, x, y, EPS, ALPHA, steps, gen, score=True)
+
+    order = [("minimax", run_minimax), ("textbook", run_textbook), ("scored", run_scored)]
+    for _, fn in order:  # warm-up
+        fn()
+    times: dict[str, list[float]] = {name: [] for name, _ in order}
+    for r in range(reps):
+        for name, fn in order[r % 3 :] + order[: r % 3]:  # rotate who goes first
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    mm, tb = statistics.median(times["minimax"]), statistics.median(times["textbook"])
+    sc = statistics.median(times["scored"])
+    return {
+        "model": model_name, "pgd_steps": steps, "batch": batch, "reps": reps,
+        "minimax_seconds": mm, "textbook_seconds": tb, "ratio": tb / mm,
+        "textbook_scored_seconds": sc, "ratio_same_work": sc / mm,
+        "minimax_min_seconds": min(times["minimax"]),
+        "textbook_min_seconds": min(times["textbook"]),
+        "ratio_of_minima": min(times["textbook"]) / min(times["minimax"]),
+        "minimax_images_per_second": batch / mm, "textbook_images_per_second": batch / tb,
+        "device": str(device),
+    }  # fmt: skip
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (≈ 30 s)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cifar10.json"))
+    parser.add_argument("--batch", type=int, default=None, help="CPU batch (default 64; 32 quick)")
+    parser.add_argument("--restarts", "-m", type=int, default=4, help="m on CPU (default 4)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: steadier timings on a shared CPU)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cpu = torch.device("cpu")
+    batch = args.batch or (32 if args.quick else 64)
+    reps = 3 if args.quick else 9
+    m = args.restarts
+    started = time.perf_counter()
+    result: dict[str, Any] = {
+        "command": "PYTHONPATH=. python benchmarks/cifar10.py" + "".join(
+            f" {a}" for a in (argv if argv is not None else sys.argv[1:])),
+        "torch": torch.__version__, "minimax": minimax.__version__,
+        "python": platform.python_version(), "machine": platform.machine(),
+        "cpu_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+    }  # fmt: skip
+    print(f"CPU ({torch.get_num_threads()} threads), small_cnn, batch {batch}, PGD-7, "
+          f"{reps} interleaved repetitions, medians", file=sys.stderr)  # fmt: skip
+    training = bench_training(
+        "small_cnn", [("PGD-AT", 1), ("PGD-AT", m), ("MaxLoss", m), ("DDi", m)], steps=7,
+        batch=batch, reps=reps, device=cpu,
+    )  # fmt: skip
+    attack = [bench_attack("small_cnn", steps=10, batch=batch, reps=2 * reps + 1, device=cpu)]
+    cuda: dict[str, Any] | None = None
+    if torch.cuda.is_available():
+        gpu = torch.device("cuda")
+        kw = dict(activation="celu", norm="group")
+        training += bench_training("resnet18", [("PGD-AT", 1), ("MaxLoss", 10), ("DDi", 10)],
+                                   steps=7, batch=128, reps=reps, device=gpu, **kw)  # fmt: skip
+        attack.append(bench_attack("resnet18", steps=10, batch=128, reps=2 * reps + 1,
+                                   device=gpu, **kw))  # fmt: skip
+        epoch = {r["rule"] + f" (m={r['m']})": 50_000 / r["images_per_second"]
+                 for r in training if r["device"].startswith("cuda")}  # fmt: skip
+        cuda = {"device": torch.cuda.get_device_name(0), "epoch_seconds_estimated": epoch}
+    else:
+        print("CUDA not available: the ResNet-18 GPU measurements are skipped.", file=sys.stderr)
+    result.update(training=training, attack=attack, cuda_results=cuda,
+                  seconds=time.perf_counter() - started)  # fmt: skip
+
+    print(_table(
+        [[r["model"], r["device"], r["rule"], r["m"], r["pgd_steps"], r["batch"],
+          f"{r['seconds_per_step']:.3f}", f"{r['min_seconds_per_step']:.3f}",
+          f"{r['images_per_second']:.1f}", f"{r['cost_vs_first']:.2f}×"] for r in training],
+        ["model", "device", "rule", "m", "PGD steps", "batch", "s/step (median)", "s/step (min)",
+         "images/s", "cost vs PGD-AT m=1"],
+    ))  # fmt: skip
+    print()
+    print(_table(
+        [[a["model"], a["device"], a["pgd_steps"], a["batch"], f"{a['textbook_seconds']:.3f}",
+          f"{a['textbook_scored_seconds']:.3f}", f"{a['minimax_seconds']:.3f}",
+          f"{a['ratio']:.2f}×", f"{a['ratio_same_work']:.2f}×"] for a in attack],
+        ["model", "device", "PGD steps", "batch", "textbook s", "textbook+score s",
+         "minimax.PGD s", "textbook / minimax", "textbook+score / minimax"],
+    ))  # fmt: skip
+    if cuda:
+        print()
+        for k, v in cuda["epoch_seconds_estimated"].items():
+            print(f"ResNet-18 one epoch (50k images), {k}: ≈ {v / 60:.1f} min (estimated)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwritten {args.out} in {result['seconds']:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
