@@ -124,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, m ∈ {2, 4}")
-    ap.add_argument("--m", type=int, nargs="+", default=None, help="restart counts (default 2 4 10)")
+    ap.add_argument(
+        "--m", type=int, nargs="+", default=None, help="restart counts (default 2 4 10)"
+    )
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=7, help="PGD steps of the inner solver")
     ap.add_argument("--reps", type=int, default=None)

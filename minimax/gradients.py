@@ -29,7 +29,7 @@ Method = Literal["auto", "vmap", "loop"]
 
 
 def _resolve(method: str, deltas: Tensor) -> str:
-    """``"auto"``: a loop on CPU (measured faster there: benchmarks/step.py), vmap elsewhere."""
+    """``"auto"``: a loop on CPU (as fast as vmap, less memory: benchmarks/step.py), else vmap."""
     if method == "auto":
         return "loop" if deltas.device.type == "cpu" else "vmap"
     if method not in ("vmap", "loop"):
@@ -65,7 +65,7 @@ def candidate_gradients(
 
     ``method="vmap"`` vectorizes over candidates with `torch.func` (each candidate still has its own
     forward, so no batch statistics are shared); ``"loop"`` runs one backward per candidate and is
-    also the fallback where vmap cannot run; ``"auto"`` picks the loop on CPU, vmap elsewhere.
+    also the fallback where vmap cannot run; ``"auto"`` (default): the loop on CPU, else vmap.
     """
     m = deltas.shape[0]
     p = _detached(params)

@@ -108,6 +108,11 @@ class Problem(ABC):
         out = self._values_stacked(params, flat, batch)
         return out.reshape(*lead, shape[0])
 
+    def preferred_chunk(self, deltas: Tensor) -> int | None:
+        """How many candidates of deltas [n, B, *event] an inner solver should evaluate per call
+        (forward and backward); None: all at once."""
+        return None
+
     def _values_stacked(self, params: Mapping[str, Tensor], deltas: Tensor, batch: Batch) -> Tensor:
         """[n, B, *event] → [n, B]; vmap over candidates, with a loop where vmap cannot run."""
         if getattr(self, "_vmap_ok", True):
@@ -367,6 +372,11 @@ class ModuleProblem(Problem):
         if self._bn and self.model.training and self.batchnorm == "per_restart":
             return "vmap"  # own statistics per candidate
         return "stack"
+
+    def preferred_chunk(self, deltas: Tensor) -> int | None:
+        """1 where candidates are evaluated one by one (then each one's backward follows its own
+        forward, and only one candidate's activations are alive at a time)."""
+        return 1 if self._stacking_mode(deltas) == "loop" else None
 
     def _values_stacked(self, params: Mapping[str, Tensor], deltas: Tensor, batch: Batch) -> Tensor:
         mode = self._stacking_mode(deltas)

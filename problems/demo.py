@@ -136,29 +136,6 @@ class DemoSettings:
 # small pieces
 
 
-class Normalized(mm.Rule):
-    """Wraps a rule and returns d / ‖d‖ (for rules without a ``normalize`` option)."""
-
-    def __init__(self, rule: mm.Rule) -> None:
-        self.rule = rule
-
-    def __repr__(self) -> str:
-        return f"Normalized({self.rule!r})"
-
-    def __call__(
-        self,
-        problem: mm.Problem,
-        params: Mapping[str, Tensor],
-        batch: Any,
-        candidates: mm.Candidates,
-    ) -> mm.Direction:
-        d = self.rule(problem, params, batch, candidates)
-        norm = float(d.norm)
-        if norm > 0:
-            d.vector = {k: v / norm for k, v in d.vector.items()}
-        return d
-
-
 class Recording(mm.Rule):
     """Wraps a rule and keeps every Direction's diagnostics (``on_direction`` sees each one)."""
 
@@ -225,7 +202,7 @@ def run_counterexample(s: DemoSettings, seed: int) -> dict[str, Any]:
         "restarts": s.ce_restarts,
     }
     pgd_kwargs = dict(restarts=s.ce_restarts, seed=seed)
-    rules = {"danskin": Normalized(mm.Danskin()), "ddi": mm.DDi(normalize=True)}
+    rules = {"danskin": mm.Danskin(normalize=True), "ddi": mm.DDi(normalize=True)}
     for name, rule in rules.items():
         toy = Counterexample(x0)
         inner = mm.PGD(10, 0.1, **pgd_kwargs)

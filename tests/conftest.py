@@ -1,4 +1,4 @@
-"""Shared test configuration: a bounded, deadline-free hypothesis profile and one torch thread per worker."""
+"""Shared test configuration: a bounded, deadline-free hypothesis profile, one torch thread."""
 
 import os
 

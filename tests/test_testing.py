@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # property tests draw 12 examples each (MINIMAX_TESTING_EXAMPLES raises it for a longer hunt)
 FAST = settings(max_examples=int(os.environ.get("MINIMAX_TESTING_EXAMPLES", "12")),
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-SEARCH = settings(max_examples=60, database=None, derandomize=True, print_blob=False)
+SEARCH = settings(max_examples=300, database=None, derandomize=True, print_blob=False)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -205,7 +205,7 @@ def test_hypothesis_finds_and_shrinks_the_danskin_counterexample(capsys):
 
 
 def test_hypothesis_given_reports_the_shrunk_problem():
-    @settings(SEARCH, max_examples=40)
+    @settings(SEARCH)
     @given(tied_problems(families=("max_of_pieces",), max_dim=2))
     def inner(kp):
         assert_rule_descends(mm.Danskin(), kp)

@@ -35,8 +35,8 @@ class PGD(InnerSolver):
         select: ``"last"`` returns the last iterate, ``"best"`` the best iterate of each restart.
         batched: evaluate the restarts in stacked calls (``False``: one restart at a time, same
             random starts and same result).
-        chunk: at most this many restarts per stacked call (None: all). On CPU, moderate
-            chunks keep the working set in cache (see benchmarks/step.py).
+        chunk: at most this many restarts per stacked call (None: what the problem prefers,
+            see `Problem.preferred_chunk`: one at a time for image batches on CPU, else all).
         seed: seeds the solver's own `torch.Generator` (used unless a generator is passed).
     """
 
@@ -110,7 +110,9 @@ class PGD(InnerSolver):
     ) -> Candidates:
         params = {k: v.detach() for k, v in params.items()}
         start = self.initial(problem, batch, generator or self.generator)
-        size = (self.chunk or self.restarts) if self.batched else 1
+        size = (
+            (self.chunk or problem.preferred_chunk(start) or self.restarts) if self.batched else 1
+        )
         if size >= self.restarts:
             return self._ascend(problem, params, batch, start)
         parts = [self._ascend(problem, params, batch, s) for s in start.split(size)]
