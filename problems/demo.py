@@ -44,6 +44,7 @@ from tqdm import tqdm
 
 import minimax as mm
 from problems import digits as digits_data
+from problems.cli import nonnegative_int, positive_number
 from problems.toy import Counterexample, ELUNetwork, counterexample_phi
 
 __all__ = [
@@ -981,26 +982,6 @@ def run_demo(
 # the CLI
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return value
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {text!r}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``minimax demo``."""
     parser.add_argument(
@@ -1015,20 +996,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--seed",
-        type=_nonnegative_int,
+        type=nonnegative_int,
         default=0,
         help="seed of every random choice (same seed, same summary.json apart "
         "from wall-clock fields)",
     )
     parser.add_argument(
         "--eps",
-        type=_positive_float,
+        type=positive_number,
         default=0.1,
         help="L∞ radius on the digits (pixels in [0, 1]; default 0.1)",
     )
     parser.add_argument(
         "--threads",
-        type=_nonnegative_int,
+        type=nonnegative_int,
         default=1,
         help="torch CPU threads (default 1; 0 keeps torch's default)",
     )
