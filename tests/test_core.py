@@ -483,3 +483,17 @@ def test_stacking_modes_agree(bn):
             problem.values(problem.parameters(), deltas, (x, y))
     with pytest.raises(ValueError, match="stacking must be"):
         mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1), stacking="fast")
+
+
+def test_gram_and_qp_stay_float64_under_autocast():
+    """Mixed precision (here CPU bf16 autocast, the CUDA path's analogue) leaves the Gram matrix
+    and the QP in float64, and the certificate still holds."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 8), nn.CELU(), nn.Linear(8, 3))
+    x, y = torch.rand(16, 6), torch.randint(0, 3, (16,))
+    problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1, lower=0.0, upper=1.0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        d, _ = mm.descent_direction(problem, None, (x, y), mm.PGD(3, 0.05, restarts=4, seed=0),
+                                    mm.DDi())
+    assert d.extras["gram"].dtype == torch.float64 and d.weights.dtype == torch.float64
+    assert float(d.certificate) <= -float(d.norm) ** 2 + 1e-9
