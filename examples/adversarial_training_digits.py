@@ -36,7 +36,7 @@ opt = mm.MinMaxOptimizer(
 for epoch in range(args.epochs):
     for batch in train.split(64):
         report = opt.step((x[batch], y[batch]))
-    print(f"epoch {epoch}: last batch robust loss {report.robust_loss:.3f}, ‖d‖ = {report.norm:.3f}")
+    print(f"epoch {epoch}: last batch robust loss {report.robust_loss:.3f}, ‖d‖ {report.norm:.3f}")
 
 attack = mm.PGD(steps=20, step_size=0.01, restarts=1, seed=1)
 model.eval()
