@@ -6,7 +6,8 @@ interleaved, medians reported:
 - ratio = time(DDi step, m restarts) / (m × time(Danskin step, 1 restart)), target ≤ 1.10;
 - share of Gram + QP + combination in a DDi step, target ≤ 5%;
 - per-candidate gradients: torch.func vmap against a Python loop;
-- peak memory of each rule (CPU: growth of the peak RSS over two steps, in a fresh process).
+- peak memory of each rule (CPU: growth of the peak RSS over its first two steps, in a fresh
+  process per rule).
 
 Run: ./run python benchmarks/step.py [--quick] [--out benchmarks/results/step.json]
 """
@@ -31,12 +32,14 @@ from problems.models import build_model
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def setup(batch: int, seed: int = 0):
+def setup(batch: int, seed: int = 0, stacking: str = "auto"):
     torch.manual_seed(seed)
     model = build_model("small_cnn", activation="celu", norm="none")
     x = torch.rand(batch, 3, 32, 32)
     y = torch.randint(0, 10, (batch,))
-    problem = mm.ModuleProblem(model, perturbation=mm.LinfBall(8 / 255, lower=0.0, upper=1.0))
+    problem = mm.ModuleProblem(
+        model, perturbation=mm.LinfBall(8 / 255, lower=0.0, upper=1.0), stacking=stacking
+    )
     return model, problem, (x, y)
 
 
@@ -96,11 +99,10 @@ def _status_kib(field: str) -> int:
 
 
 def peak_memory_probe(rule: str, m: int, batch: int, steps: int) -> float:
-    """In this process: peak RSS growth (MiB) over 2 steps of ``rule``, after setup and a
-    warm-up step (Linux: the high-water mark is reset through /proc/self/clear_refs)."""
+    """In this process: peak RSS growth (MiB) over the first 2 steps of ``rule`` after setup
+    (Linux: the high-water mark is reset through /proc/self/clear_refs)."""
     _, problem, b = setup(batch)
     opt = make_step(problem, rule, m, steps)
-    opt.step(b)
     Path("/proc/self/clear_refs").write_text("5")
     before = _status_kib("VmRSS")
     opt.step(b)
@@ -132,13 +134,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--chunk", type=int, default=None, help="PGD restarts per stacked call")
+    ap.add_argument(
+        "--stacking",
+        default="auto",
+        choices=["auto", "stack", "vmap", "loop"],
+        help="how ModuleProblem evaluates several candidates",
+    )
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "step.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     ms = args.m or ([2, 4] if args.quick else [2, 4, 10])
     reps = args.reps or (3 if args.quick else 7)
 
-    _, problem, batch = setup(args.batch)
+    _, problem, batch = setup(args.batch, stacking=args.stacking)
     rows = []
     for m in ms:
         danskin = make_step(problem, "danskin", 1, args.steps)
@@ -168,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                 "vmap_speedup": parts["loop"] / parts["vmap"],
             }
         )
-    memory = {}
-    for m in ms:
+    memory: dict[str, float | None] = {}
+    for m in [] if args.no_memory else ms:
         for rule in ("danskin", "maxloss", "ddi"):
             mm_ = 1 if rule == "danskin" else m
             memory[f"{rule}_m{mm_}"] = peak_memory(rule, mm_, args.batch, args.steps)
@@ -192,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['vmap_speedup']:>6.2f}"
         )
     print(
-        "peak memory of a step above the resting process (MiB, peak RSS growth): "
+        "peak memory over the first two steps (MiB, peak RSS growth, fresh process per rule): "
         + ", ".join(f"{k} {v:.1f}" if v is not None else f"{k} n/a" for k, v in memory.items())
     )
     ok_ratio = all(r["ratio_ddi_vs_m_danskin1"] <= 1.10 for r in rows)
@@ -210,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                     "reps": reps,
                     "threads": args.threads,
                     "chunk": args.chunk,
+                    "stacking": args.stacking,
                     "model": "small_cnn(celu, no norm)",
                     "torch": torch.__version__,
                     "machine": platform.machine(),

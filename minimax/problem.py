@@ -146,6 +146,12 @@ class Problem(ABC):
     def has_running_statistics(self) -> bool:
         return False
 
+    @property
+    def examples_coupled(self) -> bool:
+        """True when one example's value depends on the other examples' δ (e.g. train-mode
+        BatchNorm statistics), so the batch objective is not a sum of per-example maxima."""
+        return False
+
 
 def _batch_size(batch: Batch) -> int:
     if batch is None:
@@ -309,6 +315,10 @@ class ModuleProblem(Problem):
     @property
     def has_running_statistics(self) -> bool:
         return any(m.track_running_stats for m in self._bn)
+
+    @property
+    def examples_coupled(self) -> bool:
+        return bool(self._bn) and self.model.training and self.batchnorm == "per_restart"
 
     def parameters(self) -> Params:
         return {k: v for k, v in self.model.named_parameters() if v.requires_grad}

@@ -73,6 +73,14 @@ class Rule(ABC):
         return f"{type(self).__name__}()"
 
 
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} GiB"
+
+
 def _one_hot(index: Tensor, m: int) -> Tensor:
     return torch.nn.functional.one_hot(index, m).to(torch.float64)
 
@@ -236,13 +244,21 @@ class DDi(Rule):
         self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
     ) -> Direction:
         m, b = candidates.m, candidates.batch_size
+        if problem.examples_coupled:
+            raise ValueError(
+                "DDi(per_example=True) needs a batch objective that is a sum of per-example "
+                "maxima, "
+                f"but in {problem!r} the examples are coupled (train-mode BatchNorm statistics): "
+                "use DDi(per_example=False), ModuleProblem(..., batchnorm='eval'), or a model "
+                "without BatchNorm (e.g. GroupNorm)"
+            )
         numel = sum(v.numel() for v in params.values())
         need = m * b * numel * next(iter(params.values())).element_size()
         if need > self.memory_budget:
             raise MemoryError(
-                f"per-example DDi needs {need / 2**30:.2f} GiB of per-example gradients "
+                f"per-example DDi needs {_bytes(need)} of per-example gradients "
                 f"(m={m} × B={b} × {numel} parameters), over the budget of "
-                f"{self.memory_budget / 2**30:.2f} GiB: use DDi(per_example=False), a smaller "
+                f"{_bytes(self.memory_budget)}: use DDi(per_example=False), a smaller "
                 "batch, or raise memory_budget"
             )
         grads = per_example_gradients(problem, params, batch, candidates.deltas)  # [m, B, *p]

@@ -355,6 +355,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from problems.models import build_model
     from problems.training import TrainConfig, train
 
+    if args.resume and not (Path(args.out) / "checkpoint.pt").is_file():
+        raise UsageError(
+            f"--resume: no checkpoint in {args.out} (expected {Path(args.out) / 'checkpoint.pt'}); "
+            "check --out, or drop --resume to start a new run"
+        )
     device = _device(args.device)
     progress = not args.no_progress
     config = TrainConfig(

@@ -64,7 +64,11 @@ EPILOG = (
     "Runs the paper's counterexample, the 2-2-1 ELU toy, and Danskin (PGD-AT) / MaxLoss / DDi "
     "adversarial training of a small CNN on scikit-learn's 8x8 digits (CELU without BatchNorm, "
     "and ReLU + BatchNorm). About 3 minutes on 2 CPU cores (--quick: under 30 s). Writes PNG "
-    "figures, report.html and summary.json to --out, and prints the summary table."
+    "figures, report.html and summary.json to --out, and prints the summary table.\n\n"
+    "examples:\n"
+    "  minimax demo                          # full run into demo-report/\n"
+    "  minimax demo --quick --out /tmp/demo  # smoke run, under 30 s\n"
+    "  minimax demo --seed 1 --eps 0.05      # another seed, a smaller L-inf radius\n"
 )
 
 #: keys of summary.json whose values are wall-clock measurements (they differ between runs)

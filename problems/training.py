@@ -433,6 +433,13 @@ def train(
     if max_steps is not None and max_steps < 0:
         raise ValueError(f"max_steps must be ≥ 0 or None, got {max_steps}")
     out = Path(out_dir)
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if config.rule == "ddi-example" and has_bn and config.batchnorm == "per_restart":
+        raise ValueError(
+            "rule 'ddi-example' needs examples that do not share batch statistics, but the model "
+            "has BatchNorm in train mode: use batchnorm='eval' (`--batchnorm eval`), a model "
+            "without BatchNorm (`--norm group` or `--norm none`), or rule 'ddi'"
+        )
     out.mkdir(parents=True, exist_ok=True)
     meta = dict(meta or {})
     ckpt_path, metrics_path, config_path = (

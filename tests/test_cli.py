@@ -110,6 +110,7 @@ def test_help(command, capsys) -> None:
         (["train", "--model", "small_cnn"], "--out"),
         (["train", "--out", "x", "--data-dir", "/nonexistent/cifar"], "--download"),
         (["train", "--out", "x", "--device", "tpu"], "--device"),
+        (["train", "--out", "/nonexistent/run", "--resume"], "no checkpoint"),
         (["evaluate", "/nonexistent/best.pt"], "does not exist"),
         (["evaluate", "/nonexistent/best.pt", "--attacks", "cw"], "unknown attack"),
         (["frobnicate"], "invalid choice"),

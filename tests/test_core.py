@@ -115,10 +115,28 @@ def _toys():
 @pytest.mark.parametrize("case", range(6))
 def test_ddi_certificate_bounds_descent(case, per_example):
     name, toy, inner = _toys()[case]
-    d, _ = _direction(toy, inner, mm.DDi(per_example=per_example))
+    d, cands = _direction(toy, inner, mm.DDi(per_example=per_example))
     n2 = float(d.norm) ** 2
     assert float(d.certificate) <= -n2 + 1e-8 * max(1.0, n2), name
     assert d.kkt is not None and float(d.kkt) < 1e-8
+    # recompute the certificate from the returned vector and fresh gradients, independently of
+    # the Gram matrix and weights the rule used
+    params = toy.params()
+    norm2 = sum(float((v.double() ** 2).sum()) for v in d.vector.values())
+    assert norm2 == pytest.approx(n2, rel=1e-6, abs=1e-12), name
+    if per_example:
+        g = mm.per_example_gradients(toy.problem, params, toy.batch, cands.deltas)
+        slopes = {k: v.double() for k, v in g.items()}
+        dots = sum((slopes[k] * (-d.vector[k].double())).reshape(cands.m, cands.batch_size, -1)
+                   .sum(-1) for k in slopes)
+        cert = float(dots.max(dim=0).values.sum())
+    else:
+        g = mm.candidate_gradients(toy.problem, params, toy.batch, cands.deltas)
+        dots = sum((g[k].double() * (-d.vector[k].double())).reshape(cands.m, -1).sum(-1)
+                   for k in g)
+        cert = float(dots.max())
+    assert cert == pytest.approx(float(d.certificate), rel=1e-5, abs=1e-9), name
+    assert cert <= -n2 + 1e-6 * max(1.0, n2), name
 
 
 def test_bilinear_stationary_point_has_zero_direction():
@@ -330,6 +348,28 @@ def test_batchnorm_per_restart_gradients_equal_separate_forwards():
         net((x + deltas).reshape(32, 3)), y.repeat(4), reduction="none"
     ).reshape(4, 8)
     assert not torch.allclose(mixed, values)
+
+
+def test_per_example_ddi_refuses_coupled_batchnorm():
+    net = _BNNet().train()
+    x, y = torch.randn(8, 3), torch.randint(0, 3, (8,))
+    problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1))
+    with pytest.raises(ValueError, match="coupled"):
+        mm.descent_direction(problem, None, (x, y), mm.PGD(2, 0.05, restarts=2),
+                             mm.DDi(per_example=True))
+    ev = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1), batchnorm="eval")
+    d, _ = mm.descent_direction(ev, None, (x, y), mm.PGD(2, 0.05, restarts=2),
+                                mm.DDi(per_example=True))
+    assert float(d.certificate) <= -float(d.norm) ** 2 + 1e-8
+
+
+def test_unseeded_solvers_leave_the_global_rng_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    mm.PGD(1, 0.1, seed=None)
+    mm.APGD(1, seed=None)
+    torch.testing.assert_close(torch.rand(3), expected)
 
 
 def test_batchnorm_running_statistics_update_once_per_step():

@@ -211,10 +211,20 @@ def test_resume_guards(data, reference, tmp_path) -> None:
         TrainConfig(amp=True).validate()
 
 
+def test_per_example_ddi_with_train_mode_batchnorm_is_refused(data, tmp_path) -> None:
+    config = TrainConfig(rule="ddi-example", restarts=2, epochs=1, batch_size=16, steps=1)
+    (x, y), _ = data
+    with pytest.raises(ValueError, match="batchnorm='eval'"):
+        train(small_model(), (x[:16].float() / 255, y[:16]), None, config, tmp_path,
+              progress=False)  # fmt: skip
+
+
 @pytest.mark.parametrize("rule", ["danskin", "maxloss", "ddi-example"])
 def test_every_rule_trains(rule, data, tmp_path) -> None:
+    # per-example DDi needs uncoupled examples: BatchNorm with running statistics
+    batchnorm = "eval" if rule == "ddi-example" else "per_restart"
     config = TrainConfig(rule=rule, restarts=2, epochs=1, batch_size=16, steps=1, eval_steps=1,
-                         schedule="cosine", augment=False)  # fmt: skip
+                         schedule="cosine", augment=False, batchnorm=batchnorm)  # fmt: skip
     (x, y), _ = data
     model = small_model()
     h = train(model, (x[:16].float() / 255, y[:16]), None, config, tmp_path, progress=False)

@@ -16,16 +16,11 @@ from torch import Tensor, nn
 from torch.func import vmap
 
 from minimax.inner.base import Candidates, InnerSolver
+from minimax.inner.pgd import _generator
 from minimax.problem import Batch, ModuleProblem, Problem
 from minimax.sets import L2Ball, LinfBall
 
 __all__ = ["APGD", "apgd_checkpoints", "dlr_loss"]
-
-
-def _generator(seed: int | None) -> torch.Generator:
-    g = torch.Generator()
-    g.manual_seed(seed if seed is not None else torch.seed())
-    return g
 
 
 def apgd_checkpoints(steps: int) -> list[int]:

@@ -16,7 +16,10 @@ __all__ = ["FGSM", "PGD"]
 
 def _generator(seed: int | None) -> torch.Generator:
     g = torch.Generator()
-    g.manual_seed(seed if seed is not None else torch.seed())
+    if seed is None:
+        g.seed()  # fresh entropy for this generator only; torch's global RNG is left alone
+    else:
+        g.manual_seed(seed)
     return g
 
 
