@@ -107,13 +107,8 @@ def _max_certificate(
     return (-inner_products(grads, vector)).max()
 
 
-class Danskin(Rule):
-    """d = ∇_θ mean_b g(θ, δ_{i*,b}) at the best restart i* (highest batch-mean value).
-
-    With one restart this is PGD adversarial training (Madry et al. 2018, Corollary C.2).
-    ``certify=True`` also computes every candidate's gradient to report the certificate;
-    ``normalize=True`` returns d/‖d‖ (``norm`` keeps ‖d‖).
-    """
+class _SingleGradient(Rule):
+    """Rules that take one batch gradient; shared options ``certify`` and ``normalize``."""
 
     def __init__(self, *, certify: bool = False, normalize: bool = False) -> None:
         self.certify = certify
@@ -121,7 +116,16 @@ class Danskin(Rule):
 
     def __repr__(self) -> str:
         extra = ", normalize=True" if self.normalize else ""
-        return f"Danskin(certify={self.certify}{extra})"
+        return f"{type(self).__name__}(certify={self.certify}{extra})"
+
+
+class Danskin(_SingleGradient):
+    """d = ∇_θ mean_b g(θ, δ_{i*,b}) at the best restart i* (highest batch-mean value).
+
+    With one restart this is PGD adversarial training (Madry et al. 2018, Corollary C.2).
+    ``certify=True`` also computes every candidate's gradient to report the certificate;
+    ``normalize=True`` returns d/‖d‖ (``norm`` keeps ‖d‖).
+    """
 
     def __call__(
         self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
@@ -133,20 +137,12 @@ class Danskin(Rule):
         return Direction(d, _one_hot(torch.tensor(best), candidates.m), norm, cert, rule=repr(self))
 
 
-class MaxLoss(Rule):
+class MaxLoss(_SingleGradient):
     """d = ∇_θ mean_b g(θ, δ*_b) with δ*_b each example's best restart (PGD with restarts).
 
     ``certify=True`` also reports Σ_b max_i ⟨−d, g_{b,i}⟩ from per-example gradients (costly);
     ``normalize=True`` returns d/‖d‖ (``norm`` keeps ‖d‖).
     """
-
-    def __init__(self, *, certify: bool = False, normalize: bool = False) -> None:
-        self.certify = certify
-        self.normalize = normalize
-
-    def __repr__(self) -> str:
-        extra = ", normalize=True" if self.normalize else ""
-        return f"MaxLoss(certify={self.certify}{extra})"
 
     def __call__(
         self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates

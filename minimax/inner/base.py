@@ -11,7 +11,7 @@ from torch import Tensor
 
 from minimax.problem import Batch, Problem
 
-__all__ = ["Candidates", "InnerSolver"]
+__all__ = ["Candidates", "InnerSolver", "starting_points"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,28 @@ class Candidates:
     def __repr__(self) -> str:
         loss = float(self.robust_loss())
         return f"Candidates(m={self.m}, B={self.batch_size}, robust_loss={loss:.4g})"
+
+
+def starting_points(
+    problem: Problem, batch: Batch, restarts: int, *, random: bool, generator: torch.Generator
+) -> Tensor:
+    """Starting points [m, B, *event] for m restarts: random in the set (drawn with ``generator``,
+    on its device, then moved to the problem's), or zeros."""
+    shape = problem.delta_shape(batch)
+    ref = problem.reference(batch)
+    full = (restarts, *shape)
+    if not random:
+        return torch.zeros(full, dtype=ref.dtype, device=ref.device)
+    x = problem.clean_input(batch)
+    start = problem.perturbation.random(
+        full,
+        generator=generator,
+        dtype=ref.dtype,
+        device=generator.device,
+        x=None if x is None else x.to(generator.device),
+        event_ndim=len(shape) - 1,
+    )
+    return start.to(ref.device)
 
 
 class InnerSolver(ABC):

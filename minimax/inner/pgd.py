@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from minimax.inner.base import Candidates, InnerSolver
+from minimax.inner.base import Candidates, InnerSolver, starting_points
 from minimax.problem import Batch, Problem
 
 __all__ = ["FGSM", "PGD"]
@@ -87,21 +87,9 @@ class PGD(InnerSolver):
 
     def initial(self, problem: Problem, batch: Batch, generator: torch.Generator) -> Tensor:
         """Starting points [m, B, *event]: random in the set, or zeros."""
-        shape = problem.delta_shape(batch)
-        ref = problem.reference(batch)
-        full = (self.restarts, *shape)
-        if not self.random_start:
-            return torch.zeros(full, dtype=ref.dtype, device=ref.device)
-        x = problem.clean_input(batch)
-        start = problem.perturbation.random(
-            full,
-            generator=generator,
-            dtype=ref.dtype,
-            device=generator.device,
-            x=None if x is None else x.to(generator.device),
-            event_ndim=len(shape) - 1,
+        return starting_points(
+            problem, batch, self.restarts, random=self.random_start, generator=generator
         )
-        return start.to(ref.device)
 
     def __call__(
         self,
