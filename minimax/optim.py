@@ -171,8 +171,7 @@ class MinMaxOptimizer:
         end_state = gen.get_state() if gen is not None else None
         if gen is not None and start_state is not None:
             gen.set_state(start_state)
-        with self.problem.statistics_frozen():
-            cands = self.inner(self.problem, self.problem.parameters(), batch, generator=gen)
+        cands = self.inner(self.problem, self.problem.parameters(), batch, generator=gen)
         if gen is not None and end_state is not None:
             gen.set_state(end_state)
         self.problem.passes.forward, self.problem.passes.backward = saved_passes

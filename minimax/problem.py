@@ -48,10 +48,6 @@ class PassCounter:
     forward: int = 0
     backward: int = 0
 
-    def reset(self) -> None:
-        self.forward = 0
-        self.backward = 0
-
     def snapshot(self) -> tuple[int, int]:
         return self.forward, self.backward
 

@@ -86,10 +86,10 @@ def _one_hot(index: Tensor, m: int) -> Tensor:
 
 
 def _normalized(
-    d: dict[str, Tensor], cert: Tensor | None, normalize: bool
+    d: dict[str, Tensor], cert: Tensor | None, normalize: bool, norm: Tensor | None = None
 ) -> tuple[dict[str, Tensor], Tensor, Tensor | None]:
-    """(d or d/‖d‖, ‖d‖, certificate rescaled alike)."""
-    norm = flat_norm(d)
+    """(d or d/‖d‖, ‖d‖, certificate rescaled alike); ``norm`` defaults to ‖d‖ computed here."""
+    norm = flat_norm(d) if norm is None else norm
     if normalize and float(norm) > 0:
         d = {k: v / norm.to(v.dtype) for k, v in d.items()}
         cert = None if cert is None else cert / norm
@@ -207,15 +207,6 @@ class DDi(Rule):
             return self._per_example(problem, params, batch, candidates)
         return self._batch(problem, params, batch, candidates)
 
-    def _finish(
-        self, d: dict[str, Tensor], sq_norm: Tensor, cert: Tensor
-    ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
-        norm = sq_norm.clamp_min(0).sqrt()
-        if self.normalize and float(norm) > 0:
-            d = {k: v / norm.to(v.dtype) for k, v in d.items()}
-            cert = cert / norm
-        return d, norm, cert
-
     def _batch(
         self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
     ) -> Direction:
@@ -231,10 +222,14 @@ class DDi(Rule):
         d = combine(grads, alpha)
         kalpha = k @ alpha
         cert = -kalpha.min()
-        d, norm, cert = self._finish(d, result.sq_norm, cert)
+        d, norm, certificate = _normalized(
+            d, cert, self.normalize, result.sq_norm.clamp_min(0).sqrt()
+        )
         weights = torch.zeros(m, dtype=torch.float64, device=alpha.device)
         weights[keep.to(alpha.device)] = alpha
-        return Direction(d, weights, norm, cert, result.kkt, rule=repr(self), extras={"gram": k})
+        return Direction(
+            d, weights, norm, certificate, result.kkt, rule=repr(self), extras={"gram": k}
+        )
 
     def _per_example(
         self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
@@ -277,9 +272,17 @@ class DDi(Rule):
         starts = torch.tensor([0, *sizes[:-1]]).cumsum(0).tolist()
         cert = -sum(kalpha[s : s + n].min() for s, n in zip(starts, sizes))
         cert = torch.as_tensor(cert, dtype=torch.float64)
-        d, norm, cert = self._finish(d, result.sq_norm, cert)
+        d, norm, certificate = _normalized(
+            d, cert, self.normalize, result.sq_norm.clamp_min(0).sqrt()
+        )
         weights = torch.zeros(b * m, dtype=torch.float64, device=alpha.device)
         weights[flat_mask.to(alpha.device)] = alpha
         return Direction(
-            d, weights.reshape(b, m), norm, cert, result.kkt, rule=repr(self), extras={"gram": k}
+            d,
+            weights.reshape(b, m),
+            norm,
+            certificate,
+            result.kkt,
+            rule=repr(self),
+            extras={"gram": k},
         )

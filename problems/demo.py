@@ -775,34 +775,16 @@ def summary_tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str], lis
     if ce or elu:
         header = ["problem", "rule", "start", "after 1 step", "final", "steps up", "steps"]
         rows = []
-        if ce:
-            for r in ("danskin", "ddi"):
-                res = ce[r]
-                rows.append(
-                    [
-                        "counterexample φ",
-                        RULE_LABELS[r],
-                        f"{res['phi'][0]:.4f}",
-                        f"{res['phi_after_first_step']:.4f}",
-                        f"{res['final_phi']:.4f}",
-                        str(res["went_up_steps"]),
-                        str(ce["iterations"]),
-                    ]
-                )
-        if elu:
-            for r in ("danskin", "ddi"):
-                res = elu[r]
-                rows.append(
-                    [
-                        "ELU toy robust loss",
-                        RULE_LABELS[r],
-                        f"{res['robust_loss'][0]:.4f}",
-                        f"{res['robust_loss'][1]:.4f}",
-                        f"{res['final_robust_loss']:.4f}",
-                        str(res["went_up_steps"]),
-                        str(elu["iterations"]),
-                    ]
-                )
+        # (label, part, its values per iteration, the value after one step, the final value)
+        toys = [("counterexample φ", ce, "phi", "final_phi"),
+                ("ELU toy robust loss", elu, "robust_loss", "final_robust_loss")]  # fmt: skip
+        for label, part, curve, final in toys:
+            for r in ("danskin", "ddi") if part else ():
+                res = part[r]
+                rows.append([
+                    label, RULE_LABELS[r], f"{res[curve][0]:.4f}", f"{res[curve][1]:.4f}",
+                    f"{res[final]:.4f}", str(res["went_up_steps"]), str(part["iterations"]),
+                ])  # fmt: skip
         tables.append(("Toy problems (exact robust loss)", header, rows))
     dg = summary.get("digits")
     if dg:

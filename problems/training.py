@@ -433,8 +433,12 @@ def train(
     if max_steps is not None and max_steps < 0:
         raise ValueError(f"max_steps must be ≥ 0 or None, got {max_steps}")
     out = Path(out_dir)
-    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    if config.rule == "ddi-example" and has_bn and config.batchnorm == "per_restart":
+    model.train()
+    problem = minimax.ModuleProblem(
+        model, perturbation=make_perturbation(config.norm, config.eps),
+        batchnorm=config.batchnorm,  # type: ignore[arg-type]
+    )
+    if config.rule == "ddi-example" and problem.examples_coupled:
         raise ValueError(
             "rule 'ddi-example' needs examples that do not share batch statistics, but the model "
             "has BatchNorm in train mode: use batchnorm='eval' (`--batchnorm eval`), a model "
@@ -469,10 +473,6 @@ def train(
     model.to(device)
     if amp:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    problem = minimax.ModuleProblem(
-        model, perturbation=make_perturbation(config.norm, config.eps),
-        batchnorm=config.batchnorm,  # type: ignore[arg-type]
-    )
     params = problem.parameters()
     optimizer = torch.optim.SGD(
         params.values(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
