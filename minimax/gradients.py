@@ -71,7 +71,7 @@ def candidate_gradients(
     p = _detached(params)
     if _resolve(method, deltas) == "vmap":
         try:
-            fn = grad(lambda q, d: problem._values(q, d, batch).mean())
+            fn = grad(lambda q, d: problem.objective(q, d, batch).mean())
             out = vmap(fn, in_dims=(None, 0))(p, deltas)
             problem.passes.forward += m
             problem.passes.backward += m
@@ -99,7 +99,7 @@ def per_example_gradients(
     p = _detached(params)
     if method == "auto" or _resolve(method, deltas) == "vmap":
         try:
-            fn = jacrev(lambda q, d: problem._values(q, d, batch) / b)
+            fn = jacrev(lambda q, d: problem.objective(q, d, batch) / b)
             out = vmap(fn, in_dims=(None, 0))(p, deltas)
             problem.passes.forward += m
             problem.passes.backward += m * b

@@ -75,8 +75,11 @@ class Problem(ABC):
         """Shape [B, *event] of one candidate δ for this batch."""
 
     @abstractmethod
-    def _values(self, params: Mapping[str, Tensor], delta: Tensor, batch: Batch) -> Tensor:
-        """g for one candidate: δ [B, *event] → [B]. Must be torch.func-transformable."""
+    def objective(self, params: Mapping[str, Tensor], delta: Tensor, batch: Batch) -> Tensor:
+        """The single-candidate objective g(θ, δ; batch): δ [B, *event] → [B].
+
+        Public and torch.func-transformable (``grad``, ``vmap``, ``jacrev`` may wrap it); it counts
+        no passes: callers that run it directly account for their passes themselves."""
 
     # -- shared behaviour ----------------------------------------------------------------------
     def clean_input(self, batch: Batch) -> Tensor | None:
@@ -99,7 +102,7 @@ class Problem(ABC):
         lead = deltas.shape[: deltas.ndim - len(shape)]
         self.passes.forward += math.prod(lead)
         if not lead:
-            return self._values(params, deltas, batch)
+            return self.objective(params, deltas, batch)
         flat = deltas.reshape(-1, *shape)
         out = self._values_stacked(params, flat, batch)
         return out.reshape(*lead, shape[0])
@@ -113,10 +116,10 @@ class Problem(ABC):
         """[n, B, *event] → [n, B]; vmap over candidates, with a loop where vmap cannot run."""
         if getattr(self, "_vmap_ok", True):
             try:
-                return vmap(lambda d: self._values(params, d, batch))(deltas)
+                return vmap(lambda d: self.objective(params, d, batch))(deltas)
             except (RuntimeError, NotImplementedError, ValueError):
                 self._vmap_ok = False
-        return torch.stack([self._values(params, d, batch) for d in deltas])
+        return torch.stack([self.objective(params, d, batch) for d in deltas])
 
     def _check_delta(self, deltas: Tensor, shape: torch.Size) -> None:
         if not isinstance(deltas, Tensor):
@@ -233,7 +236,7 @@ class FunctionProblem(Problem):
             raise ValueError("the batch is empty (B = 0): pass at least one example")
         return torch.Size((b, *self.event_shape))
 
-    def _values(self, params: Mapping[str, Tensor], delta: Tensor, batch: Batch) -> Tensor:
+    def objective(self, params: Mapping[str, Tensor], delta: Tensor, batch: Batch) -> Tensor:
         out = self.fn(params, delta, batch)
         if out.shape != delta.shape[:1]:
             raise ValueError(
@@ -362,7 +365,7 @@ class ModuleProblem(Problem):
         buffers = dict(self.model.named_buffers())
         return functional_call(self.model, ({**params, **buffers},), (x + delta,))
 
-    def _values(self, params: Mapping[str, Tensor], delta: Tensor, batch: Batch) -> Tensor:
+    def objective(self, params: Mapping[str, Tensor], delta: Tensor, batch: Batch) -> Tensor:
         _, y = self._split(batch)
         with self.statistics_frozen():
             out = self.loss_fn(self.outputs(params, delta, batch), y)
@@ -387,7 +390,7 @@ class ModuleProblem(Problem):
     def _values_stacked(self, params: Mapping[str, Tensor], deltas: Tensor, batch: Batch) -> Tensor:
         mode = self._stacking_mode(deltas)
         if mode == "loop" or deltas.shape[0] == 1:
-            return torch.stack([self._values(params, d, batch) for d in deltas])
+            return torch.stack([self.objective(params, d, batch) for d in deltas])
         if mode == "vmap":
             return super()._values_stacked(params, deltas, batch)
         if self._bn and self.model.training and self.batchnorm == "per_restart":
