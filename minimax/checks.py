@@ -1,0 +1,95 @@
+"""Argument checks shared by every public entry: each raises a ValueError or TypeError that names
+the argument, says what it got and what it needs.
+
+Written here rather than taken from a validation library: the checks are about tensors (dtype,
+finiteness, shape) as much as numbers, and the messages must name the minimax argument.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Collection
+from typing import TypeVar
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "choice",
+    "finite_tensor",
+    "float_tensor",
+    "integer",
+    "real_number",
+]
+
+T = TypeVar("T")
+
+
+def integer(name: str, value: object, *, minimum: int | None = None) -> int:
+    """``value`` as an int; refuses floats with a fractional part, bools and values below
+    ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, float)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    out = int(value)
+    if minimum is not None and out < minimum:
+        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {out}")
+    return out
+
+
+def real_number(
+    name: str,
+    value: object,
+    *,
+    positive: bool = False,
+    nonnegative: bool = False,
+    finite: bool = True,
+    at_most: float | None = None,
+) -> float:
+    """``value`` as a float: real, finite unless ``finite=False``, > 0 or ≥ 0 when asked, and
+    ≤ ``at_most`` when given."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    out = float(value)
+    if math.isnan(out):
+        raise ValueError(f"{name} must be a number, got NaN")
+    if finite and not math.isfinite(out):
+        raise ValueError(f"{name} must be finite, got {out}")
+    if positive and not out > 0:
+        raise ValueError(f"{name} must be > 0, got {out}")
+    if nonnegative and not out >= 0:
+        raise ValueError(f"{name} must be ≥ 0, got {out}")
+    if at_most is not None and out > at_most:
+        raise ValueError(f"{name} must be ≤ {at_most}, got {out}")
+    return out
+
+
+def choice(name: str, value: T, choices: Collection[T]) -> T:
+    """``value`` if it is one of ``choices``."""
+    if value not in choices:
+        listed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {listed}, got {value!r}")
+    return value
+
+
+def float_tensor(name: str, value: object) -> Tensor:
+    """``value`` if it is a floating-point tensor; integer and complex tensors are refused with a
+    hint (an integer image batch is usually a forgotten ``.float() / 255``)."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating-point tensor, got dtype {value.dtype}: convert it, e.g. "
+            f"{name}.float() (and scale images to [0, 1])"
+        )
+    return value
+
+
+def finite_tensor(name: str, value: Tensor) -> Tensor:
+    """``value`` if every entry is finite (one fused check)."""
+    if not bool(torch.isfinite(value).all()):
+        bad = int((~torch.isfinite(value)).sum())
+        raise ValueError(f"{name} has {bad} non-finite entries (NaN or Inf)")
+    return value
