@@ -9,7 +9,8 @@ from minimax import checks
 def test_integer():
     assert checks.integer("steps", 3, minimum=0) == 3
     assert checks.integer("steps", 3.0) == 3
-    for bad, err in [(2.7, ValueError), (True, TypeError), ("3", TypeError), (math.inf, ValueError)]:
+    cases = [(2.7, ValueError), (True, TypeError), ("3", TypeError), (math.inf, ValueError)]
+    for bad, err in cases:
         with pytest.raises(err, match="steps"):
             checks.integer("steps", bad)
     with pytest.raises(ValueError, match="restarts must be an integer ≥ 1, got 0"):
