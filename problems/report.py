@@ -27,7 +27,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from problems.training import RunHistory, load_history
+from problems.training.history import RunHistory, load_history
 
 __all__ = [
     "compare_runs",

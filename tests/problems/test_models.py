@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from problems.cifar10 import CIFAR10_MEAN, CIFAR10_STD
+from problems.data.cifar10_files import CIFAR10_MEAN, CIFAR10_STD
 from problems.models import (
     ACTIVATIONS,
     MODELS,
