@@ -27,6 +27,7 @@ from problems.data.cifar10_files import (
     TRAIN_FILES,
     check_format,
 )
+from problems.files import atomic_file
 
 __all__ = ["write_synthetic_cifar10"]
 
@@ -80,25 +81,13 @@ def write_synthetic_cifar10(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    top = DIRECTORIES[fmt]
     files: list[tuple[str, bytes]] = []
     splits = [(name, n_train_per_batch, f"training batch {i + 1} of 5")
               for i, name in enumerate(TRAIN_FILES[fmt])]  # fmt: skip
     splits.append((TEST_FILES[fmt], n_test, "testing batch 1 of 1"))
     for name, n, batch_label in splits:
         data, labels = _synthetic_split(rng, n)
-        if fmt == "python":
-            batch = {
-                "batch_label": batch_label,
-                "labels": labels,
-                "data": data,
-                "filenames": [f"synthetic_{i:05d}.png" for i in range(n)],
-            }
-            payload = pickle.dumps(batch, protocol=2)
-        else:
-            records = np.concatenate([np.asarray(labels, dtype=np.uint8)[:, None], data], axis=1)
-            payload = records.tobytes()
-        files.append((name, payload))
+        files.append((name, _batch_payload(fmt, batch_label, data, labels)))
     if fmt == "python":
         meta = {"num_cases_per_batch": n_train_per_batch, "label_names": list(CIFAR10_CLASSES),
                 "num_vis": PIXELS}  # fmt: skip
@@ -106,10 +95,29 @@ def write_synthetic_cifar10(
     else:
         files.append((META_FILES[fmt], ("\n".join(CIFAR10_CLASSES) + "\n\n").encode()))
     files.append(("readme.html", b"<html><body>Synthetic CIFAR-10 for tests.</body></html>\n"))
-
     archive = directory / ARCHIVES[fmt]
+    _write_tar_gz(archive, DIRECTORIES[fmt], files)
+    return archive
+
+
+def _batch_payload(fmt: str, batch_label: str, data: np.ndarray, labels: list[int]) -> bytes:
+    """One batch file: a pickled dict (python format) or 1 + 3072 byte records (binary)."""
+    if fmt == "binary":
+        records = np.concatenate([np.asarray(labels, dtype=np.uint8)[:, None], data], axis=1)
+        return records.tobytes()
+    batch = {
+        "batch_label": batch_label,
+        "labels": labels,
+        "data": data,
+        "filenames": [f"synthetic_{i:05d}.png" for i in range(len(labels))],
+    }
+    return pickle.dumps(batch, protocol=2)
+
+
+def _write_tar_gz(archive: Path, top: str, files: list[tuple[str, bytes]]) -> None:
+    """A deterministic .tar.gz (mtime 0) holding ``top/`` and ``top/<name>`` for each file."""
     with (
-        open(archive, "wb") as raw,
+        atomic_file(archive, "wb") as raw,
         gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
         tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
     ):
@@ -120,4 +128,3 @@ def write_synthetic_cifar10(
         tar.addfile(info)
         for name, payload in files:
             _add_bytes(tar, f"{top}/{name}", payload)
-    return archive

@@ -18,6 +18,7 @@ from problems.demo.common import (
     rounded,
 )
 from problems.toy import Counterexample, counterexample_phi
+from problems.training.rules import build_rule
 
 __all__ = ["plot_counterexample", "run_counterexample"]
 
@@ -31,75 +32,80 @@ def run_counterexample(s: DemoSettings, seed: int) -> dict[str, Any]:
         "iterations": s.ce_iterations,
         "restarts": s.ce_restarts,
     }
-    rules = {"danskin": mm.Danskin(normalize=True), "ddi": mm.DDi(normalize=True)}
-    for name, rule in rules.items():
-        toy = Counterexample(x0)
-        inner = mm.PGD(10, 0.1, restarts=s.ce_restarts, seed=seed)
-        opt = mm.MinMaxOptimizer(
-            toy.problem, torch.optim.SGD(toy.params().values(), lr=s.ce_step), inner, rule
-        )
-        path = [toy.params()["x"].detach().clone()]
-        for _ in range(s.ce_iterations):
-            opt.step(toy.batch)
-            path.append(toy.params()["x"].detach().clone())
-        xs = torch.stack(path).double()
-        phi = counterexample_phi(xs)
-        ups = int((phi[1:] > phi[:-1] + UP_TOL).sum())
-        near = torch.nonzero(phi <= 1.0 + 0.01).flatten()
-        result[name] = {
-            "rule": repr(rule),
-            "path": [[rounded(a), rounded(b)] for a, b in xs.tolist()],
-            "phi": [rounded(v) for v in phi.tolist()],
-            "phi_after_first_step": rounded(phi[1]),
-            "final_phi": rounded(phi[-1]),
-            "went_up_steps": ups,
-            "steps_to_within_0.01": int(near[0]) if len(near) else None,
-        }
-    # one step from x0 along each rule's (unnormalized) direction, as returned by the library
+    for name in ("danskin", "ddi"):
+        result[name] = _path(name, x0, s, seed)
+    result["one_step"] = _one_step(x0, s, seed)
+    return result
+
+
+def _path(name: str, x0: tuple[float, float], s: DemoSettings, seed: int) -> dict[str, Any]:
+    """``s.ce_iterations`` normalized steps of rule ``name`` from ``x0``: the path and φ on it."""
+    rule = build_rule(name, normalize=True)
+    toy = Counterexample(x0)
+    inner = mm.PGD(10, 0.1, restarts=s.ce_restarts, seed=seed)
+    opt = mm.MinMaxOptimizer(
+        toy.problem, torch.optim.SGD(toy.params().values(), lr=s.ce_step), inner, rule
+    )
+    path = [toy.params()["x"].detach().clone()]
+    for _ in range(s.ce_iterations):
+        opt.step(toy.batch)
+        path.append(toy.params()["x"].detach().clone())
+    xs = torch.stack(path).double()
+    phi = counterexample_phi(xs)
+    ups = int((phi[1:] > phi[:-1] + UP_TOL).sum())
+    near = torch.nonzero(phi <= 1.0 + 0.01).flatten()
+    return {
+        "rule": repr(rule),
+        "path": [[rounded(a), rounded(b)] for a, b in xs.tolist()],
+        "phi": [rounded(v) for v in phi.tolist()],
+        "phi_after_first_step": rounded(phi[1]),
+        "final_phi": rounded(phi[-1]),
+        "went_up_steps": ups,
+        "steps_to_within_0.01": int(near[0]) if len(near) else None,
+    }
+
+
+def _one_step(x0: tuple[float, float], s: DemoSettings, seed: int) -> dict[str, Any]:
+    """One step from ``x0`` along each rule's (unnormalized) direction, as the library returns
+    it, against the closed forms 2 + 8η² (Danskin) and (1 − 2η)² + 1 (DDi)."""
     toy = Counterexample(x0)
     x = toy.params()["x"].detach().double()
     dirs = {}
-    for name, rule in {"danskin": mm.Danskin(), "ddi": mm.DDi()}.items():
-        d, cands = mm.descent_direction(
-            toy.problem, None, toy.batch, mm.PGD(10, 0.1, restarts=s.ce_restarts, seed=seed), rule
+    for name in ("danskin", "ddi"):
+        inner = mm.PGD(10, 0.1, restarts=s.ce_restarts, seed=seed)
+        dirs[name], cands = mm.descent_direction(
+            toy.problem, None, toy.batch, inner, build_rule(name)
         )
-        dirs[name] = d
     # DDi's weight on the candidates at y = 0 and at y = 1 (restarts that found the same y share)
     y = cands.deltas.reshape(-1).double()
     w = dirs["ddi"].weights.reshape(-1).double()
-    weight_y0, weight_y1 = float(w[y < 0.5].sum()), float(w[y >= 0.5].sum())
     d_dan = dirs["danskin"].vector["x"].detach().double()
     d_ddi = dirs["ddi"].vector["x"].detach().double()
-    etas = [0.01, 0.05, 0.1, 0.2, 0.3, 0.5]
-    table = []
-    for eta in etas:
-        table.append(
-            {
-                "eta": eta,
-                "phi_danskin": rounded(counterexample_phi(x - eta * d_dan), 8),
-                "closed_form_danskin": rounded(2 + 8 * eta**2, 8),
-                "phi_ddi": rounded(counterexample_phi(x - eta * d_ddi), 8),
-                "closed_form_ddi": rounded((1 - 2 * eta) ** 2 + 1, 8),
-            }
-        )
+    table = [
+        {
+            "eta": eta,
+            "phi_danskin": rounded(counterexample_phi(x - eta * d_dan), 8),
+            "closed_form_danskin": rounded(2 + 8 * eta**2, 8),
+            "phi_ddi": rounded(counterexample_phi(x - eta * d_ddi), 8),
+            "closed_form_ddi": rounded((1 - 2 * eta) ** 2 + 1, 8),
+        }
+        for eta in (0.01, 0.05, 0.1, 0.2, 0.3, 0.5)
+    ]
     gap = max(
-        max(
-            abs(r["phi_danskin"] - r["closed_form_danskin"]),
-            abs(r["phi_ddi"] - r["closed_form_ddi"]),
-        )
+        abs(r[f"phi_{rule}"] - r[f"closed_form_{rule}"])
         for r in table
+        for rule in ("danskin", "ddi")
     )
-    result["one_step"] = {
+    return {
         "danskin_direction": [rounded(v) for v in d_dan.tolist()],
         "ddi_direction": [rounded(v) for v in d_ddi.tolist()],
         "ddi_weights": [rounded(v) for v in dirs["ddi"].weights.tolist()],
         "candidates_y": [rounded(v) for v in y.tolist()],
-        "ddi_weight_y0": rounded(weight_y0),
-        "ddi_weight_y1": rounded(weight_y1),
+        "ddi_weight_y0": rounded(float(w[y < 0.5].sum())),
+        "ddi_weight_y1": rounded(float(w[y >= 0.5].sum())),
         "table": table,
         "max_gap_to_closed_form": float(f"{gap:.3g}"),
     }
-    return result
 
 
 def plot_counterexample(ce: Mapping[str, Any], path: Path) -> None:

@@ -19,12 +19,14 @@ from problems.demo.common import (
 )
 from problems.models import build_model
 from problems.report import plot_curves
-from problems.training import TrainConfig, train
+from problems.training import RunHistory, TrainConfig, train
 
 __all__ = ["RULES", "SETTINGS", "digits_steps", "plot_digits", "run_digits"]
 
 
 SETTINGS = {"smooth": ("celu", "none"), "relu_bn": ("relu", "batch")}
+#: the rules the demo compares (names of `problems.training.rules.RULES`; ddi-example is left
+#: out: it refuses train-mode BatchNorm, one of the two settings)
 RULES = ("danskin", "maxloss", "ddi")
 EPOCH_FIELDS = (
     "epoch",
@@ -68,66 +70,59 @@ def run_digits(
     for setting, (activation, norm) in SETTINGS.items():
         block: dict[str, Any] = {"activation": activation, "norm": norm, "rules": {}}
         for rule in RULES:
-            torch.manual_seed(seed)
-            model = build_model(
-                "small_cnn",
-                activation=activation,
-                norm=norm,
-                in_channels=1,
-                image_size=8,
-                num_classes=10,
-                width=s.digits_width,
-            )
-            config = TrainConfig(
-                rule=rule,
-                restarts=s.digits_restarts,
-                epochs=s.digits_epochs,
-                batch_size=s.digits_batch_size,
-                lr=s.digits_lr,
-                momentum=0.9,
-                weight_decay=5e-4,
-                schedule="constant",
-                eps=eps,
-                step_size=2.5 * eps / s.digits_steps,
-                steps=s.digits_steps,
-                eval_steps=s.digits_eval_steps,
-                augment=False,
-                remeasure=True,
-                seed=seed,
-            )
-            history = train(
-                model,
-                data.train,
-                data.test,
-                config,
-                runs_dir / f"{setting}-{rule}",
-                progress=False,
-                overwrite=True,
-                meta={"model": "small_cnn", "activation": activation, "norm": norm},
-                callback=_on_step(tick, f"digits {setting}/{rule}"),
-            )
-            epochs = [
-                {
-                    k: (rounded(v) if isinstance(v, float) else v)
-                    for k, v in r.items()
-                    if k in EPOCH_FIELDS
-                }
-                for r in history.epochs
-            ]
-            block["rules"][rule] = {
-                "epochs": epochs,
-                "final_robust_acc": epochs[-1]["robust_acc"],
-                "final_clean_acc": epochs[-1]["clean_acc"],
-                "best_robust_acc": max(r["robust_acc"] for r in epochs),
-                "went_up_fraction": _went_up_overall(history),
-                "mean_weights_entropy": rounded(
-                    sum(r["mean_weights_entropy"] for r in epochs) / len(epochs)
-                ),
-                "final_wall": epochs[-1]["wall"],
-                "passes": epochs[-1]["forward"] + epochs[-1]["backward"],
-            }
+            history = _train(s, seed, eps, data, rule, activation, norm,
+                             runs_dir / f"{setting}-{rule}",
+                             _on_step(tick, f"digits {setting}/{rule}"))  # fmt: skip
+            block["rules"][rule] = _rule_summary(history)
         out["settings"][setting] = block
     return out
+
+
+def _train(
+    s: DemoSettings,
+    seed: int,
+    eps: float,
+    data: digits_data.Digits,
+    rule: str,
+    activation: str,
+    norm: str,
+    out: Path,
+    callback: Callable[[dict[str, Any]], None],
+) -> RunHistory:
+    """One digits run: a seeded small CNN trained by ``rule`` (m restarts for every rule)."""
+    torch.manual_seed(seed)
+    model = build_model("small_cnn", activation=activation, norm=norm, in_channels=1,
+                        image_size=8, num_classes=10, width=s.digits_width)  # fmt: skip
+    config = TrainConfig(
+        rule=rule, restarts=s.digits_restarts, epochs=s.digits_epochs,
+        batch_size=s.digits_batch_size, lr=s.digits_lr, momentum=0.9, weight_decay=5e-4,
+        schedule="constant", eps=eps, step_size=2.5 * eps / s.digits_steps,
+        steps=s.digits_steps, eval_steps=s.digits_eval_steps, augment=False, remeasure=True,
+        seed=seed,
+    )  # fmt: skip
+    meta = {"model": "small_cnn", "activation": activation, "norm": norm}
+    return train(model, data.train, data.test, config, out, progress=False, overwrite=True,
+                 meta=meta, callback=callback)  # fmt: skip
+
+
+def _rule_summary(history: RunHistory) -> dict[str, Any]:
+    """A run's rounded epoch records and the numbers the report states about it."""
+    epochs = [
+        {k: (rounded(v) if isinstance(v, float) else v) for k, v in r.items() if k in EPOCH_FIELDS}
+        for r in history.epochs
+    ]
+    return {
+        "epochs": epochs,
+        "final_robust_acc": epochs[-1]["robust_acc"],
+        "final_clean_acc": epochs[-1]["clean_acc"],
+        "best_robust_acc": max(r["robust_acc"] for r in epochs),
+        "went_up_fraction": _went_up_overall(history),
+        "mean_weights_entropy": rounded(
+            sum(r["mean_weights_entropy"] for r in epochs) / len(epochs)
+        ),
+        "final_wall": epochs[-1]["wall"],
+        "passes": epochs[-1]["forward"] + epochs[-1]["backward"],
+    }
 
 
 def _on_step(tick: Callable[[str], None], label: str) -> Callable[[dict[str, Any]], None]:
@@ -139,7 +134,7 @@ def _on_step(tick: Callable[[str], None], label: str) -> Callable[[dict[str, Any
     return on_step
 
 
-def _went_up_overall(history: Any) -> float | None:
+def _went_up_overall(history: RunHistory) -> float | None:
     steps = [r for r in history.steps() if r.get("robust_loss_after") is not None]
     if not steps:
         return None

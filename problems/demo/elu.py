@@ -23,8 +23,36 @@ from problems.demo.common import (
     rounded,
 )
 from problems.toy import ELUNetwork
+from problems.training.rules import build_rule
 
 __all__ = ["plot_elu", "run_elu"]
+
+
+class _GramCounts:
+    """Counts the candidate-gradient pairs with a negative inner product in each Gram matrix DDi
+    forms (batch level), and, as a diagnostic, inside each example's own m candidates."""
+
+    def __init__(self, toy: ELUNetwork) -> None:
+        self.toy = toy
+        self.counts = dict.fromkeys(
+            ("pairs", "negative", "steps_with_negative", "example_pairs", "example_negative"), 0
+        )
+
+    def __call__(self, d: mm.Direction, cands: mm.Candidates) -> None:
+        if "gram" not in d.extras:
+            return
+        k, counts = d.extras["gram"], self.counts
+        neg = negative_pairs(k)
+        counts["pairs"] += k.shape[0] * (k.shape[0] - 1) // 2
+        counts["negative"] += neg
+        counts["steps_with_negative"] += int(neg > 0)
+        toy, m = self.toy, cands.m
+        per_example = build_rule("ddi-example")(toy.problem, toy.params(), toy.batch, cands)
+        kp = per_example.extras["gram"]
+        for b in range(cands.batch_size):
+            blk = kp[b * m : (b + 1) * m, b * m : (b + 1) * m]
+            counts["example_pairs"] += m * (m - 1) // 2
+            counts["example_negative"] += negative_pairs(blk)
 
 
 def run_elu(s: DemoSettings, seed: int, tick: Callable[[str], None]) -> dict[str, Any]:
@@ -37,43 +65,13 @@ def run_elu(s: DemoSettings, seed: int, tick: Callable[[str], None]) -> dict[str
         "resolution": s.toy_resolution,
     }
     scan_params: dict[str, Tensor] | None = None
-    for name, base in (("danskin", mm.Danskin()), ("ddi", mm.DDi())):
+    for name in ("danskin", "ddi"):
         toy = ELUNetwork(seed=seed)
         batch: Any = toy.batch  # (x [n, 2], y [n])
         out.setdefault("n", int(batch[0].shape[0]))
         out.setdefault("eps", toy.eps)
-        counts = {
-            "pairs": 0,
-            "negative": 0,
-            "steps_with_negative": 0,
-            "example_pairs": 0,
-            "example_negative": 0,
-        }
-
-        def record(
-            d: mm.Direction,
-            cands: mm.Candidates,
-            toy: ELUNetwork = toy,
-            counts: dict[str, int] = counts,
-        ) -> None:
-            if "gram" not in d.extras:
-                return
-            k = d.extras["gram"]
-            neg = negative_pairs(k)
-            counts["pairs"] += k.shape[0] * (k.shape[0] - 1) // 2
-            counts["negative"] += neg
-            counts["steps_with_negative"] += int(neg > 0)
-            # diagnostic: the same count inside each example's own m candidates
-            kp = mm.DDi(per_example=True)(toy.problem, toy.params(), toy.batch, cands).extras[
-                "gram"
-            ]
-            m = cands.m
-            for b in range(cands.batch_size):
-                blk = kp[b * m : (b + 1) * m, b * m : (b + 1) * m]
-                counts["example_pairs"] += m * (m - 1) // 2
-                counts["example_negative"] += negative_pairs(blk)
-
-        rule = Recording(base, record)
+        gram = _GramCounts(toy)
+        rule = Recording(build_rule(name), gram)
         inner = mm.PGD(s.toy_pgd_steps, toy.eps / 4, restarts=s.toy_restarts, seed=seed)
         opt = mm.MinMaxOptimizer(
             toy.problem, torch.optim.SGD(toy.params().values(), lr=s.toy_lr), inner, rule
@@ -83,8 +81,7 @@ def run_elu(s: DemoSettings, seed: int, tick: Callable[[str], None]) -> dict[str
         for it in range(s.toy_iterations):
             if name == "danskin" and it == s.toy_scan_at:
                 scan_params = {k: v.detach().clone() for k, v in toy.params().items()}
-            report = opt.step(toy.batch)
-            norms.append(report.norm)
+            norms.append(opt.step(toy.batch).norm)
             losses.append(float(toy.robust_loss(resolution=s.toy_resolution)))
             tick(f"ELU toy {name}")
         went_up = sum(b > a + UP_TOL for a, b in itertools.pairwise(losses))
@@ -96,7 +93,7 @@ def run_elu(s: DemoSettings, seed: int, tick: Callable[[str], None]) -> dict[str
             "mean_norm": rounded(sum(norms) / len(norms)),
         }
         if name == "ddi":
-            out["ddi"]["gram"] = counts
+            out["ddi"]["gram"] = gram.counts
     assert scan_params is not None
     out["scan"] = _elu_scan(s, seed, scan_params)
     return out
@@ -110,7 +107,7 @@ def _elu_scan(s: DemoSettings, seed: int, params: dict[str, Tensor]) -> dict[str
     cands = inner(problem, params, toy.batch)
     grads = mm.candidate_gradients(problem, params, toy.batch, cands.deltas)
     k = mm.gram(grads)
-    ddi = mm.DDi()(problem, params, toy.batch, cands)
+    ddi = build_rule("ddi")(problem, params, toy.batch, cands)
     names = list(params)
     directions: dict[str, dict[str, Tensor]] = {}
     for i in range(cands.m):

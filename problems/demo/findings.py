@@ -33,77 +33,10 @@ def findings(summary: Mapping[str, Any]) -> dict[str, list[str]]:
     """The report's sentences, generated from the numbers of ``summary`` (nothing hand-written
     about the outcome)."""
     out: dict[str, list[str]] = {}
-    ce = summary.get("counterexample")
-    if ce:
-        dan, ddi, one = ce["danskin"], ce["ddi"], ce["one_step"]
-        n = ce["iterations"]
-        phi0 = dan["phi"][0]
-
-        def moved(v: float) -> str:
-            return "up" if v > phi0 else ("down" if v < phi0 else "unchanged")
-
-        def reached(res: Mapping[str, Any]) -> str:
-            k = res["steps_to_within_0.01"]
-            return f"{k} steps" if k is not None else f"none of the {n} steps"
-
-        table = one["table"]
-        etas = ", ".join(f"{r['eta']:g}" for r in table)
-        dan_up = all(r["phi_danskin"] > phi0 for r in table)
-        ddi_down = all(r["phi_ddi"] < phi0 for r in table)
-        out["counterexample"] = [
-            f"At x = {_fmt_vec(ce['start'])} the library's Danskin direction is "
-            f"{_fmt_vec(one['danskin_direction'])} and DDi's is {_fmt_vec(one['ddi_direction'])} "
-            f"(total weight {one['ddi_weight_y0']:.4g} on the candidates at y = 0 and "
-            f"{one['ddi_weight_y1']:.4g} on those at y = 1).",
-            f"One normalized step of {ce['step']:g} moved φ from {phi0:.4f} to "
-            f"{dan['phi_after_first_step']:.4f} with Danskin ({moved(dan['phi_after_first_step'])})"
-            f" and to {ddi['phi_after_first_step']:.4f} with DDi "
-            f"({moved(ddi['phi_after_first_step'])}).",
-            f"After {n} steps φ was {dan['final_phi']:.4f} with Danskin vs {ddi['final_phi']:.4f} "
-            f"with DDi (the minimum is 1); φ went up (by more than {UP_TOL:g}) after "
-            f"{dan['went_up_steps']} of Danskin's "
-            f"{n} steps and {ddi['went_up_steps']} of DDi's. φ first came within 0.01 of the "
-            f"minimum after {reached(dan)} with Danskin and {reached(ddi)} with DDi.",
-            f"One step of size η along the library's directions, for η in "
-            f"{etas}: φ "
-            f"{'rose above' if dan_up else 'did not always rise above'} {phi0:g} along Danskin's "
-            f"and {'fell below' if ddi_down else 'did not always fall below'} it along DDi's; the "
-            f"values match 2 + 8η² and (1 − 2η)² + 1 to within "
-            f"{one['max_gap_to_closed_form']:.1e}.",
-        ]
-    elu = summary.get("elu")
-    if elu:
-        dan, ddi, scan = elu["danskin"], elu["ddi"], elu["scan"]
-        n = elu["iterations"]
-        g = ddi["gram"]
-        verdict = _cmp(
-            ddi["final_robust_loss"], dan["final_robust_loss"], higher_is_better=False, tol=5e-5
-        )
-        lines = scan["lines"]
-        cand = {k: v for k, v in lines.items() if k != "DDi"}
-        first = scan["first_step_change"]
-        cand_first = [first[k] for k in cand]
-        out["elu"] = [
-            f"Exact robust loss (grid of {elu['resolution']}² points per example) after {n} "
-            f"iterations, from {dan['robust_loss'][0]:.4f}: {dan['final_robust_loss']:.4f} with "
-            f"Danskin vs {ddi['final_robust_loss']:.4f} with DDi ({verdict}); lowest on the way "
-            f"{dan['best_robust_loss']:.4f} vs {ddi['best_robust_loss']:.4f} (a constant "
-            f"prediction of ½ has loss log 2 = {math.log(2):.4f}).",
-            f"The exact robust loss went up (by more than {UP_TOL:g}) after "
-            f"{dan['went_up_steps']} of Danskin's {n} steps "
-            f"and {ddi['went_up_steps']} of DDi's.",
-            f"Of the {g['pairs']} pairs of candidate gradients (batch level, m = "
-            f"{elu['restarts']}) DDi formed over training, {g['negative']} had a negative inner "
-            f"product ({g['steps_with_negative']} of {n} steps had at least one); within single "
-            f"examples, {g['example_negative']} of {g['example_pairs']} pairs did.",
-            f"Line scans at Danskin's iterate {scan['at_iteration']} (robust loss "
-            f"{scan['robust_loss_at_start']:.4f}): a first step of length {scan['first_step']:g} "
-            f"changed the exact robust loss by {first['DDi']:+.4f} along DDi's direction and by "
-            f"{min(cand_first):+.4f} to {max(cand_first):+.4f} along the {len(cand)} candidates' "
-            f"negative gradients; the lowest value along the DDi line was "
-            f"{scan['min_along']['DDi']:.4f} vs {min(scan['min_along'][k] for k in cand):.4f} "
-            f"along the best candidate line.",
-        ]
+    if summary.get("counterexample"):
+        out["counterexample"] = _counterexample_sentences(summary["counterexample"])
+    if summary.get("elu"):
+        out["elu"] = _elu_sentences(summary["elu"])
     dg = summary.get("digits")
     if dg:
         out["digits"] = [
@@ -116,6 +49,79 @@ def findings(summary: Mapping[str, Any]) -> dict[str, list[str]]:
                 SETTING_LABELS[setting], block, dg["restarts"]
             )
     return out
+
+
+def _counterexample_sentences(ce: Mapping[str, Any]) -> list[str]:
+    dan, ddi, one = ce["danskin"], ce["ddi"], ce["one_step"]
+    n = ce["iterations"]
+    phi0 = dan["phi"][0]
+
+    def moved(v: float) -> str:
+        return "up" if v > phi0 else ("down" if v < phi0 else "unchanged")
+
+    def reached(res: Mapping[str, Any]) -> str:
+        k = res["steps_to_within_0.01"]
+        return f"{k} steps" if k is not None else f"none of the {n} steps"
+
+    table = one["table"]
+    etas = ", ".join(f"{r['eta']:g}" for r in table)
+    dan_up = all(r["phi_danskin"] > phi0 for r in table)
+    ddi_down = all(r["phi_ddi"] < phi0 for r in table)
+    return [
+        f"At x = {_fmt_vec(ce['start'])} the library's Danskin direction is "
+        f"{_fmt_vec(one['danskin_direction'])} and DDi's is {_fmt_vec(one['ddi_direction'])} "
+        f"(total weight {one['ddi_weight_y0']:.4g} on the candidates at y = 0 and "
+        f"{one['ddi_weight_y1']:.4g} on those at y = 1).",
+        f"One normalized step of {ce['step']:g} moved φ from {phi0:.4f} to "
+        f"{dan['phi_after_first_step']:.4f} with Danskin ({moved(dan['phi_after_first_step'])})"
+        f" and to {ddi['phi_after_first_step']:.4f} with DDi "
+        f"({moved(ddi['phi_after_first_step'])}).",
+        f"After {n} steps φ was {dan['final_phi']:.4f} with Danskin vs {ddi['final_phi']:.4f} "
+        f"with DDi (the minimum is 1); φ went up (by more than {UP_TOL:g}) after "
+        f"{dan['went_up_steps']} of Danskin's "
+        f"{n} steps and {ddi['went_up_steps']} of DDi's. φ first came within 0.01 of the "
+        f"minimum after {reached(dan)} with Danskin and {reached(ddi)} with DDi.",
+        f"One step of size η along the library's directions, for η in "
+        f"{etas}: φ "
+        f"{'rose above' if dan_up else 'did not always rise above'} {phi0:g} along Danskin's "
+        f"and {'fell below' if ddi_down else 'did not always fall below'} it along DDi's; the "
+        f"values match 2 + 8η² and (1 − 2η)² + 1 to within "
+        f"{one['max_gap_to_closed_form']:.1e}.",
+    ]
+
+
+def _elu_sentences(elu: Mapping[str, Any]) -> list[str]:
+    dan, ddi, scan = elu["danskin"], elu["ddi"], elu["scan"]
+    n = elu["iterations"]
+    g = ddi["gram"]
+    verdict = _cmp(
+        ddi["final_robust_loss"], dan["final_robust_loss"], higher_is_better=False, tol=5e-5
+    )
+    lines = scan["lines"]
+    cand = {k: v for k, v in lines.items() if k != "DDi"}
+    first = scan["first_step_change"]
+    cand_first = [first[k] for k in cand]
+    return [
+        f"Exact robust loss (grid of {elu['resolution']}² points per example) after {n} "
+        f"iterations, from {dan['robust_loss'][0]:.4f}: {dan['final_robust_loss']:.4f} with "
+        f"Danskin vs {ddi['final_robust_loss']:.4f} with DDi ({verdict}); lowest on the way "
+        f"{dan['best_robust_loss']:.4f} vs {ddi['best_robust_loss']:.4f} (a constant "
+        f"prediction of ½ has loss log 2 = {math.log(2):.4f}).",
+        f"The exact robust loss went up (by more than {UP_TOL:g}) after "
+        f"{dan['went_up_steps']} of Danskin's {n} steps "
+        f"and {ddi['went_up_steps']} of DDi's.",
+        f"Of the {g['pairs']} pairs of candidate gradients (batch level, m = "
+        f"{elu['restarts']}) DDi formed over training, {g['negative']} had a negative inner "
+        f"product ({g['steps_with_negative']} of {n} steps had at least one); within single "
+        f"examples, {g['example_negative']} of {g['example_pairs']} pairs did.",
+        f"Line scans at Danskin's iterate {scan['at_iteration']} (robust loss "
+        f"{scan['robust_loss_at_start']:.4f}): a first step of length {scan['first_step']:g} "
+        f"changed the exact robust loss by {first['DDi']:+.4f} along DDi's direction and by "
+        f"{min(cand_first):+.4f} to {max(cand_first):+.4f} along the {len(cand)} candidates' "
+        f"negative gradients; the lowest value along the DDi line was "
+        f"{scan['min_along']['DDi']:.4f} vs {min(scan['min_along'][k] for k in cand):.4f} "
+        f"along the best candidate line.",
+    ]
 
 
 def early_epoch(epochs: int) -> int:

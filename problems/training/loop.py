@@ -96,14 +96,7 @@ def train(
     Returns:
         the `RunHistory` (status ``"completed"``, ``"interrupted"`` or ``"max_steps"``).
     """
-    config.validate()
-    data = check_data("train_set", train_set)
-    if val_set is not None:
-        val_set = check_data("val_set", val_set)
-        if config.eval_examples is not None:
-            val_set = (val_set[0][: config.eval_examples], val_set[1][: config.eval_examples])
-    if max_steps is not None and max_steps < 0:
-        raise ValueError(f"max_steps must be ≥ 0 or None, got {max_steps}")
+    data, val_set = _checked_inputs(config, train_set, val_set, max_steps)
     out, meta = Path(out_dir), dict(meta or {})
     problem = make_problem(model, config)
     state = open_run_dir(out, config, meta, resume=resume, overwrite=overwrite)
@@ -121,6 +114,24 @@ def train(
                 run.history.status = "interrupted"
                 return run.history
     return run.history
+
+
+def _checked_inputs(
+    config: TrainConfig,
+    train_set: tuple[Tensor, Tensor],
+    val_set: tuple[Tensor, Tensor] | None,
+    max_steps: int | None,
+) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor] | None]:
+    """Validate the config and the data; cut the validation set to ``config.eval_examples``."""
+    config.validate()
+    data = check_data("train_set", train_set)
+    if val_set is not None:
+        val_set = check_data("val_set", val_set)
+        if config.eval_examples is not None:
+            val_set = (val_set[0][: config.eval_examples], val_set[1][: config.eval_examples])
+    if max_steps is not None and max_steps < 0:
+        raise ValueError(f"max_steps must be ≥ 0 or None, got {max_steps}")
+    return data, val_set
 
 
 @dataclass
