@@ -76,6 +76,20 @@ def test_evaluate(run, tmp_path, capsys) -> None:
     assert (run / "eval-checkpoint.json").is_file()
 
 
+def test_another_dataset_from_the_registry(tmp_path, capsys) -> None:
+    """--dataset digits (1×8×8 grey images): the model's input shape comes from the data set."""
+    out = tmp_path / "digits"
+    assert main(["train", "--dataset", "digits", "--model", "small_cnn", "--epochs", "1",
+                 "--steps", "1", "--eval-steps", "1", "--limit-train", "32", "--limit-test", "16",
+                 "--batch-size", "16", "--no-progress", "--out", str(out)]) == 0  # fmt: skip
+    spec = load_history(out).meta["model"]
+    assert (spec["in_channels"], spec["image_size"], spec["num_classes"]) == (1, 8, 10)
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--attacks", "clean,pgd1", "--limit", "16",
+                 "--no-progress", "--out", str(tmp_path / "eval.json")]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["n_examples"] == 16
+
+
 def test_compare(run, tmp_path, capsys) -> None:
     out = tmp_path / "cmp"
     assert main(["compare", str(run), str(run), "--names", "a,b", "--out", str(out)]) == 0
