@@ -156,3 +156,20 @@ def test_same_seed_same_summary(quick_run: Path, tmp_path: Path) -> None:
 def test_strip_times_removes_wall_clock_fields() -> None:
     data = {"a": 1, "wall": 2.0, "b": [{"seconds": 1, "c": 3}], "timings": {"x": 1}}
     assert demo.strip_times(data) == {"a": 1, "b": [{"c": 3}]}
+
+
+def test_summary_differences_ignore_wall_clock_only(quick_run: Path, tmp_path: Path) -> None:
+    from problems.demo.compare import main, summary_differences
+
+    summary = _summary(quick_run)
+    changed = json.loads(json.dumps(summary))
+    changed["timings"]["total"] += 1.0  # wall-clock: ignored
+    assert summary_differences(summary, changed) == []
+    changed["counterexample"]["ddi"]["final_phi"] += 1e-6  # a number: reported
+    assert summary_differences(summary, changed) == ["$.counterexample.ddi.final_phi: "
+        f"{summary['counterexample']['ddi']['final_phi']!r} != "
+        f"{changed['counterexample']['ddi']['final_phi']!r}"]  # fmt: skip
+    other = tmp_path / "summary.json"
+    other.write_text(json.dumps(changed), encoding="utf-8")
+    assert main([str(quick_run / "summary.json"), str(quick_run / "summary.json")]) == 0
+    assert main([str(quick_run / "summary.json"), str(other)]) == 1
