@@ -27,6 +27,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from problems.files import atomic_write_text
 from problems.training.history import RunHistory, load_history
 
 __all__ = [
@@ -204,7 +205,7 @@ def write_html(
             parts.append(f'<img src="{esc(str(image), quote=True)}" alt="{esc(heading)}">')
         parts.append(f"<figcaption>{esc(caption)}</figcaption></figure>")
     parts.append("</body></html>")
-    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    atomic_write_text(path, "\n".join(parts) + "\n")
     return path
 
 

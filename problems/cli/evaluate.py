@@ -14,9 +14,9 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from problems.cli.train import load_data
 from problems.cli.types import (
     UsageError,
+    load_data,
     nonnegative_number,
     positive_int,
     resolve_device,

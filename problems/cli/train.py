@@ -16,19 +16,19 @@ from typing import Any
 from problems.cli.types import (
     PROG,
     UsageError,
+    load_data,
     nonnegative_int,
     nonnegative_number,
     positive_int,
     resolve_device,
 )
-from problems.data.datasets import DATASETS, ImageData, load_dataset
-from problems.data.errors import DatasetError
+from problems.data.datasets import DATASETS
 from problems.data.splits import train_val_split
 from problems.models import ACTIVATIONS, MODELS, NORMS, build_model
 from problems.threats import THREATS
 from problems.training import BATCHNORM, RULES, SCHEDULES, TrainConfig, train
 
-__all__ = ["DESCRIPTION", "EPILOG", "HELP", "add_arguments", "load_data", "run"]
+__all__ = ["DESCRIPTION", "EPILOG", "HELP", "add_arguments", "run"]
 
 HELP = "adversarially train a CIFAR-10 classifier"
 DESCRIPTION = "Adversarial training on CIFAR-10 with PGD-AT, MaxLoss or DDi."
@@ -126,15 +126,6 @@ def _run_arguments(run: Any) -> None:
     run.add_argument("--max-steps", type=positive_int, default=None, metavar="N",
                      help="stop (with a checkpoint) after N steps in all")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def load_data(name: str, data_dir: Path, *, download: bool, progress: bool,
-              seed: int) -> ImageData:  # fmt: skip
-    """The data set ``name`` from the `DATASETS` registry; its errors become usage errors."""
-    try:
-        return load_dataset(name, data_dir, download=download, progress=progress, seed=seed)
-    except DatasetError as error:
-        raise UsageError(str(error)) from None
 
 
 def _config(args: argparse.Namespace, device: str) -> TrainConfig:

@@ -8,6 +8,7 @@ Public API::
     positive_int / nonnegative_int
     formatter(prog)                the help formatter of every command
     resolve_device(name) -> str    "auto" → cuda when available, else cpu
+    load_data(name, data_dir, *, download, progress, seed) -> ImageData   (errors: UsageError)
 """
 
 from __future__ import annotations
@@ -15,11 +16,16 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from fractions import Fraction
+from pathlib import Path
+
+from problems.data.datasets import ImageData, load_dataset
+from problems.data.errors import DatasetError
 
 __all__ = [
     "PROG",
     "UsageError",
     "formatter",
+    "load_data",
     "nonnegative_int",
     "nonnegative_number",
     "number",
@@ -98,3 +104,12 @@ def resolve_device(name: str) -> str:
     if name != "cpu" and not name.startswith("cuda"):
         raise UsageError(f"--device must be cpu, cuda, cuda:N or auto, got {name!r}")
     return name
+
+
+def load_data(name: str, data_dir: Path, *, download: bool, progress: bool,
+              seed: int) -> ImageData:  # fmt: skip
+    """The data set ``name`` from the `DATASETS` registry; its errors become usage errors."""
+    try:
+        return load_dataset(name, data_dir, download=download, progress=progress, seed=seed)
+    except DatasetError as error:
+        raise UsageError(str(error)) from None
