@@ -10,6 +10,7 @@ import torch
 
 from problems.cli import build_parser
 from problems.data.datasets import DATASETS, ImageData, load_dataset
+from problems.demo.digits import RULES as DEMO_RULES
 from problems.evaluation import ATTACKS, make_attack, parse_attacks
 from problems.models import MODELS, build_model
 from problems.threats import THREATS, make_perturbation
@@ -90,6 +91,7 @@ def test_every_registered_rule_model_attack_and_threat_builds() -> None:
         assert parse_attacks(spec) == [spec]
         solver = make_attack(spec, 0.1)
         assert (solver is None) == (name == "clean")
+    assert set(DEMO_RULES) <= set(RULES.names())  # the demo compares registered rules
     with pytest.raises(ValueError, match="unknown attack"):
         parse_attacks("pgd")  # pgd needs a step count
     with pytest.raises(ValueError, match="unknown attack"):
