@@ -8,8 +8,11 @@ exact and return a KKT certificate. Property-based testing of descent claims liv
 `minimax.testing` (``import minimax.testing``; hypothesis strategies, assertions, a pytest plugin).
 """
 
+from minimax.attack import ATTACKS, SUITES, attack, build_attack, model_mode, threat_set
 from minimax.gradients import candidate_gradients, combine, gram, per_example_gradients
 from minimax.inner import APGD, FGSM, PGD, Candidates, Grid, InnerSolver, dlr_loss
+from minimax.inner.apgd_targeted import APGDTargeted, targeted_dlr_loss
+from minimax.inner.square import Square, margin_loss, square_fraction
 from minimax.minnorm import (
     MinNormConvergenceWarning,
     MinNormResult,
@@ -20,6 +23,7 @@ from minimax.minnorm import (
 )
 from minimax.optim import MinMaxOptimizer, StepReport, descent_direction
 from minimax.problem import FunctionProblem, ModuleProblem, PassCounter, Problem
+from minimax.robustness import Evaluation, evaluate, robustbench_record, write_robustbench
 from minimax.rules import Danskin, DDi, Direction, MaxLoss, Rule
 from minimax.sets import Box, L1Ball, L2Ball, LinfBall, PerturbationSet
 
@@ -27,13 +31,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "APGD",
+    "ATTACKS",
     "FGSM",
     "PGD",
+    "SUITES",
+    "APGDTargeted",
     "Box",
     "Candidates",
     "DDi",
     "Danskin",
     "Direction",
+    "Evaluation",
     "FunctionProblem",
     "Grid",
     "InnerSolver",
@@ -49,16 +57,27 @@ __all__ = [
     "PerturbationSet",
     "Problem",
     "Rule",
+    "Square",
     "StepReport",
     "__version__",
+    "attack",
+    "build_attack",
     "candidate_gradients",
     "combine",
     "descent_direction",
     "dlr_loss",
+    "evaluate",
     "gram",
     "kkt_residual",
+    "margin_loss",
     "min_norm_point",
     "min_norm_product_weights",
     "min_norm_weights",
+    "model_mode",
     "per_example_gradients",
+    "robustbench_record",
+    "square_fraction",
+    "targeted_dlr_loss",
+    "threat_set",
+    "write_robustbench",
 ]
