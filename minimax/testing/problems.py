@@ -112,7 +112,8 @@ class KnownProblem:
         batch: the batch to pass with it.
         info: the family's numbers (sizes, the gap to the best non-maximizer, ...).
 
-    Methods:
+    Its methods:
+
         robust_loss(params) → float64 scalar R(θ) = mean_b max_δ g(θ, δ; b);
         per_example_loss(params) → [B] the per-example maxima;
         maximizers(params) → list of B tensors [k_b, *event] (ties within ``tie_rtol``);
@@ -557,7 +558,8 @@ def max_of_pieces(
     and g(θ', δ; b) = Σ_j hat_j(δ) q_bj(θ') (piecewise-linear interpolation between the integer
     nodes), so max_δ g = max_j q_bj and the maximizers are the nodes of the maximal pieces.
 
-    Args: a [B][k] curvatures, c [B][k][n] centres, gaps [B][k] ≥ 0, theta [n] the point θ.
+    Args: a ``[B][k]`` curvatures, c ``[B][k][n]`` centres, gaps ``[B][k]`` ≥ 0, theta ``[n]``
+    the point θ.
     """
     at, ct, gt, th = _t(a), _t(c), _t(gaps), _t(theta)
     if at.ndim != 2 or ct.ndim != 3 or gt.shape != at.shape or ct.shape[:2] != at.shape:
@@ -627,7 +629,7 @@ def multilinear_box(
     ``flat=j`` forces ties: v_bS is replaced by −⟨w_bS, θ⟩ for every S ∋ j, so that at the given
     θ, g does not depend on δ_j and vertices pair up. Subsets S are indexed by bitmask (bit j ↔ j).
 
-    Args: w [B][2^k][n], v [B][2^k], lower < upper, theta [n].
+    Args: w ``[B][2^k][n]``, v ``[B][2^k]``, lower < upper, theta ``[n]``.
     """
     wt, vt, th = _t(w), _t(v), _t(theta)
     if wt.ndim != 3 or vt.shape != wt.shape[:2]:
