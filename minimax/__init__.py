@@ -8,7 +8,7 @@ exact and return a KKT certificate. Property-based testing of descent claims liv
 `minimax.testing` (``import minimax.testing``; hypothesis strategies, assertions, a pytest plugin).
 """
 
-from minimax.attack import ATTACKS, SUITES, attack, build_attack, model_mode, threat_set
+from minimax.attacks import ATTACKS, SUITES, attack, build_attack, model_mode, threat_set
 from minimax.gradients import candidate_gradients, combine, gram, per_example_gradients
 from minimax.inner import APGD, FGSM, PGD, Candidates, Grid, InnerSolver, dlr_loss
 from minimax.inner.apgd_targeted import APGDTargeted, targeted_dlr_loss

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from minimax import checks
-from minimax.attack import SUITES, Mode, Norm, build_attack, model_mode, threat_set
+from minimax.attacks import SUITES, Mode, Norm, build_attack, model_mode, threat_set
 from minimax.inner import InnerSolver
 from minimax.problem import ModuleProblem
 

@@ -397,11 +397,11 @@ class DanskinSet:
         return [g @ v for g in self.gradients]
 
     def directional_derivative(self, h: Mapping[str, Tensor]) -> Tensor:
-        """R'(θ; h) = Σ_b max_{δ ∈ S*_b} ⟨h, ∇θ g(θ, δ; b)⟩ / B (Danskin's formula), float64."""
+        """R'(θ; h) = Σ_b max_{δ ∈ S⋆_b} ⟨h, ∇θ g(θ, δ; b)⟩ / B (Danskin's formula), float64."""
         return torch.stack([s.max() for s in self.slopes(h)]).sum()
 
     def min_norm(self) -> tuple[dict[str, Tensor], Tensor, MinNormResult]:
-        """γ*, the min-norm element of the set, its norm and the solver's result.
+        """γ⋆, the min-norm element of the set, its norm and the solver's result.
 
         One example: `min_norm_weights` over its gradients; several: `min_norm_product_weights`
         over the stacked gradients, one simplex block per example (the Minkowski sum).
@@ -707,8 +707,8 @@ def linear_model(
     """A linear classifier under an Lp ball: g(θ, δ; x, y) = ℓ(y (⟨w, x + δ⟩ + b)), ‖δ‖_p ≤ ε.
 
     ℓ(m) = −m (``"linear"``) or log(1 + e^{−m}) (``"logistic"``) decreases with the margin m, so
-    max_δ g = ℓ(y(⟨w, x⟩ + b) − ε ‖w‖_q) with q the dual norm, at
-    δ* = ε·argmax_{‖u‖_p ≤ 1} ⟨−y w, u⟩: L∞: −ε y sign(w) (both signs where w_i = 0);
+    ``max_δ g = ℓ(y(⟨w, x⟩ + b) − ε ‖w‖_q)`` with q the dual norm, at
+    ``δ⋆ = ε·argmax_{‖u‖_p ≤ 1} ⟨−y w, u⟩``: L∞: −ε y sign(w) (both signs where w_i = 0);
     L2: −ε y w/‖w‖ (needs w ≠ 0); L1: −ε y sign(w_i) e_i for every i with maximal |w_i| (ties
     give several maximizers).
 
