@@ -9,6 +9,7 @@ exact and return a KKT certificate. Property-based testing of descent claims liv
 """
 
 from minimax.attacks import ATTACKS, SUITES, attack, build_attack, model_mode, threat_set
+from minimax.grad import backward
 from minimax.gradients import candidate_gradients, combine, gram, per_example_gradients
 from minimax.inner import APGD, FGSM, PGD, Candidates, Grid, InnerSolver, dlr_loss
 from minimax.inner.apgd_targeted import APGDTargeted, targeted_dlr_loss
@@ -61,6 +62,7 @@ __all__ = [
     "StepReport",
     "__version__",
     "attack",
+    "backward",
     "build_attack",
     "candidate_gradients",
     "combine",

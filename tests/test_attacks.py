@@ -226,3 +226,36 @@ def test_apgd_t_and_square_match_torchattacks_on_a_tiny_model():
         acc_mine = _accuracy(net, mine, y, torch.zeros(1, *x.shape))
         acc_other = _accuracy(net, other, y, torch.zeros(1, *x.shape))
         assert acc_mine <= acc_other + 0.1, (name, acc_mine, acc_other)
+
+
+# -- minimax.backward ------------------------------------------------------------------------------
+
+
+def test_backward_fills_grad_with_the_direction_and_accumulates():
+    net, x, y = _classifier(seed=3, n=32)
+    net.zero_grad(set_to_none=True)
+    problem = minimax.ModuleProblem(net, perturbation=minimax.LinfBall(0.05, lower=0, upper=1))
+    inner = minimax.PGD(3, 0.02, restarts=2, seed=0)
+    d = minimax.backward(problem, (x, y), inner, minimax.DDi())
+    for name, p in problem.parameters().items():
+        assert torch.equal(p.grad, d.vector[name])
+    again = minimax.backward(
+        problem, (x, y), minimax.PGD(3, 0.02, restarts=2, seed=0), minimax.DDi()
+    )
+    for name, p in problem.parameters().items():
+        assert torch.allclose(p.grad, d.vector[name] + again.vector[name])
+
+
+def test_backward_refuses_a_non_finite_direction_and_leaves_grad_alone():
+    net, x, y = _classifier(seed=3, n=8)
+    net.zero_grad(set_to_none=True)
+
+    def overflow(outputs, y):
+        return outputs.sum(-1) * torch.inf
+
+    problem = minimax.ModuleProblem(
+        net, loss_fn=overflow, perturbation=minimax.LinfBall(0.05, lower=0, upper=1)
+    )
+    with pytest.raises(FloatingPointError, match="not finite"):
+        minimax.backward(problem, (x, y), minimax.PGD(1, 0.01), minimax.Danskin())
+    assert all(p.grad is None for p in net.parameters())

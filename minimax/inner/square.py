@@ -338,16 +338,19 @@ def _propose_linf(
     signs: Signs,
     gen: torch.Generator,
 ) -> Tensor:
-    """Each example's window set to ±ε (one sign per channel); signs redrawn (up to 10 times)
-    where the projected proposal would equal δ."""
+    """Each example's window set to ±ε (one random sign per channel). Where that would leave δ
+    unchanged (the window already held those signs), the signs are redrawn among the other
+    2^C − 1 patterns: the published "resample until it changes", in one draw."""
     b, c, h, w = delta.shape
     mask = _window_mask(h, w, _side(p, h, w, 1, odd=False), b, gen).to(delta.device)
-    proposal = project(torch.where(mask, eps * signs((b, c, 1, 1)), delta))
-    for _ in range(10):
-        same = (proposal == delta).flatten(1).all(dim=1)
-        if not bool(same.any()):
-            break
-        again = project(torch.where(mask, eps * signs((b, c, 1, 1)), delta))
+    s = signs((b, c, 1, 1))
+    proposal = project(torch.where(mask, eps * s, delta))
+    same = (proposal == delta).flatten(1).all(dim=1)
+    if bool(same.any()):
+        r = torch.randint(1, 2**c, (b, 1), generator=gen, device=gen.device).to(delta.device)
+        bits = (r >> torch.arange(c, device=delta.device)) & 1  # [b, c]: the channels to flip
+        flipped = s * (1 - 2 * bits).to(s.dtype).reshape(b, c, 1, 1)
+        again = project(torch.where(mask, eps * flipped, delta))
         proposal = torch.where(same.reshape(b, 1, 1, 1), again, proposal)
     return proposal
 
