@@ -4,6 +4,7 @@ reference generated."""
 from __future__ import annotations
 
 import html
+import json
 import re
 import shutil
 import subprocess
@@ -72,3 +73,34 @@ def test_api_reference_documents_the_public_names(site):
     page = (site / "reference" / "minimax" / "index.html").read_text()
     for name in ("attack", "evaluate", "Square", "APGDTargeted", "DDi", "ModuleProblem"):
         assert f'id="minimax.{name}"' in page, name
+
+
+_RENDER = """
+const katex = require(process.argv[process.argv.length - 1]);
+const items = JSON.parse(require("fs").readFileSync(0, "utf8"));
+const bad = [];
+for (const [page, tex, display] of items) {
+  try { katex.renderToString(tex, {displayMode: display, throwOnError: true}); }
+  catch (e) { bad.push([page, tex.slice(0, 80), e.message.slice(0, 120)]); }
+}
+console.log(JSON.stringify(bad));
+"""
+
+
+def test_every_formula_parses_with_the_vendored_katex(site):
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed (needed to run KaTeX outside a browser)")
+    items = []
+    for page in site.rglob("*.html"):
+        for tag in re.findall(r'class="arithmatex">(.*?)</(?:span|div)>', page.read_text(), re.S):
+            tex = html.unescape(tag).strip()
+            items.append([page.name, tex[2:-2], tex.startswith("\\[")])
+    assert len(items) > 50
+    katex = str(site / "assets" / "katex" / "katex.min.js")
+    r = subprocess.run(
+        [node, "-e", _RENDER, katex], input=json.dumps(items), capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == []
