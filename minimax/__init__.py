@@ -3,7 +3,9 @@
 Declare a problem (`FunctionProblem`, `ModuleProblem`) over a perturbation set (`LinfBall`,
 `L2Ball`, `L1Ball`, `Box`), pick an inner solver (`PGD`, `FGSM`, `Grid`, `APGD`) and an outer
 rule (`Danskin`, `MaxLoss`, `DDi`), and step any ``torch.optim`` optimizer with
-`MinMaxOptimizer`. The min-norm solvers behind DDi (`min_norm_weights`, `min_norm_point`) are
+`MinMaxOptimizer` (or fill ``.grad`` in your own loop with `backward`). `attack` and `evaluate`
+run the named attacks (`ATTACKS`: PGD, APGD-CE/-DLR, APGD-T, Square) and suites (`SUITES`) on any
+``nn.Module`` classifier. The min-norm solvers behind DDi (`min_norm_weights`, `min_norm_point`) are
 exact and return a KKT certificate. Property-based testing of descent claims lives in
 `minimax.testing` (``import minimax.testing``; hypothesis strategies, assertions, a pytest plugin).
 """
