@@ -11,8 +11,8 @@ mean ± the 95% t-interval over the seeds, and the mean wall time; the seeds var
 random starts only (same model, same examples). Measured side by side in one run, interleaved.
 
 Run: ./run python benchmarks/attacks.py [--quick] [--out benchmarks/results/attacks.json]
-(needs torchattacks: pip install --no-deps torchattacks; it imports torchvision, which is stubbed
-here when it is not installed).
+(needs torchattacks: pip install --no-deps torchattacks. Version 3.5.1 imports without
+torchvision; for versions that import it, a stub module stands in when torchvision is missing.)
 """
 
 from __future__ import annotations

@@ -173,6 +173,8 @@ def evaluate(
         batch_size: examples per batch when data are tensors.
         device: where to run (the model is moved there and stays); None: the model's device.
         mode: ``"eval"``, ``"train"`` or ``"as-is"`` (see `minimax.attack`); restored afterwards.
+            In train mode, BatchNorm normalizes each attacked subset of a batch with its own
+            statistics (running statistics are never updated).
         cascade: run each attack only on the examples still robust (AutoAttack's logic); False
             runs every attack on every clean-correct example, so ``per_attack`` compares attacks.
         lower, upper: bounds on x + δ.
