@@ -3,13 +3,19 @@
 Declare a problem (`FunctionProblem`, `ModuleProblem`) over a perturbation set (`LinfBall`,
 `L2Ball`, `L1Ball`, `Box`), pick an inner solver (`PGD`, `FGSM`, `Grid`, `APGD`) and an outer
 rule (`Danskin`, `MaxLoss`, `DDi`), and step any ``torch.optim`` optimizer with
-`MinMaxOptimizer`. The min-norm solvers behind DDi (`min_norm_weights`, `min_norm_point`) are
+`MinMaxOptimizer` (or fill ``.grad`` in your own loop with `backward`). `attack` and `evaluate`
+run the named attacks (`ATTACKS`: PGD, APGD-CE/-DLR, APGD-T, Square) and suites (`SUITES`) on any
+``nn.Module`` classifier. The min-norm solvers behind DDi (`min_norm_weights`, `min_norm_point`) are
 exact and return a KKT certificate. Property-based testing of descent claims lives in
 `minimax.testing` (``import minimax.testing``; hypothesis strategies, assertions, a pytest plugin).
 """
 
+from minimax.attacks import ATTACKS, SUITES, attack, build_attack, model_mode, threat_set
+from minimax.grad import backward
 from minimax.gradients import candidate_gradients, combine, gram, per_example_gradients
 from minimax.inner import APGD, FGSM, PGD, Candidates, Grid, InnerSolver, dlr_loss
+from minimax.inner.apgd_targeted import APGDTargeted, targeted_dlr_loss
+from minimax.inner.square import Square, margin_loss, square_fraction
 from minimax.minnorm import (
     MinNormConvergenceWarning,
     MinNormResult,
@@ -20,6 +26,7 @@ from minimax.minnorm import (
 )
 from minimax.optim import MinMaxOptimizer, StepReport, descent_direction
 from minimax.problem import FunctionProblem, ModuleProblem, PassCounter, Problem
+from minimax.robustness import Evaluation, evaluate, robustbench_record, write_robustbench
 from minimax.rules import Danskin, DDi, Direction, MaxLoss, Rule
 from minimax.sets import Box, L1Ball, L2Ball, LinfBall, PerturbationSet
 
@@ -27,13 +34,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "APGD",
+    "ATTACKS",
     "FGSM",
     "PGD",
+    "SUITES",
+    "APGDTargeted",
     "Box",
     "Candidates",
     "DDi",
     "Danskin",
     "Direction",
+    "Evaluation",
     "FunctionProblem",
     "Grid",
     "InnerSolver",
@@ -49,16 +60,28 @@ __all__ = [
     "PerturbationSet",
     "Problem",
     "Rule",
+    "Square",
     "StepReport",
     "__version__",
+    "attack",
+    "backward",
+    "build_attack",
     "candidate_gradients",
     "combine",
     "descent_direction",
     "dlr_loss",
+    "evaluate",
     "gram",
     "kkt_residual",
+    "margin_loss",
     "min_norm_point",
     "min_norm_product_weights",
     "min_norm_weights",
+    "model_mode",
     "per_example_gradients",
+    "robustbench_record",
+    "square_fraction",
+    "targeted_dlr_loss",
+    "threat_set",
+    "write_robustbench",
 ]

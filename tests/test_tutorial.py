@@ -25,3 +25,9 @@ def run_markdown(name: str) -> dict:
 def test_tutorial_runs():
     ns = run_markdown("tutorial.md")
     assert ns["report"].robust_loss_after < ns["first"].robust_loss
+
+
+def test_custom_loop_page_runs():
+    ns = run_markdown("custom-loop.md")
+    assert ns["result"].robust_acc <= ns["result"].clean_acc
+    assert ns["record"]["threat_model"] == "Linf"

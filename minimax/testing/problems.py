@@ -112,7 +112,8 @@ class KnownProblem:
         batch: the batch to pass with it.
         info: the family's numbers (sizes, the gap to the best non-maximizer, ...).
 
-    Methods:
+    Its methods:
+
         robust_loss(params) → float64 scalar R(θ) = mean_b max_δ g(θ, δ; b);
         per_example_loss(params) → [B] the per-example maxima;
         maximizers(params) → list of B tensors [k_b, *event] (ties within ``tie_rtol``);
@@ -396,11 +397,11 @@ class DanskinSet:
         return [g @ v for g in self.gradients]
 
     def directional_derivative(self, h: Mapping[str, Tensor]) -> Tensor:
-        """R'(θ; h) = Σ_b max_{δ ∈ S*_b} ⟨h, ∇θ g(θ, δ; b)⟩ / B (Danskin's formula), float64."""
+        """R'(θ; h) = Σ_b max_{δ ∈ S⋆_b} ⟨h, ∇θ g(θ, δ; b)⟩ / B (Danskin's formula), float64."""
         return torch.stack([s.max() for s in self.slopes(h)]).sum()
 
     def min_norm(self) -> tuple[dict[str, Tensor], Tensor, MinNormResult]:
-        """γ*, the min-norm element of the set, its norm and the solver's result.
+        """γ⋆, the min-norm element of the set, its norm and the solver's result.
 
         One example: `min_norm_weights` over its gradients; several: `min_norm_product_weights`
         over the stacked gradients, one simplex block per example (the Minkowski sum).
@@ -557,7 +558,8 @@ def max_of_pieces(
     and g(θ', δ; b) = Σ_j hat_j(δ) q_bj(θ') (piecewise-linear interpolation between the integer
     nodes), so max_δ g = max_j q_bj and the maximizers are the nodes of the maximal pieces.
 
-    Args: a [B][k] curvatures, c [B][k][n] centres, gaps [B][k] ≥ 0, theta [n] the point θ.
+    Args: a ``[B][k]`` curvatures, c ``[B][k][n]`` centres, gaps ``[B][k]`` ≥ 0, theta ``[n]``
+    the point θ.
     """
     at, ct, gt, th = _t(a), _t(c), _t(gaps), _t(theta)
     if at.ndim != 2 or ct.ndim != 3 or gt.shape != at.shape or ct.shape[:2] != at.shape:
@@ -627,7 +629,7 @@ def multilinear_box(
     ``flat=j`` forces ties: v_bS is replaced by −⟨w_bS, θ⟩ for every S ∋ j, so that at the given
     θ, g does not depend on δ_j and vertices pair up. Subsets S are indexed by bitmask (bit j ↔ j).
 
-    Args: w [B][2^k][n], v [B][2^k], lower < upper, theta [n].
+    Args: w ``[B][2^k][n]``, v ``[B][2^k]``, lower < upper, theta ``[n]``.
     """
     wt, vt, th = _t(w), _t(v), _t(theta)
     if wt.ndim != 3 or vt.shape != wt.shape[:2]:
@@ -705,8 +707,8 @@ def linear_model(
     """A linear classifier under an Lp ball: g(θ, δ; x, y) = ℓ(y (⟨w, x + δ⟩ + b)), ‖δ‖_p ≤ ε.
 
     ℓ(m) = −m (``"linear"``) or log(1 + e^{−m}) (``"logistic"``) decreases with the margin m, so
-    max_δ g = ℓ(y(⟨w, x⟩ + b) − ε ‖w‖_q) with q the dual norm, at
-    δ* = ε·argmax_{‖u‖_p ≤ 1} ⟨−y w, u⟩: L∞: −ε y sign(w) (both signs where w_i = 0);
+    ``max_δ g = ℓ(y(⟨w, x⟩ + b) − ε ‖w‖_q)`` with q the dual norm, at
+    ``δ⋆ = ε·argmax_{‖u‖_p ≤ 1} ⟨−y w, u⟩``: L∞: −ε y sign(w) (both signs where w_i = 0);
     L2: −ε y w/‖w‖ (needs w ≠ 0); L1: −ε y sign(w_i) e_i for every i with maximal |w_i| (ties
     give several maximizers).
 
