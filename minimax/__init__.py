@@ -9,7 +9,9 @@ exact and return a KKT certificate. Property-based testing of descent claims liv
 """
 
 from minimax.gradients import candidate_gradients, combine, gram, per_example_gradients
-from minimax.inner import APGD, FGSM, PGD, Candidates, Grid, InnerSolver, dlr_loss
+from minimax.group_dro import GroupDRO
+from minimax.groups import WorstGroupProblem, adversarial_batch
+from minimax.inner import APGD, FGSM, PGD, Candidates, Enumerate, Grid, InnerSolver, dlr_loss
 from minimax.minnorm import (
     MinNormConvergenceWarning,
     MinNormResult,
@@ -21,7 +23,7 @@ from minimax.minnorm import (
 from minimax.optim import MinMaxOptimizer, StepReport, descent_direction
 from minimax.problem import FunctionProblem, ModuleProblem, PassCounter, Problem
 from minimax.rules import Danskin, DDi, Direction, MaxLoss, Rule
-from minimax.sets import Box, L1Ball, L2Ball, LinfBall, PerturbationSet
+from minimax.sets import Box, L1Ball, L2Ball, LinfBall, PerturbationSet, Simplex
 
 __version__ = "0.1.0"
 
@@ -34,8 +36,10 @@ __all__ = [
     "DDi",
     "Danskin",
     "Direction",
+    "Enumerate",
     "FunctionProblem",
     "Grid",
+    "GroupDRO",
     "InnerSolver",
     "L1Ball",
     "L2Ball",
@@ -49,8 +53,11 @@ __all__ = [
     "PerturbationSet",
     "Problem",
     "Rule",
+    "Simplex",
     "StepReport",
+    "WorstGroupProblem",
     "__version__",
+    "adversarial_batch",
     "candidate_gradients",
     "combine",
     "descent_direction",
