@@ -25,3 +25,9 @@ def run_markdown(name: str) -> dict:
 def test_tutorial_runs():
     ns = run_markdown("tutorial.md")
     assert ns["report"].robust_loss_after < ns["first"].robust_loss
+
+
+def test_worst_group_page_runs():
+    ns = run_markdown("worst-group.md")
+    assert ns["last"].robust_loss < ns["first"].robust_loss
+    assert float(ns["ddi"].norm) > 0 and float(ns["everything"].norm) < 1e-12
