@@ -39,6 +39,15 @@ def project_simplex(v: Tensor) -> Tensor:
     return (shifted - tau).clamp_min(0)
 
 
+def _centred(grad: Tensor) -> tuple[Tensor, Tensor]:
+    """(c / s, s) per row: c = grad − mean(grad), s = max |c| (1 where c = 0), so that norms of
+    tiny or huge gradients neither underflow nor overflow."""
+    c = grad - grad.mean(dim=-1, keepdim=True)
+    s = c.abs().amax(dim=-1, keepdim=True)
+    s = torch.where(s > 0, s, torch.ones_like(s))
+    return c / s, s
+
+
 def _check_event(
     shape: Sequence[int], k: int, event_ndim: int | None, name: str = "delta"
 ) -> None:
@@ -118,7 +127,7 @@ class Simplex(PerturbationSet):
             raise ValueError(
                 f"grad shape {tuple(grad.shape)} must equal delta shape {tuple(delta.shape)}"
             )
-        c = grad - grad.mean(dim=-1, keepdim=True)
+        c, _ = _centred(grad)
         n = torch.linalg.vector_norm(c, dim=-1, keepdim=True)
         direction = c / torch.where(n > 0, n, torch.ones_like(n))
         return delta + self._step(step_size, delta, 1) * direction.to(delta.dtype)
@@ -126,7 +135,8 @@ class Simplex(PerturbationSet):
     def dual_norm(self, grad: Tensor, event_ndim: int | None = None) -> Tensor:
         """‖grad − mean(grad)‖₂ per example, ``[*lead, B]``: the gain of a unit `ascent_step`."""
         _check_event(grad.shape, self.k, event_ndim, "grad")
-        return torch.linalg.vector_norm(grad - grad.mean(dim=-1, keepdim=True), dim=-1)
+        c, scale = _centred(grad)
+        return torch.linalg.vector_norm(c, dim=-1) * scale[..., 0]
 
     def contains(
         self,

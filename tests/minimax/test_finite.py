@@ -105,6 +105,10 @@ def test_simplex_ascent_step_gain_and_pgd_finds_best_vertex():
     torch.testing.assert_close(((step - delta) * grad).sum(-1), 0.1 * s.dual_norm(grad))
     torch.testing.assert_close(step.sum(-1), delta.sum(-1))  # stays in the affine hull
     torch.testing.assert_close(s.vertices(dtype=F64), torch.eye(5, dtype=F64))
+    for scale in (1e-200, 1e200):  # no underflow or overflow in the norms
+        tiny = s.ascent_step(delta, grad * scale, 0.1)
+        torch.testing.assert_close(tiny, step)
+        torch.testing.assert_close(s.dual_norm(grad * scale) / scale, s.dual_norm(grad))
     w = torch.tensor([[0.3, -1.0, 2.0, 0.5, 0.0]], dtype=F64)
     problem = mm.FunctionProblem(
         lambda p, d, b: (d * (w + p["t"])).sum(-1), {"t": torch.zeros(5, dtype=F64)}, s,
