@@ -92,7 +92,12 @@ class GroupDRO(Rule):
             grads = candidate_gradients(problem, params, batch, candidates.deltas)
             cert = (-inner_products(grads, d)).max()
         return Direction(
-            d, q[groups], flat_norm(d), cert, rule=repr(self), extras={"q": q.clone()}
+            vector=d,
+            weights=q[groups],
+            norm=flat_norm(d),
+            certificate=cert,
+            rule=repr(self),
+            extras={"q": q.clone()},
         )
 
     def state_dict(self) -> dict[str, Any]:

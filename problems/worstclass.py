@@ -3,7 +3,8 @@ cross-entropy over the training images of class c (10 classes), on clean inputs 
 ``adversarial=True``, on PGD inputs (robust and fair).
 
 Four rules share one model initialization, one data split and the same number of full-batch
-steps (equal passes over the training data):
+steps (equal passes over the training data; ``budget="backward"`` instead stops every rule at the
+same number of backward passes):
 
 - ``erm``: plain ERM, the gradient of the mean loss (the reference);
 - ``danskin``: the gradient of the single worst class;
@@ -12,8 +13,10 @@ steps (equal passes over the training data):
 - ``group_dro``: online Group DRO (Sagawa et al. 2020), exponentiated-gradient class weights with
   step size η (default 0.01, the paper's).
 
-The inner max is exact (`minimax.Enumerate` over the 10 classes). DDi's direction costs one
-backward per τ-active class, the others one backward: each run reports its passes.
+The inner max is exact (`minimax.Enumerate` over the 10 classes, one forward). DDi's direction
+costs one forward and backward over the whole batch per τ-active class (the library's generic
+candidate gradients; a per-class slice would cost about one pass in all), the others one: each
+run reports its passes, wall and CPU seconds.
 
 Per run: the worst-class test loss and accuracy and the average test accuracy at the end; how
 often the worst training class switches between steps; the fraction of steps after which the
@@ -122,7 +125,7 @@ class MeanLoss(mm.Rule):
         d = {k: v[0] for k, v in mm.candidate_gradients(problem, params, batch, delta).items()}
         norm = torch.sqrt(sum(((v.double() ** 2).sum() for v in d.values()), torch.tensor(0.0)))
         weights = torch.zeros(candidates.m, dtype=torch.float64)
-        return mm.Direction(d, weights, norm, rule=repr(self))
+        return mm.Direction(vector=d, weights=weights, norm=norm, rule=repr(self))
 
 
 def _rule(name: str, s: WorstClassSettings) -> mm.Rule:

@@ -42,7 +42,7 @@ class HasPieces(Protocol):
 
 
 class Enumerate(InnerSolver):
-    """Evaluate g at every vertex of the set (one forward per vertex) and return them all.
+    """Evaluate g at every vertex of the set (one `Problem.values` call) and return them all.
 
     Candidates: ``deltas [m, B, *event]`` (vertices, e.g. one-hot rows of `Simplex`) and
     ``values [m, B]``, the exact g at each. Pieces come in vertex order (piece j is candidate j
