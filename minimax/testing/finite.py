@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from hypothesis import strategies as st
@@ -60,6 +60,23 @@ def _pieces(theta: Tensor, batch: Batch) -> Tensor:
 
 def _objective(p: Mapping[str, Tensor], delta: Tensor, batch: Batch) -> Tensor:
     return (delta * _pieces(p["theta"], batch)).sum(-1)
+
+
+def _tie_info(top: Tensor) -> dict[str, Any]:
+    """The active pieces of top [B, k] (within 1e-9 relative of the max), how many ulps apart
+    their values are, and the gap to the best inactive piece."""
+    best = top.max(-1, keepdim=True).values
+    active = top >= best - TIE_RTOL * best.abs().clamp_min(1.0)
+    spread = [
+        round((float(r[m].max()) - float(r[m].min())) / math.ulp(float(r[m].max())))
+        for r, m in zip(top, active)
+    ]
+    rest = torch.where(active, -torch.inf, top).max(-1).values
+    return {
+        "active": [torch.nonzero(m).flatten().tolist() for m in active],
+        "spread_ulps": spread,
+        "gap": float((best[:, 0] - rest).min()),
+    }
 
 
 def finite_max(
@@ -101,13 +118,6 @@ def finite_max(
         eye = torch.eye(k, dtype=DTYPE)
         return [eye[row] for row in tied]
 
-    best = tt.max(-1, keepdim=True).values
-    active = tt >= best - TIE_RTOL * best.abs().clamp_min(1.0)
-    spread = [
-        round((float(r[m].max()) - float(r[m].min())) / math.ulp(float(r[m].max())))
-        for r, m in zip(tt, active)
-    ]
-    rest = torch.where(active, -torch.inf, tt).max(-1).values
     return KnownProblem(
         name="finite_max",
         description=(
@@ -119,14 +129,7 @@ def finite_max(
         per_example_loss=per_example,
         maximizers=maxs,
         call=_call("finite_max", a=_lst(a), c=_lst(c), top=_lst(top), theta=_lst(theta)),
-        info={
-            "k": k,
-            "dim": n,
-            "B": bsz,
-            "active": [torch.nonzero(m).flatten().tolist() for m in active],
-            "spread_ulps": spread,
-            "gap": float((best[:, 0] - rest).min()),
-        },
+        info={"k": k, "dim": n, "B": bsz, **_tie_info(tt)},
         tie_rtol=TIE_RTOL,
     )
 
