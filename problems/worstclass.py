@@ -69,7 +69,16 @@ METRICS: dict[str, bool] = {
 
 @dataclass(frozen=True)
 class WorstClassSettings:
-    """The sizes of a worst-class run (`quick` for tests and smoke runs)."""
+    """The sizes of a worst-class run (`quick` for tests and smoke runs; too short to learn much).
+
+    steps: full-batch SGD steps per rule (with ``budget="backward"``: backward passes per rule);
+    lr: SGD step size (no momentum), the same for every rule; hidden: MLP width;
+    tolerance: DDi's τ in nats: classes within τ of the worst count as tied. A larger τ smooths
+    more (fewer switches) but keeps more classes, at one backward pass each;
+    dro_step_size: Group DRO's η (0.01 is the paper's); train_size/test_size: subsets (None: the
+    whole split); adversarial: train and test on PGD inputs, L∞ radius ``eps``, ``pgd_steps``
+    steps of 2.5·eps/pgd_steps; rules: a subset of `RULES`.
+    """
 
     steps: int = 200
     lr: float = 0.3
