@@ -13,7 +13,9 @@ exact and return a KKT certificate. Property-based testing of descent claims liv
 from minimax.attacks import ATTACKS, SUITES, attack, build_attack, model_mode, threat_set
 from minimax.grad import backward
 from minimax.gradients import candidate_gradients, combine, gram, per_example_gradients
-from minimax.inner import APGD, FGSM, PGD, Candidates, Grid, InnerSolver, dlr_loss
+from minimax.group_dro import GroupDRO
+from minimax.groups import WorstGroupProblem, adversarial_batch
+from minimax.inner import APGD, FGSM, PGD, Candidates, Enumerate, Grid, InnerSolver, dlr_loss
 from minimax.inner.apgd_targeted import APGDTargeted, targeted_dlr_loss
 from minimax.inner.square import Square, margin_loss, square_fraction
 from minimax.minnorm import (
@@ -28,7 +30,7 @@ from minimax.optim import MinMaxOptimizer, StepReport, descent_direction
 from minimax.problem import FunctionProblem, ModuleProblem, PassCounter, Problem
 from minimax.robustness import Evaluation, evaluate, robustbench_record, write_robustbench
 from minimax.rules import Danskin, DDi, Direction, MaxLoss, Rule
-from minimax.sets import Box, L1Ball, L2Ball, LinfBall, PerturbationSet
+from minimax.sets import Box, L1Ball, L2Ball, LinfBall, PerturbationSet, Simplex
 
 __version__ = "0.1.0"
 
@@ -44,9 +46,11 @@ __all__ = [
     "DDi",
     "Danskin",
     "Direction",
+    "Enumerate",
     "Evaluation",
     "FunctionProblem",
     "Grid",
+    "GroupDRO",
     "InnerSolver",
     "L1Ball",
     "L2Ball",
@@ -60,9 +64,12 @@ __all__ = [
     "PerturbationSet",
     "Problem",
     "Rule",
+    "Simplex",
     "Square",
     "StepReport",
+    "WorstGroupProblem",
     "__version__",
+    "adversarial_batch",
     "attack",
     "backward",
     "build_attack",

@@ -2,6 +2,7 @@
 
 from minimax.inner.apgd import APGD, apgd_checkpoints, dlr_loss
 from minimax.inner.base import Candidates, InnerSolver
+from minimax.inner.enumerate import Enumerate
 from minimax.inner.grid import Grid
 from minimax.inner.pgd import FGSM, PGD
 
@@ -10,6 +11,7 @@ __all__ = [
     "FGSM",
     "PGD",
     "Candidates",
+    "Enumerate",
     "Grid",
     "InnerSolver",
     "apgd_checkpoints",

@@ -667,3 +667,8 @@ class Box(PerturbationSet):
             delta <= _as_tensor(self._upper, delta) + atol
         )
         return _flatten_event(inside, e).all(dim=-1)
+
+
+from minimax.sets.simplex import Simplex  # noqa: E402  (needs PerturbationSet defined above)
+
+__all__ += ["Simplex"]

@@ -23,6 +23,13 @@ from minimax.testing.assertions import (
     assert_rule_descends,
     assert_stationary,
 )
+from minimax.testing.finite import (
+    TIES,
+    conflicting_pieces,
+    finite_max,
+    finite_max_problems,
+    shift_ulps,
+)
 from minimax.testing.problems import (
     PROBLEMS,
     DanskinSet,
@@ -56,6 +63,7 @@ __all__ = [
     "FAMILIES",
     "GRAM_FAMILIES",
     "PROBLEMS",
+    "TIES",
     "DanskinSet",
     "DescentCheck",
     "ExactInner",
@@ -66,8 +74,11 @@ __all__ = [
     "assert_rule_descends",
     "assert_stationary",
     "bilinear",
+    "conflicting_pieces",
     "counterexample",
     "danskin_set",
+    "finite_max",
+    "finite_max_problems",
     "gram_case",
     "gram_matrices",
     "known_problems",
@@ -80,6 +91,7 @@ __all__ = [
     "network_problems",
     "numbers",
     "pieces_problems",
+    "shift_ulps",
     "tanh_network",
     "tied_problems",
 ]
