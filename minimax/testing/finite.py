@@ -87,9 +87,9 @@ def finite_max(
 ) -> KnownProblem:
     """A max of k quadratic pieces per example over δ ∈ Δ_k, with q_bj(θ) = top_bj at θ = theta.
 
-    Args: a [B][k] > 0 curvatures, c [B][k][n] centres, top [B][k] the pieces' values at θ
-    (equal entries tie exactly; `shift_ulps` makes ties up to rounding), theta [n] (θ₀, also
-    the problem's initial parameters).
+    Args: a ``[B][k]`` > 0 curvatures, c ``[B][k][n]`` centres, top ``[B][k]`` the pieces'
+    values at θ (equal entries tie exactly; `shift_ulps` makes ties up to rounding), theta ``[n]``
+    (θ₀, also the problem's initial parameters).
 
     ``info``: k, dim, B, ``active`` (per example the indices of the maximal pieces at θ₀, within
     1e-9 relative), ``spread_ulps`` (per example, how many ulps apart the active values are),
