@@ -14,6 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -28,13 +29,14 @@ from minimax.gradients import (
     per_example_gradients,
 )
 from minimax.inner.base import Candidates
-from minimax.minnorm import min_norm_product_weights, min_norm_weights
+from minimax.minnorm import MinNormResult, min_norm_product_weights, min_norm_weights
 from minimax.problem import Batch, Problem
+from minimax.registry import Registry
 
-__all__ = ["DDi", "Danskin", "Direction", "MaxLoss", "Rule"]
+__all__ = ["RULES", "DDi", "Danskin", "Direction", "GramRule", "GramVectors", "MaxLoss", "Rule"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Direction:
     """An outer direction d; the step is θ ← θ − η d.
 
@@ -134,7 +136,8 @@ class Danskin(_SingleGradient):
         d = batch_gradient(problem, params, batch, candidates.deltas[best])
         cert = _max_certificate(problem, params, batch, candidates, d) if self.certify else None
         d, norm, cert = _normalized(d, cert, self.normalize)
-        return Direction(d, _one_hot(torch.tensor(best), candidates.m), norm, cert, rule=repr(self))
+        weights = _one_hot(torch.tensor(best), candidates.m)
+        return Direction(vector=d, weights=weights, norm=norm, certificate=cert, rule=repr(self))
 
 
 class MaxLoss(_SingleGradient):
@@ -154,10 +157,77 @@ class MaxLoss(_SingleGradient):
             cert = (-inner_products(grads, d, lead=2)).reshape(candidates.m, -1).max(0).values.sum()
         weights = _one_hot(candidates.best_index(), candidates.m)
         d, norm, cert = _normalized(d, cert, self.normalize)
-        return Direction(d, weights, norm, cert, rule=repr(self))
+        return Direction(vector=d, weights=weights, norm=norm, certificate=cert, rule=repr(self))
 
 
-class DDi(Rule):
+@dataclass(frozen=True)
+class GramVectors:
+    """The vectors a `GramRule` weighs: n kept gradients in blocks, one simplex per block.
+
+    stack: name → [n, *p], the kept gradients, block after block;
+    sizes: the blocks' sizes (sum n; one block for a batch-level rule, one per example otherwise);
+    layout: bool [m] or [B, m], where the kept gradients sit in `Direction.weights` (row-major).
+    """
+
+    stack: dict[str, Tensor]
+    sizes: list[int]
+    layout: Tensor
+
+
+def block_certificate(k_alpha: Tensor, sizes: list[int]) -> Tensor:
+    """Σ_blocks max_{i ∈ block} ⟨−d, g_i⟩ = −Σ_blocks min_{i ∈ block} (Kα)_i, float64 scalar."""
+    starts = torch.tensor([0, *sizes[:-1]]).cumsum(0).tolist()
+    cert = -sum(k_alpha[s : s + n].min() for s, n in zip(starts, sizes))
+    return torch.as_tensor(cert, dtype=torch.float64)
+
+
+class GramRule(Rule):
+    """A rule over the Gram matrix of candidate gradients, in five phases:
+
+        gradients g_i  →  K = [⟨g_i, g_j⟩] (float64)  →  weights α  →  d = Σ α_i g_i
+                       →  certificate Σ_blocks max_{i ∈ block} ⟨−d, g_i⟩ = −Σ min (Kα)_i
+
+    A subclass defines `gradients` (which vectors, in which blocks) and `weigh` (α from K, with
+    its KKT residual in a `MinNormResult`); ``normalize=True`` returns d/‖d‖.
+    """
+
+    normalize: bool = False
+
+    @abstractmethod
+    def gradients(
+        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
+    ) -> GramVectors:
+        """The vectors to weigh, in blocks."""
+
+    @abstractmethod
+    def weigh(self, gram_matrix: Tensor, sizes: list[int]) -> MinNormResult:
+        """Weights α [n] (on the product of the blocks' simplices) from K [n, n]."""
+
+    def __call__(
+        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
+    ) -> Direction:
+        vectors = self.gradients(problem, params, batch, candidates)
+        k = gram(vectors.stack)
+        result = self.weigh(k, vectors.sizes)
+        alpha = result.weights
+        d = combine(vectors.stack, alpha)
+        raw = block_certificate(k @ alpha, vectors.sizes)
+        d, norm, cert = _normalized(d, raw, self.normalize, result.sq_norm.clamp_min(0).sqrt())
+        layout = vectors.layout
+        weights = torch.zeros(layout.numel(), dtype=torch.float64, device=alpha.device)
+        weights[layout.reshape(-1).to(alpha.device)] = alpha
+        return Direction(
+            vector=d,
+            weights=weights.reshape(layout.shape),
+            norm=norm,
+            certificate=cert,
+            kkt=result.kkt,
+            rule=repr(self),
+            extras={"gram": k},
+        )
+
+
+class DDi(GramRule):
     """Danskin's Descent Direction: the min-norm element of the hull of candidate gradients.
 
     Args:
@@ -168,7 +238,7 @@ class DDi(Rule):
         tolerance: keep only ε-maximizers: candidates whose value is within τ of the best (per
             restart mean at batch level, per example otherwise). None keeps all.
         normalize: return d / ‖d‖ (the norm field keeps ‖d‖ before normalizing).
-        method: the min-norm solver (see `minimax.min_norm_weights`).
+        method: the min-norm solver, a name in `minimax.minnorm.METHODS` (batch level).
         memory_budget: bytes the per-example gradients may take before an error suggests
             ``per_example=False``.
     """
@@ -200,40 +270,27 @@ class DDi(Rule):
             opts.append(f"method={self.method!r}")
         return f"DDi({', '.join(opts)})"
 
-    def __call__(
+    def weigh(self, gram_matrix: Tensor, sizes: list[int]) -> MinNormResult:
+        if self.per_example:
+            return min_norm_product_weights(gram_matrix, sizes)
+        return min_norm_weights(gram_matrix, method=self.method)
+
+    def gradients(
         self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
-    ) -> Direction:
+    ) -> GramVectors:
         if self.per_example:
             return self._per_example(problem, params, batch, candidates)
-        return self._batch(problem, params, batch, candidates)
-
-    def _batch(
-        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
-    ) -> Direction:
-        m = candidates.m
-        keep = torch.arange(m)
+        keep = torch.ones(candidates.m, dtype=torch.bool)
         if self.tolerance is not None:
             means = candidates.values.mean(dim=1)
-            keep = torch.nonzero(means >= means.max() - self.tolerance).flatten().cpu()
-        grads = candidate_gradients(problem, params, batch, candidates.deltas[keep])
-        k = gram(grads)
-        result = min_norm_weights(k, method=self.method)
-        alpha = result.weights
-        d = combine(grads, alpha)
-        kalpha = k @ alpha
-        cert = -kalpha.min()
-        d, norm, certificate = _normalized(
-            d, cert, self.normalize, result.sq_norm.clamp_min(0).sqrt()
-        )
-        weights = torch.zeros(m, dtype=torch.float64, device=alpha.device)
-        weights[keep.to(alpha.device)] = alpha
-        return Direction(
-            d, weights, norm, certificate, result.kkt, rule=repr(self), extras={"gram": k}
-        )
+            keep = (means >= means.max() - self.tolerance).cpu()
+        idx = torch.nonzero(keep).flatten()
+        grads = candidate_gradients(problem, params, batch, candidates.deltas[idx])
+        return GramVectors(grads, [len(idx)], keep)
 
     def _per_example(
         self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
-    ) -> Direction:
+    ) -> GramVectors:
         m, b = candidates.m, candidates.batch_size
         if problem.examples_coupled:
             raise ValueError(
@@ -263,26 +320,18 @@ class DDi(Rule):
         flat_mask = mask.reshape(-1)
         kept = {k: v.reshape(b * m, *v.shape[2:])[flat_mask] for k, v in grads.items()}
         sizes = [int(s) for s in mask.sum(dim=1).tolist()]
-        k = gram(kept)
-        result = min_norm_product_weights(k, sizes)
-        alpha = result.weights
-        d = combine(kept, alpha)
-        kalpha = k @ alpha
-        # Σ_b max_i ⟨−d, g_{b,i}⟩ = −Σ_b min_{i ∈ block b} (Kα)_i
-        starts = torch.tensor([0, *sizes[:-1]]).cumsum(0).tolist()
-        cert = -sum(kalpha[s : s + n].min() for s, n in zip(starts, sizes))
-        cert = torch.as_tensor(cert, dtype=torch.float64)
-        d, norm, certificate = _normalized(
-            d, cert, self.normalize, result.sq_norm.clamp_min(0).sqrt()
-        )
-        weights = torch.zeros(b * m, dtype=torch.float64, device=alpha.device)
-        weights[flat_mask.to(alpha.device)] = alpha
-        return Direction(
-            d,
-            weights.reshape(b, m),
-            norm,
-            certificate,
-            result.kkt,
-            rule=repr(self),
-            extras={"gram": k},
-        )
+        return GramVectors(kept, sizes, mask)
+
+
+RULES: Registry[Rule] = Registry("rule")
+RULES.add("danskin", Danskin, aliases=("pgd",))
+RULES.add("maxloss", MaxLoss)
+RULES.add("ddi", DDi)
+
+
+def _ddi_per_example(**kwargs: Any) -> Rule:
+    """DDi over the exact Danskin set of the batch loss (a product of per-example simplices)."""
+    return DDi(per_example=True, **kwargs)
+
+
+RULES.add("ddi-example", _ddi_per_example)

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from minimax import checks
 from minimax.problem import Batch, Problem
 
-__all__ = ["Candidates", "InnerSolver", "starting_points"]
+__all__ = ["Candidates", "InnerSolver", "make_generator", "starting_points"]
 
 
 @dataclass(frozen=True)
@@ -85,10 +86,44 @@ def starting_points(
     return start.to(ref.device)
 
 
-class InnerSolver(ABC):
-    """Approximately maximizes g(θ, ·; batch) over the problem's set; returns Candidates."""
+def make_generator(seed: int | None) -> torch.Generator:
+    """A CPU `torch.Generator` seeded with ``seed``; None draws fresh entropy for this generator
+    only (torch's global RNG is left alone)."""
+    g = torch.Generator()
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(seed)
+    return g
 
-    restarts: int = 1
+
+class InnerSolver(ABC):
+    """Approximately maximizes g(θ, ·; batch) over the problem's set; returns Candidates.
+
+    Owns the conventions every solver shares: ``restarts`` (m, candidates per example),
+    ``random_start`` (random points of the set, else δ = 0) and ``generator`` (seeded from
+    ``seed``; a ``generator=`` passed to a call overrides it for that call).
+    """
+
+    def __init__(
+        self, *, restarts: int = 1, random_start: bool = True, seed: int | None = 0
+    ) -> None:
+        self.restarts = checks.integer("restarts", restarts, minimum=1)
+        self.random_start = bool(random_start)
+        self.generator: torch.Generator = make_generator(seed)
+
+    def initial(
+        self, problem: Problem, batch: Batch, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Starting points [m, B, *event]: random in the set (from ``generator``, default the
+        solver's own), or zeros."""
+        return starting_points(
+            problem,
+            batch,
+            self.restarts,
+            random=self.random_start,
+            generator=generator if generator is not None else self.generator,
+        )
 
     @abstractmethod
     def __call__(

@@ -8,19 +8,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from minimax.inner.base import Candidates, InnerSolver, starting_points
+from minimax import checks
+from minimax.inner.base import Candidates, InnerSolver
 from minimax.problem import Batch, Problem
 
 __all__ = ["FGSM", "PGD"]
-
-
-def _generator(seed: int | None) -> torch.Generator:
-    g = torch.Generator()
-    if seed is None:
-        g.seed()  # fresh entropy for this generator only; torch's global RNG is left alone
-    else:
-        g.manual_seed(seed)
-    return g
 
 
 class PGD(InnerSolver):
@@ -57,10 +49,8 @@ class PGD(InnerSolver):
     ) -> None:
         if chunk is not None and chunk < 1:
             raise ValueError(f"chunk must be a positive integer or None, got {chunk!r}")
-        if int(steps) != steps or steps < 0:
-            raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-        if int(restarts) != restarts or restarts < 1:
-            raise ValueError(f"restarts must be a positive integer, got {restarts!r}")
+        super().__init__(restarts=restarts, random_start=random_start, seed=seed)
+        self.steps = checks.integer("steps", steps, minimum=0)
         if isinstance(step_size, Tensor):
             if bool((step_size < 0).any()) or not bool(torch.isfinite(step_size).all()):
                 raise ValueError("step_size must be finite and ≥ 0")
@@ -68,14 +58,10 @@ class PGD(InnerSolver):
             raise ValueError(f"step_size must be ≥ 0, got {step_size!r}")
         if select not in ("last", "best"):
             raise ValueError(f"select must be 'last' or 'best', got {select!r}")
-        self.steps = int(steps)
         self.step_size = step_size
-        self.restarts = int(restarts)
-        self.random_start = random_start
         self.select = select
         self.batched = batched
         self.chunk = chunk
-        self.generator = _generator(seed)
 
     def __repr__(self) -> str:
         size = self.step_size if not isinstance(self.step_size, Tensor) else "tensor"
@@ -83,12 +69,6 @@ class PGD(InnerSolver):
             f"{type(self).__name__}(steps={self.steps}, step_size={size}, "
             f"restarts={self.restarts}, "
             f"random_start={self.random_start}, select={self.select!r})"
-        )
-
-    def initial(self, problem: Problem, batch: Batch, generator: torch.Generator) -> Tensor:
-        """Starting points [m, B, *event]: random in the set, or zeros."""
-        return starting_points(
-            problem, batch, self.restarts, random=self.random_start, generator=generator
         )
 
     def __call__(
@@ -100,7 +80,7 @@ class PGD(InnerSolver):
         generator: torch.Generator | None = None,
     ) -> Candidates:
         params = {k: v.detach() for k, v in params.items()}
-        start = self.initial(problem, batch, generator or self.generator)
+        start = self.initial(problem, batch, generator)
         size = (
             (self.chunk or problem.preferred_chunk(start) or self.restarts) if self.batched else 1
         )
@@ -118,19 +98,15 @@ class PGD(InnerSolver):
         S = problem.perturbation
         x = problem.clean_input(batch)
         event_ndim = deltas.ndim - 2
-        n = deltas.shape[0]
         best_d = deltas
         best_v = torch.full(deltas.shape[:2], -torch.inf, dtype=deltas.dtype, device=deltas.device)
         for _ in range(self.steps):
-            d = deltas.detach().requires_grad_(True)
-            with torch.enable_grad():
-                v = problem.values(params, d, batch)
-                (g,) = torch.autograd.grad(v.sum(), d)
-            problem.passes.backward += n
+            v, g = problem.values_and_input_grad(params, deltas, batch)
+            deltas = deltas.detach()
             if self.select == "best":
-                best_d, best_v = _keep_best(best_d, best_v, d.detach(), v.detach())
+                best_d, best_v = _keep_best(best_d, best_v, deltas, v)
             deltas = S.project(
-                S.ascent_step(d.detach(), g, self.step_size, event_ndim=event_ndim),
+                S.ascent_step(deltas, g, self.step_size, event_ndim=event_ndim),
                 x,
                 event_ndim=event_ndim,
             )

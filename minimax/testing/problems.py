@@ -31,10 +31,11 @@ import torch
 from torch import Tensor, nn
 
 from minimax.gradients import per_example_gradients
-from minimax.inner import Candidates, InnerSolver
+from minimax.inner import Candidates, InnerSolver, grid_axes, local_maxima
 from minimax.minnorm import MinNormResult, min_norm_product_weights, min_norm_weights
 from minimax.problem import Batch, FunctionProblem, ModuleProblem, Problem
 from minimax.sets import Box, L1Ball, L2Ball, LinfBall, PerturbationSet
+from minimax.toys import bilinear_maximizers, counterexample_phi, counterexample_value, hats
 
 __all__ = [
     "PROBLEMS",
@@ -303,15 +304,10 @@ def _set_grid(S: PerturbationSet, event: torch.Size, points: int) -> Tensor:
     """A grid of S ([G, *event]) for boxes and L∞ balls with ≤ 3 entries, else an empty tensor."""
     if event.numel() > 3:
         return torch.empty(0, dtype=DTYPE)
-    if isinstance(S, Box):
-        lo = torch.as_tensor(S.lower, dtype=DTYPE).broadcast_to(event).reshape(-1)
-        hi = torch.as_tensor(S.upper, dtype=DTYPE).broadcast_to(event).reshape(-1)
-    elif isinstance(S, LinfBall) and not S.has_bounds and not isinstance(S.eps, Tensor):
-        hi = torch.full((event.numel(),), float(S.eps), dtype=DTYPE)
-        lo = -hi
-    else:
+    try:
+        axes = grid_axes(S, event, points, DTYPE)
+    except ValueError:  # not a box or a plain L∞ ball: no grid
         return torch.empty(0, dtype=DTYPE)
-    axes = [torch.linspace(float(a), float(b), points, dtype=DTYPE) for a, b in zip(lo, hi)]
     if not axes:
         return torch.zeros(1, *event, dtype=DTYPE)
     mesh = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
@@ -332,6 +328,7 @@ class ExactInner(InnerSolver):
         mode: Literal["product", "padded"] = "product",
         extra: Tensor | None = None,
     ) -> None:
+        super().__init__(restarts=1, random_start=False)  # m is set by each call's maximizers
         self.known = known
         self.mode: Literal["product", "padded"] = mode
         self.extra = extra
@@ -444,13 +441,10 @@ def danskin_set(
         raise ValueError("every example needs at least one maximizer")
     width = max(len(m) for m in maxs)
     deltas = torch.stack([torch.stack([m[min(i, len(m) - 1)] for m in maxs]) for i in range(width)])
-    saved = problem.passes.snapshot()
-    try:
+    with problem.passes.paused():
         grads = per_example_gradients(problem, p, batch, deltas)  # [M, B, *p] (÷ B)
         with torch.no_grad():
             vals = problem.values(p, deltas, batch)
-    finally:
-        problem.passes.forward, problem.passes.backward = saved
     names = tuple(p)
     flat = torch.cat([grads[k].reshape(width, b, -1).to("cpu", DTYPE) for k in names], dim=-1)
     return DanskinSet(
@@ -475,11 +469,7 @@ def counterexample(x: Sequence[float] = (1.0, 0.0)) -> KnownProblem:
     At x₂ = 0 both y = 0 and y = 1 maximize (e.g. x = (1, 0): gradients (2, −2) and (2, 2)).
     """
 
-    def f(x: Tensor, y: Tensor) -> Tensor:
-        a = x[..., 0] ** 2 + (x[..., 1] + 1) ** 2
-        b = x[..., 0] ** 2 + (x[..., 1] - 1) ** 2
-        return y * a + (1 - y) * b - y * (1 - y)
-
+    f = counterexample_value
     problem = FunctionProblem(
         lambda p, d, batch: f(p["x"], d[:, 0]),
         {"x": _t(x)},
@@ -489,8 +479,7 @@ def counterexample(x: Sequence[float] = (1.0, 0.0)) -> KnownProblem:
     )
 
     def loss(p: Mapping[str, Tensor]) -> Tensor:
-        z = p["x"].to(DTYPE)
-        return (z[0] ** 2 + (z[1].abs() + 1) ** 2).reshape(1)
+        return counterexample_phi(p["x"].to(DTYPE)).reshape(1)
 
     def maxs(p: Mapping[str, Tensor]) -> list[Tensor]:
         z = p["x"].to(DTYPE)
@@ -523,9 +512,7 @@ def bilinear(theta: float = 0.0) -> KnownProblem:
     )
 
     def maxs(p: Mapping[str, Tensor]) -> list[Tensor]:
-        t = float(p["theta"][0])
-        ys = [-1.0, 1.0] if abs(t) <= 1e-12 else [1.0 if t > 0 else -1.0]
-        return [torch.tensor(ys, dtype=DTYPE).reshape(-1, 1)]
+        return [bilinear_maximizers(float(p["theta"][0]))]
 
     return KnownProblem(
         name="bilinear",
@@ -537,11 +524,6 @@ def bilinear(theta: float = 0.0) -> KnownProblem:
         call=_call("bilinear", theta=float(theta)),
         info={"k": 2, "dim": 1, "B": 1, "gap": abs(float(theta)) if theta else math.inf},
     )
-
-
-def _hats(delta: Tensor, k: int) -> Tensor:
-    nodes = torch.arange(k, dtype=delta.dtype, device=delta.device)
-    return torch.relu(1 - (delta.unsqueeze(-1) - nodes).abs())
 
 
 def max_of_pieces(
@@ -574,7 +556,7 @@ def max_of_pieces(
         return 0.5 * at * ((theta_ - ct) ** 2).sum(-1) + e  # [B, k]
 
     problem = FunctionProblem(
-        lambda p, d, batch: (_hats(d[:, 0], k) * (0.5 * batch[0] * ((p["theta"] - batch[1]) ** 2)
+        lambda p, d, batch: (hats(d[:, 0], k) * (0.5 * batch[0] * ((p["theta"] - batch[1]) ** 2)
                                                   .sum(-1) + batch[2])).sum(-1),
         {"theta": th.clone()},
         Box(0.0, float(k - 1)),
@@ -852,7 +834,7 @@ def tanh_network(
             return cache[key]
         bsz = xt.shape[0]
         vals = net(p, mesh.unsqueeze(1).expand(-1, bsz, d))  # [G, B]
-        local = _local_maxima(vals.reshape(*([npts] * d), bsz))  # [G, B]
+        local = local_maxima(vals.reshape(*([npts] * d), bsz))  # [G, B]
         starts = []
         for j in range(bsz):
             idx = torch.nonzero(local[:, j]).flatten()
@@ -892,18 +874,6 @@ def tanh_network(
                    y=_lst(y), radius=r),
         info={"k": 0, "dim": d, "hidden": H, "B": xt.shape[0], "gap": float(gaps0.min())},
     )
-
-
-def _local_maxima(values: Tensor) -> Tensor:
-    """values [n1, .., nk, B] → [n1·…·nk, B] bool: no grid neighbour is higher."""
-    k = values.ndim - 1
-    padded = torch.nn.functional.pad(values, (0, 0, *([1, 1] * k)), value=-torch.inf)
-    is_max = torch.ones_like(values, dtype=torch.bool)
-    for offset in itertools.product((-1, 0, 1), repeat=k):
-        if any(offset):
-            sl = tuple(slice(1 + o, 1 + o + n) for o, n in zip(offset, values.shape[:k]))
-            is_max &= values >= padded[(*sl, slice(None))]
-    return is_max.reshape(-1, values.shape[-1])
 
 
 def _compass(
