@@ -56,8 +56,12 @@ def _tied():
     """Known problems with tied maximizers (several candidates matter)."""
     return [
         counterexample(),
-        max_of_pieces(a=((1.0, 1.0), (2.0, 1.0)), c=(((1.0,), (-1.0,)), ((0.5,), (-2.0,))),
-                      gaps=((0.0, 0.0), (0.0, 0.0)), theta=(0.0,)),  # fmt: skip
+        max_of_pieces(
+            a=((1.0, 1.0), (2.0, 1.0)),
+            c=(((1.0,), (-1.0,)), ((0.5,), (-2.0,))),
+            gaps=((0.0, 0.0), (0.0, 0.0)),
+            theta=(0.0,),
+        ),
     ]
 
 
@@ -126,5 +130,5 @@ def test_registry_names_and_aliases():
     assert RULE_NAMES == ["danskin", "maxloss", "ddi", "ddi-example"]
     assert isinstance(mm.RULES.build("pgd"), mm.Danskin)
     assert repr(mm.RULES.build("ddi-example")) == "DDi(per_example=True)"
-    with pytest.raises(ValueError, match="unknown rule 'sgd'.*danskin"):
+    with pytest.raises(ValueError, match=r"unknown rule 'sgd'.*danskin"):
         mm.RULES.build("sgd")
