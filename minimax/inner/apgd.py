@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from typing import Literal
 
 import torch
-from torch import Tensor
+from torch import Generator, Tensor
 
 from minimax import checks
 from minimax.inner.base import Candidates, InnerSolver
-from minimax.problem import Batch, ModuleProblem, Problem
+from minimax.problem import Batch, ModuleProblem, Params, Problem
 from minimax.sets import L2Ball, LinfBall
 
 __all__ = ["APGD", "apgd_checkpoints", "dlr_loss"]
@@ -143,13 +143,8 @@ class APGD(InnerSolver):
             f"rho={self.rho:g}, alpha={self.alpha:g}, random_start={self.random_start})"
         )
 
-    def __call__(
-        self,
-        problem: Problem,
-        params: Mapping[str, Tensor],
-        batch: Batch,
-        *,
-        generator: torch.Generator | None = None,
+    def search(
+        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None
     ) -> Candidates:
         S = problem.perturbation
         if not isinstance(S, (LinfBall, L2Ball)):
@@ -157,7 +152,6 @@ class APGD(InnerSolver):
                 f"APGD supports LinfBall and L2Ball (it scales its step size by the radius ε); "
                 f"got {S!r}: use PGD for other sets"
             )
-        params = {k: v.detach() for k, v in params.items()}
         surrogate = self._surrogate(problem, batch)
         start = self.initial(problem, batch, generator)
         best_d, best_f = self._ascend(surrogate, params, batch, start)

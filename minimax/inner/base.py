@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Generator, Tensor
 
 from minimax import checks
-from minimax.problem import Batch, Problem
+from minimax.problem import Batch, Params, Problem
 
 __all__ = ["Candidates", "InnerSolver", "make_generator", "starting_points"]
 
@@ -125,7 +125,6 @@ class InnerSolver(ABC):
             generator=generator if generator is not None else self.generator,
         )
 
-    @abstractmethod
     def __call__(
         self,
         problem: Problem,
@@ -134,4 +133,12 @@ class InnerSolver(ABC):
         *,
         generator: torch.Generator | None = None,
     ) -> Candidates:
-        """Candidates for this batch at θ = params (params are treated as constants)."""
+        """Candidates for this batch at θ = params (params are treated as constants: detached)."""
+        return self.search(problem, {k: v.detach() for k, v in params.items()}, batch, generator)
+
+    @abstractmethod
+    def search(
+        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None
+    ) -> Candidates:
+        """What a solver defines: candidates at θ = params (detached); ``generator`` overrides
+        the solver's own for this call (pass it to `initial`)."""

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
 
 import torch
-from torch import Tensor
+from torch import Generator, Tensor
 
 from minimax.inner.base import Candidates, InnerSolver
-from minimax.problem import Batch, Problem
+from minimax.problem import Batch, Params, Problem
 from minimax.sets import Box, LinfBall, PerturbationSet
 
 __all__ = ["Grid", "grid_axes", "local_maxima"]
@@ -44,13 +43,8 @@ class Grid(InnerSolver):
     def __repr__(self) -> str:
         return f"Grid(points={self.points}, candidates={self.restarts}, tol={self.tol:g})"
 
-    def __call__(
-        self,
-        problem: Problem,
-        params: Mapping[str, Tensor],
-        batch: Batch,
-        *,
-        generator: torch.Generator | None = None,
+    def search(
+        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None
     ) -> Candidates:
         shape = problem.delta_shape(batch)
         b, event = shape[0], shape[1:]
@@ -64,7 +58,6 @@ class Grid(InnerSolver):
         grid_shape = mesh.shape[:-1]
         points = mesh.reshape(-1, len(axes)).to(ref.device)  # [G, k]
         deltas = points.reshape(-1, 1, *event).expand(-1, b, *event)
-        params = {k: v.detach() for k, v in params.items()}
         with torch.no_grad():
             values = torch.cat(
                 [problem.values(params, chunk, batch) for chunk in deltas.split(4096)]

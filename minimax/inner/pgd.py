@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from typing import Literal
 
 import torch
-from torch import Tensor
+from torch import Generator, Tensor
 
 from minimax import checks
 from minimax.inner.base import Candidates, InnerSolver
-from minimax.problem import Batch, Problem
+from minimax.problem import Batch, Params, Problem
 
 __all__ = ["FGSM", "PGD"]
 
@@ -71,15 +71,9 @@ class PGD(InnerSolver):
             f"random_start={self.random_start}, select={self.select!r})"
         )
 
-    def __call__(
-        self,
-        problem: Problem,
-        params: Mapping[str, Tensor],
-        batch: Batch,
-        *,
-        generator: torch.Generator | None = None,
+    def search(
+        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None
     ) -> Candidates:
-        params = {k: v.detach() for k, v in params.items()}
         start = self.initial(problem, batch, generator)
         size = (
             (self.chunk or problem.preferred_chunk(start) or self.restarts) if self.batched else 1
@@ -146,13 +140,8 @@ class FGSM(PGD):
     def __repr__(self) -> str:
         return f"FGSM(step_size={self._fgsm_step}, restarts={self.restarts})"
 
-    def __call__(
-        self,
-        problem: Problem,
-        params: Mapping[str, Tensor],
-        batch: Batch,
-        *,
-        generator: torch.Generator | None = None,
+    def search(
+        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None
     ) -> Candidates:
         step = self._fgsm_step
         if step is None:
@@ -162,4 +151,4 @@ class FGSM(PGD):
                     f"FGSM needs a step_size for {problem.perturbation!r} (it has no eps)"
                 )
         self.step_size = step
-        return super().__call__(problem, params, batch, generator=generator)
+        return super().search(problem, params, batch, generator)

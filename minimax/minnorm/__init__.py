@@ -144,28 +144,19 @@ def _method(name: str) -> MinNormMethod:
 # unused (scipy decides, then the support is polished); "frank-wolfe"/"apg": the Frank-Wolfe gap
 # αᵀKnα − min_i (Knα)_i (0 runs APG's whole budget, the paper's fixed 100 steps); "cvxpylayers":
 # the conic solver's eps.
-METHODS.add(
-    "wolfe",
-    MinNormMethod(_wolfe, 1e-15),
-    help="Wolfe's min-norm-point algorithm on the Gram matrix (exact, default)",
-)
-METHODS.add(
-    "nnls",
-    MinNormMethod(_nnls, 0.0),
-    help="reduction to non-negative least squares, scipy (exact, the reference)",
-)
-METHODS.add(
-    "frank-wolfe",
-    MinNormMethod(_frank_wolfe, 1e-12),
-    help="pairwise Frank-Wolfe with exact line search (iterative, 1000 steps)",
-)
-METHODS.add(
-    "apg",
-    MinNormMethod(_apg, 0.0),
-    help="accelerated projected gradient, FISTA (iterative, 100 steps: the paper's)",
-)
-METHODS.add("cvxpylayers", MinNormMethod(_cvxpylayers, 1e-10, differentiable=True),
-            help="differentiable conic solve; gradients of the weights reach gram")  # fmt: skip
+for _name, _method, _help in [
+    ("wolfe", MinNormMethod(_wolfe, 1e-15),
+     "Wolfe's min-norm-point algorithm on the Gram matrix (exact, default)"),
+    ("nnls", MinNormMethod(_nnls, 0.0),
+     "reduction to non-negative least squares, scipy (exact, the reference)"),
+    ("frank-wolfe", MinNormMethod(_frank_wolfe, 1e-12),
+     "pairwise Frank-Wolfe with exact line search (iterative, 1000 steps)"),
+    ("apg", MinNormMethod(_apg, 0.0),
+     "accelerated projected gradient, FISTA (iterative, 100 steps: the paper's)"),
+    ("cvxpylayers", MinNormMethod(_cvxpylayers, 1e-10, differentiable=True),
+     "differentiable conic solve; gradients of the weights reach gram"),
+]:  # fmt: skip
+    METHODS.add(_name, _method, help=_help)
 
 
 def min_norm_weights(

@@ -1,16 +1,7 @@
 """The `Problem` interface and its `PassCounter`: g(θ, δ; batch) → per-example values [B].
 
-θ is a dict of tensors (torch.func style), δ has shape [B, *event] for one candidate, or
-[*lead, B, *event] for several candidates evaluated at once (e.g. m restarts stacked: [m, B, ...]).
-
-Two builders:
-
-- `FunctionProblem` wraps a plain function ``fn(params, delta, batch) -> [B]`` (toy problems);
-- `ModuleProblem` wraps an ``nn.Module`` and a per-example loss through
-  `torch.func.functional_call`: g(θ, δ; (x, y)) = loss(model_θ(x + δ), y).
-
-Every problem counts the passes it runs (`problem.passes`), in units of one pass over one batch of
-B examples, so that rules can be compared at equal compute.
+Shapes and units (δ [*lead, B, *event], passes per batch of B examples) are stated once, in
+`minimax.problem`.
 """
 
 from __future__ import annotations

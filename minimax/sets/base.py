@@ -1,30 +1,7 @@
 """The perturbation-set interface and the checks and layout helpers every set shares.
 
-Layout convention (every method follows it)
--------------------------------------------
-``delta`` has shape ``[*lead, B, *event]``: ``B`` examples, each example's δ made of the trailing
-``event_ndim`` dims, and optional extra leading dims ``lead`` (e.g. ``m`` restarts stacked as
-``[m, B, 3, 32, 32]`` with ``event_ndim=3``). ``event_ndim`` defaults to ``delta.ndim - 1``
-(one leading example dim, no ``lead``). Norms are taken over the event dims of each example, so
-per-example results have shape ``[*lead, B]``.
-
-``eps`` (and a step size) is a float or a tensor of shape ``[B]`` (one value per example).
-
-Norm balls may also bound the perturbed input: ``lower ≤ x + δ ≤ upper`` elementwise (e.g.
-``[0, 1]`` for images). Methods that need it then take the clean input ``x`` of shape
-``[B, *event]``, broadcast against ``lead``; the bounds assume a valid ``x`` with
-``lower ≤ x ≤ upper``.
-
-Exactness of :meth:`PerturbationSet.project`
---------------------------------------------
-* ``LinfBall`` (with or without bounds) and ``Box``: exact Euclidean projection (an elementwise
-  clamp to the intersection interval).
-* ``L2Ball``, ``L1Ball`` without bounds: exact Euclidean projection (L1: sort-based,
-  Duchi et al. 2008).
-* ``L2Ball``, ``L1Ball`` with bounds: the composition "project onto the ball, then clamp
-  ``x + δ`` into the bounds". For ``x`` inside the bounds the clamp only shrinks each ``|δ_i|``,
-  so the result is feasible (in the ball and in the bounds), but it is not the exact projection
-  onto the intersection.
+The layout convention (``[*lead, B, *event]``, ``event_ndim``, per-example ``eps``, bounds on
+``x + δ``) and the exactness of each set's projection are stated once, in `minimax.sets`.
 """
 
 from __future__ import annotations
@@ -95,17 +72,22 @@ def check_radius(value: float | int | Tensor, name: str) -> float | Tensor:
         if not value.is_floating_point():
             value = value.to(torch.get_default_dtype())
         return value
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a float or a tensor, got {value!r}")
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a float or a tensor, got {value!r}") from None
+    f = _float_or_tensor_error(value, name)
     if math.isnan(f) or f < 0:
         raise ValueError(f"{name} must be ≥ 0, got {f}")
     if math.isinf(f):
         raise ValueError(f"{name} must be finite, got {f}")
     return f
+
+
+def _float_or_tensor_error(value: object, name: str) -> float:
+    """``value`` (not a tensor) as a float; bools and non-numbers are a TypeError."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a float or a tensor, got {value!r}")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a float or a tensor, got {value!r}") from None
 
 
 def check_bound(value: float | int | Tensor | None, name: str) -> float | Tensor | None:
@@ -120,12 +102,7 @@ def check_bound(value: float | int | Tensor | None, name: str) -> float | Tensor
         if not value.is_floating_point():
             value = value.to(torch.get_default_dtype())
         return value.detach()
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a float or a tensor, got {value!r}")
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a float or a tensor, got {value!r}") from None
+    f = _float_or_tensor_error(value, name)
     if math.isnan(f):
         raise ValueError(f"{name} must not be NaN")
     return f

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Generator, Tensor, nn
 
 from minimax.gradients import per_example_gradients
 from minimax.inner import Candidates, InnerSolver, grid_axes, local_maxima
 from minimax.minnorm import MinNormResult, min_norm_product_weights, min_norm_weights
-from minimax.problem import Batch, FunctionProblem, ModuleProblem, Problem
+from minimax.problem import Batch, FunctionProblem, ModuleProblem, Params, Problem
 from minimax.sets import Box, L1Ball, L2Ball, LinfBall, PerturbationSet
 from minimax.toys import bilinear_maximizers, counterexample_phi, counterexample_value, hats
 
@@ -53,7 +53,6 @@ __all__ = [
 ]
 
 DTYPE = torch.float64
-Params = dict[str, Tensor]
 Nested = Any  # a float or a nested list of floats (or a tensor)
 
 # ------------------------------------------------------------------------------------------------
@@ -337,13 +336,8 @@ class ExactInner(InnerSolver):
         extra = "" if self.extra is None else f", extra={self.extra.shape[0]}"
         return f"ExactInner({self.known.name}, mode={self.mode!r}{extra})"
 
-    def __call__(
-        self,
-        problem: Problem,
-        params: Mapping[str, Tensor],
-        batch: Batch,
-        *,
-        generator: torch.Generator | None = None,
+    def search(
+        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None
     ) -> Candidates:
         if problem is not self.known.problem:
             raise ValueError("ExactInner only knows the maximizers of its own KnownProblem")
