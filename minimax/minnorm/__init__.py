@@ -144,7 +144,7 @@ def _method(name: str) -> MinNormMethod:
 # unused (scipy decides, then the support is polished); "frank-wolfe"/"apg": the Frank-Wolfe gap
 # αᵀKnα − min_i (Knα)_i (0 runs APG's whole budget, the paper's fixed 100 steps); "cvxpylayers":
 # the conic solver's eps.
-for _name, _method, _help in [
+for _name, _solver, _help in [
     ("wolfe", MinNormMethod(_wolfe, 1e-15),
      "Wolfe's min-norm-point algorithm on the Gram matrix (exact, default)"),
     ("nnls", MinNormMethod(_nnls, 0.0),
@@ -156,7 +156,7 @@ for _name, _method, _help in [
     ("cvxpylayers", MinNormMethod(_cvxpylayers, 1e-10, differentiable=True),
      "differentiable conic solve; gradients of the weights reach gram"),
 ]:  # fmt: skip
-    METHODS.add(_name, _method, help=_help)
+    METHODS.add(_name, _solver, help=_help)
 
 
 def min_norm_weights(
