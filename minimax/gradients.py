@@ -5,13 +5,14 @@ Shapes: a *stack* of gradients is a dict name → [n, *param.shape] (n vectors s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import torch
 from torch import Tensor
 from torch.func import grad, jacrev, vmap
 
+from minimax.inner.base import ScoringGraph
 from minimax.problem import Batch, Problem
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "combine",
     "flat_norm",
     "gram",
+    "graph_gradients",
     "inner_products",
     "per_example_gradients",
 ]
@@ -51,6 +53,18 @@ def batch_gradient(
         grads = torch.autograd.grad(loss, list(p.values()), allow_unused=True)
     problem.passes.add(backward=1)
     return {k: torch.zeros_like(v) if g is None else g for (k, v), g in zip(p.items(), grads)}
+
+
+def graph_gradients(problem: Problem, graph: ScoringGraph, indices: Sequence[int]) -> Stack:
+    """g_i = ∇_θ mean_b g(θ, δ_{i,b}; batch_b) for the candidates ``indices``, by one backward
+    through each one's scoring forward (no forward of its own): → [len(indices), *p]."""
+    leaves = list(graph.params.values())
+    rows = []
+    for i in indices:
+        grads = torch.autograd.grad(graph.values[i].mean(), leaves, allow_unused=True)
+        problem.passes.add(backward=1)
+        rows.append([torch.zeros_like(v) if g is None else g for v, g in zip(leaves, grads)])
+    return {k: torch.stack([r[j] for r in rows]) for j, k in enumerate(graph.params)}
 
 
 def candidate_gradients(

@@ -28,11 +28,14 @@ def descent_direction(
 ) -> tuple[Direction, Candidates]:
     """Find candidates with ``inner`` at θ = params (default: the problem's), then apply ``rule``.
 
-    Returns the `Direction` d (descend along −d) and the `Candidates` it was built from.
+    Returns the `Direction` d (descend along −d) and the `Candidates` it was built from. Where
+    the rule can (`Rule.reuses_scoring`), its gradients come from the backward of the inner
+    solver's scoring forward, which saves that forward (see docs/architecture.md).
     """
     params = problem.parameters() if params is None else params
     _check_params(params)
-    candidates = inner(problem, params, batch, generator=generator)
+    keep = rule.reuses_scoring
+    candidates = inner(problem, params, batch, generator=generator, keep_graph=keep)
     return rule(problem, params, batch, candidates), candidates
 
 

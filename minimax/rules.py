@@ -25,6 +25,7 @@ from minimax.gradients import (
     combine,
     flat_norm,
     gram,
+    graph_gradients,
     inner_products,
     per_example_gradients,
 )
@@ -64,7 +65,13 @@ class Direction:
 
 
 class Rule(ABC):
-    """A descent-direction rule: ``rule(problem, params, batch, candidates) -> Direction``."""
+    """A descent-direction rule: ``rule(problem, params, batch, candidates) -> Direction``.
+
+    ``reuses_scoring``: the rule can backpropagate through the inner solver's scoring forward
+    (`Candidates.graph`) instead of running its own forward, so callers ask for that graph.
+    """
+
+    reuses_scoring: bool = False
 
     @abstractmethod
     def __call__(
@@ -129,11 +136,16 @@ class Danskin(_SingleGradient):
     ``normalize=True`` returns d/‖d‖ (``norm`` keeps ‖d‖).
     """
 
+    reuses_scoring = True
+
     def __call__(
         self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
     ) -> Direction:
         best = int(candidates.values.mean(dim=1).argmax())
-        d = batch_gradient(problem, params, batch, candidates.deltas[best])
+        if candidates.graph is not None:  # backward through the scoring forward
+            d = {k: v[0] for k, v in graph_gradients(problem, candidates.graph, [best]).items()}
+        else:
+            d = batch_gradient(problem, params, batch, candidates.deltas[best])
         cert = _max_certificate(problem, params, batch, candidates, d) if self.certify else None
         d, norm, cert = _normalized(d, cert, self.normalize)
         weights = _one_hot(torch.tensor(best), candidates.m)
@@ -255,6 +267,7 @@ class DDi(GramRule):
         if tolerance is not None and not tolerance >= 0:
             raise ValueError(f"tolerance must be ≥ 0 or None, got {tolerance!r}")
         self.per_example = per_example
+        self.reuses_scoring = not per_example  # per-example gradients need their own Jacobian
         self.tolerance = tolerance
         self.normalize = normalize
         self.method = method
@@ -285,7 +298,10 @@ class DDi(GramRule):
             means = candidates.values.mean(dim=1)
             keep = (means >= means.max() - self.tolerance).cpu()
         idx = torch.nonzero(keep).flatten()
-        grads = candidate_gradients(problem, params, batch, candidates.deltas[idx])
+        if candidates.graph is not None:  # backward through the scoring forward of each
+            grads = graph_gradients(problem, candidates.graph, idx.tolist())
+        else:
+            grads = candidate_gradients(problem, params, batch, candidates.deltas[idx])
         return GramVectors(grads, [len(idx)], keep)
 
     def _per_example(

@@ -144,7 +144,8 @@ class APGD(InnerSolver):
         )
 
     def search(
-        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None
+        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None, *,
+        keep_graph: bool = False,
     ) -> Candidates:
         S = problem.perturbation
         if not isinstance(S, (LinfBall, L2Ball)):

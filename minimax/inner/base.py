@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Generator, Tensor
@@ -12,7 +12,21 @@ from torch import Generator, Tensor
 from minimax import checks
 from minimax.problem import Batch, Params, Problem
 
-__all__ = ["Candidates", "InnerSolver", "make_generator", "starting_points"]
+__all__ = ["Candidates", "InnerSolver", "ScoringGraph", "make_generator", "starting_points"]
+
+
+@dataclass(frozen=True)
+class ScoringGraph:
+    """The autograd graph of the forward that scored the candidates, kept so that a rule can
+    backpropagate through it instead of running that forward again.
+
+    params: the θ leaves (requires_grad) the scoring forward used;
+    values: one [B] tensor per candidate, with its own graph (a backward from one of them runs
+        only that candidate's graph).
+    """
+
+    params: dict[str, Tensor]
+    values: list[Tensor]
 
 
 @dataclass(frozen=True)
@@ -20,11 +34,14 @@ class Candidates:
     """m candidate maximizers per example.
 
     deltas: [m, B, *event] the candidates δ_{i,b};
-    values: [m, B] g(θ, δ_{i,b}; batch_b) at those candidates (detached).
+    values: [m, B] g(θ, δ_{i,b}; batch_b) at those candidates (detached);
+    graph: the scoring forward's autograd graph when the caller asked for it (``keep_graph``)
+        and the solver could keep it, else None.
     """
 
     deltas: Tensor
     values: Tensor
+    graph: ScoringGraph | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.values.ndim != 2 or tuple(self.deltas.shape[:2]) != tuple(self.values.shape):
@@ -132,13 +149,20 @@ class InnerSolver(ABC):
         batch: Batch,
         *,
         generator: torch.Generator | None = None,
+        keep_graph: bool = False,
     ) -> Candidates:
-        """Candidates for this batch at θ = params (params are treated as constants: detached)."""
-        return self.search(problem, {k: v.detach() for k, v in params.items()}, batch, generator)
+        """Candidates for this batch at θ = params (params are treated as constants: detached).
+
+        ``keep_graph=True`` asks for `Candidates.graph` (the scoring forward with its graph to θ,
+        so that a rule needs no forward of its own); solvers that cannot keep it return None.
+        """
+        detached = {k: v.detach() for k, v in params.items()}
+        return self.search(problem, detached, batch, generator, keep_graph=keep_graph)
 
     @abstractmethod
     def search(
-        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None
+        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None, *,
+        keep_graph: bool = False,
     ) -> Candidates:
         """What a solver defines: candidates at θ = params (detached); ``generator`` overrides
         the solver's own for this call (pass it to `initial`)."""

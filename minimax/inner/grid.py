@@ -44,7 +44,8 @@ class Grid(InnerSolver):
         return f"Grid(points={self.points}, candidates={self.restarts}, tol={self.tol:g})"
 
     def search(
-        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None
+        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None, *,
+        keep_graph: bool = False,
     ) -> Candidates:
         shape = problem.delta_shape(batch)
         b, event = shape[0], shape[1:]

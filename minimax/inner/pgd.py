@@ -9,7 +9,7 @@ import torch
 from torch import Generator, Tensor
 
 from minimax import checks
-from minimax.inner.base import Candidates, InnerSolver
+from minimax.inner.base import Candidates, InnerSolver, ScoringGraph
 from minimax.problem import Batch, Params, Problem
 
 __all__ = ["FGSM", "PGD"]
@@ -72,23 +72,38 @@ class PGD(InnerSolver):
         )
 
     def search(
-        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None
+        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None, *,
+        keep_graph: bool = False,
     ) -> Candidates:
         start = self.initial(problem, batch, generator)
         size = (
             (self.chunk or problem.preferred_chunk(start) or self.restarts) if self.batched else 1
         )
+        # The scoring forward keeps its graph where each candidate has its own forward.
+        keep_graph = keep_graph and self.select == "last" and (size == 1 or self.restarts == 1)
+        scoring = None  # θ leaves for a scoring forward that keeps its graph
+        if keep_graph:
+            scoring = {k: v.detach().requires_grad_(True) for k, v in params.items()}
         if size >= self.restarts:
-            return self._ascend(problem, params, batch, start)
-        parts = [self._ascend(problem, params, batch, s) for s in start.split(size)]
+            return self._ascend(problem, params, batch, start, scoring)
+        parts = [self._ascend(problem, params, batch, s, scoring) for s in start.split(size)]
+        graph = None
+        if scoring is not None:
+            graph = ScoringGraph(scoring, [v for p in parts if p.graph for v in p.graph.values])
         return Candidates(
-            torch.cat([p.deltas for p in parts]), torch.cat([p.values for p in parts])
+            torch.cat([p.deltas for p in parts]), torch.cat([p.values for p in parts]), graph
         )
 
     def _ascend(
-        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, deltas: Tensor
+        self,
+        problem: Problem,
+        params: Mapping[str, Tensor],
+        batch: Batch,
+        deltas: Tensor,
+        scoring: dict[str, Tensor] | None = None,
     ) -> Candidates:
-        """Run the ascent from deltas [n, B, *event]; returns n candidates per example."""
+        """Run the ascent from deltas [n, B, *event]; returns n candidates per example. With
+        ``scoring`` (θ leaves that require grad) the final scoring forward keeps its graph."""
         S = problem.perturbation
         x = problem.clean_input(batch)
         event_ndim = deltas.ndim - 2
@@ -104,12 +119,23 @@ class PGD(InnerSolver):
                 x,
                 event_ndim=event_ndim,
             )
+        if scoring is not None:
+            return _scored_with_graph(problem, scoring, batch, deltas.detach())
         with torch.no_grad():
             v = problem.values(params, deltas, batch)
         if self.select == "best":
             best_d, best_v = _keep_best(best_d, best_v, deltas, v)
             return Candidates(best_d, best_v)
         return Candidates(deltas.detach(), v.detach())
+
+
+def _scored_with_graph(
+    problem: Problem, leaves: dict[str, Tensor], batch: Batch, deltas: Tensor
+) -> Candidates:
+    """Score deltas [n, B, ...] with a forward whose graph to the θ ``leaves`` is kept."""
+    with torch.enable_grad():
+        v = problem.values(leaves, deltas, batch)
+    return Candidates(deltas, v.detach(), ScoringGraph(leaves, list(v)))
 
 
 def _keep_best(best_d: Tensor, best_v: Tensor, d: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
@@ -141,7 +167,8 @@ class FGSM(PGD):
         return f"FGSM(step_size={self._fgsm_step}, restarts={self.restarts})"
 
     def search(
-        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None
+        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None, *,
+        keep_graph: bool = False,
     ) -> Candidates:
         step = self._fgsm_step
         if step is None:
@@ -151,4 +178,4 @@ class FGSM(PGD):
                     f"FGSM needs a step_size for {problem.perturbation!r} (it has no eps)"
                 )
         self.step_size = step
-        return super().search(problem, params, batch, generator)
+        return super().search(problem, params, batch, generator, keep_graph=keep_graph)

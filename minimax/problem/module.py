@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Literal
 
@@ -14,6 +15,25 @@ from minimax.problem.base import Batch, Params, Problem
 from minimax.sets import PerturbationSet
 
 __all__ = ["ModuleProblem"]
+
+
+def _dead() -> None:
+    return None
+
+
+def _same_data(given: Tensor, own: nn.Parameter) -> bool:
+    """``given`` computes like the parameter ``own``: it is ``own``, or a view of all of its data
+    that needs no gradient (e.g. ``own.detach()``)."""
+    if given is own:
+        return True
+    return (
+        not given.requires_grad
+        and given.data_ptr() == own.data_ptr()
+        and given.shape == own.shape
+        and given.stride() == own.stride()
+        and given.dtype == own.dtype
+        and given.device == own.device
+    )
 
 
 def _per_example_cross_entropy(outputs: Tensor, y: Tensor) -> Tensor:
@@ -75,6 +95,8 @@ class ModuleProblem(Problem):
         self.perturbation = perturbation
         self.batchnorm = batchnorm
         self._bn = [m for m in model.modules() if isinstance(m, _BN_TYPES)]
+        self._own_checked: tuple[tuple[tuple[str, Tensor], ...], bool] = ((), False)
+        self._batch_checked: tuple[Callable[[], object], ...] = (_dead, _dead)
         self.event_ndim = -1  # set per batch (δ has the shape of x)
 
     def __repr__(self) -> str:
@@ -117,6 +139,8 @@ class ModuleProblem(Problem):
         if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
             raise ValueError("ModuleProblem expects batch = (x, y) with x [B, ...] and y [B, ...]")
         x, y = batch
+        if x is self._batch_checked[0]() and y is self._batch_checked[1]():
+            return batch[0], batch[1]  # checked at the previous call (the same tensors)
         if not isinstance(x, Tensor) or not isinstance(y, Tensor):
             raise TypeError("batch (x, y) must hold tensors")
         if x.ndim == 0 or x.shape[0] == 0:
@@ -137,6 +161,7 @@ class ModuleProblem(Problem):
             )
         if p is not None and x.dtype != p.dtype:
             raise TypeError(f"x has dtype {x.dtype} but the model has {p.dtype}: cast one of them")
+        self._batch_checked = (weakref.ref(x), weakref.ref(y))
         return x, y
 
     def clean_input(self, batch: Batch) -> Tensor:
@@ -150,8 +175,32 @@ class ModuleProblem(Problem):
     def outputs(self, params: Mapping[str, Tensor], delta: Tensor, batch: Batch) -> Tensor:
         """model_θ(x + δ) for one candidate δ [B, ...] (buffers from the model)."""
         x, _ = self._split(batch)
-        buffers = dict(self.model.named_buffers())
-        return functional_call(self.model, ({**params, **buffers},), (x + delta,))
+        return self._forward(params, x + delta)
+
+    def _forward(self, params: Mapping[str, Tensor], inputs: Tensor) -> Tensor:
+        """model_θ(inputs). When ``params`` are the model's own parameters (the same tensors, or
+        views of their data that need no gradient, as an inner solver passes them) the model is
+        called directly: the same computation without ``functional_call``'s re-parametrization
+        of every parameter on every call (the hot path of PGD). Otherwise ``functional_call``
+        (buffers and parameters missing from ``params`` are the model's own)."""
+        if self._own_parameters(params):
+            return self.model(inputs)
+        return functional_call(self.model, dict(params), (inputs,))
+
+    def _own_parameters(self, params: Mapping[str, Tensor]) -> bool:
+        items = tuple(params.items())
+        last, same = self._own_checked
+        if len(items) == len(last) and all(
+            k == k0 and v is v0 for (k, v), (k0, v0) in zip(items, last)
+        ):  # the same tensors as the last call (e.g. PGD's loop): already checked
+            return same
+        own = dict(self.model.named_parameters())
+        try:
+            same = all(k in own and _same_data(v, own[k]) for k, v in params.items())
+        except RuntimeError:  # a torch.func wrapper (grad, vmap over θ): it has no storage
+            same = False
+        self._own_checked = (items, same)
+        return same
 
     def objective(self, params: Mapping[str, Tensor], delta: Tensor, batch: Batch) -> Tensor:
         _, y = self._split(batch)
@@ -191,9 +240,8 @@ class ModuleProblem(Problem):
         n, b = deltas.shape[:2]
         stacked = (x.unsqueeze(0) + deltas).reshape(n * b, *x.shape[1:])
         ys = y.unsqueeze(0).expand(n, *y.shape).reshape(n * b, *y.shape[1:])
-        buffers = dict(self.model.named_buffers())
         with self.statistics_frozen():
-            out = functional_call(self.model, ({**params, **buffers},), (stacked,))
+            out = self._forward(params, stacked)
             values = self.loss_fn(out, ys)
         self._check_loss(values, n * b)
         return values.reshape(n, b)

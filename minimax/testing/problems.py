@@ -337,7 +337,8 @@ class ExactInner(InnerSolver):
         return f"ExactInner({self.known.name}, mode={self.mode!r}{extra})"
 
     def search(
-        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None
+        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None, *,
+        keep_graph: bool = False,
     ) -> Candidates:
         if problem is not self.known.problem:
             raise ValueError("ExactInner only knows the maximizers of its own KnownProblem")

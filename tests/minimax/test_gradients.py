@@ -140,3 +140,26 @@ def test_batchnorm_running_statistics_update_once_per_step():
     )
     opt.step((x, y))
     assert int(net.bn.num_batches_tracked) == 2 and net.training
+
+
+@pytest.mark.parametrize("rule", [mm.Danskin(), mm.DDi()], ids=["danskin", "ddi"])
+def test_scoring_graph_gives_the_same_direction_without_forwards(rule):
+    """With `keep_graph`, the rule backpropagates through PGD's scoring forward: the direction is
+    bitwise the same and the rule runs no forward of its own."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(128, 3))
+    x, y = torch.rand(64, 1, 8, 8), torch.randint(0, 3, (64,))  # 4096 entries: a loop on CPU
+    problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1, lower=0.0, upper=1.0))
+    params = problem.parameters()
+    runs = []
+    for keep in (False, True):
+        cands = mm.PGD(3, 0.05, restarts=2, seed=0)(problem, params, (x, y), keep_graph=keep)
+        assert (cands.graph is not None) == keep
+        f0, b0 = problem.passes.snapshot()
+        d = rule(problem, params, (x, y), cands)
+        runs.append((d, problem.passes.forward - f0, problem.passes.backward - b0))
+    (d_sep, f_sep, b_sep), (d_graph, f_graph, b_graph) = runs
+    for k in d_sep.vector:
+        assert torch.equal(d_sep.vector[k], d_graph.vector[k]), k
+    assert f_graph == 0 and b_graph == b_sep
+    assert f_sep == (1 if isinstance(rule, mm.Danskin) else 2)
