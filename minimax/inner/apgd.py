@@ -191,6 +191,8 @@ class APGD(InnerSolver):
         self, surrogate: Problem, params: Mapping[str, Tensor], batch: Batch, deltas: Tensor
     ) -> tuple[Tensor, Tensor]:
         """Run APGD from deltas [n, B, *event]; returns each candidate's best iterate and its f."""
+        # Longer than 60 lines: APGD's schedule (momentum step, success counting, checkpoint halving
+        # with restart from the best point) reads as one loop against the paper's Algorithm 1.
         S = surrogate.perturbation
         assert isinstance(S, (LinfBall, L2Ball))
         x = surrogate.clean_input(batch)

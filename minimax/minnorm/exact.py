@@ -82,6 +82,8 @@ def active_set(
     repeats); numerically we also stop when a corral repeats (anti-cycling) or after max_iter
     linear solves. Returns (weights [m], linear solves used, converged).
     """
+    # Longer than 60 lines: Wolfe's major and minor cycles share the corral state (indices,
+    # weights, anti-cycling set); split, they would pass it all back and forth.
     m = Kn.shape[0]
     diag = np.diag(Kn)
     thr = tol * max(float(diag.max()), 1e-300)
