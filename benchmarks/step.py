@@ -54,7 +54,7 @@ def make_step(problem, rule_name: str, m: int, steps: int, chunk: int | None = N
 
 def pass_counts(problem, batch, ms: list[int], steps: int, chunk: int | None) -> list[dict]:
     """Forward and backward passes of one step (`StepReport`) for every rule in `minimax.RULES`:
-    "before", the rule runs its own forward (``reuses_scoring`` off), and "after", it
+    "before", the rule runs its own forward (``reuse_scoring`` off), and "after", it
     backpropagates through the inner solver's scoring forward where it can."""
     rows = []
     for name in mm.RULES.names():
@@ -62,7 +62,7 @@ def pass_counts(problem, batch, ms: list[int], steps: int, chunk: int | None) ->
             counts = {}
             for label, reuse in (("before", False), ("after", True)):
                 opt = make_step(problem, name, m, steps, chunk)
-                opt.rule.reuses_scoring = reuse and opt.rule.reuses_scoring
+                opt.rule.reuse_scoring = reuse and opt.rule.reuse_scoring
                 report = opt.step(batch)
                 counts[label] = [report.forward, report.backward]
             saved = counts["before"][0] - counts["after"][0]

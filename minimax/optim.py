@@ -29,12 +29,12 @@ def descent_direction(
     """Find candidates with ``inner`` at θ = params (default: the problem's), then apply ``rule``.
 
     Returns the `Direction` d (descend along −d) and the `Candidates` it was built from. Where
-    the rule can (`Rule.reuses_scoring`), its gradients come from the backward of the inner
+    the rule asks (`Rule.wants_scoring_graph`), its gradients come from the backward of the inner
     solver's scoring forward, which saves that forward (see docs/architecture.md).
     """
     params = problem.parameters() if params is None else params
     _check_params(params)
-    keep = rule.reuses_scoring
+    keep = rule.wants_scoring_graph(inner.restarts)
     candidates = inner(problem, params, batch, generator=generator, keep_graph=keep)
     return rule(problem, params, batch, candidates), candidates
 

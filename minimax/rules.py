@@ -67,11 +67,16 @@ class Direction:
 class Rule(ABC):
     """A descent-direction rule: ``rule(problem, params, batch, candidates) -> Direction``.
 
-    ``reuses_scoring``: the rule can backpropagate through the inner solver's scoring forward
-    (`Candidates.graph`) instead of running its own forward, so callers ask for that graph.
+    `wants_scoring_graph`: whether the rule backpropagates through the inner solver's scoring
+    forward (`Candidates.graph`) instead of running its own forward, so callers ask for it.
     """
 
-    reuses_scoring: bool = False
+    reuse_scoring: bool = False
+
+    def wants_scoring_graph(self, restarts: int) -> bool:
+        """Whether to ask an inner solver with m = ``restarts`` for its scoring graph (saves
+        forwards; keeps the m candidates' activations alive until the rule has run)."""
+        return self.reuse_scoring
 
     @abstractmethod
     def __call__(
@@ -136,7 +141,10 @@ class Danskin(_SingleGradient):
     ``normalize=True`` returns d/‖d‖ (``norm`` keeps ‖d‖).
     """
 
-    reuses_scoring = True
+    reuse_scoring = True
+
+    def wants_scoring_graph(self, restarts: int) -> bool:
+        return self.reuse_scoring and restarts == 1  # one gradient: keep no unused graphs
 
     def __call__(
         self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
@@ -250,6 +258,9 @@ class DDi(GramRule):
         tolerance: keep only ε-maximizers: candidates whose value is within τ of the best (per
             restart mean at batch level, per example otherwise). None keeps all.
         normalize: return d / ‖d‖ (the norm field keeps ‖d‖ before normalizing).
+        reuse_scoring: take the m gradients by backpropagating through the inner solver's
+            scoring forwards where it keeps them (saves m forwards per step; the m candidates'
+            activations then stay alive until the gradients are taken). Batch level only.
         method: the min-norm solver, a name in `minimax.minnorm.METHODS` (batch level).
         memory_budget: bytes the per-example gradients may take before an error suggests
             ``per_example=False``.
@@ -261,13 +272,15 @@ class DDi(GramRule):
         per_example: bool = False,
         tolerance: float | None = None,
         normalize: bool = False,
+        reuse_scoring: bool = True,
         method: str = "wolfe",
         memory_budget: int = 2 * 1024**3,
     ) -> None:
         if tolerance is not None and not tolerance >= 0:
             raise ValueError(f"tolerance must be ≥ 0 or None, got {tolerance!r}")
         self.per_example = per_example
-        self.reuses_scoring = not per_example  # per-example gradients need their own Jacobian
+        # per-example gradients need their own Jacobian: no reuse there
+        self.reuse_scoring = reuse_scoring and not per_example
         self.tolerance = tolerance
         self.normalize = normalize
         self.method = method
@@ -279,6 +292,8 @@ class DDi(GramRule):
             opts.append(f"tolerance={self.tolerance:g}")
         if self.normalize:
             opts.append("normalize=True")
+        if not self.reuse_scoring and not self.per_example:
+            opts.append("reuse_scoring=False")
         if self.method != "wolfe":
             opts.append(f"method={self.method!r}")
         return f"DDi({', '.join(opts)})"
