@@ -8,17 +8,43 @@ run the named attacks (`ATTACKS`: PGD, APGD-CE/-DLR, APGD-T, Square) and suites 
 ``nn.Module`` classifier. The min-norm solvers behind DDi (`min_norm_weights`, `min_norm_point`) are
 exact and return a KKT certificate. Property-based testing of descent claims lives in
 `minimax.testing` (``import minimax.testing``; hypothesis strategies, assertions, a pytest plugin).
+
+Each extension point has a registry (name → builder): `RULES`, `INNER_SOLVERS` and the min-norm
+`METHODS`; docs/architecture.md maps the modules and what to touch to add each kind of piece.
 """
 
+from minimax import toys
 from minimax.attacks import ATTACKS, SUITES, attack, build_attack, model_mode, threat_set
 from minimax.grad import backward
-from minimax.gradients import candidate_gradients, combine, gram, per_example_gradients
+from minimax.gradients import (
+    candidate_gradients,
+    combine,
+    flat_norm,
+    gram,
+    inner_products,
+    per_example_gradients,
+)
 from minimax.group_dro import GroupDRO
 from minimax.groups import WorstGroupProblem, adversarial_batch
-from minimax.inner import APGD, FGSM, PGD, Candidates, Enumerate, Grid, InnerSolver, dlr_loss
-from minimax.inner.apgd_targeted import APGDTargeted, targeted_dlr_loss
-from minimax.inner.square import Square, margin_loss, square_fraction
+from minimax.inner import (
+    APGD,
+    FGSM,
+    INNER_SOLVERS,
+    PGD,
+    APGDTargeted,
+    Candidates,
+    Enumerate,
+    Grid,
+    InnerSolver,
+    Square,
+    dlr_loss,
+    make_generator,
+    margin_loss,
+    square_fraction,
+    targeted_dlr_loss,
+)
 from minimax.minnorm import (
+    METHODS,
     MinNormConvergenceWarning,
     MinNormResult,
     kkt_residual,
@@ -27,9 +53,16 @@ from minimax.minnorm import (
     min_norm_weights,
 )
 from minimax.optim import MinMaxOptimizer, StepReport, descent_direction
-from minimax.problem import FunctionProblem, ModuleProblem, PassCounter, Problem
+from minimax.problem import (
+    FunctionProblem,
+    ModuleProblem,
+    PassCounter,
+    Problem,
+    VectorizationWarning,
+)
+from minimax.registry import Registry
 from minimax.robustness import Evaluation, evaluate, robustbench_record, write_robustbench
-from minimax.rules import Danskin, DDi, Direction, MaxLoss, Rule
+from minimax.rules import RULES, Danskin, DDi, Direction, GramRule, GramVectors, MaxLoss, Rule
 from minimax.sets import Box, L1Ball, L2Ball, LinfBall, PerturbationSet, Simplex
 
 __version__ = "0.1.0"
@@ -38,7 +71,10 @@ __all__ = [
     "APGD",
     "ATTACKS",
     "FGSM",
+    "INNER_SOLVERS",
+    "METHODS",
     "PGD",
+    "RULES",
     "SUITES",
     "APGDTargeted",
     "Box",
@@ -49,6 +85,8 @@ __all__ = [
     "Enumerate",
     "Evaluation",
     "FunctionProblem",
+    "GramRule",
+    "GramVectors",
     "Grid",
     "GroupDRO",
     "InnerSolver",
@@ -63,10 +101,12 @@ __all__ = [
     "PassCounter",
     "PerturbationSet",
     "Problem",
+    "Registry",
     "Rule",
     "Simplex",
     "Square",
     "StepReport",
+    "VectorizationWarning",
     "WorstGroupProblem",
     "__version__",
     "adversarial_batch",
@@ -78,8 +118,11 @@ __all__ = [
     "descent_direction",
     "dlr_loss",
     "evaluate",
+    "flat_norm",
     "gram",
+    "inner_products",
     "kkt_residual",
+    "make_generator",
     "margin_loss",
     "min_norm_point",
     "min_norm_product_weights",
@@ -90,5 +133,6 @@ __all__ = [
     "square_fraction",
     "targeted_dlr_loss",
     "threat_set",
+    "toys",
     "write_robustbench",
 ]

@@ -134,7 +134,7 @@ def worst_candidate(problem: ModuleProblem, deltas: Tensor, x: Tensor, y: Tensor
                 out.argmax(-1) != y if out.ndim == 2 else torch.zeros_like(loss, dtype=torch.bool)
             )
             keys.append(loss + 1e7 * wrong.double())
-    problem.passes.forward += deltas.shape[0]
+    problem.passes.add(forward=deltas.shape[0])
     best = torch.stack(keys).argmax(dim=0)
     return deltas[best, torch.arange(x.shape[0], device=x.device)]
 

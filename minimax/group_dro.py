@@ -24,7 +24,7 @@ from torch import Tensor
 from minimax.gradients import batch_gradient, candidate_gradients, flat_norm, inner_products
 from minimax.inner.base import Candidates
 from minimax.problem import Batch, Problem
-from minimax.rules import Direction, Rule
+from minimax.rules import RULES, Direction, Rule
 
 __all__ = ["GroupDRO"]
 
@@ -49,6 +49,8 @@ class GroupDRO(Rule):
     save and restore it. `Direction.weights` are q at the candidates' groups, `extras["q"]` all
     of q after the update.
     """
+
+    finite_only = True
 
     def __init__(self, step_size: float = PAPER_STEP_SIZE, *, certify: bool = False) -> None:
         if isinstance(step_size, bool) or not isinstance(step_size, (int, float)):
@@ -137,3 +139,6 @@ def _groups(candidates: Candidates) -> Tensor:
     if len(set(groups.tolist())) != len(groups):
         raise ValueError("GroupDRO needs each group at most once among the candidates")
     return groups
+
+
+RULES.add("group-dro", GroupDRO)

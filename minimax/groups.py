@@ -203,7 +203,7 @@ class WorstGroupProblem(Problem):
         """deltas [*lead, 1, k] → [*lead, 1] from one forward (the pass counter grows by 1)."""
         shape = self.delta_shape(batch)
         self._check_delta(deltas, shape)
-        self.passes.forward += 1
+        self.passes.add(forward=1)
         return (deltas * self.pieces(params, batch)).sum(dim=-1)
 
 

@@ -28,11 +28,14 @@ def descent_direction(
 ) -> tuple[Direction, Candidates]:
     """Find candidates with ``inner`` at θ = params (default: the problem's), then apply ``rule``.
 
-    Returns the `Direction` d (descend along −d) and the `Candidates` it was built from.
+    Returns the `Direction` d (descend along −d) and the `Candidates` it was built from. Where
+    the rule asks (`Rule.wants_scoring_graph`), its gradients come from the backward of the inner
+    solver's scoring forward, which saves that forward (see docs/architecture.md).
     """
     params = problem.parameters() if params is None else params
     _check_params(params)
-    candidates = inner(problem, params, batch, generator=generator)
+    keep = rule.wants_scoring_graph(inner.restarts)
+    candidates = inner(problem, params, batch, generator=generator, keep_graph=keep)
     return rule(problem, params, batch, candidates), candidates
 
 
@@ -121,7 +124,7 @@ class MinMaxOptimizer:
         self.inner = inner
         self.rule = rule
         self.remeasure = remeasure
-        self.generator = generator if generator is not None else getattr(inner, "generator", None)
+        self.generator = generator if generator is not None else inner.generator
         self.steps = 0
 
     def __repr__(self) -> str:
@@ -134,7 +137,7 @@ class MinMaxOptimizer:
         """One outer step on ``batch``; returns its `StepReport`."""
         problem = self.problem
         params = problem.parameters()
-        start_state = self.generator.get_state() if self.generator is not None else None
+        start_state = self.generator.get_state()
         f0, b0 = problem.passes.snapshot()
         t0 = time.perf_counter()
         direction, candidates = descent_direction(
@@ -164,25 +167,23 @@ class MinMaxOptimizer:
             kkt=None if direction.kkt is None else float(direction.kkt),
         )
 
-    def _remeasure(self, batch: Batch, start_state: Tensor | None) -> float:
+    def _remeasure(self, batch: Batch, start_state: Tensor) -> float:
         """Robust loss after the step, from the same random starts (passes not counted)."""
-        saved_passes = self.problem.passes.snapshot()
         gen = self.generator
-        end_state = gen.get_state() if gen is not None else None
-        if gen is not None and start_state is not None:
-            gen.set_state(start_state)
-        cands = self.inner(self.problem, self.problem.parameters(), batch, generator=gen)
-        if gen is not None and end_state is not None:
-            gen.set_state(end_state)
-        self.problem.passes.forward, self.problem.passes.backward = saved_passes
+        end_state = gen.get_state()
+        gen.set_state(start_state)
+        with self.problem.passes.paused():
+            cands = self.inner(self.problem, self.problem.parameters(), batch, generator=gen)
+        gen.set_state(end_state)
         return float(cands.robust_loss())
 
     def state_dict(self) -> dict[str, Any]:
         """Optimizer state, the step count and the inner solver's generator state."""
-        state: dict[str, Any] = {"optimizer": self.optimizer.state_dict(), "steps": self.steps}
-        if self.generator is not None:
-            state["generator"] = self.generator.get_state()
-        return state
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "steps": self.steps,
+            "generator": self.generator.get_state(),
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         missing = {"optimizer", "steps"} - set(state)
@@ -190,5 +191,5 @@ class MinMaxOptimizer:
             raise ValueError(f"not a MinMaxOptimizer state_dict: missing {sorted(missing)}")
         self.optimizer.load_state_dict(state["optimizer"])
         self.steps = int(state["steps"])
-        if self.generator is not None and "generator" in state:
+        if "generator" in state:
             self.generator.set_state(state["generator"])

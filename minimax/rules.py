@@ -14,6 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -24,17 +25,19 @@ from minimax.gradients import (
     combine,
     flat_norm,
     gram,
+    graph_gradients,
     inner_products,
     per_example_gradients,
 )
 from minimax.inner.base import Candidates
-from minimax.minnorm import min_norm_product_weights, min_norm_weights
+from minimax.minnorm import MinNormResult, min_norm_product_weights, min_norm_weights
 from minimax.problem import Batch, Problem
+from minimax.registry import Registry
 
-__all__ = ["DDi", "Danskin", "Direction", "MaxLoss", "Rule"]
+__all__ = ["RULES", "DDi", "Danskin", "Direction", "GramRule", "GramVectors", "MaxLoss", "Rule"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Direction:
     """An outer direction d; the step is θ ← θ − η d.
 
@@ -62,7 +65,21 @@ class Direction:
 
 
 class Rule(ABC):
-    """A descent-direction rule: ``rule(problem, params, batch, candidates) -> Direction``."""
+    """A descent-direction rule: ``rule(problem, params, batch, candidates) -> Direction``.
+
+    `wants_scoring_graph`: whether the rule backpropagates through the inner solver's scoring
+    forward (`Candidates.graph`) instead of running its own forward, so callers ask for it.
+    `finite_only`: the rule needs a finite inner problem (pure strategies from `Enumerate`), so
+    trainers over continuous perturbation sets leave it out of their choices.
+    """
+
+    reuse_scoring: bool = False
+    finite_only: bool = False
+
+    def wants_scoring_graph(self, restarts: int) -> bool:
+        """Whether to ask an inner solver with m = ``restarts`` for its scoring graph (saves
+        forwards; keeps the m candidates' activations alive until the rule has run)."""
+        return self.reuse_scoring
 
     @abstractmethod
     def __call__(
@@ -127,14 +144,23 @@ class Danskin(_SingleGradient):
     ``normalize=True`` returns d/‖d‖ (``norm`` keeps ‖d‖).
     """
 
+    reuse_scoring = True
+
+    def wants_scoring_graph(self, restarts: int) -> bool:
+        return self.reuse_scoring and restarts == 1  # one gradient: keep no unused graphs
+
     def __call__(
         self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
     ) -> Direction:
         best = int(candidates.values.mean(dim=1).argmax())
-        d = batch_gradient(problem, params, batch, candidates.deltas[best])
+        if candidates.graph is not None:  # backward through the scoring forward
+            d = {k: v[0] for k, v in graph_gradients(problem, candidates.graph, [best]).items()}
+        else:
+            d = batch_gradient(problem, params, batch, candidates.deltas[best])
         cert = _max_certificate(problem, params, batch, candidates, d) if self.certify else None
         d, norm, cert = _normalized(d, cert, self.normalize)
-        return Direction(d, _one_hot(torch.tensor(best), candidates.m), norm, cert, rule=repr(self))
+        weights = _one_hot(torch.tensor(best), candidates.m)
+        return Direction(vector=d, weights=weights, norm=norm, certificate=cert, rule=repr(self))
 
 
 class MaxLoss(_SingleGradient):
@@ -154,10 +180,77 @@ class MaxLoss(_SingleGradient):
             cert = (-inner_products(grads, d, lead=2)).reshape(candidates.m, -1).max(0).values.sum()
         weights = _one_hot(candidates.best_index(), candidates.m)
         d, norm, cert = _normalized(d, cert, self.normalize)
-        return Direction(d, weights, norm, cert, rule=repr(self))
+        return Direction(vector=d, weights=weights, norm=norm, certificate=cert, rule=repr(self))
 
 
-class DDi(Rule):
+@dataclass(frozen=True)
+class GramVectors:
+    """The vectors a `GramRule` weighs: n kept gradients in blocks, one simplex per block.
+
+    stack: name → [n, *p], the kept gradients, block after block;
+    sizes: the blocks' sizes (sum n; one block for a batch-level rule, one per example otherwise);
+    layout: bool [m] or [B, m], where the kept gradients sit in `Direction.weights` (row-major).
+    """
+
+    stack: dict[str, Tensor]
+    sizes: list[int]
+    layout: Tensor
+
+
+def block_certificate(k_alpha: Tensor, sizes: list[int]) -> Tensor:
+    """Σ_blocks max_{i ∈ block} ⟨−d, g_i⟩ = −Σ_blocks min_{i ∈ block} (Kα)_i, float64 scalar."""
+    starts = torch.tensor([0, *sizes[:-1]]).cumsum(0).tolist()
+    cert = -sum(k_alpha[s : s + n].min() for s, n in zip(starts, sizes))
+    return torch.as_tensor(cert, dtype=torch.float64)
+
+
+class GramRule(Rule):
+    """A rule over the Gram matrix of candidate gradients, in five phases:
+
+        gradients g_i  →  K = [⟨g_i, g_j⟩] (float64)  →  weights α  →  d = Σ α_i g_i
+                       →  certificate Σ_blocks max_{i ∈ block} ⟨−d, g_i⟩ = −Σ min (Kα)_i
+
+    A subclass defines `gradients` (which vectors, in which blocks) and `weigh` (α from K, with
+    its KKT residual in a `MinNormResult`); ``normalize=True`` returns d/‖d‖.
+    """
+
+    normalize: bool = False
+
+    @abstractmethod
+    def gradients(
+        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
+    ) -> GramVectors:
+        """The vectors to weigh, in blocks."""
+
+    @abstractmethod
+    def weigh(self, gram_matrix: Tensor, sizes: list[int]) -> MinNormResult:
+        """Weights α [n] (on the product of the blocks' simplices) from K [n, n]."""
+
+    def __call__(
+        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
+    ) -> Direction:
+        vectors = self.gradients(problem, params, batch, candidates)
+        k = gram(vectors.stack)
+        result = self.weigh(k, vectors.sizes)
+        alpha = result.weights
+        d = combine(vectors.stack, alpha)
+        raw = block_certificate(k @ alpha, vectors.sizes)
+        d, norm, cert = _normalized(d, raw, self.normalize, result.sq_norm.clamp_min(0).sqrt())
+        layout = vectors.layout
+        weights = torch.zeros(layout.numel(), dtype=torch.float64, device=alpha.device)
+        weights[layout.reshape(-1).to(alpha.device)] = alpha
+        return Direction(
+            vector=d,
+            weights=weights.reshape(layout.shape),
+            norm=norm,
+            certificate=cert,
+            kkt=result.kkt,
+            rule=repr(self),
+            extras={"gram": k},
+        )
+
+
+class DDi(GramRule):
     """Danskin's Descent Direction: the min-norm element of the hull of candidate gradients.
 
     Args:
@@ -168,7 +261,10 @@ class DDi(Rule):
         tolerance: keep only ε-maximizers: candidates whose value is within τ of the best (per
             restart mean at batch level, per example otherwise). None keeps all.
         normalize: return d / ‖d‖ (the norm field keeps ‖d‖ before normalizing).
-        method: the min-norm solver (see `minimax.min_norm_weights`).
+        reuse_scoring: take the m gradients by backpropagating through the inner solver's
+            scoring forwards where it keeps them (saves m forwards per step; the m candidates'
+            activations then stay alive until the gradients are taken). Batch level only.
+        method: the min-norm solver, a name in `minimax.minnorm.METHODS` (batch level).
         memory_budget: bytes the per-example gradients may take before an error suggests
             ``per_example=False``.
     """
@@ -179,12 +275,15 @@ class DDi(Rule):
         per_example: bool = False,
         tolerance: float | None = None,
         normalize: bool = False,
+        reuse_scoring: bool = True,
         method: str = "wolfe",
         memory_budget: int = 2 * 1024**3,
     ) -> None:
         if tolerance is not None and not tolerance >= 0:
             raise ValueError(f"tolerance must be ≥ 0 or None, got {tolerance!r}")
         self.per_example = per_example
+        # per-example gradients need their own Jacobian: no reuse there
+        self.reuse_scoring = reuse_scoring and not per_example
         self.tolerance = tolerance
         self.normalize = normalize
         self.method = method
@@ -196,44 +295,36 @@ class DDi(Rule):
             opts.append(f"tolerance={self.tolerance:g}")
         if self.normalize:
             opts.append("normalize=True")
+        if not self.reuse_scoring and not self.per_example:
+            opts.append("reuse_scoring=False")
         if self.method != "wolfe":
             opts.append(f"method={self.method!r}")
         return f"DDi({', '.join(opts)})"
 
-    def __call__(
+    def weigh(self, gram_matrix: Tensor, sizes: list[int]) -> MinNormResult:
+        if self.per_example:
+            return min_norm_product_weights(gram_matrix, sizes)
+        return min_norm_weights(gram_matrix, method=self.method)
+
+    def gradients(
         self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
-    ) -> Direction:
+    ) -> GramVectors:
         if self.per_example:
             return self._per_example(problem, params, batch, candidates)
-        return self._batch(problem, params, batch, candidates)
-
-    def _batch(
-        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
-    ) -> Direction:
-        m = candidates.m
-        keep = torch.arange(m)
+        keep = torch.ones(candidates.m, dtype=torch.bool)
         if self.tolerance is not None:
             means = candidates.values.mean(dim=1)
-            keep = torch.nonzero(means >= means.max() - self.tolerance).flatten().cpu()
-        grads = candidate_gradients(problem, params, batch, candidates.deltas[keep])
-        k = gram(grads)
-        result = min_norm_weights(k, method=self.method)
-        alpha = result.weights
-        d = combine(grads, alpha)
-        kalpha = k @ alpha
-        cert = -kalpha.min()
-        d, norm, certificate = _normalized(
-            d, cert, self.normalize, result.sq_norm.clamp_min(0).sqrt()
-        )
-        weights = torch.zeros(m, dtype=torch.float64, device=alpha.device)
-        weights[keep.to(alpha.device)] = alpha
-        return Direction(
-            d, weights, norm, certificate, result.kkt, rule=repr(self), extras={"gram": k}
-        )
+            keep = (means >= means.max() - self.tolerance).cpu()
+        idx = torch.nonzero(keep).flatten()
+        if candidates.graph is not None:  # backward through the scoring forward of each
+            grads = graph_gradients(problem, candidates.graph, idx.tolist())
+        else:
+            grads = candidate_gradients(problem, params, batch, candidates.deltas[idx])
+        return GramVectors(grads, [len(idx)], keep)
 
     def _per_example(
         self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
-    ) -> Direction:
+    ) -> GramVectors:
         m, b = candidates.m, candidates.batch_size
         if problem.examples_coupled:
             raise ValueError(
@@ -263,26 +354,18 @@ class DDi(Rule):
         flat_mask = mask.reshape(-1)
         kept = {k: v.reshape(b * m, *v.shape[2:])[flat_mask] for k, v in grads.items()}
         sizes = [int(s) for s in mask.sum(dim=1).tolist()]
-        k = gram(kept)
-        result = min_norm_product_weights(k, sizes)
-        alpha = result.weights
-        d = combine(kept, alpha)
-        kalpha = k @ alpha
-        # Σ_b max_i ⟨−d, g_{b,i}⟩ = −Σ_b min_{i ∈ block b} (Kα)_i
-        starts = torch.tensor([0, *sizes[:-1]]).cumsum(0).tolist()
-        cert = -sum(kalpha[s : s + n].min() for s, n in zip(starts, sizes))
-        cert = torch.as_tensor(cert, dtype=torch.float64)
-        d, norm, certificate = _normalized(
-            d, cert, self.normalize, result.sq_norm.clamp_min(0).sqrt()
-        )
-        weights = torch.zeros(b * m, dtype=torch.float64, device=alpha.device)
-        weights[flat_mask.to(alpha.device)] = alpha
-        return Direction(
-            d,
-            weights.reshape(b, m),
-            norm,
-            certificate,
-            result.kkt,
-            rule=repr(self),
-            extras={"gram": k},
-        )
+        return GramVectors(kept, sizes, mask)
+
+
+RULES: Registry[Rule] = Registry("rule")
+RULES.add("danskin", Danskin, aliases=("pgd",))
+RULES.add("maxloss", MaxLoss)
+RULES.add("ddi", DDi)
+
+
+def _ddi_per_example(**kwargs: Any) -> Rule:
+    """DDi over the exact Danskin set of the batch loss (a product of per-example simplices)."""
+    return DDi(per_example=True, **kwargs)
+
+
+RULES.add("ddi-example", _ddi_per_example)

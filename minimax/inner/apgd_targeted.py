@@ -16,8 +16,7 @@ from torch import Tensor
 
 from minimax.inner.apgd import APGD
 from minimax.inner.base import Candidates, InnerSolver
-from minimax.inner.pgd import _generator
-from minimax.problem import Batch, ModuleProblem, Problem
+from minimax.problem import Batch, ModuleProblem, Params, Problem
 from minimax.sets import L2Ball, LinfBall, PerturbationSet
 
 __all__ = ["APGDTargeted", "targeted_dlr_loss"]
@@ -92,9 +91,8 @@ class APGDTargeted(InnerSolver):
             raise ValueError(f"targets must be a positive integer, got {targets!r}")
         self.apgd = APGD(steps, restarts, loss="ce", rho=rho, alpha=alpha, seed=seed)
         self.targets = int(targets)
-        self.restarts = self.targets * self.apgd.restarts
         self.early_stop = bool(early_stop)
-        self.generator = _generator(seed)
+        super().__init__(restarts=self.targets * self.apgd.restarts, seed=seed)
 
     def __repr__(self) -> str:
         return (
@@ -102,20 +100,21 @@ class APGDTargeted(InnerSolver):
             f"restarts={self.apgd.restarts}, early_stop={self.early_stop})"
         )
 
-    def __call__(
+    def search(
         self,
         problem: Problem,
-        params: Mapping[str, Tensor],
+        params: Params,
         batch: Batch,
+        generator: torch.Generator | None,
         *,
-        generator: torch.Generator | None = None,
+        keep_graph: bool = False,
     ) -> Candidates:
         module, x, y = self._check(problem, batch)
         params = {k: v.detach() for k, v in params.items()}
         gen = generator or self.generator
         with torch.no_grad(), module.statistics_frozen():
             clean = module.outputs(params, torch.zeros_like(x), batch)
-        problem.passes.forward += 1
+        problem.passes.add(forward=1)
         classes = int(clean.shape[-1])
         ranked = self._targets(clean, y)
         runs: list[Tensor] = []
@@ -134,8 +133,8 @@ class APGDTargeted(InnerSolver):
                 )
                 found = self.apgd(targeted, params, sub, generator=gen).deltas
                 deltas[:, rows] = found
-                problem.passes.forward += targeted.passes.forward
-                problem.passes.backward += targeted.passes.backward
+                problem.passes.add(forward=targeted.passes.forward)
+                problem.passes.add(backward=targeted.passes.backward)
                 fooled |= self._misclassified(module, params, deltas, batch)
             runs.append(deltas)
         stacked = torch.cat(runs)
@@ -194,7 +193,7 @@ class APGDTargeted(InnerSolver):
         with torch.no_grad(), problem.statistics_frozen():
             for d in deltas:
                 out |= problem.outputs(params, d, batch).argmax(-1) != y
-        problem.passes.forward += deltas.shape[0]
+        problem.passes.add(forward=deltas.shape[0])
         return out
 
 

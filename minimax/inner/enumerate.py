@@ -9,14 +9,13 @@ then keeps the ε-active pieces (those within τ of the max).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
 from minimax.inner.base import Candidates, InnerSolver
-from minimax.problem import Batch, Problem
+from minimax.problem import Batch, Params, Problem
 
 __all__ = ["Enumerate", "HasPieces", "VertexSet"]
 
@@ -67,13 +66,14 @@ class Enumerate(InnerSolver):
     def __repr__(self) -> str:
         return "Enumerate()"
 
-    def __call__(
+    def search(
         self,
         problem: Problem,
-        params: Mapping[str, Tensor],
+        params: Params,
         batch: Batch,
+        generator: torch.Generator | None,
         *,
-        generator: torch.Generator | None = None,
+        keep_graph: bool = False,
     ) -> Candidates:
         S = problem.perturbation
         if not isinstance(S, VertexSet):

@@ -15,8 +15,7 @@ import torch
 from torch import Tensor
 
 from minimax.inner.base import Candidates, InnerSolver
-from minimax.inner.pgd import _generator
-from minimax.problem import Batch, ModuleProblem, Problem
+from minimax.problem import Batch, ModuleProblem, Params, Problem
 from minimax.sets import L2Ball, LinfBall
 
 __all__ = ["Square", "margin_loss", "square_fraction"]
@@ -184,10 +183,9 @@ class Square(InnerSolver):
                 f"got {loss!r}"
             )
         self.queries = int(queries)
-        self.restarts = int(restarts)
         self.p_init = float(p_init)
         self.loss = loss
-        self.generator = _generator(seed)
+        super().__init__(restarts=restarts, random_start=True, seed=seed)
 
     def __repr__(self) -> str:
         return (
@@ -195,13 +193,14 @@ class Square(InnerSolver):
             f"loss={self.loss!r})"
         )
 
-    def __call__(
+    def search(
         self,
         problem: Problem,
-        params: Mapping[str, Tensor],
+        params: Params,
         batch: Batch,
+        generator: torch.Generator | None,
         *,
-        generator: torch.Generator | None = None,
+        keep_graph: bool = False,
     ) -> Candidates:
         S = problem.perturbation
         if not isinstance(S, (LinfBall, L2Ball)):
@@ -214,8 +213,8 @@ class Square(InnerSolver):
             runs = [self._run(problem, search, params, batch, gen) for _ in range(self.restarts)]
             deltas = torch.stack(runs)
             if search is not problem:
-                problem.passes.forward += search.passes.forward - f0
-                problem.passes.backward += search.passes.backward - b0
+                problem.passes.add(forward=search.passes.forward - f0)
+                problem.passes.add(backward=search.passes.backward - b0)
             values = problem.values(params, deltas, batch)
         return Candidates(deltas, values)
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from minimax.sets import PerturbationSet, Scalar
+from minimax.sets.base import PerturbationSet, Scalar
 
 __all__ = ["Simplex", "project_simplex"]
 

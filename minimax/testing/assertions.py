@@ -140,6 +140,8 @@ def assert_descent_direction(
     Returns:
         a `DescentCheck` with the numbers. Raises AssertionError with a report otherwise.
     """
+    # Longer than 60 lines: most of it builds the failure report, line by line, next to the
+    # check each line explains.
     known, problem, batch, p, loss_fn = _resolve(problem_or_known, params, batch, robust_loss)
     d = _vector(direction)
     dset = danskin_set(problem, p, batch=batch, maximizers=maximizers) if known is None else \
@@ -251,6 +253,7 @@ def assert_min_norm_optimal(
     (Kα)_i ≥ λ − tol·s for every i, with λ = αᵀKα (per block: λ_j = Σ_(i∈j) α_i (Kα)_i / Σ α_i);
     complementarity α_i·|(Kα)_i − λ| ≤ tol·s (equality on the support).
     """
+    # Longer than 60 lines: the report of each violated KKT condition sits next to its check.
     K = torch.as_tensor(gram).detach().to("cpu", DTYPE)
     a = torch.as_tensor(weights).detach().to("cpu", DTYPE).reshape(-1)
     m = K.shape[-1]

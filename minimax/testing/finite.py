@@ -32,7 +32,8 @@ from torch import Tensor
 
 from minimax.problem import Batch, FunctionProblem
 from minimax.sets.simplex import Simplex
-from minimax.testing.problems import DTYPE, KnownProblem, Nested, _call, _lst, _t
+from minimax.testing.problems import KnownProblem
+from minimax.testing.problems.base import DTYPE, Nested, as_float64, call_repr, floats
 from minimax.testing.strategies import numbers
 
 __all__ = ["TIES", "conflicting_pieces", "finite_max", "finite_max_problems", "shift_ulps"]
@@ -95,7 +96,7 @@ def finite_max(
     1e-9 relative), ``spread_ulps`` (per example, how many ulps apart the active values are),
     ``gap`` (the smallest distance from an active piece to the best inactive one).
     """
-    at, ct, tt, th = _t(a), _t(c), _t(top), _t(theta)
+    at, ct, tt, th = as_float64(a), as_float64(c), as_float64(top), as_float64(theta)
     if at.ndim != 2 or ct.ndim != 3 or tt.shape != at.shape or ct.shape[:2] != at.shape:
         raise ValueError("finite_max needs a [B][k], c [B][k][n], top [B][k]")
     if th.shape != ct.shape[2:]:
@@ -128,7 +129,9 @@ def finite_max(
         batch=batch,
         per_example_loss=per_example,
         maximizers=maxs,
-        call=_call("finite_max", a=_lst(a), c=_lst(c), top=_lst(top), theta=_lst(theta)),
+        call=call_repr(
+            "finite_max", a=floats(a), c=floats(c), top=floats(top), theta=floats(theta)
+        ),
         info={"k": k, "dim": n, "B": bsz, **_tie_info(tt)},
         tie_rtol=TIE_RTOL,
     )

@@ -27,6 +27,7 @@ from problems.data.splits import train_val_split
 from problems.models import ACTIVATIONS, MODELS, NORMS, build_model
 from problems.threats import THREATS
 from problems.training import BATCHNORM, RULES, SCHEDULES, TrainConfig, train
+from problems.training.rules import training_rules
 
 __all__ = ["DESCRIPTION", "EPILOG", "HELP", "add_arguments", "run"]
 
@@ -50,8 +51,9 @@ EPILOG = textwrap.dedent(
 )
 
 
-def _choices_help(registry: Any) -> str:
-    return "; ".join(f"{name}: {registry.help(name)}" for name in registry.names())
+def _choices_help(registry: Any, names: list[str] | None = None) -> str:
+    listed = registry.names() if names is None else names
+    return "; ".join(f"{name}: {registry.help(name)}" for name in listed)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,8 +95,8 @@ def _model_arguments(model: Any) -> None:
 
 
 def _training_arguments(rule: Any) -> None:
-    rule.add_argument("--rule", choices=RULES.names(), default="danskin",
-                      help=_choices_help(RULES) + " (default: danskin)")
+    rule.add_argument("--rule", choices=training_rules(), default="danskin",
+                      help=_choices_help(RULES, training_rules()) + " (default: danskin)")
     rule.add_argument("--restarts", "-m", type=positive_int, default=1,
                       help="PGD restarts m of the training attack (default: 1)")
     rule.add_argument("--epochs", type=positive_int, default=200)

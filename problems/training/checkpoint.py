@@ -79,7 +79,7 @@ def restore(run: Run, state: Mapping[str, Any] | None) -> None:
         torch.set_rng_state(rng["torch"])
         if run.device.type == "cuda" and rng.get("cuda") is not None:
             torch.cuda.set_rng_state(rng["cuda"], run.device)
-        run.problem.passes.forward, run.problem.passes.backward = state["passes"]
+        run.problem.passes.restore(tuple(state["passes"]))
         run.epoch, run.step, run.wall = state["epoch"], state["step"], state["wall"]
         run.best_acc = state["best_acc"] if state["best_acc"] is not None else -math.inf
         run.history.epochs = list(state["history"])

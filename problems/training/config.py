@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from problems.threats import THREATS
-from problems.training.rules import RULES
+from problems.training.rules import RULES, training_rules
 
 __all__ = ["BATCHNORM", "SCHEDULES", "TIME_FIELDS", "TrainConfig"]
 
@@ -76,7 +76,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first invalid field."""
-        RULES.canonical(self.rule)
+        _choice("rule", RULES.canonical(self.rule), training_rules())
         _choice("schedule", self.schedule, SCHEDULES)
         THREATS.canonical(self.norm)
         _choice("batchnorm", self.batchnorm, BATCHNORM)

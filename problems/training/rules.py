@@ -1,33 +1,28 @@
-"""The outer rules by name: the one list the config, the CLI (``--rule`` choices) and the demo
-read.
+"""The outer rules the trainer, the CLI (``--rule`` choices) and the demo read: `minimax.RULES`.
 
 Public API::
 
-    RULES                                  Registry: name → rule builder
+    RULES                                  minimax.RULES: name → rule builder
+    training_rules() -> list[str]          the registered rules that apply to adversarial training
     build_rule(name, **options) -> minimax.Rule
 
-To add a rule, register its class (or a builder) below; ``minimax train --rule`` picks it up.
+To add a rule, register its class in `minimax.RULES` (one line beside the class); ``minimax train
+--rule`` picks it up. Rules that need a finite inner problem (``finite_only``, e.g. Group DRO) are
+left out of the trainer's choices.
 """
 
 from __future__ import annotations
 
-import functools
-
 import minimax
-from minimax.registry import Registry
+from minimax import RULES
 
-__all__ = ["RULES", "build_rule"]
+__all__ = ["RULES", "build_rule", "training_rules"]
 
-# replaced by minimax.RULES at merge
-RULES: Registry[minimax.Rule] = Registry("rule")
-RULES.add("danskin", minimax.Danskin, help="PGD-AT: the gradient at the best restart")
-RULES.add("maxloss", minimax.MaxLoss, help="each example's worst restart")
-RULES.add("ddi", minimax.DDi, help="DDi: the min-norm hull of the m batch gradients")
-RULES.add(
-    "ddi-example",
-    functools.partial(minimax.DDi, per_example=True),
-    help="per-example DDi: the exact Danskin set of the batch loss",
-)
+
+def training_rules() -> list[str]:
+    """Registered rule names for adversarial training over a perturbation set (rules marked
+    ``finite_only`` need pure strategies from `minimax.Enumerate` and are left out)."""
+    return [n for n in RULES.names() if not getattr(RULES.get(n), "finite_only", False)]
 
 
 def build_rule(name: str, **options: object) -> minimax.Rule:

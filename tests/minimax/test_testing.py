@@ -41,7 +41,7 @@ from minimax.testing import (
 
 pytest_plugins = ["pytester"]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # property tests draw 12 examples each (MINIMAX_TESTING_EXAMPLES raises it for a longer hunt)
 FAST = settings(max_examples=int(os.environ.get("MINIMAX_TESTING_EXAMPLES", "12")),
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
