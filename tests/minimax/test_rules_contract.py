@@ -18,6 +18,7 @@ from minimax.testing import (
     linear_model,
     max_of_pieces,
 )
+from minimax.testing.finite import finite_max
 
 RULE_NAMES = mm.RULES.names()
 
@@ -43,8 +44,20 @@ for _name in RULE_NAMES:
 UNDER_TEST.add("mean-gradient", MeanGradient)
 
 
-def _untied():
-    """Known problems whose maximizer is unique (per example): every rule must descend there."""
+def _finite_only(name):
+    return getattr(UNDER_TEST.get(name), "finite_only", False)
+
+
+def _untied(name):
+    """Known problems whose maximizer is unique (per example): every rule must descend there.
+    Rules for finite maxima (``finite_only``) get one-example finite max problems instead."""
+    if _finite_only(name):
+        return [
+            finite_max(a=((1.0, 2.0),), c=(((1.0,), (-1.0,)),), top=((1.0, 0.5),), theta=(0.3,)),
+            finite_max(a=((1.0, 1.0, 3.0),), c=(((1.0, 0.0), (0.0, 1.0), (1.0, 1.0)),),
+                       top=((0.2, 0.9, 0.1),), theta=(0.0, 0.0)),  # fmt: skip
+            finite_max(a=((2.0,),), c=(((0.5,),),), top=((1.0,),), theta=(-1.0,)),
+        ]
     return [
         counterexample(x=(1.0, 0.5)),
         max_of_pieces(a=((1.0, 2.0),), c=(((1.0,), (-1.0,)),), gaps=((0.0, 0.5),), theta=(0.3,)),
@@ -52,8 +65,14 @@ def _untied():
     ]
 
 
-def _tied():
+def _tied(name=None):
     """Known problems with tied maximizers (several candidates matter)."""
+    if name is not None and _finite_only(name):
+        return [
+            finite_max(a=((1.0, 1.0),), c=(((1.0,), (-1.0,)),), top=((1.0, 1.0),), theta=(0.0,)),
+            finite_max(a=((1.0, 2.0, 1.0),), c=(((1.0, 0.0), (-1.0, 0.5), (0.0, -1.0)),),
+                       top=((0.7, 0.7, 0.7),), theta=(0.0, 0.0)),  # fmt: skip
+        ]
     return [
         counterexample(),
         max_of_pieces(
@@ -68,13 +87,13 @@ def _tied():
 @pytest.mark.parametrize("name", UNDER_TEST.names())
 @pytest.mark.parametrize("case", range(3))
 def test_descends_where_the_maximizer_is_unique(name, case):
-    assert_rule_descends(UNDER_TEST.build(name), _untied()[case])
+    assert_rule_descends(UNDER_TEST.build(name), _untied(name)[case])
 
 
 @pytest.mark.parametrize("name", UNDER_TEST.names())
 @pytest.mark.parametrize("case", range(2))
 def test_direction_contract(name, case):
-    kp = _tied()[case]
+    kp = _tied(name)[case]
     rule = UNDER_TEST.build(name)
     cands = kp.candidates()
     d = rule(kp.problem, kp.params, kp.batch, cands)
@@ -127,7 +146,7 @@ def test_gram_rules_certify_descent_on_ties(name, case):
 
 
 def test_registry_names_and_aliases():
-    assert RULE_NAMES == ["danskin", "maxloss", "ddi", "ddi-example"]
+    assert RULE_NAMES == ["danskin", "maxloss", "ddi", "ddi-example", "group-dro"]
     assert isinstance(mm.RULES.build("pgd"), mm.Danskin)
     assert repr(mm.RULES.build("ddi-example")) == "DDi(per_example=True)"
     with pytest.raises(ValueError, match=r"unknown rule 'sgd'.*danskin"):
