@@ -15,6 +15,7 @@ from problems.evaluation import ATTACKS, make_attack, parse_attacks
 from problems.models import MODELS, build_model
 from problems.threats import THREATS, make_perturbation
 from problems.training import RULES, build_rule
+from problems.training.rules import training_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,7 +75,7 @@ def test_cli_choices_come_from_the_registries() -> None:
     choices = {a.dest: a.choices for a in train._actions if a.choices is not None}
     assert list(choices["dataset"]) == DATASETS.names()
     assert list(choices["model"]) == MODELS.names()
-    assert list(choices["rule"]) == RULES.names()
+    assert list(choices["rule"]) == training_rules()
     assert list(choices["threat"]) == THREATS.names()
 
 

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from problems.training import (
-    RULES,
     TIME_FIELDS,
     TrainConfig,
     load_checkpoint,
@@ -20,6 +19,7 @@ from problems.training import (
     train,
     weights_entropy,
 )
+from problems.training.rules import training_rules
 
 
 def strip_time(path: Path) -> list[dict]:
@@ -179,7 +179,10 @@ def test_resume_guards(data, reference, tmp_path, make_model, reference_config) 
     with pytest.raises(ValueError, match="restarts"):
         train(make_model(), data[0], None, TrainConfig(restarts=0), tmp_path, progress=False)
     with pytest.raises(ValueError, match="rule"):
-        TrainConfig(rule="pgd").validate()
+        TrainConfig(rule="sgd").validate()
+    with pytest.raises(ValueError, match=r"unknown rule .group-dro.; choose one of danskin"):
+        TrainConfig(rule="group-dro").validate()  # needs a finite inner problem
+    TrainConfig(rule="pgd").validate()  # an alias of danskin
     with pytest.raises(ValueError, match="CUDA"):
         TrainConfig(amp=True).validate()
 
@@ -192,7 +195,7 @@ def test_per_example_ddi_with_train_mode_batchnorm_is_refused(data, tmp_path, ma
               progress=False)  # fmt: skip
 
 
-@pytest.mark.parametrize("rule", [r for r in RULES.names() if r != "ddi"])  # ddi: reference
+@pytest.mark.parametrize("rule", [r for r in training_rules() if r != "ddi"])  # ddi: reference
 def test_every_rule_trains(rule, data, tmp_path, make_model) -> None:
     # per-example DDi needs uncoupled examples: BatchNorm with running statistics
     batchnorm = "eval" if rule == "ddi-example" else "per_restart"
