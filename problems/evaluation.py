@@ -244,8 +244,9 @@ def evaluate(
         APGD-CE and the targeted APGD-T, any step counts; None unless both ran),
         ``clean_confidence`` / ``clean_ece`` and ``adversarial_confidence`` /
         ``adversarial_ece`` (at each example's worst input; 15 bins), ``eps``, ``norm``,
-        ``threat_model`` ("Linf"/"L2"), ``suite``, ``cascade``, ``n_examples``, ``restarts``, ``attacks``, ``seconds`` {attack: seconds}; with
-        ``dataset`` also ``dataset`` and ``robustbench`` (`minimax.robustbench_record`).
+        ``threat_model`` ("Linf"/"L2"), ``suite``, ``cascade``, ``n_examples``, ``restarts``,
+        ``attacks``, ``seconds`` {attack: seconds}; with ``dataset`` also ``dataset`` and
+        ``robustbench`` (`minimax.robustbench_record`).
     """
     names = parse_attacks(attacks)
     if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
