@@ -185,7 +185,8 @@ class _Tracked(minimax.InnerSolver):
         super().__init__(restarts=solver.restarts, random_start=solver.random_start)
         self.label, self.solver, self.tracker = label, solver, tracker
 
-    def search(self, problem, params, batch, generator, *, keep_graph=False):  # type: ignore[no-untyped-def]
+    def search(self, problem: Any, params: Any, batch: Any, generator: Any, *,
+               keep_graph: bool = False) -> minimax.Candidates:  # fmt: skip
         found = self.solver(problem, params, batch, generator=generator)
         self.tracker.report(self.label, problem, batch[0], batch[1], found.deltas)
         return found

@@ -138,6 +138,7 @@ def _build(file: ModelFile, args: argparse.Namespace, data: Any) -> tuple[Any, d
                 "num_classes": data.num_classes, "in_channels": data.in_channels,
                 "image_size": data.image_size, "width": args.width}  # fmt: skip
     model = build_model(**spec)
+    assert file.state is not None
     try:
         model.load_state_dict(file.state)
     except RuntimeError as error:
