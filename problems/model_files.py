@@ -17,6 +17,7 @@ the CLI's ``--torchscript``); without that, such a file is refused with a messag
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -98,7 +99,9 @@ def read_model_file(path: str | os.PathLike[str], *, torchscript: bool = False) 
     if torchscript:
         if not is_torchscript(path):
             raise ValueError(f"{path} is not a TorchScript archive (drop --torchscript)")
-        module = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # torch's deprecation notice of TorchScript
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
         check_finite(module.state_dict(), str(path))
         return ModelFile(path, "torchscript", module=module)
     if is_torchscript(path):
