@@ -111,7 +111,7 @@ def curves_figure(
         xs, ys = _xy(_records(history), x, y)
         if not xs:
             continue
-        ax.plot(xs, _smooth(ys, smooth), label=label, markersize=4, fillstyle="none",
+        ax.plot(xs, _smooth(ys, smooth), label=label, fillstyle="none",
                 markevery=max(1, len(xs) // 25), **run_style(i))  # fmt: skip
         plotted += 1
     if not plotted:

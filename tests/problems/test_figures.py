@@ -32,7 +32,8 @@ def test_identical_runs_get_distinct_styles() -> None:
     finally:
         plt.close(fig)
     styles = [tuple(run_style(i).values()) for i in range(8)]
-    assert all(styles[i][k] != styles[i + 1][k] for i in range(7) for k in range(3))
+    assert all(styles[i][k] != styles[i + 1][k] for i in range(7) for k in range(5))
+    assert len(set(styles)) == len(styles)
 
 
 def test_integer_epoch_ticks_and_a_long_title_fits() -> None:
