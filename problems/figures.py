@@ -2,10 +2,10 @@
 
 Public API::
 
-    run_style(i) -> {"color", "linestyle", "marker", "linewidth", "markersize"}   run i's distinct style
-    fit_title(ax, title)                              the title wrapped to the axes' width
-    integer_ticks(ax, axis="x")                       integer ticks only (epochs, steps)
-    INTEGER_AXES                                      record keys that count (epoch, step, ...)
+    run_style(i) -> dict      run i's distinct color, linestyle, marker, linewidth, markersize
+    fit_title(ax, title)      the title wrapped to the axes' width
+    integer_ticks(ax, axis="x")   integer ticks only (epochs, steps)
+    INTEGER_AXES              record keys that count (epoch, step, ...)
 
 Colour, line style and marker all change from one run to the next, so identical curves still
 show as distinct lines. Figures use constrained layout, so wrapped titles are never clipped.
