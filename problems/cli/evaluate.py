@@ -35,7 +35,7 @@ __all__ = ["DESCRIPTION", "EPILOG", "HELP", "add_arguments", "run", "threat_line
 
 HELP = "robust accuracy of a model (checkpoint, state_dict or TorchScript) on a test set"
 DESCRIPTION = (
-    "Clean and robust accuracy of a classifier under AutoAttack's standard suite (APGD-CE, "
+    "Clean and robust accuracy of a classifier under AutoAttack's standard suite (APGD-CE,\n"
     "APGD-T, Square) or named attacks, worst case per example, with a RobustBench record."
 )
 EPILOG = textwrap.dedent(
