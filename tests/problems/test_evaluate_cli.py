@@ -107,3 +107,36 @@ def test_refusals(make, args, message, tmp_path, capsys) -> None:
     torch.save(make(_model()), path)
     assert main(["evaluate", str(path), *args, *DIGITS, "--attacks", "clean"]) == 2
     assert message in capsys.readouterr().err
+
+
+def _checkpoint(tmp_path: Path, model: torch.nn.Module) -> Path:
+    """A run directory with a best.pt laid out as `minimax train` writes it."""
+    spec = {"name": "small_cnn", "activation": "celu", "norm": "group", "num_classes": 10,
+            "in_channels": 1, "image_size": 8, "width": 8}  # fmt: skip
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"model": model.state_dict(), "epoch": 3, "robust_acc": 0.5, "clean_acc": 0.9,
+                "config": {"eps": 0.1, "norm": "linf", "seed": 0, "rule": "ddi"},
+                "meta": {"model": spec, "dataset": "digits"}}, run / "best.pt")  # fmt: skip
+    return run
+
+
+def test_train_checkpoint_names_its_model_data_and_threat(tmp_path, capsys) -> None:
+    run = _checkpoint(tmp_path, _model())
+    assert main(["evaluate", str(run), "--attacks", "clean,pgd2", "--limit", "8",
+                 "--no-progress"]) == 0  # fmt: skip
+    result = json.loads((run / "eval-best.json").read_text())
+    assert result["model_file"] == "checkpoint" and result["dataset"] == "digits"
+    assert result["eps"] == 0.1 and result["rule"] == "ddi" and result["epochs"] == 3
+    assert main(["evaluate", str(run), *ARCH, "--attacks", "clean", "--no-progress"]) == 2
+    assert "drop --model" in capsys.readouterr().err
+
+
+def test_train_checkpoint_with_non_finite_weights_is_refused(tmp_path, capsys) -> None:
+    model = _model()
+    with torch.no_grad():
+        next(model.parameters())[0].fill_(float("inf"))
+    run = _checkpoint(tmp_path, model)
+    assert main(["evaluate", str(run), "--attacks", "clean", "--no-progress"]) == 2
+    assert "non-finite" in capsys.readouterr().err
+    assert not (run / "eval-best.json").exists()
