@@ -297,7 +297,8 @@ def evaluation_table(
     evaluations: Mapping[str, Mapping[str, Any]],
 ) -> tuple[list[str], list[list[str]]]:
     """One row per evaluation: data set, threat model, attacks, clean / worst-case / first-two
-    accuracy and the number of examples."""
+    accuracy and the number of examples. Files from before the threat model was recorded
+    counted APGD-DLR as a first-two attack: their first-two cell is left empty."""
     header = ["evaluation", "dataset", "threat", "eps", "attacks", "clean acc", "worst-case acc",
               "first two (APGD-CE, APGD-T)", "examples"]  # fmt: skip
     rows = []
@@ -305,9 +306,10 @@ def evaluation_table(
         threat = r.get("threat_model") or str(r.get("norm", "–"))
         eps = (r.get("robustbench") or {}).get("eps") or _fmt(r.get("eps"))
         attacks = ", ".join(a for a in r.get("attacks", []) if a != "clean")
+        first_two = r.get("autoattack_first_two") if "threat_model" in r else None
         rows.append([label, _fmt(r.get("dataset")), threat, eps, attacks or "–",
-                     _fmt(r.get("clean_acc")), _fmt(r.get("worst_case_acc")),
-                     _fmt(r.get("autoattack_first_two")), _fmt(r.get("n_examples"))])  # fmt: skip
+                     _fmt(r.get("clean_acc")), _fmt(r.get("worst_case_acc")), _fmt(first_two),
+                     _fmt(r.get("n_examples"))])  # fmt: skip
     return header, rows
 
 

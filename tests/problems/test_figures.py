@@ -13,7 +13,7 @@ import pytest
 
 from problems.cli import main
 from problems.figures import run_style
-from problems.report import curves_figure
+from problems.report import curves_figure, evaluation_table
 
 RECORDS = [{"epoch": e, "robust_acc": 0.1 * e, "wall": 1.5 * e} for e in (1, 2, 3)]
 TRAIN = ["train", "--dataset", "synthetic", "--model", "small_cnn", "--epochs", "2",
@@ -133,3 +133,17 @@ def test_cli_imports_without_the_demo_extra() -> None:
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().endswith("pip install 'minimax[demo]'")
     assert "usage: minimax train" in done.stdout
+
+
+def test_evaluation_table_reads_old_and_new_files() -> None:
+    new = {"clean_acc": 0.9, "robust_acc": {"apgd-ce": 0.5}, "worst_case_acc": 0.4,
+           "autoattack_first_two": 0.45, "threat_model": "L2", "eps": 0.5, "dataset": "cifar10",
+           "attacks": ["clean", "apgd-ce", "apgd-t"], "n_examples": 10,
+           "robustbench": {"eps": "0.5"}}  # fmt: skip
+    old = {"clean_acc": 0.9, "robust_acc": {"apgd-dlr": 0.5}, "worst_case_acc": 0.4,
+           "autoattack_first_two": 0.45, "norm": "linf", "eps": 0.03, "attacks": ["apgd-dlr"]}
+    header, rows = evaluation_table({"new": new, "old": old})
+    cell = dict(zip(header, rows[0]))
+    assert (cell["threat"], cell["eps"], cell["dataset"]) == ("L2", "0.5", "cifar10")
+    assert cell["first two (APGD-CE, APGD-T)"] == "0.45"
+    assert dict(zip(header, rows[1]))["first two (APGD-CE, APGD-T)"] == "–"  # APGD-DLR-based
