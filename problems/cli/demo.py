@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from problems.cli.types import nonnegative_int, positive_number
-from problems.demo import format_table, run_demo, summary_tables
+from problems.cli.types import UsageError, nonnegative_int, positive_number
+from problems.extras import MissingExtraError, require
 
 __all__ = ["DESCRIPTION", "EPILOG", "HELP", "add_arguments", "run"]
 
@@ -16,7 +16,8 @@ EPILOG = (
     "Runs the paper's counterexample, the 2-2-1 ELU toy, and Danskin (PGD-AT) / MaxLoss / DDi "
     "adversarial training of a small CNN on scikit-learn's 8x8 digits (CELU without BatchNorm, "
     "and ReLU + BatchNorm). About 3 minutes on 2 CPU cores (--quick: under 30 s). Writes PNG "
-    "figures, report.html and summary.json to --out, and prints the summary table.\n\n"
+    "figures, report.html and summary.json to --out, and prints the summary table. Needs "
+    "matplotlib and scikit-learn: pip install 'minimax[demo]'.\n\n"
     "examples:\n"
     "  minimax demo                          # full run into demo-report/\n"
     "  minimax demo --quick --out /tmp/demo  # smoke run, under 30 s\n"
@@ -63,6 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``minimax demo`` with parsed ``args``; prints the summary table; returns 0."""
+    try:
+        require("matplotlib", "minimax demo")
+        require("sklearn", "minimax demo")
+    except MissingExtraError as error:
+        raise UsageError(str(error)) from None
+    from problems.demo import format_table, run_demo, summary_tables  # needs both
+
     summary = run_demo(
         args.out,
         quick=args.quick,

@@ -25,8 +25,9 @@ from problems.data import digits
 from problems.data.archives import md5sum
 from problems.data.cifar10 import load_cifar10
 from problems.data.cifar10_files import ARCHIVES, DIRECTORIES
-from problems.data.errors import CIFAR10NotFoundError
+from problems.data.errors import CIFAR10NotFoundError, DatasetError
 from problems.data.synthetic import write_synthetic_cifar10
+from problems.extras import MissingExtraError
 
 __all__ = ["DATASETS", "ImageData", "load_dataset"]
 
@@ -83,7 +84,10 @@ def synthetic(data_dir: Path, *, download: bool, progress: bool, seed: int = 0) 
 def digits_8x8(data_dir: Path, *, download: bool, progress: bool, seed: int = 0) -> ImageData:
     """scikit-learn's 8×8 handwritten digits (grey, 1 347 + 450 images; no download)"""
     del data_dir, download, progress  # ships with scikit-learn
-    split = digits.load(seed=seed)
+    try:
+        split = digits.load(seed=seed)
+    except MissingExtraError as error:
+        raise DatasetError(str(error)) from None
     return ImageData(split.train, split.test, digits.NUM_CLASSES)
 
 

@@ -27,10 +27,11 @@ IMAGE_SIZE = 8
 
 
 def load_digits_tensors() -> tuple[Tensor, Tensor]:
-    """All 1,797 images as x [N, 1, 8, 8] float32 in [0, 1] and labels y [N] int64."""
-    from sklearn.datasets import load_digits
+    """All 1,797 images as x [N, 1, 8, 8] float32 in [0, 1] and labels y [N] int64 (scikit-learn
+    ships them: `problems.extras.MissingExtraError` without it)."""
+    from problems.extras import require
 
-    data = load_digits()
+    data = require("sklearn.datasets", "the digits data set").load_digits()
     x = torch.as_tensor(data.images, dtype=torch.float32).reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
     x = (x / 16.0).clamp_(0.0, 1.0)
     y = torch.as_tensor(data.target, dtype=torch.int64)

@@ -111,7 +111,9 @@ def _one_step(x0: tuple[float, float], s: DemoSettings, seed: int) -> dict[str, 
 def plot_counterexample(ce: Mapping[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
+    from problems.figures import fit_title, integer_ticks
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
     g1, g2 = torch.meshgrid(
         torch.linspace(-0.3, 1.15, 200), torch.linspace(-0.6, 0.6, 200), indexing="ij"
     )
@@ -125,14 +127,14 @@ def plot_counterexample(ce: Mapping[str, Any], path: Path) -> None:
         )
         ax2.plot(ce[name]["phi"], "o-", ms=2.5, lw=1, color=COLORS[name], label=RULE_LABELS[name])
     ax.plot(*ce["start"], "k*", ms=10, label="start (1, 0)")
-    ax.set(xlabel="x₁", ylabel="x₂", title="φ(x) = x₁² + (|x₂|+1)²: paths, step 0.1")
+    ax.set(xlabel="x₁", ylabel="x₂")
+    fit_title(ax, "φ(x) = x₁² + (|x₂|+1)²: paths, step 0.1")
     ax.legend(fontsize=8, loc="lower left")
-    ax2.set(
-        xlabel="iteration", ylabel="robust loss φ(x) (exact)", title="robust loss along the paths"
-    )
+    ax2.set(xlabel="iteration", ylabel="robust loss φ(x) (exact)")
+    fit_title(ax2, "robust loss along the paths")
+    integer_ticks(ax2)
     ax2.axhline(1.0, color="grey", lw=0.6, ls=":")
     ax2.legend(fontsize=8)
     ax2.grid(alpha=0.3)
-    fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

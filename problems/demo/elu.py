@@ -143,27 +143,23 @@ def _elu_scan(s: DemoSettings, seed: int, params: dict[str, Tensor]) -> dict[str
 def plot_elu(elu: Mapping[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
+    from problems.figures import fit_title, integer_ticks
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
     for name in ("danskin", "ddi"):
         ax.plot(elu[name]["robust_loss"], lw=1.2, color=COLORS[name], label=RULE_LABELS[name])
-    ax.set(
-        xlabel="iteration",
-        ylabel="exact robust loss (grid)",
-        title=f"2-2-1 ELU network, n={elu['n']}, ε={elu['eps']:g}, m={elu['restarts']}",
-    )
+    ax.set(xlabel="iteration", ylabel="exact robust loss (grid)")
+    fit_title(ax, f"2-2-1 ELU network, n={elu['n']}, ε={elu['eps']:g}, m={elu['restarts']}")
+    integer_ticks(ax)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     scan = elu["scan"]
     for label, values in scan["lines"].items():
         style = dict(color=COLORS["ddi"], lw=2) if label == "DDi" else dict(lw=1, ls="--")
         ax2.plot(scan["t"], values, label=label, **style)
-    ax2.set(
-        xlabel="step length t along the unit direction",
-        ylabel="exact robust loss",
-        title=f"line scans at Danskin's iterate {scan['at_iteration']}",
-    )
+    ax2.set(xlabel="step length t along the unit direction", ylabel="exact robust loss")
+    fit_title(ax2, f"line scans at Danskin's iterate {scan['at_iteration']}")
     ax2.grid(alpha=0.3)
     ax2.legend(fontsize=8)
-    fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

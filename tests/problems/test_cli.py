@@ -59,17 +59,22 @@ def test_resume_via_cli_matches_uninterrupted(run, data_dir, tmp_path, capsys) -
 
 def test_evaluate(run, tmp_path, capsys) -> None:
     out = tmp_path / "eval.json"
-    code = main(["evaluate", str(run), "--attacks", "clean,pgd3,apgd-ce3,apgd-dlr3", "--limit",
+    code = main(["evaluate", str(run), "--attacks", "clean,pgd3,apgd-ce3,apgd-t3", "--limit",
                  "20", "--restarts", "2", "--out", str(out), "--no-progress"])  # fmt: skip
     assert code == 0
     result = json.loads(out.read_text())
     assert result["n_examples"] == 20 and result["checkpoint"].endswith("best.pt")
-    assert set(result["robust_acc"]) == {"pgd3", "apgd-ce3", "apgd-dlr3"}
-    assert result["autoattack_first_two"] is not None
+    assert result["model_file"] == "checkpoint"
+    assert set(result["robust_acc"]) == {"pgd3", "apgd-ce3", "apgd-t3"}
+    assert result["autoattack_first_two"] is not None  # APGD-CE and APGD-T both ran
     assert result["architecture"]["name"] == "small_cnn" and result["rule"] == "danskin"
     assert result["eps"] == pytest.approx(8 / 255)
-    printed = json.loads(capsys.readouterr().out)
-    assert printed["clean_acc"] == result["clean_acc"]
+    assert result["threat_model"] == "Linf" and result["dataset"] == "synthetic"
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("threat model: Linf ball, eps = 8/255")
+    assert "synthetic test split, 20 examples" in lines[0] and "cascade" in lines[0]
+    printed = json.loads(lines[-1])
+    assert printed["clean_acc"] == result["clean_acc"] and printed["threat_model"] == "Linf"
     # the default output path, and the checkpoint (not best) file
     assert main(["evaluate", str(run / "checkpoint.pt"), "--attacks", "clean", "--split", "val",
                  "--no-progress"]) == 0  # fmt: skip
@@ -87,7 +92,9 @@ def test_another_dataset_from_the_registry(tmp_path, capsys) -> None:
     capsys.readouterr()
     assert main(["evaluate", str(out), "--attacks", "clean,pgd1", "--limit", "16",
                  "--no-progress", "--out", str(tmp_path / "eval.json")]) == 0  # fmt: skip
-    assert json.loads(capsys.readouterr().out)["n_examples"] == 16
+    printed = capsys.readouterr().out.splitlines()
+    assert "digits test split, 16 examples" in printed[0]
+    assert json.loads(printed[-1])["n_examples"] == 16
 
 
 def test_compare(run, tmp_path, capsys) -> None:

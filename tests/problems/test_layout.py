@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from minimax import ATTACKS
 from problems.cli import build_parser
 from problems.data.datasets import DATASETS, ImageData, load_dataset
 from problems.demo.digits import RULES as DEMO_RULES
-from problems.evaluation import ATTACKS, make_attack, parse_attacks
+from problems.evaluation import make_attack, parse_attacks
 from problems.models import MODELS, build_model
 from problems.threats import THREATS, make_perturbation
 from problems.training import RULES, build_rule
@@ -87,16 +88,14 @@ def test_every_registered_rule_model_attack_and_threat_builds() -> None:
         assert model(torch.rand(2, 3, 16, 16)).shape == (2, 3)
     for name in THREATS.names():
         assert make_perturbation(name, 0.1) is not None
-    for name in ATTACKS.names():
-        spec = f"{name}2" if name == "pgd" else name
-        assert parse_attacks(spec) == [spec]
-        solver = make_attack(spec, 0.1)
+    for name in ["clean", *ATTACKS.names()]:
+        assert parse_attacks(name) == [name]
+        solver = make_attack(name, 0.1)
         assert (solver is None) == (name == "clean")
+    assert make_attack("pgd2", 0.1).steps == 2  # type: ignore[union-attr]
     assert set(DEMO_RULES) <= set(RULES.names())  # the demo compares registered rules
     with pytest.raises(ValueError, match="unknown attack"):
-        parse_attacks("pgd")  # pgd needs a step count
-    with pytest.raises(ValueError, match="unknown attack"):
-        parse_attacks("fgsm3")  # fgsm takes none
+        parse_attacks("fgsm3")  # fgsm takes no step count
 
 
 def test_digits_dataset_from_the_registry(tmp_path: Path) -> None:
