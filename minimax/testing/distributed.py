@@ -67,7 +67,5 @@ def run_ranks(
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
-        results.append(
-            RankResult(rank, proc.returncode, out, err, time.monotonic() - started)
-        )
+        results.append(RankResult(rank, proc.returncode, out, err, time.monotonic() - started))
     return results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -76,5 +77,5 @@ def test_rank_seeds_differ_and_rank_zero_keeps_the_seed() -> None:
 def test_shards_cover_the_items_once(n: int, world: int) -> None:
     bounds = [shard_bounds(n, r, world) for r in range(world)]
     assert bounds[0][0] == 0 and bounds[-1][1] == n
-    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
     assert max(split_sizes(n, world)) - min(split_sizes(n, world)) <= 1
