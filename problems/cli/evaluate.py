@@ -112,15 +112,22 @@ def run(args: argparse.Namespace) -> int:
     model = build_model(**meta["model"])
     model.load_state_dict(state["model"])
     eps = args.eps if args.eps is not None else config.get("eps", 8 / 255)
-    device = resolve_device(args.device)
+    from problems.distributed import Ranks, evaluate_sharded
+
+    ranks = Ranks.from_env()  # under torchrun: each rank evaluates a shard; exact counts
+    device = ranks.device(resolve_device(args.device))
     try:
-        result = evaluate(
-            model, (xt, yt), eps=eps, attacks=attacks, restarts=args.restarts,
+        result = evaluate_sharded(
+            evaluate, model, (xt, yt), ranks, eps=eps, attacks=attacks, restarts=args.restarts,
             batch_size=args.batch_size, seed=args.seed, device=device,
-            norm=config.get("norm", "linf"), progress=progress,
+            norm=config.get("norm", "linf"), progress=progress and ranks.is_main,
         )  # fmt: skip
     except ValueError as error:
         raise UsageError(str(error)) from None
+    finally:
+        ranks.close()
+    if not ranks.is_main:
+        return 0
     result.update(
         checkpoint=str(path), split=args.split, architecture=meta["model"],
         rule=config.get("rule"), restarts_train=config.get("restarts"),

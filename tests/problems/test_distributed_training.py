@@ -38,3 +38,12 @@ def test_two_rank_run_stopped_and_resumed_equals_an_uninterrupted_one(tmp_path: 
         assert torch.equal(v, b["model"][k]), k
     lines = [(p / "metrics.jsonl").read_text().splitlines() for p in (whole, parts)]
     assert len(lines[0]) == len(lines[1]) == 8  # 6 steps + 2 epochs, written by rank 0 only
+
+
+@pytest.mark.slow
+def test_sharded_evaluation_counts_equal_one_process() -> None:
+    worker = str(Path(__file__).with_name("distributed_eval_worker.py"))
+    results = run_ranks([sys.executable, worker], 2, timeout=90)
+    for r in results:
+        assert r.returncode == 0, f"rank {r.rank}:\n{r.stdout}\n{r.stderr[-3000:]}"
+        assert '"fgsm"' in r.stdout
