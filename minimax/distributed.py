@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import datetime
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -63,8 +64,8 @@ class Communicator:
     """No communication: one process holds the whole batch (the default of every rule).
 
     `mean` and `batch_means` return their input's own statistics; `synchronize_statistics` does
-    nothing. Subclasses reduce over ranks. ``bytes_sent`` and ``collectives`` count the payload
-    and the number of collectives (for benchmarks/distributed.py).
+    nothing. Subclasses reduce over ranks. ``bytes_sent``, ``collectives`` and ``seconds`` count
+    the payload, the number of collectives and the time spent in them (benchmarks/distributed.py).
     """
 
     rank: int = 0
@@ -74,6 +75,7 @@ class Communicator:
     def __init__(self) -> None:
         self.bytes_sent = 0
         self.collectives = 0
+        self.seconds = 0.0
 
     @property
     def active(self) -> bool:
@@ -123,6 +125,9 @@ class ProcessGroupCommunicator(Communicator):
         if batchnorm not in ("local", "sync"):
             raise ValueError(f"batchnorm must be 'local' or 'sync', got {batchnorm!r}")
         self.group = group
+        # nccl reduces CUDA tensors only: CPU buffers (counts, flags) go through this device
+        nccl = dist.get_backend(group) == "nccl"
+        self.device = torch.device("cuda", torch.cuda.current_device()) if nccl else None
         self.rank = dist.get_rank(group)
         self.world_size = dist.get_world_size(group)
         self.batchnorm = batchnorm
@@ -137,8 +142,15 @@ class ProcessGroupCommunicator(Communicator):
         """Sum ``flat`` (1-D) over ranks in place; a failed peer becomes a `CollectiveError`."""
         self.bytes_sent += flat.numel() * flat.element_size()
         self.collectives += 1
+        start = time.perf_counter()
         try:
-            dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=self.group)
+            if self.device is not None and flat.device != self.device:
+                moved = flat.to(self.device)
+                dist.all_reduce(moved, op=dist.ReduceOp.SUM, group=self.group)
+                flat.copy_(moved)
+            else:
+                dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=self.group)
+            self.seconds += time.perf_counter() - start
         except Exception as error:  # gloo/nccl raise RuntimeError subclasses of their own
             raise CollectiveError(
                 f"rank {self.rank}/{self.world_size}: all-reduce of {what} failed "
@@ -247,6 +259,8 @@ def init_from_env(
         raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
     if not dist.is_initialized():
         backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
     return ProcessGroupCommunicator(batchnorm=batchnorm)
 

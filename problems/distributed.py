@@ -208,7 +208,7 @@ def open_run_dir_ranked(
     if ranks.any(failure is not None):  # also the barrier: rank 0 has written config.json
         if failure is not None:
             raise failure
-        raise RuntimeError(f"rank 0 could not open the run directory {out}: see its error")
+        raise ValueError(f"rank 0 could not open the run directory {out}: see its error")
     if not ranks.is_main and resume and (out / CHECKPOINT).is_file():
         state = load_checkpoint(out / CHECKPOINT)
     return state
