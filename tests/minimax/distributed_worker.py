@@ -19,6 +19,7 @@ from torch import nn
 import minimax
 from minimax.distributed import (
     CollectiveError,
+    ProcessGroupCommunicator,
     data_parallel,
     init_from_env,
     shard_bounds,
@@ -40,8 +41,8 @@ class Fixed(InnerSolver):
 def _setup(seed: int = 0):  # type: ignore[no-untyped-def]
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)).double()
-    x = torch.rand(10, 6, dtype=torch.float64)
-    y = torch.randint(0, 3, (10,))
+    x = torch.rand(11, 6, dtype=torch.float64)  # 11: unequal shards (6 and 5)
+    y = torch.randint(0, 3, (11,))
     return model, (x, y)
 
 
@@ -67,7 +68,7 @@ def _close(a, b, what: str) -> None:  # type: ignore[no-untyped-def]
 
 def step() -> None:
     comm = init_from_env(timeout=30)
-    start, stop = shard_bounds(10, comm.rank, comm.world_size)
+    start, stop = shard_bounds(11, comm.rank, comm.world_size)
     rules = {
         "ddi": lambda: minimax.DDi(),
         "ddi-tol": lambda: minimax.DDi(tolerance=0.05),
@@ -93,7 +94,27 @@ def step() -> None:
         assert "not data-parallel" in str(error), error
     else:
         raise AssertionError("per-example DDi ran under data parallelism")
+    _batchnorm_sync(start, stop)
     print("OK", comm.bytes_sent, comm.collectives)
+
+
+def _batchnorm_sync(start: int, stop: int) -> None:
+    """With batchnorm="sync" the running statistics end equal on every rank; "local" keeps
+    each rank's own (they differ: the shards differ)."""
+    for mode in ("sync", "local"):
+        comm = ProcessGroupCommunicator(batchnorm=mode)
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 4), nn.BatchNorm1d(4), nn.Linear(4, 3)).double()
+        x, y = torch.rand(11, 6, dtype=torch.float64), torch.randint(0, 3, (11,))
+        problem = minimax.ModuleProblem(model, perturbation=minimax.LinfBall(0.3))
+        rule = data_parallel(minimax.DDi(), comm)
+        sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+        opt = minimax.MinMaxOptimizer(problem, sgd, minimax.PGD(2, 0.1, restarts=2), rule)
+        opt.step((x[start:stop], y[start:stop]))
+        mean = model[1].running_mean.clone()
+        spread = comm.mean({"d": (mean - comm.mean({"m": mean}, 1)["m"]).abs()}, 1)["d"]
+        same = bool(spread.max() < 1e-12)
+        assert same == (mode == "sync"), (mode, spread)
 
 
 def die() -> None:
