@@ -13,7 +13,7 @@ Each extension point has a registry (name → builder): `RULES`, `INNER_SOLVERS`
 `METHODS`; docs/architecture.md maps the modules and what to touch to add each kind of piece.
 """
 
-from minimax import toys
+from minimax import distributed, toys
 from minimax.attacks import ATTACKS, SUITES, attack, build_attack, model_mode, threat_set
 from minimax.grad import backward
 from minimax.gradients import (
@@ -116,6 +116,7 @@ __all__ = [
     "candidate_gradients",
     "combine",
     "descent_direction",
+    "distributed",
     "dlr_loss",
     "evaluate",
     "flat_norm",

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from minimax.distributed import Communicator
 from minimax.inner.base import Candidates, InnerSolver
 from minimax.problem import Batch, Problem
 from minimax.rules import Direction, Rule
@@ -94,6 +95,9 @@ class MinMaxOptimizer:
         rule: the direction rule (``Danskin()``, ``MaxLoss()``, ``DDi()``).
         remeasure: after each step, run the inner solver again from the same random starts and
             report the robust loss after the step.
+
+    Data parallel: give it a rule from `minimax.distributed.data_parallel`; the robust loss,
+    ‖d‖, the certificate and the weights are then global, and every rank takes the same step.
     """
 
     def __init__(
@@ -148,6 +152,7 @@ class MinMaxOptimizer:
             p.grad = direction.vector[name].detach().to(p.dtype)
         if problem.has_running_statistics:
             problem.update_statistics(batch, candidates.best_deltas())
+            self.communicator.synchronize_statistics(getattr(problem, "model", None))
         self.optimizer.step()
         seconds = time.perf_counter() - t0
         f1, b1 = problem.passes.snapshot()
@@ -156,7 +161,7 @@ class MinMaxOptimizer:
             after = self._remeasure(batch, start_state)
         self.steps += 1
         return StepReport(
-            robust_loss=float(candidates.robust_loss()),
+            robust_loss=self._robust_loss(candidates),
             norm=float(direction.norm),
             certificate=None if direction.certificate is None else float(direction.certificate),
             weights=direction.weights.detach().cpu(),
@@ -167,6 +172,16 @@ class MinMaxOptimizer:
             kkt=None if direction.kkt is None else float(direction.kkt),
         )
 
+    @property
+    def communicator(self) -> Communicator:
+        """The rule's communicator (`minimax.distributed`): LOCAL unless data-parallel."""
+        return self.rule.communicator
+
+    def _robust_loss(self, candidates: Candidates) -> float:
+        """mean_b max_i values over the global batch (all ranks' shards)."""
+        loss = {"loss": candidates.robust_loss()}
+        return float(self.communicator.mean(loss, candidates.batch_size)["loss"])
+
     def _remeasure(self, batch: Batch, start_state: Tensor) -> float:
         """Robust loss after the step, from the same random starts (passes not counted)."""
         gen = self.generator
@@ -175,7 +190,7 @@ class MinMaxOptimizer:
         with self.problem.passes.paused():
             cands = self.inner(self.problem, self.problem.parameters(), batch, generator=gen)
         gen.set_state(end_state)
-        return float(cands.robust_loss())
+        return self._robust_loss(cands)
 
     def state_dict(self) -> dict[str, Any]:
         """Optimizer state, the step count and the inner solver's generator state."""

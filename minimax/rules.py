@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from minimax.distributed import LOCAL, Communicator
 from minimax.gradients import (
     batch_gradient,
     candidate_gradients,
@@ -75,6 +76,8 @@ class Rule(ABC):
 
     reuse_scoring: bool = False
     finite_only: bool = False
+    data_parallel: bool = False  # has a form over ranks (`minimax.distributed.data_parallel`)
+    communicator: Communicator = LOCAL  # reduces gradients and values over ranks; LOCAL: none
 
     def wants_scoring_graph(self, restarts: int) -> bool:
         """Whether to ask an inner solver with m = ``restarts`` for its scoring graph (saves
@@ -119,8 +122,10 @@ def _max_certificate(
     batch: Batch,
     candidates: Candidates,
     vector: Mapping[str, Tensor],
+    communicator: Communicator,
 ) -> Tensor:
     grads = candidate_gradients(problem, params, batch, candidates.deltas)
+    grads = communicator.mean(grads, candidates.batch_size)
     return (-inner_products(grads, vector)).max()
 
 
@@ -145,6 +150,7 @@ class Danskin(_SingleGradient):
     """
 
     reuse_scoring = True
+    data_parallel = True
 
     def wants_scoring_graph(self, restarts: int) -> bool:
         return self.reuse_scoring and restarts == 1  # one gradient: keep no unused graphs
@@ -152,12 +158,16 @@ class Danskin(_SingleGradient):
     def __call__(
         self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
     ) -> Direction:
-        best = int(candidates.values.mean(dim=1).argmax())
+        comm = self.communicator
+        best = int(comm.batch_means(candidates.values).argmax())
         if candidates.graph is not None:  # backward through the scoring forward
             d = {k: v[0] for k, v in graph_gradients(problem, candidates.graph, [best]).items()}
         else:
             d = batch_gradient(problem, params, batch, candidates.deltas[best])
-        cert = _max_certificate(problem, params, batch, candidates, d) if self.certify else None
+        d = comm.mean(d, candidates.batch_size)
+        cert = None
+        if self.certify:
+            cert = _max_certificate(problem, params, batch, candidates, d, comm)
         d, norm, cert = _normalized(d, cert, self.normalize)
         weights = _one_hot(torch.tensor(best), candidates.m)
         return Direction(vector=d, weights=weights, norm=norm, certificate=cert, rule=repr(self))
@@ -170,14 +180,18 @@ class MaxLoss(_SingleGradient):
     ``normalize=True`` returns d/‖d‖ (``norm`` keeps ‖d‖).
     """
 
+    data_parallel = True
+
     def __call__(
         self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
     ) -> Direction:
-        d = batch_gradient(problem, params, batch, candidates.best_deltas())
+        comm, b = self.communicator, candidates.batch_size
+        d = comm.mean(batch_gradient(problem, params, batch, candidates.best_deltas()), b)
         cert = None
         if self.certify:
             grads = per_example_gradients(problem, params, batch, candidates.deltas)
             cert = (-inner_products(grads, d, lead=2)).reshape(candidates.m, -1).max(0).values.sum()
+            cert = comm.mean({"cert": cert}, b)["cert"]  # the shard's sum is a mean over B_r
         weights = _one_hot(candidates.best_index(), candidates.m)
         d, norm, cert = _normalized(d, cert, self.normalize)
         return Direction(vector=d, weights=weights, norm=norm, certificate=cert, rule=repr(self))
@@ -230,10 +244,11 @@ class GramRule(Rule):
         self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
     ) -> Direction:
         vectors = self.gradients(problem, params, batch, candidates)
-        k = gram(vectors.stack)
+        stack = self.communicator.mean(vectors.stack, candidates.batch_size)  # over ranks
+        k = gram(stack)
         result = self.weigh(k, vectors.sizes)
         alpha = result.weights
-        d = combine(vectors.stack, alpha)
+        d = combine(stack, alpha)
         raw = block_certificate(k @ alpha, vectors.sizes)
         d, norm, cert = _normalized(d, raw, self.normalize, result.sq_norm.clamp_min(0).sqrt())
         layout = vectors.layout
@@ -267,7 +282,12 @@ class DDi(GramRule):
         method: the min-norm solver, a name in `minimax.minnorm.METHODS` (batch level).
         memory_budget: bytes the per-example gradients may take before an error suggests
             ``per_example=False``.
+
+    Under data parallelism (`minimax.distributed.data_parallel`) the m batch-level gradients
+    are averaged over ranks in one collective before K; per-example DDi is refused there.
     """
+
+    data_parallel = True
 
     def __init__(
         self,
@@ -313,7 +333,7 @@ class DDi(GramRule):
             return self._per_example(problem, params, batch, candidates)
         keep = torch.ones(candidates.m, dtype=torch.bool)
         if self.tolerance is not None:
-            means = candidates.values.mean(dim=1)
+            means = self.communicator.batch_means(candidates.values)
             keep = (means >= means.max() - self.tolerance).cpu()
         idx = torch.nonzero(keep).flatten()
         if candidates.graph is not None:  # backward through the scoring forward of each
@@ -326,6 +346,13 @@ class DDi(GramRule):
         self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
     ) -> GramVectors:
         m, b = candidates.m, candidates.batch_size
+        if self.communicator.active:
+            raise ValueError(
+                "DDi(per_example=True) is not data-parallel: its QP couples the m·B per-example "
+                "gradients of the whole batch, which every rank would need (an all-gather of "
+                "m·B·P numbers). Use DDi(per_example=False) under torch.distributed, or one "
+                "process"
+            )
         if problem.examples_coupled:
             raise ValueError(
                 "DDi(per_example=True) needs a batch objective that is a sum of per-example "

@@ -194,14 +194,22 @@ def run(args: argparse.Namespace) -> int:
     model, spec = _build(file, args, data)
     threat = args.threat or config.get("norm", "linf")
     eps = args.eps if args.eps is not None else config.get("eps", _DEFAULT_EPS[threat])
+    from problems.distributed import Ranks, evaluate_sharded
+
+    ranks = Ranks.from_env()  # under torchrun: each rank evaluates a shard; exact counts
+    device = ranks.device(resolve_device(args.device))
     try:
-        result = evaluate(
-            model, (xt, yt), eps=eps, attacks=attacks, restarts=args.restarts,
-            batch_size=args.batch_size, seed=args.seed, device=resolve_device(args.device),
-            norm=threat, progress=progress, cascade=not args.no_cascade, dataset=dataset,
+        result = evaluate_sharded(
+            evaluate, model, (xt, yt), ranks, eps=eps, attacks=attacks, restarts=args.restarts,
+            batch_size=args.batch_size, seed=args.seed, device=device, norm=threat,
+            progress=progress and ranks.is_main, cascade=not args.no_cascade, dataset=dataset,
         )  # fmt: skip
     except ValueError as error:
         raise UsageError(str(error)) from None
+    finally:
+        ranks.close()
+    if not ranks.is_main:
+        return 0
     result.update(
         checkpoint=str(file.path), model_file=file.kind, split=args.split, architecture=spec,
         rule=config.get("rule"), restarts_train=config.get("restarts"), epochs=file.epoch,

@@ -20,6 +20,7 @@ from problems.cli.types import (
     nonnegative_int,
     nonnegative_number,
     positive_int,
+    positive_number,
     resolve_device,
 )
 from problems.data.datasets import DATASETS
@@ -128,6 +129,11 @@ def _run_arguments(run: Any) -> None:
     run.add_argument("--max-steps", type=positive_int, default=None, metavar="N",
                      help="stop (with a checkpoint) after N steps in all")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--dist-batchnorm", choices=("local", "sync"), default="local",
+                     help="under torchrun: BatchNorm running statistics per rank (local) or "
+                          "averaged over ranks after each step (sync); see docs/distributed.md")
+    run.add_argument("--dist-timeout", type=positive_number, default=300.0, metavar="SECONDS",
+                     help="under torchrun: a collective waiting longer than this fails (300)")
 
 
 def _config(args: argparse.Namespace, device: str) -> TrainConfig:
@@ -148,18 +154,33 @@ def _config(args: argparse.Namespace, device: str) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train as ``args`` say; print the last epoch's record; 130 when interrupted."""
-    import torch
+    """Train as ``args`` say; print the last epoch's record; 130 when interrupted. Under
+    torchrun every rank runs this; rank 0 writes and prints."""
+    from problems.distributed import CollectiveError, Ranks
 
     if args.resume and not (Path(args.out) / "checkpoint.pt").is_file():
         raise UsageError(
             f"--resume: no checkpoint in {args.out} (expected {Path(args.out) / 'checkpoint.pt'}); "
             "check --out, or drop --resume to start a new run"
         )
-    config = _config(args, resolve_device(args.device))
-    progress = not args.no_progress
-    data = load_data(args.dataset, args.data_dir, download=args.download, progress=progress,
-                     seed=args.seed)  # fmt: skip
+    ranks = Ranks.from_env(args.dist_timeout, args.dist_batchnorm)  # one process: no-op
+    try:
+        return _run(args, ranks)
+    except CollectiveError as error:
+        print(f"{PROG} train: {error}", file=sys.stderr)
+        return 1
+    finally:
+        ranks.close()
+
+
+def _run(args: argparse.Namespace, ranks: Any) -> int:
+    import torch
+
+    config = _config(args, ranks.device(resolve_device(args.device)))
+    progress = not args.no_progress and ranks.is_main
+    data = ranks.first_on_main(lambda: load_data(
+        args.dataset, args.data_dir, download=args.download, progress=progress, seed=args.seed,
+    ))  # fmt: skip
     (x, y), (xt, yt) = data.train, data.test
     val_split = args.val_split if args.val_split is not None else min(1000, x.shape[0] // 10)
     if val_split >= x.shape[0]:
@@ -186,11 +207,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         history = train(
             model, (x, y), (xv, yv), config, args.out, resume=args.resume, progress=progress,
-            max_steps=args.max_steps, meta=meta, overwrite=args.overwrite,
+            max_steps=args.max_steps, meta=meta, overwrite=args.overwrite, ranks=ranks,
         )  # fmt: skip
     except (FileExistsError, ValueError) as error:
         raise UsageError(str(error)) from None
     last = history.epochs[-1] if history.epochs else {}
+    if not ranks.is_main:
+        return 130 if history.status == "interrupted" else 0
     print(json.dumps({"status": history.status, "out": str(args.out), **last}))
     if history.status == "interrupted":
         print(f"{PROG} train: interrupted; checkpoint written. Continue with --resume.",

@@ -65,9 +65,10 @@ def open_run_dir(
     return None
 
 
-def restore(run: Run, state: Mapping[str, Any] | None) -> None:
+def restore(run: Run, state: Mapping[str, Any] | None, *, write: bool = True) -> None:
     """Load ``state`` (from `open_run_dir`) into ``run``; cut metrics.jsonl back to the lines
-    written before that checkpoint. With no state, only count the lines."""
+    written before that checkpoint (unless ``write=False``: ranks > 0 of a data-parallel run).
+    With no state, only count the lines."""
     metrics_path = run.out / METRICS
     if state is not None:
         run.model.load_state_dict(state["model"])
@@ -84,7 +85,8 @@ def restore(run: Run, state: Mapping[str, Any] | None) -> None:
         run.best_acc = state["best_acc"] if state["best_acc"] is not None else -math.inf
         run.history.epochs = list(state["history"])
         run.position = state["position"]
-        truncate_jsonl(metrics_path, state["metrics_lines"])
+        if write:
+            truncate_jsonl(metrics_path, state["metrics_lines"])
     run.metrics_lines = count_lines(metrics_path)
 
 

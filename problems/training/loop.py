@@ -33,10 +33,10 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from problems.distributed import Ranks, evaluate_sharded, open_run_dir_ranked
 from problems.evaluation import evaluate
 from problems.training.checkpoint import (
     METRICS,
-    open_run_dir,
     restore,
     save_best,
     save_checkpoint,
@@ -73,6 +73,7 @@ def train(
     meta: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     callback: Callback | None = None,
+    ranks: Ranks | None = None,
 ) -> RunHistory:
     """Adversarially train ``model`` on ``train_set`` with ``config``; write the run to ``out_dir``.
 
@@ -92,20 +93,27 @@ def train(
         meta: JSON-able data saved in config.json and the checkpoints (e.g. the architecture).
         overwrite: start over in an ``out_dir`` that already holds a run (else FileExistsError).
         callback: called after each step with its metrics record (the dict written to the JSONL).
+        ranks: data parallelism under torchrun (`problems.distributed.Ranks`): each rank steps
+            on its share of every batch; only rank 0 writes files and shows progress.
 
     Returns:
         the `RunHistory` (status ``"completed"``, ``"interrupted"`` or ``"max_steps"``).
     """
     data, val_set = _checked_inputs(config, train_set, val_set, max_steps)
     out, meta = Path(out_dir), dict(meta or {})
+    ranks = ranks or Ranks()
     problem = make_problem(model, config)
-    state = open_run_dir(out, config, meta, resume=resume, overwrite=overwrite)
+    state = open_run_dir_ranked(out, config, meta, resume, overwrite, ranks)
     run = set_up(model, problem, config, data[0].shape[0], out, meta=meta, augment_fn=augment_fn)
-    restore(run, state)
+    run.optimizer.rule = ranks.rule(run.optimizer.rule)
+    ranks.broadcast_model(model)
+    restore(run, state, write=ranks.is_main)
     if run.epoch >= config.epochs:
         return run.history
-    with _Signals() as signals, open(out / METRICS, "a") as metrics:
-        loop = _Loop(run, data, metrics, signals, max_steps, callback, progress)
+    metrics_path = out / METRICS if ranks.is_main else Path(os.devnull)
+    with _Signals() as signals, open(metrics_path, "a") as metrics:
+        loop = _Loop(run, data, metrics, signals, max_steps, callback, progress and ranks.is_main)
+        loop.ranks = ranks
         while run.epoch < config.epochs:
             if loop.epoch():  # stopped early: checkpoint written inside the epoch
                 return run.history
@@ -163,6 +171,7 @@ class _Loop:
     callback: Callback | None
     progress: bool
     stats: _EpochStats = dataclasses.field(default_factory=_EpochStats)
+    ranks: Ranks = dataclasses.field(default_factory=Ranks)
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one record to metrics.jsonl (flushed: a crash keeps what was written)."""
@@ -199,23 +208,25 @@ class _Loop:
                 )  # fmt: skip
                 if self._should_stop():
                     stats = dataclasses.asdict(self.stats)
-                    save_checkpoint(run, {"perm": perm, "index": index, "stats": stats})
+                    if self.ranks.is_main:
+                        save_checkpoint(run, {"perm": perm, "index": index, "stats": stats})
                     run.history.status = "interrupted" if self.signals.received else "max_steps"
                     return True
         return False
 
     def _should_stop(self) -> bool:
         reached = self.max_steps is not None and self.run.step >= self.max_steps
-        return self.signals.received is not None or reached
+        return self.ranks.any(self.signals.received is not None) or reached
 
     def step(self, idx: Tensor) -> float:
         """One outer step on the examples ``idx``: batch, attack, rule, optimizer, records.
         Returns ‖d‖."""
         run = self.run
         t0 = time.perf_counter()
-        x, y = _batch(run, self.data, idx)
+        self.ranks.reseed(run)  # per-rank streams under torchrun; no-op in one process
+        x, y = _batch(run, self.data, self.ranks.local(idx))
         prep = time.perf_counter() - t0
-        correct = _batch_correct(run.model, x, y, run.amp)
+        correct = int(self.ranks.total(_batch_correct(run.model, x, y, run.amp)))
         with autocast(run.device, run.amp):
             report = run.optimizer.step((x, y))
         run.scheduler.step()
@@ -284,7 +295,7 @@ def _end_epoch(loop: _Loop, val_set: tuple[Tensor, Tensor] | None) -> None:
     eval_seconds = 0.0
     if val_set is not None and (run.epoch % config.eval_every == 0 or run.epoch == config.epochs):
         t0 = time.perf_counter()
-        result = _validate(run.model, val_set, config)
+        result = _validate(run.model, val_set, config, loop.ranks)
         eval_seconds = time.perf_counter() - t0
         clean_acc = result["clean_acc"]
         robust_acc = result["robust_acc"][f"pgd{config.eval_steps}"]
@@ -313,15 +324,22 @@ def _end_epoch(loop: _Loop, val_set: tuple[Tensor, Tensor] | None) -> None:
     loop.log({"kind": "epoch", **record})
     if loop.progress:
         tqdm.write(_epoch_line(record, config.epochs))
-    if robust_acc is not None:
-        save_best(run, clean_acc, robust_acc)
-    save_checkpoint(run)
+    if loop.ranks.is_main:
+        if robust_acc is not None:
+            save_best(run, clean_acc, robust_acc)
+        save_checkpoint(run)
+    elif robust_acc is not None:
+        run.best_acc = max(run.best_acc, robust_acc)
 
 
-def _validate(model: nn.Module, val_set: tuple[Tensor, Tensor], config: TrainConfig) -> dict:
-    """Clean and PGD robust accuracy on the validation set (`problems.evaluation.evaluate`)."""
-    return evaluate(
-        model, val_set, eps=config.eps, attacks=("clean", f"pgd{config.eval_steps}"),
+def _validate(
+    model: nn.Module, val_set: tuple[Tensor, Tensor], config: TrainConfig, ranks: Ranks
+) -> dict:
+    """Clean and PGD robust accuracy on the validation set (`problems.evaluation.evaluate`),
+    sharded over the ranks under torchrun."""
+    return evaluate_sharded(
+        evaluate, model, val_set, ranks,
+        eps=config.eps, attacks=("clean", f"pgd{config.eval_steps}"),
         restarts=config.eval_restarts, batch_size=max(256, config.batch_size), seed=config.seed,
         device=config.device, norm=config.norm,
     )  # fmt: skip
