@@ -27,7 +27,10 @@ class PGD(InnerSolver):
         step_size: a float, or a tensor [B] of per-example step sizes.
         restarts: m, the number of candidates per example.
         random_start: start each restart at a random point of the set (else at δ = 0).
-        select: ``"last"`` returns the last iterate, ``"best"`` the best iterate of each restart.
+        select: ``"last"`` returns the last iterate, ``"best"`` the best iterate of each restart:
+            per (restart, example), or, where the examples are coupled (train-mode BatchNorm,
+            `Problem.examples_coupled`), per restart over whole-batch iterates (the iterate with
+            the best batch-mean value), so that the returned values are g at the returned deltas.
         batched: evaluate the restarts in stacked calls (``False``: one restart at a time, same
             random starts and same result).
         chunk: at most this many restarts per stacked call (None: what the problem prefers,
@@ -107,13 +110,14 @@ class PGD(InnerSolver):
         S = problem.perturbation
         x = problem.clean_input(batch)
         event_ndim = deltas.ndim - 2
+        coupled = problem.examples_coupled
         best_d = deltas
         best_v = torch.full(deltas.shape[:2], -torch.inf, dtype=deltas.dtype, device=deltas.device)
         for _ in range(self.steps):
             v, g = problem.values_and_input_grad(params, deltas, batch)
             deltas = deltas.detach()
             if self.select == "best":
-                best_d, best_v = _keep_best(best_d, best_v, deltas, v)
+                best_d, best_v = _keep_best(best_d, best_v, deltas, v, coupled)
             deltas = S.project(
                 S.ascent_step(deltas, g, self.step_size, event_ndim=event_ndim),
                 x,
@@ -124,7 +128,7 @@ class PGD(InnerSolver):
         with torch.no_grad():
             v = problem.values(params, deltas, batch)
         if self.select == "best":
-            best_d, best_v = _keep_best(best_d, best_v, deltas, v)
+            best_d, best_v = _keep_best(best_d, best_v, deltas, v, coupled)
             return Candidates(best_d, best_v)
         return Candidates(deltas.detach(), v.detach())
 
@@ -138,8 +142,14 @@ def _scored_with_graph(
     return Candidates(deltas, v.detach(), ScoringGraph(leaves, list(v)))
 
 
-def _keep_best(best_d: Tensor, best_v: Tensor, d: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+def _keep_best(
+    best_d: Tensor, best_v: Tensor, d: Tensor, v: Tensor, coupled: bool
+) -> tuple[Tensor, Tensor]:
+    """The better of two iterates [n, B, ...] with values [n, B]: per (restart, example), or per
+    restart by the batch mean where the examples are ``coupled`` (never splice batches)."""
     better = v > best_v
+    if coupled:
+        better = (v.mean(dim=1) > best_v.mean(dim=1)).unsqueeze(1).expand_as(v)
     mask = better.reshape(*better.shape, *([1] * (d.ndim - 2)))
     return torch.where(mask, d, best_d), torch.where(better, v, best_v)
 
