@@ -21,6 +21,7 @@ __all__ = [
     "float_tensor",
     "integer",
     "real_number",
+    "within",
 ]
 
 T = TypeVar("T")
@@ -85,6 +86,29 @@ def float_tensor(name: str, value: object) -> Tensor:
             f"{name}.float() (and scale images to [0, 1])"
         )
     return value
+
+
+def within(name: str, value: Tensor, lower: object = None, upper: object = None) -> Tensor:
+    """``value`` if every entry is finite and in [``lower``, ``upper``] (floats or tensors that
+    broadcast; None: unbounded): one fused check, one host sync."""
+    def like(bound: object) -> Tensor:
+        return torch.as_tensor(bound, dtype=value.dtype, device=value.device)
+
+    flags = [torch.isfinite(value).all()]
+    if lower is not None:
+        flags.append((value >= like(lower)).all())
+    if upper is not None:
+        flags.append((value <= like(upper)).all())
+    if bool(torch.stack(flags).all()):
+        return value
+    finite_tensor(name, value)
+    lo = float(value.min())
+    hi = float(value.max())
+    raise ValueError(
+        f"{name} lies in [{lo:.4g}, {hi:.4g}], outside the declared bounds [{lower}, {upper}] of "
+        f"the perturbation set: scale it into them (e.g. images to [0, 1]) or declare the "
+        "bounds it has"
+    )
 
 
 def finite_tensor(name: str, value: Tensor) -> Tensor:

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-
 from minimax.inner.base import InnerSolver
 from minimax.nonfinite import check_direction
 from minimax.optim import descent_direction

@@ -57,7 +57,7 @@ def check_values(values: Tensor, *, solver: str) -> None:
         return
     n = int((~torch.isfinite(values)).sum())
     raise NonFiniteError(
-        f"{solver} met non-finite objective values ({n} of {values.numel()} NaN or Inf): the "
-        "objective g(θ, δ) overflowed or θ is not finite; check the loss and the parameters",
+        f"{solver}: the objective values are not finite ({n} of {values.numel()} NaN or Inf): "
+        "g(θ, δ) overflowed or θ is not finite; check the loss and the parameters",
         what="objective values",
     )

@@ -30,8 +30,8 @@ from minimax.gradients import (
     per_example_gradients,
 )
 from minimax.inner.base import Candidates
-from minimax.nonfinite import NonFiniteError
 from minimax.minnorm import MinNormResult, min_norm_product_weights, min_norm_weights
+from minimax.nonfinite import NonFiniteError
 from minimax.problem import Batch, Problem
 from minimax.registry import Registry
 

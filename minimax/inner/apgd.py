@@ -132,8 +132,8 @@ class APGD(InnerSolver):
                 f"loss must be 'ce' (the problem's own objective) or 'dlr' (difference of logits "
                 f"ratio), got {loss!r}"
             )
-        if not 0.0 <= rho <= 1.0:
-            raise ValueError(f"rho must be in [0, 1], got {rho!r}")
+        rho = checks.real_number("rho", rho, nonnegative=True, at_most=1.0)
+        alpha = checks.real_number("alpha", alpha, at_most=1.0)
         if not 0.0 < alpha <= 1.0:
             raise ValueError(f"alpha must be in (0, 1] (1 = no momentum), got {alpha!r}")
         self.loss = loss

@@ -12,6 +12,7 @@ from torch import Generator, Tensor
 from minimax import checks
 from minimax.nonfinite import check_values
 from minimax.problem import Batch, Params, Problem
+from minimax.sets.arguments import trusted
 
 __all__ = ["Candidates", "InnerSolver", "ScoringGraph", "make_generator", "starting_points"]
 
@@ -160,7 +161,8 @@ class InnerSolver(ABC):
         Raises `minimax.NonFiniteError` when a returned value is NaN or Inf (one check per call).
         """
         detached = {k: v.detach() for k, v in params.items()}
-        found = self.search(problem, detached, batch, generator, keep_graph=keep_graph)
+        with trusted():  # the sets' argument checks would cost a host sync per iteration
+            found = self.search(problem, detached, batch, generator, keep_graph=keep_graph)
         check_values(found.values, solver=type(self).__name__)
         return found
 

@@ -9,8 +9,8 @@ from torch import Generator, Tensor
 
 from minimax import checks
 from minimax.inner.base import Candidates, InnerSolver
-from minimax.problem import Batch, Params, Problem
 from minimax.nonfinite import check_values
+from minimax.problem import Batch, Params, Problem
 from minimax.sets import Box, LinfBall, PerturbationSet
 
 __all__ = ["Grid", "grid_axes", "local_maxima"]

@@ -50,18 +50,12 @@ class PGD(InnerSolver):
         chunk: int | None = None,
         seed: int | None = 0,
     ) -> None:
-        if chunk is not None and chunk < 1:
-            raise ValueError(f"chunk must be a positive integer or None, got {chunk!r}")
+        if chunk is not None:
+            chunk = checks.integer("chunk", chunk, minimum=1)
         super().__init__(restarts=restarts, random_start=random_start, seed=seed)
         self.steps = checks.integer("steps", steps, minimum=0)
-        if isinstance(step_size, Tensor):
-            if bool((step_size < 0).any()) or not bool(torch.isfinite(step_size).all()):
-                raise ValueError("step_size must be finite and ≥ 0")
-        elif not step_size >= 0:
-            raise ValueError(f"step_size must be ≥ 0, got {step_size!r}")
-        if select not in ("last", "best"):
-            raise ValueError(f"select must be 'last' or 'best', got {select!r}")
-        self.step_size = step_size
+        select = checks.choice("select", select, ("last", "best"))
+        self.step_size = step_size_value("step_size", step_size)
         self.select = select
         self.batched = batched
         self.chunk = chunk
@@ -133,6 +127,17 @@ class PGD(InnerSolver):
         return Candidates(deltas.detach(), v.detach())
 
 
+def step_size_value(name: str, value: object, *, positive: bool = False) -> float | Tensor:
+    """A step size: a finite float ≥ 0 (> 0 with ``positive``), or a floating-point tensor [B]
+    of them; a negative step would descend, an infinite one leave the set."""
+    if isinstance(value, Tensor):
+        checks.finite_tensor(name, checks.float_tensor(name, value))
+        if bool((value < 0).any()) or (positive and bool((value == 0).any())):
+            raise ValueError(f"{name} must be {'> 0' if positive else '≥ 0'} for every example")
+        return value
+    return checks.real_number(name, value, positive=positive, nonnegative=True)
+
+
 def _scored_with_graph(
     problem: Problem, leaves: dict[str, Tensor], batch: Batch, deltas: Tensor
 ) -> Candidates:
@@ -171,7 +176,9 @@ class FGSM(PGD):
         super().__init__(
             steps=1, step_size=0.0, restarts=restarts, random_start=random_start, seed=seed
         )
-        self._fgsm_step = step_size
+        self._fgsm_step = (
+            None if step_size is None else step_size_value("step_size", step_size, positive=True)
+        )
 
     def __repr__(self) -> str:
         return f"FGSM(step_size={self._fgsm_step}, restarts={self.restarts})"

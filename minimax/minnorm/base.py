@@ -126,8 +126,8 @@ def check_gram(gram: Tensor, what: str = "gram") -> tuple[np.ndarray, tuple[int,
         b = int(np.argmin(lam[:, 0] + psd_tol * np.maximum(trace, 0.0)))
         raise ValueError(
             f"{what} is not positive semidefinite: smallest eigenvalue {lam[b, 0] * kmax[b]:.3g}"
-            f" < -{psd_tol:g} × trace (= {trace[b] * kmax[b]:.3g}) in batch entry {b}. A Gram matrix "
-            "G @ G.mT is PSD; compute it in float64 from the vectors themselves."
+            f" < -{psd_tol:g} × trace (= {trace[b] * kmax[b]:.3g}) in batch entry {b}. A Gram "
+            "matrix G @ G.mT is PSD; compute it in float64 from the vectors themselves."
         )
     return K, batch, m
 
