@@ -54,7 +54,7 @@ def _assert_same(a, b):
 
 @pytest.mark.parametrize("rule", [mm.Danskin(), mm.MaxLoss(), mm.DDi()], ids=repr)
 def test_raise_leaves_parameters_and_optimizer_state_bitwise_unchanged(rule):
-    model, problem, opt, mmo, batch = _setup(rule)
+    model, _problem, opt, mmo, batch = _setup(rule)
     mmo.step(batch)  # a good step first: momentum buffers exist
     before = _snapshot(model, opt, mmo)
     model.blow = True
@@ -69,7 +69,7 @@ def test_raise_leaves_parameters_and_optimizer_state_bitwise_unchanged(rule):
 
 
 def test_skip_counts_and_changes_nothing():
-    model, problem, opt, mmo, batch = _setup(mm.DDi(), nonfinite="skip")
+    model, _problem, opt, mmo, batch = _setup(mm.DDi(), nonfinite="skip")
     mmo.step(batch)
     before = _snapshot(model, opt, mmo)
     model.blow = True
@@ -77,7 +77,7 @@ def test_skip_counts_and_changes_nothing():
     report2 = mmo.step(batch)
     assert report.skipped and report2.skipped and mmo.skipped_steps == 2
     after = _snapshot(model, opt, mmo)
-    _assert_same(before[:3] + (2,) + before[4:], after)
+    _assert_same((*before[:3], 2, *before[4:]), after)
     state = mmo.state_dict()
     assert state["skipped_steps"] == 2
     fresh = _setup(mm.DDi(), nonfinite="skip")[3]

@@ -4,7 +4,6 @@ certificate claims more descent than the exact directional derivative allows."""
 import random
 
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
