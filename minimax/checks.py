@@ -27,9 +27,15 @@ __all__ = [
 T = TypeVar("T")
 
 
-def integer(name: str, value: object, *, minimum: int | None = None) -> int:
-    """``value`` as an int; refuses floats with a fractional part, bools and values below
-    ``minimum``."""
+#: the largest count (steps, restarts, points, ...) an argument may ask for
+MAX_COUNT = 2**31 - 1
+
+
+def integer(
+    name: str, value: object, *, minimum: int | None = None, maximum: int = MAX_COUNT
+) -> int:
+    """``value`` as an int; refuses floats with a fractional part, bools, values below
+    ``minimum`` and above ``maximum`` (default 2³¹ − 1: no loop or tensor that large fits)."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, float)):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
@@ -37,6 +43,8 @@ def integer(name: str, value: object, *, minimum: int | None = None) -> int:
     out = int(value)
     if minimum is not None and out < minimum:
         raise ValueError(f"{name} must be an integer ≥ {minimum}, got {out}")
+    if out > maximum:
+        raise ValueError(f"{name} must be an integer ≤ {maximum}, got {value!r}")
     return out
 
 
@@ -69,7 +77,7 @@ def real_number(
 
 def choice(name: str, value: T, choices: Collection[T]) -> T:
     """``value`` if it is one of ``choices``."""
-    if value not in choices:
+    if not isinstance(value, (str, int, float, type(None))) or value not in choices:
         listed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {listed}, got {value!r}")
     return value

@@ -121,6 +121,11 @@ class MinMaxOptimizer:
             raise TypeError(
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
             )
+        for group in optimizer.param_groups:
+            lr = group.get("lr", 0.0)
+            if isinstance(lr, Tensor) and lr.ndim == 0 and lr.is_floating_point():
+                lr = float(lr)
+            checks.real_number("lr", lr, nonnegative=True)
         params = problem.parameters()
         _check_params(params)
         in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from minimax import checks
 from minimax.gradients import (
     batch_gradient,
     candidate_gradients,
@@ -288,8 +289,8 @@ class DDi(GramRule):
         method: str = "wolfe",
         memory_budget: int = 2 * 1024**3,
     ) -> None:
-        if tolerance is not None and not tolerance >= 0:
-            raise ValueError(f"tolerance must be ≥ 0 or None, got {tolerance!r}")
+        if tolerance is not None:
+            tolerance = checks.real_number("tolerance", tolerance, nonnegative=True)
         self.per_example = per_example
         # per-example gradients need their own Jacobian: no reuse there
         self.reuse_scoring = reuse_scoring and not per_example

@@ -6,13 +6,14 @@ Every solver computes in float64 on the trace-normalized matrix Kn = K / (tr K /
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from minimax import checks
 
 __all__ = [
     "MinNormConvergenceWarning",
@@ -227,12 +228,10 @@ def check_tol(
     tol: float | None, max_iter: int | None, default_tol: float
 ) -> tuple[float, int | None]:
     """``tol`` (``default_tol`` when None) and ``max_iter`` checked: finite ≥ 0, integer ≥ 0."""
-    t = default_tol if tol is None else float(tol)
-    if not t >= 0 or not math.isfinite(t):
-        raise ValueError(f"tol must be a finite number ≥ 0; got {tol}.")
-    if max_iter is not None and (int(max_iter) != max_iter or max_iter < 0):
-        raise ValueError(f"max_iter must be a non-negative integer or None; got {max_iter}.")
-    return t, (None if max_iter is None else int(max_iter))
+    t = default_tol if tol is None else checks.real_number("tol", tol, nonnegative=True)
+    if max_iter is not None:
+        max_iter = checks.integer("max_iter", max_iter, minimum=0)
+    return t, max_iter
 
 
 def kkt_residual(weights: Tensor, gram: Tensor, block_sizes: Sequence[int] | None = None) -> Tensor:

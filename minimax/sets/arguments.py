@@ -49,7 +49,7 @@ def check_set_arguments(named: dict[str, object]) -> None:
     """Check the named tensors (floating point, all finite: one fused check) and a step size."""
     tensors = {}
     for name, value in named.items():
-        if value is None:
+        if value is None and name != "step_size":
             continue
         if name == "step_size" and not isinstance(value, Tensor):
             checks.real_number(name, value, nonnegative=True)

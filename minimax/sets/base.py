@@ -237,6 +237,10 @@ class PerturbationSet(abc.ABC):
         device: torch.device | str | None,
         x: Tensor | None,
     ) -> tuple[torch.Size, torch.dtype, torch.device | str | None]:
+        if not isinstance(shape, (tuple, list, torch.Size)) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+        ):
+            raise TypeError(f"shape must be a tuple of non-negative ints, got {shape!r}")
         size = torch.Size(shape)
         if dtype is None:
             dtype = x.dtype if x is not None else torch.get_default_dtype()
