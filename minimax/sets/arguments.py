@@ -57,7 +57,8 @@ def check_set_arguments(named: dict[str, object]) -> None:
         tensors[name] = checks.float_tensor(name, value)
     if not tensors:
         return
-    flags = torch.stack([torch.isfinite(t).all().cpu() for t in tensors.values()])
+    first = next(iter(tensors.values())).device
+    flags = torch.stack([torch.isfinite(t).all().to(first) for t in tensors.values()])
     if bool(flags.all()):
         if "step_size" in tensors and bool((tensors["step_size"] < 0).any()):
             raise ValueError("step_size must be ≥ 0 for every example")
