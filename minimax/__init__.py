@@ -13,7 +13,7 @@ Each extension point has a registry (name → builder): `RULES`, `INNER_SOLVERS`
 `METHODS`; docs/architecture.md maps the modules and what to touch to add each kind of piece.
 """
 
-from minimax import distributed, toys
+from minimax import distributed, nonfinite, toys
 from minimax.attacks import ATTACKS, SUITES, attack, build_attack, model_mode, threat_set
 from minimax.grad import backward
 from minimax.gradients import (
@@ -52,6 +52,7 @@ from minimax.minnorm import (
     min_norm_product_weights,
     min_norm_weights,
 )
+from minimax.nonfinite import NonFiniteError
 from minimax.optim import MinMaxOptimizer, StepReport, descent_direction
 from minimax.problem import (
     FunctionProblem,
@@ -98,6 +99,7 @@ __all__ = [
     "MinNormConvergenceWarning",
     "MinNormResult",
     "ModuleProblem",
+    "NonFiniteError",
     "PassCounter",
     "PerturbationSet",
     "Problem",
@@ -129,6 +131,7 @@ __all__ = [
     "min_norm_product_weights",
     "min_norm_weights",
     "model_mode",
+    "nonfinite",
     "per_example_gradients",
     "robustbench_record",
     "square_fraction",

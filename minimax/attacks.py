@@ -102,6 +102,12 @@ def threat_set(
     norm = checks.choice("norm", str(norm).lower(), ("linf", "l2"))
     if not isinstance(eps, Tensor):
         checks.real_number("eps", eps, nonnegative=True)
+        bounded = isinstance(lower, (int, float)) and isinstance(upper, (int, float))
+        if norm == "linf" and bounded and eps > upper - lower:  # type: ignore[operator]
+            raise ValueError(
+                f"eps = {eps:g} is wider than the input range [{lower:g}, {upper:g}]: every "
+                "input is reachable (a forgotten /255?)"
+            )
     ball = LinfBall if norm == "linf" else L2Ball
     return ball(eps, lower=lower, upper=upper)
 

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from minimax.inner.base import InnerSolver
+from minimax.nonfinite import check_direction
 from minimax.optim import descent_direction
 from minimax.problem import Batch, Problem
 from minimax.rules import Direction, Rule
@@ -52,18 +53,15 @@ def backward(
             at each example's worst candidate, as `MinMaxOptimizer` does.
 
     Raises:
-        FloatingPointError: when d has a non-finite entry; no ``.grad`` is touched then.
+        minimax.NonFiniteError: (a FloatingPointError) when d or the candidates' values have a
+            non-finite entry, found by one fused check; no ``.grad`` and no running statistic
+            is touched then.
     """
     params = problem.parameters() if params is None else params
     direction, candidates = descent_direction(
         problem, params, batch, inner, rule, generator=generator
     )
-    bad = [k for k, v in direction.vector.items() if not bool(torch.isfinite(v).all())]
-    if bad:
-        raise FloatingPointError(
-            f"the {direction.rule or 'rule'} direction is not finite in {bad[:5]}: .grad left as "
-            "it was (check the loss for overflow, or lower the learning rate)"
-        )
+    check_direction(direction.vector, candidates.values, rule=direction.rule)
     for name, p in params.items():
         d = direction.vector[name].detach().to(p.dtype)
         p.grad = d.clone() if p.grad is None else p.grad + d

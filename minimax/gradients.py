@@ -179,6 +179,14 @@ def combine(stack: Mapping[str, Tensor], weights: Tensor, lead: int = 1) -> dict
 
 
 def flat_norm(vector: Mapping[str, Tensor]) -> Tensor:
-    """‖v‖ over all entries of a dict of tensors, in float64 (scalar)."""
-    total = sum((t.to(torch.float64) ** 2).sum() for t in vector.values())
-    return torch.as_tensor(total, dtype=torch.float64).sqrt()
+    """‖v‖ over all entries of a dict of tensors, in float64 (scalar). Scaled by the largest
+    magnitude first, so that neither huge (1e200) nor tiny (1e-300) entries overflow or
+    underflow; no host sync."""
+    parts = [t.to(torch.float64).reshape(-1) for t in vector.values()]
+    if not parts:
+        return torch.zeros((), dtype=torch.float64)
+    scale = torch.stack([p.abs().max() if p.numel() else p.new_zeros(()) for p in parts]).max()
+    safe = torch.where((scale > 0) & torch.isfinite(scale), scale, torch.ones_like(scale))
+    total = torch.stack([((p / safe) ** 2).sum() for p in parts]).sum()
+    finite_scale = (scale > 0) & torch.isfinite(scale)
+    return torch.where(finite_scale, safe * total.sqrt(), scale)

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from minimax import checks
 from minimax.distributed import LOCAL, Communicator
 from minimax.gradients import (
     batch_gradient,
@@ -32,6 +33,7 @@ from minimax.gradients import (
 )
 from minimax.inner.base import Candidates
 from minimax.minnorm import MinNormResult, min_norm_product_weights, min_norm_weights
+from minimax.nonfinite import NonFiniteError
 from minimax.problem import Batch, Problem
 from minimax.registry import Registry
 
@@ -45,7 +47,8 @@ class Direction:
     vector: d, a dict shaped like θ.
     weights: float64 weights of the candidate gradients that make d: [m] (batch-level) or [B, m]
         (per example); entries of dropped candidates are 0.
-    norm: ‖d‖ (float64 scalar), the stationarity measure.
+    norm: ‖d‖ (float64 scalar) of the vector itself (before normalizing), the stationarity
+        measure.
     certificate: the Danskin bound on the directional derivative of the candidates' max along −d,
         max_i ⟨−d, g_i⟩ (batch-level) or Σ_b max_i ⟨−d, g_{b,i}⟩ (per example); None where the
         rule did not compute the candidate gradients. ≤ −‖d‖² certifies descent for DDi.
@@ -106,10 +109,10 @@ def _one_hot(index: Tensor, m: int) -> Tensor:
 
 
 def _normalized(
-    d: dict[str, Tensor], cert: Tensor | None, normalize: bool, norm: Tensor | None = None
+    d: dict[str, Tensor], cert: Tensor | None, normalize: bool
 ) -> tuple[dict[str, Tensor], Tensor, Tensor | None]:
-    """(d or d/‖d‖, ‖d‖, certificate rescaled alike); ``norm`` defaults to ‖d‖ computed here."""
-    norm = flat_norm(d) if norm is None else norm
+    """(d or d/‖d‖, ‖d‖, certificate rescaled alike); ‖d‖ is the norm of the vector itself."""
+    norm = flat_norm(d)
     if normalize and float(norm) > 0:
         d = {k: v / norm.to(v.dtype) for k, v in d.items()}
         cert = None if cert is None else cert / norm
@@ -246,11 +249,18 @@ class GramRule(Rule):
         vectors = self.gradients(problem, params, batch, candidates)
         stack = self.communicator.mean(vectors.stack, candidates.batch_size)  # over ranks
         k = gram(stack)
+        if not bool(torch.isfinite(k).all()):  # the QP reads K on the host anyway: same sync
+            raise NonFiniteError(
+                f"{self!r}: the candidate gradients are not finite (NaN or Inf in their Gram "
+                "matrix); check the loss for overflow, or lower the learning rate",
+                what="gradients",
+            )
         result = self.weigh(k, vectors.sizes)
         alpha = result.weights
         d = combine(stack, alpha)
         raw = block_certificate(k @ alpha, vectors.sizes)
-        d, norm, cert = _normalized(d, raw, self.normalize, result.sq_norm.clamp_min(0).sqrt())
+        # ‖d‖ from the vector: √(αᵀKα) cannot resolve below ~1e-8 relative (cancellation)
+        d, norm, cert = _normalized(d, raw, self.normalize)
         layout = vectors.layout
         weights = torch.zeros(layout.numel(), dtype=torch.float64, device=alpha.device)
         weights[layout.reshape(-1).to(alpha.device)] = alpha
@@ -299,8 +309,8 @@ class DDi(GramRule):
         method: str = "wolfe",
         memory_budget: int = 2 * 1024**3,
     ) -> None:
-        if tolerance is not None and not tolerance >= 0:
-            raise ValueError(f"tolerance must be ≥ 0 or None, got {tolerance!r}")
+        if tolerance is not None:
+            tolerance = checks.real_number("tolerance", tolerance, nonnegative=True)
         self.per_example = per_example
         # per-example gradients need their own Jacobian: no reuse there
         self.reuse_scoring = reuse_scoring and not per_example

@@ -95,7 +95,10 @@ class APGD(InnerSolver):
     stored there, and no momentum on the next step).
 
     Each restart returns its best iterate by the surrogate, which is what APGD tracks; the
-    candidates' ``values`` are always the problem's own objective g at those iterates.
+    candidates' ``values`` are always the problem's own objective g at those iterates. Where the
+    examples are coupled (train-mode BatchNorm, `Problem.examples_coupled`) the per-example best
+    iterates form a batch that was never evaluated as one, so the returned deltas are re-scored
+    by one forward (counted) and ``values`` are g at exactly those deltas.
 
     Args:
         steps: iterations. Costs ``steps`` forward+backward passes per restart, plus one forward at
@@ -129,8 +132,8 @@ class APGD(InnerSolver):
                 f"loss must be 'ce' (the problem's own objective) or 'dlr' (difference of logits "
                 f"ratio), got {loss!r}"
             )
-        if not 0.0 <= rho <= 1.0:
-            raise ValueError(f"rho must be in [0, 1], got {rho!r}")
+        rho = checks.real_number("rho", rho, nonnegative=True, at_most=1.0)
+        alpha = checks.real_number("alpha", alpha, at_most=1.0)
         if not 0.0 < alpha <= 1.0:
             raise ValueError(f"alpha must be in (0, 1] (1 = no momentum), got {alpha!r}")
         self.loss = loss
@@ -156,7 +159,7 @@ class APGD(InnerSolver):
         surrogate = self._surrogate(problem, batch)
         start = self.initial(problem, batch, generator)
         best_d, best_f = self._ascend(surrogate, params, batch, start)
-        if self.loss == "ce":
+        if self.loss == "ce" and not problem.examples_coupled:
             values = best_f  # the surrogate is g itself
         else:
             with torch.no_grad():

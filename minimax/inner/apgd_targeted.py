@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor
 
+from minimax import checks
 from minimax.inner.apgd import APGD
 from minimax.inner.base import Candidates, InnerSolver
 from minimax.problem import Batch, ModuleProblem, Params, Problem
@@ -87,8 +88,7 @@ class APGDTargeted(InnerSolver):
         seed: int | None = 0,
         early_stop: bool = True,
     ) -> None:
-        if isinstance(targets, bool) or int(targets) != targets or targets < 1:
-            raise ValueError(f"targets must be a positive integer, got {targets!r}")
+        targets = checks.integer("targets", targets, minimum=1)
         self.apgd = APGD(steps, restarts, loss="ce", rho=rho, alpha=alpha, seed=seed)
         self.targets = int(targets)
         self.early_stop = bool(early_stop)

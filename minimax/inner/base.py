@@ -10,7 +10,9 @@ import torch
 from torch import Generator, Tensor
 
 from minimax import checks
+from minimax.nonfinite import check_values
 from minimax.problem import Batch, Params, Problem
+from minimax.sets.arguments import trusted
 
 __all__ = ["Candidates", "InnerSolver", "ScoringGraph", "make_generator", "starting_points"]
 
@@ -155,9 +157,14 @@ class InnerSolver(ABC):
 
         ``keep_graph=True`` asks for `Candidates.graph` (the scoring forward with its graph to θ,
         so that a rule needs no forward of its own); solvers that cannot keep it return None.
+
+        Raises `minimax.NonFiniteError` when a returned value is NaN or Inf (one check per call).
         """
         detached = {k: v.detach() for k, v in params.items()}
-        return self.search(problem, detached, batch, generator, keep_graph=keep_graph)
+        with trusted():  # the sets' argument checks would cost a host sync per iteration
+            found = self.search(problem, detached, batch, generator, keep_graph=keep_graph)
+        check_values(found.values, solver=type(self).__name__)
+        return found
 
     @abstractmethod
     def search(

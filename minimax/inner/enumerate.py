@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from minimax.inner.base import Candidates, InnerSolver
+from minimax.nonfinite import check_values
 from minimax.problem import Batch, Params, Problem
 
 __all__ = ["Enumerate", "HasPieces", "VertexSet"]
@@ -60,7 +61,7 @@ class Enumerate(InnerSolver):
     generally convex in δ gives the right max value). Batch-level `DDi` treats candidate i as the
     same piece for every example: for B > 1 independent examples use ``DDi(per_example=True)``.
 
-    Non-finite values of present pieces raise a ValueError.
+    Non-finite values of present pieces raise `minimax.NonFiniteError`.
     """
 
     def __repr__(self) -> str:
@@ -95,8 +96,7 @@ class Enumerate(InnerSolver):
         with torch.no_grad():
             values = problem.values(detached, deltas, batch)  # [V, B]
         present = self._present(problem, batch, values.shape).to(values.device)
-        if not bool(torch.isfinite(values[present]).all()):
-            raise ValueError(f"{problem!r} returned non-finite values at some present pieces")
+        check_values(values[present], solver="Enumerate")  # absent pieces may be anything
         index = _present_first(values, present)  # [m, B]
         self.restarts = int(index.shape[0])
         cols = torch.arange(b, device=index.device)

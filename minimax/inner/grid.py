@@ -7,7 +7,9 @@ import itertools
 import torch
 from torch import Generator, Tensor
 
+from minimax import checks
 from minimax.inner.base import Candidates, InnerSolver
+from minimax.nonfinite import check_values
 from minimax.problem import Batch, Params, Problem
 from minimax.sets import Box, LinfBall, PerturbationSet
 
@@ -17,8 +19,10 @@ __all__ = ["Grid", "grid_axes", "local_maxima"]
 class Grid(InnerSolver):
     """Evaluate g on a uniform grid over the set and return its discrete local maxima.
 
-    The candidates of each example are the grid's local maxima (no neighbour is higher), best
-    first. Those within ``tol`` of the best count as ties: when there are more ties than
+    The candidates of each example are the grid's local maxima up to ``tol`` (no neighbour is
+    higher by more than ``tol``), best first. Every grid point within ``tol`` of the best is a
+    local maximum by that test, so maxima tied up to rounding are all kept by construction; they
+    count as ties: when there are more ties than
     ``candidates``, evenly spaced ones (in grid order, the two extremes included) are returned, so
     a flat maximizer set is covered end to end. Examples with fewer local maxima are padded with
     their best point (a duplicate leaves every hull unchanged).
@@ -32,13 +36,11 @@ class Grid(InnerSolver):
     """
 
     def __init__(self, points: int = 101, candidates: int = 4, *, tol: float = 1e-9) -> None:
-        if points < 2:
-            raise ValueError(f"points must be ≥ 2 (the endpoints), got {points}")
-        if candidates < 1:
-            raise ValueError(f"candidates must be ≥ 1, got {candidates}")
+        points = checks.integer("points", points, minimum=2)
+        candidates = checks.integer("candidates", candidates, minimum=1)
         super().__init__(restarts=candidates, random_start=False)  # deterministic: no draws
-        self.points = int(points)
-        self.tol = float(tol)
+        self.points = points
+        self.tol = checks.real_number("tol", tol, nonnegative=True)
 
     def __repr__(self) -> str:
         return f"Grid(points={self.points}, candidates={self.restarts}, tol={self.tol:g})"
@@ -63,7 +65,8 @@ class Grid(InnerSolver):
             values = torch.cat(
                 [problem.values(params, chunk, batch) for chunk in deltas.split(4096)]
             )  # [G, B]
-        local = local_maxima(values.reshape(*grid_shape, b))  # [G, B] bool
+        check_values(values, solver="Grid")  # every grid value, one check
+        local = local_maxima(values.reshape(*grid_shape, b), tol=self.tol)  # [G, B] bool
         chosen = torch.stack([self._choose(values[:, j], local[:, j]) for j in range(b)], dim=1)
         cols = torch.arange(b, device=ref.device)
         return Candidates(deltas[chosen, cols].clone(), values[chosen, cols])
@@ -103,13 +106,14 @@ def grid_axes(
     return [torch.linspace(float(a), float(b), points, dtype=dtype) for a, b in zip(lo, hi)]
 
 
-def local_maxima(values: Tensor) -> Tensor:
-    """values [n1, .., nk, B] → [n1·…·nk, B] bool: no grid neighbour (all 3ᵏ − 1) is higher."""
+def local_maxima(values: Tensor, tol: float = 0.0) -> Tensor:
+    """values [n1, .., nk, B] → [n1·…·nk, B] bool: no grid neighbour (all 3ᵏ − 1) is higher by
+    more than ``tol`` (so every point within ``tol`` of the global maximum is one)."""
     k = values.ndim - 1
     padded = torch.nn.functional.pad(values, (0, 0, *([1, 1] * k)), value=-torch.inf)
     is_max = torch.ones_like(values, dtype=torch.bool)
     for offset in itertools.product((-1, 0, 1), repeat=k):
         if any(offset):
             sl = tuple(slice(1 + o, 1 + o + n) for o, n in zip(offset, values.shape[:k]))
-            is_max &= values >= padded[(*sl, slice(None))]
+            is_max &= values >= padded[(*sl, slice(None))] - tol
     return is_max.reshape(-1, values.shape[-1])

@@ -27,7 +27,10 @@ class PGD(InnerSolver):
         step_size: a float, or a tensor [B] of per-example step sizes.
         restarts: m, the number of candidates per example.
         random_start: start each restart at a random point of the set (else at δ = 0).
-        select: ``"last"`` returns the last iterate, ``"best"`` the best iterate of each restart.
+        select: ``"last"`` returns the last iterate, ``"best"`` the best iterate of each restart:
+            per (restart, example), or, where the examples are coupled (train-mode BatchNorm,
+            `Problem.examples_coupled`), per restart over whole-batch iterates (the iterate with
+            the best batch-mean value), so that the returned values are g at the returned deltas.
         batched: evaluate the restarts in stacked calls (``False``: one restart at a time, same
             random starts and same result).
         chunk: at most this many restarts per stacked call (None: what the problem prefers,
@@ -47,18 +50,12 @@ class PGD(InnerSolver):
         chunk: int | None = None,
         seed: int | None = 0,
     ) -> None:
-        if chunk is not None and chunk < 1:
-            raise ValueError(f"chunk must be a positive integer or None, got {chunk!r}")
+        if chunk is not None:
+            chunk = checks.integer("chunk", chunk, minimum=1)
         super().__init__(restarts=restarts, random_start=random_start, seed=seed)
         self.steps = checks.integer("steps", steps, minimum=0)
-        if isinstance(step_size, Tensor):
-            if bool((step_size < 0).any()) or not bool(torch.isfinite(step_size).all()):
-                raise ValueError("step_size must be finite and ≥ 0")
-        elif not step_size >= 0:
-            raise ValueError(f"step_size must be ≥ 0, got {step_size!r}")
-        if select not in ("last", "best"):
-            raise ValueError(f"select must be 'last' or 'best', got {select!r}")
-        self.step_size = step_size
+        select = checks.choice("select", select, ("last", "best"))
+        self.step_size = step_size_value("step_size", step_size)
         self.select = select
         self.batched = batched
         self.chunk = chunk
@@ -107,13 +104,14 @@ class PGD(InnerSolver):
         S = problem.perturbation
         x = problem.clean_input(batch)
         event_ndim = deltas.ndim - 2
+        coupled = problem.examples_coupled
         best_d = deltas
         best_v = torch.full(deltas.shape[:2], -torch.inf, dtype=deltas.dtype, device=deltas.device)
         for _ in range(self.steps):
             v, g = problem.values_and_input_grad(params, deltas, batch)
             deltas = deltas.detach()
             if self.select == "best":
-                best_d, best_v = _keep_best(best_d, best_v, deltas, v)
+                best_d, best_v = _keep_best(best_d, best_v, deltas, v, coupled)
             deltas = S.project(
                 S.ascent_step(deltas, g, self.step_size, event_ndim=event_ndim),
                 x,
@@ -124,9 +122,20 @@ class PGD(InnerSolver):
         with torch.no_grad():
             v = problem.values(params, deltas, batch)
         if self.select == "best":
-            best_d, best_v = _keep_best(best_d, best_v, deltas, v)
+            best_d, best_v = _keep_best(best_d, best_v, deltas, v, coupled)
             return Candidates(best_d, best_v)
         return Candidates(deltas.detach(), v.detach())
+
+
+def step_size_value(name: str, value: object, *, positive: bool = False) -> float | Tensor:
+    """A step size: a finite float ≥ 0 (> 0 with ``positive``), or a floating-point tensor [B]
+    of them; a negative step would descend, an infinite one leave the set."""
+    if isinstance(value, Tensor):
+        checks.finite_tensor(name, checks.float_tensor(name, value))
+        if bool((value < 0).any()) or (positive and bool((value == 0).any())):
+            raise ValueError(f"{name} must be {'> 0' if positive else '≥ 0'} for every example")
+        return value
+    return checks.real_number(name, value, positive=positive, nonnegative=True)
 
 
 def _scored_with_graph(
@@ -138,8 +147,14 @@ def _scored_with_graph(
     return Candidates(deltas, v.detach(), ScoringGraph(leaves, list(v)))
 
 
-def _keep_best(best_d: Tensor, best_v: Tensor, d: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+def _keep_best(
+    best_d: Tensor, best_v: Tensor, d: Tensor, v: Tensor, coupled: bool
+) -> tuple[Tensor, Tensor]:
+    """The better of two iterates [n, B, ...] with values [n, B]: per (restart, example), or per
+    restart by the batch mean where the examples are ``coupled`` (never splice batches)."""
     better = v > best_v
+    if coupled:
+        better = (v.mean(dim=1) > best_v.mean(dim=1)).unsqueeze(1).expand_as(v)
     mask = better.reshape(*better.shape, *([1] * (d.ndim - 2)))
     return torch.where(mask, d, best_d), torch.where(better, v, best_v)
 
@@ -161,7 +176,9 @@ class FGSM(PGD):
         super().__init__(
             steps=1, step_size=0.0, restarts=restarts, random_start=random_start, seed=seed
         )
-        self._fgsm_step = step_size
+        self._fgsm_step = (
+            None if step_size is None else step_size_value("step_size", step_size, positive=True)
+        )
 
     def __repr__(self) -> str:
         return f"FGSM(step_size={self._fgsm_step}, restarts={self.restarts})"

@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from minimax import checks
 from minimax.inner.base import Candidates, InnerSolver
 from minimax.problem import Batch, ModuleProblem, Params, Problem
 from minimax.sets import L2Ball, LinfBall
@@ -171,10 +172,9 @@ class Square(InnerSolver):
         loss: Literal["margin", "objective"] = "margin",
         seed: int | None = 0,
     ) -> None:
-        if isinstance(queries, bool) or int(queries) != queries or queries < 1:
-            raise ValueError(f"queries must be a positive integer, got {queries!r}")
-        if isinstance(restarts, bool) or int(restarts) != restarts or restarts < 1:
-            raise ValueError(f"restarts must be a positive integer, got {restarts!r}")
+        queries = checks.integer("queries", queries, minimum=1)
+        restarts = checks.integer("restarts", restarts, minimum=1)
+        p_init = checks.real_number("p_init", p_init, at_most=1.0)
         if not 0.0 < p_init <= 1.0:
             raise ValueError(f"p_init must be in (0, 1], got {p_init!r}")
         if loss not in ("margin", "objective"):

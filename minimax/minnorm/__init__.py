@@ -135,6 +135,8 @@ def _cvxpylayers(qp: SimplexQP) -> Solution:
 
 
 def _method(name: str) -> MinNormMethod:
+    if not isinstance(name, str):
+        raise TypeError(f"method must be a name in {METHODS.names()}, got {name!r}")
     solver = METHODS.get(name)
     assert isinstance(solver, MinNormMethod)
     return solver
@@ -233,6 +235,8 @@ def min_norm_point(
         )
     if vectors.shape[-2] == 0:
         raise ValueError("vectors is empty (m = 0): the convex hull of no vectors has no point.")
+    if vectors.is_complex():
+        raise TypeError(f"vectors must be real, got dtype {vectors.dtype}")
     V = vectors.to(torch.float64)
     result = min_norm_weights(V @ V.mT, method, **kw)
     d = (result.weights.unsqueeze(-2) @ V).squeeze(-2)

@@ -6,13 +6,14 @@ Every solver computes in float64 on the trace-normalized matrix Kn = K / (tr K /
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from minimax import checks
 
 __all__ = [
     "MinNormConvergenceWarning",
@@ -102,15 +103,18 @@ def check_gram(gram: Tensor, what: str = "gram") -> tuple[np.ndarray, tuple[int,
             f"(= {kmax[b]:.3g}) in batch entry {b}. Pass a Gram matrix G @ G.mT, or symmetrize "
             "it with (K + K.mT) / 2."
         )
-    K = 0.5 * (K + K.transpose(0, 2, 1))
-    trace = np.trace(K, axis1=1, axis2=2)
+    K = 0.5 * K + 0.5 * K.transpose(0, 2, 1)  # (no overflow near 1e308)
+    # Checked on K / max|K|: a trace that overflows (entries near 1e308) or a subnormal matrix
+    # (entries near 1e-310) is as good a Gram matrix as any other.
+    Ks = K / np.where(kmax > 0, kmax, 1.0)[:, None, None]
+    trace = np.trace(Ks, axis1=1, axis2=2)
     psd_tol = max(1e-8, 10.0 * m * in_eps)
     # PSD up to psd_tol × trace: the Cholesky factor of K + psd_tol·trace·I must exist; a PSD
     # matrix with zero trace is zero.
     pos = trace > 0
     ok = not (~pos & (kmax > 0)).any()
     if ok and pos.any():
-        Kp = K[pos] + (psd_tol * trace[pos])[:, None, None] * np.eye(m)
+        Kp = Ks[pos] + (psd_tol * trace[pos])[:, None, None] * np.eye(m)
         if m <= 64:
             try:
                 np.linalg.cholesky(Kp)
@@ -119,12 +123,12 @@ def check_gram(gram: Tensor, what: str = "gram") -> tuple[np.ndarray, tuple[int,
         else:  # torch's LAPACK: numpy's threaded one can stall next to torch's thread pool
             ok = bool((torch.linalg.cholesky_ex(torch.from_numpy(Kp)).info == 0).all())
     if not ok:
-        lam = np.linalg.eigvalsh(K)
+        lam = np.linalg.eigvalsh(Ks)
         b = int(np.argmin(lam[:, 0] + psd_tol * np.maximum(trace, 0.0)))
         raise ValueError(
-            f"{what} is not positive semidefinite: smallest eigenvalue {lam[b, 0]:.3g} < "
-            f"-{psd_tol:g} × trace (= {trace[b]:.3g}) in batch entry {b}. A Gram matrix "
-            "G @ G.mT is PSD; compute it in float64 from the vectors themselves."
+            f"{what} is not positive semidefinite: smallest eigenvalue {lam[b, 0] * kmax[b]:.3g}"
+            f" < -{psd_tol:g} × trace (= {trace[b] * kmax[b]:.3g}) in batch entry {b}. A Gram "
+            "matrix G @ G.mT is PSD; compute it in float64 from the vectors themselves."
         )
     return K, batch, m
 
@@ -148,11 +152,21 @@ def block_ids(block_sizes: Sequence[int] | None, m: int) -> tuple[np.ndarray, in
 
 
 def normalize(K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Kn = K / (tr K / m) [B, m, m] and the scale tr K / m [B]; zero-trace entries stay 0."""
+    """Kn = K / (tr K / m) [B, m, m] and the scale tr K / m [B]; zero-trace entries stay 0.
+
+    K is divided by max|K| before its trace is taken, so that a trace that would overflow (or
+    entries that are subnormal) still give the right Kn; the scale itself may then be inf."""
     m = K.shape[-1]
-    scale = np.trace(K, axis1=1, axis2=2) / m
-    safe = np.where(scale > 0, scale, 1.0)
-    return K / safe[:, None, None], scale
+    if K.shape[0] == 0:
+        return K.copy(), np.zeros(0)
+    kmax = np.abs(K).max(axis=(1, 2))
+    unit = np.where(kmax > 0, kmax, 1.0)
+    Ks = K / unit[:, None, None]
+    t = np.trace(Ks, axis1=1, axis2=2) / m
+    safe = np.where(t > 0, t, 1.0)
+    with np.errstate(over="ignore"):
+        scale = t * unit
+    return Ks / safe[:, None, None], scale
 
 
 def uniform_weights(bid: np.ndarray, p: int) -> np.ndarray:
@@ -214,12 +228,10 @@ def check_tol(
     tol: float | None, max_iter: int | None, default_tol: float
 ) -> tuple[float, int | None]:
     """``tol`` (``default_tol`` when None) and ``max_iter`` checked: finite ≥ 0, integer ≥ 0."""
-    t = default_tol if tol is None else float(tol)
-    if not t >= 0 or not math.isfinite(t):
-        raise ValueError(f"tol must be a finite number ≥ 0; got {tol}.")
-    if max_iter is not None and (int(max_iter) != max_iter or max_iter < 0):
-        raise ValueError(f"max_iter must be a non-negative integer or None; got {max_iter}.")
-    return t, (None if max_iter is None else int(max_iter))
+    t = default_tol if tol is None else checks.real_number("tol", tol, nonnegative=True)
+    if max_iter is not None:
+        max_iter = checks.integer("max_iter", max_iter, minimum=0)
+    return t, max_iter
 
 
 def kkt_residual(weights: Tensor, gram: Tensor, block_sizes: Sequence[int] | None = None) -> Tensor:

@@ -39,7 +39,9 @@ def cvxpylayers_weights(gram: Tensor, tol: float) -> Tensor:
     """Differentiable weights [B, m] for gram [..., m, m] (validated) through cvxpylayers."""
     m = gram.shape[-1]
     K = gram.to(torch.float64).reshape(-1, m, m)
-    K = 0.5 * (K + K.mT)
+    K = 0.5 * K + 0.5 * K.mT
+    kmax = K.detach().abs().amax(dim=(-2, -1), keepdim=True)  # scale first: no trace overflow
+    K = K / torch.where(kmax > 0, kmax, torch.ones_like(kmax))
     scale = K.diagonal(dim1=-2, dim2=-1).sum(-1) / m
     eye = torch.eye(m, dtype=K.dtype, device=K.device)
     pos = (scale > 0)[:, None, None]

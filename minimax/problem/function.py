@@ -64,6 +64,8 @@ class FunctionProblem(Problem):
                 f"perturbation must be a minimax perturbation set (LinfBall, L2Ball, L1Ball, Box), "
                 f"got {type(perturbation).__name__}"
             )
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params must be a dict name -> tensor, got {type(params).__name__}")
         if not params:
             raise ValueError("params must be a non-empty dict name -> tensor")
         self.fn = fn
@@ -78,6 +80,13 @@ class FunctionProblem(Problem):
         if len(devices) > 1:
             raise ValueError(f"all params must be on one device, got {sorted(map(str, devices))}")
         self.perturbation = perturbation
+        if not isinstance(event_shape, (tuple, list, torch.Size)) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in event_shape
+        ):
+            raise TypeError(
+                f"event_shape must be a tuple of non-negative ints (one example's δ), got "
+                f"{event_shape!r}"
+            )
         self.event_shape = torch.Size(event_shape)
         self.event_ndim = len(self.event_shape)
         self._batch_size = batch_size or _batch_size

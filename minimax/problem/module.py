@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from minimax import checks
 from minimax.problem.base import Batch, Params, Problem
 from minimax.sets import PerturbationSet
 
@@ -149,10 +150,7 @@ class ModuleProblem(Problem):
             raise ValueError(
                 f"x has {x.shape[0]} examples but y has {y.shape[:1]}: they must match"
             )
-        if not x.is_floating_point():
-            raise TypeError(
-                f"x must be a floating-point tensor, got {x.dtype} (convert images to float)"
-            )
+        checks.float_tensor("x", x)
         p = next(iter(self.model.parameters()), None)
         if p is not None and (x.device != p.device or y.device != p.device):
             raise ValueError(
@@ -161,6 +159,8 @@ class ModuleProblem(Problem):
             )
         if p is not None and x.dtype != p.dtype:
             raise TypeError(f"x has dtype {x.dtype} but the model has {p.dtype}: cast one of them")
+        S = self.perturbation  # clean inputs finite and inside the set's bounds: one fused check
+        checks.within("x", x, getattr(S, "lower", None), getattr(S, "upper", None))
         self._batch_checked = (weakref.ref(x), weakref.ref(y))
         return x, y
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from minimax.sets.arguments import CHECKED, checked_method
 
 __all__ = [
     "PerturbationSet",
@@ -167,7 +170,19 @@ def format_value(value: Scalar | None) -> str:
 
 
 class PerturbationSet(abc.ABC):
-    """A compact set S for δ; all methods use the ``[*lead, B, *event]`` layout (see module doc)."""
+    """A compact set S for δ; all methods use the ``[*lead, B, *event]`` layout (see module doc).
+
+    Every subclass's ``project``, ``ascent_step`` and ``contains`` check their tensor arguments
+    (floating point, finite; `minimax.sets.arguments`).
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in CHECKED:
+            fn = cls.__dict__.get(name)
+            if fn is not None and not getattr(fn, "__isabstractmethod__", False):
+                if not getattr(fn, "__minimax_checked__", False):
+                    setattr(cls, name, checked_method(name, fn))
 
     @abc.abstractmethod
     def project(
@@ -222,6 +237,10 @@ class PerturbationSet(abc.ABC):
         device: torch.device | str | None,
         x: Tensor | None,
     ) -> tuple[torch.Size, torch.dtype, torch.device | str | None]:
+        if not isinstance(shape, (tuple, list, torch.Size)) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+        ):
+            raise TypeError(f"shape must be a tuple of non-negative ints, got {shape!r}")
         size = torch.Size(shape)
         if dtype is None:
             dtype = x.dtype if x is not None else torch.get_default_dtype()

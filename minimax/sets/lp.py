@@ -22,7 +22,7 @@ from minimax.sets.base import (
     resolve_event_ndim,
 )
 
-__all__ = ["L1Ball", "L2Ball", "LinfBall", "project_l1"]
+__all__ = ["L1Ball", "L2Ball", "LinfBall", "l2_norm", "project_l1", "unit_l2"]
 
 
 def project_l1(v: Tensor, eps: Tensor) -> Tensor:
@@ -31,19 +31,46 @@ def project_l1(v: Tensor, eps: Tensor) -> Tensor:
     ``eps`` broadcasts against ``[..., 1]``. Sort-based soft-thresholding (Duchi et al. 2008):
     ``w = sign(v) · max(|v| − θ, 0)`` with ``θ ≥ 0`` the smallest value giving ``‖w‖₁ ≤ eps``.
     Rows already inside the ball are returned unchanged; ``eps = 0`` gives 0.
+
+    Computed in units of eps on the gaps b_j = (u_1 − u_j)/eps below the largest entry u_1 (only
+    gaps < 1 can be active), so no sum overflows or loses the threshold: huge (1e308) and tiny
+    (1e-300) rows project as well as unit ones.
     """
     a = v.abs()
-    l1 = a.sum(dim=-1, keepdim=True)
+    eps = torch.as_tensor(eps, dtype=v.dtype, device=v.device)
+    positive = eps > 0
+    unit = torch.where(positive, eps, torch.ones_like(eps))
     u = torch.sort(a, dim=-1, descending=True).values
-    css = u.cumsum(dim=-1)
+    gaps = ((u[..., :1] - u) / unit).clamp(max=1.0)  # [..., D], 0 at the top, ≤ 1
+    css = gaps.cumsum(dim=-1)
     k = torch.arange(1, v.shape[-1] + 1, dtype=v.dtype, device=v.device)
-    # ρ = the largest j with u_j > (css_j − eps) / j  (0 only when eps = 0)
-    active = u * k > css - eps
+    # ρ = the largest j with Σ_{i ≤ j} (b_j − b_i) < 1; j = 1 always qualifies
+    active = k * gaps - css < 1
     rho = (active.to(v.dtype) * k).amax(dim=-1, keepdim=True).clamp_min(1)
-    css_rho = css.gather(-1, rho.long() - 1)
-    theta = ((css_rho - eps) / rho).clamp_min(0)
-    w = torch.sign(v) * (a - theta).clamp_min(0)
-    return torch.where(l1 <= eps, v, w)
+    level = (1 + css.gather(-1, rho.long() - 1)) / rho  # (u_1 − θ)/eps, in (0, 1]
+    below = ((u[..., :1] - a) / unit).clamp(max=1.0)
+    w = torch.sign(v) * unit * (level - below).clamp_min(0)
+    inside = a.sum(dim=-1, keepdim=True) <= eps
+    return torch.where(inside, v, torch.where(positive, w, torch.zeros_like(v)))
+
+
+def l2_norm(v: Tensor, dim: int = -1, keepdim: bool = False) -> Tensor:
+    """‖v‖₂ along ``dim``, scaled by the largest magnitude first so that neither huge (1e200)
+    nor tiny (1e-300) entries overflow or underflow in the squares."""
+    scale = v.abs().amax(dim=dim, keepdim=True)
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    n = safe * torch.linalg.vector_norm(v / safe, dim=dim, keepdim=True)
+    n = torch.where(scale > 0, n, torch.zeros_like(n))
+    return n if keepdim else n.squeeze(dim)
+
+
+def unit_l2(v: Tensor) -> Tensor:
+    """Each row of ``v`` ``[..., D]`` divided by its L2 norm (0 rows stay 0), computed on the row
+    scaled by its largest magnitude (no underflow or overflow)."""
+    scale = v.abs().amax(dim=-1, keepdim=True)
+    u = v / torch.where(scale > 0, scale, torch.ones_like(scale))
+    n = torch.linalg.vector_norm(u, dim=-1, keepdim=True)
+    return u / torch.where(n > 0, n, torch.ones_like(n))
 
 
 class _NormBall(PerturbationSet):
@@ -274,20 +301,18 @@ class L2Ball(_NormBall):
     _name = "L2Ball"
 
     def _norm_flat(self, v: Tensor) -> Tensor:
-        return torch.linalg.vector_norm(v, dim=-1)
+        return l2_norm(v)
 
     def _dual_norm_flat(self, g: Tensor) -> Tensor:
-        return torch.linalg.vector_norm(g, dim=-1)
+        return l2_norm(g)
 
     def _project_flat(self, v: Tensor, eps: Tensor) -> Tensor:
-        n = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
-        outside = n > eps
-        safe = torch.where(outside, n, torch.ones_like(n))
-        return v * torch.where(outside, eps / safe, torch.ones_like(n))
+        # eps · v/‖v‖ from the scaled row: neither ‖v‖ (1e308) nor eps/‖v‖ (1e-300) misleads
+        outside = l2_norm(v, keepdim=True) > eps
+        return torch.where(outside, unit_l2(v) * eps, v)
 
     def _direction_flat(self, g: Tensor) -> Tensor:
-        n = torch.linalg.vector_norm(g, dim=-1, keepdim=True)
-        return g / torch.where(n > 0, n, torch.ones_like(n))
+        return unit_l2(g)
 
     def _unit_sample_flat(
         self,

@@ -30,6 +30,11 @@ from minimax.testing.finite import (
     finite_max_problems,
     shift_ulps,
 )
+from minimax.testing.near_ties import (
+    circumcenter_pieces,
+    near_tie_counterexample,
+    near_tie_problems,
+)
 from minimax.testing.problems import (
     PROBLEMS,
     DanskinSet,
@@ -74,6 +79,7 @@ __all__ = [
     "assert_rule_descends",
     "assert_stationary",
     "bilinear",
+    "circumcenter_pieces",
     "conflicting_pieces",
     "counterexample",
     "danskin_set",
@@ -88,6 +94,8 @@ __all__ = [
     "max_of_pieces",
     "multilinear_box",
     "multilinear_problems",
+    "near_tie_counterexample",
+    "near_tie_problems",
     "network_problems",
     "numbers",
     "pieces_problems",

@@ -94,6 +94,8 @@ def max_of_pieces(
     c: Nested = (((1.0,), (-1.0,)),),
     gaps: Nested = ((0.0, 0.0),),
     theta: Nested = (0.0,),
+    *,
+    pin: bool = True,
 ) -> KnownProblem:
     """A max of k quadratic pieces per example, tied at θ where ``gaps`` is 0.
 
@@ -103,7 +105,8 @@ def max_of_pieces(
     nodes), so max_δ g = max_j q_bj and the maximizers are the nodes of the maximal pieces.
 
     Args: a ``[B][k]`` curvatures, c ``[B][k][n]`` centres, gaps ``[B][k]`` ≥ 0, theta ``[n]``
-    the point θ.
+    the point θ; ``pin=False`` sets e_bj = −gaps_bj instead, so that pieces tie at θ only as far
+    as the geometry and rounding make them (near ties, e.g. at a triangle's circumcenter).
     """
     at, ct, gt, th = as_float64(a), as_float64(c), as_float64(gaps), as_float64(theta)
     if at.ndim != 2 or ct.ndim != 3 or gt.shape != at.shape or ct.shape[:2] != at.shape:
@@ -114,7 +117,7 @@ def max_of_pieces(
         raise ValueError("gaps must be ≥ 0")
     bsz, k, n = ct.shape
     level = 0.5 * at * ((th - ct) ** 2).sum(-1)
-    e = -level - gt
+    e = -level - gt if pin else -gt
 
     def pieces(theta_: Tensor) -> Tensor:
         return 0.5 * at * ((theta_ - ct) ** 2).sum(-1) + e  # [B, k]
@@ -145,7 +148,7 @@ def max_of_pieces(
         per_example_loss=lambda p: pieces(p["theta"].to(DTYPE)).max(-1).values,
         maximizers=maxs,
         call=call_repr("max_of_pieces", a=floats(a), c=floats(c), gaps=floats(gaps),
-                       theta=floats(theta)),
+                       theta=floats(theta), **({} if pin else {"pin": False})),
         info={"k": k, "dim": n, "B": bsz, "gap": float(nontied.min()) if k else math.inf,
               "tied": [int((row == 0).sum()) for row in gt]},
     )
