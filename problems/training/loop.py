@@ -14,12 +14,18 @@ the run stops early) and ``best.pt``.
 
 SIGINT / SIGTERM finish the current step, write a checkpoint (with the position inside the epoch)
 and return a history whose ``status`` is ``"interrupted"``; a second signal aborts at once.
+
+A non-finite step (NaN or Inf loss or direction, or an error of the step saying so) or a
+non-finite state at a checkpoint write stops the run: nothing more is written but a
+``{"kind": "stopped", "reason": ...}`` line in metrics.jsonl, so checkpoint.pt and best.pt stay
+the last good state; the history's ``status`` is ``"diverged"`` and ``reason`` says why.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import threading
@@ -33,9 +39,12 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+import minimax
 from problems.evaluation import evaluate
 from problems.training.checkpoint import (
+    CHECKPOINT,
     METRICS,
+    NonFiniteStateError,
     open_run_dir,
     restore,
     save_best,
@@ -57,6 +66,12 @@ from problems.training.setup import (
 __all__ = ["train"]
 
 Callback = Callable[[dict[str, Any]], None]
+
+#: errors of the outer step that mean "a non-finite value": the library's own class when it has
+#: one, and FloatingPointError; other ValueErrors count when they name NaN / Inf (the QP's)
+_NON_FINITE_ERRORS: tuple[type[BaseException], ...] = tuple(
+    {getattr(minimax, "NonFiniteError", FloatingPointError), FloatingPointError}
+)
 
 
 def train(
@@ -94,7 +109,8 @@ def train(
         callback: called after each step with its metrics record (the dict written to the JSONL).
 
     Returns:
-        the `RunHistory` (status ``"completed"``, ``"interrupted"`` or ``"max_steps"``).
+        the `RunHistory` (status ``"completed"``, ``"interrupted"``, ``"max_steps"`` or
+        ``"diverged"``, with ``reason``: see the module docstring).
     """
     data, val_set = _checked_inputs(config, train_set, val_set, max_steps)
     out, meta = Path(out_dir), dict(meta or {})
@@ -106,14 +122,46 @@ def train(
         return run.history
     with _Signals() as signals, open(out / METRICS, "a") as metrics:
         loop = _Loop(run, data, metrics, signals, max_steps, callback, progress)
-        while run.epoch < config.epochs:
-            if loop.epoch():  # stopped early: checkpoint written inside the epoch
-                return run.history
-            _end_epoch(loop, val_set)
-            if signals.received is not None:
-                run.history.status = "interrupted"
-                return run.history
+        try:
+            while run.epoch < config.epochs:
+                if loop.epoch():  # stopped early: checkpoint written inside the epoch
+                    return run.history
+                _end_epoch(loop, val_set)
+                if signals.received is not None:
+                    run.history.status = "interrupted"
+                    return run.history
+        except NonFiniteStateError as error:
+            _stop_diverged(loop, str(error))
     return run.history
+
+
+def _stop_diverged(loop: _Loop, reason: str) -> None:
+    """Record why the run stopped; the checkpoints on disk stay the last good state."""
+    run = loop.run
+    kept = run.out / CHECKPOINT
+    reason = f"{reason} (stopped at step {run.step}; kept: {kept if kept.is_file() else 'none'})"
+    loop.log({"kind": "stopped", "reason": reason, "epoch": run.epoch + 1, "step": run.step})
+    run.history.status, run.history.reason = "diverged", reason
+
+
+def _checked_step(run: Run, batch: tuple[Tensor, Tensor]) -> Any:
+    """``run.optimizer.step(batch)``; a non-finite loss or direction is a `NonFiniteStateError`
+    (raised before anything is written)."""
+    try:
+        with autocast(run.device, run.amp):
+            report = run.optimizer.step(batch)
+    except _NON_FINITE_ERRORS as error:
+        raise NonFiniteStateError(f"step {run.step + 1}: {error}") from error
+    except ValueError as error:
+        text = str(error).lower()
+        if "nan" in text or "finite" in text:
+            raise NonFiniteStateError(f"step {run.step + 1}: {error}") from error
+        raise
+    values = {"robust_loss": report.robust_loss, "norm": report.norm}
+    bad = {k: v for k, v in values.items() if v is not None and not math.isfinite(v)}
+    if bad:
+        raise NonFiniteStateError(f"step {run.step + 1}: non-finite {bad}")
+    return report
 
 
 def _checked_inputs(
@@ -216,8 +264,7 @@ class _Loop:
         x, y = _batch(run, self.data, idx)
         prep = time.perf_counter() - t0
         correct = _batch_correct(run.model, x, y, run.amp)
-        with autocast(run.device, run.amp):
-            report = run.optimizer.step((x, y))
+        report = _checked_step(run, (x, y))
         run.scheduler.step()
         step_wall = prep + report.seconds
         run.wall += step_wall
