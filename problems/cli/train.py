@@ -190,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
     """Train as ``args`` say; print the last epoch's record; 130 when interrupted."""
     import torch
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a file: the run directory must be a directory")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite contradict each other: pass one of them")
     if args.resume and not (Path(args.out) / "checkpoint.pt").is_file() and not args.no_progress:
