@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor
 
@@ -66,7 +67,7 @@ def cifar10(data_dir: Path, *, download: bool, progress: bool, seed: int = 0) ->
 
 
 #: the size of the generated synthetic data set (its archive's MD5 follows from it)
-_SYNTHETIC = {"n_train_per_batch": 40, "n_test": 100}
+_SYNTHETIC: dict[str, Any] = {"n_train_per_batch": 40, "n_test": 100}
 
 
 @DATASETS.register("synthetic")
