@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from problems.data.cifar10_files import ARCHIVES, BASE_URL, MD5, check_format
 from problems.data.errors import ChecksumError, CIFAR10Error, UnsafeArchiveError
-from problems.files import atomic_file
+from problems.files import atomic_file, remove_orphans
 
 __all__ = [
     "MAX_EXTRACTED_BYTES",
@@ -89,6 +89,7 @@ def download_archive(
     name = ARCHIVES[fmt]
     url = base_url.rstrip("/") + "/" + name
     target = root / name
+    remove_orphans(root, [name], suffixes=(".part",))  # left by a killed download
     last_md5 = ""
     for _ in range(max(1, retries)):
         try:

@@ -17,6 +17,7 @@ import pytest
 from problems.cli import main
 from problems.data import archives, errors
 from problems.data import cifar10_files as files
+from problems.data.cifar10 import load_cifar10
 from problems.data.datasets import load_dataset
 from problems.data.synthetic import synthetic_md5, write_synthetic_cifar10
 
@@ -236,3 +237,18 @@ def test_synthetic_data_dir_with_an_escaping_archive(sandbox: Path, capsys) -> N
     assert main(argv) == 2  # refused by its checksum, before extraction
     _nothing_outside(sandbox, data)
     assert not (data / TOP).exists()
+
+
+def test_leftovers_of_killed_extractions_and_downloads_are_removed(tmp_path: Path) -> None:
+    source = write_synthetic_cifar10(tmp_path / "server", n_train_per_batch=2, n_test=2)
+    md5 = archives.md5sum(source)
+    root = tmp_path / "data"
+    stale = root / f".{TOP}.abc123"
+    (stale / TOP).mkdir(parents=True)
+    part = root / f".{source.name}.xyz.part"
+    part.write_bytes(b"half a download")
+    archives.download_archive(root, base_url=(tmp_path / "server").as_uri(), md5=md5,
+                              progress=False)  # fmt: skip
+    assert not part.exists() and archives.md5sum(root / source.name) == md5
+    load_cifar10(root, md5=md5, progress=False)
+    assert not stale.exists() and (root / TOP).is_dir()
