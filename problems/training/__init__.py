@@ -15,8 +15,8 @@ labels int64 [N])::
     SCHEDULES, BATCHNORM, TIME_FIELDS
 
 Modules: `config` (the recipe), `rules` (the rule registry), `setup` (the pieces and `Run`),
-`loop` (the phases: epoch, step, validation), `checkpoint` (run directory, checkpoint I/O),
-`history` (records and metrics.jsonl).
+`loop` (the phases: epoch, step, validation), `divergence` (what stops a diverging run),
+`checkpoint` (run directory, checkpoint I/O), `history` (records and metrics.jsonl).
 """
 
 from problems.training.checkpoint import NonFiniteStateError, first_non_finite, load_checkpoint

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import signal
 import threading
@@ -39,7 +38,6 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-import minimax
 from problems.evaluation import evaluate
 from problems.training.checkpoint import (
     CHECKPOINT,
@@ -51,6 +49,7 @@ from problems.training.checkpoint import (
     save_checkpoint,
 )
 from problems.training.config import TrainConfig
+from problems.training.divergence import checked_step
 from problems.training.history import RunHistory
 from problems.training.setup import (
     AugmentFn,
@@ -66,13 +65,6 @@ from problems.training.setup import (
 __all__ = ["train"]
 
 Callback = Callable[[dict[str, Any]], None]
-
-#: errors of the outer step that mean "a non-finite value": the library's own class when it has
-#: one, and FloatingPointError; other ValueErrors count when they name NaN / Inf (the QP's)
-_NON_FINITE_ERRORS: tuple[type[BaseException], ...] = tuple(
-    {getattr(minimax, "NonFiniteError", FloatingPointError), FloatingPointError}
-)
-
 
 def train(
     model: nn.Module,
@@ -142,26 +134,6 @@ def _stop_diverged(loop: _Loop, reason: str) -> None:
     reason = f"{reason} (stopped at step {run.step}; kept: {kept if kept.is_file() else 'none'})"
     loop.log({"kind": "stopped", "reason": reason, "epoch": run.epoch + 1, "step": run.step})
     run.history.status, run.history.reason = "diverged", reason
-
-
-def _checked_step(run: Run, batch: tuple[Tensor, Tensor]) -> Any:
-    """``run.optimizer.step(batch)``; a non-finite loss or direction is a `NonFiniteStateError`
-    (raised before anything is written)."""
-    try:
-        with autocast(run.device, run.amp):
-            report = run.optimizer.step(batch)
-    except _NON_FINITE_ERRORS as error:
-        raise NonFiniteStateError(f"step {run.step + 1}: {error}") from error
-    except ValueError as error:
-        text = str(error).lower()
-        if "nan" in text or "finite" in text:
-            raise NonFiniteStateError(f"step {run.step + 1}: {error}") from error
-        raise
-    values = {"robust_loss": report.robust_loss, "norm": report.norm}
-    bad = {k: v for k, v in values.items() if v is not None and not math.isfinite(v)}
-    if bad:
-        raise NonFiniteStateError(f"step {run.step + 1}: non-finite {bad}")
-    return report
 
 
 def _checked_inputs(
@@ -264,7 +236,7 @@ class _Loop:
         x, y = _batch(run, self.data, idx)
         prep = time.perf_counter() - t0
         correct = _batch_correct(run.model, x, y, run.amp)
-        report = _checked_step(run, (x, y))
+        report = checked_step(run, (x, y))
         run.scheduler.step()
         step_wall = prep + report.seconds
         run.wall += step_wall
