@@ -6,6 +6,7 @@ Public API::
     atomic_file(path, mode="wb") -> context manager yielding the open temporary file
     atomic_save(obj, path)          torch.save, atomically
     atomic_write_text(path, text)   a text file (UTF-8), atomically
+    remove_orphans(directory, names) -> list[Path]   temporary files a killed write left behind
 
 The content goes to a temporary file in the same directory, is flushed and fsynced, then
 ``os.replace``-d onto ``path``; an exception inside the block deletes the temporary file and
@@ -15,15 +16,16 @@ leaves the previous ``path`` intact.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import torch
 
-__all__ = ["atomic_file", "atomic_save", "atomic_write_text"]
+__all__ = ["atomic_file", "atomic_save", "atomic_write_text", "remove_orphans"]
 
 
 @contextlib.contextmanager
@@ -34,7 +36,7 @@ def atomic_file(
     if mode not in ("wb", "w"):
         raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(path.name), suffix=suffix, dir=path.parent)
     try:
         encoding = "utf-8" if mode == "w" else None
         with os.fdopen(fd, mode, encoding=encoding) as f:
@@ -64,3 +66,30 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_file(path, "w") as f:
         f.write(text)
+
+
+def _prefix(name: str) -> str:
+    """The name prefix of `atomic_file`'s temporary files for the target ``name``."""
+    return f".{name}."
+
+
+def remove_orphans(
+    directory: str | os.PathLike[str], names: Iterable[str], *, suffixes: Iterable[str] = (".tmp",)
+) -> list[Path]:
+    """Delete the temporary files `atomic_file` left in ``directory`` for the targets ``names``
+    when a write was killed (``.<name>.XXXXXXXX<suffix>``); returns what was removed.
+
+    Only those names are touched: call it when no other process writes them (at the start of a
+    run, before the first write)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    ends = tuple(suffixes)
+    removed = []
+    for name in names:
+        for tmp in directory.glob(glob.escape(_prefix(name)) + "*"):
+            if tmp.name.endswith(ends) and tmp.is_file() and not tmp.is_symlink():
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+                    removed.append(tmp)
+    return removed

@@ -16,12 +16,15 @@ from typing import Any
 from problems.cli.types import (
     PROG,
     UsageError,
+    check_radius,
     load_data,
     nonnegative_int,
     nonnegative_number,
     positive_int,
     positive_number,
+    radius,
     resolve_device,
+    unit_interval,
 )
 from problems.data.datasets import DATASETS
 from problems.data.splits import train_val_split
@@ -40,16 +43,26 @@ EPILOG = textwrap.dedent(
       # PGD adversarial training (Rice et al. 2020 recipe), PreActResNet-18
       minimax train --dataset cifar10 --data-dir data --download \\
           --model preact_resnet18 --rule danskin --epochs 200 --out runs/pgd-at
-      # the DDi paper's setup: ResNet-18 with CELU + GroupNorm, m = 10 restarts, PGD-7
-      minimax train --data-dir data --model resnet18 --activation celu --norm group \\
-          --rule ddi --restarts 10 --steps 7 --out runs/ddi --device cuda
+      # the DDi paper's setup (ResNet-18, CELU, GroupNorm, DDi, m = 10, PGD-7 train, PGD-20
+      # validation); explicit options still override the preset, e.g. --epochs 100
+      minimax train --data-dir data --paper --out runs/ddi --device cuda
       # a smoke test in seconds on CPU (writes a tiny synthetic CIFAR-format archive)
       minimax train --dataset synthetic --data-dir /tmp/synth --model small_cnn \\
           --epochs 1 --steps 2 --limit-train 64 --out /tmp/runs/smoke
-      # continue an interrupted run (Ctrl-C / SIGTERM write a checkpoint first)
+      # continue an interrupted run (Ctrl-C / SIGTERM write a checkpoint first); a run stopped
+      # before its first checkpoint starts afresh; --overwrite starts over
       minimax train ... --out runs/ddi --resume
+    exit status: 0 done, 2 a usage error, 3 the run diverged (NaN / Inf: the last good
+    checkpoint is kept, the reason is in metrics.jsonl), 130 interrupted (checkpoint written)
     """
 )
+
+#: ``--paper``: the DDi paper's setting (Latorre et al. 2023; docs/cifar10.md, "The recipe and its
+#: sources"); every other option keeps its default, and explicit options win
+PAPER: dict[str, Any] = {
+    "model": "resnet18", "activation": "celu", "norm": "group", "rule": "ddi",
+    "restarts": 10, "steps": 7, "eval_steps": 20,
+}  # fmt: skip
 
 
 def _choices_help(registry: Any, names: list[str] | None = None) -> str:
@@ -63,17 +76,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _model_arguments(parser.add_argument_group("model"))
     _training_arguments(parser.add_argument_group("training"))
     ev = parser.add_argument_group("validation")
-    ev.add_argument("--eval-steps", type=nonnegative_int, default=20)
-    ev.add_argument("--eval-restarts", type=positive_int, default=1)
-    ev.add_argument("--eval-every", type=positive_int, default=1, metavar="EPOCHS")
+    ev.add_argument("--eval-steps", type=positive_int, default=20,
+                    help="PGD steps of the validation attack (step 2.5·eps/steps)")
+    ev.add_argument("--eval-restarts", type=positive_int, default=1,
+                    help="restarts of the validation attack")
+    ev.add_argument("--eval-every", type=positive_int, default=1, metavar="EPOCHS",
+                    help="validate every EPOCHS epochs (and after the last)")
     _run_arguments(parser.add_argument_group("run"))
 
 
 def _data_arguments(data: Any) -> None:
     data.add_argument("--dataset", choices=DATASETS.names(), default="cifar10",
-                      help=_choices_help(DATASETS) + " (default: cifar10)")
+                      help=_choices_help(DATASETS))
     data.add_argument("--data-dir", type=Path, default=Path("data"),
-                      help="directory with (or for) the data set's files (default: data)")
+                      help="directory with (or for) the data set's files")
     data.add_argument("--download", action="store_true", help="download CIFAR-10 if missing")
     data.add_argument("--val-split", type=nonnegative_int, default=None, metavar="N",
                       help="training images held out for validation (default: 1000, at most a "
@@ -87,45 +103,57 @@ def _data_arguments(data: Any) -> None:
 
 
 def _model_arguments(model: Any) -> None:
-    model.add_argument("--model", choices=MODELS.names(), default="resnet18")
-    model.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    model.add_argument("--model", choices=MODELS.names(), default="resnet18",
+                       help="the architecture")
+    model.add_argument("--activation", choices=ACTIVATIONS, default="relu",
+                       help="the activation function")
     model.add_argument("--norm", choices=NORMS, default="batch",
                        help="normalization layers (batch, group, none)")
     model.add_argument("--batchnorm", choices=BATCHNORM, default="per_restart",
-                       help="BatchNorm during the attack and gradients (default: per_restart)")
+                       help="BatchNorm during the attack and gradients")
+    model.add_argument("--paper", action="store_true",
+                       help="the DDi paper's setting: " + " ".join(
+                           f"--{k.replace('_', '-')} {v}" for k, v in PAPER.items())
+                       + " (explicit options override it)")
 
 
 def _training_arguments(rule: Any) -> None:
     rule.add_argument("--rule", choices=training_rules(), default="danskin",
-                      help=_choices_help(RULES, training_rules()) + " (default: danskin)")
+                      help=_choices_help(RULES, training_rules()))
     rule.add_argument("--restarts", "-m", type=positive_int, default=1,
-                      help="PGD restarts m of the training attack (default: 1)")
-    rule.add_argument("--epochs", type=positive_int, default=200)
-    rule.add_argument("--batch-size", type=positive_int, default=128)
-    rule.add_argument("--lr", type=nonnegative_number, default=0.1)
-    rule.add_argument("--momentum", type=nonnegative_number, default=0.9)
-    rule.add_argument("--weight-decay", type=nonnegative_number, default=5e-4)
+                      help="PGD restarts m of the training attack")
+    rule.add_argument("--epochs", type=positive_int, default=200, help="training epochs")
+    rule.add_argument("--batch-size", type=positive_int, default=128, help="examples per step")
+    rule.add_argument("--lr", type=nonnegative_number, default=0.1,
+                      help="the (initial) learning rate of SGD")
+    rule.add_argument("--momentum", type=unit_interval, default=0.9, help="SGD momentum, in [0, 1)")
+    rule.add_argument("--weight-decay", type=unit_interval, default=5e-4,
+                      help="SGD weight decay, in [0, 1)")
     rule.add_argument("--schedule", choices=SCHEDULES, default="piecewise",
                       help="piecewise (÷10 at 50%% and 75%%), cosine, constant")
-    rule.add_argument("--eps", type=nonnegative_number, default=8 / 255,
-                      help="radius (default 8/255; fractions accepted)")
-    rule.add_argument("--step-size", type=nonnegative_number, default=2 / 255,
-                      help="PGD step size (default 2/255)")
+    rule.add_argument("--eps", type=radius, default="8/255",
+                      help="radius of the perturbation ball (fractions accepted)")
+    rule.add_argument("--allow-large-eps", action="store_true",
+                      help="accept an L∞ --eps or --step-size over 1 (the whole pixel range)")
+    rule.add_argument("--step-size", type=radius, default="2/255", help="PGD step size")
     rule.add_argument("--steps", type=nonnegative_int, default=10,
-                      help="PGD steps of the training attack (default 10)")
+                      help="PGD steps of the training attack")
     rule.add_argument("--threat", choices=THREATS.names(), default="linf",
-                      help="the perturbation ball (default linf)")
+                      help="the perturbation ball")
     rule.add_argument("--remeasure", action="store_true",
                       help="re-run the attack after each step: fraction of steps that went up")
 
 
 def _run_arguments(run: Any) -> None:
     run.add_argument("--out", type=Path, required=True, help="the run directory")
-    run.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
-    run.add_argument("--overwrite", action="store_true", help="start over in an existing --out")
-    run.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (default)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue from --out/checkpoint.pt (a run stopped before its first "
+                          "checkpoint starts afresh; the settings must be the saved ones)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="start over in an existing --out (deletes its checkpoints and metrics)")
+    run.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto")
     run.add_argument("--amp", action="store_true", help="bf16 autocast + channels_last (CUDA)")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, default=0, help="seeds the model, data order and attack")
     run.add_argument("--max-steps", type=positive_int, default=None, metavar="N",
                      help="stop (with a checkpoint) after N steps in all")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -134,6 +162,17 @@ def _run_arguments(run: Any) -> None:
                           "averaged over ranks after each step (sync); see docs/distributed.md")
     run.add_argument("--dist-timeout", type=positive_number, default=300.0, metavar="SECONDS",
                      help="under torchrun: a collective waiting longer than this fails (300)")
+
+
+def finish_args(args: argparse.Namespace, given: set[str]) -> None:
+    """Apply ``--paper`` to the options not ``given`` explicitly; check the radii (an L∞ radius
+    over 1 needs --allow-large-eps)."""
+    if args.paper:
+        for name, value in PAPER.items():
+            if name not in given:
+                setattr(args, name, value)
+    for flag, value in (("--eps", args.eps), ("--step-size", args.step_size)):
+        check_radius(flag, value, args.threat, args.allow_large_eps)
 
 
 def _config(args: argparse.Namespace, device: str) -> TrainConfig:
@@ -158,12 +197,15 @@ def run(args: argparse.Namespace) -> int:
     torchrun every rank runs this; rank 0 writes and prints."""
     from problems.distributed import CollectiveError, Ranks
 
-    if args.resume and not (Path(args.out) / "checkpoint.pt").is_file():
-        raise UsageError(
-            f"--resume: no checkpoint in {args.out} (expected {Path(args.out) / 'checkpoint.pt'}); "
-            "check --out, or drop --resume to start a new run"
-        )
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a file: the run directory must be a directory")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite contradict each other: pass one of them")
     ranks = Ranks.from_env(args.dist_timeout, args.dist_batchnorm)  # one process: no-op
+    if args.resume and not (Path(args.out) / "checkpoint.pt").is_file() and not args.no_progress:
+        if ranks.is_main:
+            print(f"{PROG} train: no checkpoint in {args.out} yet: starting afresh there",
+                  file=sys.stderr)  # fmt: skip
     try:
         return _run(args, ranks)
     except CollectiveError as error:
@@ -215,6 +257,9 @@ def _run(args: argparse.Namespace, ranks: Any) -> int:
     if not ranks.is_main:
         return 130 if history.status == "interrupted" else 0
     print(json.dumps({"status": history.status, "out": str(args.out), **last}))
+    if history.status == "diverged":
+        print(f"{PROG} train: error: the run diverged: {history.reason}", file=sys.stderr)
+        return 3
     if history.status == "interrupted":
         print(f"{PROG} train: interrupted; checkpoint written. Continue with --resume.",
               file=sys.stderr)  # fmt: skip

@@ -4,9 +4,13 @@ formatter and the device choice.
 Public API::
 
     UsageError                     a bad argument found after parsing (exit status 2)
+    Parser                         argparse.ArgumentParser whose errors are one line (status 2)
     number / nonnegative_number / positive_number    floats, fractions such as 8/255 accepted
+    unit_interval                  a number in [0, 1) (momentum, weight decay)
+    radius                         a number in [0, MAX_RADIUS] (eps, step size)
     positive_int / nonnegative_int
-    formatter(prog)                the help formatter of every command
+    check_radius(name, value, threat, allow_large)   an L∞ radius over 1 needs allow_large
+    formatter(prog)                the help formatter of every command (shows the defaults)
     resolve_device(name) -> str    "auto" → cuda when available, else cpu
     load_data(name, data_dir, *, download, progress, seed) -> ImageData   (errors: UsageError)
 """
@@ -17,13 +21,17 @@ import argparse
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import NoReturn
 
 from problems.data.datasets import ImageData, load_dataset
 from problems.data.errors import DatasetError
 
 __all__ = [
+    "MAX_RADIUS",
     "PROG",
+    "Parser",
     "UsageError",
+    "check_radius",
     "formatter",
     "load_data",
     "nonnegative_int",
@@ -31,7 +39,9 @@ __all__ = [
     "number",
     "positive_int",
     "positive_number",
+    "radius",
     "resolve_device",
+    "unit_interval",
 ]
 
 PROG = "minimax"
@@ -70,6 +80,39 @@ def positive_number(text: str) -> float:
     return value
 
 
+def unit_interval(text: str) -> float:
+    """A `number` in [0, 1) (e.g. momentum: 1 or more never forgets, so the steps grow)."""
+    value = number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in [0, 1)")
+    return value
+
+
+#: the largest radius or step accepted: above the L1 diameter of any image set used here
+#: (CIFAR-10's is 3 072)
+MAX_RADIUS = 1e4
+
+
+def radius(text: str) -> float:
+    """A `number` in [0, `MAX_RADIUS`]."""
+    value = nonnegative_number(text)
+    if value > MAX_RADIUS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is larger than any image's diameter (at most {MAX_RADIUS:g}); images "
+            "are in [0, 1]: did you mean 8/255?"
+        )
+    return value
+
+
+def check_radius(name: str, value: float, threat: str, allow_large: bool) -> None:
+    """An L∞ ``value`` over 1 covers the whole of [0, 1]: a UsageError unless ``allow_large``."""
+    if threat == "linf" and value > 1 and not allow_large:
+        raise UsageError(
+            f"{name} {value:g} is an L∞ radius over 1, larger than the [0, 1] pixel range: did "
+            f"you mean {value:g}/255? Pass --allow-large-eps if you mean it"
+        )
+
+
 def _int_at_least(low: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -88,9 +131,37 @@ positive_int = _int_at_least(1)
 nonnegative_int = _int_at_least(0)
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs kept as written (they hold examples); every option's help ends
+    with its default, unless the default is None / False or the help already states it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in help
+            or "default" in help
+            or default is None
+            or default is False
+            or default == argparse.SUPPRESS
+            or not action.option_strings
+            or action.nargs == 0  # flags: their default is "not given"
+        ):
+            return help
+        return f"{help} (default: %(default)s)".lstrip()
+
+
 def formatter(prog: str) -> argparse.HelpFormatter:
-    """Help text kept as written (the epilogs hold examples), options aligned."""
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+    """The help formatter of every command: raw descriptions, defaults shown, options aligned."""
+    return _Formatter(prog, max_help_position=32)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr and exit status 2 (no usage
+    block: ``--help`` shows it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def resolve_device(name: str) -> str:

@@ -6,7 +6,8 @@ Public API::
     verify_archive(path, md5) -> None              (raises ChecksumError)
     download_archive(root, format="python", *, base_url=BASE_URL, md5=None, progress=True,
                      retries=3, timeout=60.0) -> Path
-    safe_extract(archive, destination) -> None     (raises UnsafeArchiveError / CIFAR10Error)
+    safe_extract(archive, destination, *, max_bytes=MAX_EXTRACTED_BYTES, max_members=64) -> None
+                                                   (raises UnsafeArchiveError / CIFAR10Error)
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import gzip
 import hashlib
 import http.client
 import os
-import posixpath
 import tarfile
 import urllib.error
 import urllib.request
@@ -27,9 +27,15 @@ from tqdm import tqdm
 
 from problems.data.cifar10_files import ARCHIVES, BASE_URL, MD5, check_format
 from problems.data.errors import ChecksumError, CIFAR10Error, UnsafeArchiveError
-from problems.files import atomic_file
+from problems.files import atomic_file, remove_orphans
 
-__all__ = ["download_archive", "md5sum", "safe_extract", "verify_archive"]
+__all__ = [
+    "MAX_EXTRACTED_BYTES",
+    "download_archive",
+    "md5sum",
+    "safe_extract",
+    "verify_archive",
+]
 
 _CHUNK = 1 << 16
 
@@ -83,6 +89,7 @@ def download_archive(
     name = ARCHIVES[fmt]
     url = base_url.rstrip("/") + "/" + name
     target = root / name
+    remove_orphans(root, [name], suffixes=(".part",))  # left by a killed download
     last_md5 = ""
     for _ in range(max(1, retries)):
         try:
@@ -137,52 +144,108 @@ def _is_absolute(name: str) -> bool:
 
 
 def _check_member(member: tarfile.TarInfo) -> None:
-    """Raise :class:`UnsafeArchiveError` for a member that could escape the destination."""
+    """Raise :class:`UnsafeArchiveError` unless ``member`` is a regular file or a directory with
+    a relative name free of ``..`` (links of every kind, devices and fifos are refused)."""
     name = member.name
-    if _is_absolute(name):
-        raise UnsafeArchiveError(f"refusing tar member with an absolute path: {name!r}")
-    parts = name.split("/")
-    if ".." in parts:
-        raise UnsafeArchiveError(f"refusing tar member with '..' in its path: {name!r}")
     if member.issym() or member.islnk():
-        target = member.linkname
-        if _is_absolute(target):
-            raise UnsafeArchiveError(f"refusing link {name!r} to absolute path {target!r}")
-        # symlinks resolve relative to their own directory, hard links relative to the root
-        base = posixpath.dirname(name) if member.issym() else ""
-        resolved = posixpath.normpath(posixpath.join(base, target))
-        if resolved == ".." or resolved.startswith("../"):
-            raise UnsafeArchiveError(f"refusing link {name!r} pointing outside: {target!r}")
-    elif not (member.isfile() or member.isdir()):
+        raise UnsafeArchiveError(
+            f"refusing tar member {name!r}: a link to {member.linkname!r} (CIFAR-10 archives "
+            "hold only files and directories)"
+        )
+    if not (member.isreg() or member.isdir()):
         raise UnsafeArchiveError(
             f"refusing tar member {name!r}: not a regular file or directory (device, fifo, ...)"
         )
+    if not name or _is_absolute(name) or "\0" in name:
+        raise UnsafeArchiveError(f"refusing tar member with an absolute or empty path: {name!r}")
+    if ".." in name.split("/"):
+        raise UnsafeArchiveError(f"refusing tar member with '..' in its path: {name!r}")
 
 
-def safe_extract(archive: str | os.PathLike[str], destination: str | os.PathLike[str]) -> None:
-    """Extract a .tar.gz into ``destination`` after checking every member.
+def _members(tar: tarfile.TarFile, max_bytes: int, max_members: int) -> list[tarfile.TarInfo]:
+    """Every member, checked as it is read: stops at the first unsafe one, or as soon as the
+    declared sizes pass ``max_bytes`` (before anything is decompressed further)."""
+    members, total = [], 0
+    while (member := tar.next()) is not None:
+        _check_member(member)
+        total += member.size
+        members.append(member)
+        if total > max_bytes or len(members) > max_members:
+            raise UnsafeArchiveError(
+                f"refusing archive: it expands to more than {max_bytes:,} bytes or "
+                f"{max_members:,} members (the CIFAR-10 archives are smaller)"
+            )
+    return members
 
-    Refuses absolute paths, ``..`` components, links pointing outside and anything that is not a
-    regular file, directory or in-tree link (:class:`UnsafeArchiveError`); also applies
-    tarfile's ``"data"`` filter where available. A truncated or damaged archive raises
-    :class:`CIFAR10Error`.
+
+def _inside(root: str, path: str) -> bool:
+    return path == root or path.startswith(root + os.sep)
+
+
+def _target(root: str, name: str) -> str:
+    """The real path ``name`` extracts to under the real directory ``root``; each existing
+    parent is resolved (an in-tree symlink would show here) and must stay inside ``root``."""
+    path = os.path.join(root, *[p for p in name.split("/") if p not in ("", ".")])
+    parent = os.path.realpath(os.path.dirname(path))
+    if not _inside(root, parent) or not _inside(root, path):
+        raise UnsafeArchiveError(f"refusing tar member {name!r}: it resolves outside {root}")
+    return os.path.join(parent, os.path.basename(path)) if path != root else root
+
+
+def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: str) -> None:
+    """Create one directory or regular file (never following a link, never overwriting one)."""
+    path = _target(root, member.name)
+    if member.isdir():
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        if os.path.islink(path) or not _inside(root, os.path.realpath(path)):
+            raise UnsafeArchiveError(f"refusing tar member {member.name!r}: a link in the way")
+        return
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    _target(root, member.name)  # the parents now exist: resolve them again
+    source = tar.extractfile(member)
+    if source is None:  # pragma: no cover - regular files always have data
+        raise UnsafeArchiveError(f"refusing tar member {member.name!r}: no data")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    with source, os.fdopen(os.open(path, flags, 0o644), "wb") as out:
+        written = 0
+        for chunk in iter(lambda: source.read(_CHUNK), b""):
+            written += len(chunk)
+            if written > member.size:  # pragma: no cover - tarfile reads exactly .size
+                raise UnsafeArchiveError(f"tar member {member.name!r} is longer than declared")
+            out.write(chunk)
+
+
+#: the official archives expand to about 186 MB (6 batches of 10 000 × 3 072 pixel bytes plus
+#: labels and names); the cap leaves a margin and stops decompression bombs
+MAX_EXTRACTED_BYTES = 200_000_000
+MAX_MEMBERS = 64
+
+
+def safe_extract(
+    archive: str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    *,
+    max_bytes: int = MAX_EXTRACTED_BYTES,
+    max_members: int = MAX_MEMBERS,
+) -> None:
+    """Extract a .tar(.gz) into ``destination`` after checking every member.
+
+    Only regular files and directories are extracted; links (symbolic and hard), devices and
+    fifos, absolute paths and ``..`` components are refused, as is an archive whose members
+    declare more than ``max_bytes`` bytes in all or number more than ``max_members``
+    (:class:`UnsafeArchiveError`, raised before anything is written). Every member is resolved
+    against the *real* path of ``destination`` (``os.path.realpath``), its parents re-resolved
+    on disk before it is written, and files are opened with ``O_NOFOLLOW``: nothing lands
+    outside ``destination``. tarfile's extraction filters are not relied on. A truncated or
+    damaged archive raises :class:`CIFAR10Error`; extract into a fresh directory and delete it
+    on error (a damaged archive can leave part of it behind).
     """
-    destination = Path(destination)
-    destination.mkdir(parents=True, exist_ok=True)
+    Path(destination).mkdir(parents=True, exist_ok=True)
+    root = os.path.realpath(destination)
     try:
         with tarfile.open(archive, "r:*") as tar:
-            members = tar.getmembers()
-            for member in members:
-                _check_member(member)
-            root = destination.resolve()
-            for member in members:
-                path = (destination / member.name).resolve()
-                if path != root and root not in path.parents:
-                    raise UnsafeArchiveError(f"refusing tar member {member.name!r}: escapes")
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(destination, members=members, filter="data")
-            else:  # pragma: no cover - Python < 3.10.12
-                tar.extractall(destination, members=members)
+            for member in _members(tar, max_bytes, max_members):
+                _write_member(tar, member, root)
     except UnsafeArchiveError:
         raise
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
@@ -190,4 +253,3 @@ def safe_extract(archive: str | os.PathLike[str], destination: str | os.PathLike
             f"cannot extract {archive}: {error}. The archive is corrupt or truncated: delete it "
             "and re-download."
         ) from error
-

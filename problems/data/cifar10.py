@@ -48,6 +48,9 @@ __all__ = ["CIFAR10Splits", "load_cifar10", "load_cifar10_splits"]
 def _extract_to(archive: Path, root: Path, fmt: Format) -> Path:
     """Extract ``archive`` via a temporary directory, then move the batch directory into place."""
     final = root / DIRECTORIES[fmt]
+    for stale in root.glob(f".{DIRECTORIES[fmt]}.*"):  # left by a killed extraction
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{DIRECTORIES[fmt]}.", dir=root))
     try:
         safe_extract(archive, tmp)

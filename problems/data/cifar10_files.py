@@ -18,6 +18,7 @@ Layout: ``cifar-10-batches-py/`` holds ``data_batch_1..5``, ``test_batch``, ``ba
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "DIRECTORIES",
+    "MAX_ARRAY_BYTES",
     "MD5",
     "META_FILES",
     "PIXELS",
@@ -90,6 +92,24 @@ def check_format(fmt: str) -> Format:
     return fmt  # type: ignore[return-value]
 
 
+#: the largest array a batch file may hold: a CIFAR-10 batch's pixels are 30 720 000 bytes
+MAX_ARRAY_BYTES = 64 * 2**20
+
+
+def _check_size(shape: Any, dtype: Any) -> None:
+    """Refuse an array claiming more than `MAX_ARRAY_BYTES` before it is allocated."""
+    try:
+        dims = [int(n) for n in (shape if isinstance(shape, (tuple, list)) else (shape,))]
+        itemsize = np.dtype(dtype).itemsize
+    except (TypeError, ValueError, OverflowError) as error:
+        raise pickle.UnpicklingError(f"refusing array of shape {shape!r}: {error}") from None
+    if any(n < 0 for n in dims) or math.prod(dims) * max(itemsize, 1) > MAX_ARRAY_BYTES:
+        raise pickle.UnpicklingError(
+            f"refusing array of shape {tuple(dims)} and dtype {dtype!r}: more than "
+            f"{MAX_ARRAY_BYTES:,} bytes (CIFAR-10 batches are smaller)"
+        )
+
+
 def _safe_numpy_globals() -> dict[tuple[str, str], Any]:
     try:
         from numpy._core import multiarray, numeric
@@ -97,16 +117,37 @@ def _safe_numpy_globals() -> dict[tuple[str, str], Any]:
         from numpy.core import multiarray, numeric  # type: ignore[no-redef]
     import _codecs
 
+    def reconstruct(subtype: Any, shape: Any, dtype: Any) -> Any:
+        if subtype is not _NDARRAY:
+            raise pickle.UnpicklingError(f"refusing to rebuild an array of type {subtype!r}")
+        _check_size(shape, dtype)
+        return multiarray._reconstruct(np.ndarray, shape, dtype)
+
+    def frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> Any:
+        _check_size(shape, dtype)
+        return numeric._frombuffer(buffer, dtype, shape, order)  # type: ignore[attr-defined]
+
     allowed: dict[tuple[str, str], Any] = {}
     for package in ("numpy.core", "numpy._core"):
-        allowed[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{package}.multiarray", "_reconstruct")] = reconstruct
         allowed[(f"{package}.multiarray", "scalar")] = multiarray.scalar
         # protocol 5 pickles rebuild arrays with numeric._frombuffer
-        allowed[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer  # type: ignore[attr-defined]
-    allowed[("numpy", "ndarray")] = np.ndarray
+        allowed[(f"{package}.numeric", "_frombuffer")] = frombuffer
+    allowed[("numpy", "ndarray")] = _NDARRAY
     allowed[("numpy", "dtype")] = np.dtype
     allowed[("_codecs", "encode")] = _codecs.encode
     return allowed
+
+
+class _NdarrayToken:
+    """Stands for ``numpy.ndarray`` in a pickle: only `_reconstruct` may use it (calling
+    ``ndarray(shape)`` directly would allocate any size)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise pickle.UnpicklingError("refusing to call numpy.ndarray from a pickle")
+
+
+_NDARRAY = _NdarrayToken()
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -117,7 +158,8 @@ class RestrictedUnpickler(pickle.Unpickler):
     (``numpy[._]core.multiarray._reconstruct`` and ``.scalar``,
     ``numpy[._]core.numeric._frombuffer``, ``numpy.ndarray``, ``numpy.dtype``) and
     ``_codecs.encode`` (protocol-2 bytes); any other global raises
-    :class:`pickle.UnpicklingError` naming it, before anything is called.
+    :class:`pickle.UnpicklingError` naming it, before anything is called. An array claiming
+    more than `MAX_ARRAY_BYTES` is refused before it is allocated.
     """
 
     _ALLOWED: dict[tuple[str, str], Any] | None = None

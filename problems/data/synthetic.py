@@ -4,15 +4,23 @@ Public API::
 
     write_synthetic_cifar10(directory, *, n_train_per_batch=20, n_test=20, format="python",
                             seed=0) -> Path        (archive with the official layout; md5sum it)
+    synthetic_md5(**same keywords) -> str            the MD5 the generator produces for them
+
+An archive found on disk is never its own reference: `synthetic_md5` regenerates the archive
+(deterministic, byte for byte) in a temporary directory and returns its MD5, the checksum to
+verify the file on disk against.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
+import hashlib
 import io
 import os
 import pickle
 import tarfile
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +37,7 @@ from problems.data.cifar10_files import (
 )
 from problems.files import atomic_file
 
-__all__ = ["write_synthetic_cifar10"]
+__all__ = ["synthetic_md5", "write_synthetic_cifar10"]
 
 
 def _synthetic_split(rng: np.random.Generator, n: int) -> tuple[np.ndarray, list[int]]:
@@ -128,3 +136,17 @@ def _write_tar_gz(archive: Path, top: str, files: list[tuple[str, bytes]]) -> No
         tar.addfile(info)
         for name, payload in files:
             _add_bytes(tar, f"{top}/{name}", payload)
+
+
+@functools.lru_cache(maxsize=8)
+def synthetic_md5(
+    *, n_train_per_batch: int = 20, n_test: int = 20, format: str = "python", seed: int = 0
+) -> str:
+    """The MD5 of `write_synthetic_cifar10`'s archive for these arguments, from the generator
+    (regenerated in a temporary directory), never from a file found on disk."""
+    with tempfile.TemporaryDirectory(prefix="minimax-synthetic-") as tmp:
+        archive = write_synthetic_cifar10(
+            tmp, n_train_per_batch=n_train_per_batch, n_test=n_test, format=format, seed=seed
+        )
+        digest = hashlib.md5(archive.read_bytes(), usedforsecurity=False)
+    return digest.hexdigest()

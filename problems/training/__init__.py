@@ -8,17 +8,18 @@ labels int64 [N])::
           augment_fn=None, max_steps=None, meta=None, overwrite=False, callback=None)
         -> RunHistory
     load_history(run_dir) -> RunHistory
-    load_checkpoint(path) -> dict
+    load_checkpoint(path, *, finite=True) -> dict     (NonFiniteStateError on NaN / Inf)
+    NonFiniteStateError, first_non_finite(obj)
     RunHistory(config, epochs, out_dir, status, meta).steps() -> list[dict]   (per-step records)
     RULES, build_rule(name, **options)                 the outer rules by name
     SCHEDULES, BATCHNORM, TIME_FIELDS
 
 Modules: `config` (the recipe), `rules` (the rule registry), `setup` (the pieces and `Run`),
-`loop` (the phases: epoch, step, validation), `checkpoint` (run directory, checkpoint I/O),
-`history` (records and metrics.jsonl).
+`loop` (the phases: epoch, step, validation), `divergence` (what stops a diverging run),
+`checkpoint` (run directory, checkpoint I/O), `history` (records and metrics.jsonl).
 """
 
-from problems.training.checkpoint import load_checkpoint
+from problems.training.checkpoint import NonFiniteStateError, first_non_finite, load_checkpoint
 from problems.training.config import BATCHNORM, SCHEDULES, TIME_FIELDS, TrainConfig
 from problems.training.history import RunHistory, load_history
 from problems.training.loop import train
@@ -30,9 +31,11 @@ __all__ = [
     "RULES",
     "SCHEDULES",
     "TIME_FIELDS",
+    "NonFiniteStateError",
     "RunHistory",
     "TrainConfig",
     "build_rule",
+    "first_non_finite",
     "load_checkpoint",
     "load_history",
     "train",

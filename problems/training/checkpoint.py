@@ -12,7 +12,13 @@ Public API::
     restore(run, state)          put a saved state back into a freshly set-up `Run`
     save_checkpoint(run, position=None)
     save_best(run, clean_acc, robust_acc)
-    load_checkpoint(path) -> dict
+    load_checkpoint(path, *, finite=True) -> dict
+    first_non_finite(obj) -> str | None      the first NaN/Inf float tensor in nested containers
+    NonFiniteStateError                      (ValueError) refusing to write or load such a state
+
+Nothing non-finite is ever written: `save_checkpoint` and `save_best` check every float tensor
+(weights, buffers, momentum) first and raise `NonFiniteStateError`, so the previous file stays
+the last good state. `load_checkpoint` refuses such files too (unless ``finite=False``).
 """
 
 from __future__ import annotations
@@ -26,19 +32,73 @@ from typing import Any
 
 import torch
 
-from problems.files import atomic_save, atomic_write_text
+from problems.files import atomic_save, atomic_write_text, remove_orphans
 from problems.training.config import TrainConfig
 from problems.training.history import count_lines, truncate_jsonl
 from problems.training.setup import Run
 
-__all__ = ["load_checkpoint", "open_run_dir", "restore", "save_best", "save_checkpoint"]
+__all__ = [
+    "NonFiniteStateError",
+    "first_non_finite",
+    "load_checkpoint",
+    "open_run_dir",
+    "restore",
+    "save_best",
+    "save_checkpoint",
+]
 
 CHECKPOINT, BEST, METRICS, CONFIG = "checkpoint.pt", "best.pt", "metrics.jsonl", "config.json"
+#: meta entries that may change on resume (where the data lives is not part of the recipe)
+_MAY_CHANGE = frozenset({"device", "data_dir"})
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a checkpoint.pt / best.pt on CPU (tensors and plain containers only)."""
-    return torch.load(Path(path), map_location="cpu", weights_only=True)
+class NonFiniteStateError(ValueError):
+    """A model or optimizer state holding NaN or Inf: never written, refused when loaded."""
+
+
+def _float_tensors(obj: Any, prefix: str) -> list[tuple[str, torch.Tensor]]:
+    """(dotted name, tensor) for every floating-point tensor in nested dicts / lists / tuples."""
+    if isinstance(obj, torch.Tensor):
+        return [(prefix, obj)] if obj.is_floating_point() or obj.is_complex() else []
+    items: Any = ()
+    if isinstance(obj, Mapping):
+        items = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    found = []
+    for key, value in items:
+        found += _float_tensors(value, f"{prefix}.{key}" if prefix else str(key))
+    return found
+
+
+def first_non_finite(obj: Any, prefix: str = "") -> str | None:
+    """The name of the first float tensor in ``obj`` (nested containers) holding NaN or Inf, or
+    None when all are finite; one device sync for the whole check."""
+    tensors = _float_tensors(obj, prefix)
+    if not tensors:
+        return None
+    flags = torch.stack([t.detach().isfinite().all().cpu() for _, t in tensors])
+    if bool(flags.all()):
+        return None
+    return tensors[int((~flags).nonzero()[0])][0]
+
+
+def _refuse_non_finite(obj: Any, what: str, prefix: str = "") -> None:
+    name = first_non_finite(obj, prefix)
+    if name is not None:
+        raise NonFiniteStateError(
+            f"{what}: {name} holds NaN or Inf (the training diverged). Nothing was written or "
+            "loaded; the last good checkpoint is the previous file"
+        )
+
+
+def load_checkpoint(path: str | os.PathLike[str], *, finite: bool = True) -> dict[str, Any]:
+    """Load a checkpoint.pt / best.pt (or any weights file) on CPU, tensors and plain containers
+    only; with ``finite`` a file holding a NaN or Inf float tensor is a `NonFiniteStateError`."""
+    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if finite:
+        _refuse_non_finite(state, f"refusing to load {path}")
+    return state
 
 
 def open_run_dir(
@@ -47,16 +107,21 @@ def open_run_dir(
     """The saved state to resume from (same config required), or None for a fresh start; a
     fresh start writes config.json (and, with ``overwrite``, deletes an earlier run's files)."""
     out.mkdir(parents=True, exist_ok=True)
+    remove_orphans(out, (CHECKPOINT, BEST, METRICS, CONFIG))  # left by a killed write
     ckpt_path, config_path = out / CHECKPOINT, out / CONFIG
     if resume and ckpt_path.is_file():
         state = load_checkpoint(ckpt_path)
-        _check_same_config(state["config"], config, ckpt_path)
+        _check_same_config(state["config"], state.get("meta") or {}, config, meta, ckpt_path)
         return state
+    if resume and config_path.is_file():  # stopped before its first checkpoint: start afresh
+        saved = json.loads(config_path.read_text())
+        _check_same_config(saved["config"], saved.get("meta") or {}, config, meta, config_path)
     if config_path.exists() or ckpt_path.exists():
         if not (overwrite or resume):
             raise FileExistsError(
-                f"{out} already holds a run (config.json / checkpoint.pt): resume it "
-                "(resume=True, `--resume`), pass overwrite=True, or choose another directory"
+                f"{out} already holds a run (config.json / checkpoint.pt): continue it with "
+                "--resume (resume=True), start over with --overwrite (overwrite=True; deletes "
+                "its checkpoints and metrics), or choose another directory"
             )
         for name in (CHECKPOINT, BEST, METRICS):
             (out / name).unlink(missing_ok=True)
@@ -71,7 +136,13 @@ def restore(run: Run, state: Mapping[str, Any] | None, *, write: bool = True) ->
     With no state, only count the lines."""
     metrics_path = run.out / METRICS
     if state is not None:
-        run.model.load_state_dict(state["model"])
+        try:
+            run.model.load_state_dict(state["model"])
+        except RuntimeError as error:  # the config check passed, yet the weights do not fit
+            raise ValueError(
+                f"cannot resume from {run.out / CHECKPOINT}: its weights do not fit the model "
+                f"({str(error).splitlines()[0]}); start over with --overwrite"
+            ) from None
         run.optimizer.load_state_dict(state["minmax"])
         run.scheduler.load_state_dict(state["scheduler"])
         rng = state["rng"]
@@ -94,10 +165,12 @@ def save_checkpoint(run: Run, position: dict[str, Any] | None = None) -> None:
     """Write checkpoint.pt: ``position`` is where an interrupted epoch stopped (None between
     epochs)."""
     cuda = run.device.type == "cuda"
+    model, minmax = run.model.state_dict(), run.optimizer.state_dict()
+    _refuse_non_finite({"model": model, "optimizer": minmax}, f"refusing to write {CHECKPOINT}")
     atomic_save(
         {
-            "model": run.model.state_dict(),
-            "minmax": run.optimizer.state_dict(),
+            "model": model,
+            "minmax": minmax,
             "scheduler": run.scheduler.state_dict(),
             "epoch": run.epoch,
             "step": run.step,
@@ -124,22 +197,43 @@ def save_best(run: Run, clean_acc: float | None, robust_acc: float) -> None:
     """Write best.pt when ``robust_acc`` beats the best so far."""
     if robust_acc <= run.best_acc:
         return
+    model = run.model.state_dict()
+    _refuse_non_finite(model, f"refusing to write {BEST}", "model")
     run.best_acc = robust_acc
     atomic_save(
-        {"model": run.model.state_dict(), "epoch": run.epoch, "robust_acc": robust_acc,
+        {"model": model, "epoch": run.epoch, "robust_acc": robust_acc,
          "clean_acc": clean_acc, "config": run.config.to_dict(), "meta": run.meta},
         run.out / BEST,
     )  # fmt: skip
 
 
-def _check_same_config(saved: Mapping[str, Any], config: TrainConfig, path: Path) -> None:
-    current = config.to_dict()
-    diff = sorted(
-        k for k in set(saved) | set(current) if k != "device" and saved.get(k) != current.get(k)
-    )
+def _check_same_config(
+    saved: Mapping[str, Any],
+    saved_meta: Mapping[str, Any],
+    config: TrainConfig,
+    meta: Mapping[str, Any],
+    path: Path,
+) -> None:
+    """Compare the whole saved recipe (config and meta: model, data, splits) with the current
+    one; one ValueError lists every difference."""
+    before = {**_flat(saved_meta), **dict(saved)}
+    now = {**_flat(meta), **config.to_dict()}
+    diff = sorted(k for k in set(before) | set(now)
+                  if k not in _MAY_CHANGE and before.get(k) != now.get(k))  # fmt: skip
     if diff:
-        details = ", ".join(f"{k}: saved {saved.get(k)!r} vs now {current.get(k)!r}" for k in diff)
+        details = "; ".join(f"{k}: saved {before.get(k)!r}, now {now.get(k)!r}" for k in diff)
         raise ValueError(
-            f"cannot resume {path}: the config differs ({details}). Resume with the same "
-            "settings, or start a new run in another directory"
+            f"cannot resume {path}: the settings differ ({details}). Resume with the saved "
+            "settings, start over with --overwrite (overwrite=True), or choose another directory"
         )
+
+
+def _flat(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"model": {"name": ..}}`` → ``{"model.name": ..}`` (one level, for readable diffs)."""
+    out: dict[str, Any] = {}
+    for key, value in meta.items():
+        if isinstance(value, Mapping):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out

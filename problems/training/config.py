@@ -80,11 +80,12 @@ class TrainConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         THREATS.canonical(self.norm)
         _choice("batchnorm", self.batchnorm, BATCHNORM)
-        for name in ("restarts", "epochs", "batch_size", "eval_restarts", "eval_every"):
+        for name in ("restarts", "epochs", "batch_size", "eval_steps", "eval_restarts",
+                     "eval_every"):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("steps", "eval_steps"):
+        for name in ("steps",):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
@@ -92,6 +93,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number ≥ 0, got {value!r}")
+        for name in ("momentum", "weight_decay"):
+            if getattr(self, name) >= 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
         if self.eval_examples is not None and self.eval_examples < 1:
             raise ValueError(f"eval_examples must be ≥ 1 or None, got {self.eval_examples!r}")
         if self.amp and not str(self.device).startswith("cuda"):

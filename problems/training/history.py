@@ -33,8 +33,10 @@ class RunHistory:
         ``mean_weights_entropy``, ``lr``, ``wall`` (cumulative training seconds, evaluation
         excluded), ``eval_seconds``, ``forward``/``backward`` (cumulative passes over a batch),
         ``steps`` and ``examples`` (cumulative), ``images_per_second``.
-    status: ``"completed"``, ``"interrupted"`` (a signal) or ``"max_steps"``.
+    status: ``"completed"``, ``"interrupted"`` (a signal), ``"max_steps"`` or ``"diverged"``
+        (a non-finite step or state; see ``reason``).
     meta: free-form data the caller attached (e.g. the architecture).
+    reason: why a ``"diverged"`` run stopped (also in metrics.jsonl), else None.
     """
 
     config: TrainConfig
@@ -42,6 +44,7 @@ class RunHistory:
     out_dir: Path | None = None
     status: str = "completed"
     meta: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
 
     def steps(self) -> list[dict[str, Any]]:
         """The per-step records, read from ``out_dir/metrics.jsonl``."""
@@ -75,7 +78,10 @@ def load_history(run_dir: str | os.PathLike[str]) -> RunHistory:
         {k: v for k, v in r.items() if k != "kind"} for r in records if r.get("kind") == "epoch"
     ]
     status = "completed" if epochs and epochs[-1]["epoch"] >= config.epochs else "interrupted"
-    return RunHistory(config, epochs, run_dir, status, dict(saved.get("meta") or {}))
+    reason = None
+    if records and records[-1].get("kind") == "stopped":
+        status, reason = "diverged", records[-1].get("reason")
+    return RunHistory(config, epochs, run_dir, status, dict(saved.get("meta") or {}), reason)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -14,6 +14,11 @@ the run stops early) and ``best.pt``.
 
 SIGINT / SIGTERM finish the current step, write a checkpoint (with the position inside the epoch)
 and return a history whose ``status`` is ``"interrupted"``; a second signal aborts at once.
+
+A non-finite step (NaN or Inf loss or direction, or an error of the step saying so) or a
+non-finite state at a checkpoint write stops the run: nothing more is written but a
+``{"kind": "stopped", "reason": ...}`` line in metrics.jsonl, so checkpoint.pt and best.pt stay
+the last good state; the history's ``status`` is ``"diverged"`` and ``reason`` says why.
 """
 
 from __future__ import annotations
@@ -36,12 +41,15 @@ from tqdm import tqdm
 from problems.distributed import Ranks, evaluate_sharded, open_run_dir_ranked
 from problems.evaluation import evaluate
 from problems.training.checkpoint import (
+    CHECKPOINT,
     METRICS,
+    NonFiniteStateError,
     restore,
     save_best,
     save_checkpoint,
 )
 from problems.training.config import TrainConfig
+from problems.training.divergence import checked_step
 from problems.training.history import RunHistory
 from problems.training.setup import (
     AugmentFn,
@@ -57,7 +65,6 @@ from problems.training.setup import (
 __all__ = ["train"]
 
 Callback = Callable[[dict[str, Any]], None]
-
 
 def train(
     model: nn.Module,
@@ -97,7 +104,8 @@ def train(
             on its share of every batch; only rank 0 writes files and shows progress.
 
     Returns:
-        the `RunHistory` (status ``"completed"``, ``"interrupted"`` or ``"max_steps"``).
+        the `RunHistory` (status ``"completed"``, ``"interrupted"``, ``"max_steps"`` or
+        ``"diverged"``, with ``reason``: see the module docstring).
     """
     data, val_set = _checked_inputs(config, train_set, val_set, max_steps)
     out, meta = Path(out_dir), dict(meta or {})
@@ -114,14 +122,26 @@ def train(
     with _Signals() as signals, open(metrics_path, "a") as metrics:
         loop = _Loop(run, data, metrics, signals, max_steps, callback, progress and ranks.is_main)
         loop.ranks = ranks
-        while run.epoch < config.epochs:
-            if loop.epoch():  # stopped early: checkpoint written inside the epoch
-                return run.history
-            _end_epoch(loop, val_set)
-            if signals.received is not None:
-                run.history.status = "interrupted"
-                return run.history
+        try:
+            while run.epoch < config.epochs:
+                if loop.epoch():  # stopped early: checkpoint written inside the epoch
+                    return run.history
+                _end_epoch(loop, val_set)
+                if signals.received is not None:
+                    run.history.status = "interrupted"
+                    return run.history
+        except NonFiniteStateError as error:
+            _stop_diverged(loop, str(error))
     return run.history
+
+
+def _stop_diverged(loop: _Loop, reason: str) -> None:
+    """Record why the run stopped; the checkpoints on disk stay the last good state."""
+    run = loop.run
+    kept = run.out / CHECKPOINT
+    reason = f"{reason} (stopped at step {run.step}; kept: {kept if kept.is_file() else 'none'})"
+    loop.log({"kind": "stopped", "reason": reason, "epoch": run.epoch + 1, "step": run.step})
+    run.history.status, run.history.reason = "diverged", reason
 
 
 def _checked_inputs(
@@ -227,8 +247,7 @@ class _Loop:
         x, y = _batch(run, self.data, self.ranks.local(idx))
         prep = time.perf_counter() - t0
         correct = int(self.ranks.total(_batch_correct(run.model, x, y, run.amp)))
-        with autocast(run.device, run.amp):
-            report = run.optimizer.step((x, y))
+        report = checked_step(run, (x, y))
         run.scheduler.step()
         step_wall = prep + report.seconds
         run.wall += step_wall

@@ -54,7 +54,7 @@ def test_resume_via_cli_matches_uninterrupted(run, data_dir, tmp_path, capsys) -
     assert strip(out) == strip(run)
     # a different config on resume is refused with a clear message
     assert main([*args, "--resume", "--lr", "0.05"]) == 2
-    assert "config differs" in capsys.readouterr().err
+    assert "settings differ" in capsys.readouterr().err
 
 
 def test_evaluate(run, tmp_path, capsys) -> None:

@@ -171,7 +171,7 @@ def test_checkpoint_write_is_atomic(
 def test_resume_guards(data, reference, tmp_path, make_model, reference_config) -> None:
     _, ref_history = reference
     out = ref_history.out_dir
-    with pytest.raises(ValueError, match=r"config differs.*restarts"):
+    with pytest.raises(ValueError, match=r"settings differ.*restarts"):
         config = TrainConfig(**{**reference_config, "restarts": 3})
         train(make_model(), data[0], data[1], config, out, resume=True, progress=False)
     with pytest.raises(FileExistsError, match="already holds a run"):
