@@ -87,7 +87,7 @@ def check_finite(tensors: Mapping[str, Tensor], where: str) -> None:
     if bad:
         listed = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
         raise ValueError(
-            f"{where} holds non-finite weights (NaN or inf) in {listed}: refusing to evaluate it; "
+            f"{where} holds non-finite weights (NaN or Inf) in {listed}: refusing to evaluate it; "
             "use an earlier checkpoint"
         )
 
@@ -114,7 +114,11 @@ def read_model_file(path: str | os.PathLike[str], *, torchscript: bool = False) 
     except ValueError:  # a refusal that already says why (e.g. non-finite weights)
         raise
     except Exception as error:  # not a torch file, truncated, or unsafe (code) content
-        raise ValueError(f"cannot read {path} as weights: {error}") from None
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"cannot read checkpoint or weights file {path}: torch.load(weights_only=True) refused "
+            f"it ({first[:160]})"
+        ) from None
     if isinstance(loaded, dict) and isinstance((loaded.get("meta") or {}).get("model"), dict):
         state = _tensors(loaded.get("model"), path)
         check_finite(state, str(path))

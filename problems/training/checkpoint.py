@@ -87,7 +87,8 @@ def _refuse_non_finite(obj: Any, what: str, prefix: str = "") -> None:
     name = first_non_finite(obj, prefix)
     if name is not None:
         raise NonFiniteStateError(
-            f"{what}: {name} holds NaN or Inf (the training diverged). Nothing was written or "
+            f"{what}: {name} holds non-finite values, NaN or Inf (the training diverged). Nothing "
+            "was written or "
             "loaded; the last good checkpoint is the previous file"
         )
 

@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+import minimax
 from problems.distributed import Ranks, evaluate_sharded, open_run_dir_ranked
 from problems.evaluation import evaluate
 from problems.training.checkpoint import (
@@ -130,7 +131,7 @@ def train(
                 if signals.received is not None:
                     run.history.status = "interrupted"
                     return run.history
-        except NonFiniteStateError as error:
+        except (NonFiniteStateError, minimax.NonFiniteError) as error:  # a step, a validation
             _stop_diverged(loop, str(error))
     return run.history
 

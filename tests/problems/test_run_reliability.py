@@ -68,10 +68,12 @@ def test_diverging_run_stops_and_keeps_last_good_checkpoint(
 
 
 def test_non_finite_state_is_never_written(data, tmp_path, make_model, monkeypatch) -> None:
-    """NaN in a buffer only (the step's values stay finite): the epoch's checkpoint write is
-    refused, the run stops, and the previous checkpoint stays."""
+    """Inf in a buffer the forward does not read, after the epoch's last step: the values stay
+    finite, the epoch's checkpoint write is refused, the run stops, and the previous checkpoint
+    stays. (A buffer the forward reads is caught earlier: see the next test.)"""
     model = make_model()
-    buffers = [b for b in model.buffers() if b.is_floating_point()]
+    model.register_buffer("unused", torch.zeros(3))
+    buffers = [model.unused]
 
     def poison(record: dict) -> None:
         if record["step"] == 4:  # the last step of epoch 2
@@ -82,6 +84,22 @@ def test_non_finite_state_is_never_written(data, tmp_path, make_model, monkeypat
     assert history.status == "diverged" and "refusing to write" in (history.reason or "")
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_non_finite_validation_stops_the_run(data, tmp_path, make_model) -> None:
+    """Inf in a buffer the forward reads (the input normalisation): the end-of-epoch validation
+    raises minimax.NonFiniteError, the run stops as diverged, the previous checkpoint stays."""
+    model = make_model()
+    buffers = [b for b in model.buffers() if b.is_floating_point()]
+
+    def poison(record: dict) -> None:
+        if record["step"] == 4:
+            buffers[0].fill_(float("inf"))
+
+    history = train(model, data[0], data[1], TrainConfig(**FAST), tmp_path, progress=False,
+                    callback=poison)  # fmt: skip
+    assert history.status == "diverged" and "not finite" in (history.reason or "")
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
 
 
 def test_load_checkpoint_refuses_nan_and_evaluate_exits_2(data, tmp_path, make_model,
