@@ -68,8 +68,9 @@ def write_report(
         f"minimax demo, seeds {', '.join(map(str, cfg['seeds']))}, "
         f"{'quick' if cfg['quick'] else 'full'} run, "
         f"L∞ ε = {cfg['eps']:g} on the digits. Every number and sentence below is "
-        f"generated from this run (summary.json holds the numbers)."
-    )
+        f"generated from this run (summary.json holds the numbers). "
+        + " ".join(said.get("quick", []))
+    ).strip()
     return write_html(
         out / "report.html",
         "minimax demo: Danskin's Descent Direction (DDi)",
@@ -117,7 +118,7 @@ def _worstclass(
     s: DemoSettings, seeds: Sequence[int], eps: float, out: Path, tick: _Ticker
 ) -> tuple[dict[str, Any], Figures]:
     tick.bar.set_description("worst-class digits")
-    return run_worstgroup(s, seeds, tick.bar.update), []
+    return run_worstgroup(s, seeds, tick.bar.update), [("Worst-class digits", "", "worstclass")]
 
 
 def _digits(

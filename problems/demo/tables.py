@@ -24,6 +24,20 @@ __all__ = ["format_table", "markdown_table", "summary_tables"]
 
 Table = tuple[str, list[str], list[list[str]]]
 
+METRIC_LABELS = {
+    "final_robust_loss": "exact robust loss at the end",
+    "best_robust_loss": "lowest exact robust loss",
+    "worst_class_test_acc": "worst-class test acc",
+    "worst_class_test_loss": "worst-class test loss",
+    "test_acc": "average test acc",
+    "worst_class_train_loss": "worst-class train loss",
+    "switch_fraction": "worst-class switches",
+    "went_up_fraction": "loss went up (fraction of steps)",
+    "final_norm": "‖d‖ at the end",
+    "final_robust_acc": "robust acc",
+    "final_clean_acc": "clean acc",
+}
+
 
 def cell(entry: Mapping[str, Any], fmt: str = ".3f") -> str:
     """Mean ± half-width of the 95% interval (the mean alone for one seed)."""
@@ -77,8 +91,9 @@ def _paired_row(part: str, metric: str, other: str, entry: Mapping[str, Any], fm
                 quick: bool) -> list[str]:  # fmt: skip
     ci = "n/a" if entry.get("low") is None else f"{entry['low']:+{fmt}} to {entry['high']:+{fmt}}"
     p = "n/a" if entry.get("p") is None else f"{entry['p']:.2g}"
-    return [part, metric, f"DDi − {other}", format(entry["mean"], "+" + fmt), ci, p,
-            verdict_text(entry, quick)]  # fmt: skip
+    label = METRIC_LABELS.get(metric, metric)
+    mean = format(entry["mean"], "+" + fmt)
+    return [part, label, f"DDi − {other}", mean, ci, p, verdict_text(entry, quick)]
 
 
 def _counterexample_table(ce: Mapping[str, Any]) -> Table:
