@@ -201,22 +201,33 @@ def summarize_conflict(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "paired": paired}  # fmt: skip
 
 
-def plot_conflict(runs: list[Mapping[str, Any]], path: Path) -> None:
-    """Exact robust loss against iteration, every seed (thin) for both rules."""
+def plot_conflict(runs: Sequence[Mapping[str, Any]], path: Path) -> None:
+    """Left: exact robust loss against iteration, every seed, both rules. Right: conflicting
+    candidate pairs per step (mean over a 10-step window), first seed."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    first = runs[0]
     for i, run in enumerate(runs):
         for name in ("danskin", "ddi"):
             res = run["rules"][name]
+            label = RULE_LABELS[name] if i == 0 else None
             ax.plot(res["robust_loss_at"], res["robust_loss"], lw=1.1, alpha=0.8,
-                    color=COLORS[name], label=RULE_LABELS[name] if i == 0 else None)  # fmt: skip
-    first = runs[0]
+                    color=COLORS[name], label=label)  # fmt: skip
+    for name in ("danskin", "ddi"):
+        per_step = torch.tensor(first["rules"][name]["negative_per_step"], dtype=torch.float64)
+        window = min(10, len(per_step))
+        smooth = per_step.unfold(0, window, 1).mean(-1)
+        ax2.plot(range(window - 1, len(per_step)), smooth.tolist(), lw=1.2, color=COLORS[name],
+                 label=f"{RULE_LABELS[name]}'s path")  # fmt: skip
+    pairs = first["restarts"] * (first["restarts"] - 1) // 2
     ax.set(xlabel="iteration", ylabel="exact robust loss (grid)",
-           title=f"paper's 2-2-1 ELU toy, m={first['restarts']} corner candidates, "
-                 f"{len(runs)} seeds")  # fmt: skip
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+           title=f"paper's 2-2-1 ELU toy, {len(runs)} seeds")  # fmt: skip
+    ax2.set(xlabel="iteration", ylabel=f"pairs with ⟨g_i, g_j⟩ < 0 (of {pairs})",
+            title=f"conflicting candidate gradients, seed {first['seed']}")  # fmt: skip
+    for a in (ax, ax2):
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

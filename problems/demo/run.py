@@ -39,9 +39,10 @@ CAPTIONS = {
     "counterexample": "Left: contour of φ(x) = max_y f(x, y) = x₁² + (|x₂|+1)² with the paths of "
     "normalized Danskin and DDi steps from (1, 0), candidates from 10 restarts of 10-step "
     "projected ascent on y. Right: the exact φ along each path.",
-    "elu": "Exact robust loss (grid enumeration) of the paper's 2-2-1 ELU network trained by "
-    "Danskin and by DDi with the paper's candidates (m random corners of the box, 10 plain "
-    "ascent steps of 0.1 on the batch mean) and per-tensor normalized steps, every seed.",
+    "elu": "Left: exact robust loss (grid enumeration) of the paper's 2-2-1 ELU network trained "
+    "by Danskin and by DDi with the paper's candidates (m random corners of the box, 10 plain "
+    "ascent steps of 0.1 on the batch mean) and per-tensor normalized steps, every seed. Right: "
+    "candidate pairs with a negative inner product per step (10-step mean), first seed.",
 }
 
 

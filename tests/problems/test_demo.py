@@ -293,7 +293,8 @@ def test_publish_replaces_blocks_and_names_a_missing_one(tmp_path: Path, quick_r
     (tmp_path / "docs").mkdir()
     (tmp_path / "README.md").write_text(text.replace("tables", "run") + text, encoding="utf-8")
     (tmp_path / "docs" / "reproducing.md").write_text(
-        "".join(text.replace("tables", n) for n in ("run", "findings", "tables")), encoding="utf-8"
+        "".join(text.replace("tables", n) for n in ("run", "findings", "tables", "claims")),
+        encoding="utf-8",
     )
     argv = ["--root", str(tmp_path), "--summary", str(quick_run / "summary.json")]
     assert publish.main([*argv, "--check"]) == 1
@@ -311,3 +312,23 @@ def test_differences_by_part_counts_and_measures() -> None:
     assert out["x"] == {"numbers": 3, "differ": 1, "max_abs": 0.5}
     assert out["y"] == {"numbers": 1, "differ": 0, "max_abs": 0.0}  # wall-clock aside
     assert out["config"]["numbers"] == 0  # booleans are not numbers
+
+
+def test_paper_toy_candidates_stay_near_the_corners() -> None:
+    import torch
+
+    from problems.demo.conflict import CornerAscent, PaperELU
+
+    toy = PaperELU(seed=0)
+    assert toy.model[2].bias is None  # the paper's network has no output bias
+    cands = CornerAscent(restarts=10, steps=10, step_size=0.1, seed=0)(
+        toy.problem, toy.params(), toy.batch
+    )
+    assert cands.deltas.shape == (10, 100, 2)
+    assert float(cands.deltas.abs().max()) <= 1.0
+    # plain steps of 0.1/n per example: every candidate is within 0.01 of a corner
+    assert float((cands.deltas.abs() - 1.0).abs().max()) < 0.01
+    again = CornerAscent(restarts=10, steps=10, step_size=0.1, seed=0)(
+        toy.problem, toy.params(), toy.batch
+    )
+    assert torch.equal(cands.deltas, again.deltas)  # seeded
