@@ -9,8 +9,8 @@ Markdown file; everything outside the markers is left alone. The test suite runs
 
 Public API::
 
-    SUMMARY, TARGETS                      the committed summary and {file: block names}
-    blocks(summary) -> {name: markdown}   every block, from the summary alone
+    SUMMARY, OTHER_THREADS, TARGETS       the committed summaries and {file: block names}
+    blocks(summary, other_threads=None) -> {name: markdown}   every block, from the summaries
     render(text, blocks) -> str           ``text`` with its blocks replaced
     main(argv) -> int
 """
@@ -26,19 +26,22 @@ from pathlib import Path
 from typing import Any
 
 from problems.demo.common import SETTING_LABELS
+from problems.demo.compare import differences_by_part
 from problems.demo.findings import findings
 from problems.demo.tables import markdown_table, summary_tables
 from problems.demo.verdicts import difference_text, interval_text
 from problems.files import atomic_write_text
 
-__all__ = ["ROOT", "SUMMARY", "TARGETS", "blocks", "main", "render"]
+__all__ = ["OTHER_THREADS", "ROOT", "SUMMARY", "TARGETS", "blocks", "main", "render"]
 
 ROOT = Path(__file__).resolve().parents[2]
 SUMMARY = Path("docs/results/demo-summary.json")
+#: the same full run with another torch thread count (how far numbers move between kernels)
+OTHER_THREADS = Path("docs/results/demo-summary-threads2.json")
 #: Markdown file (relative to the repository root) → the blocks it holds
 TARGETS: dict[str, tuple[str, ...]] = {
     "README.md": ("run", "tables"),
-    "docs/reproducing.md": ("run", "findings", "tables", "claims"),
+    "docs/reproducing.md": ("run", "findings", "tables", "claims", "threads"),
 }
 _HEADINGS = {
     "quick": "Quick run",
@@ -135,8 +138,33 @@ def _claims_block(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def blocks(summary: Mapping[str, Any]) -> dict[str, str]:
-    """Every generated block, from ``summary`` alone."""
+def _threads_block(summary: Mapping[str, Any], other: Mapping[str, Any] | None) -> str:
+    """Per part: how many numbers differ between the two thread settings, and by how much."""
+    if other is None:
+        return f"(no `{OTHER_THREADS.as_posix()}` committed: not measured)"
+    measured = differences_by_part(summary, other)
+    rows = [
+        [part, str(d["numbers"]), str(d["differ"]), f"{d['max_abs']:.3g}"]
+        for part, d in measured.items()
+        if part != "config"
+    ]
+    skip = {"config", "timings", *measured}
+    rows += [[part, "not rerun", "", ""] for part in summary if part not in skip]
+    header = ["part", "numbers", "differ", "largest absolute difference"]
+    threads = (summary["config"]["threads"], other["config"]["threads"])
+    return (
+        f"The same full run (seeds {', '.join(map(str, summary['config']['seeds']))}) with "
+        f"{threads[0]} and with {threads[1]} torch threads "
+        f"(`{SUMMARY.as_posix()}` against `{OTHER_THREADS.as_posix()}`, compared by "
+        "`python -m problems.demo.compare --by-part`, wall-clock fields aside):\n\n"
+        + markdown_table(header, rows)
+    )
+
+
+def blocks(
+    summary: Mapping[str, Any], other_threads: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """Every generated block, from ``summary`` (and the other thread count's summary)."""
     tables = "\n\n".join(
         f"**{heading}**\n\n{markdown_table(header, rows)}"
         for heading, header, rows in summary_tables(summary)
@@ -146,6 +174,7 @@ def blocks(summary: Mapping[str, Any]) -> dict[str, str]:
         "tables": tables,
         "findings": _findings_block(summary),
         "claims": _claims_block(summary),
+        "threads": _threads_block(summary, other_threads),
     }
 
 
@@ -165,11 +194,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Rewrite (or with ``--check`` compare) the blocks of `TARGETS`; 1 when a check fails."""
     parser = argparse.ArgumentParser(prog="python -m problems.demo.publish", description=__doc__)
     parser.add_argument("--summary", type=Path, default=ROOT / SUMMARY)
+    parser.add_argument("--other-threads", type=Path, default=ROOT / OTHER_THREADS)
     parser.add_argument("--root", type=Path, default=ROOT, help="the repository root")
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 on change")
     args = parser.parse_args(argv)
     summary = json.loads(args.summary.read_text(encoding="utf-8"))
-    generated = blocks(summary)
+    other = None
+    if args.other_threads.is_file():
+        other = json.loads(args.other_threads.read_text(encoding="utf-8"))
+    generated = blocks(summary, other)
     stale = []
     for rel, names in TARGETS.items():
         path = args.root / rel

@@ -271,8 +271,11 @@ def test_readme_and_docs_agree_with_the_committed_summary() -> None:
     from problems.demo import publish
 
     summary = json.loads((publish.ROOT / publish.SUMMARY).read_text(encoding="utf-8"))
+    other = json.loads((publish.ROOT / publish.OTHER_THREADS).read_text(encoding="utf-8"))
     assert summary["config"]["quick"] is False
-    generated = publish.blocks(summary)
+    assert other["config"]["seeds"] == summary["config"]["seeds"]
+    assert other["config"]["threads"] != summary["config"]["threads"]
+    generated = publish.blocks(summary, other)
     for rel, names in publish.TARGETS.items():
         text = (publish.ROOT / rel).read_text(encoding="utf-8")
         assert publish.render(text, generated, names) == text, f"{rel} is stale: run " \
@@ -293,10 +296,13 @@ def test_publish_replaces_blocks_and_names_a_missing_one(tmp_path: Path, quick_r
     (tmp_path / "docs").mkdir()
     (tmp_path / "README.md").write_text(text.replace("tables", "run") + text, encoding="utf-8")
     (tmp_path / "docs" / "reproducing.md").write_text(
-        "".join(text.replace("tables", n) for n in ("run", "findings", "tables", "claims")),
+        "".join(
+            text.replace("tables", n) for n in ("run", "findings", "tables", "claims", "threads")
+        ),
         encoding="utf-8",
     )
-    argv = ["--root", str(tmp_path), "--summary", str(quick_run / "summary.json")]
+    argv = ["--root", str(tmp_path), "--summary", str(quick_run / "summary.json"),
+            "--other-threads", str(tmp_path / "absent.json")]  # fmt: skip
     assert publish.main([*argv, "--check"]) == 1
     assert publish.main(argv) == 0
     assert publish.main([*argv, "--check"]) == 0
