@@ -4,6 +4,7 @@ draws its own data split, initialization and attack starts)."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -23,7 +24,16 @@ from problems.report import plot_curves
 from problems.stats import mean_interval, paired_difference
 from problems.training import RunHistory, TrainConfig, train
 
-__all__ = ["METRICS", "RULES", "SETTINGS", "digits_steps", "plot_digits", "run_digits"]
+__all__ = [
+    "METRICS",
+    "RULES",
+    "SETTINGS",
+    "digits_steps",
+    "merge_digits",
+    "plot_digits",
+    "run_digits",
+    "summarize_digits",
+]
 
 
 SETTINGS = {"smooth": ("celu", "none"), "relu_bn": ("relu", "batch")}
@@ -58,6 +68,22 @@ def digits_steps(s: DemoSettings) -> int:
     return len(SETTINGS) * len(RULES) * s.digits_epochs * math.ceil(n / s.digits_batch_size)
 
 
+def merge_digits(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One digits part from parts run on disjoint seeds (e.g. one process per seed): the seeds
+    and per-seed runs in the given order, the statistics recomputed; equal to one run over all
+    the seeds."""
+    if not parts:
+        raise ValueError("parts is empty: pass at least one digits part")
+    merged = json.loads(json.dumps(parts[0]))
+    for part in parts[1:]:
+        merged["seeds"] += part["seeds"]
+        for setting, block in merged["settings"].items():
+            block["runs"] += part["settings"][setting]["runs"]
+    if len(set(merged["seeds"])) != len(merged["seeds"]):
+        raise ValueError(f"parts repeat seeds: {merged['seeds']}")
+    return summarize_digits(merged)
+
+
 def run_digits(
     s: DemoSettings, seeds: Sequence[int], eps: float, runs_dir: Path,
     tick: Callable[[str], None],
@@ -85,6 +111,12 @@ def run_digits(
                 history = _train(s, seed, eps, data, rule, activation, norm, where, on_step)
                 runs[rule] = _rule_summary(history)
             out["settings"][setting]["runs"].append(runs)
+    return summarize_digits(out)
+
+
+def summarize_digits(out: dict[str, Any]) -> dict[str, Any]:
+    """(Re)compute each setting's ``rules`` (mean, 95% interval) and ``paired`` (DDi − other)
+    from its per-seed ``runs``; returns ``out``."""
     for block in out["settings"].values():
         per_seed = block["runs"]
         block["rules"] = {

@@ -338,3 +338,22 @@ def test_paper_toy_candidates_stay_near_the_corners() -> None:
         toy.problem, toy.params(), toy.batch
     )
     assert torch.equal(cands.deltas, again.deltas)  # seeded
+
+
+def test_shards_merge_to_the_single_run(quick_run: Path, tmp_path: Path) -> None:
+    from problems.demo.shards import merge_summaries, write_merged
+
+    rest = demo.run_demo(tmp_path / "a", quick=True, progress=False,
+                         parts=("counterexample", "elu", "worstclass"))  # fmt: skip
+    digits = [
+        demo.run_demo(
+            tmp_path / f"d{s}", quick=True, progress=False, parts=("digits",), seed=s, seeds=1
+        )
+        for s in (0, 1)
+    ]
+    merged = write_merged([rest, *digits], tmp_path / "merged")
+    assert (tmp_path / "merged" / "report.html").is_file()
+    assert merged["config"].pop("shards") == 3
+    assert demo.strip_times(merged) == demo.strip_times(_summary(quick_run))
+    with pytest.raises(ValueError, match="repeat seeds"):
+        merge_summaries([rest, digits[0], digits[0]])
