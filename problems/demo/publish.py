@@ -189,11 +189,11 @@ def render(text: str, generated: Mapping[str, str], names: Sequence[str] | None 
     """``text`` with each block ``names`` (default: all of ``generated``) replaced; a missing
     marker pair is a ValueError naming it."""
     for name in names if names is not None else list(generated):
-        pattern = re.compile(rf"(<!-- demo:{name} -->\n).*?(\n<!-- /demo:{name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- demo:{name} -->\n).*?(<!-- /demo:{name} -->)", re.S)
         found = pattern.search(text)
         if found is None:
             raise ValueError(f"no '<!-- demo:{name} -->' ... '<!-- /demo:{name} -->' block")
-        text = text[: found.end(1)] + generated[name] + text[found.start(2) :]
+        text = text[: found.end(1)] + generated[name] + "\n" + text[found.start(2) :]
     return text
 
 
