@@ -271,10 +271,12 @@ def test_readme_and_docs_agree_with_the_committed_summary() -> None:
     from problems.demo import publish
 
     summary = json.loads((publish.ROOT / publish.SUMMARY).read_text(encoding="utf-8"))
-    other = json.loads((publish.ROOT / publish.OTHER_THREADS).read_text(encoding="utf-8"))
     assert summary["config"]["quick"] is False
-    assert other["config"]["seeds"] == summary["config"]["seeds"]
-    assert other["config"]["threads"] != summary["config"]["threads"]
+    other = None
+    if (publish.ROOT / publish.OTHER_THREADS).is_file():  # the thread-count comparison
+        other = json.loads((publish.ROOT / publish.OTHER_THREADS).read_text(encoding="utf-8"))
+        assert other["config"]["seeds"] == summary["config"]["seeds"]
+        assert other["config"]["threads"] != summary["config"]["threads"]
     generated = publish.blocks(summary, other)
     for rel, names in publish.TARGETS.items():
         text = (publish.ROOT / rel).read_text(encoding="utf-8")
@@ -351,9 +353,12 @@ def test_shards_merge_to_the_single_run(quick_run: Path, tmp_path: Path) -> None
         )
         for s in (0, 1)
     ]
-    merged = write_merged([rest, *digits], tmp_path / "merged")
+    write_merged([rest, *digits], tmp_path / "merged")
     assert (tmp_path / "merged" / "report.html").is_file()
+    merged = _summary(tmp_path / "merged")
+    from problems.demo.compare import summary_differences
+
     assert merged["config"].pop("shards") == 3
-    assert demo.strip_times(merged) == demo.strip_times(_summary(quick_run))
+    assert summary_differences(merged, _summary(quick_run)) == []
     with pytest.raises(ValueError, match="repeat seeds"):
         merge_summaries([rest, digits[0], digits[0]])
