@@ -17,12 +17,12 @@ EPILOG = (
     "worst-class training on scikit-learn's 8x8 digits (ERM / Danskin / DDi / Group DRO), and "
     "Danskin (PGD-AT) / MaxLoss / DDi adversarial training of a small CNN on the digits (CELU "
     "without BatchNorm, and ReLU + BatchNorm), each comparison over --seeds seeds with 95% "
-    "intervals and paired t-tests. About 5 minutes on 2 CPU cores (--quick: under 30 s, too "
-    "short to compare the rules). Writes PNG figures, report.html and summary.json to --out, "
-    "and prints the summary tables.\n\n"
+    "intervals and paired t-tests. Several minutes on a CPU: it trains 18 small CNNs (--quick: "
+    "seconds, too short to compare the rules). Writes PNG figures, report.html and summary.json "
+    "to --out, and prints the summary tables.\n\n"
     "examples:\n"
     "  minimax demo                          # full run into demo-report/\n"
-    "  minimax demo --quick --out /tmp/demo  # smoke run, under 30 s\n"
+    "  minimax demo --quick --out /tmp/demo  # smoke run, seconds\n"
     "  minimax demo --seed 1 --eps 0.05      # seeds 1, 2, 3; a smaller L-inf radius\n"
     "  minimax demo --seeds 5                # five seeds: narrower intervals, longer run\n"
 )
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a small version that runs in well under 30 s (tests, smoke runs)",
+        help="a small version that runs in seconds (tests, smoke runs; too short to compare)",
     )
     parser.add_argument(
         "--seed",
