@@ -33,16 +33,30 @@ from problems.demo.tables import markdown_table, summary_tables
 from problems.demo.verdicts import difference_text, interval_text
 from problems.files import atomic_write_text
 
-__all__ = ["OTHER_THREADS", "ROOT", "SUMMARY", "TARGETS", "blocks", "main", "render"]
+__all__ = [
+    "OTHER_THREADS",
+    "QUICK_THREADS",
+    "ROOT",
+    "SUMMARY",
+    "TARGETS",
+    "blocks",
+    "main",
+    "render",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 SUMMARY = Path("docs/results/demo-summary.json")
 #: the same full run with another torch thread count (how far numbers move between kernels)
 OTHER_THREADS = Path("docs/results/demo-summary-threads2.json")
+#: two --quick runs, 1 and 2 torch threads (the same comparison on every part, quick sizes)
+QUICK_THREADS = (
+    Path("docs/results/demo-quick-threads1.json"),
+    Path("docs/results/demo-quick-threads2.json"),
+)
 #: Markdown file (relative to the repository root) → the blocks it holds
 TARGETS: dict[str, tuple[str, ...]] = {
     "README.md": ("run", "tables"),
-    "docs/reproducing.md": ("run", "findings", "tables", "claims", "threads"),
+    "docs/reproducing.md": ("run", "findings", "tables", "claims", "threads", "threads-quick"),
 }
 _HEADINGS = {
     "quick": "Quick run",
@@ -67,7 +81,7 @@ def _run_line(summary: Mapping[str, Any]) -> str:
         f"`minimax demo{' --quick' if cfg['quick'] else ''}` with seeds "
         f"{', '.join(map(str, cfg['seeds']))} and {cfg['threads']} torch "
         f"thread{'s' if cfg['threads'] != 1 else ''}{took}{merged}; parts: "
-        f"{', '.join(parts)}.{absent} A cell \"a ± h\" is the mean over seeds and the "
+        f'{", ".join(parts)}.{absent} A cell "a ± h" is the mean over seeds and the '
         "half-width of its 95% t-interval."
     )
 
@@ -145,10 +159,12 @@ def _claims_block(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _threads_block(summary: Mapping[str, Any], other: Mapping[str, Any] | None) -> str:
+def _threads_block(
+    summary: Mapping[str, Any], other: Mapping[str, Any] | None, paths: tuple[Path, Path]
+) -> str:
     """Per part: how many numbers differ between the two thread settings, and by how much."""
     if other is None:
-        return f"(no `{OTHER_THREADS.as_posix()}` committed: not measured)"
+        return f"(no `{paths[1].as_posix()}` committed: not measured)"
     measured = differences_by_part(summary, other)
     rows = [
         [part, str(d["numbers"]), str(d["differ"]), f"{d['max_abs']:.3g}"]
@@ -159,19 +175,27 @@ def _threads_block(summary: Mapping[str, Any], other: Mapping[str, Any] | None) 
     rows += [[part, "not rerun", "", ""] for part in summary if part not in skip]
     header = ["part", "numbers", "differ", "largest absolute difference"]
     threads = (summary["config"]["threads"], other["config"]["threads"])
+    kind = "quick" if summary["config"]["quick"] else "full"
+    seeds = ", ".join(map(str, summary["config"]["seeds"]))
     return (
-        f"The same full run (seeds {', '.join(map(str, summary['config']['seeds']))}) with "
+        f"The same {kind} run (seeds {seeds}) with "
         f"{threads[0]} and with {threads[1]} torch threads "
-        f"(`{SUMMARY.as_posix()}` against `{OTHER_THREADS.as_posix()}`, compared by "
+        f"(`{paths[0].as_posix()}` against `{paths[1].as_posix()}`, compared by "
         "`python -m problems.demo.compare --by-part`, wall-clock fields aside):\n\n"
         + markdown_table(header, rows)
     )
 
 
 def blocks(
-    summary: Mapping[str, Any], other_threads: Mapping[str, Any] | None = None
+    summary: Mapping[str, Any],
+    other_threads: Mapping[str, Any] | None = None,
+    quick_threads: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
 ) -> dict[str, str]:
-    """Every generated block, from ``summary`` (and the other thread count's summary)."""
+    """Every generated block, from ``summary`` (and the other thread count's summary, and two
+    quick runs with different thread counts)."""
+    quick_block = "(no quick thread-count summaries committed: not measured)"
+    if quick_threads is not None:
+        quick_block = _threads_block(quick_threads[0], quick_threads[1], QUICK_THREADS)
     tables = "\n\n".join(
         f"**{heading}**\n\n{markdown_table(header, rows)}"
         for heading, header, rows in summary_tables(summary)
@@ -181,7 +205,8 @@ def blocks(
         "tables": tables,
         "findings": _findings_block(summary),
         "claims": _claims_block(summary),
-        "threads": _threads_block(summary, other_threads),
+        "threads": _threads_block(summary, other_threads, (SUMMARY, OTHER_THREADS)),
+        "threads-quick": quick_block,
     }
 
 
@@ -209,7 +234,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     other = None
     if args.other_threads.is_file():
         other = json.loads(args.other_threads.read_text(encoding="utf-8"))
-    generated = blocks(summary, other)
+    quick = None
+    if all((args.root / p).is_file() for p in QUICK_THREADS):
+        first, second = (json.loads((args.root / p).read_text(encoding="utf-8"))
+                         for p in QUICK_THREADS)  # fmt: skip
+        quick = (first, second)
+    generated = blocks(summary, other, quick)
     stale = []
     for rel, names in TARGETS.items():
         path = args.root / rel

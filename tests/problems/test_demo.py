@@ -277,7 +277,10 @@ def test_readme_and_docs_agree_with_the_committed_summary() -> None:
         other = json.loads((publish.ROOT / publish.OTHER_THREADS).read_text(encoding="utf-8"))
         assert other["config"]["seeds"] == summary["config"]["seeds"]
         assert other["config"]["threads"] != summary["config"]["threads"]
-    generated = publish.blocks(summary, other)
+    q1, q2 = (json.loads((publish.ROOT / p).read_text(encoding="utf-8"))
+              for p in publish.QUICK_THREADS)  # fmt: skip
+    assert q1["config"]["threads"] == 1 and q2["config"]["threads"] == 2
+    generated = publish.blocks(summary, other, (q1, q2))
     for rel, names in publish.TARGETS.items():
         text = (publish.ROOT / rel).read_text(encoding="utf-8")
         assert publish.render(text, generated, names) == text, f"{rel} is stale: run " \
@@ -299,7 +302,8 @@ def test_publish_replaces_blocks_and_names_a_missing_one(tmp_path: Path, quick_r
     (tmp_path / "README.md").write_text(text.replace("tables", "run") + text, encoding="utf-8")
     (tmp_path / "docs" / "reproducing.md").write_text(
         "".join(
-            text.replace("tables", n) for n in ("run", "findings", "tables", "claims", "threads")
+            text.replace("tables", n)
+            for n in ("run", "findings", "tables", "claims", "threads", "threads-quick")
         ),
         encoding="utf-8",
     )
