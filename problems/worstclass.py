@@ -35,7 +35,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 import minimax as mm
 from problems.data import digits as digits_data
+from problems.stats import mean_interval, paired_difference
 
 __all__ = [
     "METRICS",
@@ -265,60 +266,37 @@ def run_worstclass(seed: int, settings: WorstClassSettings | None = None) -> dic
     }
 
 
-def _interval(values: Sequence[float]) -> dict[str, Any]:
-    """Mean and 95% t-interval (None for one value)."""
-    from scipy import stats
-
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return {"mean": mean, "low": None, "high": None, "n": n}
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    return {"mean": mean, "low": mean - half, "high": mean + half, "n": n}
-
-
-def _paired(ddi: Sequence[float], other: Sequence[float], higher_is_better: bool) -> dict[str, Any]:
-    """DDi − other per seed: mean, 95% interval, paired t-test, and the verdict it allows."""
-    from scipy import stats
-
-    diffs = [a - b for a, b in zip(ddi, other)]
-    out = {"diffs": diffs, **_interval(diffs), "t": None, "p": None}
-    if len(diffs) >= 2 and any(d != diffs[0] for d in diffs):
-        test = stats.ttest_rel(ddi, other)
-        out["t"], out["p"] = float(test.statistic), float(test.pvalue)
-    low, high = out["low"], out["high"]
-    if low is None or (low <= 0 <= high):
-        out["verdict"] = "no significant difference"
-    else:
-        better = (low > 0) == higher_is_better
-        out["verdict"] = "DDi better" if better else "DDi worse"
-    return out
-
-
 def compare_worstclass(
-    seeds: Sequence[int], settings: WorstClassSettings | None = None
+    seeds: Sequence[int],
+    settings: WorstClassSettings | None = None,
+    on_seed: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """`run_worstclass` on every seed; per rule and metric the mean with a 95% t-interval, and
     per other rule the paired differences DDi − other with a paired t-test (scipy.stats).
 
     The verdict is "no significant difference" unless the 95% interval of the paired
-    difference excludes 0 (and always with one seed).
+    difference excludes 0 (and always with one seed). ``on_seed(seed)`` is called after each
+    seed (a progress bar).
     """
     s = settings or WorstClassSettings()
     if "ddi" not in s.rules:
         s = replace(s, rules=(*s.rules, "ddi"))
-    runs = [run_worstclass(seed, s) for seed in seeds]
+    runs = []
+    for seed in seeds:
+        runs.append(run_worstclass(seed, s))
+        if on_seed is not None:
+            on_seed(seed)
     if not runs:
         raise ValueError("seeds is empty: pass at least one seed")
     per_rule = {
-        name: {m: _interval([r["rules"][name][m] for r in runs]) for m in METRICS}
+        name: {m: mean_interval([r["rules"][name][m] for r in runs]) for m in METRICS}
         for name in s.rules
     }
     paired = {
         name: {
-            m: _paired([r["rules"]["ddi"][m] for r in runs], [r["rules"][name][m] for r in runs],
-                       better)
+            m: paired_difference(
+                [r["rules"]["ddi"][m] for r in runs], [r["rules"][name][m] for r in runs], better
+            )
             for m, better in METRICS.items()
         }
         for name in s.rules

@@ -1,10 +1,12 @@
-"""Part 3 of the demo: Danskin (PGD-AT), MaxLoss and DDi adversarial training of a small CNN on
-scikit-learn's 8×8 digits, through `problems.training.train`."""
+"""Part 4 of the demo: Danskin (PGD-AT), MaxLoss and DDi adversarial training of a small CNN on
+scikit-learn's 8×8 digits, through `problems.training.train`, over several seeds (each seed
+draws its own data split, initialization and attack starts)."""
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,19 @@ from problems.demo.common import (
 )
 from problems.models import build_model
 from problems.report import plot_curves
+from problems.stats import mean_interval, paired_difference
 from problems.training import RunHistory, TrainConfig, train
 
-__all__ = ["RULES", "SETTINGS", "digits_steps", "plot_digits", "run_digits"]
+__all__ = [
+    "METRICS",
+    "RULES",
+    "SETTINGS",
+    "digits_steps",
+    "merge_digits",
+    "plot_digits",
+    "run_digits",
+    "summarize_digits",
+]
 
 
 SETTINGS = {"smooth": ("celu", "none"), "relu_bn": ("relu", "batch")}
@@ -42,39 +54,81 @@ EPOCH_FIELDS = (
 )
 
 
+#: the compared final metrics → True when higher is better
+METRICS: dict[str, bool] = {
+    "final_robust_acc": True,
+    "final_clean_acc": True,
+    "went_up_fraction": False,
+}
+
+
 def digits_steps(s: DemoSettings) -> int:
-    """Outer steps of all the digits runs together (for the progress bar)."""
+    """Outer steps of one seed's digits runs together (for the progress bar)."""
     n = s.digits_train_size or 1797 - round(1797 * 0.25)
     return len(SETTINGS) * len(RULES) * s.digits_epochs * math.ceil(n / s.digits_batch_size)
 
 
-def run_digits(
-    s: DemoSettings, seed: int, eps: float, runs_dir: Path, tick: Callable[[str], None]
-) -> dict[str, Any]:
-    """Train every (setting, rule) through problems.training.train; per-epoch records."""
+def merge_digits(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One digits part from parts run on disjoint seeds (e.g. one process per seed): the seeds
+    and per-seed runs in the given order, the statistics recomputed; equal to one run over all
+    the seeds."""
+    if not parts:
+        raise ValueError("parts is empty: pass at least one digits part")
+    merged = json.loads(json.dumps(parts[0]))
+    for part in parts[1:]:
+        merged["seeds"] += part["seeds"]
+        for setting, block in merged["settings"].items():
+            block["runs"] += part["settings"][setting]["runs"]
+    if len(set(merged["seeds"])) != len(merged["seeds"]):
+        raise ValueError(f"parts repeat seeds: {merged['seeds']}")
+    return summarize_digits(merged)
 
-    data = digits_data.load(seed=seed, train_size=s.digits_train_size, test_size=s.digits_test_size)
+
+def run_digits(
+    s: DemoSettings, seeds: Sequence[int], eps: float, runs_dir: Path,
+    tick: Callable[[str], None],
+) -> dict[str, Any]:  # fmt: skip
+    """Train every (seed, setting, rule) through problems.training.train; per-epoch records per
+    seed, and per setting the mean of each `METRICS` entry with a 95% interval and the paired
+    difference DDi − other rule with a paired t-test (`problems.stats`)."""
     out: dict[str, Any] = {
-        "train_examples": len(data.y_train),
-        "test_examples": len(data.y_test),
-        "eps": eps,
-        "epochs": s.digits_epochs,
-        "restarts": s.digits_restarts,
-        "pgd_steps": s.digits_steps,
-        "eval": f"PGD-{s.digits_eval_steps}",
-        "batch_size": s.digits_batch_size,
-        "lr": s.digits_lr,
-        "width": s.digits_width,
-        "settings": {},
-    }
-    for setting, (activation, norm) in SETTINGS.items():
-        block: dict[str, Any] = {"activation": activation, "norm": norm, "rules": {}}
-        for rule in RULES:
-            history = _train(s, seed, eps, data, rule, activation, norm,
-                             runs_dir / f"{setting}-{rule}",
-                             _on_step(tick, f"digits {setting}/{rule}"))  # fmt: skip
-            block["rules"][rule] = _rule_summary(history)
-        out["settings"][setting] = block
+        "eps": eps, "epochs": s.digits_epochs, "restarts": s.digits_restarts,
+        "pgd_steps": s.digits_steps, "eval": f"PGD-{s.digits_eval_steps}",
+        "batch_size": s.digits_batch_size, "lr": s.digits_lr, "width": s.digits_width,
+        "seeds": list(seeds),
+        "settings": {setting: {"activation": a, "norm": n, "runs": []}
+                     for setting, (a, n) in SETTINGS.items()},
+    }  # fmt: skip
+    for seed in seeds:
+        data = digits_data.load(seed=seed, train_size=s.digits_train_size,
+                                test_size=s.digits_test_size)  # fmt: skip
+        out["train_examples"], out["test_examples"] = len(data.y_train), len(data.y_test)
+        for setting, (activation, norm) in SETTINGS.items():
+            runs: dict[str, Any] = {}
+            for rule in RULES:
+                on_step = _on_step(tick, f"digits seed {seed} {setting}/{rule}")
+                where = runs_dir / f"seed{seed}" / f"{setting}-{rule}"
+                history = _train(s, seed, eps, data, rule, activation, norm, where, on_step)
+                runs[rule] = _rule_summary(history)
+            out["settings"][setting]["runs"].append(runs)
+    return summarize_digits(out)
+
+
+def summarize_digits(out: dict[str, Any]) -> dict[str, Any]:
+    """(Re)compute each setting's ``rules`` (mean, 95% interval) and ``paired`` (DDi − other)
+    from its per-seed ``runs``; returns ``out``."""
+    for block in out["settings"].values():
+        per_seed = block["runs"]
+        block["rules"] = {
+            r: {m: mean_interval([run[r][m] or 0.0 for run in per_seed]) for m in METRICS}
+            for r in RULES
+        }
+        block["paired"] = {
+            r: {m: paired_difference([run["ddi"][m] or 0.0 for run in per_seed],
+                                     [run[r][m] or 0.0 for run in per_seed], better)
+                for m, better in METRICS.items()}
+            for r in RULES if r != "ddi"
+        }  # fmt: skip
     return out
 
 
@@ -142,13 +196,14 @@ def _went_up_overall(history: RunHistory) -> float | None:
 
 
 def plot_digits(dg: Mapping[str, Any], out: Path) -> list[tuple[str, str, str]]:
-    """Robust accuracy against epoch and wall-clock and the went-up fraction, per setting, with
-    `problems.report.plot_curves`; returns (heading, file name, what it shows) per figure."""
+    """Robust accuracy against epoch and wall-clock and the went-up fraction, per setting, on the
+    first seed, with `problems.report.plot_curves`; returns (heading, file name, what it shows)
+    per figure."""
 
     figures = []
     for setting, block in dg["settings"].items():
         label = SETTING_LABELS[setting]
-        histories = {RULE_LABELS[r]: res["epochs"] for r, res in block["rules"].items()}
+        histories = {RULE_LABELS[r]: res["epochs"] for r, res in block["runs"][0].items()}
         accuracy = f"test robust accuracy ({dg['eval']}, ε={dg['eps']:g})"
         for x, y, what, ylabel in (
             ("epoch", "robust_acc", "robust accuracy against epoch", accuracy),
@@ -162,8 +217,12 @@ def plot_digits(dg: Mapping[str, Any], out: Path) -> list[tuple[str, str, str]]:
         ):
             name = f"digits_{setting}_{y}_{x}.png"
             plot_curves(
-                histories, x=x, y=y, path=out / name, title=f"digits, {label}: {what}",
+                histories,
+                x=x,
+                y=y,
+                path=out / name,
+                title=f"digits, {label}, seed {dg['seeds'][0]}: {what}",
                 ylabel=ylabel,
-            )  # fmt: skip
+            )
             figures.append((f"Digits, {label}: {what}", name, setting))
     return figures

@@ -1,28 +1,30 @@
-"""The demo's sentences, generated from the numbers of summary.json alone."""
+"""The demo's sentences, generated from the numbers of summary.json alone. Every comparison
+between rules is stated through `problems.demo.verdicts`: means with 95% intervals over seeds,
+paired differences with a paired t-test, and no winner unless the interval excludes 0 (never in
+a quick run)."""
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from problems.demo.common import (
-    RULE_LABELS,
-    SETTING_LABELS,
-    UP_TOL,
-    pct,
-)
-from problems.demo.digits import RULES
+from problems.demo.common import RULE_LABELS, SETTING_LABELS, UP_TOL
+from problems.demo.verdicts import QUICK_NOTE, interval_text, metric_sentence, seeds_text
 
-__all__ = ["early_epoch", "findings"]
+__all__ = ["findings"]
 
-
-def _cmp(a: float, b: float, *, higher_is_better: bool, tol: float) -> str:
-    diff = a - b if higher_is_better else b - a
-    if abs(a - b) <= tol:
-        return "a tie"
-    return "DDi wins" if diff > 0 else "DDi does not win"
+WORSTCLASS_LABELS = {"erm": "ERM", "danskin": "Danskin", "ddi": "DDi", "group_dro": "Group DRO"}
+#: worst-class metrics stated in the report: (metric, label, format)
+WORSTCLASS_STATED = (
+    ("worst_class_test_acc", "Worst-class test accuracy", ".3f"),
+    ("worst_class_test_loss", "Worst-class test loss", ".3f"),
+    ("test_acc", "Average test accuracy", ".3f"),
+    ("switch_fraction", "Fraction of steps at which the worst training class switched", ".3f"),
+    ("went_up_fraction", "Fraction of steps after which the worst-class training loss went up",
+     ".3f"),
+    ("final_norm", "‖d‖ over the last 10% of steps", ".3g"),
+)  # fmt: skip
 
 
 def _fmt_vec(v: Sequence[float]) -> str:
@@ -32,21 +34,28 @@ def _fmt_vec(v: Sequence[float]) -> str:
 def findings(summary: Mapping[str, Any]) -> dict[str, list[str]]:
     """The report's sentences, generated from the numbers of ``summary`` (nothing hand-written
     about the outcome)."""
+    quick = bool(summary.get("config", {}).get("quick", False))
     out: dict[str, list[str]] = {}
+    if quick:
+        out["quick"] = [QUICK_NOTE]
     if summary.get("counterexample"):
         out["counterexample"] = _counterexample_sentences(summary["counterexample"])
     if summary.get("elu"):
-        out["elu"] = _elu_sentences(summary["elu"])
+        out["elu"] = _elu_sentences(summary["elu"], quick)
+    if summary.get("worstclass"):
+        out["worstclass"] = _worstclass_sentences(summary["worstclass"], quick)
     dg = summary.get("digits")
     if dg:
         out["digits"] = [
-            f"{dg['train_examples']} training and {dg['test_examples']} test images, L∞ ε = "
-            f"{dg['eps']:g}, m = {dg['restarts']} restarts of {dg['pgd_steps']}-step PGD for "
-            f"every rule, {dg['epochs']} epochs, test robust accuracy by {dg['eval']}.",
+            f"{dg['train_examples']} training and {dg['test_examples']} test images per seed "
+            f"(each seed its own split, initialization and attack starts), "
+            f"{seeds_text(dg['seeds'])}, L∞ ε = {dg['eps']:g}, m = {dg['restarts']} restarts "
+            f"of {dg['pgd_steps']}-step PGD for every rule, {dg['epochs']} epochs, test robust "
+            f"accuracy by {dg['eval']}. The figures show the first seed.",
         ]
         for setting, block in dg["settings"].items():
             out[f"digits_{setting}"] = _digits_sentences(
-                SETTING_LABELS[setting], block, dg["restarts"]
+                SETTING_LABELS[setting], block, dg["restarts"], quick
             )
     return out
 
@@ -90,95 +99,119 @@ def _counterexample_sentences(ce: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _elu_sentences(elu: Mapping[str, Any]) -> list[str]:
-    dan, ddi, scan = elu["danskin"], elu["ddi"], elu["scan"]
-    n = elu["iterations"]
-    g = ddi["gram"]
-    verdict = _cmp(
-        ddi["final_robust_loss"], dan["final_robust_loss"], higher_is_better=False, tol=5e-5
+def _elu_sentences(part: Mapping[str, Any], quick: bool) -> list[str]:
+    runs, rules = part["runs"], part["rules"]
+    first = runs[0]
+    names = {"danskin": "Danskin", "ddi": "DDi"}
+    start = first["rules"]["ddi"]["robust_loss"][0]
+    finals = [run["rules"][r]["final_robust_loss"] for run in runs for r in names]
+    starts = [run["rules"][r]["robust_loss"][0] for run in runs for r in names]
+    rose = sum(f > s + UP_TOL for f, s in zip(finals, starts, strict=True))
+
+    def frac(rule: str, metric: str) -> str:
+        return interval_text(rules[rule][metric], ".3f")
+
+    late = first["rules"]["ddi"]["late_from"]
+    fewer = (
+        rules["ddi"]["probe_negative_fraction"]["mean"] < rules["ddi"]["negative_fraction"]["mean"]
     )
-    lines = scan["lines"]
-    cand = {k: v for k, v in lines.items() if k != "DDi"}
-    first = scan["first_step_change"]
-    cand_first = [first[k] for k in cand]
     return [
-        f"Exact robust loss (grid of {elu['resolution']}² points per example) after {n} "
-        f"iterations, from {dan['robust_loss'][0]:.4f}: {dan['final_robust_loss']:.4f} with "
-        f"Danskin vs {ddi['final_robust_loss']:.4f} with DDi ({verdict}); lowest on the way "
-        f"{dan['best_robust_loss']:.4f} vs {ddi['best_robust_loss']:.4f} (a constant "
-        f"prediction of ½ has loss log 2 = {math.log(2):.4f}).",
-        f"The exact robust loss went up (by more than {UP_TOL:g}) after "
-        f"{dan['went_up_steps']} of Danskin's {n} steps "
-        f"and {ddi['went_up_steps']} of DDi's.",
-        f"Of the {g['pairs']} pairs of candidate gradients (batch level, m = "
-        f"{elu['restarts']}) DDi formed over training, {g['negative']} had a negative inner "
-        f"product ({g['steps_with_negative']} of {n} steps had at least one); within single "
-        f"examples, {g['example_negative']} of {g['example_pairs']} pairs did.",
-        f"Line scans at Danskin's iterate {scan['at_iteration']} (robust loss "
-        f"{scan['robust_loss_at_start']:.4f}): a first step of length {scan['first_step']:g} "
-        f"changed the exact robust loss by {first['DDi']:+.4f} along DDi's direction and by "
-        f"{min(cand_first):+.4f} to {max(cand_first):+.4f} along the {len(cand)} candidates' "
-        f"negative gradients; the lowest value along the DDi line was "
-        f"{scan['min_along']['DDi']:.4f} vs {min(scan['min_along'][k] for k in cand):.4f} "
-        f"along the best candidate line.",
-    ]
-
-
-def early_epoch(epochs: int) -> int:
-    return max(1, math.ceil(epochs / 4))
-
-
-def _digits_sentences(label: str, block: Mapping[str, Any], m: int) -> list[str]:
-    rules = block["rules"]
-    dan, ml, ddi = rules["danskin"], rules["maxloss"], rules["ddi"]
-    n_epochs = len(ddi["epochs"])
-    early = early_epoch(n_epochs)
-
-    def at(res: Mapping[str, Any], epoch: int) -> float:
-        return res["epochs"][epoch - 1]["robust_acc"]
-
-    best_rule = max(RULES, key=lambda r: (rules[r]["final_robust_acc"], r == "ddi"))
-    verdict = _cmp(ddi["final_robust_acc"], dan["final_robust_acc"], higher_is_better=True, tol=0.0)
-    early_verdict = _cmp(at(ddi, early), at(dan, early), higher_is_better=True, tol=0.0)
-    # robust accuracy at equal wall-clock: the last evaluation within Danskin's total time
-    budget = dan["final_wall"]
-    within = [r for r in ddi["epochs"] if r["wall"] <= budget * 1.0001]
-    equal_time = within[-1]["robust_acc"] if within else None
-    tails = [[r["robust_acc"] for r in res["epochs"][n_epochs // 2 :]] for res in rules.values()]
-    half = [v for tail in tails for v in tail]
-    swings = [abs(b - a) for tail in tails for a, b in itertools.pairwise(tail)]
-    noise = max(swings) if swings else 0.0
-    gap = abs(ddi["final_robust_acc"] - dan["final_robust_acc"])
-    sentences = [
-        f"{label}: DDi's final robust accuracy was {ddi['final_robust_acc']:.3f} vs Danskin's "
-        f"{dan['final_robust_acc']:.3f} and MaxLoss's {ml['final_robust_acc']:.3f} "
-        f"({verdict} against Danskin; highest: {RULE_LABELS[best_rule]}). Final clean accuracy: "
-        f"{ddi['final_clean_acc']:.3f} (DDi), {dan['final_clean_acc']:.3f} (Danskin), "
-        f"{ml['final_clean_acc']:.3f} (MaxLoss).",
-        f"Over the second half of training the robust accuracy moved by up to {noise:.3f} from "
-        f"one epoch to the next (range {min(half):.3f}–{max(half):.3f} over the three rules); "
-        f"the final gap between DDi and Danskin, {gap:.3f}, is "
-        f"{'within' if gap <= noise else 'larger than'} that swing (one seed).",
-        f"Early on (epoch {early} of {n_epochs}) the robust accuracy was {at(ddi, early):.3f} "
-        f"for DDi vs {at(dan, early):.3f} for Danskin and {at(ml, early):.3f} for MaxLoss "
-        f"({early_verdict} against Danskin).",
-        f"The batch robust loss, re-measured by rerunning the attack after the step, went up "
-        f"after {pct(dan['went_up_fraction'])} of Danskin's steps, "
-        f"{pct(ml['went_up_fraction'])} of MaxLoss's and {pct(ddi['went_up_fraction'])} of "
-        f"DDi's.",
-        f"The entropy of DDi's weights over the m = {m} "
-        f"candidates averaged {ddi['mean_weights_entropy']:.3f} (0: all weight on one "
-        f"candidate, as Danskin; log m = {math.log(m):.3f}: equal weights).",
-        f"Compute: DDi ran {ddi['passes']} forward and backward passes over a batch, "
-        f"Danskin {dan['passes']} and MaxLoss {ml['passes']} (DDi "
-        f"{ddi['passes'] / max(dan['passes'], 1):.2f}× Danskin's). "
-        f"Training wall-clock: {ddi['final_wall']:.1f} s for DDi, {dan['final_wall']:.1f} s for "
-        f"Danskin, {ml['final_wall']:.1f} s for MaxLoss (DDi took "
-        f"{ddi['final_wall'] / max(dan['final_wall'], 1e-9):.2f}× Danskin's time)"
+        f"The paper's setting, {seeds_text(part['seeds'])}: m = {first['restarts']} candidates "
+        f"at random corners of the L∞ box (ε = {first['eps']:g}), {first['inner_steps']} plain "
+        f"ascent steps of 0.1 on the batch-mean loss, per-tensor normalized steps of "
+        f"{first['lr']:g}, {first['iterations']} iterations, n = {first['n']} points.",
+        f"Fraction of candidate pairs whose gradients had a negative inner product: "
+        f"{frac('ddi', 'negative_fraction')} along DDi's path and "
+        f"{frac('danskin', 'negative_fraction')} along Danskin's (from iteration {late} on: "
+        f"{frac('ddi', 'late_negative_fraction')} and "
+        f"{frac('danskin', 'late_negative_fraction')}, of {first['restarts']} · "
+        f"{first['restarts'] - 1} / 2 = {first['restarts'] * (first['restarts'] - 1) // 2} "
+        f"pairs per step).",
+        f"At the same iterates (every {first['probe_every']}th), {first['restarts']} restarts "
+        f"of signed PGD with step ε/4, a real inner maximizer, gave conflicting pairs in "
+        f"{frac('ddi', 'probe_negative_fraction')} of pairs along DDi's path and "
+        f"{frac('danskin', 'probe_negative_fraction')} along Danskin's"
+        + (": the conflicts come from candidates that are not maximizers." if fewer else "."),
+        metric_sentence(
+            f"Exact robust loss (grid of {first['resolution']}² points per example) "
+            f"after {first['iterations']} iterations, from {start:.4f} on the first "
+            f"seed",
+            rules,
+            part["paired"],
+            names,
+            "final_robust_loss",
+            fmt=".4f",
+            quick=quick,
+        ),
+        f"The exact robust loss ended above where it started in {rose} of the {len(finals)} "
+        f"runs (both rules, every seed)"
         + (
-            f"; within Danskin's total time DDi reached {equal_time:.3f} robust accuracy."
-            if equal_time is not None
-            else "; DDi's first epoch already took longer than all of Danskin's training."
+            ": the paper's candidates barely leave random corners, so both rules descend on the "
+            "loss at those corners, not on the robust loss."
+            if 2 * rose > len(finals)
+            else "."
         ),
     ]
+
+
+def _worstclass_sentences(part: Mapping[str, Any], quick: bool) -> list[str]:
+    s = part["settings"]
+    names = {r: WORSTCLASS_LABELS[r] for r in s["rules"]}
+    run = part["runs"][0]
+    backward = {r: sum(x["rules"][r]["backward"] for x in part["runs"]) / len(part["runs"])
+                for r in s["rules"]}  # fmt: skip
+    sentences = [
+        f"min over θ of the largest per-class mean cross-entropy over the 10 digit classes, "
+        f"clean inputs, {run['train_examples']} training and {run['test_examples']} test "
+        f"images, a 64-{s['hidden']}-10 tanh MLP, {s['steps']} full-batch SGD steps of "
+        f"{s['lr']:g} per rule, {seeds_text(part['seeds'])}; the inner max over the classes is "
+        f"exact; DDi's tolerance τ = {s['tolerance']:g} nats; Group DRO's step size "
+        f"η = {s['dro_step_size']:g}.",
+    ]
+    for metric, label, fmt in WORSTCLASS_STATED:
+        sentences.append(metric_sentence(label, part["rules"], part["paired"], names, metric,
+                                         fmt=fmt, quick=quick))  # fmt: skip
+    sentences.append(
+        "Backward passes over the batch per run (mean over seeds): "
+        + ", ".join(f"{names[r]} {backward[r]:.0f}" for r in names)
+        + " (DDi: one per τ-active class)."
+    )
     return sentences
+
+
+def _digits_sentences(label: str, block: Mapping[str, Any], m: int, quick: bool) -> list[str]:
+    names = {r: RULE_LABELS[r] for r in ("danskin", "maxloss", "ddi")}
+    runs = block["runs"]
+    rules, paired = block["rules"], block["paired"]
+
+    def mean_of(rule: str, key: str) -> float:
+        return sum(run[rule][key] for run in runs) / len(runs)
+
+    entropy = mean_of("ddi", "mean_weights_entropy")
+    return [
+        metric_sentence(
+            f"{label}, final robust accuracy", rules, paired, names, "final_robust_acc", quick=quick
+        ),
+        metric_sentence(
+            f"{label}, final clean accuracy", rules, paired, names, "final_clean_acc", quick=quick
+        ),
+        metric_sentence(
+            f"{label}, fraction of steps after which the batch robust loss "
+            f"(re-measured by rerunning the attack) went up",
+            rules,
+            paired,
+            names,
+            "went_up_fraction",
+            quick=quick,
+        ),
+        f"The entropy of DDi's weights over the m = {m} candidates averaged {entropy:.3f} over "
+        f"seeds (0: all weight on one candidate, as Danskin; log m = {math.log(m):.3f}: equal "
+        f"weights).",
+        f"Compute (mean over seeds): DDi ran {mean_of('ddi', 'passes'):.0f} forward and "
+        f"backward passes over a batch, Danskin {mean_of('danskin', 'passes'):.0f} and MaxLoss "
+        f"{mean_of('maxloss', 'passes'):.0f} (DDi "
+        f"{mean_of('ddi', 'passes') / max(mean_of('danskin', 'passes'), 1):.2f}× Danskin's); "
+        f"training wall-clock {mean_of('ddi', 'final_wall'):.1f} s for DDi, "
+        f"{mean_of('danskin', 'final_wall'):.1f} s for Danskin, "
+        f"{mean_of('maxloss', 'final_wall'):.1f} s for MaxLoss.",
+    ]

@@ -1,8 +1,9 @@
-"""Running the demo: the three parts in turn, summary.json and report.html.
+"""Running the demo: the four parts in turn over the seeds, summary.json and report.html.
 
 Public API::
 
-    run_demo(out, *, quick=False, seed=0, eps=0.1, progress=True, threads=1, parts=PARTS)
+    run_demo(out, *, quick=False, seed=0, eps=0.1, progress=True, threads=1, parts=PARTS,
+             seeds=None)
         -> dict  (the summary, also written to out/summary.json)
     write_report(summary, out, figures) -> Path   (report.html)
 """
@@ -20,26 +21,28 @@ import torch
 from tqdm import tqdm
 
 from problems.demo.common import DemoSettings
+from problems.demo.conflict import conflict_steps, plot_conflict, run_conflict, summarize_conflict
 from problems.demo.counterexample import plot_counterexample, run_counterexample
 from problems.demo.digits import digits_steps, plot_digits, run_digits
-from problems.demo.elu import plot_elu, run_elu
 from problems.demo.findings import findings
 from problems.demo.tables import summary_tables
+from problems.demo.worstgroup import run_worstgroup, worstgroup_steps
 from problems.files import atomic_write_text
 from problems.report import write_html
 
 __all__ = ["PARTS", "run_demo", "write_report"]
 
-PARTS: tuple[str, ...] = ("counterexample", "elu", "digits")
+PARTS: tuple[str, ...] = ("counterexample", "elu", "worstclass", "digits")
 
 
 CAPTIONS = {
     "counterexample": "Left: contour of φ(x) = max_y f(x, y) = x₁² + (|x₂|+1)² with the paths of "
     "normalized Danskin and DDi steps from (1, 0), candidates from 10 restarts of 10-step "
     "projected ascent on y. Right: the exact φ along each path.",
-    "elu": "Left: exact robust loss (grid enumeration) of the 2-2-1 ELU network trained by Danskin "
-    "and by DDi with the same PGD candidates. Right: the exact robust loss along each "
-    "candidate's unit negative gradient and along DDi's unit direction.",
+    "elu": "Left: exact robust loss (grid enumeration) of the paper's 2-2-1 ELU network trained "
+    "by Danskin and by DDi with the paper's candidates (m random corners of the box, 10 plain "
+    "ascent steps of 0.1 on the batch mean) and per-tensor normalized steps, every seed. Right: "
+    "candidate pairs with a negative inner product per step (10-step mean), first seed.",
 }
 
 
@@ -63,10 +66,12 @@ def write_report(
         sections.append((heading, filename, caption))
     cfg = summary["config"]
     intro = (
-        f"minimax demo, seed {cfg['seed']}, {'quick' if cfg['quick'] else 'full'} run, "
+        f"minimax demo, seeds {', '.join(map(str, cfg['seeds']))}, "
+        f"{'quick' if cfg['quick'] else 'full'} run, "
         f"L∞ ε = {cfg['eps']:g} on the digits. Every number and sentence below is "
-        f"generated from this run (summary.json holds the numbers)."
-    )
+        f"generated from this run (summary.json holds the numbers). "
+        + " ".join(said.get("quick", []))
+    ).strip()
     return write_html(
         out / "report.html",
         "minimax demo: Danskin's Descent Direction (DDi)",
@@ -93,41 +98,49 @@ class _Ticker:
 
 
 def _counterexample(
-    s: DemoSettings, seed: int, eps: float, out: Path, tick: _Ticker
+    s: DemoSettings, seeds: Sequence[int], eps: float, out: Path, tick: _Ticker
 ) -> tuple[dict[str, Any], Figures]:
     tick.bar.set_description("counterexample")
-    ce = run_counterexample(s, seed)
+    ce = run_counterexample(s, seeds[0])
     tick.bar.update(2 * s.ce_iterations)
     plot_counterexample(ce, out / "counterexample.png")
     return ce, [("The counterexample", "counterexample.png", "counterexample")]
 
 
 def _elu(
-    s: DemoSettings, seed: int, eps: float, out: Path, tick: _Ticker
+    s: DemoSettings, seeds: Sequence[int], eps: float, out: Path, tick: _Ticker
 ) -> tuple[dict[str, Any], Figures]:
-    elu = run_elu(s, seed, tick)
-    plot_elu(elu, out / "elu_toy.png")
-    return elu, [("The ELU network toy", "elu_toy.png", "elu")]
+    part = summarize_conflict([run_conflict(s, seed, tick) for seed in seeds])
+    plot_conflict(part["runs"], out / "elu_toy.png")
+    return part, [("The paper's ELU network toy", "elu_toy.png", "elu")]
+
+
+def _worstclass(
+    s: DemoSettings, seeds: Sequence[int], eps: float, out: Path, tick: _Ticker
+) -> tuple[dict[str, Any], Figures]:
+    tick.bar.set_description("worst-class digits")
+    return run_worstgroup(s, seeds, tick.bar.update), [("Worst-class digits", "", "worstclass")]
 
 
 def _digits(
-    s: DemoSettings, seed: int, eps: float, out: Path, tick: _Ticker
+    s: DemoSettings, seeds: Sequence[int], eps: float, out: Path, tick: _Ticker
 ) -> tuple[dict[str, Any], Figures]:
-    dg = run_digits(s, seed, eps, out / "runs", tick)
+    dg = run_digits(s, seeds, eps, out / "runs", tick)
     return dg, [(h, f, f"digits_{k}") for h, f, k in plot_digits(dg, out)]
 
 
 _RUNNERS: dict[str, Callable[..., tuple[dict[str, Any], Figures]]] = {
-    "counterexample": _counterexample, "elu": _elu, "digits": _digits,
+    "counterexample": _counterexample, "elu": _elu, "worstclass": _worstclass, "digits": _digits,
 }  # fmt: skip
 
 
-def _total_steps(s: DemoSettings, parts: Sequence[str]) -> int:
+def _total_steps(s: DemoSettings, parts: Sequence[str], seeds: int) -> int:
     """Outer steps of the chosen parts (the progress bar's length)."""
     return (
         (2 * s.ce_iterations if "counterexample" in parts else 0)
-        + (2 * s.toy_iterations if "elu" in parts else 0)
-        + (digits_steps(s) if "digits" in parts else 0)
+        + (seeds * conflict_steps(s) if "elu" in parts else 0)
+        + (seeds * worstgroup_steps(s) if "worstclass" in parts else 0)
+        + (seeds * digits_steps(s) if "digits" in parts else 0)
     )
 
 
@@ -140,31 +153,40 @@ def run_demo(
     progress: bool = True,
     threads: int | None = 1,
     parts: Sequence[str] = PARTS,
+    seeds: int | None = None,
 ) -> dict[str, Any]:
-    """Run the demo into ``out``; returns the summary (also written to ``summary.json``)."""
+    """Run the demo into ``out``; returns the summary (also written to ``summary.json``).
+
+    ``seeds``: how many seeds (``seed``, ``seed + 1``, ...) every comparison runs over (default:
+    `DemoSettings.seeds`, 3 in a full run, 2 with ``quick``); the counterexample is exact and
+    runs once."""
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps!r}")
     unknown = set(parts) - set(PARTS)
     if unknown:
-        raise ValueError(f"unknown demo parts {sorted(unknown)}")
+        raise ValueError(f"unknown demo parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
     s = DemoSettings.quick() if quick else DemoSettings.full()
+    n_seeds = s.seeds if seeds is None else seeds
+    if isinstance(n_seeds, bool) or not isinstance(n_seeds, int) or n_seeds < 1:
+        raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
+    seed_list = list(range(seed, seed + n_seeds))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    config = {"seed": seed, "quick": quick, "eps": eps, "threads": threads,
+    config = {"seed": seed, "seeds": seed_list, "quick": quick, "eps": eps, "threads": threads,
               "settings": dict(vars(s))}  # fmt: skip
     summary: dict[str, Any] = {"config": config, "timings": {}}
     figures: Figures = []
     saved_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
-    bar = tqdm(total=_total_steps(s, parts), desc="demo", unit="step", disable=not progress,
-               dynamic_ncols=True)  # fmt: skip
+    total = _total_steps(s, parts, n_seeds)
+    bar = tqdm(total=total, desc="demo", unit="step", disable=not progress, dynamic_ncols=True)
     t_start = time.perf_counter()
     try:
         for part in PARTS:
             if part in parts:
                 t0 = time.perf_counter()
-                summary[part], part_figures = _RUNNERS[part](s, seed, eps, out, _Ticker(bar))
+                summary[part], part_figures = _RUNNERS[part](s, seed_list, eps, out, _Ticker(bar))
                 figures.extend(part_figures)
                 summary["timings"][part] = round(time.perf_counter() - t0, 2)
     finally:

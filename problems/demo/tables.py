@@ -1,74 +1,156 @@
-"""The demo's summary tables (for stdout and report.html), from summary.json alone."""
+"""The demo's summary tables (for stdout, report.html and the README), from summary.json alone.
+
+A cell "0.712 ± 0.022" is the mean over seeds and the half-width of its 95% t-interval (the
+mean alone with one seed). The last table states every paired difference DDi − other rule with
+its interval, paired t-test and verdict (`problems.demo.verdicts`).
+
+Public API::
+
+    summary_tables(summary) -> [(heading, header, rows)]
+    format_table(header, rows) -> str       a plain-text table (stdout)
+    markdown_table(header, rows) -> str     a Markdown table (README, docs)
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from problems.demo.common import (
-    RULE_LABELS,
-    SETTING_LABELS,
-    pct,
-)
-from problems.demo.findings import early_epoch
+from problems.demo.common import RULE_LABELS, SETTING_LABELS
+from problems.demo.findings import WORSTCLASS_LABELS, WORSTCLASS_STATED
+from problems.demo.verdicts import verdict_text
 
-__all__ = ["format_table", "summary_tables"]
+__all__ = ["format_table", "markdown_table", "summary_tables"]
+
+Table = tuple[str, list[str], list[list[str]]]
+
+METRIC_LABELS = {
+    "final_robust_loss": "exact robust loss at the end",
+    "best_robust_loss": "lowest exact robust loss",
+    "worst_class_test_acc": "worst-class test acc",
+    "worst_class_test_loss": "worst-class test loss",
+    "test_acc": "average test acc",
+    "worst_class_train_loss": "worst-class train loss",
+    "switch_fraction": "worst-class switches",
+    "went_up_fraction": "loss went up (fraction of steps)",
+    "final_norm": "‖d‖ at the end",
+    "final_robust_acc": "robust acc",
+    "final_clean_acc": "clean acc",
+}
 
 
-def summary_tables(summary: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+def cell(entry: Mapping[str, Any], fmt: str = ".3f") -> str:
+    """Mean ± half-width of the 95% interval (the mean alone for one seed)."""
+    mean = format(entry["mean"], fmt)
+    if entry.get("low") is None:
+        return mean
+    return f"{mean} ± {(entry['high'] - entry['low']) / 2:{fmt}}"
+
+
+def summary_tables(summary: Mapping[str, Any]) -> list[Table]:
     """The summary tables (heading, header, rows of strings), for stdout and the report."""
-    tables = []
-    ce, elu = summary.get("counterexample"), summary.get("elu")
-    if ce or elu:
-        header = ["problem", "rule", "start", "after 1 step", "final", "steps up", "steps"]
-        rows = []
-        # (label, part, its values per iteration, the value after one step, the final value)
-        toys = [("counterexample φ", ce, "phi", "final_phi"),
-                ("ELU toy robust loss", elu, "robust_loss", "final_robust_loss")]  # fmt: skip
-        for label, part, curve, final in toys:
-            if not part:
-                continue
-            for r in ("danskin", "ddi"):
-                res = part[r]
-                rows.append([
-                    label, RULE_LABELS[r], f"{res[curve][0]:.4f}", f"{res[curve][1]:.4f}",
-                    f"{res[final]:.4f}", str(res["went_up_steps"]), str(part["iterations"]),
-                ])  # fmt: skip
-        tables.append(("Toy problems (exact robust loss)", header, rows))
+    quick = bool(summary.get("config", {}).get("quick", False))
+    tables: list[Table] = []
+    paired_rows: list[list[str]] = []
+    if summary.get("counterexample"):
+        tables.append(_counterexample_table(summary["counterexample"]))
+    if summary.get("elu"):
+        tables.append(_elu_table(summary["elu"]))
+        for metric, entry in summary["elu"]["paired"]["danskin"].items():
+            paired_rows.append(_paired_row("ELU toy", metric, "Danskin", entry, ".4f", quick))
+    wc = summary.get("worstclass")
+    if wc:
+        tables.append(_worstclass_table(wc))
+        for metric, _, fmt in WORSTCLASS_STATED:
+            for other, by_metric in wc["paired"].items():
+                paired_rows.append(_paired_row("worst-class", metric, WORSTCLASS_LABELS[other],
+                                               by_metric[metric], fmt, quick))  # fmt: skip
     dg = summary.get("digits")
     if dg:
-        early = early_epoch(dg["epochs"])
-        header = [
-            "setting",
-            "rule",
-            "clean acc",
-            "robust acc",
-            "best robust acc",
-            f"robust acc @ epoch {early}",
-            "loss went up",
-            "mean ‖d‖ (last epoch)",
-            "passes (fwd+bwd)",
-            "wall (s)",
-        ]
-        rows = []
+        tables.append(_digits_table(dg))
         for setting, block in dg["settings"].items():
-            for r, res in block["rules"].items():
-                rows.append(
-                    [
-                        SETTING_LABELS[setting],
-                        RULE_LABELS[r],
-                        f"{res['final_clean_acc']:.3f}",
-                        f"{res['final_robust_acc']:.3f}",
-                        f"{res['best_robust_acc']:.3f}",
-                        f"{res['epochs'][early - 1]['robust_acc']:.3f}",
-                        pct(res["went_up_fraction"]),
-                        f"{res['epochs'][-1]['mean_norm']:.3g}",
-                        str(res["passes"]),
-                        f"{res['final_wall']:.1f}",
-                    ]
-                )
-        tables.append((f"Digits, {dg['epochs']} epochs, ε = {dg['eps']:g}", header, rows))
+            for other, by_metric in block["paired"].items():
+                for metric, entry in by_metric.items():
+                    paired_rows.append(
+                        _paired_row(
+                            f"digits, {SETTING_LABELS[setting]}",
+                            metric,
+                            RULE_LABELS[other],
+                            entry,
+                            ".3f",
+                            quick,
+                        )
+                    )
+    if paired_rows:
+        header = ["part", "metric", "DDi − rule", "mean", "95% CI", "p", "verdict"]
+        tables.append(("DDi − other rule, paired over seeds", header, paired_rows))
     return tables
+
+
+def _paired_row(part: str, metric: str, other: str, entry: Mapping[str, Any], fmt: str,
+                quick: bool) -> list[str]:  # fmt: skip
+    ci = "n/a" if entry.get("low") is None else f"{entry['low']:+{fmt}} to {entry['high']:+{fmt}}"
+    p = "n/a" if entry.get("p") is None else f"{entry['p']:.2g}"
+    label = METRIC_LABELS.get(metric, metric)
+    mean = format(entry["mean"], "+" + fmt)
+    return [part, label, f"DDi − {other}", mean, ci, p, verdict_text(entry, quick)]
+
+
+def _counterexample_table(ce: Mapping[str, Any]) -> Table:
+    header = ["rule", "φ start", "after 1 step", "final", "steps up", "steps"]
+    rows = [[RULE_LABELS[r], f"{ce[r]['phi'][0]:.4f}", f"{ce[r]['phi'][1]:.4f}",
+             f"{ce[r]['final_phi']:.4f}", str(ce[r]["went_up_steps"]), str(ce["iterations"])]
+            for r in ("danskin", "ddi")]  # fmt: skip
+    return ("Counterexample (exact φ, one run)", header, rows)
+
+
+def _elu_table(part: Mapping[str, Any]) -> Table:
+    first = part["runs"][0]
+    late = first["rules"]["ddi"]["late_from"]
+    header = [
+        "rule",
+        f"exact robust loss @ {first['iterations']}",
+        "conflicting pairs",
+        f"conflicting pairs from it. {late}",
+        "conflicts, signed-PGD candidates",
+    ]
+    rows = [[RULE_LABELS[r], cell(part["rules"][r]["final_robust_loss"], ".4f"),
+             cell(part["rules"][r]["negative_fraction"]),
+             cell(part["rules"][r]["late_negative_fraction"]),
+             cell(part["rules"][r]["probe_negative_fraction"])]
+            for r in ("danskin", "ddi")]  # fmt: skip
+    return (f"The paper's ELU toy, {len(part['seeds'])} seeds (fractions of candidate pairs "
+            "with a negative inner product)", header, rows)  # fmt: skip
+
+
+def _worstclass_table(wc: Mapping[str, Any]) -> Table:
+    header = ["rule", "worst-class acc", "worst-class loss", "test acc", "switches", "went up",
+              "‖d‖ (end)", "backward passes"]  # fmt: skip
+    rows = []
+    for rule in wc["settings"]["rules"]:
+        backward = sum(r["rules"][rule]["backward"] for r in wc["runs"]) / len(wc["runs"])
+        rows.append([WORSTCLASS_LABELS[rule],
+                     *(cell(wc["rules"][rule][m], fmt) for m, _, fmt in WORSTCLASS_STATED),
+                     f"{backward:.0f}"])  # fmt: skip
+    s = wc["settings"]
+    return (f"Worst-class digits (clean), {len(wc['seeds'])} seeds, {s['steps']} steps",
+            header, rows)  # fmt: skip
+
+
+def _digits_table(dg: Mapping[str, Any]) -> Table:
+    header = ["setting", "rule", "clean acc", f"robust acc ({dg['eval']})", "loss went up",
+              "passes (fwd+bwd)", "wall (s)"]  # fmt: skip
+    rows = []
+    for setting, block in dg["settings"].items():
+        for rule, stats in block["rules"].items():
+            runs = [run[rule] for run in block["runs"]]
+            rows.append([SETTING_LABELS[setting], RULE_LABELS[rule],
+                         cell(stats["final_clean_acc"]), cell(stats["final_robust_acc"]),
+                         cell(stats["went_up_fraction"]),
+                         f"{sum(r['passes'] for r in runs) / len(runs):.0f}",
+                         f"{sum(r['final_wall'] for r in runs) / len(runs):.1f}"])  # fmt: skip
+    return (f"Adversarial digits, {len(dg['seeds'])} seeds, {dg['epochs']} epochs, "
+            f"ε = {dg['eps']:g}", header, rows)  # fmt: skip
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -79,3 +161,12 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         "  ".join(f"{c:<{w}}" for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
     ]
     return "\n".join([line, "  ".join("-" * w for w in widths), *body])
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table (for the README and docs); "|" in a cell is escaped."""
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(header), "|" + "---|" * len(header), *(line(r) for r in rows)])

@@ -1,4 +1,5 @@
-"""``minimax demo --quick`` end to end: files, report numbers against summary.json, determinism."""
+"""``minimax demo --quick`` end to end: files, report numbers against summary.json, determinism;
+the statistics sentences; the README/docs blocks against the committed summary."""
 
 from __future__ import annotations
 
@@ -84,19 +85,29 @@ def test_quick_writes_every_file(quick_run: Path) -> None:
     for name in [*PNGS, "report.html", "summary.json"]:
         path = quick_run / name
         assert path.is_file() and path.stat().st_size > 0, name
-    for setting in ("smooth", "relu_bn"):
-        for rule in ("danskin", "maxloss", "ddi"):
-            assert (quick_run / "runs" / f"{setting}-{rule}" / "metrics.jsonl").is_file()
+    summary = _summary(quick_run)
+    assert summary["config"]["seeds"] == [0, 1]  # --quick: two seeds by default
+    for seed in (0, 1):
+        for setting in ("smooth", "relu_bn"):
+            for rule in ("danskin", "maxloss", "ddi"):
+                run = quick_run / "runs" / f"seed{seed}" / f"{setting}-{rule}"
+                assert (run / "metrics.jsonl").is_file()
     parsed, _ = _parse(quick_run)
     assert sorted(parsed.images) == sorted(PNGS)  # every figure is shown, none is missing
-    summary = _summary(quick_run)
-    assert set(summary) >= {"config", "counterexample", "elu", "digits", "timings"}
+    assert set(summary) >= {"config", "counterexample", "elu", "worstclass", "digits", "timings"}
     for block in summary["digits"]["settings"].values():
-        for res in block["rules"].values():
-            assert len(res["epochs"]) == summary["digits"]["epochs"]
-            for record in res["epochs"]:
-                for key in ("clean_acc", "robust_acc", "went_up_fraction", "mean_norm", "wall"):
-                    assert record[key] is not None, key
+        assert len(block["runs"]) == 2
+        for runs in block["runs"]:
+            for res in runs.values():
+                assert len(res["epochs"]) == summary["digits"]["epochs"]
+                for record in res["epochs"]:
+                    for key in ("clean_acc", "robust_acc", "went_up_fraction", "mean_norm"):
+                        assert record[key] is not None, key
+        for metric, entry in block["rules"]["ddi"].items():
+            values = [runs["ddi"][metric] for runs in block["runs"]]
+            assert entry["mean"] == pytest.approx(sum(values) / 2)
+    assert summary["worstclass"]["seeds"] == [0, 1]
+    assert [r["seed"] for r in summary["elu"]["runs"]] == [0, 1]
 
 
 def test_stdout_has_the_summary_table(quick_run: Path) -> None:
@@ -124,11 +135,15 @@ def test_report_numbers_match_summary(quick_run: Path) -> None:
     assert f"{ce['danskin']['phi_after_first_step']:.4f}" in text
     assert f"{ce['ddi']['final_phi']:.4f}" in text
     for setting in ("smooth", "relu_bn"):
-        rules = summary["digits"]["settings"][setting]["rules"]
-        assert (
-            f"DDi's final robust accuracy was {rules['ddi']['final_robust_acc']:.3f} vs "
-            f"Danskin's {rules['danskin']['final_robust_acc']:.3f}"
-        ) in text
+        entry = summary["digits"]["settings"][setting]["rules"]["ddi"]["final_robust_acc"]
+        assert f"DDi {entry['mean']:.3f} (95% CI {entry['low']:.3f} to {entry['high']:.3f})" in text
+    # a quick run says so, and names no winner anywhere
+    assert "too short to compare" in text
+    assert "significantly" not in text
+    assert "not compared (quick run)" in text
+    for _, header, rows in demo.summary_tables(summary):
+        if "verdict" in header:
+            assert {row[-1] for row in rows} == {"not compared (quick run)"}
 
 
 def test_counterexample_numbers_come_from_the_library(quick_run: Path) -> None:
@@ -173,3 +188,181 @@ def test_summary_differences_ignore_wall_clock_only(quick_run: Path, tmp_path: P
     other.write_text(json.dumps(changed), encoding="utf-8")
     assert main([str(quick_run / "summary.json"), str(quick_run / "summary.json")]) == 0
     assert main([str(quick_run / "summary.json"), str(other)]) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# the statistics sentences: the verdict follows the paired 95% interval
+# ---------------------------------------------------------------------------------------------
+
+_CASES = [
+    # (low, high, p, quick, verdict)
+    (-0.02, 0.03, 0.4, False, "no significant difference"),  # covers 0
+    (0.0, 0.03, 0.05, False, "no significant difference"),  # touches 0
+    (0.01, 0.03, 0.01, False, "DDi significantly higher"),
+    (-0.03, -0.01, 0.01, False, "DDi significantly lower"),
+    (0.01, 0.01, None, False, "no significant difference"),  # same difference on every seed
+    (None, None, None, False, "no significant difference"),  # one seed
+    (0.01, 0.03, 0.01, True, "not compared (quick run)"),  # quick runs never compare
+    (-0.02, 0.03, 0.4, True, "not compared (quick run)"),
+]
+
+
+@pytest.mark.parametrize(("low", "high", "p", "quick", "verdict"), _CASES)
+def test_verdict_follows_the_interval(low, high, p, quick, verdict) -> None:
+    from problems.demo.verdicts import difference_text, verdict_text
+
+    entry = {"mean": 0.02 if low is None else (low + high) / 2, "low": low, "high": high, "p": p}
+    assert verdict_text(entry, quick) == verdict
+    assert difference_text(entry, ".3f", quick).endswith(f": {verdict}")
+
+
+@pytest.mark.parametrize(
+    ("ddi", "other", "higher", "verdict"),
+    [
+        ([0.80, 0.82, 0.79], [0.70, 0.71, 0.69], True, "DDi better"),
+        ([0.80, 0.82, 0.79], [0.70, 0.71, 0.69], False, "DDi worse"),
+        ([0.80, 0.70, 0.75], [0.75, 0.76, 0.74], True, "no significant difference"),
+        ([0.8, 0.7], [0.7, 0.6], True, "no significant difference"),  # identical differences
+        ([0.8], [0.7], True, "no significant difference"),  # one seed: no interval
+    ],
+)
+def test_paired_difference_verdicts(ddi, other, higher, verdict) -> None:
+    from scipy import stats
+
+    from problems.stats import paired_difference
+
+    out = paired_difference(ddi, other, higher)
+    assert out["verdict"] == verdict
+    if out["p"] is not None:
+        assert out["p"] == pytest.approx(stats.ttest_rel(ddi, other).pvalue)
+        assert (out["p"] < 0.05) == (not out["low"] <= 0 <= out["high"])  # test ⇔ interval
+
+
+def test_mean_interval_checks_its_input() -> None:
+    from problems.stats import mean_interval
+
+    with pytest.raises(ValueError, match="values is empty"):
+        mean_interval([])
+    assert mean_interval([1.0])["low"] is None
+
+
+def test_seeds_and_parts_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="seeds must be a positive integer"):
+        demo.run_demo(tmp_path, quick=True, seeds=0, progress=False)
+    with pytest.raises(ValueError, match="unknown demo parts"):
+        demo.run_demo(tmp_path, quick=True, parts=("elu-toy",), progress=False)
+
+
+def test_one_part_with_three_seeds(tmp_path: Path) -> None:
+    summary = demo.run_demo(tmp_path, quick=True, seeds=3, seed=5, parts=("worstclass",),
+                            progress=False)  # fmt: skip
+    assert summary["config"]["seeds"] == [5, 6, 7]
+    paired = summary["worstclass"]["paired"]["danskin"]["worst_class_test_acc"]
+    assert len(paired["diffs"]) == 3
+    assert set(summary) == {"config", "timings", "worstclass"}
+
+
+# ---------------------------------------------------------------------------------------------
+# the README and docs blocks are generated from the committed summary
+# ---------------------------------------------------------------------------------------------
+
+
+def test_readme_and_docs_agree_with_the_committed_summary() -> None:
+    from problems.demo import publish
+
+    summary = json.loads((publish.ROOT / publish.SUMMARY).read_text(encoding="utf-8"))
+    assert summary["config"]["quick"] is False
+    other = None
+    if (publish.ROOT / publish.OTHER_THREADS).is_file():  # the thread-count comparison
+        other = json.loads((publish.ROOT / publish.OTHER_THREADS).read_text(encoding="utf-8"))
+        assert other["config"]["seeds"] == summary["config"]["seeds"]
+        assert other["config"]["threads"] != summary["config"]["threads"]
+    q1, q2 = (json.loads((publish.ROOT / p).read_text(encoding="utf-8"))
+              for p in publish.QUICK_THREADS)  # fmt: skip
+    assert q1["config"]["threads"] == 1 and q2["config"]["threads"] == 2
+    generated = publish.blocks(summary, other, (q1, q2))
+    for rel, names in publish.TARGETS.items():
+        text = (publish.ROOT / rel).read_text(encoding="utf-8")
+        assert publish.render(text, generated, names) == text, f"{rel} is stale: run " \
+            "python -m problems.demo.publish"  # fmt: skip
+    assert publish.main(["--check"]) == 0  # regenerating changes nothing
+
+
+def test_publish_replaces_blocks_and_names_a_missing_one(tmp_path: Path, quick_run: Path) -> None:
+    from problems.demo import publish
+
+    generated = publish.blocks(_summary(quick_run))
+    text = "intro\n<!-- demo:tables -->\nold\n<!-- /demo:tables -->\nend\n"
+    new = publish.render(text, generated, ["tables"])
+    assert new.startswith("intro\n<!-- demo:tables -->\n**") and new.endswith("end\n")
+    assert "old" not in new and publish.render(new, generated, ["tables"]) == new
+    with pytest.raises(ValueError, match="demo:findings"):
+        publish.render(text, generated, ["findings"])
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text(text.replace("tables", "run") + text, encoding="utf-8")
+    (tmp_path / "docs" / "reproducing.md").write_text(
+        "".join(
+            text.replace("tables", n)
+            for n in ("run", "findings", "tables", "claims", "threads", "threads-quick")
+        ),
+        encoding="utf-8",
+    )
+    argv = ["--root", str(tmp_path), "--summary", str(quick_run / "summary.json"),
+            "--other-threads", str(tmp_path / "absent.json")]  # fmt: skip
+    assert publish.main([*argv, "--check"]) == 1
+    assert publish.main(argv) == 0
+    assert publish.main([*argv, "--check"]) == 0
+    assert "not compared (quick run)" in (tmp_path / "README.md").read_text(encoding="utf-8")
+
+
+def test_differences_by_part_counts_and_measures() -> None:
+    from problems.demo.compare import differences_by_part
+
+    a = {"x": {"v": [1.0, 2.0, 3]}, "y": {"w": 0.5, "wall": 1.0}, "config": {"quick": True}}
+    b = {"x": {"v": [1.0, 2.5, 3]}, "y": {"w": 0.5, "wall": 9.0}, "config": {"quick": True}}
+    out = differences_by_part(a, b)
+    assert out["x"] == {"numbers": 3, "differ": 1, "max_abs": 0.5}
+    assert out["y"] == {"numbers": 1, "differ": 0, "max_abs": 0.0}  # wall-clock aside
+    assert out["config"]["numbers"] == 0  # booleans are not numbers
+
+
+def test_paper_toy_candidates_stay_near_the_corners() -> None:
+    import torch
+
+    from problems.demo.conflict import CornerAscent, PaperELU
+
+    toy = PaperELU(seed=0)
+    assert toy.model[2].bias is None  # the paper's network has no output bias
+    cands = CornerAscent(restarts=10, steps=10, step_size=0.1, seed=0)(
+        toy.problem, toy.params(), toy.batch
+    )
+    assert cands.deltas.shape == (10, 100, 2)
+    assert float(cands.deltas.abs().max()) <= 1.0
+    # plain steps of 0.1/n per example: every candidate is within 0.01 of a corner
+    assert float((cands.deltas.abs() - 1.0).abs().max()) < 0.01
+    again = CornerAscent(restarts=10, steps=10, step_size=0.1, seed=0)(
+        toy.problem, toy.params(), toy.batch
+    )
+    assert torch.equal(cands.deltas, again.deltas)  # seeded
+
+
+def test_shards_merge_to_the_single_run(quick_run: Path, tmp_path: Path) -> None:
+    from problems.demo.shards import merge_summaries, write_merged
+
+    rest = demo.run_demo(tmp_path / "a", quick=True, progress=False,
+                         parts=("counterexample", "elu", "worstclass"))  # fmt: skip
+    digits = [
+        demo.run_demo(
+            tmp_path / f"d{s}", quick=True, progress=False, parts=("digits",), seed=s, seeds=1
+        )
+        for s in (0, 1)
+    ]
+    write_merged([rest, *digits], tmp_path / "merged")
+    assert (tmp_path / "merged" / "report.html").is_file()
+    merged = _summary(tmp_path / "merged")
+    from problems.demo.compare import summary_differences
+
+    assert merged["config"].pop("shards") == 3
+    assert summary_differences(merged, _summary(quick_run)) == []
+    with pytest.raises(ValueError, match="repeat seeds"):
+        merge_summaries([rest, digits[0], digits[0]])
