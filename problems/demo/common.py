@@ -67,7 +67,7 @@ class DemoSettings:
     toy_eval_every: int = 25
     toy_probe_every: int = 10
     # digits
-    digits_epochs: int = 6
+    digits_epochs: int = 4
     digits_train_size: int | None = None
     digits_test_size: int | None = None
     digits_restarts: int = 4

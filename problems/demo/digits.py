@@ -109,6 +109,8 @@ def run_digits(
                 on_step = _on_step(tick, f"digits seed {seed} {setting}/{rule}")
                 where = runs_dir / f"seed{seed}" / f"{setting}-{rule}"
                 history = _train(s, seed, eps, data, rule, activation, norm, where, on_step)
+                if history.status == "interrupted":  # SIGINT/SIGTERM: stop the whole demo
+                    raise KeyboardInterrupt(f"interrupted while training {where}")
                 runs[rule] = _rule_summary(history)
             out["settings"][setting]["runs"].append(runs)
     return summarize_digits(out)

@@ -366,3 +366,20 @@ def test_shards_merge_to_the_single_run(quick_run: Path, tmp_path: Path) -> None
     assert summary_differences(merged, _summary(quick_run)) == []
     with pytest.raises(ValueError, match="repeat seeds"):
         merge_summaries([rest, digits[0], digits[0]])
+
+
+def test_a_signal_during_a_digits_run_stops_the_whole_demo(tmp_path, monkeypatch) -> None:
+    """The trainer turns SIGINT/SIGTERM into an "interrupted" run; the demo must not go on to
+    the next run with a cut-short one in its statistics."""
+    from problems.demo import digits as demo_digits
+    from problems.demo.common import DemoSettings
+    from problems.training.history import RunHistory
+
+    def interrupted(*args, **kwargs):
+        history = RunHistory(config={}, epochs=[])
+        history.status = "interrupted"
+        return history
+
+    monkeypatch.setattr(demo_digits, "_train", interrupted)
+    with pytest.raises(KeyboardInterrupt, match="interrupted while training"):
+        demo_digits.run_digits(DemoSettings.quick(), [0], 0.1, tmp_path, lambda label: None)
