@@ -27,8 +27,10 @@ from minimax.gradients import (
     inner_products,
     per_example_gradients,
 )
+from minimax.gramian import METHODS as GRAMIAN_METHODS
+from minimax.gramian import check_direction, per_example_gram, resolve_method, weighted_gradient
 from minimax.inner.base import Candidates
-from minimax.minnorm import min_norm_product_weights, min_norm_weights
+from minimax.minnorm import MinNormResult, min_norm_product_weights, min_norm_weights
 from minimax.problem import Batch, Problem
 
 __all__ = ["DDi", "Danskin", "Direction", "MaxLoss", "Rule"]
@@ -169,8 +171,14 @@ class DDi(Rule):
             restart mean at batch level, per example otherwise). None keeps all.
         normalize: return d / ‖d‖ (the norm field keeps ‖d‖ before normalizing).
         method: the min-norm solver (see `minimax.min_norm_weights`).
-        memory_budget: bytes the per-example gradients may take before an error suggests
-            ``per_example=False``.
+        memory_budget: bytes the materialized per-example gradients may take before an error
+            suggests ``per_example=False`` (the layerwise Gramian never forms them).
+        gramian: how the Gram matrix and d are formed (`minimax.gramian`). ``"layerwise"``: the
+            Gramian layer by layer from one forward + backward over the m·B candidate rows, and d
+            by one weighted backward, never holding m·B (per example) or m (batch-level) full
+            gradients. ``"materialized"``: the gradients themselves (the reference). ``"auto"``
+            (default): layerwise per example when every parameterised module has a layer rule;
+            materialized at batch level, where it measured faster (benchmarks/per_example.py).
     """
 
     def __init__(
@@ -181,6 +189,7 @@ class DDi(Rule):
         normalize: bool = False,
         method: str = "wolfe",
         memory_budget: int = 2 * 1024**3,
+        gramian: str = "auto",
     ) -> None:
         if tolerance is not None and not tolerance >= 0:
             raise ValueError(f"tolerance must be ≥ 0 or None, got {tolerance!r}")
@@ -189,6 +198,11 @@ class DDi(Rule):
         self.normalize = normalize
         self.method = method
         self.memory_budget = memory_budget
+        if gramian not in GRAMIAN_METHODS:
+            raise ValueError(
+                f"gramian must be one of {', '.join(GRAMIAN_METHODS)}, got {gramian!r}"
+            )
+        self.gramian = gramian
 
     def __repr__(self) -> str:
         opts = [f"per_example={self.per_example}"]
@@ -198,6 +212,8 @@ class DDi(Rule):
             opts.append("normalize=True")
         if self.method != "wolfe":
             opts.append(f"method={self.method!r}")
+        if self.gramian != "auto":
+            opts.append(f"gramian={self.gramian!r}")
         return f"DDi({', '.join(opts)})"
 
     def __call__(
@@ -215,11 +231,14 @@ class DDi(Rule):
         if self.tolerance is not None:
             means = candidates.values.mean(dim=1)
             keep = torch.nonzero(means >= means.max() - self.tolerance).flatten().cpu()
-        grads = candidate_gradients(problem, params, batch, candidates.deltas[keep])
-        k = gram(grads)
-        result = min_norm_weights(k, method=self.method)
+        if self.gramian == "layerwise":
+            k, result, d = self._batch_layerwise(problem, params, batch, candidates.deltas[keep])
+        else:
+            grads = candidate_gradients(problem, params, batch, candidates.deltas[keep])
+            k = gram(grads)
+            result = min_norm_weights(k, method=self.method)
+            d = combine(grads, result.weights)
         alpha = result.weights
-        d = combine(grads, alpha)
         kalpha = k @ alpha
         cert = -kalpha.min()
         d, norm, certificate = _normalized(
@@ -243,30 +262,26 @@ class DDi(Rule):
                 "use DDi(per_example=False), ModuleProblem(..., batchnorm='eval'), or a model "
                 "without BatchNorm (e.g. GroupNorm)"
             )
-        numel = sum(v.numel() for v in params.values())
-        need = m * b * numel * next(iter(params.values())).element_size()
-        if need > self.memory_budget:
-            raise MemoryError(
-                f"per-example DDi needs {_bytes(need)} of per-example gradients "
-                f"(m={m} × B={b} × {numel} parameters), over the budget of "
-                f"{_bytes(self.memory_budget)}: use DDi(per_example=False), a smaller "
-                "batch, or raise memory_budget"
-            )
-        grads = per_example_gradients(problem, params, batch, candidates.deltas)  # [m, B, *p]
-        # Blocks are examples: reorder to [B, m, *p] and keep each example's ε-maximizers.
-        grads = {k: v.transpose(0, 1) for k, v in grads.items()}
-        values = candidates.values.T  # [B, m]
+        values = candidates.values.T  # [B, m]; blocks are examples
         if self.tolerance is not None:
             mask = values >= values.max(dim=1, keepdim=True).values - self.tolerance
         else:
             mask = torch.ones_like(values, dtype=torch.bool)
         flat_mask = mask.reshape(-1)
-        kept = {k: v.reshape(b * m, *v.shape[2:])[flat_mask] for k, v in grads.items()}
         sizes = [int(s) for s in mask.sum(dim=1).tolist()]
-        k = gram(kept)
-        result = min_norm_product_weights(k, sizes)
-        alpha = result.weights
-        d = combine(kept, alpha)
+        if resolve_method(self.gramian, problem, params) == "layerwise":
+            k = per_example_gram(problem, params, batch, candidates.deltas, mask, "layerwise")
+            result = min_norm_product_weights(k, sizes)
+            alpha = result.weights
+            full = torch.zeros(b * m, dtype=torch.float64, device=alpha.device)
+            full[flat_mask.to(alpha.device)] = alpha
+            d = weighted_gradient(problem, params, batch, candidates.deltas, full.reshape(b, m).T)
+            check_direction(k, alpha, d, repr(self))
+        else:
+            k, result, d = self._per_example_materialized(
+                problem, params, batch, candidates, flat_mask, sizes
+            )
+            alpha = result.weights
         kalpha = k @ alpha
         # Σ_b max_i ⟨−d, g_{b,i}⟩ = −Σ_b min_{i ∈ block b} (Kα)_i
         starts = torch.tensor([0, *sizes[:-1]]).cumsum(0).tolist()
@@ -286,3 +301,46 @@ class DDi(Rule):
             rule=repr(self),
             extras={"gram": k},
         )
+
+    def _batch_layerwise(
+        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, deltas: Tensor
+    ) -> tuple[Tensor, MinNormResult, dict[str, Tensor]]:
+        """K_ij = Σ_{b,b'} ⟨r_{b,i}, r_{b',j}⟩ from the per-example Gramian, d by one backward."""
+        m, b = deltas.shape[:2]
+        k_rows = per_example_gram(problem, params, batch, deltas, None, "layerwise")
+        blocks = k_rows.reshape(b, m, b, m)  # rows ordered (example, candidate)
+        k = blocks.sum(dim=(0, 2))
+        result = min_norm_weights(k, method=self.method)
+        weights = result.weights.to(deltas.device).unsqueeze(1).expand(m, b)
+        d = weighted_gradient(problem, params, batch, deltas, weights)
+        check_direction(k, result.weights, d, repr(self))
+        return k, result, d
+
+    def _per_example_materialized(
+        self,
+        problem: Problem,
+        params: Mapping[str, Tensor],
+        batch: Batch,
+        candidates: Candidates,
+        flat_mask: Tensor,
+        sizes: list[int],
+    ) -> tuple[Tensor, MinNormResult, dict[str, Tensor]]:
+        """The reference: m·B per-example gradients in memory, K = G Gᵀ, d = αᵀG."""
+        m, b = candidates.m, candidates.batch_size
+        numel = sum(v.numel() for v in params.values())
+        need = m * b * numel * next(iter(params.values())).element_size()
+        if need > self.memory_budget:
+            raise MemoryError(
+                f"per-example DDi needs {_bytes(need)} of per-example gradients "
+                f"(m={m} × B={b} × {numel} parameters), over the budget of "
+                f"{_bytes(self.memory_budget)}: use DDi(per_example=False), "
+                "gramian='layerwise', a smaller batch, or raise memory_budget"
+            )
+        grads = per_example_gradients(problem, params, batch, candidates.deltas)  # [m, B, *p]
+        # Blocks are examples: reorder to [B, m, *p] and keep each example's ε-maximizers.
+        kept = {
+            k: v.transpose(0, 1).reshape(b * m, *v.shape[2:])[flat_mask] for k, v in grads.items()
+        }
+        k = gram(kept)
+        result = min_norm_product_weights(k, sizes)
+        return k, result, combine(kept, result.weights)
