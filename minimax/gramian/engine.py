@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from minimax.gramian.layers import LAYER_RULES, Plan
+from minimax.gramian.layers import LAYER_RULES, Plan, forward_check
 from minimax.problem import Batch, ModuleProblem, Problem
 
 __all__ = ["candidate_rows", "layer_plan", "layerwise_gram", "unsupported_modules"]
@@ -118,6 +118,7 @@ class _Hooks:
                 "shared across calls and the layerwise Gramian would miss the cross terms; use "
                 "DDi(gramian='materialized')"
             )
+        forward_check(module)
         if not isinstance(output, Tensor):
             raise TypeError(f"{type(module).__name__} returned {type(output).__name__}, not a tensor")
         if not output.requires_grad:  # not downstream of δ: the pass must also track θ here

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from minimax.gramian.blocks import ACC, ghost_gram, gram64, recompute_factor, rows_gram
 
-__all__ = ["LAYER_RULES", "Plan"]
+__all__ = ["LAYER_RULES", "Plan", "forward_check"]
 
 
 @dataclass
@@ -142,15 +142,23 @@ def batch_norm_rule(module: nn.Module, a: Tensor, b: Tensor, wanted: set[str], p
     """BatchNorm with running statistics (eval mode): x̂ = (a − μ) / √(σ² + ε) per channel."""
     assert isinstance(module, nn.modules.batchnorm._BatchNorm)
     mean, var = module.running_mean, module.running_var
-    if module.training or mean is None or var is None:
+    assert mean is not None and var is not None  # forward_check ran at forward time
+    shape = (1, -1) + (1,) * (a.ndim - 2)
+    a_hat = (a - mean.reshape(shape)) / (var.reshape(shape) + module.eps).sqrt()
+    return _affine_rule(a_hat, b, tuple(range(2, a.ndim)), wanted)
+
+
+def forward_check(module: nn.Module) -> None:
+    """Checks at forward time (the mode may change before the backward): BatchNorm must use its
+    running statistics, not the batch's."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and (
+        module.training or module.running_mean is None or module.running_var is None
+    ):
         raise ValueError(
             f"{type(module).__name__} uses batch statistics here, so the examples are coupled and "
             "the per-example Gramian is not defined: use DDi(per_example=False), "
             "ModuleProblem(..., batchnorm='eval'), or a model without BatchNorm (e.g. GroupNorm)"
         )
-    shape = (1, -1) + (1,) * (a.ndim - 2)
-    a_hat = (a - mean.reshape(shape)) / (var.reshape(shape) + module.eps).sqrt()
-    return _affine_rule(a_hat, b, tuple(range(2, a.ndim)), wanted)
 
 
 def embedding_rule(module: nn.Module, a: Tensor, b: Tensor, wanted: set[str], plan: Plan) -> Tensor:
