@@ -1,0 +1,220 @@
+"""Per-example DDi without per-example gradients: time and peak memory, side by side.
+
+On the same inputs (fixed seeds: model, batch, PGD candidates), each measurement in a fresh
+subprocess (peak RSS is per process), repetitions after one warm-up, the fastest repetition reported
+(the machine may be shared; medians are in the JSON too):
+
+- ``ddi-batch``: a whole outer step with batch-level DDi (the paper's rule; default gramian);
+- ``ddi-batch-layerwise``: the same rule with ``gramian="layerwise"`` (issue item 2);
+- ``ddi-example``: a whole step with per-example DDi, layerwise Gramian + weighted backward;
+- ``ddi-example-materialized``: the same with the m·B per-example gradients (the reference);
+- ``gram``: only the per-example Gramian of the m·B rows, layerwise;
+- ``gram-torchjd``: only the same Gramian with TorchJD 0.18's ``autogram.Engine``.
+
+The Gramians of ``gram`` and ``gram-torchjd`` are compared entry by entry (max relative error).
+Scaling: the small CNN with B and m varied (≥ 3 points each).
+
+Run: ./run python benchmarks/per_example.py [--quick] [--out benchmarks/results/per_example.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import minimax as mm
+from minimax.gramian import per_example_gram
+from problems.models import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+STEP_KINDS = {
+    "ddi-batch": dict(per_example=False),
+    "ddi-batch-layerwise": dict(per_example=False, gramian="layerwise"),
+    "ddi-example": dict(per_example=True, gramian="layerwise"),
+    "ddi-example-materialized": dict(per_example=True, gramian="materialized",
+                                     memory_budget=64 * 1024**3),
+}  # fmt: skip
+KINDS = (*STEP_KINDS, "gram", "gram-torchjd")
+
+
+def setup(model_name: str, batch: int, seed: int = 0):
+    torch.manual_seed(seed)
+    model = build_model(model_name, activation="celu", norm="group")
+    x = torch.rand(batch, 3, 32, 32)
+    y = torch.randint(0, 10, (batch,))
+    problem = mm.ModuleProblem(model, perturbation=mm.LinfBall(8 / 255, lower=0.0, upper=1.0))
+    return model, problem, (x, y)
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _torchjd_gram(model, problem, batch, deltas):
+    """TorchJD's autogram Gramian of the same m·B rows (rows ordered example, candidate)."""
+    from torchjd.autogram import Engine  # benchmark-only extra
+
+    from minimax.gramian.engine import candidate_rows
+
+    engine = Engine(model, batch_dim=0)
+    mask = torch.ones(deltas.shape[1], deltas.shape[0], dtype=torch.bool)
+
+    def run() -> torch.Tensor:
+        delta_rows, (x, y), _ = candidate_rows(problem, batch, deltas, mask)
+        losses = problem.loss_fn(model(x + delta_rows), y) / deltas.shape[1]
+        return engine.compute_gramian(losses).to(torch.float64)
+
+    return run
+
+
+def probe(kind: str, model_name: str, batch_size: int, m: int, steps: int, reps: int) -> dict:
+    """In this process: median seconds of ``kind`` and peak RSS (MiB; also its growth)."""
+    model, problem, batch = setup(model_name, batch_size)
+    inner = mm.PGD(steps, 2 / 255, restarts=m, seed=0)
+    if kind in STEP_KINDS:
+        sgd = torch.optim.SGD(problem.parameters().values(), lr=0.0)  # lr 0: θ stays put
+        opt = mm.MinMaxOptimizer(problem, sgd, inner, mm.DDi(**STEP_KINDS[kind]))
+        fn = lambda: opt.step(batch)  # noqa: E731
+    else:
+        deltas = inner(problem, problem.parameters(), batch).deltas
+        if kind == "gram":
+            fn = lambda: per_example_gram(problem, problem.parameters(), batch, deltas)  # noqa
+        else:
+            fn = _torchjd_gram(model, problem, batch, deltas)
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_kib("VmRSS")
+    out = fn()  # warm-up
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    peak = _status_kib("VmHWM")
+    # min: the least disturbed repetition on a shared machine; the median is kept too
+    result = {"time_s": min(times), "median_s": statistics.median(times),
+              "peak_rss_mib": peak / 1024, "peak_growth_mib": (peak - before) / 1024}  # fmt: skip
+    if kind.startswith("gram"):
+        result["gram"] = out.tolist()
+    return result
+
+
+def measure(kind: str, model: str, b: int, m: int, steps: int, reps: int, threads: int) -> dict:
+    """`probe` in a fresh process (so that peak RSS is this measurement's own)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        code = (
+            f"import sys, json, torch; sys.path.insert(0, {str(ROOT)!r}); "
+            f"torch.set_num_threads({threads}); from benchmarks.per_example import probe; "
+            f"r = probe({kind!r}, {model!r}, {b}, {m}, {steps}, {reps}); "
+            f"open({f.name!r}, 'w').write(json.dumps(r))"
+        )
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if r.returncode != 0:
+            return {"error": r.stderr.strip().splitlines()[-1] if r.stderr else "failed"}
+        return json.loads(Path(f.name).read_text())
+
+
+def _rel(a: list, b: list) -> float:
+    ta, tb = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
+    return float((ta - tb).abs().max() / tb.abs().max())
+
+
+def run_config(model: str, b: int, m: int, kinds, args) -> dict:
+    row: dict = {"model": model, "B": b, "m": m}
+    for kind in kinds:
+        row[kind] = measure(kind, model, b, m, args.steps, args.reps, args.threads)
+        print(f"  {model} B={b} m={m} {kind}: "
+              + (row[kind].get("error") or f"{row[kind]['time_s']:.3f} s, "
+                 f"peak RSS {row[kind]['peak_rss_mib']:.0f} MiB"), flush=True)  # fmt: skip
+    if "gram" in row.get("gram", {}) and "gram" in row.get("gram-torchjd", {}):
+        row["gram_rel_diff_vs_torchjd"] = _rel(row["gram"]["gram"], row["gram-torchjd"]["gram"])
+    for kind in ("gram", "gram-torchjd"):
+        row.get(kind, {}).pop("gram", None)
+    return row
+
+
+def _ratio(row: dict, a: str, b: str, key: str) -> float | None:
+    if key in row.get(a, {}) and key in row.get(b, {}):
+        return row[a][key] / row[b][key]
+    return None
+
+
+def _print_table(rows: list[dict], kinds) -> None:
+    print(f"{'config':<22}" + "".join(f"{k:>26}" for k in kinds))
+    for r in rows:
+        cells = []
+        for k in kinds:
+            c = r.get(k, {})
+            cells.append("n/a" if "time_s" not in c else
+                         f"{c['time_s']:.2f}s {c['peak_rss_mib']:.0f}MiB")  # fmt: skip
+        name = f"{r['model']} B={r['B']} m={r['m']}"
+        print(f"{name:<22}" + "".join(f"{c:>26}" for c in cells))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, small CNN only")
+    ap.add_argument("--steps", type=int, default=2, help="PGD steps of the inner solver")
+    ap.add_argument("--reps", type=int, default=2, help="timed repetitions after a warm-up")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--configs", default="resnet18:16:4,small_cnn:64:10",
+                    help="model:B:m,... measured with every kind")  # fmt: skip
+    ap.add_argument("--scale-b", default="16,32,64", help="B values (small CNN, m=4)")
+    ap.add_argument("--scale-m", default="2,4,8", help="m values (small CNN, B=32)")
+    ap.add_argument("--kinds", default=",".join(KINDS))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "per_example.json"))
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.configs, args.scale_b, args.scale_m, args.reps = "small_cnn:8:2", "4,8", "2,3", 1
+    kinds = [k for k in args.kinds.split(",") if k]
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        ap.error(f"unknown kinds {sorted(unknown)}; choose from {', '.join(KINDS)}")
+    rows = []
+    for spec in args.configs.split(","):
+        model, b, m = spec.split(":")
+        rows.append(run_config(model, int(b), int(m), kinds, args))
+    scale_kinds = [k for k in ("ddi-batch", "ddi-example", "gram") if k in kinds]
+    scaling = [run_config("small_cnn", int(b), 4, scale_kinds, args)
+               for b in args.scale_b.split(",") if b]  # fmt: skip
+    scaling += [run_config("small_cnn", 32, int(m), scale_kinds, args)
+                for m in args.scale_m.split(",") if m]  # fmt: skip
+    for r in rows + scaling:
+        r["time_example_vs_batch"] = _ratio(r, "ddi-example", "ddi-batch", "time_s")
+        r["memory_example_vs_batch"] = _ratio(r, "ddi-example", "ddi-batch", "peak_rss_mib")
+        r["time_gram_vs_torchjd"] = _ratio(r, "gram", "gram-torchjd", "time_s")
+    print(f"\nPer-example DDi, PGD-{args.steps}, {args.threads} threads, "
+          f"{platform.processor() or platform.machine()}; time (fastest rep.) and peak RSS")  # fmt: skip
+    _print_table(rows, kinds)
+    print("scaling (small CNN):")
+    _print_table(scaling, scale_kinds)
+    for r in rows:
+        print(f"{r['model']} B={r['B']} m={r['m']}: example/batch time "
+              f"{r['time_example_vs_batch']}, memory {r['memory_example_vs_batch']}, "
+              f"gram/torchjd time {r['time_gram_vs_torchjd']}, "
+              f"gram rel. diff vs torchjd {r.get('gram_rel_diff_vs_torchjd')}")  # fmt: skip
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    config = {"steps": args.steps, "reps": args.reps, "threads": args.threads,
+              "torch": torch.__version__, "machine": platform.machine(),
+              "command": "python benchmarks/per_example.py " + " ".join(argv or sys.argv[1:])}  # fmt: skip
+    out.write_text(json.dumps({"config": config, "rows": rows, "scaling": scaling}, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
