@@ -1,8 +1,6 @@
 """Per-example DDi without per-example gradients: time and peak memory, side by side.
 
-On the same inputs (fixed seeds: model, batch, PGD candidates), each measurement in a fresh
-subprocess (peak RSS is per process), repetitions after one warm-up, the fastest repetition reported
-(the machine may be shared; medians are in the JSON too):
+On the same inputs (fixed seeds: model, batch, PGD candidates):
 
 - ``ddi-batch``: a whole outer step with batch-level DDi (the paper's rule; default gramian);
 - ``ddi-batch-layerwise``: the same rule with ``gramian="layerwise"`` (issue item 2);
@@ -10,6 +8,10 @@ subprocess (peak RSS is per process), repetitions after one warm-up, the fastest
 - ``ddi-example-materialized``: the same with the m·B per-example gradients (the reference);
 - ``gram``: only the per-example Gramian of the m·B rows, layerwise;
 - ``gram-torchjd``: only the same Gramian with TorchJD 0.18's ``autogram.Engine``.
+
+Times: all kinds of one configuration in one process, repetitions interleaved after a warm-up;
+the fastest repetition's wall time and CPU time (all threads; steadier on a shared machine).
+Peak RSS: a fresh process per kind and configuration, two runs.
 
 The Gramians of ``gram`` and ``gram-torchjd`` are compared entry by entry (max relative error).
 Scaling: the small CNN with B and m varied (≥ 3 points each).
@@ -40,9 +42,10 @@ STEP_KINDS = {
     "ddi-batch": dict(per_example=False),
     "ddi-batch-layerwise": dict(per_example=False, gramian="layerwise"),
     "ddi-example": dict(per_example=True, gramian="layerwise"),
-    "ddi-example-materialized": dict(per_example=True, gramian="materialized",
-                                     memory_budget=64 * 1024**3),
-}  # fmt: skip
+    "ddi-example-materialized": dict(
+        per_example=True, gramian="materialized", memory_budget=64 * 1024**3
+    ),
+}
 KINDS = (*STEP_KINDS, "gram", "gram-torchjd")
 
 
@@ -79,45 +82,65 @@ def _torchjd_gram(model, problem, batch, deltas):
     return run
 
 
-def probe(kind: str, model_name: str, batch_size: int, m: int, steps: int, reps: int) -> dict:
-    """In this process: median seconds of ``kind`` and peak RSS (MiB; also its growth)."""
+def _workload(kind: str, model_name: str, batch_size: int, m: int, steps: int):
+    """A callable running ``kind`` once on the fixed inputs of (model, B, m)."""
     model, problem, batch = setup(model_name, batch_size)
     inner = mm.PGD(steps, 2 / 255, restarts=m, seed=0)
     if kind in STEP_KINDS:
         sgd = torch.optim.SGD(problem.parameters().values(), lr=0.0)  # lr 0: θ stays put
         opt = mm.MinMaxOptimizer(problem, sgd, inner, mm.DDi(**STEP_KINDS[kind]))
-        fn = lambda: opt.step(batch)  # noqa: E731
-    else:
-        deltas = inner(problem, problem.parameters(), batch).deltas
-        if kind == "gram":
-            fn = lambda: per_example_gram(problem, problem.parameters(), batch, deltas)  # noqa
-        else:
-            fn = _torchjd_gram(model, problem, batch, deltas)
+        return lambda: opt.step(batch)
+    deltas = inner(problem, problem.parameters(), batch).deltas
+    if kind == "gram":
+        return lambda: per_example_gram(problem, problem.parameters(), batch, deltas)
+    return _torchjd_gram(model, problem, batch, deltas)
+
+
+def probe_memory(kind: str, model_name: str, batch_size: int, m: int, steps: int) -> dict:
+    """In this (fresh) process: peak RSS (MiB) over two runs of ``kind``, and its growth."""
+    fn = _workload(kind, model_name, batch_size, m, steps)
     Path("/proc/self/clear_refs").write_text("5")
     before = _status_kib("VmRSS")
-    out = fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
+    fn()
+    fn()
     peak = _status_kib("VmHWM")
-    # min: the least disturbed repetition on a shared machine; the median is kept too
-    result = {"time_s": min(times), "median_s": statistics.median(times),
-              "peak_rss_mib": peak / 1024, "peak_growth_mib": (peak - before) / 1024}  # fmt: skip
-    if kind.startswith("gram"):
-        result["gram"] = out.tolist()
+    return {"peak_rss_mib": peak / 1024, "peak_growth_mib": (peak - before) / 1024}
+
+
+def probe_times(
+    kinds: list[str], model_name: str, batch_size: int, m: int, steps: int, reps: int
+) -> dict:
+    """In one process, repetitions interleaved across kinds after a warm-up: the fastest wall
+    time, the median wall time and the fastest CPU time (all threads) of each kind."""
+    fns = {k: _workload(k, model_name, batch_size, m, steps) for k in kinds}
+    outs = {k: fn() for k, fn in fns.items()}  # warm-up
+    wall: dict[str, list[float]] = {k: [] for k in kinds}
+    cpu: dict[str, list[float]] = {k: [] for k in kinds}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            outs[k] = fn()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    result: dict = {
+        k: {"time_s": min(wall[k]), "median_s": statistics.median(wall[k]), "cpu_s": min(cpu[k])}
+        for k in kinds
+    }
+    if "gram" in outs and "gram-torchjd" in outs:
+        ref = outs["gram-torchjd"]
+        result["gram_rel_diff_vs_torchjd"] = float(
+            (outs["gram"] - ref).abs().max() / ref.abs().max()
+        )
     return result
 
 
-def measure(kind: str, model: str, b: int, m: int, steps: int, reps: int, threads: int) -> dict:
-    """`probe` in a fresh process (so that peak RSS is this measurement's own)."""
+def _subprocess(call: str, threads: int) -> dict:
+    """Run ``benchmarks.per_example.<call>`` in a fresh process; its JSON result."""
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         code = (
             f"import sys, json, torch; sys.path.insert(0, {str(ROOT)!r}); "
-            f"torch.set_num_threads({threads}); from benchmarks.per_example import probe; "
-            f"r = probe({kind!r}, {model!r}, {b}, {m}, {steps}, {reps}); "
-            f"open({f.name!r}, 'w').write(json.dumps(r))"
+            f"torch.set_num_threads({threads}); import benchmarks.per_example as b; "
+            f"open({f.name!r}, 'w').write(json.dumps(b.{call}))"
         )
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         if r.returncode != 0:
@@ -125,22 +148,32 @@ def measure(kind: str, model: str, b: int, m: int, steps: int, reps: int, thread
         return json.loads(Path(f.name).read_text())
 
 
-def _rel(a: list, b: list) -> float:
-    ta, tb = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
-    return float((ta - tb).abs().max() / tb.abs().max())
-
-
 def run_config(model: str, b: int, m: int, kinds, args) -> dict:
     row: dict = {"model": model, "B": b, "m": m}
+    times = _subprocess(
+        f"probe_times({kinds!r}, {model!r}, {b}, {m}, {args.steps}, {args.reps})", args.threads
+    )
+    if "error" in times:
+        row["error"] = times["error"]
+    row["gram_rel_diff_vs_torchjd"] = times.pop("gram_rel_diff_vs_torchjd", None)
     for kind in kinds:
-        row[kind] = measure(kind, model, b, m, args.steps, args.reps, args.threads)
-        print(f"  {model} B={b} m={m} {kind}: "
-              + (row[kind].get("error") or f"{row[kind]['time_s']:.3f} s, "
-                 f"peak RSS {row[kind]['peak_rss_mib']:.0f} MiB"), flush=True)  # fmt: skip
-    if "gram" in row.get("gram", {}) and "gram" in row.get("gram-torchjd", {}):
-        row["gram_rel_diff_vs_torchjd"] = _rel(row["gram"]["gram"], row["gram-torchjd"]["gram"])
-    for kind in ("gram", "gram-torchjd"):
-        row.get(kind, {}).pop("gram", None)
+        row[kind] = dict(times.get(kind, {}))
+        if not args.no_memory:
+            row[kind].update(
+                _subprocess(
+                    f"probe_memory({kind!r}, {model!r}, {b}, {m}, {args.steps})", args.threads
+                )
+            )
+        c = row[kind]
+        print(
+            f"  {model} B={b} m={m} {kind}: "
+            + (
+                c.get("error")
+                or f"{c['time_s']:.3f} s wall, {c['cpu_s']:.3f} s CPU, "
+                f"peak RSS {c.get('peak_rss_mib', float('nan')):.0f} MiB"
+            ),
+            flush=True,
+        )
     return row
 
 
@@ -156,8 +189,12 @@ def _print_table(rows: list[dict], kinds) -> None:
         cells = []
         for k in kinds:
             c = r.get(k, {})
-            cells.append("n/a" if "time_s" not in c else
-                         f"{c['time_s']:.2f}s {c['peak_rss_mib']:.0f}MiB")  # fmt: skip
+            cells.append(
+                "n/a"
+                if "time_s" not in c
+                else f"{c['time_s']:.2f}s "
+                f"{c['cpu_s']:.2f}s {c.get('peak_rss_mib', float('nan')):.0f}MiB"
+            )
         name = f"{r['model']} B={r['B']} m={r['m']}"
         print(f"{name:<22}" + "".join(f"{c:>26}" for c in cells))
 
@@ -170,11 +207,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=2, help="PGD steps of the inner solver")
     ap.add_argument("--reps", type=int, default=2, help="timed repetitions after a warm-up")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--configs", default="resnet18:16:4,small_cnn:64:10",
-                    help="model:B:m,... measured with every kind")  # fmt: skip
+    ap.add_argument(
+        "--configs",
+        default="resnet18:16:4,small_cnn:64:10",
+        help="model:B:m,... measured with every kind",
+    )
     ap.add_argument("--scale-b", default="16,32,64", help="B values (small CNN, m=4)")
     ap.add_argument("--scale-m", default="2,4,8", help="m values (small CNN, B=32)")
     ap.add_argument("--kinds", default=",".join(KINDS))
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS processes")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "per_example.json"))
     args = ap.parse_args(argv)
     if args.quick:
@@ -188,29 +229,44 @@ def main(argv: list[str] | None = None) -> int:
         model, b, m = spec.split(":")
         rows.append(run_config(model, int(b), int(m), kinds, args))
     scale_kinds = [k for k in ("ddi-batch", "ddi-example", "gram") if k in kinds]
-    scaling = [run_config("small_cnn", int(b), 4, scale_kinds, args)
-               for b in args.scale_b.split(",") if b]  # fmt: skip
-    scaling += [run_config("small_cnn", 32, int(m), scale_kinds, args)
-                for m in args.scale_m.split(",") if m]  # fmt: skip
+    scaling = [
+        run_config("small_cnn", int(b), 4, scale_kinds, args) for b in args.scale_b.split(",") if b
+    ]
+    scaling += [
+        run_config("small_cnn", 32, int(m), scale_kinds, args) for m in args.scale_m.split(",") if m
+    ]
     for r in rows + scaling:
         r["time_example_vs_batch"] = _ratio(r, "ddi-example", "ddi-batch", "time_s")
+        r["cpu_example_vs_batch"] = _ratio(r, "ddi-example", "ddi-batch", "cpu_s")
+        r["cpu_gram_vs_torchjd"] = _ratio(r, "gram", "gram-torchjd", "cpu_s")
         r["memory_example_vs_batch"] = _ratio(r, "ddi-example", "ddi-batch", "peak_rss_mib")
         r["time_gram_vs_torchjd"] = _ratio(r, "gram", "gram-torchjd", "time_s")
-    print(f"\nPer-example DDi, PGD-{args.steps}, {args.threads} threads, "
-          f"{platform.processor() or platform.machine()}; time (fastest rep.) and peak RSS")  # fmt: skip
+    print(
+        f"\nPer-example DDi, PGD-{args.steps}, {args.threads} threads, "
+        f"{platform.processor() or platform.machine()}; wall time, CPU time (fastest rep.), "
+        "peak RSS"
+    )
     _print_table(rows, kinds)
     print("scaling (small CNN):")
     _print_table(scaling, scale_kinds)
     for r in rows:
-        print(f"{r['model']} B={r['B']} m={r['m']}: example/batch time "
-              f"{r['time_example_vs_batch']}, memory {r['memory_example_vs_batch']}, "
-              f"gram/torchjd time {r['time_gram_vs_torchjd']}, "
-              f"gram rel. diff vs torchjd {r.get('gram_rel_diff_vs_torchjd')}")  # fmt: skip
+        print(
+            f"{r['model']} B={r['B']} m={r['m']}: example/batch wall "
+            f"{r['time_example_vs_batch']}, CPU {r['cpu_example_vs_batch']}, memory "
+            f"{r['memory_example_vs_batch']}, gram/torchjd wall {r['time_gram_vs_torchjd']}, "
+            f"CPU {r['cpu_gram_vs_torchjd']}, "
+            f"gram rel. diff vs torchjd {r.get('gram_rel_diff_vs_torchjd')}"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    config = {"steps": args.steps, "reps": args.reps, "threads": args.threads,
-              "torch": torch.__version__, "machine": platform.machine(),
-              "command": "python benchmarks/per_example.py " + " ".join(argv or sys.argv[1:])}  # fmt: skip
+    config = {
+        "steps": args.steps,
+        "reps": args.reps,
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "command": "python benchmarks/per_example.py " + " ".join(argv or sys.argv[1:]),
+    }
     out.write_text(json.dumps({"config": config, "rows": rows, "scaling": scaling}, indent=2))
     print(f"wrote {out}")
     return 0

@@ -127,13 +127,13 @@ def weighted_gradient(
     total = {k: torch.zeros_like(v) for k, v in p.items()}
     w = weights.to(deltas.device)
     if isinstance(problem, ModuleProblem) and not problem.examples_coupled:
-        delta_rows, rows, b_idx = candidate_rows(problem, batch, deltas, (w != 0).T)
+        delta_rows, (x, y), _ = candidate_rows(problem, batch, deltas, (w != 0).T)
         alpha = w.T[w.T != 0]
+        step = chunk or b
         pieces = [
-            (delta_rows[s : s + (chunk or b)], (rows[0][s : s + (chunk or b)],
-             rows[1][s : s + (chunk or b)]), alpha[s : s + (chunk or b)])
-            for s in range(0, delta_rows.shape[0], chunk or b)
-        ]  # fmt: skip
+            (delta_rows[s : s + step], (x[s : s + step], y[s : s + step]), alpha[s : s + step])
+            for s in range(0, delta_rows.shape[0], step)
+        ]
     else:
         pieces = [(deltas[i], batch, w[i]) for i in range(m) if bool((w[i] != 0).any())]
     for delta, piece, a in pieces:
@@ -141,7 +141,7 @@ def weighted_gradient(
             values = problem.objective(p, delta, piece)
             loss = (values * a.to(values.dtype)).sum() / b
             grads = torch.autograd.grad(loss, list(p.values()), allow_unused=True)
-        for (k, acc), g in zip(total.items(), grads):
+        for acc, g in zip(total.values(), grads):
             if g is not None:
                 acc += g
         problem.passes.forward += 1

@@ -56,9 +56,7 @@ def unsupported_modules(model: nn.Module, names: set[str]) -> list[str]:
     for owners in _owners(model).values():
         path, module, attr = owners[0]
         full = f"{path}.{attr}" if path else attr
-        if full not in names and not any(
-            (f"{p}.{a}" if p else a) in names for p, _, a in owners
-        ):
+        if full not in names and not any((f"{p}.{a}" if p else a) in names for p, _, a in owners):
             continue
         if len(owners) > 1:
             where = ", ".join(repr(p or "<root>") for p, _, _ in owners)
@@ -66,7 +64,7 @@ def unsupported_modules(model: nn.Module, names: set[str]) -> list[str]:
         elif type(module) not in LAYER_RULES:
             problems.append(
                 f"module {path or '<root>'!r} of type {type(module).__name__} has no layer rule "
-                f"(its parameters: {', '.join(n for n, _ in module.named_parameters(recurse=False))})"
+                f"(its parameters: {', '.join(dict(module.named_parameters(recurse=False)))})"
             )
     return problems
 
@@ -120,7 +118,9 @@ class _Hooks:
             )
         forward_check(module)
         if not isinstance(output, Tensor):
-            raise TypeError(f"{type(module).__name__} returned {type(output).__name__}, not a tensor")
+            raise TypeError(
+                f"{type(module).__name__} returned {type(output).__name__}, not a tensor"
+            )
         if not output.requires_grad:  # not downstream of δ: the pass must also track θ here
             self.missed.add(module)
             return
@@ -151,8 +151,11 @@ def layerwise_gram(
     """
     assert isinstance(problem, ModuleProblem)
     layers = layer_plan(problem.model, set(params))
-    names = {id(m): {f"{p}.{a}" if p else a for a in wanted}
-             for p, m in problem.model.named_modules() for wanted in [layers.get(m, set())]}
+    names = {
+        id(m): {f"{p}.{a}" if p else a for a in wanted}
+        for p, m in problem.model.named_modules()
+        for wanted in [layers.get(m, set())]
+    }
     tracked: set[str] = set()
     for _ in range(2):
         p = {k: v.detach().requires_grad_(k in tracked) for k, v in params.items()}

@@ -101,9 +101,7 @@ def conv2d_rule(module: nn.Module, a: Tensor, b: Tensor, wanted: set[str], plan:
         for g in range(groups):
 
             def unfolded(s: int, t: int, g: int = g) -> Tensor:  # [t − s, L, D_g]
-                cols = F.unfold(
-                    padded[s:t], module.kernel_size, module.dilation, 0, module.stride
-                )
+                cols = F.unfold(padded[s:t], module.kernel_size, module.dilation, 0, module.stride)
                 return cols.reshape(t - s, groups, d, -1)[:, g].transpose(1, 2)
 
             k += _sequence_weight_gram(unfolded, v[:, g], d, plan, "Conv2d")
@@ -123,14 +121,18 @@ def _affine_rule(a_hat: Tensor, b: Tensor, reduce: tuple[int, ...], wanted: set[
     return k
 
 
-def group_norm_rule(module: nn.Module, a: Tensor, b: Tensor, wanted: set[str], plan: Plan) -> Tensor:
+def group_norm_rule(
+    module: nn.Module, a: Tensor, b: Tensor, wanted: set[str], plan: Plan
+) -> Tensor:
     """GroupNorm: x̂ = group_norm(a) without affine, then the affine closed form per channel."""
     assert isinstance(module, nn.GroupNorm)
     a_hat = F.group_norm(a, module.num_groups, None, None, module.eps)
     return _affine_rule(a_hat, b, tuple(range(2, a.ndim)), wanted)
 
 
-def layer_norm_rule(module: nn.Module, a: Tensor, b: Tensor, wanted: set[str], plan: Plan) -> Tensor:
+def layer_norm_rule(
+    module: nn.Module, a: Tensor, b: Tensor, wanted: set[str], plan: Plan
+) -> Tensor:
     """LayerNorm: x̂ = layer_norm(a) without affine; γ, β have the normalized shape."""
     assert isinstance(module, nn.LayerNorm)
     shape = tuple(module.normalized_shape)
@@ -138,7 +140,9 @@ def layer_norm_rule(module: nn.Module, a: Tensor, b: Tensor, wanted: set[str], p
     return _affine_rule(a_hat, b, tuple(range(1, a.ndim - len(shape))), wanted)
 
 
-def batch_norm_rule(module: nn.Module, a: Tensor, b: Tensor, wanted: set[str], plan: Plan) -> Tensor:
+def batch_norm_rule(
+    module: nn.Module, a: Tensor, b: Tensor, wanted: set[str], plan: Plan
+) -> Tensor:
     """BatchNorm with running statistics (eval mode): x̂ = (a − μ) / √(σ² + ε) per channel."""
     assert isinstance(module, nn.modules.batchnorm._BatchNorm)
     mean, var = module.running_mean, module.running_var

@@ -95,8 +95,9 @@ def _image_batch(b: int, c: int, side: int, seed: int, classes: int = 3):
     bias=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_conv2d_gram_and_direction(b, m, cin, k, stride, dilation, padding, mode, groups, bias,
-                                   seed):  # fmt: skip
+def test_conv2d_gram_and_direction(
+    b, m, cin, k, stride, dilation, padding, mode, groups, bias, seed
+):
     if padding == "same":
         stride = 1
     groups = groups if cin % groups == 0 else 1
@@ -122,8 +123,12 @@ def test_conv2d_gram_and_direction(b, m, cin, k, stride, dilation, padding, mode
 def test_linear_and_layer_norm_with_a_sequence_axis(b, m, t, d, bias, seed):
     torch.manual_seed(seed)
     model = nn.Sequential(
-        nn.Linear(d, 4, bias=bias), nn.LayerNorm(4), nn.CELU(), nn.Linear(4, 3), MeanOver(1),
-    )  # fmt: skip
+        nn.Linear(d, 4, bias=bias),
+        nn.LayerNorm(4),
+        nn.CELU(),
+        nn.Linear(4, 3),
+        MeanOver(1),
+    )
     problem = _problem(model)
     g = torch.Generator().manual_seed(seed)
     x, y = torch.randn(b, t, d, generator=g, dtype=DT), torch.randint(0, 3, (b,), generator=g)
@@ -135,17 +140,26 @@ def test_linear_and_layer_norm_with_a_sequence_axis(b, m, t, d, bias, seed):
 
 
 @settings(max_examples=6)
-@given(b=st.integers(1, 3), m=st.integers(1, 3), groups=st.sampled_from([1, 2, 4]),
-       seed=st.integers(0, 2**16))  # fmt: skip
+@given(
+    b=st.integers(1, 3),
+    m=st.integers(1, 3),
+    groups=st.sampled_from([1, 2, 4]),
+    seed=st.integers(0, 2**16),
+)
 def test_norm_layers(b, m, groups, seed):
     torch.manual_seed(seed)
     bn = nn.BatchNorm2d(4)
     bn.running_mean.uniform_(-1, 1)
     bn.running_var.uniform_(0.5, 2)
     model = nn.Sequential(
-        nn.Conv2d(2, 4, 3, padding=1), nn.GroupNorm(groups, 4), nn.CELU(), bn,
-        nn.LayerNorm([4, 5, 5]), MeanOver(2, 3), nn.Linear(4, 3),
-    ).eval()  # fmt: skip
+        nn.Conv2d(2, 4, 3, padding=1),
+        nn.GroupNorm(groups, 4),
+        nn.CELU(),
+        bn,
+        nn.LayerNorm([4, 5, 5]),
+        MeanOver(2, 3),
+        nn.Linear(4, 3),
+    ).eval()
     with torch.no_grad():  # non-trivial affine parameters
         for p in model.parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -157,8 +171,13 @@ def test_norm_layers(b, m, groups, seed):
 
 
 @settings(max_examples=6)
-@given(b=st.integers(1, 3), m=st.integers(1, 3), t=st.integers(1, 4),
-       padding=st.sampled_from([None, 0]), seed=st.integers(0, 2**16))  # fmt: skip
+@given(
+    b=st.integers(1, 3),
+    m=st.integers(1, 3),
+    t=st.integers(1, 4),
+    padding=st.sampled_from([None, 0]),
+    seed=st.integers(0, 2**16),
+)
 def test_embedding_without_gradient_to_delta(b, m, t, padding, seed):
     torch.manual_seed(seed)
     problem = _problem(TokenNet(5, 3, 3, padding))
@@ -192,8 +211,9 @@ class NarrowResNet(nn.Module):
 def test_models_gram_direction_and_certificate(name):
     torch.manual_seed(0)
     if name == "small_cnn":
-        model = build_model("small_cnn", norm="group", activation="celu", width=4,
-                            image_size=8, num_classes=3)  # fmt: skip
+        model = build_model(
+            "small_cnn", norm="group", activation="celu", width=4, image_size=8, num_classes=3
+        )
     else:
         model = NarrowResNet()
     problem = _problem(model)
@@ -213,7 +233,7 @@ def test_models_gram_direction_and_certificate(name):
         torch.testing.assert_close(new.weights, ref.weights, rtol=1e-7, atol=1e-9)
         for k in ref.vector:
             torch.testing.assert_close(new.vector[k], ref.vector[k], rtol=1e-7, atol=1e-12)
-        assert float(new.certificate) <= -float(new.norm) ** 2 + 1e-9
+        assert float(new.certificate) <= -(float(new.norm) ** 2) + 1e-9
         assert float(new.certificate) == pytest.approx(float(ref.certificate), rel=1e-7)
 
 
@@ -231,7 +251,7 @@ def test_tolerance_drops_rows_and_auto_picks_layerwise():
     )
     torch.testing.assert_close(auto.extras["gram"], ref.extras["gram"], rtol=1e-10, atol=0)
     torch.testing.assert_close(auto.weights, ref.weights, rtol=1e-7, atol=1e-9)
-    assert float(auto.certificate) <= -float(auto.norm) ** 2 + 1e-9
+    assert float(auto.certificate) <= -(float(auto.norm) ** 2) + 1e-9
 
 
 class Shared(nn.Module):
@@ -266,7 +286,7 @@ def test_refusals_name_the_module():
     with pytest.raises(ValueError, match=r"PReLU has no layer rule.*gramian='materialized'"):
         _direction(prelu, mm.DDi(per_example=True, gramian="layerwise"))
     auto = _direction(prelu, mm.DDi(per_example=True))  # falls back to the reference
-    assert float(auto.certificate) <= -float(auto.norm) ** 2 + 1e-9
+    assert float(auto.certificate) <= -(float(auto.norm) ** 2) + 1e-9
     with pytest.raises(ValueError, match="ran twice"):
         _direction(_problem(Shared()), mm.DDi(per_example=True, gramian="layerwise"))
     tied = nn.Sequential(nn.Linear(3, 3), nn.CELU(), nn.Linear(3, 3))
@@ -286,18 +306,19 @@ def test_batchnorm_in_train_mode_is_refused():
         _direction(problem, mm.DDi(per_example=True, gramian="layerwise"))
     x, y = torch.randn(4, 3, dtype=DT), torch.randint(0, 2, (4,))
     with pytest.raises(ValueError, match="batch statistics"):  # direct call, no problem check
-        per_example_gram(problem, problem.parameters(), (x, y), _deltas(2, x, 0), None,
-                         "layerwise")  # fmt: skip
+        per_example_gram(problem, problem.parameters(), (x, y), _deltas(2, x, 0), None, "layerwise")
     ev = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1), batchnorm="eval")
     new = _direction(ev, mm.DDi(per_example=True, gramian="layerwise"))
-    assert float(new.certificate) <= -float(new.norm) ** 2 + 1e-9
+    assert float(new.certificate) <= -(float(new.norm) ** 2) + 1e-9
 
 
 def test_function_problem_uses_the_reference():
     problem = mm.FunctionProblem(
-        lambda p, d, b: (p["w"] * (b + d)).sum(-1) ** 2, {"w": torch.randn(3, dtype=DT)},
-        mm.LinfBall(0.1), event_shape=(3,),
-    )  # fmt: skip
+        lambda p, d, b: (p["w"] * (b + d)).sum(-1) ** 2,
+        {"w": torch.randn(3, dtype=DT)},
+        mm.LinfBall(0.1),
+        event_shape=(3,),
+    )
     batch = torch.randn(4, 3, dtype=DT)
     deltas = _deltas(2, batch, 0)
     with pytest.raises(TypeError, match="ModuleProblem"):
