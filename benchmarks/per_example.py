@@ -11,7 +11,7 @@ On the same inputs (fixed seeds: model, batch, PGD candidates):
 
 Times: all kinds of one configuration in one process, repetitions interleaved after a warm-up;
 the fastest repetition's wall time and CPU time (all threads; steadier on a shared machine).
-Peak RSS: a fresh process per kind and configuration, two runs.
+Peak RSS: a fresh process per kind and configuration, one run.
 
 The Gramians of ``gram`` and ``gram-torchjd`` are compared entry by entry (max relative error).
 Scaling: the small CNN with B and m varied (≥ 3 points each).
@@ -97,11 +97,10 @@ def _workload(kind: str, model_name: str, batch_size: int, m: int, steps: int):
 
 
 def probe_memory(kind: str, model_name: str, batch_size: int, m: int, steps: int) -> dict:
-    """In this (fresh) process: peak RSS (MiB) over two runs of ``kind``, and its growth."""
+    """In this (fresh) process: peak RSS (MiB) over one run of ``kind``, and its growth."""
     fn = _workload(kind, model_name, batch_size, m, steps)
     Path("/proc/self/clear_refs").write_text("5")
     before = _status_kib("VmRSS")
-    fn()
     fn()
     peak = _status_kib("VmHWM")
     return {"peak_rss_mib": peak / 1024, "peak_growth_mib": (peak - before) / 1024}
@@ -148,10 +147,11 @@ def _subprocess(call: str, threads: int) -> dict:
         return json.loads(Path(f.name).read_text())
 
 
-def run_config(model: str, b: int, m: int, kinds, args) -> dict:
-    row: dict = {"model": model, "B": b, "m": m}
+def run_config(model: str, b: int, m: int, kinds, args, reps: int | None = None) -> dict:
+    reps = reps or args.reps
+    row: dict = {"model": model, "B": b, "m": m, "reps": reps}
     times = _subprocess(
-        f"probe_times({kinds!r}, {model!r}, {b}, {m}, {args.steps}, {args.reps})", args.threads
+        f"probe_times({kinds!r}, {model!r}, {b}, {m}, {args.steps}, {reps})", args.threads
     )
     if "error" in times:
         row["error"] = times["error"]
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--configs",
         default="resnet18:16:4,small_cnn:64:10",
-        help="model:B:m,... measured with every kind",
+        help="model:B:m[:reps],... measured with every kind",
     )
     ap.add_argument("--scale-b", default="16,32,64", help="B values (small CNN, m=4)")
     ap.add_argument("--scale-m", default="2,4,8", help="m values (small CNN, B=32)")
@@ -226,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown kinds {sorted(unknown)}; choose from {', '.join(KINDS)}")
     rows = []
     for spec in args.configs.split(","):
-        model, b, m = spec.split(":")
-        rows.append(run_config(model, int(b), int(m), kinds, args))
+        model, b, m, *reps = spec.split(":")
+        rows.append(run_config(model, int(b), int(m), kinds, args, int(reps[0]) if reps else None))
     scale_kinds = [k for k in ("ddi-batch", "ddi-example", "gram") if k in kinds]
     scaling = [
         run_config("small_cnn", int(b), 4, scale_kinds, args) for b in args.scale_b.split(",") if b

@@ -52,7 +52,9 @@ def _sum_gram(rows: Tensor) -> Tensor:
     return gram64(rows.reshape(rows.shape[0], -1))
 
 
-def _sequence_weight_gram(u_rows, v: Tensor, d: int, plan: Plan, name: str) -> Tensor:
+def _sequence_weight_gram(
+    u_rows: Callable[[int, int], Tensor], v: Tensor, d: int, plan: Plan, name: str
+) -> Tensor:
     """Σ_t v_t u_tᵀ per row (u [n, T, d] made by ``u_rows(s, t)``, v [n, T, c]): ghost or rows."""
     n, positions, c = v.shape
     itemsize = v.element_size()
@@ -68,6 +70,10 @@ def _sequence_weight_gram(u_rows, v: Tensor, d: int, plan: Plan, name: str) -> T
     return rows_gram(rows, n, c * d, itemsize, plan.budget, v.device)
 
 
+def _sliced(whole: Tensor) -> Callable[[int, int], Tensor]:
+    return lambda s, t: whole[s:t]
+
+
 def linear_rule(module: nn.Module, a: Tensor, b: Tensor, wanted: set[str], plan: Plan) -> Tensor:
     """Linear: ⟨G_i, G_j⟩ = Σ_{t,s} ⟨a_it, a_js⟩⟨b_it, b_js⟩ (t, s over any middle axes); bias
     Σ_t b_it. Without middle axes the weight term is ⟨a_i, a_j⟩⟨b_i, b_j⟩."""
@@ -79,7 +85,7 @@ def linear_rule(module: nn.Module, a: Tensor, b: Tensor, wanted: set[str], plan:
         if v.shape[1] == 1:
             k += gram64(u[:, 0]) * gram64(v[:, 0])
         else:
-            k += _sequence_weight_gram(lambda s, t: u[s:t], v, u.shape[-1], plan, "Linear")
+            k += _sequence_weight_gram(_sliced(u), v, u.shape[-1], plan, "Linear")
     if "bias" in wanted:
         k += _sum_gram(v.sum(1))
     return k
@@ -104,7 +110,10 @@ def conv2d_rule(module: nn.Module, a: Tensor, b: Tensor, wanted: set[str], plan:
                 cols = F.unfold(padded[s:t], module.kernel_size, module.dilation, 0, module.stride)
                 return cols.reshape(t - s, groups, d, -1)[:, g].transpose(1, 2)
 
-            k += _sequence_weight_gram(unfolded, v[:, g], d, plan, "Conv2d")
+            if n * v.shape[2] * d * b.element_size() <= plan.budget:  # unfold once, not per block
+                k += _sequence_weight_gram(_sliced(unfolded(0, n)), v[:, g], d, plan, "Conv2d")
+            else:
+                k += _sequence_weight_gram(unfolded, v[:, g], d, plan, "Conv2d")
     if "bias" in wanted:
         k += _sum_gram(b.reshape(n, b.shape[1], -1).sum(-1))
     return k
