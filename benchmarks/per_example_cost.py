@@ -35,8 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def layer_shapes(model: nn.Module, x: torch.Tensor) -> list[dict]:
     """For each weight layer: kind, positions L, input features D, outputs C (one example)."""
     out: list[dict] = []
+    stores: list[int] = []
 
     def hook(module, inputs, output):
+        numel = sum(p.numel() for p in module.parameters(recurse=False))
+        stores.append(min(numel, inputs[0][0].numel() + output[0].numel()))  # chunked-pass store
         if isinstance(module, nn.Conv2d):
             k = module.kernel_size[0] * module.kernel_size[1]
             d = module.in_channels // module.groups * k
@@ -77,6 +80,8 @@ def layer_shapes(model: nn.Module, x: torch.Tensor) -> list[dict]:
         model(x)
     for h in handles:
         h.remove()
+    for ly, st in zip(out, stores):
+        ly["store"] = st
     return out
 
 
@@ -160,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             "activations_gib": n * act / gib,
             "gram_gib": 8 * n * n / gib,
             "block_gib": budget / gib,
+            "chunked_store_gib": n * 4 * sum(ly["store"] for ly in layers) / gib,
             "materialized_gradients_gib": n * c["params"] * 4 / gib,
             "batch_level_gradients_gib": m * c["params"] * 4 / gib,
         }

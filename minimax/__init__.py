@@ -9,6 +9,7 @@ exact and return a KKT certificate. Property-based testing of descent claims liv
 """
 
 from minimax.gradients import candidate_gradients, combine, gram, per_example_gradients
+from minimax.gramian import per_example_gram, weighted_gradient
 from minimax.inner import APGD, FGSM, PGD, Candidates, Grid, InnerSolver, dlr_loss
 from minimax.minnorm import (
     MinNormConvergenceWarning,
@@ -61,4 +62,6 @@ __all__ = [
     "min_norm_product_weights",
     "min_norm_weights",
     "per_example_gradients",
+    "per_example_gram",
+    "weighted_gradient",
 ]

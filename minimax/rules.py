@@ -165,8 +165,8 @@ class DDi(Rule):
     Args:
         per_example: ``False`` (default): one weight per restart, the hull of the m batch-mean
             gradients (as in the paper). ``True``: the exact Danskin set of the batch loss, the
-            Minkowski sum of the per-example hulls; a QP over a product of B simplices. Needs the
-            m·B per-example gradients in memory.
+            Minkowski sum of the per-example hulls; a QP over a product of B simplices (see
+            ``gramian`` for how its m·B per-example Gramian is formed).
         tolerance: keep only ε-maximizers: candidates whose value is within τ of the best (per
             restart mean at batch level, per example otherwise). None keeps all.
         normalize: return d / ‖d‖ (the norm field keeps ‖d‖ before normalizing).
