@@ -111,10 +111,16 @@ def probe_times(
 ) -> dict:
     """In one process, repetitions interleaved across kinds after a warm-up: the fastest wall
     time, the median wall time and the fastest CPU time (all threads) of each kind."""
-    fns = {k: _workload(k, model_name, batch_size, m, steps) for k in kinds}
-    outs = {k: fn() for k, fn in fns.items()}  # warm-up
-    wall: dict[str, list[float]] = {k: [] for k in kinds}
-    cpu: dict[str, list[float]] = {k: [] for k in kinds}
+    fns, outs, errors = {}, {}, {}
+    for k in kinds:  # one failing kind (e.g. out of memory) must not lose the others
+        try:
+            fns[k] = _workload(k, model_name, batch_size, m, steps)
+            outs[k] = fns[k]()  # warm-up
+        except Exception as e:  # reported in the table
+            fns.pop(k, None)
+            errors[k] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(reps):
         for k, fn in fns.items():
             t0, c0 = time.perf_counter(), time.process_time()
@@ -123,8 +129,9 @@ def probe_times(
             cpu[k].append(time.process_time() - c0)
     result: dict = {
         k: {"time_s": min(wall[k]), "median_s": statistics.median(wall[k]), "cpu_s": min(cpu[k])}
-        for k in kinds
+        for k in fns
     }
+    result.update(errors)
     if "gram" in outs and "gram-torchjd" in outs:
         ref = outs["gram-torchjd"]
         result["gram_rel_diff_vs_torchjd"] = float(
@@ -153,8 +160,13 @@ def run_config(model: str, b: int, m: int, kinds, args, reps: int | None = None)
     times = _subprocess(
         f"probe_times({kinds!r}, {model!r}, {b}, {m}, {args.steps}, {reps})", args.threads
     )
-    if "error" in times:
-        row["error"] = times["error"]
+    if "error" in times:  # the process died (e.g. killed for memory): one process per kind
+        times = {}
+        for kind in kinds:
+            one = _subprocess(
+                f"probe_times({[kind]!r}, {model!r}, {b}, {m}, {args.steps}, {reps})", args.threads
+            )
+            times[kind] = one.get(kind, one)
     row["gram_rel_diff_vs_torchjd"] = times.pop("gram_rel_diff_vs_torchjd", None)
     for kind in kinds:
         row[kind] = dict(times.get(kind, {}))
