@@ -236,17 +236,33 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(kinds) - set(KINDS)
     if unknown:
         ap.error(f"unknown kinds {sorted(unknown)}; choose from {', '.join(KINDS)}")
-    rows = []
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    config = {
+        "steps": args.steps,
+        "reps": args.reps,
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "command": "python benchmarks/per_example.py " + " ".join(argv or sys.argv[1:]),
+    }
+    rows: list[dict] = []
+    scaling: list[dict] = []
+
+    def save() -> None:  # after every configuration, so a long run keeps what it measured
+        out.write_text(json.dumps({"config": config, "rows": rows, "scaling": scaling}, indent=2))
+
     for spec in args.configs.split(","):
         model, b, m, *reps = spec.split(":")
         rows.append(run_config(model, int(b), int(m), kinds, args, int(reps[0]) if reps else None))
+        save()
     scale_kinds = [k for k in ("ddi-batch", "ddi-example", "gram") if k in kinds]
-    scaling = [
-        run_config("small_cnn", int(b), 4, scale_kinds, args) for b in args.scale_b.split(",") if b
-    ]
-    scaling += [
-        run_config("small_cnn", 32, int(m), scale_kinds, args) for m in args.scale_m.split(",") if m
-    ]
+    for b in (v for v in args.scale_b.split(",") if v):
+        scaling.append(run_config("small_cnn", int(b), 4, scale_kinds, args))
+        save()
+    for m in (v for v in args.scale_m.split(",") if v):
+        scaling.append(run_config("small_cnn", 32, int(m), scale_kinds, args))
+        save()
     for r in rows + scaling:
         r["time_example_vs_batch"] = _ratio(r, "ddi-example", "ddi-batch", "time_s")
         r["cpu_example_vs_batch"] = _ratio(r, "ddi-example", "ddi-batch", "cpu_s")
@@ -269,17 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             f"CPU {r['cpu_gram_vs_torchjd']}, "
             f"gram rel. diff vs torchjd {r.get('gram_rel_diff_vs_torchjd')}"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    config = {
-        "steps": args.steps,
-        "reps": args.reps,
-        "threads": args.threads,
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-        "command": "python benchmarks/per_example.py " + " ".join(argv or sys.argv[1:]),
-    }
-    out.write_text(json.dumps({"config": config, "rows": rows, "scaling": scaling}, indent=2))
+    save()
     print(f"wrote {out}")
     return 0
 
