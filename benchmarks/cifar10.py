@@ -188,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cifar10.json"))
     parser.add_argument("--batch", type=int, default=None, help="CPU batch (default 64; 32 quick)")
     parser.add_argument("--restarts", "-m", type=int, default=4, help="m on CPU (default 4)")
+    parser.add_argument("--attack-only", action="store_true",
+                        help="only the PGD attack against the textbook loop (section 2)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: steadier timings on a shared CPU)")
     args = parser.parse_args(argv)
@@ -206,13 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     print(f"CPU ({torch.get_num_threads()} threads), small_cnn, batch {batch}, PGD-7, "
           f"{reps} interleaved repetitions, medians", file=sys.stderr)  # fmt: skip
-    training = bench_training(
+    training = [] if args.attack_only else bench_training(
         "small_cnn", [("PGD-AT", 1), ("PGD-AT", m), ("MaxLoss", m), ("DDi", m)], steps=7,
         batch=batch, reps=reps, device=cpu,
     )  # fmt: skip
     attack = [bench_attack("small_cnn", steps=10, batch=batch, reps=2 * reps + 1, device=cpu)]
     cuda: dict[str, Any] | None = None
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and not args.attack_only:
         gpu = torch.device("cuda")
         kw = dict(activation="celu", norm="group")
         training += bench_training("resnet18", [("PGD-AT", 1), ("MaxLoss", 10), ("DDi", 10)],

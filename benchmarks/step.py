@@ -44,17 +44,30 @@ def setup(batch: int, seed: int = 0, stacking: str = "auto"):
 
 
 def make_step(problem, rule_name: str, m: int, steps: int, chunk: int | None = None):
-    rule = {
-        "danskin": mm.Danskin(),
-        "maxloss": mm.MaxLoss(),
-        "ddi": mm.DDi(),
-        "ddi-example": mm.DDi(per_example=True),
-    }[rule_name]
+    rule = mm.RULES.build(rule_name)
     sgd = torch.optim.SGD(problem.parameters().values(), lr=0.0)  # lr 0: θ stays put
     opt = mm.MinMaxOptimizer(
         problem, sgd, mm.PGD(steps, 2 / 255, restarts=m, seed=0, chunk=chunk), rule
     )
     return opt
+
+
+def pass_counts(problem, batch, ms: list[int], steps: int, chunk: int | None) -> list[dict]:
+    """Forward and backward passes of one step (`StepReport`) for every rule in `minimax.RULES`:
+    "before", the rule runs its own forward (``reuse_scoring`` off), and "after", it
+    backpropagates through the inner solver's scoring forward where it can."""
+    rows = []
+    for name in mm.RULES.names():
+        for m in sorted({1, *ms}):
+            counts = {}
+            for label, reuse in (("before", False), ("after", True)):
+                opt = make_step(problem, name, m, steps, chunk)
+                opt.rule.reuse_scoring = reuse and opt.rule.reuse_scoring
+                report = opt.step(batch)
+                counts[label] = [report.forward, report.backward]
+            saved = counts["before"][0] - counts["after"][0]
+            rows.append({"rule": name, "m": m, **counts, "forward_saved": saved})
+    return rows
 
 
 def timed(fn) -> float:
@@ -141,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         help="how ModuleProblem evaluates several candidates",
     )
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
+    ap.add_argument("--passes-only", action="store_true", help="only the pass counts per step")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "step.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -148,6 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     reps = args.reps or (3 if args.quick else 7)
 
     _, problem, batch = setup(args.batch, stacking=args.stacking)
+    passes = pass_counts(problem, batch, ms, args.steps, args.chunk)
+    print(f"passes per step (forward, backward), B={args.batch}, PGD-{args.steps}:")
+    for p in passes:
+        print(f"  {p['rule']:<12} m={p['m']:<3} before {tuple(p['before'])}  after "
+              f"{tuple(p['after'])}  forward passes saved {p['forward_saved']}")  # fmt: skip
+    if args.passes_only:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"passes_per_step": passes}, indent=2) + "\n")
+        return 0
     rows = []
     for m in ms:
         danskin = make_step(problem, "danskin", 1, args.steps)
@@ -225,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                     "machine": platform.machine(),
                 },
                 "rows": rows,
+                "passes_per_step": passes,
                 "peak_memory_mib": memory,
                 "targets": {"ratio_le_1.10": ok_ratio, "share_le_5pct": ok_share},
             },

@@ -21,14 +21,21 @@ __all__ = [
     "float_tensor",
     "integer",
     "real_number",
+    "within",
 ]
 
 T = TypeVar("T")
 
 
-def integer(name: str, value: object, *, minimum: int | None = None) -> int:
-    """``value`` as an int; refuses floats with a fractional part, bools and values below
-    ``minimum``."""
+#: the largest count (steps, restarts, points, ...) an argument may ask for
+MAX_COUNT = 2**31 - 1
+
+
+def integer(
+    name: str, value: object, *, minimum: int | None = None, maximum: int = MAX_COUNT
+) -> int:
+    """``value`` as an int; refuses floats with a fractional part, bools, values below
+    ``minimum`` and above ``maximum`` (default 2³¹ − 1: no loop or tensor that large fits)."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, float)):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
@@ -36,6 +43,8 @@ def integer(name: str, value: object, *, minimum: int | None = None) -> int:
     out = int(value)
     if minimum is not None and out < minimum:
         raise ValueError(f"{name} must be an integer ≥ {minimum}, got {out}")
+    if out > maximum:
+        raise ValueError(f"{name} must be an integer ≤ {maximum}, got {value!r}")
     return out
 
 
@@ -68,7 +77,7 @@ def real_number(
 
 def choice(name: str, value: T, choices: Collection[T]) -> T:
     """``value`` if it is one of ``choices``."""
-    if value not in choices:
+    if not isinstance(value, (str, int, float, type(None))) or value not in choices:
         listed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {listed}, got {value!r}")
     return value
@@ -85,6 +94,29 @@ def float_tensor(name: str, value: object) -> Tensor:
             f"{name}.float() (and scale images to [0, 1])"
         )
     return value
+
+
+def within(name: str, value: Tensor, lower: object = None, upper: object = None) -> Tensor:
+    """``value`` if every entry is finite and in [``lower``, ``upper``] (floats or tensors that
+    broadcast; None: unbounded): one fused check, one host sync."""
+    def like(bound: object) -> Tensor:
+        return torch.as_tensor(bound, dtype=value.dtype, device=value.device)
+
+    flags = [torch.isfinite(value).all()]
+    if lower is not None:
+        flags.append((value >= like(lower)).all())
+    if upper is not None:
+        flags.append((value <= like(upper)).all())
+    if bool(torch.stack(flags).all()):
+        return value
+    finite_tensor(name, value)
+    lo = float(value.min())
+    hi = float(value.max())
+    raise ValueError(
+        f"{name} lies in [{lo:.4g}, {hi:.4g}], outside the declared bounds [{lower}, {upper}] of "
+        f"the perturbation set: scale it into them (e.g. images to [0, 1]) or declare the "
+        "bounds it has"
+    )
 
 
 def finite_tensor(name: str, value: Tensor) -> Tensor:

@@ -5,13 +5,14 @@ Shapes: a *stack* of gradients is a dict name → [n, *param.shape] (n vectors s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import torch
 from torch import Tensor
 from torch.func import grad, jacrev, vmap
 
+from minimax.inner.base import ScoringGraph
 from minimax.problem import Batch, Problem
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "combine",
     "flat_norm",
     "gram",
+    "graph_gradients",
     "inner_products",
     "per_example_gradients",
 ]
@@ -49,8 +51,20 @@ def batch_gradient(
     with torch.enable_grad():
         loss = problem.values(p, delta, batch).mean()
         grads = torch.autograd.grad(loss, list(p.values()), allow_unused=True)
-    problem.passes.backward += 1
+    problem.passes.add(backward=1)
     return {k: torch.zeros_like(v) if g is None else g for (k, v), g in zip(p.items(), grads)}
+
+
+def graph_gradients(problem: Problem, graph: ScoringGraph, indices: Sequence[int]) -> Stack:
+    """g_i = ∇_θ mean_b g(θ, δ_{i,b}; batch_b) for the candidates ``indices``, by one backward
+    through each one's scoring forward (no forward of its own): → [len(indices), *p]."""
+    leaves = list(graph.params.values())
+    rows = []
+    for i in indices:
+        grads = torch.autograd.grad(graph.values[i].mean(), leaves, allow_unused=True)
+        problem.passes.add(backward=1)
+        rows.append([torch.zeros_like(v) if g is None else g for v, g in zip(leaves, grads)])
+    return {k: torch.stack([r[j] for r in rows]) for j, k in enumerate(graph.params)}
 
 
 def candidate_gradients(
@@ -65,19 +79,19 @@ def candidate_gradients(
 
     ``method="vmap"`` vectorizes over candidates with `torch.func` (each candidate still has its own
     forward, so no batch statistics are shared); ``"loop"`` runs one backward per candidate and is
-    also the fallback where vmap cannot run; ``"auto"`` (default): the loop on CPU, else vmap.
+    also the fallback where vmap cannot run (with a one-time `VectorizationWarning`);
+    ``"auto"`` (default): the loop on CPU, else vmap.
     """
     m = deltas.shape[0]
     p = _detached(params)
-    if _resolve(method, deltas) == "vmap":
+    if _resolve(method, deltas) == "vmap" and problem.can_vmap("candidate_gradients"):
         try:
             fn = grad(lambda q, d: problem.objective(q, d, batch).mean())
             out = vmap(fn, in_dims=(None, 0))(p, deltas)
-            problem.passes.forward += m
-            problem.passes.backward += m
+            problem.passes.add(forward=m, backward=m)
             return out
-        except (RuntimeError, NotImplementedError, ValueError):
-            pass  # e.g. an op without a batching rule: fall back to the loop
+        except (RuntimeError, NotImplementedError, ValueError) as err:
+            problem.vmap_failed("candidate_gradients", err)  # e.g. an op without a batching rule
     rows = [batch_gradient(problem, p, batch, deltas[i]) for i in range(m)]
     return {k: torch.stack([r[k] for r in rows]) for k in p}
 
@@ -93,19 +107,21 @@ def per_example_gradients(
     """g_{i,b} = ∇_θ g(θ, δ_{i,b}; batch_b) / B: deltas [m, B, *event] → [m, B, *p].
 
     The 1/B makes Σ_b g_{i,b} the gradient of the batch mean. Computed as the Jacobian of the
-    per-example values of each candidate's forward (`jacrev`), vmapped over candidates.
+    per-example values of each candidate's forward (`jacrev`), vmapped over candidates; a loop of
+    B backward passes per candidate where vmap cannot run (with a one-time `VectorizationWarning`)
+    or with ``method="loop"``.
     """
     m, b = deltas.shape[:2]
     p = _detached(params)
-    if method == "auto" or _resolve(method, deltas) == "vmap":
+    vectorized = method == "auto" or _resolve(method, deltas) == "vmap"
+    if vectorized and problem.can_vmap("per_example_gradients"):
         try:
             fn = jacrev(lambda q, d: problem.objective(q, d, batch) / b)
             out = vmap(fn, in_dims=(None, 0))(p, deltas)
-            problem.passes.forward += m
-            problem.passes.backward += m * b
+            problem.passes.add(forward=m, backward=m * b)
             return out
-        except (RuntimeError, NotImplementedError, ValueError):
-            pass
+        except (RuntimeError, NotImplementedError, ValueError) as err:
+            problem.vmap_failed("per_example_gradients", err)
     out_rows: dict[str, list[Tensor]] = {k: [] for k in p}
     for i in range(m):
         q = {k: v.requires_grad_(True) for k, v in _detached(p).items()}
@@ -117,7 +133,7 @@ def per_example_gradients(
                 )
                 for (k, v), g in zip(q.items(), gs):
                     out_rows[k].append(torch.zeros_like(v) if g is None else g)
-        problem.passes.backward += b
+        problem.passes.add(backward=b)
     return {k: torch.stack(v).reshape(m, b, *p[k].shape) for k, v in out_rows.items()}
 
 
@@ -163,6 +179,14 @@ def combine(stack: Mapping[str, Tensor], weights: Tensor, lead: int = 1) -> dict
 
 
 def flat_norm(vector: Mapping[str, Tensor]) -> Tensor:
-    """‖v‖ over all entries of a dict of tensors, in float64 (scalar)."""
-    total = sum((t.to(torch.float64) ** 2).sum() for t in vector.values())
-    return torch.as_tensor(total, dtype=torch.float64).sqrt()
+    """‖v‖ over all entries of a dict of tensors, in float64 (scalar). Scaled by the largest
+    magnitude first, so that neither huge (1e200) nor tiny (1e-300) entries overflow or
+    underflow; no host sync."""
+    parts = [t.to(torch.float64).reshape(-1) for t in vector.values()]
+    if not parts:
+        return torch.zeros((), dtype=torch.float64)
+    scale = torch.stack([p.abs().max() if p.numel() else p.new_zeros(()) for p in parts]).max()
+    safe = torch.where((scale > 0) & torch.isfinite(scale), scale, torch.ones_like(scale))
+    total = torch.stack([((p / safe) ** 2).sum() for p in parts]).sum()
+    finite_scale = (scale > 0) & torch.isfinite(scale)
+    return torch.where(finite_scale, safe * total.sqrt(), scale)

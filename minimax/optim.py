@@ -10,7 +10,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from minimax import checks
+from minimax.distributed import Communicator
 from minimax.inner.base import Candidates, InnerSolver
+from minimax.nonfinite import NonFiniteError, check_direction
 from minimax.problem import Batch, Problem
 from minimax.rules import Direction, Rule
 
@@ -28,11 +31,14 @@ def descent_direction(
 ) -> tuple[Direction, Candidates]:
     """Find candidates with ``inner`` at θ = params (default: the problem's), then apply ``rule``.
 
-    Returns the `Direction` d (descend along −d) and the `Candidates` it was built from.
+    Returns the `Direction` d (descend along −d) and the `Candidates` it was built from. Where
+    the rule asks (`Rule.wants_scoring_graph`), its gradients come from the backward of the inner
+    solver's scoring forward, which saves that forward (see docs/architecture.md).
     """
     params = problem.parameters() if params is None else params
     _check_params(params)
-    candidates = inner(problem, params, batch, generator=generator)
+    keep = rule.wants_scoring_graph(inner.restarts)
+    candidates = inner(problem, params, batch, generator=generator, keep_graph=keep)
     return rule(problem, params, batch, candidates), candidates
 
 
@@ -68,6 +74,7 @@ class StepReport:
     seconds: float
     robust_loss_after: float | None = None
     kkt: float | None = None
+    skipped: bool = False
 
     @property
     def went_up(self) -> bool | None:
@@ -91,6 +98,16 @@ class MinMaxOptimizer:
         rule: the direction rule (``Danskin()``, ``MaxLoss()``, ``DDi()``).
         remeasure: after each step, run the inner solver again from the same random starts and
             report the robust loss after the step.
+        nonfinite: what a NaN or Inf in the direction, the robust loss or the objective values
+            does. ``"raise"`` (default): `minimax.NonFiniteError`, with the parameters, their
+            ``.grad``, the running statistics and the optimizer state (momentum, step counts)
+            left bitwise as they were. ``"skip"``: the step is skipped (nothing changes, as with
+            AMP's GradScaler) and counted in ``skipped_steps`` (kept in `state_dict`). The check
+            is one fused ``isfinite`` over d and the values: one host sync per step. The inner
+            solver's generator has advanced either way.
+
+    Data parallel: give it a rule from `minimax.distributed.data_parallel`; the robust loss,
+    ‖d‖, the certificate and the weights are then global, and every rank takes the same step.
     """
 
     def __init__(
@@ -102,11 +119,17 @@ class MinMaxOptimizer:
         *,
         remeasure: bool = False,
         generator: torch.Generator | None = None,
+        nonfinite: str = "raise",
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
             )
+        for group in optimizer.param_groups:
+            lr = group.get("lr", 0.0)
+            if isinstance(lr, Tensor) and lr.ndim == 0 and lr.is_floating_point():
+                lr = float(lr)
+            checks.real_number("lr", lr, nonnegative=True)
         params = problem.parameters()
         _check_params(params)
         in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
@@ -121,8 +144,10 @@ class MinMaxOptimizer:
         self.inner = inner
         self.rule = rule
         self.remeasure = remeasure
-        self.generator = generator if generator is not None else getattr(inner, "generator", None)
+        self.generator = generator if generator is not None else inner.generator
+        self.nonfinite = checks.choice("nonfinite", nonfinite, ("raise", "skip"))
         self.steps = 0
+        self.skipped_steps = 0
 
     def __repr__(self) -> str:
         return (
@@ -134,17 +159,24 @@ class MinMaxOptimizer:
         """One outer step on ``batch``; returns its `StepReport`."""
         problem = self.problem
         params = problem.parameters()
-        start_state = self.generator.get_state() if self.generator is not None else None
+        start_state = self.generator.get_state()
         f0, b0 = problem.passes.snapshot()
         t0 = time.perf_counter()
-        direction, candidates = descent_direction(
-            problem, params, batch, self.inner, self.rule, generator=self.generator
-        )
+        try:
+            direction, candidates = descent_direction(
+                problem, params, batch, self.inner, self.rule, generator=self.generator
+            )
+            check_direction(direction.vector, candidates.values, rule=direction.rule)
+        except NonFiniteError:
+            if self.nonfinite == "raise":
+                raise
+            return self._skipped(t0, f0, b0)
         self.optimizer.zero_grad(set_to_none=True)
         for name, p in params.items():
             p.grad = direction.vector[name].detach().to(p.dtype)
         if problem.has_running_statistics:
             problem.update_statistics(batch, candidates.best_deltas())
+            self.communicator.synchronize_statistics(getattr(problem, "model", None))
         self.optimizer.step()
         seconds = time.perf_counter() - t0
         f1, b1 = problem.passes.snapshot()
@@ -153,7 +185,7 @@ class MinMaxOptimizer:
             after = self._remeasure(batch, start_state)
         self.steps += 1
         return StepReport(
-            robust_loss=float(candidates.robust_loss()),
+            robust_loss=self._robust_loss(candidates),
             norm=float(direction.norm),
             certificate=None if direction.certificate is None else float(direction.certificate),
             weights=direction.weights.detach().cpu(),
@@ -164,25 +196,51 @@ class MinMaxOptimizer:
             kkt=None if direction.kkt is None else float(direction.kkt),
         )
 
-    def _remeasure(self, batch: Batch, start_state: Tensor | None) -> float:
+    @property
+    def communicator(self) -> Communicator:
+        """The rule's communicator (`minimax.distributed`): LOCAL unless data-parallel."""
+        return self.rule.communicator
+
+    def _robust_loss(self, candidates: Candidates) -> float:
+        """mean_b max_i values over the global batch (all ranks' shards)."""
+        loss = {"loss": candidates.robust_loss()}
+        return float(self.communicator.mean(loss, candidates.batch_size)["loss"])
+
+    def _skipped(self, t0: float, f0: int, b0: int) -> StepReport:
+        """The report of a step skipped for a non-finite value (``nonfinite="skip"``)."""
+        self.skipped_steps += 1
+        f1, b1 = self.problem.passes.snapshot()
+        nan = float("nan")
+        return StepReport(
+            robust_loss=nan,
+            norm=nan,
+            certificate=None,
+            weights=torch.empty(0, dtype=torch.float64),
+            forward=f1 - f0,
+            backward=b1 - b0,
+            seconds=time.perf_counter() - t0,
+            skipped=True,
+        )
+
+    def _remeasure(self, batch: Batch, start_state: Tensor) -> float:
         """Robust loss after the step, from the same random starts (passes not counted)."""
-        saved_passes = self.problem.passes.snapshot()
         gen = self.generator
-        end_state = gen.get_state() if gen is not None else None
-        if gen is not None and start_state is not None:
-            gen.set_state(start_state)
-        cands = self.inner(self.problem, self.problem.parameters(), batch, generator=gen)
-        if gen is not None and end_state is not None:
-            gen.set_state(end_state)
-        self.problem.passes.forward, self.problem.passes.backward = saved_passes
-        return float(cands.robust_loss())
+        end_state = gen.get_state()
+        gen.set_state(start_state)
+        with self.problem.passes.paused():
+            cands = self.inner(self.problem, self.problem.parameters(), batch, generator=gen)
+        gen.set_state(end_state)
+        return self._robust_loss(cands)
 
     def state_dict(self) -> dict[str, Any]:
-        """Optimizer state, the step count and the inner solver's generator state."""
-        state: dict[str, Any] = {"optimizer": self.optimizer.state_dict(), "steps": self.steps}
-        if self.generator is not None:
-            state["generator"] = self.generator.get_state()
-        return state
+        """Optimizer state, the step counts (taken and skipped) and the inner solver's generator
+        state."""
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "steps": self.steps,
+            "skipped_steps": self.skipped_steps,
+            "generator": self.generator.get_state(),
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         missing = {"optimizer", "steps"} - set(state)
@@ -190,5 +248,6 @@ class MinMaxOptimizer:
             raise ValueError(f"not a MinMaxOptimizer state_dict: missing {sorted(missing)}")
         self.optimizer.load_state_dict(state["optimizer"])
         self.steps = int(state["steps"])
-        if self.generator is not None and "generator" in state:
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+        if "generator" in state:
             self.generator.set_state(state["generator"])

@@ -4,7 +4,7 @@ Public API (inputs are float images in [0, 1], shape [B, C, H, W]; outputs logit
 
     build_model(name, *, activation="relu", norm="batch", num_classes=10, in_channels=3,
                 image_size=32, mean=None, std=None, width=32) -> nn.Module
-        name in MODELS = ("resnet18", "preact_resnet18", "small_cnn")
+        name in MODELS (a registry: resnet18, preact_resnet18, small_cnn)
         activation in ACTIVATIONS = ("relu", "celu", "silu", "gelu", "softplus")
         norm in NORMS = ("batch", "group", "none")
     ResNet18(...), PreActResNet18(...), SmallCNN(...)   (same keyword options)
@@ -22,11 +22,13 @@ the models work under ``torch.func.functional_call`` and ``torch.func.vmap``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from problems.cifar10 import CIFAR10_MEAN, CIFAR10_STD
+from minimax.registry import Registry
+from problems.data.cifar10_files import CIFAR10_MEAN, CIFAR10_STD
 
 __all__ = [
     "ACTIVATIONS",
@@ -45,7 +47,6 @@ __all__ = [
 
 ACTIVATIONS: tuple[str, ...] = ("relu", "celu", "silu", "gelu", "softplus")
 NORMS: tuple[str, ...] = ("batch", "group", "none")
-MODELS: tuple[str, ...] = ("resnet18", "preact_resnet18", "small_cnn")
 
 
 def _check(kind: str, value: str, choices: Sequence[str]) -> None:
@@ -177,16 +178,20 @@ _STRIDES = (1, 2, 2, 2)
 
 
 class _ResNetBase(nn.Module):
+    """The shared ResNet-18 body: input normalization, 3x3 stem conv, four stages of two
+    ``block``s (widths 64-512), global average pool and a linear head."""
+
+    block: type[BasicBlock] | type[PreActBlock]
+
     def __init__(
         self,
-        block: type[BasicBlock] | type[PreActBlock],
         *,
-        activation: str,
-        norm: str,
-        num_classes: int,
-        in_channels: int,
-        mean: Sequence[float] | None,
-        std: Sequence[float] | None,
+        activation: str = "relu",
+        norm: str = "batch",
+        num_classes: int = 10,
+        in_channels: int = 3,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         _check("activation", activation, ACTIVATIONS)
@@ -198,13 +203,18 @@ class _ResNetBase(nn.Module):
         for cout, stride in zip(_WIDTHS, _STRIDES, strict=True):
             layers.append(
                 nn.Sequential(
-                    block(cin, cout, stride, activation, norm),
-                    block(cout, cout, 1, activation, norm),
+                    self.block(cin, cout, stride, activation, norm),
+                    self.block(cout, cout, 1, activation, norm),
                 )
             )
             cin = cout
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.fc = nn.Linear(512, num_classes)
+        self._add_layers(activation, norm)
+
+    def _add_layers(self, activation: str, norm: str) -> None:
+        """The variant's own norm + activation (created last: parameter order is stable)."""
+        raise NotImplementedError
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
@@ -217,20 +227,9 @@ class ResNet18(_ResNetBase):
     """CIFAR ResNet-18: 3x3 stem conv (no max-pool), BasicBlock x [2, 2, 2, 2], widths
     64-512, global average pool, linear. [B, C, H, W] in [0, 1] -> logits [B, num_classes]."""
 
-    def __init__(
-        self,
-        *,
-        activation: str = "relu",
-        norm: str = "batch",
-        num_classes: int = 10,
-        in_channels: int = 3,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-    ) -> None:
-        super().__init__(
-            BasicBlock, activation=activation, norm=norm, num_classes=num_classes,
-            in_channels=in_channels, mean=mean, std=std,
-        )  # fmt: skip
+    block = BasicBlock
+
+    def _add_layers(self, activation: str, norm: str) -> None:
         self.stem_norm = make_norm(norm, 64)
         self.stem_act = make_activation(activation)
 
@@ -243,20 +242,9 @@ class PreActResNet18(_ResNetBase):
     """PreActResNet-18 (He et al. 2016, CIFAR variant): 3x3 stem conv, PreActBlock x
     [2, 2, 2, 2], final norm + act, global average pool, linear. [B, C, H, W] -> [B, classes]."""
 
-    def __init__(
-        self,
-        *,
-        activation: str = "relu",
-        norm: str = "batch",
-        num_classes: int = 10,
-        in_channels: int = 3,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-    ) -> None:
-        super().__init__(
-            PreActBlock, activation=activation, norm=norm, num_classes=num_classes,
-            in_channels=in_channels, mean=mean, std=std,
-        )  # fmt: skip
+    block = PreActBlock
+
+    def _add_layers(self, activation: str, norm: str) -> None:
         self.final_norm = make_norm(norm, 512)
         self.final_act = make_activation(activation)
 
@@ -316,6 +304,31 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(self.normalize(x)))
 
 
+#: name → builder ``(*, activation, norm, num_classes, in_channels, image_size, mean, std,
+#: width) -> nn.Module``; the CLI's ``--model`` choices. To add a model, register a builder.
+MODELS: Registry[nn.Module] = Registry("model")
+
+
+@MODELS.register("resnet18")
+def _resnet18(*, image_size: int = 32, width: int = 32, **common: Any) -> nn.Module:
+    """CIFAR ResNet-18 (BasicBlock, 11 M parameters)"""
+    del image_size, width  # the ResNets pool globally and have fixed widths
+    return ResNet18(**common)
+
+
+@MODELS.register("preact_resnet18")
+def _preact_resnet18(*, image_size: int = 32, width: int = 32, **common: Any) -> nn.Module:
+    """PreActResNet-18 (Rice et al. 2020's CIFAR-10 model)"""
+    del image_size, width
+    return PreActResNet18(**common)
+
+
+@MODELS.register("small_cnn")
+def _small_cnn(**options: Any) -> nn.Module:
+    """a two-conv CNN for CPUs and small images (e.g. the 8x8 digits)"""
+    return SmallCNN(**options)
+
+
 def build_model(
     name: str,
     *,
@@ -335,13 +348,9 @@ def build_model(
     CIFAR-10's for 3 channels, identity otherwise. ``image_size`` and ``width`` matter only for
     ``small_cnn`` (the ResNets pool globally). Unknown names raise ValueError listing the choices.
     """
-    _check("model", name, MODELS)
+    builder = MODELS.get(name)
     _check("activation", activation, ACTIVATIONS)
     _check("norm", norm, NORMS)
-    common = dict(activation=activation, norm=norm, num_classes=num_classes,
-                  in_channels=in_channels, mean=mean, std=std)  # fmt: skip
-    if name == "resnet18":
-        return ResNet18(**common)  # type: ignore[arg-type]
-    if name == "preact_resnet18":
-        return PreActResNet18(**common)  # type: ignore[arg-type]
-    return SmallCNN(image_size=image_size, width=width, **common)  # type: ignore[arg-type]
+    return builder(activation=activation, norm=norm, num_classes=num_classes,
+                   in_channels=in_channels, image_size=image_size, mean=mean, std=std,
+                   width=width)  # fmt: skip

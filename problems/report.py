@@ -4,10 +4,16 @@ Public API::
 
     plot_curves(histories, *, x="epoch", y="robust_acc", path, title=None, xlabel=None,
                 ylabel=None, logy=False, smooth=1) -> Path
+    curves_figure(histories, ...same options...) -> matplotlib Figure (the caller closes it)
+    load_evaluations(run_dir) -> {file stem: result}    the eval-*.json of ``minimax evaluate``
+    plot_evaluations(evaluations, path) -> Path         clean / per-attack / worst-case bars
     plot_loss_curves(histories, path, *, title="Training robust loss", x="epoch") -> Path
     summary_table(histories) -> (header list[str], rows list[list[str]])
     write_html(path, title, sections, tables=(), *, intro=None) -> Path
     compare_runs(run_dirs, out_dir, *, names=None) -> Path        (report.html + PNGs)
+
+Each run gets its own colour, line style and marker, so identical curves stay visible; titles
+are wrapped to the axes' width (constrained layout), and epoch / step axes get integer ticks.
 
 ``histories`` maps a label to a `problems.training.RunHistory` or to any list of records (dicts);
 ``x`` and ``y`` are record keys, so the same function plots epoch records, step records or a
@@ -17,6 +23,7 @@ demo's own metrics. Records where x or y is missing or None are skipped.
 from __future__ import annotations
 
 import html
+import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -26,12 +33,19 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
-from problems.training import RunHistory, load_history
+from problems.figures import INTEGER_AXES, fit_title, integer_ticks, run_style
+from problems.files import atomic_write_text
+from problems.training.history import RunHistory, load_history
 
 __all__ = [
     "compare_runs",
+    "curves_figure",
+    "evaluation_table",
+    "load_evaluations",
     "plot_curves",
+    "plot_evaluations",
     "plot_loss_curves",
     "summary_table",
     "write_html",
@@ -50,9 +64,9 @@ _LABELS = {
     "robust_loss": "batch robust loss",
     "mean_norm": "mean ‖d‖",
     "norm": "‖d‖",
+    "went_up_fraction": "fraction of steps whose robust loss went up",
+    "iteration": "iteration",
 }
-
-
 def _records(history: RunHistory | Records) -> Records:
     return history.epochs if isinstance(history, RunHistory) else history
 
@@ -78,6 +92,45 @@ def _smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
+def curves_figure(
+    histories: Histories,
+    *,
+    x: str = "epoch",
+    y: str = "robust_acc",
+    title: str | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    logy: bool = False,
+    smooth: int = 1,
+) -> Figure:
+    """One line per run of ``y`` against ``x`` (run i styled by `run_style`); the caller saves
+    and closes the figure. ``smooth`` > 1: a trailing moving average of that many points."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110, layout="constrained")
+    plotted = 0
+    for i, (label, history) in enumerate(histories.items()):
+        xs, ys = _xy(_records(history), x, y)
+        if not xs:
+            continue
+        ax.plot(xs, _smooth(ys, smooth), label=label, fillstyle="none",
+                markevery=max(1, len(xs) // 25), **run_style(i))  # fmt: skip
+        plotted += 1
+    if not plotted:
+        ax.text(0.5, 0.5, f"no '{y}' values to plot", ha="center", va="center",
+                transform=ax.transAxes)  # fmt: skip
+    ax.set_xlabel(xlabel or _LABELS.get(x, x))
+    ax.set_ylabel(ylabel or _LABELS.get(y, y))
+    if x in INTEGER_AXES:
+        integer_ticks(ax)
+    if logy:
+        ax.set_yscale("log")
+    if title:
+        fit_title(ax, title)
+    ax.grid(alpha=0.3)
+    if plotted:
+        ax.legend(fontsize="small")
+    return fig
+
+
 def plot_curves(
     histories: Histories,
     *,
@@ -90,35 +143,12 @@ def plot_curves(
     logy: bool = False,
     smooth: int = 1,
 ) -> Path:
-    """One line per run of ``y`` against ``x``; writes a PNG to ``path`` and returns it.
-
-    ``smooth`` > 1 applies a trailing moving average of that many points (for step records).
-    """
+    """`curves_figure` written as a PNG to ``path``; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    fig = curves_figure(histories, x=x, y=y, title=title, xlabel=xlabel, ylabel=ylabel,
+                        logy=logy, smooth=smooth)  # fmt: skip
     try:
-        plotted = 0
-        for label, history in histories.items():
-            xs, ys = _xy(_records(history), x, y)
-            if not xs:
-                continue
-            ax.plot(xs, _smooth(ys, smooth), label=label, marker="o" if len(xs) < 30 else None,
-                    markersize=3)  # fmt: skip
-            plotted += 1
-        if not plotted:
-            ax.text(0.5, 0.5, f"no '{y}' values to plot", ha="center", va="center",
-                    transform=ax.transAxes)  # fmt: skip
-        ax.set_xlabel(xlabel or _LABELS.get(x, x))
-        ax.set_ylabel(ylabel or _LABELS.get(y, y))
-        if logy:
-            ax.set_yscale("log")
-        if title:
-            ax.set_title(title)
-        ax.grid(alpha=0.3)
-        if plotted:
-            ax.legend(fontsize="small")
-        fig.tight_layout()
         fig.savefig(path)
     finally:
         plt.close(fig)
@@ -204,8 +234,83 @@ def write_html(
             parts.append(f'<img src="{esc(str(image), quote=True)}" alt="{esc(heading)}">')
         parts.append(f"<figcaption>{esc(caption)}</figcaption></figure>")
     parts.append("</body></html>")
-    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    atomic_write_text(path, "\n".join(parts) + "\n")
     return path
+
+
+def load_evaluations(run_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """The results ``minimax evaluate`` wrote into ``run_dir`` (``eval-*.json``), by file stem
+    without ``eval-`` (``best``, ``checkpoint``); unreadable files are skipped."""
+    found = {}
+    for path in sorted(Path(run_dir).glob("eval-*.json")):
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(result, dict) and isinstance(result.get("clean_acc"), (int, float)):
+            found[path.stem.removeprefix("eval-")] = result
+    return found
+
+
+def _bars(result: Mapping[str, Any]) -> dict[str, float]:
+    bars = {"clean": float(result["clean_acc"])}
+    for attack, acc in (result.get("robust_acc") or {}).items():
+        if isinstance(acc, (int, float)):
+            bars[attack] = float(acc)
+    if result.get("robust_acc") and isinstance(result.get("worst_case_acc"), (int, float)):
+        bars["worst case"] = float(result["worst_case_acc"])
+    return bars
+
+
+def plot_evaluations(evaluations: Mapping[str, Mapping[str, Any]], path: str | os.PathLike[str],
+                     *, title: str = "Evaluation (minimax evaluate)") -> Path:  # fmt: skip
+    """Grouped bars: clean, per-attack and worst-case accuracy, one group per measure and one
+    bar (colour and hatch of `run_style`) per evaluation; writes a PNG to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bars = {label: _bars(result) for label, result in evaluations.items()}
+    measures = list(dict.fromkeys(m for b in bars.values() for m in b))
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110, layout="constrained")
+    try:
+        width = 0.8 / max(1, len(bars))
+        hatches = ("", "//", "..", "xx", "\\\\", "++")
+        for i, (label, values) in enumerate(bars.items()):
+            xs = [j + (i - (len(bars) - 1) / 2) * width for j, m in enumerate(measures)
+                  if m in values]  # fmt: skip
+            ax.bar(xs, [values[m] for m in measures if m in values], width, label=label,
+                   color=run_style(i)["color"], hatch=hatches[i % len(hatches)],
+                   edgecolor="black", linewidth=0.5)  # fmt: skip
+        ax.set_xticks(range(len(measures)), measures, rotation=20, ha="right")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(0, 1)
+        fit_title(ax, title)
+        ax.grid(alpha=0.3, axis="y")
+        if bars:
+            ax.legend(fontsize="small")
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def evaluation_table(
+    evaluations: Mapping[str, Mapping[str, Any]],
+) -> tuple[list[str], list[list[str]]]:
+    """One row per evaluation: data set, threat model, attacks, clean / worst-case / first-two
+    accuracy and the number of examples. Files from before the threat model was recorded
+    counted APGD-DLR as a first-two attack: their first-two cell is left empty."""
+    header = ["evaluation", "dataset", "threat", "eps", "attacks", "clean acc", "worst-case acc",
+              "first two (APGD-CE, APGD-T)", "examples"]  # fmt: skip
+    rows = []
+    for label, r in evaluations.items():
+        threat = r.get("threat_model") or str(r.get("norm", "–"))
+        eps = (r.get("robustbench") or {}).get("eps") or _fmt(r.get("eps"))
+        attacks = ", ".join(a for a in r.get("attacks", []) if a != "clean")
+        first_two = r.get("autoattack_first_two") if "threat_model" in r else None
+        rows.append([label, _fmt(r.get("dataset")), threat, eps, attacks or "–",
+                     _fmt(r.get("clean_acc")), _fmt(r.get("worst_case_acc")), _fmt(first_two),
+                     _fmt(r.get("n_examples"))])  # fmt: skip
+    return header, rows
 
 
 def compare_runs(
@@ -214,8 +319,9 @@ def compare_runs(
     *,
     names: Sequence[str] | None = None,
 ) -> Path:
-    """Plot robust / clean accuracy against epoch and wall-clock, and the loss curves, of several
-    runs; writes PNGs and ``report.html`` into ``out_dir`` and returns the report's path."""
+    """Plot robust / clean accuracy against epoch and wall-clock, the loss curves, the went-up
+    fraction (runs trained with ``remeasure``) and the runs' ``eval-*.json`` results; writes PNGs
+    and ``report.html`` into ``out_dir`` and returns the report's path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     labels = list(names) if names else _unique_names(run_dirs)
@@ -228,6 +334,9 @@ def compare_runs(
         ("loss_epoch.png", "epoch", "train_loss", "Training robust loss against epochs"),
         ("loss_wall.png", "wall", "train_loss", "Training robust loss against wall-clock"),
     ]
+    if any(h.last("went_up_fraction") is not None for h in histories.values()):
+        figures.append(("went_up_epoch.png", "epoch", "went_up_fraction",
+                        "Fraction of steps whose robust loss went up (re-measured)"))  # fmt: skip
     sections = []
     for filename, x, y, title in figures:
         plot_curves(histories, x=x, y=y, path=out / filename, title=title)
@@ -239,10 +348,16 @@ def compare_runs(
                     title="Batch robust loss per step", smooth=window)  # fmt: skip
         sections.append(("Batch robust loss per step", "loss_steps.png",
                          f"Moving average over {window} step(s)."))  # fmt: skip
-    header, rows = summary_table(histories)
+    tables = [("Summary", *summary_table(histories))]
+    evaluations = {f"{label} ({stem})": result for label, d in zip(labels, run_dirs)
+                   for stem, result in load_evaluations(d).items()}  # fmt: skip
+    if evaluations:
+        plot_evaluations(evaluations, out / "evaluation.png")
+        sections.append(("Evaluation", "evaluation.png", "Clean, per-attack and worst-case "
+                         "accuracy from each run's eval-*.json (minimax evaluate)."))  # fmt: skip
+        tables.append(("Evaluation (minimax evaluate)", *evaluation_table(evaluations)))
     return write_html(
-        out / "report.html", "minimax: run comparison", sections,
-        [("Summary", header, rows)],
+        out / "report.html", "minimax: run comparison", sections, tables,
         intro="Runs: " + ", ".join(f"{k} ({Path(d)})" for k, d in zip(labels, run_dirs)),
     )  # fmt: skip
 
@@ -250,7 +365,9 @@ def compare_runs(
 def _caption(x: str, y: str) -> str:
     what = {"robust_acc": "Validation robust accuracy (PGD).", "clean_acc":
             "Validation clean accuracy.", "train_loss": "Mean robust-loss estimate over each "
-            "epoch's training batches (the attack's best candidates)."}[y]  # fmt: skip
+            "epoch's training batches (the attack's best candidates).", "went_up_fraction":
+            "Fraction of each epoch's steps after which the re-run attack found a higher robust "
+            "loss than before the step (runs trained with --remeasure)."}[y]  # fmt: skip
     if x == "wall":
         what += " Wall-clock counts training steps only (evaluation excluded)."
     return what

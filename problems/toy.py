@@ -45,16 +45,8 @@ class Toy:
 # ------------------------------------------------------------------------------------------------
 
 
-def counterexample_value(x: Tensor, y: Tensor) -> Tensor:
-    """f(x, y) = y(x₁² + (x₂+1)²) + (1−y)(x₁² + (x₂−1)²) − y(1−y); x [..., 2], y [...]."""
-    a = x[..., 0] ** 2 + (x[..., 1] + 1) ** 2
-    b = x[..., 0] ** 2 + (x[..., 1] - 1) ** 2
-    return y * a + (1 - y) * b - y * (1 - y)
-
-
-def counterexample_phi(x: Tensor) -> Tensor:
-    """φ(x) = max_{y ∈ [0,1]} f(x, y) = x₁² + (|x₂| + 1)²; x [..., 2]."""
-    return x[..., 0] ** 2 + (x[..., 1].abs() + 1) ** 2
+counterexample_value = mm.toys.counterexample_value
+counterexample_phi = mm.toys.counterexample_phi
 
 
 class Counterexample(Toy):
@@ -112,20 +104,12 @@ class Bilinear(Toy):
     def maximizers(
         self, params: Mapping[str, Tensor] | None = None, tol: float = 1e-12
     ) -> list[Tensor]:
-        t = float((params or self.params())["theta"][0])
-        ys = [-1.0, 1.0] if abs(t) <= tol else [1.0 if t > 0 else -1.0]
-        return [torch.tensor(ys, dtype=torch.float64).reshape(-1, 1)]
+        return [mm.toys.bilinear_maximizers(float((params or self.params())["theta"][0]), tol)]
 
 
 # ------------------------------------------------------------------------------------------------
 # A max of k quadratic pieces with ties at a chosen point
 # ------------------------------------------------------------------------------------------------
-
-
-def _hats(delta: Tensor, k: int) -> Tensor:
-    """Piecewise-linear interpolation weights at nodes 0..k−1: delta [B] → [B, k]."""
-    nodes = torch.arange(k, dtype=delta.dtype, device=delta.device)
-    return torch.relu(1 - (delta.unsqueeze(-1) - nodes).abs())
 
 
 @dataclass(frozen=True)
@@ -180,7 +164,7 @@ class MaxOfQuadratics(Toy):
         self.k, self.theta0, self.tied = k, theta0, tied
         pieces = self.pieces
         self.problem = mm.FunctionProblem(
-            lambda p, d, batch: (_hats(d[:, 0], k) * pieces(p["theta"])).sum(-1),
+            lambda p, d, batch: (mm.toys.hats(d[:, 0], k) * pieces(p["theta"])).sum(-1),
             {"theta": theta0.clone().requires_grad_(True)},
             mm.Box(0.0, float(k - 1)),
             event_shape=(1,),

@@ -31,7 +31,7 @@ def test_ruff_clean():
 
 
 def test_mypy_clean():
-    r = _run(_tool("mypy"), "minimax")
+    r = _run(_tool("mypy"), "minimax", "problems")
     assert r.returncode == 0, r.stdout + r.stderr
 
 

@@ -13,16 +13,19 @@ ordered example by example (b, then i). Public functions:
   rows with α ≠ 0 (in chunks of ``chunk`` rows), never the m·B gradients.
 - `layerwise_supported(problem, params)`: whether ``"auto"`` picks the layerwise path.
 - `check_direction(k, alpha, d)`: raises when ‖d‖² ≠ αᵀKα (a Gramian that disagrees with autograd).
+- `per_example_layerwise` / `batch_layerwise`: K and α ↦ d for DDi's Gram-rule template (K of the
+  per-example rows, or of the m batch-mean gradients), d checked against K.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor
 
+from minimax import checks
 from minimax.gradients import flat_norm, gram, per_example_gradients
 from minimax.gramian.engine import candidate_rows, layerwise_gram, unsupported_modules
 from minimax.gramian.layers import LAYER_RULES, Plan
@@ -30,15 +33,19 @@ from minimax.problem import Batch, ModuleProblem, Problem
 
 __all__ = [
     "LAYER_RULES",
+    "METHODS",
     "Plan",
+    "batch_layerwise",
     "check_direction",
     "layerwise_supported",
     "per_example_gram",
+    "per_example_layerwise",
     "resolve_method",
     "weighted_gradient",
 ]
 
 METHODS = ("auto", "layerwise", "materialized")
+Combine = Callable[[Tensor], dict[str, Tensor]]  # weights α [n] ↦ d = Σ α_i g_i, a dict like θ
 
 
 def layerwise_supported(problem: Problem, params: Mapping[str, Tensor]) -> bool:
@@ -50,8 +57,7 @@ def layerwise_supported(problem: Problem, params: Mapping[str, Tensor]) -> bool:
 
 def resolve_method(method: str, problem: Problem, params: Mapping[str, Tensor]) -> str:
     """``"auto"`` → "layerwise" where supported, else "materialized"; checks the name."""
-    if method not in METHODS:
-        raise ValueError(f"gramian must be one of {', '.join(METHODS)}, got {method!r}")
+    checks.choice("gramian", method, METHODS)
     if method == "auto":
         return "layerwise" if layerwise_supported(problem, params) else "materialized"
     return method
@@ -99,8 +105,7 @@ def per_example_gram(
     delta_rows, rows, _ = candidate_rows(problem, batch, deltas, mask)
     k = layerwise_gram(problem, params, delta_rows, rows, b, plan or Plan())
     passes = math.ceil(delta_rows.shape[0] / b)
-    problem.passes.forward += passes
-    problem.passes.backward += passes
+    problem.passes.add(forward=passes, backward=passes)
     return k
 
 
@@ -144,8 +149,7 @@ def weighted_gradient(
         for acc, g in zip(total.values(), grads):
             if g is not None:
                 acc += g
-        problem.passes.forward += 1
-        problem.passes.backward += 1
+        problem.passes.add(forward=1, backward=1)
     return total
 
 
@@ -167,3 +171,52 @@ def check_direction(k: Tensor, alpha: Tensor, d: Mapping[str, Tensor], what: str
             "used outside its module's forward, an in-place change of a layer output, random "
             "layers such as dropout). Use DDi(gramian='materialized')."
         )
+
+
+def per_example_layerwise(
+    problem: Problem,
+    params: Mapping[str, Tensor],
+    batch: Batch,
+    deltas: Tensor,
+    mask: Tensor,
+    what: str,
+) -> tuple[Tensor, Combine]:
+    """(K [n, n] of the rows r_{b,i} kept by ``mask`` [B, m], α [n] ↦ d by one weighted backward).
+
+    d is checked against K (`check_direction`); ``what`` names the caller in its error.
+    """
+    k = per_example_gram(problem, params, batch, deltas, mask, "layerwise")
+    m, b = deltas.shape[:2]
+
+    def direction(alpha: Tensor) -> dict[str, Tensor]:
+        full = torch.zeros(b, m, dtype=torch.float64, device=deltas.device)
+        full[mask.to(deltas.device)] = alpha.to(deltas.device)  # rows are (b, i) row-major
+        d = weighted_gradient(problem, params, batch, deltas, full.T)
+        check_direction(k, alpha, d, what)
+        return d
+
+    return k, direction
+
+
+def batch_layerwise(
+    problem: Problem,
+    params: Mapping[str, Tensor],
+    batch: Batch,
+    deltas: Tensor,
+    what: str,
+) -> tuple[Tensor, Combine]:
+    """(K [m, m] of the batch-mean gradients ḡ_i = Σ_b r_{b,i}, α [m] ↦ d by one backward).
+
+    K_ij = Σ_{b,b'} ⟨r_{b,i}, r_{b',j}⟩, summed from the per-example Gramian of the m·B rows.
+    """
+    m, b = deltas.shape[:2]
+    rows = per_example_gram(problem, params, batch, deltas, None, "layerwise")
+    k = rows.reshape(b, m, b, m).sum(dim=(0, 2))  # rows ordered (example, candidate)
+
+    def direction(alpha: Tensor) -> dict[str, Tensor]:
+        weights = alpha.to(deltas.device).unsqueeze(1).expand(m, b)
+        d = weighted_gradient(problem, params, batch, deltas, weights)
+        check_direction(k, alpha, d, what)
+        return d
+
+    return k, direction

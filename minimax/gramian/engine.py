@@ -96,7 +96,7 @@ class _Hooks:
         self.plan, self.rules, self.n = plan, rules, n
         self.k: Tensor | None = None
         self.calls: dict[nn.Module, int] = {}
-        self.missed: set[nn.Module] = set()
+        self.missed: set[nn.Module] = set()  # no output gradient came (yet): not downstream of δ
         self.handles: list[Any] = []
 
     def __enter__(self) -> _Hooks:
@@ -121,14 +121,15 @@ class _Hooks:
             raise TypeError(
                 f"{type(module).__name__} returned {type(output).__name__}, not a tensor"
             )
+        self.missed.add(module)  # until its output gradient arrives
         if not output.requires_grad:  # not downstream of δ: the pass must also track θ here
-            self.missed.add(module)
             return
         a = inputs[0].detach()
         rule = LAYER_RULES[type(module)]
         wanted = self.plan[module]
 
         def on_grad(grad: Tensor) -> None:
+            self.missed.discard(module)
             part = rule(module, a, grad.detach(), wanted, self.rules)
             self.k = part if self.k is None else self.k + part
 

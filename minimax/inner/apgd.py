@@ -8,16 +8,15 @@ APGD-CE (``loss="ce"``) and APGD-DLR (``loss="dlr"``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Literal
 
 import torch
-from torch import Tensor, nn
-from torch.func import vmap
+from torch import Generator, Tensor
 
-from minimax.inner.base import Candidates, InnerSolver, starting_points
-from minimax.inner.pgd import _generator
-from minimax.problem import Batch, ModuleProblem, Problem
+from minimax import checks
+from minimax.inner.base import Candidates, InnerSolver
+from minimax.problem import Batch, ModuleProblem, Params, Problem
 from minimax.sets import L2Ball, LinfBall
 
 __all__ = ["APGD", "apgd_checkpoints", "dlr_loss"]
@@ -62,6 +61,16 @@ def dlr_loss(logits: Tensor, y: Tensor) -> Tensor:
     return -(z_y - z_other) / (top[..., 0] - top[..., 2] + 1e-12)
 
 
+def _dlr_of_logits(outputs: Tensor, y: Tensor) -> Tensor:
+    """`dlr_loss` as a per-example loss over a model's outputs, which must be logits [B, C]."""
+    if outputs.ndim != 2:
+        raise ValueError(
+            "loss='dlr' needs the model to return class logits [B, C], got outputs of shape "
+            f"{tuple(outputs.shape)}"
+        )
+    return dlr_loss(outputs, y)
+
+
 class APGD(InnerSolver):
     """Auto-PGD (Croce & Hein 2020) with m restarts, for `LinfBall` and `L2Ball`.
 
@@ -86,7 +95,10 @@ class APGD(InnerSolver):
     stored there, and no momentum on the next step).
 
     Each restart returns its best iterate by the surrogate, which is what APGD tracks; the
-    candidates' ``values`` are always the problem's own objective g at those iterates.
+    candidates' ``values`` are always the problem's own objective g at those iterates. Where the
+    examples are coupled (train-mode BatchNorm, `Problem.examples_coupled`) the per-example best
+    iterates form a batch that was never evaluated as one, so the returned deltas are re-scored
+    by one forward (counted) and ``values`` are g at exactly those deltas.
 
     Args:
         steps: iterations. Costs ``steps`` forward+backward passes per restart, plus one forward at
@@ -113,26 +125,20 @@ class APGD(InnerSolver):
         seed: int | None = 0,
         random_start: bool = True,
     ) -> None:
-        if isinstance(steps, bool) or int(steps) != steps or steps < 0:
-            raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-        if isinstance(restarts, bool) or int(restarts) != restarts or restarts < 1:
-            raise ValueError(f"restarts must be a positive integer, got {restarts!r}")
+        super().__init__(restarts=restarts, random_start=random_start, seed=seed)
+        self.steps = checks.integer("steps", steps, minimum=0)
         if loss not in ("ce", "dlr"):
             raise ValueError(
                 f"loss must be 'ce' (the problem's own objective) or 'dlr' (difference of logits "
                 f"ratio), got {loss!r}"
             )
-        if not 0.0 <= rho <= 1.0:
-            raise ValueError(f"rho must be in [0, 1], got {rho!r}")
+        rho = checks.real_number("rho", rho, nonnegative=True, at_most=1.0)
+        alpha = checks.real_number("alpha", alpha, at_most=1.0)
         if not 0.0 < alpha <= 1.0:
             raise ValueError(f"alpha must be in (0, 1] (1 = no momentum), got {alpha!r}")
-        self.steps = int(steps)
-        self.restarts = int(restarts)
         self.loss = loss
         self.rho = float(rho)
         self.alpha = float(alpha)
-        self.random_start = bool(random_start)
-        self.generator = _generator(seed)
 
     def __repr__(self) -> str:
         return (
@@ -140,19 +146,9 @@ class APGD(InnerSolver):
             f"rho={self.rho:g}, alpha={self.alpha:g}, random_start={self.random_start})"
         )
 
-    def initial(self, problem: Problem, batch: Batch, generator: torch.Generator) -> Tensor:
-        """Starting points [m, B, *event]: random in the set, or zeros."""
-        return starting_points(
-            problem, batch, self.restarts, random=self.random_start, generator=generator
-        )
-
-    def __call__(
-        self,
-        problem: Problem,
-        params: Mapping[str, Tensor],
-        batch: Batch,
-        *,
-        generator: torch.Generator | None = None,
+    def search(
+        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None, *,
+        keep_graph: bool = False,
     ) -> Candidates:
         S = problem.perturbation
         if not isinstance(S, (LinfBall, L2Ball)):
@@ -160,77 +156,49 @@ class APGD(InnerSolver):
                 f"APGD supports LinfBall and L2Ball (it scales its step size by the radius ε); "
                 f"got {S!r}: use PGD for other sets"
             )
-        params = {k: v.detach() for k, v in params.items()}
-        surrogate = self._surrogate(problem, params, batch)
-        start = self.initial(problem, batch, generator or self.generator)
-        best_d, best_f = self._ascend(problem, batch, start, surrogate)
-        if self.loss == "ce":
+        surrogate = self._surrogate(problem, batch)
+        start = self.initial(problem, batch, generator)
+        best_d, best_f = self._ascend(surrogate, params, batch, start)
+        if self.loss == "ce" and not problem.examples_coupled:
             values = best_f  # the surrogate is g itself
         else:
             with torch.no_grad():
                 values = problem.values(params, best_d, batch)
         return Candidates(best_d.detach(), values.detach())
 
-    # -- the surrogate loss f: deltas [n, B, *event] → [n, B] ----------------------------------
-    def _surrogate(
-        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch
-    ) -> Callable[[Tensor], Tensor]:
+    # -- the surrogate loss f, as a problem over the same δ ------------------------------------
+    def _surrogate(self, problem: Problem, batch: Batch) -> Problem:
+        """The problem whose values f the ascent maximizes: g itself ("ce"), or the DLR loss of
+        the same model's logits ("dlr", through `ModuleProblem.with_loss`)."""
         if self.loss == "ce":
-            return lambda d: problem.values(params, d, batch)
+            return problem
         if not isinstance(problem, ModuleProblem):
             raise ValueError(
                 f"loss='dlr' needs class logits and labels, which only a ModuleProblem provides "
                 f"(got {type(problem).__name__}); use loss='ce' to ascend the problem's own "
                 "objective"
             )
-        x = problem.clean_input(batch)
         y = batch[1]
         if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or y.ndim != 1:
             raise ValueError(
                 f"loss='dlr' needs integer class labels y of shape [B], got dtype {y.dtype} and "
                 f"shape {tuple(y.shape)}"
             )
-        per_candidate_stats = (
-            problem.batchnorm == "per_restart"
-            and problem.model.training
-            and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in problem.model.modules())
-        )
-
-        def logits(d: Tensor) -> Tensor:
-            n, b = d.shape[:2]
-            problem.passes.forward += n
-            with problem.statistics_frozen():
-                if per_candidate_stats:  # each candidate's own forward (own batch statistics)
-                    try:
-                        out = vmap(lambda di: problem.outputs(params, di, batch))(d)
-                    except (RuntimeError, NotImplementedError):
-                        out = torch.stack([problem.outputs(params, di, batch) for di in d])
-                else:  # no batch statistics: one forward over all candidates stacked
-                    xs = x.unsqueeze(0).expand(n, *x.shape).reshape(n * b, *x.shape[1:])
-                    ys = y.unsqueeze(0).expand(n, b).reshape(n * b)
-                    flat = problem.outputs(params, d.reshape(n * b, *d.shape[2:]), (xs, ys))
-                    out = flat.reshape(n, b, *flat.shape[1:])
-            if out.ndim != 3:
-                raise ValueError(
-                    "loss='dlr' needs the model to return class logits [B, C], got outputs of "
-                    f"shape {tuple(out.shape[1:])} per candidate"
-                )
-            return out
-
-        return lambda d: dlr_loss(logits(d), y)
+        # Each candidate's own forward where BatchNorm uses batch statistics, else one stacked
+        # forward over all candidates.
+        return problem.with_loss(_dlr_of_logits, stacking="vmap" if problem.examples_coupled
+                                 else "stack")  # fmt: skip
 
     # -- the schedule --------------------------------------------------------------------------
     def _ascend(
-        self,
-        problem: Problem,
-        batch: Batch,
-        deltas: Tensor,
-        surrogate: Callable[[Tensor], Tensor],
+        self, surrogate: Problem, params: Mapping[str, Tensor], batch: Batch, deltas: Tensor
     ) -> tuple[Tensor, Tensor]:
         """Run APGD from deltas [n, B, *event]; returns each candidate's best iterate and its f."""
-        S = problem.perturbation
+        # Longer than 60 lines: APGD's schedule (momentum step, success counting, checkpoint halving
+        # with restart from the best point) reads as one loop against the paper's Algorithm 1.
+        S = surrogate.perturbation
         assert isinstance(S, (LinfBall, L2Ball))
-        x = problem.clean_input(batch)
+        x = surrogate.clean_input(batch)
         e = deltas.ndim - 2
         n, b = deltas.shape[:2]
 
@@ -240,13 +208,8 @@ class APGD(InnerSolver):
         def evaluate(d: Tensor, need_grad: bool) -> tuple[Tensor, Tensor | None]:
             if not need_grad:
                 with torch.no_grad():
-                    return surrogate(d).detach(), None
-            d = d.detach().requires_grad_(True)
-            with torch.enable_grad():
-                f = surrogate(d)
-                (g,) = torch.autograd.grad(f.sum(), d)
-            problem.passes.backward += n
-            return f.detach(), g
+                    return surrogate.values(params, d, batch).detach(), None
+            return surrogate.values_and_input_grad(params, d, batch)
 
         def project(d: Tensor) -> Tensor:
             return S.project(d, x, event_ndim=e)

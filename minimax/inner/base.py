@@ -4,14 +4,31 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Generator, Tensor
 
-from minimax.problem import Batch, Problem
+from minimax import checks
+from minimax.nonfinite import check_values
+from minimax.problem import Batch, Params, Problem
+from minimax.sets.arguments import trusted
 
-__all__ = ["Candidates", "InnerSolver", "starting_points"]
+__all__ = ["Candidates", "InnerSolver", "ScoringGraph", "make_generator", "starting_points"]
+
+
+@dataclass(frozen=True)
+class ScoringGraph:
+    """The autograd graph of the forward that scored the candidates, kept so that a rule can
+    backpropagate through it instead of running that forward again.
+
+    params: the θ leaves (requires_grad) the scoring forward used;
+    values: one [B] tensor per candidate, with its own graph (a backward from one of them runs
+        only that candidate's graph).
+    """
+
+    params: dict[str, Tensor]
+    values: list[Tensor]
 
 
 @dataclass(frozen=True)
@@ -19,11 +36,14 @@ class Candidates:
     """m candidate maximizers per example.
 
     deltas: [m, B, *event] the candidates δ_{i,b};
-    values: [m, B] g(θ, δ_{i,b}; batch_b) at those candidates (detached).
+    values: [m, B] g(θ, δ_{i,b}; batch_b) at those candidates (detached);
+    graph: the scoring forward's autograd graph when the caller asked for it (``keep_graph``)
+        and the solver could keep it, else None.
     """
 
     deltas: Tensor
     values: Tensor
+    graph: ScoringGraph | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.values.ndim != 2 or tuple(self.deltas.shape[:2]) != tuple(self.values.shape):
@@ -85,12 +105,45 @@ def starting_points(
     return start.to(ref.device)
 
 
+def make_generator(seed: int | None) -> torch.Generator:
+    """A CPU `torch.Generator` seeded with ``seed``; None draws fresh entropy for this generator
+    only (torch's global RNG is left alone)."""
+    g = torch.Generator()
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(seed)
+    return g
+
+
 class InnerSolver(ABC):
-    """Approximately maximizes g(θ, ·; batch) over the problem's set; returns Candidates."""
+    """Approximately maximizes g(θ, ·; batch) over the problem's set; returns Candidates.
 
-    restarts: int = 1
+    Owns the conventions every solver shares: ``restarts`` (m, candidates per example),
+    ``random_start`` (random points of the set, else δ = 0) and ``generator`` (seeded from
+    ``seed``; a ``generator=`` passed to a call overrides it for that call).
+    """
 
-    @abstractmethod
+    def __init__(
+        self, *, restarts: int = 1, random_start: bool = True, seed: int | None = 0
+    ) -> None:
+        self.restarts = checks.integer("restarts", restarts, minimum=1)
+        self.random_start = bool(random_start)
+        self.generator: torch.Generator = make_generator(seed)
+
+    def initial(
+        self, problem: Problem, batch: Batch, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Starting points [m, B, *event]: random in the set (from ``generator``, default the
+        solver's own), or zeros."""
+        return starting_points(
+            problem,
+            batch,
+            self.restarts,
+            random=self.random_start,
+            generator=generator if generator is not None else self.generator,
+        )
+
     def __call__(
         self,
         problem: Problem,
@@ -98,5 +151,25 @@ class InnerSolver(ABC):
         batch: Batch,
         *,
         generator: torch.Generator | None = None,
+        keep_graph: bool = False,
     ) -> Candidates:
-        """Candidates for this batch at θ = params (params are treated as constants)."""
+        """Candidates for this batch at θ = params (params are treated as constants: detached).
+
+        ``keep_graph=True`` asks for `Candidates.graph` (the scoring forward with its graph to θ,
+        so that a rule needs no forward of its own); solvers that cannot keep it return None.
+
+        Raises `minimax.NonFiniteError` when a returned value is NaN or Inf (one check per call).
+        """
+        detached = {k: v.detach() for k, v in params.items()}
+        with trusted():  # the sets' argument checks would cost a host sync per iteration
+            found = self.search(problem, detached, batch, generator, keep_graph=keep_graph)
+        check_values(found.values, solver=type(self).__name__)
+        return found
+
+    @abstractmethod
+    def search(
+        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None, *,
+        keep_graph: bool = False,
+    ) -> Candidates:
+        """What a solver defines: candidates at θ = params (detached); ``generator`` overrides
+        the solver's own for this call (pass it to `initial`)."""

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
 
 import torch
-from torch import Tensor
+from torch import Generator, Tensor
 
+from minimax import checks
 from minimax.inner.base import Candidates, InnerSolver
-from minimax.problem import Batch, Problem
-from minimax.sets import Box, LinfBall
+from minimax.nonfinite import check_values
+from minimax.problem import Batch, Params, Problem
+from minimax.sets import Box, LinfBall, PerturbationSet
 
-__all__ = ["Grid"]
+__all__ = ["Grid", "grid_axes", "local_maxima"]
 
 
 class Grid(InnerSolver):
     """Evaluate g on a uniform grid over the set and return its discrete local maxima.
 
-    The candidates of each example are the grid's local maxima (no neighbour is higher), best
-    first. Those within ``tol`` of the best count as ties: when there are more ties than
+    The candidates of each example are the grid's local maxima up to ``tol`` (no neighbour is
+    higher by more than ``tol``), best first. Every grid point within ``tol`` of the best is a
+    local maximum by that test, so maxima tied up to rounding are all kept by construction; they
+    count as ties: when there are more ties than
     ``candidates``, evenly spaced ones (in grid order, the two extremes included) are returned, so
     a flat maximizer set is covered end to end. Examples with fewer local maxima are padded with
     their best point (a duplicate leaves every hull unchanged).
@@ -33,59 +36,37 @@ class Grid(InnerSolver):
     """
 
     def __init__(self, points: int = 101, candidates: int = 4, *, tol: float = 1e-9) -> None:
-        if points < 2:
-            raise ValueError(f"points must be ≥ 2 (the endpoints), got {points}")
-        if candidates < 1:
-            raise ValueError(f"candidates must be ≥ 1, got {candidates}")
-        self.points = int(points)
-        self.restarts = int(candidates)
-        self.tol = float(tol)
+        points = checks.integer("points", points, minimum=2)
+        candidates = checks.integer("candidates", candidates, minimum=1)
+        super().__init__(restarts=candidates, random_start=False)  # deterministic: no draws
+        self.points = points
+        self.tol = checks.real_number("tol", tol, nonnegative=True)
 
     def __repr__(self) -> str:
         return f"Grid(points={self.points}, candidates={self.restarts}, tol={self.tol:g})"
 
-    def _axes(self, problem: Problem, event: torch.Size, ref: Tensor) -> list[Tensor]:
-        S = problem.perturbation
-        if isinstance(S, Box):
-            lo = torch.as_tensor(S.lower, dtype=ref.dtype).broadcast_to(event).reshape(-1)
-            hi = torch.as_tensor(S.upper, dtype=ref.dtype).broadcast_to(event).reshape(-1)
-        elif isinstance(S, LinfBall) and not S.has_bounds and not isinstance(S.eps, Tensor):
-            hi = torch.full((event.numel(),), float(S.eps), dtype=ref.dtype)
-            lo = -hi
-        else:
-            raise ValueError(
-                f"Grid supports Box and LinfBall with a scalar eps and no x-bounds; got {S!r}"
-            )
-        if event.numel() > 3:
-            raise ValueError(
-                f"Grid enumerates at most 3 entries per example, δ has {event.numel()}: use PGD"
-            )
-        return [
-            torch.linspace(float(a), float(b), self.points, dtype=ref.dtype) for a, b in zip(lo, hi)
-        ]
-
-    def __call__(
-        self,
-        problem: Problem,
-        params: Mapping[str, Tensor],
-        batch: Batch,
-        *,
-        generator: torch.Generator | None = None,
+    def search(
+        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None, *,
+        keep_graph: bool = False,
     ) -> Candidates:
         shape = problem.delta_shape(batch)
         b, event = shape[0], shape[1:]
         ref = problem.reference(batch)
-        axes = self._axes(problem, event, ref)
+        axes = grid_axes(problem.perturbation, event, self.points, ref.dtype)
+        if event.numel() > 3:
+            raise ValueError(
+                f"Grid enumerates at most 3 entries per example, δ has {event.numel()}: use PGD"
+            )
         mesh = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)  # [n1, .., nk, k]
         grid_shape = mesh.shape[:-1]
         points = mesh.reshape(-1, len(axes)).to(ref.device)  # [G, k]
         deltas = points.reshape(-1, 1, *event).expand(-1, b, *event)
-        params = {k: v.detach() for k, v in params.items()}
         with torch.no_grad():
             values = torch.cat(
                 [problem.values(params, chunk, batch) for chunk in deltas.split(4096)]
             )  # [G, B]
-        local = _local_maxima(values.reshape(*grid_shape, b))  # [G, B] bool
+        check_values(values, solver="Grid")  # every grid value, one check
+        local = local_maxima(values.reshape(*grid_shape, b), tol=self.tol)  # [G, B] bool
         chosen = torch.stack([self._choose(values[:, j], local[:, j]) for j in range(b)], dim=1)
         cols = torch.arange(b, device=ref.device)
         return Candidates(deltas[chosen, cols].clone(), values[chosen, cols])
@@ -106,14 +87,33 @@ class Grid(InnerSolver):
         return torch.cat([chosen, pad])
 
 
-def _local_maxima(values: Tensor) -> Tensor:
-    """values [n1, .., nk, B] → [n1·…·nk, B] bool: no grid neighbour (all 3ᵏ − 1) is higher."""
+def grid_axes(
+    S: PerturbationSet, event: torch.Size, points: int, dtype: torch.dtype
+) -> list[Tensor]:
+    """One uniform axis of ``points`` values per entry of an example's δ (event shape ``event``):
+    the box's sides for `Box`, [−ε, ε] for a `LinfBall` with a scalar ε and no x-bounds.
+    Other sets are a ValueError."""
+    if isinstance(S, Box):
+        lo = torch.as_tensor(S.lower, dtype=dtype).broadcast_to(event).reshape(-1)
+        hi = torch.as_tensor(S.upper, dtype=dtype).broadcast_to(event).reshape(-1)
+    elif isinstance(S, LinfBall) and not S.has_bounds and not isinstance(S.eps, Tensor):
+        hi = torch.full((event.numel(),), float(S.eps), dtype=dtype)
+        lo = -hi
+    else:
+        raise ValueError(
+            f"Grid supports Box and LinfBall with a scalar eps and no x-bounds; got {S!r}"
+        )
+    return [torch.linspace(float(a), float(b), points, dtype=dtype) for a, b in zip(lo, hi)]
+
+
+def local_maxima(values: Tensor, tol: float = 0.0) -> Tensor:
+    """values [n1, .., nk, B] → [n1·…·nk, B] bool: no grid neighbour (all 3ᵏ − 1) is higher by
+    more than ``tol`` (so every point within ``tol`` of the global maximum is one)."""
     k = values.ndim - 1
     padded = torch.nn.functional.pad(values, (0, 0, *([1, 1] * k)), value=-torch.inf)
     is_max = torch.ones_like(values, dtype=torch.bool)
     for offset in itertools.product((-1, 0, 1), repeat=k):
-        if not any(offset):
-            continue
-        sl = tuple(slice(1 + o, 1 + o + n) for o, n in zip(offset, values.shape[:k]))
-        is_max &= values >= padded[(*sl, slice(None))]
+        if any(offset):
+            sl = tuple(slice(1 + o, 1 + o + n) for o, n in zip(offset, values.shape[:k]))
+            is_max &= values >= padded[(*sl, slice(None))] - tol
     return is_max.reshape(-1, values.shape[-1])

@@ -6,21 +6,13 @@ from collections.abc import Mapping
 from typing import Literal
 
 import torch
-from torch import Tensor
+from torch import Generator, Tensor
 
-from minimax.inner.base import Candidates, InnerSolver, starting_points
-from minimax.problem import Batch, Problem
+from minimax import checks
+from minimax.inner.base import Candidates, InnerSolver, ScoringGraph
+from minimax.problem import Batch, Params, Problem
 
 __all__ = ["FGSM", "PGD"]
-
-
-def _generator(seed: int | None) -> torch.Generator:
-    g = torch.Generator()
-    if seed is None:
-        g.seed()  # fresh entropy for this generator only; torch's global RNG is left alone
-    else:
-        g.manual_seed(seed)
-    return g
 
 
 class PGD(InnerSolver):
@@ -35,7 +27,10 @@ class PGD(InnerSolver):
         step_size: a float, or a tensor [B] of per-example step sizes.
         restarts: m, the number of candidates per example.
         random_start: start each restart at a random point of the set (else at δ = 0).
-        select: ``"last"`` returns the last iterate, ``"best"`` the best iterate of each restart.
+        select: ``"last"`` returns the last iterate, ``"best"`` the best iterate of each restart:
+            per (restart, example), or, where the examples are coupled (train-mode BatchNorm,
+            `Problem.examples_coupled`), per restart over whole-batch iterates (the iterate with
+            the best batch-mean value), so that the returned values are g at the returned deltas.
         batched: evaluate the restarts in stacked calls (``False``: one restart at a time, same
             random starts and same result).
         chunk: at most this many restarts per stacked call (None: what the problem prefers,
@@ -55,27 +50,15 @@ class PGD(InnerSolver):
         chunk: int | None = None,
         seed: int | None = 0,
     ) -> None:
-        if chunk is not None and chunk < 1:
-            raise ValueError(f"chunk must be a positive integer or None, got {chunk!r}")
-        if int(steps) != steps or steps < 0:
-            raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-        if int(restarts) != restarts or restarts < 1:
-            raise ValueError(f"restarts must be a positive integer, got {restarts!r}")
-        if isinstance(step_size, Tensor):
-            if bool((step_size < 0).any()) or not bool(torch.isfinite(step_size).all()):
-                raise ValueError("step_size must be finite and ≥ 0")
-        elif not step_size >= 0:
-            raise ValueError(f"step_size must be ≥ 0, got {step_size!r}")
-        if select not in ("last", "best"):
-            raise ValueError(f"select must be 'last' or 'best', got {select!r}")
-        self.steps = int(steps)
-        self.step_size = step_size
-        self.restarts = int(restarts)
-        self.random_start = random_start
+        if chunk is not None:
+            chunk = checks.integer("chunk", chunk, minimum=1)
+        super().__init__(restarts=restarts, random_start=random_start, seed=seed)
+        self.steps = checks.integer("steps", steps, minimum=0)
+        select = checks.choice("select", select, ("last", "best"))
+        self.step_size = step_size_value("step_size", step_size)
         self.select = select
         self.batched = batched
         self.chunk = chunk
-        self.generator = _generator(seed)
 
     def __repr__(self) -> str:
         size = self.step_size if not isinstance(self.step_size, Tensor) else "tensor"
@@ -85,65 +68,93 @@ class PGD(InnerSolver):
             f"random_start={self.random_start}, select={self.select!r})"
         )
 
-    def initial(self, problem: Problem, batch: Batch, generator: torch.Generator) -> Tensor:
-        """Starting points [m, B, *event]: random in the set, or zeros."""
-        return starting_points(
-            problem, batch, self.restarts, random=self.random_start, generator=generator
+    def search(
+        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None, *,
+        keep_graph: bool = False,
+    ) -> Candidates:
+        start = self.initial(problem, batch, generator)
+        size = (
+            (self.chunk or problem.preferred_chunk(start) or self.restarts) if self.batched else 1
+        )
+        # The scoring forward keeps its graph where each candidate has its own forward.
+        keep_graph = keep_graph and self.select == "last" and (size == 1 or self.restarts == 1)
+        scoring = None  # θ leaves for a scoring forward that keeps its graph
+        if keep_graph:
+            scoring = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        if size >= self.restarts:
+            return self._ascend(problem, params, batch, start, scoring)
+        parts = [self._ascend(problem, params, batch, s, scoring) for s in start.split(size)]
+        graph = None
+        if scoring is not None:
+            graph = ScoringGraph(scoring, [v for p in parts if p.graph for v in p.graph.values])
+        return Candidates(
+            torch.cat([p.deltas for p in parts]), torch.cat([p.values for p in parts]), graph
         )
 
-    def __call__(
+    def _ascend(
         self,
         problem: Problem,
         params: Mapping[str, Tensor],
         batch: Batch,
-        *,
-        generator: torch.Generator | None = None,
+        deltas: Tensor,
+        scoring: dict[str, Tensor] | None = None,
     ) -> Candidates:
-        params = {k: v.detach() for k, v in params.items()}
-        start = self.initial(problem, batch, generator or self.generator)
-        size = (
-            (self.chunk or problem.preferred_chunk(start) or self.restarts) if self.batched else 1
-        )
-        if size >= self.restarts:
-            return self._ascend(problem, params, batch, start)
-        parts = [self._ascend(problem, params, batch, s) for s in start.split(size)]
-        return Candidates(
-            torch.cat([p.deltas for p in parts]), torch.cat([p.values for p in parts])
-        )
-
-    def _ascend(
-        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, deltas: Tensor
-    ) -> Candidates:
-        """Run the ascent from deltas [n, B, *event]; returns n candidates per example."""
+        """Run the ascent from deltas [n, B, *event]; returns n candidates per example. With
+        ``scoring`` (θ leaves that require grad) the final scoring forward keeps its graph."""
         S = problem.perturbation
         x = problem.clean_input(batch)
         event_ndim = deltas.ndim - 2
-        n = deltas.shape[0]
+        coupled = problem.examples_coupled
         best_d = deltas
         best_v = torch.full(deltas.shape[:2], -torch.inf, dtype=deltas.dtype, device=deltas.device)
         for _ in range(self.steps):
-            d = deltas.detach().requires_grad_(True)
-            with torch.enable_grad():
-                v = problem.values(params, d, batch)
-                (g,) = torch.autograd.grad(v.sum(), d)
-            problem.passes.backward += n
+            v, g = problem.values_and_input_grad(params, deltas, batch)
+            deltas = deltas.detach()
             if self.select == "best":
-                best_d, best_v = _keep_best(best_d, best_v, d.detach(), v.detach())
+                best_d, best_v = _keep_best(best_d, best_v, deltas, v, coupled)
             deltas = S.project(
-                S.ascent_step(d.detach(), g, self.step_size, event_ndim=event_ndim),
+                S.ascent_step(deltas, g, self.step_size, event_ndim=event_ndim),
                 x,
                 event_ndim=event_ndim,
             )
+        if scoring is not None:
+            return _scored_with_graph(problem, scoring, batch, deltas.detach())
         with torch.no_grad():
             v = problem.values(params, deltas, batch)
         if self.select == "best":
-            best_d, best_v = _keep_best(best_d, best_v, deltas, v)
+            best_d, best_v = _keep_best(best_d, best_v, deltas, v, coupled)
             return Candidates(best_d, best_v)
         return Candidates(deltas.detach(), v.detach())
 
 
-def _keep_best(best_d: Tensor, best_v: Tensor, d: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+def step_size_value(name: str, value: object, *, positive: bool = False) -> float | Tensor:
+    """A step size: a finite float ≥ 0 (> 0 with ``positive``), or a floating-point tensor [B]
+    of them; a negative step would descend, an infinite one leave the set."""
+    if isinstance(value, Tensor):
+        checks.finite_tensor(name, checks.float_tensor(name, value))
+        if bool((value < 0).any()) or (positive and bool((value == 0).any())):
+            raise ValueError(f"{name} must be {'> 0' if positive else '≥ 0'} for every example")
+        return value
+    return checks.real_number(name, value, positive=positive, nonnegative=True)
+
+
+def _scored_with_graph(
+    problem: Problem, leaves: dict[str, Tensor], batch: Batch, deltas: Tensor
+) -> Candidates:
+    """Score deltas [n, B, ...] with a forward whose graph to the θ ``leaves`` is kept."""
+    with torch.enable_grad():
+        v = problem.values(leaves, deltas, batch)
+    return Candidates(deltas, v.detach(), ScoringGraph(leaves, list(v)))
+
+
+def _keep_best(
+    best_d: Tensor, best_v: Tensor, d: Tensor, v: Tensor, coupled: bool
+) -> tuple[Tensor, Tensor]:
+    """The better of two iterates [n, B, ...] with values [n, B]: per (restart, example), or per
+    restart by the batch mean where the examples are ``coupled`` (never splice batches)."""
     better = v > best_v
+    if coupled:
+        better = (v.mean(dim=1) > best_v.mean(dim=1)).unsqueeze(1).expand_as(v)
     mask = better.reshape(*better.shape, *([1] * (d.ndim - 2)))
     return torch.where(mask, d, best_d), torch.where(better, v, best_v)
 
@@ -165,18 +176,16 @@ class FGSM(PGD):
         super().__init__(
             steps=1, step_size=0.0, restarts=restarts, random_start=random_start, seed=seed
         )
-        self._fgsm_step = step_size
+        self._fgsm_step = (
+            None if step_size is None else step_size_value("step_size", step_size, positive=True)
+        )
 
     def __repr__(self) -> str:
         return f"FGSM(step_size={self._fgsm_step}, restarts={self.restarts})"
 
-    def __call__(
-        self,
-        problem: Problem,
-        params: Mapping[str, Tensor],
-        batch: Batch,
-        *,
-        generator: torch.Generator | None = None,
+    def search(
+        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None, *,
+        keep_graph: bool = False,
     ) -> Candidates:
         step = self._fgsm_step
         if step is None:
@@ -186,4 +195,4 @@ class FGSM(PGD):
                     f"FGSM needs a step_size for {problem.perturbation!r} (it has no eps)"
                 )
         self.step_size = step
-        return super().__call__(problem, params, batch, generator=generator)
+        return super().search(problem, params, batch, generator, keep_graph=keep_graph)

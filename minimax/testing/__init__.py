@@ -23,6 +23,18 @@ from minimax.testing.assertions import (
     assert_rule_descends,
     assert_stationary,
 )
+from minimax.testing.finite import (
+    TIES,
+    conflicting_pieces,
+    finite_max,
+    finite_max_problems,
+    shift_ulps,
+)
+from minimax.testing.near_ties import (
+    circumcenter_pieces,
+    near_tie_counterexample,
+    near_tie_problems,
+)
 from minimax.testing.problems import (
     PROBLEMS,
     DanskinSet,
@@ -56,6 +68,7 @@ __all__ = [
     "FAMILIES",
     "GRAM_FAMILIES",
     "PROBLEMS",
+    "TIES",
     "DanskinSet",
     "DescentCheck",
     "ExactInner",
@@ -66,8 +79,12 @@ __all__ = [
     "assert_rule_descends",
     "assert_stationary",
     "bilinear",
+    "circumcenter_pieces",
+    "conflicting_pieces",
     "counterexample",
     "danskin_set",
+    "finite_max",
+    "finite_max_problems",
     "gram_case",
     "gram_matrices",
     "known_problems",
@@ -77,9 +94,12 @@ __all__ = [
     "max_of_pieces",
     "multilinear_box",
     "multilinear_problems",
+    "near_tie_counterexample",
+    "near_tie_problems",
     "network_problems",
     "numbers",
     "pieces_problems",
+    "shift_ulps",
     "tanh_network",
     "tied_problems",
 ]

@@ -43,8 +43,8 @@ class DescentCheck:
     """The numbers behind `assert_descent_direction` (returned when it passes).
 
     derivative: R'(θ; −d̂) with d̂ = d/‖d‖ (Danskin's formula over the maximizers);
-    norm: ‖d‖; min_norm: ‖γ*‖, the norm of the min-norm element of the Danskin set (the steepest
-    possible slope is −‖γ*‖); loss: R(θ); steps: (η, R(θ − η d̂) − R(θ) or None if unmeasurable).
+    norm: ‖d‖; min_norm: ‖γ⋆‖, the norm of the min-norm element of the Danskin set (the steepest
+    possible slope is −‖γ⋆‖); loss: R(θ); steps: (η, R(θ − η d̂) − R(θ) or None if unmeasurable).
     """
 
     derivative: float
@@ -122,8 +122,8 @@ def assert_descent_direction(
 
     Two checks, on the unit direction d̂ = d/‖d‖ (a positive scale does not change the claim):
 
-    1. Danskin's formula over the TRUE maximizer sets S*_b:
-       R'(θ; −d̂) = Σ_b max_{δ ∈ S*_b} ⟨−d̂, ∇θ g(θ, δ; b)⟩ / B  <  −tol;
+    1. Danskin's formula over the TRUE maximizer sets S⋆_b:
+       ``R'(θ; −d̂) = Σ_b max_{δ ∈ S⋆_b} ⟨−d̂, ∇θ g(θ, δ; b)⟩ / B  <  −tol``;
     2. the exact robust loss decreases: R(θ − η d̂) < R(θ) for every η in ``steps`` (a step
        whose predicted and measured changes are both below float64 resolution of R, 256·eps·
        max(1, |R|), is reported, not checked).
@@ -140,6 +140,8 @@ def assert_descent_direction(
     Returns:
         a `DescentCheck` with the numbers. Raises AssertionError with a report otherwise.
     """
+    # Longer than 60 lines: most of it builds the failure report, line by line, next to the
+    # check each line explains.
     known, problem, batch, p, loss_fn = _resolve(problem_or_known, params, batch, robust_loss)
     d = _vector(direction)
     dset = danskin_set(problem, p, batch=batch, maximizers=maximizers) if known is None else \
@@ -213,11 +215,11 @@ def assert_stationary(
     maximizers: Sequence[Tensor] | None = None,
     batch: Batch = None,
 ) -> float:
-    """Assert ‖γ*‖ ≤ tol, γ* the min-norm element of the Danskin set at θ (θ is stationary).
+    """Assert ‖γ⋆‖ ≤ tol, γ⋆ the min-norm element of the Danskin set at θ (θ is stationary).
 
-    The set is Σ_b conv{∇θ g(θ, δ; b)/B : δ ∈ S*_b} over the true maximizers; its min-norm element
+    The set is Σ_b conv{∇θ g(θ, δ; b)/B : δ ∈ S⋆_b} over the true maximizers; its min-norm element
     is computed exactly with `minimax.min_norm_weights` (one example) or
-    `minimax.min_norm_product_weights` (one simplex block per example). Returns ‖γ*‖.
+    `minimax.min_norm_product_weights` (one simplex block per example). Returns ‖γ⋆‖.
     """
     known, problem, batch, p, _ = _resolve(problem_or_known, params, batch, None)
     dset = danskin_set(problem, p, batch=batch, maximizers=maximizers) if known is None else \
@@ -251,6 +253,7 @@ def assert_min_norm_optimal(
     (Kα)_i ≥ λ − tol·s for every i, with λ = αᵀKα (per block: λ_j = Σ_(i∈j) α_i (Kα)_i / Σ α_i);
     complementarity α_i·|(Kα)_i − λ| ≤ tol·s (equality on the support).
     """
+    # Longer than 60 lines: the report of each violated KKT condition sits next to its check.
     K = torch.as_tensor(gram).detach().to("cpu", DTYPE)
     a = torch.as_tensor(weights).detach().to("cpu", DTYPE).reshape(-1)
     m = K.shape[-1]
@@ -313,7 +316,7 @@ def assert_rule_descends(
 ) -> Direction:
     """Run ``rule`` on the exact maximizers of ``known`` (plus ``extra`` candidates) and check it.
 
-    Where θ is stationary (‖γ*‖ ≤ stationary_tol) no descent direction exists and only that is
+    Where θ is stationary (‖γ⋆‖ ≤ stationary_tol) no descent direction exists and only that is
     asserted; elsewhere `assert_descent_direction` must pass. Returns the rule's `Direction`.
     """
     p = {k: v.detach() for k, v in (known.params if params is None else params).items()}

@@ -281,6 +281,7 @@ def _direction(problem, rule):
     return rule(problem, problem.parameters(), (x, y), cands)
 
 
+@pytest.mark.filterwarnings("ignore:per_example_gradients. torch.func.vmap failed")  # PReLU
 def test_refusals_name_the_module():
     prelu = _problem(nn.Sequential(nn.Linear(3, 4), nn.PReLU(), nn.Linear(4, 2)))
     with pytest.raises(ValueError, match=r"PReLU has no layer rule.*gramian='materialized'"):
@@ -334,3 +335,26 @@ def test_check_direction_accepts_agreement_and_rejects_mismatch():
     check_direction(k, alpha, {"w": torch.tensor([1.0, 0.0], dtype=DT)}, "t")
     with pytest.raises(RuntimeError, match="αᵀKα"):
         check_direction(k, alpha, {"w": torch.tensor([2.0, 0.0], dtype=DT)}, "t")
+
+
+def test_layerwise_batch_level_is_refused_under_several_ranks():
+    class TwoRanks(mm.distributed.Communicator):
+        world_size = 2  # the rule refuses before any collective
+
+    problem = _problem(nn.Sequential(nn.Linear(3, 4), nn.CELU(), nn.Linear(4, 2)))
+    rule = mm.distributed.data_parallel(mm.DDi(gramian="layerwise"), TwoRanks())
+    with pytest.raises(ValueError, match=r"gramian='layerwise'\) is not data-parallel"):
+        _direction(problem, rule)
+    auto = _direction(problem, mm.distributed.data_parallel(mm.DDi(), TwoRanks()))
+    assert float(auto.certificate) <= -(float(auto.norm) ** 2) + 1e-9
+
+
+def test_gram_vectors_take_a_stack_or_gram_and_direction():
+    layout = torch.ones(2, dtype=torch.bool)
+    k = torch.eye(2, dtype=DT)
+    with pytest.raises(ValueError, match="either stack, or gram and direction"):
+        mm.GramVectors(None, [2], layout, gram=k)
+    with pytest.raises(ValueError, match="either stack, or gram and direction"):
+        mm.GramVectors({"w": k}, [2], layout, gram=k, direction=lambda a: {"w": a})
+    implicit = mm.GramVectors(None, [2], layout, gram=k, direction=lambda a: {"w": a})
+    assert implicit.stack is None

@@ -1,0 +1,197 @@
+"""One-line attacks on any ``nn.Module`` classifier, and the named attacks and suites behind them.
+
+    x_adv = minimax.attack(model, x, y, eps=8/255)                       # APGD-CE, L∞
+    x_adv = minimax.attack(model, x, y, eps=0.5, norm="l2", attack="square")
+
+`ATTACKS` maps a name to an inner solver builder ``(eps, steps, restarts, seed) -> InnerSolver``;
+`SUITES` maps a suite name to attack names (see `minimax.evaluate`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from minimax import checks
+from minimax.inner import APGD, FGSM, PGD, InnerSolver
+from minimax.inner.apgd_targeted import APGDTargeted
+from minimax.inner.square import Square
+from minimax.problem import ModuleProblem
+from minimax.registry import Registry
+from minimax.sets import L2Ball, LinfBall
+
+__all__ = ["ATTACKS", "SUITES", "attack", "build_attack", "model_mode", "threat_set"]
+
+Mode = Literal["eval", "train", "as-is"]
+Norm = Literal["linf", "l2"]
+Loss = Callable[[Tensor, Tensor], Tensor]
+
+ATTACKS: Registry[InnerSolver] = Registry("attack")
+
+
+@ATTACKS.register("pgd", help="PGD (Madry et al. 2018): 20 steps of 2.5·ε/steps, random start")
+def _pgd(eps: float, steps: int | None, restarts: int, seed: int) -> InnerSolver:
+    k = 20 if steps is None else steps
+    return PGD(k, 2.5 * eps / k, restarts=restarts, seed=seed)
+
+
+@ATTACKS.register("fgsm", help="FGSM: one step of size ε from δ = 0")
+def _fgsm(eps: float, steps: int | None, restarts: int, seed: int) -> InnerSolver:
+    return FGSM(restarts=restarts, seed=seed, random_start=restarts > 1)
+
+
+@ATTACKS.register("apgd-ce", help="APGD on the cross entropy (Croce & Hein 2020), 100 steps")
+def _apgd_ce(eps: float, steps: int | None, restarts: int, seed: int) -> InnerSolver:
+    return APGD(100 if steps is None else steps, restarts, loss="ce", seed=seed)
+
+
+@ATTACKS.register("apgd-dlr", help="APGD on the untargeted DLR loss, 100 steps")
+def _apgd_dlr(eps: float, steps: int | None, restarts: int, seed: int) -> InnerSolver:
+    return APGD(100 if steps is None else steps, restarts, loss="dlr", seed=seed)
+
+
+@ATTACKS.register("apgd-t", help="APGD-T: targeted DLR towards the top-9 classes, 100 steps each")
+def _apgd_t(eps: float, steps: int | None, restarts: int, seed: int) -> InnerSolver:
+    return APGDTargeted(100 if steps is None else steps, targets=9, restarts=restarts, seed=seed)
+
+
+@ATTACKS.register("square", help="Square (Andriushchenko et al. 2020): 5000 queries, p_init 0.8")
+def _square(eps: float, steps: int | None, restarts: int, seed: int) -> InnerSolver:
+    return Square(5000 if steps is None else steps, restarts, p_init=0.8, seed=seed)
+
+
+SUITES: dict[str, tuple[str, ...]] = {
+    # AutoAttack's "standard" suite without FAB-T: two gradient attacks and a gradient-free one
+    # (which exposes gradient masking).
+    "standard": ("apgd-ce", "apgd-t", "square"),
+    # AutoAttack's first two attacks.
+    "first-two": ("apgd-ce", "apgd-t"),
+}
+
+
+def build_attack(
+    name: str | InnerSolver,
+    eps: float,
+    *,
+    steps: int | None = None,
+    restarts: int = 1,
+    seed: int = 0,
+) -> InnerSolver:
+    """The inner solver for an attack ``name`` (see `ATTACKS`; an `InnerSolver` passes through).
+
+    ``steps`` overrides the attack's iterations (queries for ``"square"``)."""
+    if isinstance(name, InnerSolver):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"attack must be a name or an InnerSolver, got {type(name).__name__}")
+    if steps is not None:
+        steps = checks.integer("steps", steps, minimum=1)
+    restarts = checks.integer("restarts", restarts, minimum=1)
+    return ATTACKS.build(name.lower(), eps, steps, restarts, int(seed))
+
+
+def threat_set(
+    norm: str, eps: float, lower: float | Tensor | None = 0.0, upper: float | Tensor | None = 1.0
+) -> LinfBall | L2Ball:
+    """The threat model's set: the ``norm`` ball of radius ``eps``, with ``lower ≤ x + δ ≤ upper``
+    (None: unbounded)."""
+    norm = checks.choice("norm", str(norm).lower(), ("linf", "l2"))
+    if not isinstance(eps, Tensor):
+        checks.real_number("eps", eps, nonnegative=True)
+        bounded = isinstance(lower, (int, float)) and isinstance(upper, (int, float))
+        if norm == "linf" and bounded and eps > upper - lower:  # type: ignore[operator]
+            raise ValueError(
+                f"eps = {eps:g} is wider than the input range [{lower:g}, {upper:g}]: every "
+                "input is reachable (a forgotten /255?)"
+            )
+    ball = LinfBall if norm == "linf" else L2Ball
+    return ball(eps, lower=lower, upper=upper)
+
+
+@contextlib.contextmanager
+def model_mode(model: nn.Module, mode: str) -> Iterator[None]:
+    """Inside, ``model`` is in ``mode`` (``"eval"``, ``"train"``, or ``"as-is"``: untouched); on
+    exit every submodule gets back its own train/eval flag."""
+    mode = checks.choice("mode", mode, ("eval", "train", "as-is"))
+    saved = [(m, m.training) for m in model.modules()]
+    try:
+        if mode != "as-is":
+            model.train(mode == "train")
+        yield
+    finally:
+        for m, training in saved:
+            m.training = training
+
+
+def worst_candidate(problem: ModuleProblem, deltas: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    """[B, ...] each example's worst δ among deltas [m, B, ...]: a misclassified one if any (the
+    highest-loss such), else the highest-loss one."""
+    params = problem.parameters()
+    keys = []
+    with torch.no_grad(), problem.statistics_frozen():
+        for d in deltas:
+            out = problem.outputs(params, d, (x, y))
+            loss = problem.loss_fn(out, y).double().clamp(-1e6, 1e6)
+            wrong = (
+                out.argmax(-1) != y if out.ndim == 2 else torch.zeros_like(loss, dtype=torch.bool)
+            )
+            keys.append(loss + 1e7 * wrong.double())
+    problem.passes.add(forward=deltas.shape[0])
+    best = torch.stack(keys).argmax(dim=0)
+    return deltas[best, torch.arange(x.shape[0], device=x.device)]
+
+
+def attack(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    norm: Norm = "linf",
+    attack: str | InnerSolver = "apgd-ce",
+    steps: int | None = None,
+    restarts: int = 1,
+    loss: Loss | None = None,
+    lower: float | Tensor | None = 0.0,
+    upper: float | Tensor | None = 1.0,
+    mode: Mode = "eval",
+    seed: int = 0,
+) -> Tensor:
+    """Adversarial inputs ``x_adv`` [B, ...] for a classifier: ``‖x_adv − x‖ ≤ eps`` in ``norm``,
+    ``lower ≤ x_adv ≤ upper``.
+
+    Args:
+        model: any ``nn.Module`` mapping x [B, ...] to logits [B, C]; left where it is (x and y
+            must be on its device).
+        x, y: inputs (float) and integer labels [B].
+        eps: the radius (a float, or a [B] tensor of per-example radii).
+        norm: ``"linf"`` or ``"l2"``.
+        attack: a name from `ATTACKS` (``"pgd"``, ``"fgsm"``, ``"apgd-ce"``, ``"apgd-dlr"``,
+            ``"apgd-t"``, ``"square"``) or any `InnerSolver`.
+        steps: iterations (queries for Square); None: the attack's published default.
+        restarts: random restarts; each example gets its worst result.
+        loss: the per-example loss ``(logits, y) -> [B]`` the attack maximizes (default: cross
+            entropy; APGD-DLR, APGD-T and Square use their own losses to search).
+        lower, upper: bounds on x_adv (None: unbounded).
+        mode: ``"eval"`` (default) or ``"train"`` puts the model in that mode for the attack;
+            ``"as-is"`` leaves it. Every submodule's mode is restored afterwards; BatchNorm
+            running statistics are never updated.
+        seed: seeds the attack's random starts.
+
+    Returns:
+        x + δ, detached, with δ each example's worst candidate (a misclassifying one if any).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    checks.float_tensor("x", x)
+    S = threat_set(norm, eps, lower, upper)
+    solver = build_attack(attack, eps, steps=steps, restarts=restarts, seed=seed)
+    with model_mode(model, mode):
+        problem = ModuleProblem(model, loss_fn=loss, perturbation=S)
+        candidates = solver(problem, problem.parameters(), (x, y))
+        delta = worst_candidate(problem, candidates.deltas, x, y)
+    return (x + delta).detach()

@@ -1,0 +1,382 @@
+"""The Square attack: a gradient-free, score-based random search (L∞ and L2).
+
+Andriushchenko, Croce, Flammarion & Hein, "Square Attack: a query-efficient black-box adversarial
+attack via random search", ECCV 2020 (arXiv:1912.00049); the gradient-free member of AutoAttack,
+there to expose gradient masking: it reads only the objective's values, never its gradient.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from minimax import checks
+from minimax.inner.base import Candidates, InnerSolver
+from minimax.problem import Batch, ModuleProblem, Params, Problem
+from minimax.sets import L2Ball, LinfBall
+
+__all__ = ["Square", "margin_loss", "square_fraction"]
+
+# p_init is divided by 2^k after the k-th of these query counts, stated for a 10,000-query budget
+# and rescaled to the actual budget (Andriushchenko et al. 2020, Appendix; AutoAttack's schedule).
+_HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+_HALVING_FACTORS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+def square_fraction(p_init: float, query: int, queries: int) -> float:
+    """The fraction p of the input a square covers at ``query`` (of ``queries``).
+
+    ``p_init`` is halved, then quartered, ... (down to ``p_init / 512``) at the query counts
+    10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000 of a 10,000-query budget, rescaled to
+    ``queries``: the published piecewise-constant schedule.
+    """
+    t = int(query / max(queries, 1) * 10000)
+    k = sum(t > h for h in _HALVINGS)
+    return p_init / _HALVING_FACTORS[k]
+
+
+def margin_loss(logits: Tensor, y: Tensor) -> Tensor:
+    """``max_{j≠y} z_j − z_y`` per row: logits [..., C] (C ≥ 2), integer labels y [...] → [...].
+
+    Positive iff y is misclassified: the Square attack's untargeted objective."""
+    if logits.ndim < 1 or logits.shape[-1] < 2:
+        raise ValueError(f"the margin loss needs logits [..., C ≥ 2], got {tuple(logits.shape)}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
+    z_y = logits.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    is_y = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, y.unsqueeze(-1), True)
+    other = torch.where(is_y, torch.full_like(logits, -torch.inf), logits).amax(dim=-1)
+    return other - z_y
+
+
+# -- the windows ----------------------------------------------------------------------------------
+
+
+def _window_mask(h: int, w: int, side: tuple[int, int], n: int, gen: torch.Generator) -> Tensor:
+    """[n, 1, h, w] bool: one random sh×sw window per example (positions drawn with ``gen``)."""
+    sh, sw = side
+    vh = torch.randint(0, h - sh + 1, (n, 1, 1, 1), generator=gen, device=gen.device)
+    vw = torch.randint(0, w - sw + 1, (n, 1, 1, 1), generator=gen, device=gen.device)
+    rows = torch.arange(h, device=gen.device).reshape(1, 1, h, 1)
+    cols = torch.arange(w, device=gen.device).reshape(1, 1, 1, w)
+    return (rows >= vh) & (rows < vh + sh) & (cols >= vw) & (cols < vw + sw)
+
+
+def _rectangles(a: int, b: int) -> Tensor:
+    """[a, b] nested rectangles around the centre, ring k weighted 1/(k+1)², unit norm."""
+    out = torch.zeros(a, b, dtype=torch.float64)
+    ch, cw = a // 2, b // 2
+    for k in range(max(ch, cw) + 1):
+        out[max(ch - k, 0) : min(ch + k + 1, a), max(cw - k, 0) : min(cw + k + 1, b)] += (
+            1.0 / (k + 1) ** 2
+        )
+    return out / out.norm().clamp_min(1e-12)
+
+
+def _l2_pattern(a: int, b: int) -> Tensor:
+    """[a, b] the L2 update pattern: rectangles in the top half, their negation in the bottom
+    half (zero mean up to parity), unit norm."""
+    out = torch.zeros(a, b, dtype=torch.float64)
+    if a // 2 > 0:
+        out[: a // 2] = _rectangles(a // 2, b)
+    out[a // 2 :] = -_rectangles(a - a // 2, b)
+    return out / out.norm().clamp_min(1e-12)
+
+
+def _place(pattern: Tensor, mask: Tensor, transpose: Tensor) -> Tensor:
+    """Write ``pattern`` [s, s'] (or its transpose where ``transpose`` [n] is set; square
+    patterns only) into each example's window of ``mask`` [n, 1, h, w] → [n, 1, h, w]."""
+    n = mask.shape[0]
+    rows = mask.any(dim=3).squeeze(1)  # [n, h]
+    cols = mask.any(dim=2).squeeze(1)  # [n, w]
+    i = (rows.long().cumsum(-1) - 1).clamp(0, pattern.shape[0] - 1)  # row index in the window
+    j = (cols.long().cumsum(-1) - 1).clamp(0, pattern.shape[1] - 1)
+    plain = pattern[i[:, :, None], j[:, None, :]]
+    if pattern.shape[0] == pattern.shape[1]:
+        flipped = pattern.T[i[:, :, None], j[:, None, :]]
+        plain = torch.where(transpose.reshape(n, 1, 1), flipped, plain)
+    return (plain.unsqueeze(1) * mask).to(pattern.dtype)
+
+
+def _norms(t: Tensor, dims: tuple[int, ...]) -> Tensor:
+    return t.pow(2).sum(dim=dims, keepdim=True).sqrt()
+
+
+def _image_shape(event: torch.Size) -> tuple[int, int, int]:
+    """One example's δ viewed as [c, h, w]: [D] → [1, 1, D], [H, W] → [1, H, W]."""
+    if len(event) == 1:
+        return 1, 1, int(event[0])
+    if len(event) == 2:
+        return 1, int(event[0]), int(event[1])
+    if len(event) == 3:
+        return int(event[0]), int(event[1]), int(event[2])
+    raise ValueError(
+        f"Square needs δ of one example shaped [D], [H, W] or [C, H, W], got {tuple(event)}"
+    )
+
+
+def _side(p: float, h: int, w: int, smallest: int, odd: bool) -> tuple[int, int]:
+    """Window sides covering about a fraction p of the h×w plane (a square, or a segment when
+    h = 1): at least ``smallest`` (odd when asked), at most the plane."""
+    s = round(p * w) if h == 1 else round(math.sqrt(p * h * w))
+    s = max(s, smallest)
+    if odd and s % 2 == 0:
+        s += 1
+    if h == 1:
+        return 1, min(s, w)
+    s = min(s, h, w)
+    return s, s
+
+
+class Square(InnerSolver):
+    """The Square attack (Andriushchenko et al. 2020), L∞ and L2, with m random restarts.
+
+    A random search that only evaluates the objective: at query t it proposes a change of δ on
+    one random square window (per example) covering a fraction ``p_t`` of the input, and keeps it
+    if the loss increases. ``p_t`` follows the published schedule (`square_fraction`: ``p_init``
+    halved at 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 queries of a 10,000 budget,
+    rescaled to ``queries``).
+
+    - L∞: starts from vertical stripes ``±ε`` (one sign per column and channel); a proposal sets
+      its window to ``±ε`` (one random sign per channel).
+    - L2: starts from a grid of ``±`` centred-square patterns scaled to ‖δ‖ = ε; a proposal
+      moves the mass of a second random window into the first (a centred-square pattern plus the
+      first window's old content), keeping ‖δ‖ = ε.
+
+    Both then project onto the set (and the bounds on x + δ). δ of one example is viewed as
+    ``[C, H, W]`` (``[H, W]`` and ``[D]`` work too).
+
+    Args:
+        queries: the query budget per restart (the start counts as one); each query is one
+            forward pass over the examples still searched.
+        restarts: m, the number of candidates per example (independent runs).
+        p_init: the initial fraction of the input a window covers (0.8 in AutoAttack).
+        loss: ``"margin"``: maximize ``max_{j≠y} z_j − z_y`` of a `ModuleProblem` classifier (the
+            published untargeted loss) and stop searching an example once it is misclassified;
+            ``"objective"``: maximize the problem's own g for the whole budget (any problem).
+        seed: seeds the solver's own `torch.Generator` (used unless a generator is passed).
+
+    The candidates' ``values`` are the problem's own objective g at the results.
+    """
+
+    def __init__(
+        self,
+        queries: int = 5000,
+        restarts: int = 1,
+        *,
+        p_init: float = 0.8,
+        loss: Literal["margin", "objective"] = "margin",
+        seed: int | None = 0,
+    ) -> None:
+        queries = checks.integer("queries", queries, minimum=1)
+        restarts = checks.integer("restarts", restarts, minimum=1)
+        p_init = checks.real_number("p_init", p_init, at_most=1.0)
+        if not 0.0 < p_init <= 1.0:
+            raise ValueError(f"p_init must be in (0, 1], got {p_init!r}")
+        if loss not in ("margin", "objective"):
+            raise ValueError(
+                f"loss must be 'margin' (classifiers) or 'objective' (the problem's g), "
+                f"got {loss!r}"
+            )
+        self.queries = int(queries)
+        self.p_init = float(p_init)
+        self.loss = loss
+        super().__init__(restarts=restarts, random_start=True, seed=seed)
+
+    def __repr__(self) -> str:
+        return (
+            f"Square(queries={self.queries}, restarts={self.restarts}, p_init={self.p_init:g}, "
+            f"loss={self.loss!r})"
+        )
+
+    def search(
+        self,
+        problem: Problem,
+        params: Params,
+        batch: Batch,
+        generator: torch.Generator | None,
+        *,
+        keep_graph: bool = False,
+    ) -> Candidates:
+        S = problem.perturbation
+        if not isinstance(S, (LinfBall, L2Ball)):
+            raise ValueError(f"Square supports LinfBall and L2Ball, got {S!r}: use PGD")
+        params = {k: v.detach() for k, v in params.items()}
+        search = self._search_problem(problem, batch)
+        gen = generator or self.generator
+        f0, b0 = search.passes.snapshot()
+        with torch.no_grad():
+            runs = [self._run(problem, search, params, batch, gen) for _ in range(self.restarts)]
+            deltas = torch.stack(runs)
+            if search is not problem:
+                problem.passes.add(forward=search.passes.forward - f0)
+                problem.passes.add(backward=search.passes.backward - b0)
+            values = problem.values(params, deltas, batch)
+        return Candidates(deltas, values)
+
+    def _search_problem(self, problem: Problem, batch: Batch) -> Problem:
+        """The problem whose values the search maximizes: the margin of the same classifier, or
+        the problem itself."""
+        if self.loss == "objective":
+            return problem
+        if not isinstance(problem, ModuleProblem):
+            raise ValueError(
+                f"loss='margin' needs class logits and labels, which only a ModuleProblem "
+                f"provides (got {type(problem).__name__}); use loss='objective'"
+            )
+        y = batch[1]
+        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or y.ndim != 1:
+            raise ValueError(
+                f"loss='margin' needs integer class labels y of shape [B], got dtype {y.dtype} "
+                f"and shape {tuple(y.shape)}"
+            )
+        return ModuleProblem(
+            problem.model,
+            loss_fn=margin_loss,
+            perturbation=problem.perturbation,
+            batchnorm=problem.batchnorm,
+            stacking=problem.stacking,
+        )
+
+    def _scorer(
+        self, search: Problem, params: Mapping[str, Tensor], batch: Batch
+    ) -> Callable[[Tensor, Tensor], Tensor]:
+        """``score(deltas [B, *event], rows [n]) -> [n]``: the search objective at those rows,
+        evaluating only them where examples are independent (one forward either way)."""
+        split = isinstance(search, ModuleProblem) and not search.examples_coupled
+
+        def score(deltas: Tensor, rows: Tensor) -> Tensor:
+            if split:
+                x, y = batch
+                sub = (x[rows], y[rows])
+                return search.values(params, deltas[rows].unsqueeze(0), sub)[0]
+            return search.values(params, deltas.unsqueeze(0), batch)[0][rows]
+
+        return score
+
+    def _run(
+        self,
+        problem: Problem,
+        search: Problem,
+        params: Mapping[str, Tensor],
+        batch: Batch,
+        gen: torch.Generator,
+    ) -> Tensor:
+        """One restart: the searched δ [B, *event]."""
+        S = problem.perturbation
+        assert isinstance(S, (LinfBall, L2Ball))
+        shape = problem.delta_shape(batch)
+        ref = problem.reference(batch)
+        image = (shape[0], *_image_shape(shape[1:]))
+        x = problem.clean_input(batch)
+        eps = torch.as_tensor(S.eps, dtype=ref.dtype, device=ref.device).expand(shape[0])
+        eps = eps.reshape(-1, 1, 1, 1)
+        linf = isinstance(S, LinfBall)
+
+        def project(d: Tensor) -> Tensor:
+            return S.project(d.reshape(shape), x, event_ndim=len(shape) - 1).reshape(image)
+
+        def draw_signs(size: tuple[int, ...]) -> Tensor:
+            bits = torch.randint(0, 2, size, generator=gen, device=gen.device)
+            return (2 * bits - 1).to(ref.device, ref.dtype)
+
+        score = self._scorer(search, params, batch)
+        every = torch.arange(shape[0], device=ref.device)
+        start = _start_linf if linf else _start_l2
+        delta = project(start(image, eps, draw_signs))
+        best = score(delta.reshape(shape), every)
+        for q in range(1, self.queries):
+            rows = every[best <= 0] if self.loss == "margin" else every
+            if rows.numel() == 0:
+                break
+            p = square_fraction(self.p_init, q, self.queries)
+            if linf:
+                proposal = _propose_linf(delta, eps, p, project, draw_signs, gen)
+            else:
+                proposal = _propose_l2(delta, eps, p, project, draw_signs, gen)
+            new = score(proposal.reshape(shape), rows)
+            better = new > best[rows]
+            keep = rows[better]
+            delta[keep] = proposal[keep]
+            best[keep] = new[better]
+        return delta.reshape(shape)
+
+
+Signs = Callable[[tuple[int, ...]], Tensor]  # size → random ±1 tensor on the problem's device
+
+
+def _start_linf(image: tuple[int, ...], eps: Tensor, signs: Signs) -> Tensor:
+    """Vertical stripes: δ = ±ε, one sign per (example, channel, column)."""
+    b, c, h, w = image
+    return (eps * signs((b, c, 1, w))).expand(b, c, h, w).clone()
+
+
+def _start_l2(image: tuple[int, ...], eps: Tensor, signs: Signs) -> Tensor:
+    """A grid of ±(centred-square pattern) tiles of side ~h/5 (one sign per example, channel and
+    tile), scaled to ‖δ‖ = ε."""
+    b, c, h, w = image
+    th, tw = (1, max(w // 5, 1)) if h == 1 else (max(h // 5, 1), max(w // 5, 1))
+    pattern = _l2_pattern(th, tw).to(eps.device, eps.dtype)
+    delta = torch.zeros(image, dtype=eps.dtype, device=eps.device)
+    for r in range(max((h - 5 * th) // 2, 0), h, th):
+        for q in range(max((w - 5 * tw) // 2, 0), w, tw):
+            block = pattern[: min(th, h - r), : min(tw, w - q)]
+            delta[:, :, r : r + th, q : q + tw] += block * signs((b, c, 1, 1))
+    return delta * eps / _norms(delta, (1, 2, 3)).clamp_min(1e-12)
+
+
+def _propose_linf(
+    delta: Tensor,
+    eps: Tensor,
+    p: float,
+    project: Callable[[Tensor], Tensor],
+    signs: Signs,
+    gen: torch.Generator,
+) -> Tensor:
+    """Each example's window set to ±ε (one random sign per channel). Where that would leave δ
+    unchanged (the window already held those signs), the signs are redrawn among the other
+    2^C − 1 patterns: the published "resample until it changes", in one draw."""
+    b, c, h, w = delta.shape
+    mask = _window_mask(h, w, _side(p, h, w, 1, odd=False), b, gen).to(delta.device)
+    s = signs((b, c, 1, 1))
+    proposal = project(torch.where(mask, eps * s, delta))
+    same = (proposal == delta).flatten(1).all(dim=1)
+    if bool(same.any()):
+        r = torch.randint(1, 2**c, (b, 1), generator=gen, device=gen.device).to(delta.device)
+        bits = (r >> torch.arange(c, device=delta.device)) & 1  # [b, c]: the channels to flip
+        flipped = s * (1 - 2 * bits).to(s.dtype).reshape(b, c, 1, 1)
+        again = project(torch.where(mask, eps * flipped, delta))
+        proposal = torch.where(same.reshape(b, 1, 1, 1), again, proposal)
+    return proposal
+
+
+def _propose_l2(
+    delta: Tensor,
+    eps: Tensor,
+    p: float,
+    project: Callable[[Tensor], Tensor],
+    signs: Signs,
+    gen: torch.Generator,
+) -> Tensor:
+    """Move the mass of window 2 into window 1: window 1 becomes ±(centred-square pattern) plus
+    its old content, rescaled per channel so that ‖δ‖ = ε is kept; window 2 is emptied."""
+    b, c, h, w = delta.shape
+    side = _side(p, h, w, 3, odd=True)
+    m1 = _window_mask(h, w, side, b, gen).to(delta.device)
+    m2 = _window_mask(h, w, side, b, gen).to(delta.device)
+    union = m1 | m2
+    norm_1 = _norms(delta * m1, (2, 3))  # [b, c, 1, 1]
+    norm_union = _norms(delta * union, (2, 3))
+    norm_all = _norms(delta, (1, 2, 3))  # [b, 1, 1, 1]
+    transpose = torch.rand(b, generator=gen, device=gen.device) < 0.5
+    pattern = _l2_pattern(*side).to(delta.device, delta.dtype)
+    bump = _place(pattern, m1, transpose.to(delta.device)) * signs((b, c, 1, 1))
+    window = bump + delta * m1 / (norm_1 + 1e-12)
+    room = ((eps**2 - norm_all**2).clamp_min(0) / c + norm_union**2).sqrt()
+    window = window / _norms(window, (2, 3)).clamp_min(1e-12) * room
+    moved = delta * ~union + window * m1
+    return project(moved * eps / _norms(moved, (1, 2, 3)).clamp_min(1e-12))

@@ -1,0 +1,63 @@
+"""The non-finite policy: a NaN or Inf in a direction, a robust loss or an objective value is an
+error (`NonFiniteError`), found by one fused check and raised before anything is changed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+__all__ = ["NonFiniteError", "check_direction", "check_values"]
+
+
+class NonFiniteError(FloatingPointError):
+    """A NaN or Inf where a finite value is needed; ``what`` names it (e.g. ``"direction"``,
+    ``"robust loss"``, ``"objective values"``) and ``where`` lists the parameters or fields."""
+
+    def __init__(self, message: str, *, what: str, where: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.what = what
+        self.where = where
+
+
+def check_direction(vector: Mapping[str, Tensor], values: Tensor | None, *, rule: str = "") -> None:
+    """Raise `NonFiniteError` unless every entry of the direction ``vector`` (and of the
+    candidates' ``values`` [m, B], the robust loss's inputs) is finite.
+
+    One fused check: a stacked ``isfinite(...).all()`` per tensor, reduced on the device and read
+    once (one host sync); the failure path alone looks further to name the culprits.
+    """
+    flags = [torch.isfinite(v).all() for v in vector.values()]
+    if values is not None:
+        flags.append(torch.isfinite(values).all().to(flags[0].device if flags else values.device))
+    if not flags or bool(torch.stack([f.to(flags[0].device) for f in flags]).all()):
+        return
+    bad = tuple(k for k, v in vector.items() if not bool(torch.isfinite(v).all()))
+    if bad:
+        raise NonFiniteError(
+            f"the {rule or 'rule'}'s direction is not finite in {list(bad[:5])}: parameters and "
+            "optimizer state left as they were (check the loss for overflow, lower the learning "
+            "rate, or pass nonfinite='skip')",
+            what="direction",
+            where=bad,
+        )
+    raise NonFiniteError(
+        "the robust loss is not finite (NaN or Inf among the candidates' values): parameters and "
+        "optimizer state left as they were (check the loss for overflow, or lower the learning "
+        "rate)",
+        what="robust loss",
+    )
+
+
+def check_values(values: Tensor, *, solver: str) -> None:
+    """Raise `NonFiniteError` unless the objective values [m, B] an inner solver found are all
+    finite (one check per call)."""
+    if bool(torch.isfinite(values).all()):
+        return
+    n = int((~torch.isfinite(values)).sum())
+    raise NonFiniteError(
+        f"{solver}: the objective values are not finite ({n} of {values.numel()} NaN or Inf): "
+        "g(θ, δ) overflowed or θ is not finite; check the loss and the parameters",
+        what="objective values",
+    )

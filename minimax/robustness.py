@@ -1,0 +1,272 @@
+"""Robust accuracy of a classifier under a suite of attacks, and its RobustBench-schema record.
+
+    result = minimax.evaluate(model, (x, y), eps=8/255)         # APGD-CE, APGD-T, Square
+    print(result.clean_acc, result.robust_acc, result.per_attack)
+    minimax.write_robustbench(result, "model.json", dataset="cifar10")
+
+An example counts as robust when the model classifies it correctly at the clean input and at every
+candidate of every attack (the worst case per example). With ``cascade=True`` (AutoAttack's
+"standard" logic) each attack only runs on the examples still robust after the ones before it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from minimax import checks
+from minimax.attacks import SUITES, Mode, Norm, build_attack, model_mode, threat_set
+from minimax.inner import InnerSolver
+from minimax.problem import ModuleProblem
+
+__all__ = ["Evaluation", "evaluate", "robustbench_record", "write_robustbench"]
+
+
+@dataclass
+class Evaluation:
+    """What `evaluate` measured (accuracies are fractions in [0, 1]).
+
+    clean_acc: accuracy on the clean inputs.
+    robust_acc: the worst case per example: correct on the clean input and under every attack.
+    per_attack: {attack: accuracy}; with ``cascade`` the accuracy after this attack and the ones
+        before it (AutoAttack's running number), else under this attack alone.
+    clean, robust: per-example bools [N] behind clean_acc and robust_acc.
+    seconds: {attack: wall time} (``"clean"`` for the clean pass).
+    """
+
+    clean_acc: float
+    robust_acc: float
+    per_attack: dict[str, float]
+    attacks: list[str]
+    eps: float
+    norm: str
+    n_examples: int
+    cascade: bool
+    mode: str
+    clean: Tensor = field(repr=False)
+    robust: Tensor = field(repr=False)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict of everything but the per-example tensors."""
+        return {
+            "clean_acc": self.clean_acc,
+            "robust_acc": self.robust_acc,
+            "per_attack": dict(self.per_attack),
+            "attacks": list(self.attacks),
+            "eps": self.eps,
+            "norm": self.norm,
+            "n_examples": self.n_examples,
+            "cascade": self.cascade,
+            "mode": self.mode,
+            "seconds": dict(self.seconds),
+        }
+
+
+def _attack_names(attacks: str | Sequence[str | InnerSolver]) -> list[str | InnerSolver]:
+    if isinstance(attacks, str):
+        if attacks in SUITES:
+            return list(SUITES[attacks])
+        names: list[str | InnerSolver] = [a.strip() for a in attacks.split(",") if a.strip()]
+    else:
+        names = list(attacks)
+    if not names:
+        raise ValueError(
+            f"attacks is empty: give a suite ({', '.join(SUITES)}) or attack names, e.g. "
+            "('apgd-ce', 'square')"
+        )
+    return names
+
+
+def _batches(
+    data: tuple[Tensor, Tensor] | Iterable[Any], batch_size: int
+) -> Iterable[tuple[Tensor, Tensor]]:
+    """(x, y) batches from a pair of tensors [N, ...], [N] or any iterable of (x, y) batches."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Tensor):
+        x, y = data
+        if not isinstance(y, Tensor) or y.shape[:1] != x.shape[:1] or x.shape[0] == 0:
+            raise ValueError("data = (x, y) needs x [N, ...] and labels y [N] with N ≥ 1")
+        for i in range(0, x.shape[0], batch_size):
+            yield x[i : i + batch_size], y[i : i + batch_size]
+        return
+    for item in data:
+        if not (isinstance(item, (tuple, list)) and len(item) >= 2):
+            raise TypeError("each batch of data must be (x, y, ...)")
+        yield item[0], item[1]
+
+
+def _correct(problem: ModuleProblem, x: Tensor, y: Tensor, deltas: Tensor | None) -> Tensor:
+    """[B] correct at δ = 0 (deltas None) or at every candidate of deltas [m, B, ...]."""
+    params = problem.parameters()
+    ok = torch.ones_like(y, dtype=torch.bool)
+    with torch.no_grad(), problem.statistics_frozen():
+        for d in [torch.zeros_like(x)] if deltas is None else deltas:
+            ok &= problem.outputs(params, d, (x, y)).argmax(-1) == y
+    return ok
+
+
+def _evaluate_batch(
+    problem: ModuleProblem,
+    x: Tensor,
+    y: Tensor,
+    solvers: dict[str, InnerSolver],
+    cascade: bool,
+    seconds: dict[str, float],
+) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """One batch: clean-correct [B], robust [B] (worst case) and {attack: correct [B]} (after
+    the attacks so far with ``cascade``, else under the attack alone); adds to ``seconds``."""
+    t0 = time.perf_counter()
+    clean = _correct(problem, x, y, None)
+    seconds["clean"] += time.perf_counter() - t0
+    robust = clean.clone()
+    per_attack = {}
+    for label, solver in solvers.items():
+        t0 = time.perf_counter()
+        base = robust if cascade else clean
+        rows = torch.nonzero(base).squeeze(1)
+        ok = base.clone()
+        if rows.numel() > 0:
+            sub = (x[rows], y[rows])
+            found = solver(problem, problem.parameters(), sub)
+            ok[rows] = _correct(problem, *sub, found.deltas)
+        robust &= ok
+        per_attack[label] = (robust if cascade else ok).cpu()
+        seconds[label] += time.perf_counter() - t0
+    return clean.cpu(), robust.cpu(), per_attack
+
+
+def evaluate(
+    model: nn.Module,
+    data: tuple[Tensor, Tensor] | Iterable[Any],
+    *,
+    eps: float,
+    norm: Norm = "linf",
+    attacks: str | Sequence[str | InnerSolver] = "standard",
+    steps: int | None = None,
+    restarts: int = 1,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    mode: Mode = "eval",
+    cascade: bool = True,
+    lower: float | None = 0.0,
+    upper: float | None = 1.0,
+    seed: int = 0,
+) -> Evaluation:
+    """Clean and robust accuracy of a classifier under a suite of attacks.
+
+    Args:
+        model: any ``nn.Module`` mapping x [B, ...] to logits [B, C].
+        data: ``(x [N, ...], y [N])`` tensors, or an iterable of ``(x, y)`` batches (a
+            ``DataLoader``); inputs already scaled to [lower, upper].
+        eps: the radius of the ``norm`` ball (``"linf"`` or ``"l2"``).
+        attacks: a suite name, ``"standard"`` (APGD-CE, APGD-T, Square: AutoAttack's standard
+            suite without FAB-T) or ``"first-two"`` (APGD-CE, APGD-T, AutoAttack's first two),
+            or attack names from `minimax.ATTACKS` / `InnerSolver` instances, run in order.
+        steps, restarts: passed to every named attack (None: each one's published default).
+        batch_size: examples per batch when data are tensors.
+        device: where to run (the model is moved there and stays); None: the model's device.
+        mode: ``"eval"``, ``"train"`` or ``"as-is"`` (see `minimax.attack`); restored afterwards.
+            In train mode, BatchNorm normalizes each attacked subset of a batch with its own
+            statistics (running statistics are never updated).
+        cascade: run each attack only on the examples still robust (AutoAttack's logic); False
+            runs every attack on every clean-correct example, so ``per_attack`` compares attacks.
+        lower, upper: bounds on x + δ.
+        seed: seeds every attack's random starts.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    batch_size = checks.integer("batch_size", batch_size, minimum=1)
+    S = threat_set(norm, eps, lower, upper)
+    names = _attack_names(attacks)
+    solvers = [build_attack(a, eps, steps=steps, restarts=restarts, seed=seed) for a in names]
+    labels = [a if isinstance(a, str) else repr(a) for a in names]
+    if device is not None:
+        model.to(device)
+    dev = next(iter(model.parameters()), torch.empty(0)).device
+    clean_parts: list[Tensor] = []
+    robust_parts: list[Tensor] = []
+    after: dict[str, list[Tensor]] = {a: [] for a in labels}
+    seconds = dict.fromkeys(["clean", *labels], 0.0)
+    with model_mode(model, mode):
+        problem = ModuleProblem(model, perturbation=S)
+        for x, y in _batches(data, batch_size):
+            x, y = checks.float_tensor("x", x).to(dev), y.to(dev)
+            clean, robust, ok = _evaluate_batch(
+                problem, x, y, dict(zip(labels, solvers)), cascade, seconds
+            )
+            clean_parts.append(clean)
+            robust_parts.append(robust)
+            for a in labels:
+                after[a].append(ok[a])
+    if not clean_parts:
+        raise ValueError("data yielded no batches")
+    clean_all, robust_all = torch.cat(clean_parts), torch.cat(robust_parts)
+    return Evaluation(
+        clean_acc=float(clean_all.double().mean()),
+        robust_acc=float(robust_all.double().mean()),
+        per_attack={a: float(torch.cat(v).double().mean()) for a, v in after.items()},
+        attacks=labels,
+        eps=float(eps),
+        norm=str(norm).lower(),
+        n_examples=int(clean_all.numel()),
+        cascade=bool(cascade),
+        mode=mode,
+        clean=clean_all,
+        robust=robust_all,
+        seconds=seconds,
+    )
+
+
+def _eps_string(eps: float) -> str:
+    """RobustBench writes ε as ``"8/255"`` for fractions of 255, else as a number (``"0.5"``)."""
+    k = eps * 255
+    if 0 < round(k) < 255 and abs(k - round(k)) < 1e-6:
+        return f"{round(k)}/255"
+    return f"{eps:g}"
+
+
+def robustbench_record(result: Evaluation, *, dataset: str, **info: Any) -> dict[str, Any]:
+    """The evaluation as a RobustBench ``model_info`` record.
+
+    Percentages rounded to 2 decimals and written as strings (``"clean_acc": "85.34"``), ``eps``
+    as RobustBench writes it (``"8/255"``, ``"0.5"``), ``dataset`` (e.g. ``"cifar10"``) and
+    ``threat_model`` (``"Linf"`` / ``"L2"``). The robust accuracy goes under ``autoattack_acc``
+    when the standard suite (or a superset of it) ran with ``cascade``, else under
+    ``robust_acc``; ``footnote`` names the attacks. ``info`` adds RobustBench's descriptive
+    fields (``name``, ``link``, ``authors``, ``architecture``, ``venue``, ...).
+    """
+    if not isinstance(dataset, str) or not dataset:
+        raise ValueError("dataset must be a non-empty name, e.g. 'cifar10'")
+    standard = set(SUITES["standard"]) <= set(result.attacks) and result.cascade
+    key = "autoattack_acc" if standard else "robust_acc"
+    note = f"minimax {', '.join(result.attacks)} on {result.n_examples} examples" + (
+        " (AutoAttack's standard suite without FAB-T)" if standard else ""
+    )
+    record: dict[str, Any] = dict(info)
+    record.update(
+        {
+            "dataset": dataset,
+            "threat_model": {"linf": "Linf", "l2": "L2"}[result.norm],
+            "eps": _eps_string(result.eps),
+            "clean_acc": f"{100 * result.clean_acc:.2f}",
+            key: f"{100 * result.robust_acc:.2f}",
+            "footnote": note,
+        }
+    )
+    return record
+
+
+def write_robustbench(
+    result: Evaluation, path: str | Path, *, dataset: str, **info: Any
+) -> dict[str, Any]:
+    """Write `robustbench_record` as JSON to ``path``; returns the record."""
+    record = robustbench_record(result, dataset=dataset, **info)
+    Path(path).write_text(json.dumps(record, indent=2) + "\n")
+    return record

@@ -1,0 +1,45 @@
+"""The paper's toy objectives as plain tensor functions, shared by `minimax.testing` (the known
+problems) and ``problems/toy.py`` (the demo's toys). Needs nothing beyond torch.
+
+- the counterexample of the DDi paper: f(x, y) = y(x₁² + (x₂+1)²) + (1−y)(x₁² + (x₂−1)²) − y(1−y)
+  on y ∈ [0, 1], with φ(x) = max_y f = x₁² + (|x₂| + 1)²;
+- the bilinear toy g(θ, δ) = θ·δ on δ ∈ [−1, 1], R(θ) = |θ|;
+- hat functions: the piecewise-linear interpolation weights that turn a max of k pieces into a
+  min-max problem over δ ∈ [0, k − 1].
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "bilinear_maximizers",
+    "counterexample_phi",
+    "counterexample_value",
+    "hats",
+]
+
+
+def counterexample_value(x: Tensor, y: Tensor) -> Tensor:
+    """f(x, y) = y(x₁² + (x₂+1)²) + (1−y)(x₁² + (x₂−1)²) − y(1−y); x [..., 2], y [...]."""
+    a = x[..., 0] ** 2 + (x[..., 1] + 1) ** 2
+    b = x[..., 0] ** 2 + (x[..., 1] - 1) ** 2
+    return y * a + (1 - y) * b - y * (1 - y)
+
+
+def counterexample_phi(x: Tensor) -> Tensor:
+    """φ(x) = max_{y ∈ [0,1]} f(x, y) = x₁² + (|x₂| + 1)²; x [..., 2]."""
+    return x[..., 0] ** 2 + (x[..., 1].abs() + 1) ** 2
+
+
+def bilinear_maximizers(theta: float, tol: float = 1e-12) -> Tensor:
+    """Maximizers [k, 1] (float64) of θ·δ over δ ∈ [−1, 1]: both ends when |θ| ≤ tol."""
+    ys = [-1.0, 1.0] if abs(theta) <= tol else [1.0 if theta > 0 else -1.0]
+    return torch.tensor(ys, dtype=torch.float64).reshape(-1, 1)
+
+
+def hats(delta: Tensor, k: int) -> Tensor:
+    """Piecewise-linear interpolation weights at the nodes 0..k−1: delta [...] → [..., k]."""
+    nodes = torch.arange(k, dtype=delta.dtype, device=delta.device)
+    return torch.relu(1 - (delta.unsqueeze(-1) - nodes).abs())

@@ -1,0 +1,7 @@
+"""``python -m problems.cli`` (and ``torchrun -m problems.cli``): the ``minimax`` command."""
+
+import sys
+
+from problems.cli import main
+
+sys.exit(main())

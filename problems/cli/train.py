@@ -1,0 +1,222 @@
+"""``minimax train``: adversarial training of an image classifier (CIFAR-10 by default).
+
+``add_arguments(parser)`` declares the options (choices come from the registries: data sets,
+models, rules, threats); ``run(args)`` trains and prints the last epoch's record as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from problems.cli.types import (
+    PROG,
+    UsageError,
+    load_data,
+    nonnegative_int,
+    nonnegative_number,
+    positive_int,
+    positive_number,
+    resolve_device,
+)
+from problems.data.datasets import DATASETS
+from problems.data.splits import train_val_split
+from problems.models import ACTIVATIONS, MODELS, NORMS, build_model
+from problems.threats import THREATS
+from problems.training import BATCHNORM, RULES, SCHEDULES, TrainConfig, train
+from problems.training.rules import training_rules
+
+__all__ = ["DESCRIPTION", "EPILOG", "HELP", "add_arguments", "run"]
+
+HELP = "adversarially train a CIFAR-10 classifier"
+DESCRIPTION = "Adversarial training on CIFAR-10 with PGD-AT, MaxLoss or DDi."
+EPILOG = textwrap.dedent(
+    """\
+    examples:
+      # PGD adversarial training (Rice et al. 2020 recipe), PreActResNet-18
+      minimax train --dataset cifar10 --data-dir data --download \\
+          --model preact_resnet18 --rule danskin --epochs 200 --out runs/pgd-at
+      # the DDi paper's setup: ResNet-18 with CELU + GroupNorm, m = 10 restarts, PGD-7
+      minimax train --data-dir data --model resnet18 --activation celu --norm group \\
+          --rule ddi --restarts 10 --steps 7 --out runs/ddi --device cuda
+      # a smoke test in seconds on CPU (writes a tiny synthetic CIFAR-format archive)
+      minimax train --dataset synthetic --data-dir /tmp/synth --model small_cnn \\
+          --epochs 1 --steps 2 --limit-train 64 --out /tmp/runs/smoke
+      # continue an interrupted run (Ctrl-C / SIGTERM write a checkpoint first)
+      minimax train ... --out runs/ddi --resume
+    """
+)
+
+
+def _choices_help(registry: Any, names: list[str] | None = None) -> str:
+    listed = registry.names() if names is None else names
+    return "; ".join(f"{name}: {registry.help(name)}" for name in listed)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``minimax train``, in groups: data, model, training, validation, run."""
+    _data_arguments(parser.add_argument_group("data"))
+    _model_arguments(parser.add_argument_group("model"))
+    _training_arguments(parser.add_argument_group("training"))
+    ev = parser.add_argument_group("validation")
+    ev.add_argument("--eval-steps", type=nonnegative_int, default=20)
+    ev.add_argument("--eval-restarts", type=positive_int, default=1)
+    ev.add_argument("--eval-every", type=positive_int, default=1, metavar="EPOCHS")
+    _run_arguments(parser.add_argument_group("run"))
+
+
+def _data_arguments(data: Any) -> None:
+    data.add_argument("--dataset", choices=DATASETS.names(), default="cifar10",
+                      help=_choices_help(DATASETS) + " (default: cifar10)")
+    data.add_argument("--data-dir", type=Path, default=Path("data"),
+                      help="directory with (or for) the data set's files (default: data)")
+    data.add_argument("--download", action="store_true", help="download CIFAR-10 if missing")
+    data.add_argument("--val-split", type=nonnegative_int, default=None, metavar="N",
+                      help="training images held out for validation (default: 1000, at most a "
+                           "tenth of the set; 0 validates on the test set)")
+    data.add_argument("--limit-train", type=positive_int, default=None, metavar="N",
+                      help="train on the first N training images only")
+    data.add_argument("--limit-test", type=positive_int, default=None, metavar="N",
+                      help="evaluate each epoch on at most N validation images")
+    data.add_argument("--no-augment", action="store_true",
+                      help="no random crop / flip augmentation")
+
+
+def _model_arguments(model: Any) -> None:
+    model.add_argument("--model", choices=MODELS.names(), default="resnet18")
+    model.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    model.add_argument("--norm", choices=NORMS, default="batch",
+                       help="normalization layers (batch, group, none)")
+    model.add_argument("--batchnorm", choices=BATCHNORM, default="per_restart",
+                       help="BatchNorm during the attack and gradients (default: per_restart)")
+
+
+def _training_arguments(rule: Any) -> None:
+    rule.add_argument("--rule", choices=training_rules(), default="danskin",
+                      help=_choices_help(RULES, training_rules()) + " (default: danskin)")
+    rule.add_argument("--restarts", "-m", type=positive_int, default=1,
+                      help="PGD restarts m of the training attack (default: 1)")
+    rule.add_argument("--epochs", type=positive_int, default=200)
+    rule.add_argument("--batch-size", type=positive_int, default=128)
+    rule.add_argument("--lr", type=nonnegative_number, default=0.1)
+    rule.add_argument("--momentum", type=nonnegative_number, default=0.9)
+    rule.add_argument("--weight-decay", type=nonnegative_number, default=5e-4)
+    rule.add_argument("--schedule", choices=SCHEDULES, default="piecewise",
+                      help="piecewise (÷10 at 50%% and 75%%), cosine, constant")
+    rule.add_argument("--eps", type=nonnegative_number, default=8 / 255,
+                      help="radius (default 8/255; fractions accepted)")
+    rule.add_argument("--step-size", type=nonnegative_number, default=2 / 255,
+                      help="PGD step size (default 2/255)")
+    rule.add_argument("--steps", type=nonnegative_int, default=10,
+                      help="PGD steps of the training attack (default 10)")
+    rule.add_argument("--threat", choices=THREATS.names(), default="linf",
+                      help="the perturbation ball (default linf)")
+    rule.add_argument("--remeasure", action="store_true",
+                      help="re-run the attack after each step: fraction of steps that went up")
+
+
+def _run_arguments(run: Any) -> None:
+    run.add_argument("--out", type=Path, required=True, help="the run directory")
+    run.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    run.add_argument("--overwrite", action="store_true", help="start over in an existing --out")
+    run.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (default)")
+    run.add_argument("--amp", action="store_true", help="bf16 autocast + channels_last (CUDA)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--max-steps", type=positive_int, default=None, metavar="N",
+                     help="stop (with a checkpoint) after N steps in all")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--dist-batchnorm", choices=("local", "sync"), default="local",
+                     help="under torchrun: BatchNorm running statistics per rank (local) or "
+                          "averaged over ranks after each step (sync); see docs/distributed.md")
+    run.add_argument("--dist-timeout", type=positive_number, default=300.0, metavar="SECONDS",
+                     help="under torchrun: a collective waiting longer than this fails (300)")
+
+
+def _config(args: argparse.Namespace, device: str) -> TrainConfig:
+    config = TrainConfig(
+        rule=args.rule, restarts=args.restarts, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+        schedule=args.schedule, eps=args.eps, step_size=args.step_size, steps=args.steps,
+        norm=args.threat, eval_steps=args.eval_steps, eval_restarts=args.eval_restarts,
+        eval_every=args.eval_every, eval_examples=args.limit_test, augment=not args.no_augment,
+        remeasure=args.remeasure, seed=args.seed, device=device, amp=args.amp,
+        batchnorm=args.batchnorm,
+    )  # fmt: skip
+    try:
+        config.validate()
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train as ``args`` say; print the last epoch's record; 130 when interrupted. Under
+    torchrun every rank runs this; rank 0 writes and prints."""
+    from problems.distributed import CollectiveError, Ranks
+
+    if args.resume and not (Path(args.out) / "checkpoint.pt").is_file():
+        raise UsageError(
+            f"--resume: no checkpoint in {args.out} (expected {Path(args.out) / 'checkpoint.pt'}); "
+            "check --out, or drop --resume to start a new run"
+        )
+    ranks = Ranks.from_env(args.dist_timeout, args.dist_batchnorm)  # one process: no-op
+    try:
+        return _run(args, ranks)
+    except CollectiveError as error:
+        print(f"{PROG} train: {error}", file=sys.stderr)
+        return 1
+    finally:
+        ranks.close()
+
+
+def _run(args: argparse.Namespace, ranks: Any) -> int:
+    import torch
+
+    config = _config(args, ranks.device(resolve_device(args.device)))
+    progress = not args.no_progress and ranks.is_main
+    data = ranks.first_on_main(lambda: load_data(
+        args.dataset, args.data_dir, download=args.download, progress=progress, seed=args.seed,
+    ))  # fmt: skip
+    (x, y), (xt, yt) = data.train, data.test
+    val_split = args.val_split if args.val_split is not None else min(1000, x.shape[0] // 10)
+    if val_split >= x.shape[0]:
+        raise UsageError(f"--val-split {val_split} leaves no training images (of {x.shape[0]})")
+    if val_split:
+        x, y, xv, yv = train_val_split(x, y, val_split, seed=args.seed)
+    else:
+        xv, yv = xt, yt  # validate on the test set (as Rice et al. do)
+    if args.limit_train:
+        x, y = x[: args.limit_train], y[: args.limit_train]
+    spec: dict[str, Any] = {"name": args.model, "activation": args.activation,
+                            "norm": args.norm, "num_classes": data.num_classes,
+                            "in_channels": data.in_channels,
+                            "image_size": data.image_size}  # fmt: skip
+    torch.manual_seed(args.seed)
+    model = build_model(**spec)
+    meta = {"model": spec, "dataset": args.dataset, "data_dir": str(args.data_dir.resolve()),
+            "val_split": val_split, "limit_train": args.limit_train}  # fmt: skip
+    if progress:
+        print(f"training {args.model} ({sum(p.numel() for p in model.parameters()):,} parameters)"
+              f" on {x.shape[0]} images, validating on {xv.shape[0]}; rule {config.rule}, "
+              f"m={config.restarts}, device {config.device} -> {args.out}",
+              file=sys.stderr)  # fmt: skip
+    try:
+        history = train(
+            model, (x, y), (xv, yv), config, args.out, resume=args.resume, progress=progress,
+            max_steps=args.max_steps, meta=meta, overwrite=args.overwrite, ranks=ranks,
+        )  # fmt: skip
+    except (FileExistsError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    last = history.epochs[-1] if history.epochs else {}
+    if not ranks.is_main:
+        return 130 if history.status == "interrupted" else 0
+    print(json.dumps({"status": history.status, "out": str(args.out), **last}))
+    if history.status == "interrupted":
+        print(f"{PROG} train: interrupted; checkpoint written. Continue with --resume.",
+              file=sys.stderr)  # fmt: skip
+        return 130
+    return 0

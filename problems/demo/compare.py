@@ -1,0 +1,60 @@
+"""Compare two demo summaries, wall-clock fields aside: ``python -m problems.demo.compare A B``
+exits 0 when they agree and prints each difference otherwise (the check that a change to the
+code left ``minimax demo --quick --seed 0`` unchanged).
+
+Public API::
+
+    summary_differences(first, second) -> list[str]   ("$.path: a != b" lines; [] when equal)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from problems.demo.common import strip_times
+
+__all__ = ["main", "summary_differences"]
+
+
+def summary_differences(first: Any, second: Any) -> list[str]:
+    """Where two summaries differ once `strip_times` removed the wall-clock fields."""
+    return list(_diff(strip_times(first), strip_times(second), "$"))
+
+
+def _diff(a: Any, b: Any, path: str) -> Iterator[str]:
+    if type(a) is not type(b):
+        yield f"{path}: {a!r} != {b!r}"
+    elif isinstance(a, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            if key not in a or key not in b:
+                yield f"{path}.{key}: only in the {'first' if key in a else 'second'}"
+            else:
+                yield from _diff(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, list):
+        if len(a) != len(b):
+            yield f"{path}: {len(a)} items != {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            yield from _diff(x, y, f"{path}[{i}]")
+    elif a != b:
+        yield f"{path}: {a!r} != {b!r}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``A B``: 0 when the summaries agree (wall-clock aside), else 1 with the differences."""
+    paths = list(sys.argv[1:] if argv is None else argv)
+    if len(paths) != 2:
+        print("usage: python -m problems.demo.compare FIRST/summary.json SECOND/summary.json",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    first, second = (json.loads(Path(p).read_text(encoding="utf-8")) for p in paths)
+    differences = summary_differences(first, second)
+    print("\n".join(differences) if differences else "equal (wall-clock fields aside)")
+    return 1 if differences else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

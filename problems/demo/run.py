@@ -1,0 +1,177 @@
+"""Running the demo: the three parts in turn, summary.json and report.html.
+
+Public API::
+
+    run_demo(out, *, quick=False, seed=0, eps=0.1, progress=True, threads=1, parts=PARTS)
+        -> dict  (the summary, also written to out/summary.json)
+    write_report(summary, out, figures) -> Path   (report.html)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from problems.demo.common import DemoSettings
+from problems.demo.counterexample import plot_counterexample, run_counterexample
+from problems.demo.digits import digits_steps, plot_digits, run_digits
+from problems.demo.elu import plot_elu, run_elu
+from problems.demo.findings import findings
+from problems.demo.tables import summary_tables
+from problems.files import atomic_write_text
+from problems.report import write_html
+
+__all__ = ["PARTS", "run_demo", "write_report"]
+
+PARTS: tuple[str, ...] = ("counterexample", "elu", "digits")
+
+
+CAPTIONS = {
+    "counterexample": "Left: contour of φ(x) = max_y f(x, y) = x₁² + (|x₂|+1)² with the paths of "
+    "normalized Danskin and DDi steps from (1, 0), candidates from 10 restarts of 10-step "
+    "projected ascent on y. Right: the exact φ along each path.",
+    "elu": "Left: exact robust loss (grid enumeration) of the 2-2-1 ELU network trained by Danskin "
+    "and by DDi with the same PGD candidates. Right: the exact robust loss along each "
+    "candidate's unit negative gradient and along DDi's unit direction.",
+}
+
+
+def write_report(
+    summary: Mapping[str, Any], out: Path, figures: Sequence[tuple[str, str, str]]
+) -> Path:
+    """report.html through `problems.report.write_html`: tables, then each figure with the
+    findings about it."""
+    said = findings(summary)
+    sections = []
+    for heading, filename, key in figures:
+        text = said.get(key, [])
+        if key.startswith("digits_") and "went_up" in filename:
+            text = [s for s in text if "went up" in s]
+        elif key.startswith("digits_") and "_wall" in filename:
+            text = [s for s in text if "wall-clock" in s]
+        elif key.startswith("digits_"):
+            text = [s for s in text if "went up" not in s and "wall-clock" not in s]
+            text = said.get("digits", []) + text
+        caption = " ".join([CAPTIONS.get(key, ""), *text]).strip()
+        sections.append((heading, filename, caption))
+    cfg = summary["config"]
+    intro = (
+        f"minimax demo, seed {cfg['seed']}, {'quick' if cfg['quick'] else 'full'} run, "
+        f"L∞ ε = {cfg['eps']:g} on the digits. Every number and sentence below is "
+        f"generated from this run (summary.json holds the numbers)."
+    )
+    return write_html(
+        out / "report.html",
+        "minimax demo: Danskin's Descent Direction (DDi)",
+        sections,
+        summary_tables(summary),
+        intro=intro,
+    )
+
+
+Figures = list[tuple[str, str, str]]  # (heading, file name, findings key) per figure
+
+
+class _Ticker:
+    """Advances the progress bar by one step, naming the part that runs."""
+
+    def __init__(self, bar: tqdm) -> None:
+        self.bar, self.label = bar, ""
+
+    def __call__(self, label: str) -> None:
+        if self.bar.n == 0 or self.label != label:
+            self.bar.set_description(label)
+            self.label = label
+        self.bar.update(1)
+
+
+def _counterexample(
+    s: DemoSettings, seed: int, eps: float, out: Path, tick: _Ticker
+) -> tuple[dict[str, Any], Figures]:
+    tick.bar.set_description("counterexample")
+    ce = run_counterexample(s, seed)
+    tick.bar.update(2 * s.ce_iterations)
+    plot_counterexample(ce, out / "counterexample.png")
+    return ce, [("The counterexample", "counterexample.png", "counterexample")]
+
+
+def _elu(
+    s: DemoSettings, seed: int, eps: float, out: Path, tick: _Ticker
+) -> tuple[dict[str, Any], Figures]:
+    elu = run_elu(s, seed, tick)
+    plot_elu(elu, out / "elu_toy.png")
+    return elu, [("The ELU network toy", "elu_toy.png", "elu")]
+
+
+def _digits(
+    s: DemoSettings, seed: int, eps: float, out: Path, tick: _Ticker
+) -> tuple[dict[str, Any], Figures]:
+    dg = run_digits(s, seed, eps, out / "runs", tick)
+    return dg, [(h, f, f"digits_{k}") for h, f, k in plot_digits(dg, out)]
+
+
+_RUNNERS: dict[str, Callable[..., tuple[dict[str, Any], Figures]]] = {
+    "counterexample": _counterexample, "elu": _elu, "digits": _digits,
+}  # fmt: skip
+
+
+def _total_steps(s: DemoSettings, parts: Sequence[str]) -> int:
+    """Outer steps of the chosen parts (the progress bar's length)."""
+    return (
+        (2 * s.ce_iterations if "counterexample" in parts else 0)
+        + (2 * s.toy_iterations if "elu" in parts else 0)
+        + (digits_steps(s) if "digits" in parts else 0)
+    )
+
+
+def run_demo(
+    out: str | os.PathLike[str] = "demo-report",
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    eps: float = 0.1,
+    progress: bool = True,
+    threads: int | None = 1,
+    parts: Sequence[str] = PARTS,
+) -> dict[str, Any]:
+    """Run the demo into ``out``; returns the summary (also written to ``summary.json``)."""
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps!r}")
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown demo parts {sorted(unknown)}")
+    s = DemoSettings.quick() if quick else DemoSettings.full()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {"seed": seed, "quick": quick, "eps": eps, "threads": threads,
+              "settings": dict(vars(s))}  # fmt: skip
+    summary: dict[str, Any] = {"config": config, "timings": {}}
+    figures: Figures = []
+    saved_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    bar = tqdm(total=_total_steps(s, parts), desc="demo", unit="step", disable=not progress,
+               dynamic_ncols=True)  # fmt: skip
+    t_start = time.perf_counter()
+    try:
+        for part in PARTS:
+            if part in parts:
+                t0 = time.perf_counter()
+                summary[part], part_figures = _RUNNERS[part](s, seed, eps, out, _Ticker(bar))
+                figures.extend(part_figures)
+                summary["timings"][part] = round(time.perf_counter() - t0, 2)
+    finally:
+        bar.close()
+        torch.set_num_threads(saved_threads)
+    summary["timings"]["total"] = round(time.perf_counter() - t_start, 2)
+    text = json.dumps(summary, indent=1, ensure_ascii=False) + "\n"
+    atomic_write_text(out / "summary.json", text)
+    write_report(summary, out, figures)
+    return summary

@@ -1,0 +1,117 @@
+"""The training recipe: `TrainConfig`, its accepted names and its validation.
+
+Public API::
+
+    TrainConfig(...)            .validate(), .to_dict(), TrainConfig.from_dict(data)
+    SCHEDULES, BATCHNORM        the accepted schedule and BatchNorm-policy names
+    TIME_FIELDS                 metrics fields that hold wall-clock measurements
+
+The rule names come from `problems.training.rules.RULES`, the threat names (``norm``) from
+`problems.threats.THREATS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from problems.threats import THREATS
+from problems.training.rules import RULES, training_rules
+
+__all__ = ["BATCHNORM", "SCHEDULES", "TIME_FIELDS", "TrainConfig"]
+
+SCHEDULES: tuple[str, ...] = ("piecewise", "cosine", "constant")
+BATCHNORM: tuple[str, ...] = ("per_restart", "eval")
+
+#: fields of metrics records that hold wall-clock measurements (they differ between runs)
+TIME_FIELDS: frozenset[str] = frozenset(
+    {"seconds", "wall", "eval_seconds", "images_per_second"}
+)
+
+
+@dataclass
+class TrainConfig:
+    """The training recipe. Defaults follow Rice et al. 2020 (robust overfitting) for CIFAR-10.
+
+    rule: ``"danskin"`` (PGD-AT: the gradient at the best restart), ``"maxloss"`` (each
+        example's worst restart), ``"ddi"`` (min-norm hull of the m batch gradients) or
+        ``"ddi-example"`` (per-example DDi, the exact Danskin set of the batch loss).
+    restarts: m, the PGD restarts of the training attack (candidates per example).
+    schedule: ``"piecewise"`` (lr ÷10 at 50% and 75% of the epochs), ``"cosine"`` or
+        ``"constant"``; the learning rate is updated every step.
+    eps, step_size, steps, norm: the training attack, PGD in the ``norm`` ball with x + δ in [0, 1].
+    eval_steps, eval_restarts, eval_every, eval_examples: validation robust accuracy (PGD with
+        step 2.5·eps/eval_steps) every ``eval_every`` epochs, on at most ``eval_examples`` examples.
+    remeasure: re-run the attack after each step to report the fraction of steps whose batch
+        robust loss went up (costs one more attack per step; not counted in ``wall``).
+    amp: CUDA only: bf16 autocast and channels_last (Gram matrices and QPs stay float64).
+    batchnorm: `minimax.ModuleProblem`'s BatchNorm policy (``"per_restart"`` or ``"eval"``).
+    """
+
+    rule: str = "danskin"
+    restarts: int = 1
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "piecewise"
+    eps: float = 8 / 255
+    step_size: float = 2 / 255
+    steps: int = 10
+    norm: str = "linf"
+    eval_steps: int = 20
+    eval_restarts: int = 1
+    eval_every: int = 1
+    eval_examples: int | None = None
+    augment: bool = True
+    remeasure: bool = False
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = False
+    batchnorm: str = "per_restart"
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first invalid field."""
+        _choice("rule", RULES.canonical(self.rule), training_rules())
+        _choice("schedule", self.schedule, SCHEDULES)
+        THREATS.canonical(self.norm)
+        _choice("batchnorm", self.batchnorm, BATCHNORM)
+        for name in ("restarts", "epochs", "batch_size", "eval_restarts", "eval_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("steps", "eval_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        for name in ("lr", "momentum", "weight_decay", "eps", "step_size"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number ≥ 0, got {value!r}")
+        if self.eval_examples is not None and self.eval_examples < 1:
+            raise ValueError(f"eval_examples must be ≥ 1 or None, got {self.eval_examples!r}")
+        if self.amp and not str(self.device).startswith("cuda"):
+            raise ValueError("amp=True needs a CUDA device (device='cuda'); it is CUDA only")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-able dict (what config.json and checkpoints hold)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """The config saved by `to_dict`; unknown fields are a ValueError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {unknown}")
+        return cls(**dict(data))
+
+
+def _choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+

@@ -1,0 +1,189 @@
+"""Set-up of a training run: the pieces (problem, optimizer, schedule, attack, rule, generators)
+and `Run`, the state the loop advances and a checkpoint saves.
+
+Public API::
+
+    Run                                   the live state of one run (pieces + counters)
+    make_problem(model, config) -> minimax.ModuleProblem
+    set_up(model, problem, config, n_train, out, *, meta, augment_fn) -> Run
+    check_data(name, data) -> (images [N, ...], labels [N])
+    LRFactor(schedule, epochs, steps_per_epoch)   the learning-rate multiplier at step t
+    used_lr(scheduler) -> float           the learning rate the last step used
+    weights_entropy(weights) -> float     entropy of QP weights ([m] or [B, m])
+    autocast(device, amp)                 bf16 autocast on CUDA when ``amp``
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+import minimax
+from problems.data.augment import default_augment
+from problems.threats import make_perturbation
+from problems.training.config import TrainConfig
+from problems.training.history import RunHistory
+from problems.training.rules import build_rule
+
+__all__ = [
+    "AugmentFn",
+    "LRFactor",
+    "Run",
+    "autocast",
+    "check_data",
+    "make_problem",
+    "set_up",
+    "used_lr",
+    "weights_entropy",
+]
+
+AugmentFn = Callable[[Tensor, torch.Generator], Tensor]
+
+
+@dataclass
+class Run:
+    """One training run: its pieces, and the counters a checkpoint saves and a resume restores.
+
+    position: where an interrupted epoch stopped (``perm``, ``index``, ``stats``), or None.
+    metrics_lines: lines of ``metrics.jsonl`` written so far (a resume truncates to it).
+    """
+
+    config: TrainConfig
+    model: nn.Module
+    problem: minimax.ModuleProblem
+    optimizer: minimax.MinMaxOptimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    shuffle_gen: torch.Generator
+    augment_gen: torch.Generator
+    augment: AugmentFn | None
+    device: torch.device
+    amp: bool
+    steps_per_epoch: int
+    history: RunHistory
+    meta: dict[str, Any] = field(default_factory=dict)
+    epoch: int = 0
+    step: int = 0
+    wall: float = 0.0
+    best_acc: float = -math.inf
+    position: dict[str, Any] | None = None
+    metrics_lines: int = 0
+
+    @property
+    def out(self) -> Path:
+        """The run directory."""
+        assert self.history.out_dir is not None
+        return self.history.out_dir
+
+
+def make_problem(model: nn.Module, config: TrainConfig) -> minimax.ModuleProblem:
+    """The training problem: ``model`` under the config's threat; refuses per-example DDi when
+    BatchNorm couples the examples."""
+    model.train()
+    problem = minimax.ModuleProblem(
+        model, perturbation=make_perturbation(config.norm, config.eps),
+        batchnorm=config.batchnorm,  # type: ignore[arg-type]
+    )  # fmt: skip
+    if config.rule == "ddi-example" and problem.examples_coupled:
+        raise ValueError(
+            "rule 'ddi-example' needs examples that do not share batch statistics, but the model "
+            "has BatchNorm in train mode: use batchnorm='eval' (`--batchnorm eval`), a model "
+            "without BatchNorm (`--norm group` or `--norm none`), or rule 'ddi'"
+        )
+    return problem
+
+
+def set_up(
+    model: nn.Module,
+    problem: minimax.ModuleProblem,
+    config: TrainConfig,
+    n_train: int,
+    out: Path,
+    *,
+    meta: dict[str, Any],
+    augment_fn: AugmentFn | None,
+) -> Run:
+    """Move the model to the device and build the optimizer, schedule, attack and rule."""
+    device = torch.device(config.device)
+    amp = config.amp and device.type == "cuda"
+    model.to(device)
+    if amp:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    params = problem.parameters()
+    sgd = torch.optim.SGD(
+        params.values(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        sgd, LRFactor(config.schedule, config.epochs, steps_per_epoch)
+    )
+    inner = minimax.PGD(config.steps, config.step_size, restarts=config.restarts, seed=config.seed)
+    optimizer = minimax.MinMaxOptimizer(
+        problem, sgd, inner, build_rule(config.rule), remeasure=config.remeasure
+    )
+    return Run(
+        config, model, problem, optimizer, scheduler,
+        shuffle_gen=torch.Generator().manual_seed(config.seed),
+        augment_gen=torch.Generator().manual_seed(config.seed + 1),
+        augment=(augment_fn or default_augment) if config.augment else None,
+        device=device, amp=amp, steps_per_epoch=steps_per_epoch,
+        history=RunHistory(config, [], out, "completed", meta), meta=meta,
+    )  # fmt: skip
+
+
+class LRFactor:
+    """The learning-rate multiplier at global step t (a callable object, so LambdaLR saves it)."""
+
+    def __init__(self, schedule: str, epochs: int, steps_per_epoch: int) -> None:
+        self.schedule = schedule
+        self.total = max(1, epochs * steps_per_epoch)
+
+    def __call__(self, step: int) -> float:
+        t = step / self.total  # fraction of training done
+        if self.schedule == "piecewise":
+            return 1.0 if t < 0.5 else (0.1 if t < 0.75 else 0.01)
+        if self.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+        return 1.0
+
+
+def used_lr(scheduler: torch.optim.lr_scheduler.LRScheduler) -> float:
+    """The learning rate the last step used (the scheduler has already moved on by one)."""
+    factor = scheduler.lr_lambdas[0]  # type: ignore[attr-defined]
+    base = scheduler.base_lrs[0]
+    return float(base * factor(max(scheduler.last_epoch - 1, 0)))
+
+
+def weights_entropy(weights: Tensor) -> float:
+    """Entropy of QP weights: [m] → H(w); [B, m] → mean over rows (0 log 0 = 0)."""
+    w = weights.detach().double().clamp_min(0)
+    h = -(torch.where(w > 0, w * w.log(), torch.zeros_like(w))).sum(-1)
+    return float(h.mean())
+
+
+def check_data(name: str, data: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    """``data`` as (images [N, ...], labels [N]) with N ≥ 1; else a TypeError / ValueError."""
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise TypeError(f"{name} must be a tuple (images [N, ...], labels [N])")
+    x, y = data
+    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
+        raise TypeError(f"{name} must hold tensors")
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ValueError(f"{name}: {x.shape[0]} images and {y.shape[0]} labels (need N ≥ 1, equal)")
+    return x, y
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, amp: bool) -> Iterator[None]:
+    """bf16 autocast on ``device`` when ``amp``; a no-op otherwise."""
+    if not amp:
+        yield
+        return
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        yield

@@ -1,0 +1,257 @@
+"""Bad inputs at every public entry of `minimax` (docs/reliability.md, "Arguments").
+
+Each case replaces one argument of a working call by a hostile value (NaN, ±Inf, a negative,
+fractional or huge number, a string, None, a bool, an integer, complex or NaN tensor, a wrong
+shape) drawn by hypothesis. The call must raise a ValueError or TypeError whose message names
+that argument, or return a finite, correct result. One test runs every entry in turn, prints
+how many cases it tried per entry and in all, and asserts a minimum.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import Counter
+
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import minimax as mm
+
+F64 = torch.float64
+NAN, INF = float("nan"), float("inf")
+
+SCALARS = [NAN, INF, -INF, -1.0, -0.5, 0.0, 2.7, 1e308, 1e-300, "a", None, True, [1.0]]
+TENSORS = [
+    torch.tensor([[NAN, 0.0]], dtype=F64),
+    torch.tensor([[INF, 0.0]], dtype=F64),
+    torch.ones(1, 2, dtype=torch.long),
+    torch.ones(1, 2, dtype=torch.complex64),
+    torch.ones(3, dtype=F64),
+    torch.tensor([[1e308, -1e308]], dtype=F64),
+    torch.tensor([[1e-300, 0.0]], dtype=F64),
+    "a",
+    None,
+]
+BAD = st.sampled_from(SCALARS + TENSORS)
+
+
+def _finite(out):
+    if isinstance(out, Tensor):
+        return not out.is_floating_point() or bool(torch.isfinite(out).all())
+    if isinstance(out, mm.Candidates):
+        return _finite(out.values) and _finite(out.deltas)
+    if isinstance(out, mm.Direction):
+        return all(_finite(v) for v in out.vector.values()) and _finite(out.norm)
+    if isinstance(out, mm.MinNormResult):
+        return _finite(out.weights) and _finite(out.kkt)
+    if isinstance(out, (tuple, list)):
+        return all(_finite(o) for o in out)
+    if isinstance(out, float):
+        return math.isfinite(out)
+    return True
+
+
+Tensor = torch.Tensor
+
+
+# --- the working calls, as name → (builder(**overrides), {argument: default}, check) -----------
+def _toy():
+    def g(p, d, batch):
+        return -((d.reshape(d.shape[0], -1) - p["w"]) ** 2).sum(-1)
+
+    return mm.FunctionProblem(g, {"w": torch.tensor([0.3, -0.2], dtype=F64)}, mm.LinfBall(0.5),
+                              event_shape=(2,))
+
+
+def _classifier():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 4)).double()
+
+
+X = torch.tensor([[0.2, 0.7], [0.5, 0.1]], dtype=F64)
+Y = torch.tensor([1, 3])
+BATCH = torch.zeros(2, 2, dtype=F64)
+
+
+def _set_call(S_cls, method):
+    def call(eps=0.5, delta=None, grad=None, step_size=0.1, x=None):
+        S = S_cls(eps)
+        delta = torch.tensor([[0.3, -0.9]], dtype=F64) if delta is None else delta
+        if method == "project":
+            return S.project(delta)
+        if method == "contains":
+            return S.contains(delta)
+        if method == "random":
+            return S.random(delta.shape if isinstance(delta, Tensor) else delta, dtype=F64)
+        g = torch.tensor([[1.0, -2.0]], dtype=F64) if grad is None else grad
+        return S.ascent_step(delta, g, step_size)
+
+    return call
+
+
+def _solve(solver_builder):
+    def call(**kw):
+        problem = _toy()
+        solver = solver_builder(**kw)
+        cands = solver(problem, problem.parameters(), BATCH)
+        assert bool(problem.perturbation.contains(cands.deltas.detach()).all())
+        return cands
+
+    return call
+
+
+def _classifier_solve(solver_builder):
+    def call(**kw):
+        problem = mm.ModuleProblem(_classifier(), perturbation=mm.LinfBall(0.1, lower=0, upper=1))
+        x = kw.pop("x", X)
+        return solver_builder(**kw)(problem, problem.parameters(), (x, Y))
+
+    return call
+
+
+def _min_norm(fn):
+    def call(gram=None, method="wolfe", tol=None, max_iter=None):
+        k = torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=F64) if gram is None else gram
+        if fn is mm.min_norm_product_weights:
+            return fn(k, [1, 1] if method == "wolfe" else method)
+        if fn is mm.min_norm_point:
+            return fn(k)
+        return fn(k, method, tol=tol, max_iter=max_iter)
+
+    return call
+
+
+def _optimizer(lr=0.1, nonfinite="raise", x=X):
+    problem = mm.ModuleProblem(_classifier(), perturbation=mm.LinfBall(0.1, lower=0, upper=1))
+    opt = torch.optim.SGD(problem.parameters().values(), lr=0.1)
+    opt.param_groups[0]["lr"] = lr  # past torch's own checks
+    mmo = mm.MinMaxOptimizer(problem, opt, mm.PGD(1, 0.05), mm.DDi(), nonfinite=nonfinite)
+    return mmo.step((x, Y)).norm
+
+
+def _function_problem(params=None, event_shape=(2,), perturbation=None):
+    p = {"w": torch.zeros(2, dtype=F64)} if params is None else params
+    S = mm.LinfBall(0.5) if perturbation is None else perturbation
+    problem = mm.FunctionProblem(lambda q, d, b: (q["w"] * d).sum(-1), p, S,
+                                 event_shape=event_shape)
+    return mm.PGD(1, 0.1)(problem, problem.parameters(), BATCH)
+
+
+def _rule(rule_name):
+    def call(tolerance=None, x=X):
+        problem = mm.ModuleProblem(_classifier(), perturbation=mm.LinfBall(0.1, lower=0, upper=1))
+        kw = {} if tolerance is None else {"tolerance": tolerance}
+        rule = mm.RULES.build(rule_name, **kw) if rule_name.startswith("ddi") else (
+            mm.RULES.build(rule_name))
+        return mm.descent_direction(problem, None, (x, Y), mm.PGD(1, 0.05, restarts=2), rule)[0]
+
+    return call
+
+
+def _backward(x=X, update_statistics=True):
+    problem = mm.ModuleProblem(_classifier(), perturbation=mm.LinfBall(0.1, lower=0, upper=1))
+    return mm.backward(problem, (x, Y), mm.PGD(1, 0.05), mm.DDi(),
+                       update_statistics=update_statistics)
+
+
+ENTRIES = {
+    **{f"{S.__name__}.{m}": (_set_call(S, m), ["eps", "delta", "grad", "step_size"])
+       for S in (mm.LinfBall, mm.L2Ball, mm.L1Ball)
+       for m in ("project", "ascent_step", "contains", "random")},
+    "Box": (lambda lower=0.0, upper=1.0: mm.Box(lower, upper).project(torch.full((1, 2), 2.0)),
+            ["lower", "upper"]),
+    "Simplex": (lambda k=3: mm.Simplex(k).vertices(), ["k"]),
+    "FunctionProblem": (_function_problem, ["params", "event_shape", "perturbation"]),
+    "ModuleProblem": (_classifier_solve(lambda: mm.PGD(1, 0.05)), ["x"]),
+    "PGD": (_solve(lambda steps=2, step_size=0.1, restarts=1, chunk=None, select="last":
+                   mm.PGD(steps, step_size, restarts, chunk=chunk, select=select)),
+            ["steps", "step_size", "restarts", "chunk", "select"]),
+    "FGSM": (_solve(lambda step_size=0.1, restarts=1: mm.FGSM(step_size, restarts)),
+             ["step_size", "restarts"]),
+    "APGD": (_solve(lambda steps=2, restarts=1, rho=0.75, alpha=0.75, loss="ce":
+                    mm.APGD(steps, restarts, rho=rho, alpha=alpha, loss=loss)),
+             ["steps", "restarts", "rho", "alpha", "loss"]),
+    "APGDTargeted": (_classifier_solve(lambda steps=2, targets=2, restarts=1:
+                                       mm.APGDTargeted(steps, targets, restarts)),
+                     ["steps", "targets", "restarts", "x"]),
+    "Square": (_solve(lambda queries=5, restarts=1, p_init=0.8:
+                      mm.Square(queries, restarts, p_init=p_init, loss="objective")),
+               ["queries", "restarts", "p_init"]),
+    "Grid": (lambda points=5, candidates=2, tol=1e-9: _solve(
+        lambda: mm.Grid(points, candidates, tol=tol))(), ["points", "candidates", "tol"]),
+    "Enumerate": (_classifier_solve(lambda: mm.Enumerate()), ["x"]),
+    "rules.ddi": (_rule("ddi"), ["tolerance", "x"]),
+    "rules.danskin": (_rule("danskin"), ["x"]),
+    "rules.maxloss": (_rule("maxloss"), ["x"]),
+    "min_norm_weights": (_min_norm(mm.min_norm_weights), ["gram", "method", "tol", "max_iter"]),
+    "min_norm_point": (_min_norm(mm.min_norm_point), ["gram"]),  # gram: the vectors here
+    "min_norm_product_weights": (_min_norm(mm.min_norm_product_weights), ["gram"]),
+    "MinMaxOptimizer": (_optimizer, ["lr", "nonfinite", "x"]),
+    "descent_direction": (_rule("ddi"), ["x"]),
+    "backward": (_backward, ["x"]),
+    "attack": (lambda eps=0.1, steps=2, restarts=1, x=X: mm.attack(
+        _classifier(), x, Y, eps=eps, attack="pgd", steps=steps, restarts=restarts),
+        ["eps", "steps", "restarts", "x"]),
+    "evaluate": (lambda eps=0.1, restarts=1, batch_size=2, x=X: mm.evaluate(
+        _classifier(), (x, Y), eps=eps, attacks=["pgd"], steps=2, restarts=restarts,
+        batch_size=batch_size).robust_acc, ["eps", "restarts", "batch_size", "x"]),
+}
+
+#: words a message may use for an argument instead of its name
+ALIASES = {"delta": ("delta", "shape"), "x": ("x", "batch", "inputs", "shape"),
+           "gram": ("gram", "K ", "vectors"), "params": ("params", "parameters"),
+           "event_shape": ("event_shape", "shape"), "lr": ("lr", "learning rate"),
+           "perturbation": ("perturbation", "set")}
+
+# Entries where `delta` and `grad` are shapes or tensors: only the tensor pool makes sense for
+# them; other arguments take scalars too.
+TENSOR_ARGS = {"delta", "grad", "gram", "x"}
+# Arguments a call ignores (the call still has to work): e.g. `random` takes no grad.
+IGNORED = {("random", "grad"), ("random", "step_size"), ("project", "grad"),
+           ("project", "step_size"), ("contains", "grad"), ("contains", "step_size")}
+
+
+def _run_case(entry, arg, value, counts):
+    call, _ = ENTRIES[entry]
+    counts[entry] += 1
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a warning (e.g. a discarded imaginary part) fails
+            out = call(**{arg: value})
+    except (ValueError, TypeError) as err:
+        msg = str(err)
+        names = ALIASES.get(arg, (arg,))
+        assert any(n in msg for n in names), f"{entry}({arg}={value!r}): {msg!r} names no {names}"
+        return
+    except mm.NonFiniteError:
+        msg = f"{entry}({arg}={value!r}): NonFiniteError, not a usage error"
+        raise AssertionError(msg) from None
+    assert _finite(out), f"{entry}({arg}={value!r}) returned a non-finite result {out!r}"
+
+
+def _runner(entry, usable, counts):
+    @settings(max_examples=12, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(arg=st.sampled_from(usable), data=st.data())
+    def run(arg, data):
+        pool = TENSORS if arg in TENSOR_ARGS else SCALARS + TENSORS[:3]
+        value = data.draw(st.sampled_from(pool), label=arg)
+        _run_case(entry, arg, value, counts)
+
+    return run
+
+
+def test_every_public_entry_refuses_bad_inputs_by_name():
+    counts: Counter[str] = Counter()
+    for entry, (_, args) in ENTRIES.items():
+        method = entry.split(".")[-1]
+        _runner(entry, [a for a in args if (method, a) not in IGNORED], counts)()
+    total = sum(counts.values())
+    print(f"\nbad-input cases tried: {total} over {len(counts)} public entries")
+    for entry, n in sorted(counts.items()):
+        print(f"  {entry:28s} {n}")
+    assert len(counts) == len(ENTRIES)
+    assert total >= 300

@@ -1,0 +1,85 @@
+"""Robust-accuracy evaluation (problems.evaluation) of the reference run's model: fields,
+invariants, APGD, attack names and calibration."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import minimax
+from problems.evaluation import evaluate, expected_calibration_error, parse_attacks
+
+
+def test_evaluate_fields_and_invariants(data, reference) -> None:
+    model, _ = reference
+    x, y = data[1]
+    model.train()
+    result = evaluate(model, (x, y), eps=8 / 255, attacks="clean,pgd3,fgsm", restarts=2,
+                      batch_size=20)  # fmt: skip
+    assert model.training  # mode restored
+    assert result["n_examples"] == y.shape[0] and result["attacks"] == ["clean", "pgd3", "fgsm"]
+    assert set(result["robust_acc"]) == {"pgd3", "fgsm"}
+    assert result["worst_case_acc"] <= min(result["robust_acc"].values()) <= 1.0
+    assert result["worst_case_acc"] <= result["clean_acc"]
+    assert result["autoattack_first_two"] is None
+    for key in ("clean_ece", "adversarial_ece", "clean_confidence", "adversarial_confidence"):
+        assert 0.0 <= result[key] <= 1.0
+    json.dumps(result)
+    # deterministic under a seed
+    again = evaluate(model, (x, y), eps=8 / 255, attacks="clean,pgd3,fgsm", restarts=2,
+                     batch_size=20)  # fmt: skip
+    assert again["robust_acc"] == result["robust_acc"]
+    # eps = 0: every attack leaves the clean accuracy
+    zero = evaluate(model, (x, y), eps=0.0, attacks=["clean", "pgd2"])
+    assert zero["robust_acc"]["pgd2"] == zero["clean_acc"]
+
+
+def test_first_two_is_apgd_ce_and_targeted_apgd_t(data, reference) -> None:
+    """AutoAttack's first two attacks are APGD-CE and the targeted APGD-T, not APGD-DLR."""
+    assert parse_attacks("first-two") == ["apgd-ce", "apgd-t"] == list(minimax.SUITES["first-two"])
+    model, _ = reference
+    x, y = data[1]
+    untargeted = evaluate(model, (x[:16], y[:16]), eps=8 / 255, attacks="clean,apgd-ce5,apgd-dlr5")
+    assert untargeted["autoattack_first_two"] is None  # APGD-DLR is not one of the first two
+    result = evaluate(model, (x[:16], y[:16]), eps=8 / 255, attacks="clean,apgd-ce,apgd-t",
+                      dataset="cifar10")  # fmt: skip
+    both = result["autoattack_first_two"]
+    assert both is not None and both <= min(result["robust_acc"].values())
+    assert both == result["worst_case_acc"]  # the only two attacks that ran
+    assert result["suite"] == "first-two" and result["threat_model"] == "Linf"
+
+
+def test_evaluate_matches_the_library_and_writes_robustbench(data, reference) -> None:
+    """The standard suite by `minimax.evaluate` (cascade): the same robust accuracy, and a
+    RobustBench record in percentages with dataset, threat model and ε as RobustBench writes."""
+    model, _ = reference
+    x, y = data[1]
+    x = x[:12].float() / 255
+    y = y[:12]
+    result = evaluate(model, (x, y), eps=8 / 255, attacks="standard", cascade=True,
+                      dataset="cifar10", batch_size=8)  # fmt: skip
+    assert result["attacks"] == ["apgd-ce", "apgd-t", "square"] and result["suite"] == "standard"
+    library = minimax.evaluate(model, (x, y), eps=8 / 255, attacks="standard", batch_size=8)
+    assert result["worst_case_acc"] == library.robust_acc
+    assert result["robust_acc"] == library.per_attack
+    record = result["robustbench"]
+    assert record == minimax.robustbench_record(library, dataset="cifar10")
+    assert record["threat_model"] == "Linf" and record["eps"] == "8/255"
+    assert record["dataset"] == "cifar10"
+    assert record["autoattack_acc"] == f"{100 * library.robust_acc:.2f}"
+    assert record["clean_acc"] == f"{100 * result['clean_acc']:.2f}"
+
+
+def test_attack_names_and_ece() -> None:
+    assert parse_attacks("pgd20, clean,apgd-ce") == ["clean", "pgd20", "apgd-ce"]
+    assert parse_attacks("clean,standard,apgd-ce") == ["clean", "apgd-ce", "apgd-t", "square"]
+    assert parse_attacks("pgd,square1000") == ["pgd", "square1000"]  # registry names, steps
+    for bad in ("cw", "fgsm3", "pgd0", ""):
+        with pytest.raises(ValueError, match=r"unknown attack|no attack|at least 1"):
+            parse_attacks(bad)
+    conf = torch.tensor([0.9, 0.9, 0.6, 0.6])
+    correct = torch.tensor([True, False, True, True])
+    # bins: {0.9: acc 0.5} and {0.6: acc 1.0} → 0.5·0.4 + 0.5·0.4
+    assert expected_calibration_error(conf, correct) == pytest.approx(0.4)

@@ -1,0 +1,107 @@
+"""The layout of `problems`: no import cycle, and the registries that the CLI reads."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+
+from minimax import ATTACKS
+from problems.cli import build_parser
+from problems.data.datasets import DATASETS, ImageData, load_dataset
+from problems.demo.digits import RULES as DEMO_RULES
+from problems.evaluation import make_attack, parse_attacks
+from problems.models import MODELS, build_model
+from problems.threats import THREATS, make_perturbation
+from problems.training import RULES, build_rule
+from problems.training.rules import training_rules
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """The `problems` modules that ``path`` imports (anywhere in the file, lazily or not)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from problems.data import digits` imports the submodule problems.data.digits
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        found |= {n for n in names if n in modules}
+    return found
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` (a path that comes back to its start), or None."""
+    state: dict[str, int] = {}  # 1: on the stack, 2: done
+
+    def visit(node: str, stack: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt, [*stack, nxt])):
+                return found
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start, [start])):
+            return found
+    return None
+
+
+def test_problems_has_no_import_cycle() -> None:
+    paths = sorted((ROOT / "problems").rglob("*.py"))
+    modules = {_module_name(p) for p in paths}
+    graph = {_module_name(p): _imports(p, modules) - {_module_name(p)} for p in paths}
+    # a package's __init__ may re-export its submodules; a submodule importing its own package
+    # is the only edge that would close a loop, and _imports reports it
+    assert _cycle(graph) is None, " → ".join(_cycle(graph) or [])
+    assert _cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]  # the checker finds one
+
+
+def test_cli_choices_come_from_the_registries() -> None:
+    parser = build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
+    choices = {a.dest: a.choices for a in train._actions if a.choices is not None}
+    assert list(choices["dataset"]) == DATASETS.names()
+    assert list(choices["model"]) == MODELS.names()
+    assert list(choices["rule"]) == training_rules()
+    assert list(choices["threat"]) == THREATS.names()
+
+
+def test_every_registered_rule_model_attack_and_threat_builds() -> None:
+    for name in RULES.names():
+        assert callable(build_rule(name))
+    for name in MODELS.names():
+        model = build_model(name, norm="group", num_classes=3, image_size=16)
+        assert model(torch.rand(2, 3, 16, 16)).shape == (2, 3)
+    for name in THREATS.names():
+        assert make_perturbation(name, 0.1) is not None
+    for name in ["clean", *ATTACKS.names()]:
+        assert parse_attacks(name) == [name]
+        solver = make_attack(name, 0.1)
+        assert (solver is None) == (name == "clean")
+    assert make_attack("pgd2", 0.1).steps == 2  # type: ignore[union-attr]
+    assert set(DEMO_RULES) <= set(RULES.names())  # the demo compares registered rules
+    with pytest.raises(ValueError, match="unknown attack"):
+        parse_attacks("fgsm3")  # fgsm takes no step count
+
+
+def test_digits_dataset_from_the_registry(tmp_path: Path) -> None:
+    data = load_dataset("digits", tmp_path, seed=0)
+    assert isinstance(data, ImageData)
+    assert (data.in_channels, data.image_size, data.num_classes) == (1, 8, 10)
+    assert data.train[0].shape[0] + data.test[0].shape[0] == 1797
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        load_dataset("mnist", tmp_path)
