@@ -24,6 +24,7 @@ from minimax.gradients import (
     inner_products,
     per_example_gradients,
 )
+from minimax.gramian import per_example_gram, weighted_gradient
 from minimax.group_dro import GroupDRO
 from minimax.groups import WorstGroupProblem, adversarial_batch
 from minimax.inner import (
@@ -133,10 +134,12 @@ __all__ = [
     "model_mode",
     "nonfinite",
     "per_example_gradients",
+    "per_example_gram",
     "robustbench_record",
     "square_fraction",
     "targeted_dlr_loss",
     "threat_set",
     "toys",
+    "weighted_gradient",
     "write_robustbench",
 ]

@@ -12,8 +12,9 @@ of how the candidates were found.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -31,6 +32,8 @@ from minimax.gradients import (
     inner_products,
     per_example_gradients,
 )
+from minimax.gramian import METHODS as GRAMIAN_METHODS
+from minimax.gramian import batch_layerwise, per_example_layerwise, resolve_method
 from minimax.inner.base import Candidates
 from minimax.minnorm import MinNormResult, min_norm_product_weights, min_norm_weights
 from minimax.nonfinite import NonFiniteError
@@ -204,14 +207,26 @@ class MaxLoss(_SingleGradient):
 class GramVectors:
     """The vectors a `GramRule` weighs: n kept gradients in blocks, one simplex per block.
 
-    stack: name → [n, *p], the kept gradients, block after block;
+    stack: name → [n, *p], the kept gradients, block after block (this rank's, averaged over
+        ranks by the template); or None where the rule never forms them and gives instead
+    gram: K [n, n] float64 of the (global) gradients, and
+    direction: α [n] ↦ d = Σ α_i g_i, a dict shaped like θ (e.g. one weighted backward);
     sizes: the blocks' sizes (sum n; one block for a batch-level rule, one per example otherwise);
     layout: bool [m] or [B, m], where the kept gradients sit in `Direction.weights` (row-major).
     """
 
-    stack: dict[str, Tensor]
+    stack: dict[str, Tensor] | None
     sizes: list[int]
     layout: Tensor
+    gram: Tensor | None = None
+    direction: Callable[[Tensor], dict[str, Tensor]] | None = None
+
+    def __post_init__(self) -> None:
+        given = (self.stack is not None, self.gram is not None, self.direction is not None)
+        if given not in ((True, False, False), (False, True, True)):
+            raise ValueError(
+                "GramVectors takes either stack, or gram and direction (stack=None), not a mix"
+            )
 
 
 def block_certificate(k_alpha: Tensor, sizes: list[int]) -> Tensor:
@@ -228,7 +243,9 @@ class GramRule(Rule):
                        →  certificate Σ_blocks max_{i ∈ block} ⟨−d, g_i⟩ = −Σ min (Kα)_i
 
     A subclass defines `gradients` (which vectors, in which blocks) and `weigh` (α from K, with
-    its KKT residual in a `MinNormResult`); ``normalize=True`` returns d/‖d‖.
+    its KKT residual in a `MinNormResult`); ``normalize=True`` returns d/‖d‖. `gradients` may
+    return K and α ↦ d instead of the vectors (`GramVectors` with ``stack=None``): the rest of
+    the template, the checks and the certificate are the same.
     """
 
     normalize: bool = False
@@ -247,8 +264,13 @@ class GramRule(Rule):
         self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
     ) -> Direction:
         vectors = self.gradients(problem, params, batch, candidates)
-        stack = self.communicator.mean(vectors.stack, candidates.batch_size)  # over ranks
-        k = gram(stack)
+        direction: Callable[[Tensor], dict[str, Tensor]]  # α ↦ d = Σ α_i g_i
+        if vectors.stack is not None:
+            stack = self.communicator.mean(vectors.stack, candidates.batch_size)  # over ranks
+            k, direction = gram(stack), partial(combine, stack)
+        else:  # the rule formed K itself and forms d by its own means
+            assert vectors.gram is not None and vectors.direction is not None
+            k, direction = vectors.gram, vectors.direction
         if not bool(torch.isfinite(k).all()):  # the QP reads K on the host anyway: same sync
             raise NonFiniteError(
                 f"{self!r}: the candidate gradients are not finite (NaN or Inf in their Gram "
@@ -257,7 +279,7 @@ class GramRule(Rule):
             )
         result = self.weigh(k, vectors.sizes)
         alpha = result.weights
-        d = combine(stack, alpha)
+        d = direction(alpha)
         raw = block_certificate(k @ alpha, vectors.sizes)
         # ‖d‖ from the vector: √(αᵀKα) cannot resolve below ~1e-8 relative (cancellation)
         d, norm, cert = _normalized(d, raw, self.normalize)
@@ -281,20 +303,28 @@ class DDi(GramRule):
     Args:
         per_example: ``False`` (default): one weight per restart, the hull of the m batch-mean
             gradients (as in the paper). ``True``: the exact Danskin set of the batch loss, the
-            Minkowski sum of the per-example hulls; a QP over a product of B simplices. Needs the
-            m·B per-example gradients in memory.
+            Minkowski sum of the per-example hulls; a QP over a product of B simplices (see
+            ``gramian`` for how its m·B per-example Gramian is formed).
         tolerance: keep only ε-maximizers: candidates whose value is within τ of the best (per
             restart mean at batch level, per example otherwise). None keeps all.
         normalize: return d / ‖d‖ (the norm field keeps ‖d‖ before normalizing).
         reuse_scoring: take the m gradients by backpropagating through the inner solver's
             scoring forwards where it keeps them (saves m forwards per step; the m candidates'
-            activations then stay alive until the gradients are taken). Batch level only.
+            activations then stay alive until the gradients are taken). Batch level, materialized
+            only.
         method: the min-norm solver, a name in `minimax.minnorm.METHODS` (batch level).
-        memory_budget: bytes the per-example gradients may take before an error suggests
-            ``per_example=False``.
+        memory_budget: bytes the materialized per-example gradients may take before an error
+            suggests ``per_example=False`` (the layerwise Gramian never forms them).
+        gramian: how K and d are formed (`minimax.gramian`, docs/per-example.md).
+            ``"layerwise"``: K layer by layer from one forward + backward over the m·B candidate
+            rows, d by one weighted backward, never holding m·B (per example) or m (batch level)
+            full gradients. ``"materialized"``: the gradients themselves (the reference).
+            ``"auto"`` (default): layerwise per example when every parameterised module has a
+            layer rule; materialized at batch level, where it measured faster.
 
     Under data parallelism (`minimax.distributed.data_parallel`) the m batch-level gradients
-    are averaged over ranks in one collective before K; per-example DDi is refused there.
+    are averaged over ranks in one collective before K; per-example DDi and batch-level
+    ``gramian="layerwise"`` are refused there.
     """
 
     data_parallel = True
@@ -308,12 +338,14 @@ class DDi(GramRule):
         reuse_scoring: bool = True,
         method: str = "wolfe",
         memory_budget: int = 2 * 1024**3,
+        gramian: str = "auto",
     ) -> None:
         if tolerance is not None:
             tolerance = checks.real_number("tolerance", tolerance, nonnegative=True)
         self.per_example = per_example
-        # per-example gradients need their own Jacobian: no reuse there
-        self.reuse_scoring = reuse_scoring and not per_example
+        self.gramian = checks.choice("gramian", gramian, GRAMIAN_METHODS)
+        # per-example gradients and the layerwise pass need their own forward: no reuse there
+        self.reuse_scoring = reuse_scoring and not per_example and gramian != "layerwise"
         self.tolerance = tolerance
         self.normalize = normalize
         self.method = method
@@ -325,10 +357,12 @@ class DDi(GramRule):
             opts.append(f"tolerance={self.tolerance:g}")
         if self.normalize:
             opts.append("normalize=True")
-        if not self.reuse_scoring and not self.per_example:
+        if not self.reuse_scoring and not self.per_example and self.gramian != "layerwise":
             opts.append("reuse_scoring=False")
         if self.method != "wolfe":
             opts.append(f"method={self.method!r}")
+        if self.gramian != "auto":
+            opts.append(f"gramian={self.gramian!r}")
         return f"DDi({', '.join(opts)})"
 
     def weigh(self, gram_matrix: Tensor, sizes: list[int]) -> MinNormResult:
@@ -346,6 +380,16 @@ class DDi(GramRule):
             means = self.communicator.batch_means(candidates.values)
             keep = (means >= means.max() - self.tolerance).cpu()
         idx = torch.nonzero(keep).flatten()
+        if self.gramian == "layerwise":
+            if self.communicator.active:
+                raise ValueError(
+                    "DDi(gramian='layerwise') is not data-parallel: K of the global batch-mean "
+                    "gradients needs cross-rank inner products that per-rank Gramians lack. Use "
+                    "gramian='auto' or 'materialized' under torch.distributed"
+                )
+            deltas = candidates.deltas[idx.to(candidates.deltas.device)]
+            k, direction = batch_layerwise(problem, params, batch, deltas, repr(self))
+            return GramVectors(None, [len(idx)], keep, gram=k, direction=direction)
         if candidates.graph is not None:  # backward through the scoring forward of each
             grads = graph_gradients(problem, candidates.graph, idx.tolist())
         else:
@@ -355,7 +399,6 @@ class DDi(GramRule):
     def _per_example(
         self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
     ) -> GramVectors:
-        m, b = candidates.m, candidates.batch_size
         if self.communicator.active:
             raise ValueError(
                 "DDi(per_example=True) is not data-parallel: its QP couples the m·B per-example "
@@ -371,27 +414,45 @@ class DDi(GramRule):
                 "use DDi(per_example=False), ModuleProblem(..., batchnorm='eval'), or a model "
                 "without BatchNorm (e.g. GroupNorm)"
             )
+        values = candidates.values.T  # [B, m]; blocks are examples
+        if self.tolerance is not None:  # keep each example's ε-maximizers
+            mask = values >= values.max(dim=1, keepdim=True).values - self.tolerance
+        else:
+            mask = torch.ones_like(values, dtype=torch.bool)
+        sizes = [int(s) for s in mask.sum(dim=1).tolist()]
+        if resolve_method(self.gramian, problem, params) == "layerwise":
+            k, direction = per_example_layerwise(
+                problem, params, batch, candidates.deltas, mask, repr(self)
+            )
+            return GramVectors(None, sizes, mask, gram=k, direction=direction)
+        return GramVectors(
+            self._materialized(problem, params, batch, candidates, mask), sizes, mask
+        )
+
+    def _materialized(
+        self,
+        problem: Problem,
+        params: Mapping[str, Tensor],
+        batch: Batch,
+        candidates: Candidates,
+        mask: Tensor,
+    ) -> dict[str, Tensor]:
+        """The reference: the kept per-example gradients [n, *p], ordered (example, candidate)."""
+        m, b = candidates.m, candidates.batch_size
         numel = sum(v.numel() for v in params.values())
         need = m * b * numel * next(iter(params.values())).element_size()
         if need > self.memory_budget:
             raise MemoryError(
                 f"per-example DDi needs {_bytes(need)} of per-example gradients "
                 f"(m={m} × B={b} × {numel} parameters), over the budget of "
-                f"{_bytes(self.memory_budget)}: use DDi(per_example=False), a smaller "
-                "batch, or raise memory_budget"
+                f"{_bytes(self.memory_budget)}: use DDi(per_example=False), "
+                "gramian='layerwise', a smaller batch, or raise memory_budget"
             )
         grads = per_example_gradients(problem, params, batch, candidates.deltas)  # [m, B, *p]
-        # Blocks are examples: reorder to [B, m, *p] and keep each example's ε-maximizers.
-        grads = {k: v.transpose(0, 1) for k, v in grads.items()}
-        values = candidates.values.T  # [B, m]
-        if self.tolerance is not None:
-            mask = values >= values.max(dim=1, keepdim=True).values - self.tolerance
-        else:
-            mask = torch.ones_like(values, dtype=torch.bool)
-        flat_mask = mask.reshape(-1)
-        kept = {k: v.reshape(b * m, *v.shape[2:])[flat_mask] for k, v in grads.items()}
-        sizes = [int(s) for s in mask.sum(dim=1).tolist()]
-        return GramVectors(kept, sizes, mask)
+        flat_mask = mask.reshape(-1)  # reorder to [B·m, *p] (example, candidate), keep the mask
+        return {
+            k: v.transpose(0, 1).reshape(b * m, *v.shape[2:])[flat_mask] for k, v in grads.items()
+        }
 
 
 RULES: Registry[Rule] = Registry("rule")

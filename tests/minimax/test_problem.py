@@ -78,7 +78,7 @@ def test_bad_inputs_have_clear_errors():
             None,
             toy.batch,
             mm.PGD(1, 0.1, restarts=2),
-            mm.DDi(per_example=True, memory_budget=10),
+            mm.DDi(per_example=True, memory_budget=10, gramian="materialized"),
         )
     with pytest.raises(ValueError, match="per-example values"):
         fp = mm.FunctionProblem(
