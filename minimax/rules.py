@@ -7,6 +7,10 @@ of how the candidates were found.
 - `MaxLoss`: the gradient at each example's worst restart (the equal-compute baseline).
 - `DDi`: the minimum-norm element of the hull of the candidate gradients (Danskin's Descent
   Direction), batch-level or per example.
+
+About 470 lines, over the project's ~400: `Direction`, `Rule`, the `GramRule` template and the
+three rules read together as one concept (a rule is a few lines over the template, and `RULES`
+sits beside them); splitting `DDi` off would separate the template from its only full user.
 """
 
 from __future__ import annotations
