@@ -116,11 +116,21 @@ def _one_hot(index: Tensor, m: int) -> Tensor:
 
 
 def _normalized(
-    d: dict[str, Tensor], cert: Tensor | None, normalize: bool
+    d: dict[str, Tensor], cert: Tensor | None, normalize: bool, scale: Tensor | None = None
 ) -> tuple[dict[str, Tensor], Tensor, Tensor | None]:
-    """(d or d/‖d‖, ‖d‖, certificate rescaled alike); ‖d‖ is the norm of the vector itself."""
+    """(d or d/‖d‖, ‖d‖, certificate rescaled alike); ‖d‖ is the norm of the vector itself.
+
+    ``scale``: the size of the vectors d was combined from (Σ_blocks max_i ‖g_i‖). A d at the
+    rounding level of that scale (‖d‖ ≤ 8·u·scale, u the unit roundoff of d's dtype) is
+    numerically 0, a stationary point: ``normalize`` leaves it as it is rather than turning the
+    rounding noise into a unit step.
+    """
     norm = flat_norm(d)
-    if normalize and float(norm) > 0:
+    floor = 0.0
+    if scale is not None and d:
+        u = torch.finfo(next(iter(d.values())).dtype).eps
+        floor = 8 * u * float(scale)
+    if normalize and float(norm) > floor:
         d = {k: v / norm.to(v.dtype) for k, v in d.items()}
         cert = None if cert is None else cert / norm
     return d, norm, cert
@@ -286,7 +296,8 @@ class GramRule(Rule):
         d = direction(alpha)
         raw = block_certificate(k @ alpha, vectors.sizes)
         # ‖d‖ from the vector: √(αᵀKα) cannot resolve below ~1e-8 relative (cancellation)
-        d, norm, cert = _normalized(d, raw, self.normalize)
+        scale = k.diagonal().clamp_min(0).sqrt().max() * len(vectors.sizes)
+        d, norm, cert = _normalized(d, raw, self.normalize, scale)
         layout = vectors.layout
         weights = torch.zeros(layout.numel(), dtype=torch.float64, device=alpha.device)
         weights[layout.reshape(-1).to(alpha.device)] = alpha

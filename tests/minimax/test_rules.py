@@ -179,3 +179,22 @@ def test_normalize_returns_unit_vector():
     assert float(d.norm) == pytest.approx(2.0)
     d, _ = _direction(toy, mm.PGD(10, 0.1, restarts=1, seed=0), mm.Danskin(normalize=True))
     assert float(sum((v**2).sum() for v in d.vector.values())) == pytest.approx(1.0)
+
+
+def test_normalize_leaves_a_direction_at_the_rounding_level_alone():
+    """A d whose norm is at the rounding level of its gradients is numerically 0 (a stationary
+    point): normalize=True must not turn that noise into a unit step."""
+    g = torch.tensor([[0.0, 2.0], [1e-16, -2.0]], dtype=torch.float64)  # tied, opposite
+
+    def fn(params, delta, batch):  # g_i = ∇θ ⟨θ, g_i⟩ at the vertex e_i of the simplex
+        return (delta @ g @ params["theta"]).reshape(1)
+
+    problem = mm.FunctionProblem(fn, {"theta": torch.zeros(2, dtype=torch.float64)},
+                                 mm.Simplex(2), event_shape=(2,))  # fmt: skip
+    cands = mm.Enumerate()(problem, problem.parameters(), None)
+    d = mm.DDi(normalize=True)(problem, problem.parameters(), None, cands)
+    assert float(mm.flat_norm(d.vector)) < 1e-12 and float(d.norm) < 1e-12
+    far = torch.tensor([[0.0, 2.0], [1.0, -2.0]], dtype=torch.float64)  # a real direction
+    g.copy_(far)
+    d = mm.DDi(normalize=True)(problem, problem.parameters(), None, cands)
+    assert float(mm.flat_norm(d.vector)) == pytest.approx(1.0)

@@ -383,3 +383,16 @@ def test_a_signal_during_a_digits_run_stops_the_whole_demo(tmp_path, monkeypatch
     monkeypatch.setattr(demo_digits, "_train", interrupted)
     with pytest.raises(KeyboardInterrupt, match="interrupted while training"):
         demo_digits.run_digits(DemoSettings.quick(), [0], 0.1, tmp_path, lambda label: None)
+
+
+def test_normalized_ddi_never_goes_up_on_the_counterexample() -> None:
+    """The paper's claim as the demo measures it: 20 normalized DDi steps from (1, 0) never raise
+    φ and reach its minimum 1. Near the minimum d is rounding noise (‖d‖ ~ 1e-16); normalizing
+    it into a unit step went up 5 times before `_normalized` learned the rounding floor."""
+    from problems.demo.common import DemoSettings
+    from problems.demo.counterexample import run_counterexample
+
+    ce = run_counterexample(DemoSettings.full(), 0)
+    assert ce["ddi"]["went_up_steps"] == 0
+    assert ce["ddi"]["final_phi"] == pytest.approx(1.0, abs=1e-12)
+    assert ce["danskin"]["went_up_steps"] > 0  # the single-gradient rule does go up
