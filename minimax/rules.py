@@ -296,7 +296,9 @@ class GramRule(Rule):
         d = direction(alpha)
         raw = block_certificate(k @ alpha, vectors.sizes)
         # ‖d‖ from the vector: √(αᵀKα) cannot resolve below ~1e-8 relative (cancellation)
-        scale = k.diagonal().clamp_min(0).sqrt().max() * len(vectors.sizes)
+        scale = None  # the rounding floor of normalize: only computed when normalizing
+        if self.normalize:
+            scale = k.diagonal().clamp_min(0).sqrt().max() * len(vectors.sizes)
         d, norm, cert = _normalized(d, raw, self.normalize, scale)
         layout = vectors.layout
         weights = torch.zeros(layout.numel(), dtype=torch.float64, device=alpha.device)
