@@ -11,7 +11,8 @@ Measures, on CIFAR-shaped random data (3×32×32 in [0, 1], 10 classes):
    CUDA when present (skipped otherwise, and said so);
 2. the PGD attack's throughput, `minimax.PGD` through `minimax.ModuleProblem` against a plain
    textbook loop (requires_grad, loss, backward, sign step, clamp) on the same model and batch,
-   timed side by side in interleaved repetitions (medians); ratio = textbook time / minimax time;
+   timed side by side in interleaved repetitions (medians); ratio = textbook time / minimax time,
+   also as the median of per-repetition (paired) ratios with a 95% sign-test interval;
 3. on CUDA: the estimated time of one CIFAR-10 epoch (50 000 images) of PGD-AT and DDi (m = 10)
    with ResNet-18, from the measured steps.
 
@@ -163,7 +164,12 @@ def bench_attack(
             times[name].append(time.perf_counter() - t0)
     mm, tb = statistics.median(times["minimax"]), statistics.median(times["textbook"])
     sc = statistics.median(times["scored"])
+    bare = paired_ratio(times["textbook"], times["minimax"])
+    same = paired_ratio(times["scored"], times["minimax"])
     return {
+        "paired_ratio": bare["median"], "paired_ratio_interval": bare["interval"],
+        "paired_ratio_same_work": same["median"],
+        "paired_ratio_same_work_interval": same["interval"],
         "model": model_name, "pgd_steps": steps, "batch": batch, "reps": reps,
         "minimax_seconds": mm, "textbook_seconds": tb, "ratio": tb / mm,
         "textbook_scored_seconds": sc, "ratio_same_work": sc / mm,
@@ -173,6 +179,21 @@ def bench_attack(
         "minimax_images_per_second": batch / mm, "textbook_images_per_second": batch / tb,
         "device": str(device),
     }  # fmt: skip
+
+
+def paired_ratio(reference: list[float], ours: list[float]) -> dict[str, Any]:
+    """Median of the per-repetition ratios reference / ours (each pair ran back to back, so a
+    load change on this shared machine hits both) and a 95% distribution-free interval for that
+    median: order statistics whose binomial coverage is ≥ 95% (the sign-test interval)."""
+    from scipy.stats import binom
+
+    ratios = sorted(r / o for r, o in zip(reference, ours))
+    n = len(ratios)
+    k = int(binom.ppf(0.025, n, 0.5))  # P(Bin(n, ½) ≤ k − 1) ≤ 2.5%
+    while k > 0 and binom.cdf(k - 1, n, 0.5) > 0.025:
+        k -= 1
+    low, high = (ratios[k - 1], ratios[n - k]) if k >= 1 else (ratios[0], ratios[-1])
+    return {"median": statistics.median(ratios), "interval": [low, high], "n": n}
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -190,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restarts", "-m", type=int, default=4, help="m on CPU (default 4)")
     parser.add_argument("--attack-only", action="store_true",
                         help="only the PGD attack against the textbook loop (section 2)")
+    parser.add_argument("--attack-reps", type=int, default=None,
+                        help="repetitions of the attack comparison (default 19; 7 quick)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: steadier timings on a shared CPU)")
     args = parser.parse_args(argv)
@@ -212,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         "small_cnn", [("PGD-AT", 1), ("PGD-AT", m), ("MaxLoss", m), ("DDi", m)], steps=7,
         batch=batch, reps=reps, device=cpu,
     )  # fmt: skip
-    attack = [bench_attack("small_cnn", steps=10, batch=batch, reps=2 * reps + 1, device=cpu)]
+    attack_reps = args.attack_reps or 2 * reps + 1
+    attack = [bench_attack("small_cnn", steps=10, batch=batch, reps=attack_reps, device=cpu)]
     cuda: dict[str, Any] | None = None
     if torch.cuda.is_available() and not args.attack_only:
         gpu = torch.device("cuda")
@@ -240,9 +264,14 @@ def main(argv: list[str] | None = None) -> int:
     print(_table(
         [[a["model"], a["device"], a["pgd_steps"], a["batch"], f"{a['textbook_seconds']:.3f}",
           f"{a['textbook_scored_seconds']:.3f}", f"{a['minimax_seconds']:.3f}",
-          f"{a['ratio']:.2f}×", f"{a['ratio_same_work']:.2f}×"] for a in attack],
+          f"{a['ratio']:.2f}×", f"{a['ratio_same_work']:.2f}×",
+          "{:.3f}× [{:.3f}, {:.3f}]".format(a["paired_ratio"], *a["paired_ratio_interval"]),
+          "{:.3f}× [{:.3f}, {:.3f}]".format(
+              a["paired_ratio_same_work"], *a["paired_ratio_same_work_interval"])]
+         for a in attack],
         ["model", "device", "PGD steps", "batch", "textbook s", "textbook+score s",
-         "minimax.PGD s", "textbook / minimax", "textbook+score / minimax"],
+         "minimax.PGD s", "textbook / minimax", "textbook+score / minimax",
+         "paired textbook / minimax [95%]", "paired textbook+score / minimax [95%]"],
     ))  # fmt: skip
     if cuda:
         print()

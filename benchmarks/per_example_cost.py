@@ -6,14 +6,16 @@ autograd saves per example, it applies the formulas of docs/per-example.md (the 
 
 - passes: Gram pass 2F·n (forward + input-gradient backward), weighted pass ≤ 3F·n, against a
   batch-level DDi step's 3F·m·B·(k + 1) (PGD-k and m gradients);
-- layer work: Σ_ℓ min(n² L² (D + C), n L C D ρ + n² C D) multiply-adds (float64 products);
+- layer work: Σ_ℓ min(n² L² (D + C), n L C D ρ + n² C D) multiply-adds, in the model's dtype
+  (float32 here; the partial sums add up in float64, a negligible n² share);
 - memory: n·A activations (A per example), K (8n² bytes), one layer block (≤ budget);
   the materialized reference holds n·P gradients, batch-level DDi m·P.
 
-Times on paper assume the sustained throughputs given (defaults: FP32 19.5 and FP64 9.7 TFLOP/s,
-an A100's peak; real kernels reach a fraction of it).
+Times on paper assume the sustained FP32 throughput given (default 19.5 TFLOP/s, an A100's
+peak; real kernels reach a fraction of it).
 
 Run: ./run python benchmarks/per_example_cost.py [--sizes 16:4,64:10,128:10]
+     [--docs docs/per-example.md]
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def saved_bytes_per_example(model: nn.Module, x: torch.Tensor) -> float:
 
 
 def model_cost(layers: list[dict], n: int, budget: int, itemsize: int = 4) -> dict:
-    """Multiply-adds of the layer work (float64), forward MACs per example, parameters."""
+    """Multiply-adds of the layer work, forward MACs per example, parameters."""
     work, forward, params, ghost_layers = 0.0, 0.0, 0, 0
     for ly in layers:
         if "numel" in ly:
@@ -130,6 +132,76 @@ def model_cost(layers: list[dict], n: int, budget: int, itemsize: int = 4) -> di
     }
 
 
+def cost_rows(
+    model_name: str, sizes: list[tuple[int, int]], pgd_steps: int, fp32_tflops: float
+) -> tuple[list[dict], list[dict], float]:
+    """(one row per (B, m) of the cost model, the layer shapes, bytes saved per example)."""
+    torch.manual_seed(0)
+    model = build_model(model_name, activation="celu", norm="group")
+    x = torch.rand(2, 3, 32, 32)
+    layers = layer_shapes(model, x[:1])
+    act = saved_bytes_per_example(model, x)
+    budget = Plan().budget
+    gib = 1024**3
+    rows = []
+    for b, m in sizes:
+        n = b * m
+        c = model_cost(layers, n, budget)
+        fwd = 2 * c["forward_mac"]  # flops of one example's forward; fwd + bwd ≈ 3 fwd
+        passes_flop = fwd * n * (2 + 3)  # Gram pass 2F, weighted pass ≤ 3F
+        batch_step_flop = 3 * fwd * b * m * (pgd_steps + 1)  # PGD-k + m gradients
+        rows.append({
+            "B": b, "m": m, "n": n, "params": c["params"],
+            "ghost_layers": f"{c['ghost_layers']}/{c['weight_layers']}",
+            "batch_level_step_tflop": batch_step_flop / 1e12,
+            "batch_level_step_on_paper_s": batch_step_flop / (fp32_tflops * 1e12),
+            "passes_tflop": passes_flop / 1e12,
+            "layer_work_tflop": 2 * c["layer_work_mac"] / 1e12,
+            "extra_time_on_paper_s": (passes_flop + 2 * c["layer_work_mac"]) / (fp32_tflops * 1e12),
+            "activations_gib": n * act / gib,
+            "gram_gib": 8 * n * n / gib,
+            "block_gib": budget / gib,
+            "chunked_store_gib": n * 4 * sum(ly["store"] for ly in layers) / gib,
+            "materialized_gradients_gib": n * c["params"] * 4 / gib,
+            "batch_level_gradients_gib": m * c["params"] * 4 / gib,
+        })  # fmt: skip
+    return rows, layers, act
+
+
+def markdown(rows: list[dict], pgd_steps: int) -> str:
+    """The table docs/per-example.md shows (between its ``cost:table`` markers)."""
+    header = [
+        "B", "m", "n = mB", "ghost layers",
+        f"batch-level DDi step, PGD-{pgd_steps} (TFLOP, on paper)",
+        "per-example passes (TFLOP)", "layer rules (TFLOP)", "per-example extra on paper",
+        "activations n·A (GiB)", "K (GiB)", "one block (GiB)",
+        "materialized gradients (GiB)", "batch-level gradients (GiB)",
+    ]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = [
+            str(r["B"]), str(r["m"]), str(r["n"]), r["ghost_layers"],
+            f"{r['batch_level_step_tflop']:.3g} ({r['batch_level_step_on_paper_s']:.2g} s)",
+            f"{r['passes_tflop']:.3g}", f"{r['layer_work_tflop']:.3g}",
+            f"{r['extra_time_on_paper_s']:.2g} s", f"{r['activations_gib']:.3g}",
+            f"{r['gram_gib']:.2g}", f"{r['block_gib']:.3g}",
+            f"{r['materialized_gradients_gib']:.3g}", f"{r['batch_level_gradients_gib']:.3g}",
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+MARKERS = ("<!-- cost:table -->", "<!-- /cost:table -->")
+
+
+def write_docs(path: Path, table: str) -> None:
+    """Replace the block between the `MARKERS` of ``path`` with ``table``."""
+    text = path.read_text()
+    head, rest = text.split(MARKERS[0], 1)
+    _, tail = rest.split(MARKERS[1], 1)
+    path.write_text(f"{head}{MARKERS[0]}\n{table}\n{MARKERS[1]}{tail}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -138,52 +210,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="16:4,64:10,128:10", help="B:m,...")
     ap.add_argument("--pgd-steps", type=int, default=10, help="inner PGD steps (for the step)")
     ap.add_argument("--fp32-tflops", type=float, default=19.5)
-    ap.add_argument("--fp64-tflops", type=float, default=9.7)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "per_example_cost.json"))
+    ap.add_argument("--docs", type=Path, default=None,
+                    help="also write the table into this page's cost:table block "
+                    "(docs/per-example.md)")  # fmt: skip
     args = ap.parse_args(argv)
-    torch.manual_seed(0)
-    model = build_model(args.model, activation="celu", norm="group")
-    x = torch.rand(2, 3, 32, 32)
-    layers = layer_shapes(model, x[:1])
-    act = saved_bytes_per_example(model, x)
-    budget = Plan().budget
-    rows = []
-    for spec in args.sizes.split(","):
-        b, m = (int(v) for v in spec.split(":"))
-        n = b * m
-        c = model_cost(layers, n, budget)
-        fwd = 2 * c["forward_mac"]  # flops of one example's forward; fwd + bwd ≈ 3 fwd
-        passes_flop = fwd * n * (2 + 3)  # Gram pass 2F, weighted pass ≤ 3F
-        batch_step_flop = 3 * fwd * b * m * (args.pgd_steps + 1)  # PGD-k + m gradients
-        gib = 1024**3
-        row = {
-            "B": b,
-            "m": m,
-            "n": n,
-            "params": c["params"],
-            "ghost_layers": f"{c['ghost_layers']}/{c['weight_layers']}",
-            "batch_level_step_tflop": batch_step_flop / 1e12,
-            "batch_level_step_on_paper_s": batch_step_flop / (args.fp32_tflops * 1e12),
-            "passes_tflop": passes_flop / 1e12,
-            "layer_work_tflop": 2 * c["layer_work_mac"] / 1e12,
-            "extra_time_on_paper_s": passes_flop / (args.fp32_tflops * 1e12)
-            + 2 * c["layer_work_mac"] / (args.fp64_tflops * 1e12),
-            "activations_gib": n * act / gib,
-            "gram_gib": 8 * n * n / gib,
-            "block_gib": budget / gib,
-            "chunked_store_gib": n * 4 * sum(ly["store"] for ly in layers) / gib,
-            "materialized_gradients_gib": n * c["params"] * 4 / gib,
-            "batch_level_gradients_gib": m * c["params"] * 4 / gib,
-        }
-        rows.append(row)
+    sizes = [(int(b), int(m)) for b, m in (spec.split(":") for spec in args.sizes.split(","))]
+    rows, layers, act = cost_rows(args.model, sizes, args.pgd_steps, args.fp32_tflops)
     print(
         f"{args.model}: {len(layers)} parameterised layers, {act / 2**20:.2f} MiB saved per "
-        f"example; on paper at {args.fp32_tflops} FP32 / {args.fp64_tflops} FP64 TFLOP/s"
+        f"example; on paper at {args.fp32_tflops} FP32 TFLOP/s"
     )
-    keys = list(rows[0])
-    print(" ".join(f"{k:>14}" for k in keys))
-    for r in rows:
-        print(" ".join(f"{v:>14.4g}" if isinstance(v, float) else f"{v!s:>14}" for v in r.values()))
+    table = markdown(rows, args.pgd_steps)
+    print(table)
+    if args.docs is not None:
+        write_docs(args.docs, table)
+        print(f"wrote the table into {args.docs}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
@@ -192,7 +234,6 @@ def main(argv: list[str] | None = None) -> int:
                 "model": args.model,
                 "saved_bytes_per_example": act,
                 "fp32_tflops": args.fp32_tflops,
-                "fp64_tflops": args.fp64_tflops,
                 "layers": layers,
                 "rows": rows,
             },

@@ -1,4 +1,4 @@
-"""Float64 Gram blocks of n rows, in row blocks that fit a byte budget.
+"""Gram blocks of n rows, accumulated in float64, in row blocks that fit a byte budget.
 
 Two primitives the layer rules share:
 
@@ -19,19 +19,29 @@ from torch import Tensor
 
 ACC = torch.float64
 RowGrads = Callable[[int, int], Tensor]
+SLICE = 2**16  # columns (or positions) summed in the working dtype before a float64 accumulation
+
+
+def work_dtype(t: Tensor) -> torch.dtype:
+    """The dtype products are formed in: float64 for float64 inputs (exact to ~1e-16), else
+    float32 (the gradients themselves carry float32 rounding; each partial sum covers at most
+    `SLICE` terms and partial sums add up in float64, so K's error stays at that level)."""
+    return ACC if t.dtype == ACC else torch.float32
 
 
 def gram64(g: Tensor, h: Tensor | None = None, budget: int = 2**26) -> Tensor:
-    """g hᵀ in float64 for g [n, p], h [k, p] (h = g by default), in column slices so that the
-    float64 copies stay under ``budget`` bytes."""
+    """g hᵀ accumulated in float64 for g [n, p], h [k, p] (h = g by default): column slices of
+    at most `SLICE` columns, each multiplied in `work_dtype`, with copies under ``budget`` bytes."""
     other = g if h is None else h
     n, p = g.shape
-    cols = max(1, budget // (8 * (n + other.shape[0])))
+    dtype = work_dtype(g)
+    itemsize = torch.finfo(dtype).bits // 8
+    cols = max(1, min(SLICE, budget // (itemsize * (n + other.shape[0]))))
     out = torch.zeros(n, other.shape[0], dtype=ACC, device=g.device)
     for c in range(0, p, cols):
-        a = g[:, c : c + cols].to(ACC)
-        b = a if h is None else other[:, c : c + cols].to(ACC)
-        out += a @ b.T
+        a = g[:, c : c + cols].to(dtype)
+        b = a if h is None else other[:, c : c + cols].to(dtype)
+        out += (a @ b.T).to(ACC)
     return out
 
 
@@ -79,24 +89,30 @@ def ghost_gram(
     Row blocks keep the [|I|·L, |J|·L] position products under ``budget`` bytes.
     """
     n, positions = v.shape[:2]
-    blk = max(1, min(n, math.isqrt(max(1, budget // (8 * 2 * positions * positions)))))
+    dtype = work_dtype(v)
+    itemsize = torch.finfo(dtype).bits // 8
+    blk = max(1, min(n, math.isqrt(max(1, budget // (itemsize * 2 * positions * positions)))))
     get = u if callable(u) else (lambda s, t: u[s:t])
+    if same is None:  # u holds features to multiply (ids for ``same`` stay as they are)
+        raw = get
+        get = lambda s, t: raw(s, t).to(dtype)  # noqa: E731
     k = torch.zeros(n, n, dtype=ACC, device=v.device)
     starts = list(range(0, n, blk))
     for s in starts:
-        ui = get(s, min(n, s + blk)).to(ACC)
-        vi = v[s : s + blk].to(ACC)
+        ui = get(s, min(n, s + blk))
+        vi = v[s : s + blk].to(dtype)
         for t in starts:
             if t < s:
                 continue
-            uj = ui if t == s else get(t, min(n, t + blk)).to(ACC)
-            vj = vi if t == s else v[t : t + blk].to(ACC)
+            uj = ui if t == s else get(t, min(n, t + blk))
+            vj = vi if t == s else v[t : t + blk].to(dtype)
             if same is None:
                 uu = ui.reshape(-1, ui.shape[-1]) @ uj.reshape(-1, uj.shape[-1]).T
             else:
-                uu = same(ui, uj)
+                uu = same(ui, uj).to(dtype)
             vv = vi.reshape(-1, vi.shape[-1]) @ vj.reshape(-1, vj.shape[-1]).T
-            block = (uu * vv).reshape(len(ui), positions, len(uj), positions).sum((1, 3))
+            pairs = (uu * vv).reshape(len(ui), positions, len(uj), positions)
+            block = pairs.sum((1, 3), dtype=ACC)  # the position pairs add up in float64
             k[s : s + blk, t : t + blk] = block
             if t != s:
                 k[t : t + blk, s : s + blk] = block.T

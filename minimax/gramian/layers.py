@@ -196,7 +196,7 @@ def embedding_rule(module: nn.Module, a: Tensor, b: Tensor, wanted: set[str], pl
     if plan.choose("Embedding", ghost, mat) == "ghost":
 
         def same(ui: Tensor, uj: Tensor) -> Tensor:
-            return (ui.reshape(-1, 1) == uj.reshape(1, -1)).to(ACC)
+            return (ui.reshape(-1, 1) == uj.reshape(1, -1)).to(v.dtype)
 
         return ghost_gram(lambda s, t: ids[s:t].unsqueeze(-1), v, plan.budget, same)
 

@@ -152,12 +152,17 @@ class Problem(ABC):
     ) -> tuple[Tensor, Tensor]:
         """g and ∇_δ g at deltas [*lead, B, *event]: values [*lead, B] (detached) and the
         gradient of their sum, shaped like deltas. One forward and one backward per candidate."""
-        d = deltas.detach().requires_grad_(True)
+        shape = self.delta_shape(batch)
+        self._check_delta(deltas, shape)
+        lead = deltas.shape[: deltas.ndim - len(shape)]
+        # One candidate: its δ [B, *event] is the leaf (no select/stack in the graph to undo).
+        d = (deltas.reshape(shape) if math.prod(lead) == 1 else deltas).detach()
+        d.requires_grad_(True)
         with torch.enable_grad():
             v = self.values(params, d, batch)
             (g,) = torch.autograd.grad(v.sum(), d)
-        self.passes.add(backward=math.prod(v.shape[:-1]))
-        return v.detach(), g
+        self.passes.add(backward=math.prod(lead))
+        return v.detach().reshape(*lead, shape[0]), g.reshape(deltas.shape)
 
     def _check_delta(self, deltas: Tensor, shape: torch.Size) -> None:
         if not isinstance(deltas, Tensor):

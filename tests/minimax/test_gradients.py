@@ -96,6 +96,7 @@ def test_batchnorm_per_restart_gradients_equal_separate_forwards():
 
 
 def test_per_example_ddi_refuses_coupled_batchnorm():
+    torch.manual_seed(0)
     net = _BNNet().train()
     x, y = torch.randn(8, 3), torch.randint(0, 3, (8,))
     problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1))
@@ -105,7 +106,9 @@ def test_per_example_ddi_refuses_coupled_batchnorm():
     ev = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1), batchnorm="eval")
     d, _ = mm.descent_direction(ev, None, (x, y), mm.PGD(2, 0.05, restarts=2),
                                 mm.DDi(per_example=True))
-    assert float(d.certificate) <= -float(d.norm) ** 2 + 1e-8
+    # a float32 model: K and ‖d‖ carry float32 rounding, so they agree to that (not to 1e-8)
+    norm2 = float(d.norm) ** 2
+    assert float(d.certificate) <= -norm2 + 1e-5 * norm2
 
 
 def test_unseeded_solvers_leave_the_global_rng_alone():

@@ -237,6 +237,36 @@ def test_models_gram_direction_and_certificate(name):
         assert float(new.certificate) == pytest.approx(float(ref.certificate), rel=1e-7)
 
 
+def test_float32_models_get_float32_products_and_a_float64_sum():
+    """A float32 model's products are formed in float32 (its gradients carry float32 rounding
+    anyway) and summed in float64: K stays within float32 rounding of the float64 Gramian of the
+    same model, on every plan, and DDi's certificate still holds up to that rounding."""
+    torch.manual_seed(0)
+    model = build_model(
+        "small_cnn", norm="group", activation="celu", width=8, image_size=8, num_classes=3
+    )
+    x64, y = _image_batch(4, 3, 8, 1)
+    d64 = _deltas(3, x64, 2)
+    double = _problem(model)  # the model in float64 (cast in place)
+    exact = per_example_gram(double, double.parameters(), (x64, y), d64, None, "materialized")
+    single = mm.ModuleProblem(model.float(), perturbation=mm.LinfBall(0.1))  # back to float32
+    x, deltas = x64.float(), d64.float()
+    scale = float(exact.abs().max())
+    for plan in [Plan(), Plan("ghost"), Plan("materialized"), Plan(budget=3000)]:
+        got = per_example_gram(single, single.parameters(), (x, y), deltas, None, "layerwise",
+                               plan=plan)  # fmt: skip
+        assert got.dtype == torch.float64
+        err = float((got - exact).abs().max()) / scale
+        assert 0 < err < 1e-5, (plan, err)  # float32 rounding: not exact, and not worse
+    cands = mm.PGD(2, 0.05, restarts=3, seed=0)(single, single.parameters(), (x, y))
+    for per_example in (True, False):
+        out = mm.DDi(per_example=per_example, gramian="layerwise")(
+            single, single.parameters(), (x, y), cands
+        )
+        norm2 = float(out.norm) ** 2
+        assert float(out.certificate) <= -norm2 + 1e-4 * max(norm2, 1e-30)
+
+
 def test_tolerance_drops_rows_and_auto_picks_layerwise():
     torch.manual_seed(0)
     problem = _problem(nn.Sequential(nn.Linear(3, 4), nn.CELU(), nn.Linear(4, 2)))

@@ -1,0 +1,32 @@
+"""What the benchmarks compute deterministically: the cost-model table docs/per-example.md shows,
+and the paired-ratio interval the PGD comparison reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.cifar10 import paired_ratio
+from benchmarks.per_example_cost import MARKERS, cost_rows, markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_cost_table_in_the_docs_is_the_one_the_command_writes():
+    rows, _, _ = cost_rows("resnet18", [(16, 4), (64, 10), (128, 10)], 10, 19.5)
+    page = (ROOT / "docs" / "per-example.md").read_text()
+    shown = page.split(MARKERS[0], 1)[1].split(MARKERS[1], 1)[0].strip()
+    assert shown == markdown(rows, 10), (
+        "docs/per-example.md is stale: run python benchmarks/per_example_cost.py "
+        "--docs docs/per-example.md"
+    )
+
+
+def test_paired_ratio_is_the_median_of_pairs_with_a_sign_test_interval():
+    reference = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0]
+    ours = [1.0] * 11
+    out = paired_ratio(reference, ours)
+    assert out["median"] == 6.0 and out["n"] == 11
+    # n = 11: P(Bin(11, ½) ≤ 1) = 0.0059 ≤ 2.5% < P(≤ 2) = 0.033, so the interval is (x₂, x₁₀)
+    assert out["interval"] == [2.0, 10.0]
+    tiny = paired_ratio([1.0, 2.0, 3.0], [1.0, 1.0, 1.0])
+    assert tiny["interval"] == [1.0, 3.0]  # too few pairs for 95%: the whole range
