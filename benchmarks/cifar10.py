@@ -12,7 +12,8 @@ Measures, on CIFAR-shaped random data (3×32×32 in [0, 1], 10 classes):
 2. the PGD attack's throughput, `minimax.PGD` through `minimax.ModuleProblem` against a plain
    textbook loop (requires_grad, loss, backward, sign step, clamp) on the same model and batch,
    timed side by side in interleaved repetitions (medians); ratio = textbook time / minimax time,
-   also as the median of per-repetition (paired) ratios with a 95% sign-test interval;
+   also as the median of per-repetition (paired) ratios with a 95% sign-test interval, next to
+   an A/A control (the textbook loop against itself: the harness's own noise);
 3. on CUDA: the estimated time of one CIFAR-10 epoch (50 000 images) of PGD-AT and DDi (m = 10)
    with ResNet-18, from the measured steps.
 
@@ -23,7 +24,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import random
+import resource
 import statistics
 import sys
 import time
@@ -35,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 import minimax
+from minimax.sets.arguments import trusted
 from problems.models import build_model
 
 EPS, ALPHA = 8 / 255, 2 / 255
@@ -128,11 +133,48 @@ def textbook_pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, alpha: floa
     return delta.detach()
 
 
+def _minor_faults() -> int:
+    """Minor page faults of this process so far (first touches of fresh memory pages)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def step_seconds(x: Tensor, reps: int = 200) -> tuple[float, float]:
+    """Median seconds of one ascent step + projection outside the model: the set's
+    (`LinfBall.ascent_step` then `project`, as minimax.PGD runs them) and the textbook's three
+    lines, on tensors shaped like x."""
+    ball = minimax.LinfBall(EPS, lower=0.0, upper=1.0)
+    gen = torch.Generator(device=x.device).manual_seed(0)
+    delta = ((torch.rand(x.shape, generator=gen, device=x.device) * 2 - 1) * EPS).unsqueeze(0)
+    grad = torch.randn(delta.shape, generator=gen, device=x.device)
+    event = x.ndim - 1
+
+    def ours() -> None:
+        ball.project(ball.ascent_step(delta, grad, ALPHA, event_ndim=event), x, event_ndim=event)
+
+    def textbook() -> None:
+        d = (delta + ALPHA * grad.sign()).clamp(-EPS, EPS)
+        (x + d).clamp(0, 1) - x
+
+    out = []
+    with trusted():  # as inside an inner solver's call
+        for fn in (ours, textbook):
+            times = []
+            for _ in range(reps):
+                _sync(x.device)
+                t0 = time.perf_counter()
+                fn()
+                _sync(x.device)
+                times.append(time.perf_counter() - t0)
+            out.append(statistics.median(times))
+    return out[0], out[1]
+
+
 def bench_attack(
     model_name: str, *, steps: int, batch: int, reps: int, device: torch.device,
     **model_kwargs: Any,
 ) -> dict[str, Any]:
-    """minimax.PGD (m = 1) against `textbook_pgd`, interleaved; medians and the ratio."""
+    """minimax.PGD (m = 1) against `textbook_pgd`, interleaved in a shuffled order per
+    repetition; medians, the ratios, paired ratios with intervals and an A/A control."""
     model = _model(model_name, device, **model_kwargs).eval()
     for p in model.parameters():
         p.requires_grad_(False)  # the textbook loop then needs no parameter gradients either
@@ -151,22 +193,39 @@ def bench_attack(
     def run_scored() -> None:
         textbook_pgd(model, x, y, EPS, ALPHA, steps, gen, score=True)
 
-    order = [("minimax", run_minimax), ("textbook", run_textbook), ("scored", run_scored)]
+    # "scored again" runs the same loop as "scored": their paired ratio (an A/A control) shows
+    # what this harness reads as a difference when there is none.
+    order = [("minimax", run_minimax), ("textbook", run_textbook), ("scored", run_scored),
+             ("scored again", run_scored)]  # fmt: skip
     for _, fn in order:  # warm-up
         fn()
     times: dict[str, list[float]] = {name: [] for name, _ in order}
-    for r in range(reps):
-        for name, fn in order[r % 3 :] + order[: r % 3]:  # rotate who goes first
+    faults: dict[str, list[int]] = {name: [] for name, _ in order}  # minor page faults per call
+    shuffle = random.Random(0).shuffle
+    for _ in range(reps):
+        shuffled = list(order)
+        shuffle(shuffled)  # a fresh order each repetition: no kind always follows the same one
+        for name, fn in shuffled:
             _sync(device)
-            t0 = time.perf_counter()
+            f0, t0 = _minor_faults(), time.perf_counter()
             fn()
             _sync(device)
             times[name].append(time.perf_counter() - t0)
+            faults[name].append(_minor_faults() - f0)
     mm, tb = statistics.median(times["minimax"]), statistics.median(times["textbook"])
     sc = statistics.median(times["scored"])
     bare = paired_ratio(times["textbook"], times["minimax"])
     same = paired_ratio(times["scored"], times["minimax"])
+    control = paired_ratio(times["scored"], times["scored again"])
+    step_ours, step_textbook = step_seconds(x)
     return {
+        "iteration_seconds": mm / (steps + 1),
+        "step_seconds_minimax": step_ours, "step_seconds_textbook": step_textbook,
+        "minor_faults_minimax": [min(faults["minimax"]), statistics.median(faults["minimax"]),
+                                 max(faults["minimax"])],
+        "minor_faults_textbook_scored": [min(faults["scored"]), statistics.median(faults["scored"]),
+                                         max(faults["scored"])],
+        "control_ratio": control["median"], "control_ratio_interval": control["interval"],
         "paired_ratio": bare["median"], "paired_ratio_interval": bare["interval"],
         "paired_ratio_same_work": same["median"],
         "paired_ratio_same_work_interval": same["interval"],
@@ -202,6 +261,52 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
+MARKERS = ("<!-- bench:pgd -->", "<!-- /bench:pgd -->")
+
+
+def markers(result: dict[str, Any]) -> tuple[str, str]:
+    """The page block a result goes to: ``bench:pgd``, or ``bench:pgd-malloc`` for a run with
+    glibc's allocator tuned by environment variables (MALLOC_*)."""
+    if result.get("environment"):
+        return ("<!-- bench:pgd-malloc -->", "<!-- /bench:pgd-malloc -->")
+    return MARKERS
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The PGD-attack table docs/architecture.md shows (between `MARKERS`), from a results JSON."""
+    env = "".join(f"{k}={v} " for k, v in sorted(result.get("environment", {}).items()))
+    out = [f"Command: `{env}{result['command']}` (torch {result['torch']}, "
+           f"{result['cpu_threads']} thread(s)); times are medians, paired ratios the median of "
+           "per-repetition ratios with a 95% sign-test interval.", "",
+           "| model | device | PGD steps | batch | repetitions | textbook + score / minimax.PGD "
+           "(same work) | textbook / minimax.PGD (bare loop) | A/A control (textbook + score "
+           "against itself) | one iteration (s) | step + projection outside the model, "
+           "minimax / textbook (ms) | minor page faults per call, minimax / textbook + score "
+           "(median) |", "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for a in result["attack"]:
+        def paired(key: str, a: dict[str, Any] = a) -> str:
+            low, high = a[f"{key}_interval"]
+            return f"{a[key]:.3f}× [{low:.3f}, {high:.3f}]"
+
+        out.append(f"| {a['model']} | {a['device']} | {a['pgd_steps']} | {a['batch']} | "
+                   f"{a['reps']} | {paired('paired_ratio_same_work')} | {paired('paired_ratio')}"
+                   f" | {paired('control_ratio')} | {a['iteration_seconds']:.3f} | "
+                   f"{1e3 * a['step_seconds_minimax']:.2f} / {1e3 * a['step_seconds_textbook']:.2f}"
+                   f" | {a['minor_faults_minimax'][1]:,.0f} / "
+                   f"{a['minor_faults_textbook_scored'][1]:,.0f} |")  # fmt: skip
+    return "\n".join(out)
+
+
+def publish(results: Path, docs: Path) -> None:
+    """Write the PGD table of ``results`` (a JSON this script wrote) into ``docs``."""
+    result = json.loads(results.read_text())
+    table, (begin, end) = markdown(result), markers(result)
+    text = docs.read_text()
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    docs.write_text(f"{head}{begin}\n{table}\n{end}{tail}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -213,9 +318,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the PGD attack against the textbook loop (section 2)")
     parser.add_argument("--attack-reps", type=int, default=None,
                         help="repetitions of the attack comparison (default 19; 7 quick)")
+    parser.add_argument("--publish", nargs=2, type=Path, metavar=("RESULTS_JSON", "DOCS_PAGE"),
+                        help="measure nothing: write the PGD table of a results JSON into a page "
+                        "(docs/results/pgd-attack.json docs/architecture.md)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: steadier timings on a shared CPU)")
     args = parser.parse_args(argv)
+    if args.publish:
+        publish(*args.publish)
+        print(f"wrote the PGD table of {args.publish[0]} into {args.publish[1]}")
+        return 0
     torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
     batch = args.batch or (32 if args.quick else 64)
@@ -228,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__, "minimax": minimax.__version__,
         "python": platform.python_version(), "machine": platform.machine(),
         "cpu_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+        "environment": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
     }  # fmt: skip
     print(f"CPU ({torch.get_num_threads()} threads), small_cnn, batch {batch}, PGD-7, "
           f"{reps} interleaved repetitions, medians", file=sys.stderr)  # fmt: skip
@@ -267,11 +380,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{a['ratio']:.2f}×", f"{a['ratio_same_work']:.2f}×",
           "{:.3f}× [{:.3f}, {:.3f}]".format(a["paired_ratio"], *a["paired_ratio_interval"]),
           "{:.3f}× [{:.3f}, {:.3f}]".format(
-              a["paired_ratio_same_work"], *a["paired_ratio_same_work_interval"])]
+              a["paired_ratio_same_work"], *a["paired_ratio_same_work_interval"]),
+          "{:.3f}× [{:.3f}, {:.3f}]".format(a["control_ratio"], *a["control_ratio_interval"])]
          for a in attack],
         ["model", "device", "PGD steps", "batch", "textbook s", "textbook+score s",
          "minimax.PGD s", "textbook / minimax", "textbook+score / minimax",
-         "paired textbook / minimax [95%]", "paired textbook+score / minimax [95%]"],
+         "paired textbook / minimax [95%]", "paired textbook+score / minimax [95%]",
+         "A/A control [95%]"],
     ))  # fmt: skip
     if cuda:
         print()

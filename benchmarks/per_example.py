@@ -17,6 +17,7 @@ The Gramians of ``gram`` and ``gram-torchjd`` are compared entry by entry (max r
 Scaling: the small CNN with B and m varied (≥ 3 points each).
 
 Run: ./run python benchmarks/per_example.py [--quick] [--out benchmarks/results/per_example.json]
+Publish a run's tables: python benchmarks/per_example.py --publish RESULTS_JSON docs/per-example.md
 """
 
 from __future__ import annotations
@@ -149,6 +150,8 @@ def _subprocess(call: str, threads: int) -> dict:
             f"open({f.name!r}, 'w').write(json.dumps(b.{call}))"
         )
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if r.returncode < 0:  # killed: on Linux SIGKILL here is the out-of-memory killer
+            return {"error": f"killed by signal {-r.returncode} (out of memory?)"}
         if r.returncode != 0:
             return {"error": r.stderr.strip().splitlines()[-1] if r.stderr else "failed"}
         return json.loads(Path(f.name).read_text())
@@ -211,6 +214,68 @@ def _print_table(rows: list[dict], kinds) -> None:
         print(f"{name:<22}" + "".join(f"{c:>26}" for c in cells))
 
 
+TARGETS = (  # (what, ratio key, limit): issue 12's targets, ResNet-18 at B = 16, m = 4
+    ("per-example step / batch-level step, wall time", "time_example_vs_batch", 3.0),
+    ("per-example step / batch-level step, CPU time", "cpu_example_vs_batch", 3.0),
+    ("per-example step / batch-level step, peak RSS", "memory_example_vs_batch", 1.5),
+    ("Gramian / TorchJD autogram, wall time", "time_gram_vs_torchjd", 1.0),
+    ("Gramian / TorchJD autogram, CPU time", "cpu_gram_vs_torchjd", 1.0),
+)
+MARKERS = ("<!-- bench:tables -->", "<!-- /bench:tables -->")
+
+
+def _cell(c: dict) -> str:
+    if "time_s" not in c:
+        return c.get("error", "not run")
+    mem = f", {c['peak_rss_mib']:.0f} MiB" if "peak_rss_mib" in c else ""
+    return f"{c['time_s']:.2f} s / {c['cpu_s']:.2f} s{mem}"
+
+
+def markdown(result: dict) -> str:
+    """The tables docs/per-example.md shows (between `MARKERS`), from a results JSON."""
+    rows, scaling = result["rows"], result["scaling"]
+    kinds = [k for k in KINDS if any(k in r for r in rows)]
+    out = [f"Command: `{result['config']['command'].strip()}` (torch {result['config']['torch']},"
+           f" {result['config']['threads']} threads, PGD-{result['config']['steps']}); cells: "
+           "fastest wall time / its CPU time, peak RSS of a fresh process.", ""]  # fmt: skip
+    out += ["| configuration | " + " | ".join(f"`{k}`" for k in kinds) + " |",
+            "|---|" + "---|" * len(kinds)]  # fmt: skip
+    for r in rows:
+        name = f"{r['model']}, B = {r['B']}, m = {r['m']}"
+        out.append(f"| {name} | " + " | ".join(_cell(r.get(k, {})) for k in kinds) + " |")
+    out += ["", "| target (ResNet-18, B = 16, m = 4) | measured | limit | met |",
+            "|---|---|---|---|"]  # fmt: skip
+    target_row = next((r for r in rows if (r["model"], r["B"], r["m"]) == ("resnet18", 16, 4)), {})
+    for what, key, limit in TARGETS:
+        v = target_row.get(key)
+        met = "n/a" if v is None else ("yes" if v <= limit else "**no**")
+        shown = "not measured" if v is None else f"{v:.2f}×"
+        out.append(f"| {what} | {shown} | ≤ {limit:g}× | {met} |")
+    for r in rows:
+        if r.get("gram_rel_diff_vs_torchjd") is not None:
+            out.append("")
+            out.append(f"{r['model']}, B = {r['B']}, m = {r['m']}: the two Gramians differ by "
+                       f"{r['gram_rel_diff_vs_torchjd']:.1e} of their largest entry.")  # fmt: skip
+    scale_kinds = [k for k in ("ddi-batch", "ddi-example", "gram") if any(k in r for r in scaling)]
+    if scaling:
+        out += ["", "Scaling, small CNN (B varied at m = 4, then m varied at B = 32):", "",
+                "| B | m | n = mB | " + " | ".join(f"`{k}`" for k in scale_kinds) + " |",
+                "|---|---|---|" + "---|" * len(scale_kinds)]  # fmt: skip
+        for r in scaling:
+            cells = " | ".join(_cell(r.get(k, {})) for k in scale_kinds)
+            out.append(f"| {r['B']} | {r['m']} | {r['B'] * r['m']} | {cells} |")
+    return "\n".join(out)
+
+
+def publish(results: Path, docs: Path) -> None:
+    """Write the tables of ``results`` (a JSON this script wrote) into ``docs``."""
+    table = markdown(json.loads(results.read_text()))
+    text = docs.read_text()
+    head, rest = text.split(MARKERS[0], 1)
+    _, tail = rest.split(MARKERS[1], 1)
+    docs.write_text(f"{head}{MARKERS[0]}\n{table}\n{MARKERS[1]}{tail}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -229,7 +294,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS processes")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "per_example.json"))
+    ap.add_argument("--publish", nargs=2, type=Path, metavar=("RESULTS_JSON", "DOCS_PAGE"),
+                    help="measure nothing: write the tables of a results JSON into a page "
+                    "(e.g. docs/results/per-example.json docs/per-example.md)")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.publish:
+        publish(*args.publish)
+        print(f"wrote the tables of {args.publish[0]} into {args.publish[1]}")
+        return 0
     if args.quick:
         args.configs, args.scale_b, args.scale_m, args.reps = "small_cnn:8:2", "4,8", "2,3", 1
     kinds = [k for k in args.kinds.split(",") if k]

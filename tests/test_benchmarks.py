@@ -3,7 +3,11 @@ and the paired-ratio interval the PGD comparison reports."""
 
 from __future__ import annotations
 
+import importlib
+import json
 from pathlib import Path
+
+import pytest
 
 from benchmarks.cifar10 import paired_ratio
 from benchmarks.per_example_cost import MARKERS, cost_rows, markdown
@@ -30,3 +34,24 @@ def test_paired_ratio_is_the_median_of_pairs_with_a_sign_test_interval():
     assert out["interval"] == [2.0, 10.0]
     tiny = paired_ratio([1.0, 2.0, 3.0], [1.0, 1.0, 1.0])
     assert tiny["interval"] == [1.0, 3.0]  # too few pairs for 95%: the whole range
+
+
+@pytest.mark.parametrize(
+    "module, results, page",
+    [
+        ("benchmarks.per_example", "docs/results/per-example.json", "docs/per-example.md"),
+        ("benchmarks.cifar10", "docs/results/pgd-attack.json", "docs/architecture.md"),
+        ("benchmarks.cifar10", "docs/results/pgd-attack-malloc.json", "docs/architecture.md"),
+    ],
+)
+def test_measured_tables_in_the_docs_match_the_committed_runs(module, results, page):
+    """The timing tables are written from a committed run's JSON by ``--publish``: the page must
+    show exactly what that JSON says (a hand-edited or stale table fails here)."""
+    bench = importlib.import_module(module)
+    data = json.loads((ROOT / results).read_text())
+    text = (ROOT / page).read_text()
+    begin, end = bench.markers(data) if hasattr(bench, "markers") else bench.MARKERS
+    shown = text.split(begin, 1)[1].split(end, 1)[0].strip()
+    assert shown == bench.markdown(data), (
+        f"{page} does not show {results}: run python -m {module} --publish {results} {page}"
+    )

@@ -232,6 +232,10 @@ class _NormBall(PerturbationSet):
             )
         flat = flatten_event(grad, e)
         direction = self._direction_flat(flat).reshape(delta.shape).to(delta.dtype)
+        return self._add_step(delta, direction, step_size, e)
+
+    def _add_step(self, delta: Tensor, direction: Tensor, step_size: Scalar, e: int) -> Tensor:
+        """delta + step_size · direction."""
         return delta + self._step(step_size, delta, e) * direction
 
     def contains(
@@ -275,10 +279,18 @@ class LinfBall(_NormBall):
         return g.abs().sum(dim=-1)
 
     def _project_flat(self, v: Tensor, eps: Tensor) -> Tensor:
+        if isinstance(self._eps, float):  # one scalar clamp (no broadcast tensor bounds)
+            return v.clamp(-self._eps, self._eps)
         return torch.clamp(v, min=-eps, max=eps)
 
     def _direction_flat(self, g: Tensor) -> Tensor:
         return torch.sign(g)
+
+    def _add_step(self, delta: Tensor, direction: Tensor, step_size: Scalar, e: int) -> Tensor:
+        # One fused pass for a float step: step · sign is exact, so the sum rounds as before.
+        if isinstance(step_size, float):
+            return torch.add(delta, direction, alpha=step_size)
+        return super()._add_step(delta, direction, step_size, e)
 
     def _unit_sample_flat(
         self,
