@@ -119,13 +119,15 @@ def test_load_checkpoint_refuses_nan_and_evaluate_exits_2(data, tmp_path, make_m
 
 
 def test_cli_diverging_run_exits_3(tmp_path, monkeypatch, capsys) -> None:
-    """A batch turned NaN in epoch 2 (the loss goes non-finite): exit 3, the reason on stderr and
-    in metrics.jsonl, checkpoint.pt is epoch 1's and finite."""
+    """A weight turned NaN in epoch 2 (the model diverged: the losses go non-finite): exit 3, the
+    reason on stderr and in metrics.jsonl, checkpoint.pt is epoch 1's and finite."""
     real_batch = loop_module._batch
 
     def batch(run, data, idx):
-        x, y = real_batch(run, data, idx)
-        return (x * float("nan"), y) if run.epoch >= 1 else (x, y)
+        if run.epoch >= 1:
+            with torch.no_grad():
+                next(run.model.parameters()).view(-1)[0] = float("nan")
+        return real_batch(run, data, idx)
 
     monkeypatch.setattr(loop_module, "_batch", batch)
     out = tmp_path / "run"
@@ -134,6 +136,24 @@ def test_cli_diverging_run_exits_3(tmp_path, monkeypatch, capsys) -> None:
     assert "diverged" in captured.err and "Traceback" not in captured.err
     assert json.loads(captured.out.splitlines()[-1])["status"] == "diverged"
     assert read_jsonl(out / "metrics.jsonl")[-1]["kind"] == "stopped"
+    kept = load_checkpoint(out / "checkpoint.pt")
+    assert kept["epoch"] == 1 and _all_finite(kept)
+
+
+def test_cli_nan_batch_is_bad_data_not_divergence(tmp_path, monkeypatch, capsys) -> None:
+    """A batch that arrives NaN is a data error (exit 2, the message names the non-finite
+    entries), not a diverged model: the run is not reported as diverged."""
+    real_batch = loop_module._batch
+
+    def batch(run, data, idx):
+        x, y = real_batch(run, data, idx)
+        return (x * float("nan"), y) if run.epoch >= 1 else (x, y)
+
+    monkeypatch.setattr(loop_module, "_batch", batch)
+    out = tmp_path / "run"
+    assert main([*CLI, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "non-finite" in err and "diverged" not in err and "Traceback" not in err
     kept = load_checkpoint(out / "checkpoint.pt")
     assert kept["epoch"] == 1 and _all_finite(kept)
 
