@@ -95,18 +95,25 @@ def build_attack(
 
 
 def threat_set(
-    norm: str, eps: float, lower: float | Tensor | None = 0.0, upper: float | Tensor | None = 1.0
+    norm: str,
+    eps: float,
+    lower: float | Tensor | None = 0.0,
+    upper: float | Tensor | None = 1.0,
+    *,
+    allow_large_eps: bool = False,
 ) -> LinfBall | L2Ball:
     """The threat model's set: the ``norm`` ball of radius ``eps``, with ``lower ≤ x + δ ≤ upper``
-    (None: unbounded)."""
+    (None: unbounded). An L∞ ``eps`` wider than ``upper − lower`` (every input reachable, usually
+    a forgotten /255) is refused unless ``allow_large_eps``."""
     norm = checks.choice("norm", str(norm).lower(), ("linf", "l2"))
     if not isinstance(eps, Tensor):
         checks.real_number("eps", eps, nonnegative=True)
         bounded = isinstance(lower, (int, float)) and isinstance(upper, (int, float))
-        if norm == "linf" and bounded and eps > upper - lower:  # type: ignore[operator]
+        wide = norm == "linf" and bounded and eps > upper - lower  # type: ignore[operator]
+        if wide and not allow_large_eps:
             raise ValueError(
                 f"eps = {eps:g} is wider than the input range [{lower:g}, {upper:g}]: every "
-                "input is reachable (a forgotten /255?)"
+                "input is reachable (a forgotten /255?); pass allow_large_eps=True if you mean it"
             )
     ball = LinfBall if norm == "linf" else L2Ball
     return ball(eps, lower=lower, upper=upper)
@@ -160,6 +167,7 @@ def attack(
     upper: float | Tensor | None = 1.0,
     mode: Mode = "eval",
     seed: int = 0,
+    allow_large_eps: bool = False,
 ) -> Tensor:
     """Adversarial inputs ``x_adv`` [B, ...] for a classifier: ``‖x_adv − x‖ ≤ eps`` in ``norm``,
     ``lower ≤ x_adv ≤ upper``.
@@ -181,6 +189,7 @@ def attack(
             ``"as-is"`` leaves it. Every submodule's mode is restored afterwards; BatchNorm
             running statistics are never updated.
         seed: seeds the attack's random starts.
+        allow_large_eps: accept an L∞ ``eps`` wider than ``upper − lower`` (see `threat_set`).
 
     Returns:
         x + δ, detached, with δ each example's worst candidate (a misclassifying one if any).
@@ -188,7 +197,7 @@ def attack(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     checks.float_tensor("x", x)
-    S = threat_set(norm, eps, lower, upper)
+    S = threat_set(norm, eps, lower, upper, allow_large_eps=allow_large_eps)
     solver = build_attack(attack, eps, steps=steps, restarts=restarts, seed=seed)
     with model_mode(model, mode):
         problem = ModuleProblem(model, loss_fn=loss, perturbation=S)

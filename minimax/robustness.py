@@ -158,6 +158,7 @@ def evaluate(
     lower: float | None = 0.0,
     upper: float | None = 1.0,
     seed: int = 0,
+    allow_large_eps: bool = False,
 ) -> Evaluation:
     """Clean and robust accuracy of a classifier under a suite of attacks.
 
@@ -179,11 +180,12 @@ def evaluate(
             runs every attack on every clean-correct example, so ``per_attack`` compares attacks.
         lower, upper: bounds on x + δ.
         seed: seeds every attack's random starts.
+        allow_large_eps: accept an L∞ ``eps`` wider than ``upper − lower`` (see `threat_set`).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     batch_size = checks.integer("batch_size", batch_size, minimum=1)
-    S = threat_set(norm, eps, lower, upper)
+    S = threat_set(norm, eps, lower, upper, allow_large_eps=allow_large_eps)
     names = _attack_names(attacks)
     solvers = [build_attack(a, eps, steps=steps, restarts=restarts, seed=seed) for a in names]
     labels = [a if isinstance(a, str) else repr(a) for a in names]

@@ -225,6 +225,7 @@ def evaluate(
     progress: bool = False,
     cascade: bool = False,
     dataset: str | None = None,
+    allow_large_eps: bool = False,
 ) -> dict[str, Any]:
     """Clean and robust accuracy of ``model`` (in eval mode) on ``data``, by `minimax.evaluate`.
 
@@ -238,6 +239,7 @@ def evaluate(
             ``robust_acc`` holds the running numbers); False: each attack on every clean-correct
             example (``robust_acc`` is each attack's own accuracy).
         dataset: the data set's name; when given, the result holds the RobustBench record.
+        allow_large_eps: accept an L∞ eps over 1, the whole pixel range (`minimax.threat_set`).
 
     Returns:
         a JSON-able dict: ``clean_acc``, ``robust_acc`` {attack: accuracy},
@@ -266,7 +268,8 @@ def evaluate(
     with minimax.model_mode(model, "eval"):
         if solvers:
             result = minimax.evaluate(model, batches, eps=eps, norm=norm, attacks=solvers,  # type: ignore[arg-type]
-                                      cascade=cascade, mode="eval")  # fmt: skip
+                                      cascade=cascade, mode="eval",
+                                      allow_large_eps=allow_large_eps)  # fmt: skip
         else:
             for _ in batches:  # clean accuracy only
                 pass

@@ -18,6 +18,7 @@ from typing import Any
 import minimax
 from problems.cli.types import (
     UsageError,
+    check_radius,
     load_data,
     nonnegative_number,
     positive_int,
@@ -94,6 +95,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="the perturbation ball (default: the run's, else linf)")
     t.add_argument("--eps", type=nonnegative_number, default=None,
                    help="radius (default: the run's eps, else 8/255 for linf, 0.5 for l2)")
+    t.add_argument("--allow-large-eps", action="store_true",
+                   help="accept an L∞ --eps over 1 (the whole [0, 1] pixel range), e.g. to "
+                   "evaluate a run trained with --allow-large-eps")
     t.add_argument("--attacks", default=",".join(DEFAULT_ATTACKS),
                    help=f"comma-separated names or suites (default: {','.join(DEFAULT_ATTACKS)})")
     t.add_argument("--restarts", type=positive_int, default=1,
@@ -194,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
     model, spec = _build(file, args, data)
     threat = args.threat or config.get("norm", "linf")
     eps = args.eps if args.eps is not None else config.get("eps", _DEFAULT_EPS[threat])
+    check_radius("--eps", eps, threat, args.allow_large_eps)
     from problems.distributed import Ranks, evaluate_sharded
 
     ranks = Ranks.from_env()  # under torchrun: each rank evaluates a shard; exact counts
@@ -203,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
             evaluate, model, (xt, yt), ranks, eps=eps, attacks=attacks, restarts=args.restarts,
             batch_size=args.batch_size, seed=args.seed, device=device, norm=threat,
             progress=progress and ranks.is_main, cascade=not args.no_cascade, dataset=dataset,
+            allow_large_eps=args.allow_large_eps,
         )  # fmt: skip
     except ValueError as error:
         raise UsageError(str(error)) from None

@@ -264,3 +264,18 @@ def test_backward_refuses_a_non_finite_direction_and_leaves_grad_alone():
     with pytest.raises(FloatingPointError, match="not finite"):
         minimax.backward(problem, (x, y), minimax.PGD(1, 0.01), minimax.Danskin())
     assert all(p.grad is None for p in net.parameters())
+
+
+def test_threat_set_refuses_a_radius_wider_than_the_range_unless_allowed():
+    with pytest.raises(ValueError, match="wider than the input range.*allow_large_eps=True"):
+        minimax.threat_set("linf", 8.0)
+    S = minimax.threat_set("linf", 8.0, allow_large_eps=True)
+    assert float(S.eps) == 8.0
+    minimax.threat_set("l2", 8.0)  # an L2 radius over 1 is an ordinary radius
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x, y = torch.rand(5, 4), torch.randint(0, 3, (5,))
+    with pytest.raises(ValueError, match="allow_large_eps"):
+        minimax.attack(model, x, y, eps=2.0, attack="pgd", steps=2)
+    adv = minimax.attack(model, x, y, eps=2.0, attack="pgd", steps=2, allow_large_eps=True)
+    assert bool(((adv >= 0) & (adv <= 1)).all())

@@ -140,3 +140,16 @@ def test_train_checkpoint_with_non_finite_weights_is_refused(tmp_path, capsys) -
     assert main(["evaluate", str(run), "--attacks", "clean", "--no-progress"]) == 2
     assert "non-finite" in capsys.readouterr().err
     assert not (run / "eval-best.json").exists()
+
+
+def test_an_l_inf_radius_over_one_needs_the_flag_train_takes_too(weights, capsys) -> None:
+    """eps = 2 covers the whole pixel range: refused with a hint (as in `minimax train`), and
+    evaluated with --allow-large-eps (every image is then reachable: robust accuracy 0 is
+    possible, and the run must not crash)."""
+    args = ["evaluate", str(weights), *ARCH, *DIGITS, "--eps", "2", "--attacks", "clean,pgd2"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "larger than the [0, 1] pixel range" in err and "--allow-large-eps" in err
+    assert main([*args, "--allow-large-eps"]) == 0
+    _, printed = _last_json(capsys)
+    assert printed["eps"] == 2.0
