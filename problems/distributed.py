@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 import minimax
+from problems.evaluation import ece_from_bins
 
 __all__ = ["CollectiveError", "Ranks", "evaluate_sharded", "open_run_dir_ranked"]
 
@@ -148,8 +149,8 @@ def evaluate_sharded(
 
     Each rank evaluates its contiguous shard; accuracies are gathered as exact integer counts
     (accuracy × shard size, rounded) and divided by the global N, confidences as example-weighted
-    means. The calibration errors need every example's confidence and are left as None under
-    several ranks. One process: ``evaluate`` as is.
+    means, the calibration errors from their per-bin sums (exact: ECE is a sum over bins of
+    |Σ correct − Σ confidence| / N). One process: ``evaluate`` as is.
     """
     if not ranks.active:
         return evaluate(model, data, **kwargs)
@@ -171,8 +172,11 @@ def _merge(local: Mapping[str, Any], n_local: int, n: int, ranks: Ranks) -> dict
     ]
     means = [k for k in _MEANS if local.get(k) is not None]
     seconds = dict(local["seconds"])
+    calibration = {k: v for k, v in local.get("calibration_bins", {}).items() if v is not None}
+    bins = [value for rows in calibration.values() for row in rows for value in row]
     flat = torch.tensor(
-        counts + [local[k] * n_local for k in means] + list(seconds.values()), dtype=torch.float64
+        counts + [local[k] * n_local for k in means] + list(seconds.values()) + bins,
+        dtype=torch.float64,
     )
     flat = ranks.communicator.all_reduce(flat, "evaluation counts")  # type: ignore[attr-defined]
     values = flat.tolist()
@@ -185,8 +189,21 @@ def _merge(local: Mapping[str, Any], n_local: int, n: int, ranks: Ranks) -> dict
     base = len(keys) + len(robust)
     for j, k in enumerate(means):
         out[k] = values[base + j] / n
-    out["seconds"] = dict(zip(seconds, values[base + len(means) :]))  # summed over ranks
-    out.update(n_examples=n, clean_ece=None, adversarial_ece=None, ranks=ranks.world_size)
+    base += len(means)
+    out["seconds"] = dict(zip(seconds, values[base : base + len(seconds)]))  # summed over ranks
+    base += len(seconds)
+    merged: dict[str, Any] = {}
+    for name, rows in calibration.items():  # the same bins on every rank: sums add up
+        width = len(rows[0])
+        merged[name] = [values[base + r * width : base + (r + 1) * width] for r in range(3)]
+        base += 3 * width
+    out["calibration_bins"] = {k: merged.get(k) for k in local.get("calibration_bins", {})}
+    out.update(
+        n_examples=n,
+        clean_ece=ece_from_bins(merged["clean"]) if "clean" in merged else None,
+        adversarial_ece=ece_from_bins(merged["adversarial"]) if "adversarial" in merged else None,
+        ranks=ranks.world_size,
+    )
     record = out.get("robustbench")
     if record is not None:  # the local shard's record, rewritten with the global accuracies
         key = "autoattack_acc" if "autoattack_acc" in record else "robust_acc"

@@ -96,6 +96,27 @@ def make_attack(
     return minimax.build_attack(family, eps, steps=steps, restarts=restarts, seed=seed)
 
 
+def calibration_bins(confidence: Tensor, correct: Tensor, bins: int = 15) -> list[list[float]]:
+    """Per confidence bin (the bins of `expected_calibration_error`): [Σ correct, Σ confidence,
+    count], each a list of ``bins`` floats. Sums over shards add up, so the ECE of a sharded
+    evaluation is exact (`ece_from_bins`); they are also a reliability diagram's data."""
+    conf = confidence.double().clamp(0, 1)
+    index = (conf * bins).long().clamp(max=bins - 1)
+    sums = torch.zeros(3, bins, dtype=torch.float64)
+    sums[0].index_add_(0, index, correct.double())
+    sums[1].index_add_(0, index, conf)
+    sums[2].index_add_(0, index, torch.ones_like(conf))
+    return sums.tolist()
+
+
+def ece_from_bins(bins: Sequence[Sequence[float]]) -> float:
+    """ECE from `calibration_bins` (possibly summed over shards): Σ_b |Σ correct − Σ conf| / N,
+    which is Σ_b (n_b / N)·|acc_b − conf_b|."""
+    correct, conf, count = (torch.tensor(row, dtype=torch.float64) for row in bins)
+    n = float(count.sum())
+    return math.nan if n == 0 else float((correct - conf).abs().sum()) / n
+
+
 def expected_calibration_error(confidence: Tensor, correct: Tensor, bins: int = 15) -> float:
     """ECE with ``bins`` equal-width confidence bins: Σ_b (n_b / N)·|acc_b − conf_b|.
 
@@ -246,7 +267,8 @@ def evaluate(
         ``worst_case_acc`` (correct under every attack), ``autoattack_first_two`` (correct under
         APGD-CE and the targeted APGD-T, any step counts; None unless both ran),
         ``clean_confidence`` / ``clean_ece`` and ``adversarial_confidence`` /
-        ``adversarial_ece`` (at each example's worst input; 15 bins), ``eps``, ``norm``,
+        ``adversarial_ece`` (at each example's worst input; 15 bins), ``calibration_bins``
+        {"clean", "adversarial"} (their per-bin sums, `calibration_bins`), ``eps``, ``norm``,
         ``threat_model`` ("Linf"/"L2"), ``suite``, ``cascade``, ``n_examples``, ``restarts``,
         ``attacks``, ``seconds`` {attack: seconds}; with ``dataset`` also ``dataset`` and
         ``robustbench`` (`minimax.robustbench_record`).
@@ -303,6 +325,7 @@ def _summary(tracker: _Tracker, result: minimax.Evaluation | None) -> dict[str, 
         both = clean & _all({a: correct[a] for a in pair if a}, clean)
         first_two = float(both.double().mean())
     conf, worst_conf = torch.cat(tracker.clean_conf), torch.cat(tracker.worst_conf)
+    worst_correct = torch.cat(tracker.worst_correct) if result is not None else None
     return {
         "clean_acc": float(clean.double().mean()),
         "robust_acc": dict(result.per_attack) if result is not None else {},
@@ -312,9 +335,15 @@ def _summary(tracker: _Tracker, result: minimax.Evaluation | None) -> dict[str, 
         "clean_ece": expected_calibration_error(conf, clean),
         "adversarial_confidence": float(worst_conf.mean()) if result is not None else None,
         "adversarial_ece": (
-            expected_calibration_error(worst_conf, torch.cat(tracker.worst_correct))
-            if result is not None else None
+            expected_calibration_error(worst_conf, worst_correct)
+            if worst_correct is not None else None
         ),
+        "calibration_bins": {
+            "clean": calibration_bins(conf, clean),
+            "adversarial": (
+                calibration_bins(worst_conf, worst_correct) if worst_correct is not None else None
+            ),
+        },
     }  # fmt: skip
 
 

@@ -267,7 +267,7 @@ def test_backward_refuses_a_non_finite_direction_and_leaves_grad_alone():
 
 
 def test_threat_set_refuses_a_radius_wider_than_the_range_unless_allowed():
-    with pytest.raises(ValueError, match="wider than the input range.*allow_large_eps=True"):
+    with pytest.raises(ValueError, match=r"wider than the input range.*allow_large_eps=True"):
         minimax.threat_set("linf", 8.0)
     S = minimax.threat_set("linf", 8.0, allow_large_eps=True)
     assert float(S.eps) == 8.0

@@ -28,6 +28,10 @@ def main() -> None:
     assert one["robust_acc"]["fgsm"] == many["robust_acc"]["fgsm"]
     assert many["n_examples"] == 13 and many["ranks"] == ranks.world_size
     assert one["robustbench"] == many["robustbench"], (one["robustbench"], many["robustbench"])
+    # calibration from per-bin sums over the ranks: the clean ECE is the one-process ECE (up to
+    # float32 rounding of the confidences: a shard's batches differ from the whole set's)
+    assert abs(one["clean_ece"] - many["clean_ece"]) <= 1e-6, (one["clean_ece"], many["clean_ece"])
+    assert 0 <= many["adversarial_ece"] <= 1 and many["calibration_bins"]["clean"] is not None
     assert 0 <= many["robust_acc"]["pgd2"] <= many["clean_acc"]  # random starts: per rank
     print(json.dumps({"one": one["robust_acc"], "many": many["robust_acc"]}))
     ranks.close()

@@ -9,7 +9,13 @@ import pytest
 import torch
 
 import minimax
-from problems.evaluation import evaluate, expected_calibration_error, parse_attacks
+from problems.evaluation import (
+    calibration_bins,
+    ece_from_bins,
+    evaluate,
+    expected_calibration_error,
+    parse_attacks,
+)
 
 
 def test_evaluate_fields_and_invariants(data, reference) -> None:
@@ -83,3 +89,18 @@ def test_attack_names_and_ece() -> None:
     correct = torch.tensor([True, False, True, True])
     # bins: {0.9: acc 0.5} and {0.6: acc 1.0} → 0.5·0.4 + 0.5·0.4
     assert expected_calibration_error(conf, correct) == pytest.approx(0.4)
+
+
+def test_calibration_bins_summed_over_shards_give_the_whole_ece() -> None:
+    """ECE is a sum over bins of |Σ correct − Σ confidence| / N, so per-shard bin sums (what each
+    rank all-reduces) give the ECE of the whole set, on unequal shards and at bin edges."""
+    g = torch.Generator().manual_seed(0)
+    conf = torch.rand(101, generator=g)
+    conf[:5] = torch.tensor([0.0, 1.0, 1 / 15, 2 / 15, 14 / 15])  # edges and the extremes
+    correct = torch.rand(101, generator=g) < conf
+    whole = expected_calibration_error(conf, correct)
+    shards = [calibration_bins(conf[s:t], correct[s:t]) for s, t in ((0, 7), (7, 60), (60, 101))]
+    summed = [[sum(col) for col in zip(*rows)] for rows in zip(*shards)]
+    assert ece_from_bins(summed) == pytest.approx(whole, rel=1e-12, abs=1e-15)
+    assert ece_from_bins(calibration_bins(conf, correct)) == pytest.approx(whole, rel=1e-12)
+    assert sum(calibration_bins(conf, correct)[2]) == 101
