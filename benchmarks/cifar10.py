@@ -41,6 +41,7 @@ from torch import Tensor, nn
 import minimax
 from minimax.sets.arguments import trusted
 from problems.models import build_model
+from problems.pages import replace_block
 
 EPS, ALPHA = 8 / 255, 2 / 255
 RULES: dict[str, Callable[[], minimax.Rule]] = {
@@ -300,11 +301,7 @@ def markdown(result: dict[str, Any]) -> str:
 def publish(results: Path, docs: Path) -> None:
     """Write the PGD table of ``results`` (a JSON this script wrote) into ``docs``."""
     result = json.loads(results.read_text())
-    table, (begin, end) = markdown(result), markers(result)
-    text = docs.read_text()
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    docs.write_text(f"{head}{begin}\n{table}\n{end}{tail}")
+    replace_block(docs, markers(result), markdown(result))
 
 
 def main(argv: list[str] | None = None) -> int:

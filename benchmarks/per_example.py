@@ -37,6 +37,7 @@ import torch
 import minimax as mm
 from minimax.gramian import per_example_gram
 from problems.models import build_model
+from problems.pages import replace_block
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP_KINDS = {
@@ -269,11 +270,7 @@ def markdown(result: dict) -> str:
 
 def publish(results: Path, docs: Path) -> None:
     """Write the tables of ``results`` (a JSON this script wrote) into ``docs``."""
-    table = markdown(json.loads(results.read_text()))
-    text = docs.read_text()
-    head, rest = text.split(MARKERS[0], 1)
-    _, tail = rest.split(MARKERS[1], 1)
-    docs.write_text(f"{head}{MARKERS[0]}\n{table}\n{MARKERS[1]}{tail}")
+    replace_block(docs, MARKERS, markdown(json.loads(results.read_text())))
 
 
 def main(argv: list[str] | None = None) -> int:

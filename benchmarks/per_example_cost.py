@@ -31,6 +31,7 @@ from torch import nn
 from minimax.gramian.blocks import recompute_factor
 from minimax.gramian.layers import LAYER_RULES, Plan
 from problems.models import build_model
+from problems.pages import replace_block
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -194,14 +195,6 @@ def markdown(rows: list[dict], pgd_steps: int) -> str:
 MARKERS = ("<!-- cost:table -->", "<!-- /cost:table -->")
 
 
-def write_docs(path: Path, table: str) -> None:
-    """Replace the block between the `MARKERS` of ``path`` with ``table``."""
-    text = path.read_text()
-    head, rest = text.split(MARKERS[0], 1)
-    _, tail = rest.split(MARKERS[1], 1)
-    path.write_text(f"{head}{MARKERS[0]}\n{table}\n{MARKERS[1]}{tail}")
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -224,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(rows, args.pgd_steps)
     print(table)
     if args.docs is not None:
-        write_docs(args.docs, table)
+        replace_block(args.docs, MARKERS, table)
         print(f"wrote the table into {args.docs}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

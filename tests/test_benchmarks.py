@@ -11,6 +11,7 @@ import pytest
 
 from benchmarks.cifar10 import paired_ratio
 from benchmarks.per_example_cost import MARKERS, cost_rows, markdown
+from problems.pages import block
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,8 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_cost_table_in_the_docs_is_the_one_the_command_writes():
     rows, _, _ = cost_rows("resnet18", [(16, 4), (64, 10), (128, 10)], 10, 19.5)
     page = (ROOT / "docs" / "per-example.md").read_text()
-    shown = page.split(MARKERS[0], 1)[1].split(MARKERS[1], 1)[0].strip()
-    assert shown == markdown(rows, 10), (
+    assert block(page, MARKERS) == markdown(rows, 10), (
         "docs/per-example.md is stale: run python benchmarks/per_example_cost.py "
         "--docs docs/per-example.md"
     )
@@ -50,8 +50,8 @@ def test_measured_tables_in_the_docs_match_the_committed_runs(module, results, p
     bench = importlib.import_module(module)
     data = json.loads((ROOT / results).read_text())
     text = (ROOT / page).read_text()
-    begin, end = bench.markers(data) if hasattr(bench, "markers") else bench.MARKERS
-    shown = text.split(begin, 1)[1].split(end, 1)[0].strip()
-    assert shown == bench.markdown(data), (
+    markers = bench.markers(data) if hasattr(bench, "markers") else bench.MARKERS
+    assert block(text, markers) == bench.markdown(data), (
         f"{page} does not show {results}: run python -m {module} --publish {results} {page}"
     )
+

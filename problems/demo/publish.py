@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from problems.demo.run import PARTS
 from problems.demo.tables import markdown_table, summary_tables
 from problems.demo.verdicts import difference_text, interval_text
 from problems.files import atomic_write_text
+from problems.pages import render_block
 
 __all__ = [
     "OTHER_THREADS",
@@ -214,11 +214,8 @@ def render(text: str, generated: Mapping[str, str], names: Sequence[str] | None 
     """``text`` with each block ``names`` (default: all of ``generated``) replaced; a missing
     marker pair is a ValueError naming it."""
     for name in names if names is not None else list(generated):
-        pattern = re.compile(rf"(<!-- demo:{name} -->\n).*?(<!-- /demo:{name} -->)", re.S)
-        found = pattern.search(text)
-        if found is None:
-            raise ValueError(f"no '<!-- demo:{name} -->' ... '<!-- /demo:{name} -->' block")
-        text = text[: found.end(1)] + generated[name] + "\n" + text[found.start(2) :]
+        markers = (f"<!-- demo:{name} -->", f"<!-- /demo:{name} -->")
+        text = render_block(text, markers, generated[name])
     return text
 
 

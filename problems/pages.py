@@ -1,0 +1,46 @@
+"""Generated blocks of documentation pages: the text between a pair of HTML comment markers
+(``<!-- NAME -->`` … ``<!-- /NAME -->``) is written by a command (the demo's publisher, a
+benchmark's ``--publish``) and checked by a test; the rest of the page is left alone.
+
+Public API::
+
+    block(text, markers) -> str                       the block's content, stripped
+    render_block(text, markers, content) -> str       text with the block's content replaced
+    replace_block(page, markers, content)             the same, written to a page atomically
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from problems.files import atomic_write_text
+
+__all__ = ["block", "render_block", "replace_block"]
+
+
+def _check(text: str, markers: tuple[str, str]) -> None:
+    begin, end = markers
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise ValueError(f"the page needs exactly one '{begin}' ... '{end}' block, in that order")
+
+
+def block(text: str, markers: tuple[str, str]) -> str:
+    """The stripped text between ``markers`` in ``text``; a ValueError naming a missing marker."""
+    _check(text, markers)
+    return text.split(markers[0], 1)[1].split(markers[1], 1)[0].strip()
+
+
+def render_block(text: str, markers: tuple[str, str], content: str) -> str:
+    """``text`` with the block between ``markers`` replaced by ``content`` (one line after the
+    opening marker, one newline before the closing one)."""
+    _check(text, markers)
+    begin, end = markers
+    head, rest = text.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    return f"{head}{begin}\n{content}\n{end}{tail}"
+
+
+def replace_block(page: Path, markers: tuple[str, str], content: str) -> None:
+    """`render_block` on the file ``page``, written atomically (a refused page is untouched)."""
+    text = page.read_text(encoding="utf-8")
+    atomic_write_text(page, render_block(text, markers, content))
