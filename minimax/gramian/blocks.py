@@ -25,8 +25,14 @@ SLICE = 2**16  # columns (or positions) summed in the working dtype before a flo
 def work_dtype(t: Tensor) -> torch.dtype:
     """The dtype products are formed in: float64 for float64 inputs (exact to ~1e-16), else
     float32 (the gradients themselves carry float32 rounding; each partial sum covers at most
-    `SLICE` terms and partial sums add up in float64, so K's error stays at that level)."""
-    return ACC if t.dtype == ACC else torch.float32
+    `SLICE` terms and partial sums add up in float64, so K's error stays at that level).
+
+    float64 also where float32 matrix products would be rounded further (TF32 on CUDA, or a
+    float32 matmul precision below "highest", `torch.set_float32_matmul_precision`)."""
+    reduced = torch.get_float32_matmul_precision() != "highest" or (
+        t.is_cuda and torch.backends.cuda.matmul.allow_tf32
+    )
+    return ACC if t.dtype == ACC or reduced else torch.float32
 
 
 def gram64(g: Tensor, h: Tensor | None = None, budget: int = 2**26) -> Tensor:

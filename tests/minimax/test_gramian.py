@@ -267,6 +267,22 @@ def test_float32_models_get_float32_products_and_a_float64_sum():
         assert float(out.certificate) <= -norm2 + 1e-4 * max(norm2, 1e-30)
 
 
+def test_reduced_float32_matmul_precision_falls_back_to_float64_products():
+    """With TF32 / bf16 matmuls allowed, float32 products would lose 13+ bits: then the layer
+    products are formed in float64 (and back to float32 at "highest")."""
+    from minimax.gramian.blocks import work_dtype
+
+    x = torch.ones(2, 2)
+    saved = torch.get_float32_matmul_precision()
+    try:
+        assert work_dtype(x) == torch.float32
+        torch.set_float32_matmul_precision("high")
+        assert work_dtype(x) == torch.float64
+    finally:
+        torch.set_float32_matmul_precision(saved)
+    assert work_dtype(x) == torch.float32 and work_dtype(x.double()) == torch.float64
+
+
 def test_tolerance_drops_rows_and_auto_picks_layerwise():
     torch.manual_seed(0)
     problem = _problem(nn.Sequential(nn.Linear(3, 4), nn.CELU(), nn.Linear(4, 2)))
