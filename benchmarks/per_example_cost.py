@@ -177,6 +177,7 @@ def markdown(rows: list[dict], pgd_steps: int) -> str:
         "per-example passes (TFLOP)", "layer rules (TFLOP)", "per-example extra on paper",
         "activations n·A (GiB)", "K (GiB)", "one block (GiB)",
         "materialized gradients (GiB)", "batch-level gradients (GiB)",
+        "chunked Gram pass store (GiB, not built)",
     ]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
@@ -187,6 +188,7 @@ def markdown(rows: list[dict], pgd_steps: int) -> str:
             f"{r['extra_time_on_paper_s']:.2g} s", f"{r['activations_gib']:.3g}",
             f"{r['gram_gib']:.2g}", f"{r['block_gib']:.3g}",
             f"{r['materialized_gradients_gib']:.3g}", f"{r['batch_level_gradients_gib']:.3g}",
+            f"{r['chunked_store_gib']:.3g}",
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
