@@ -169,8 +169,11 @@ def cost_rows(
     return rows, layers, act
 
 
-def markdown(rows: list[dict], pgd_steps: int) -> str:
-    """The table docs/per-example.md shows (between its ``cost:table`` markers)."""
+def markdown(
+    rows: list[dict], pgd_steps: int, model: str, layers: int, act: float, fp32_tflops: float
+) -> str:
+    """The model line and the table docs/per-example.md shows (between its ``cost:table``
+    markers); ``layers`` parameterised layers, ``act`` bytes saved per example."""
     header = [
         "B", "m", "n = mB", "ghost layers",
         f"batch-level DDi step, PGD-{pgd_steps} (TFLOP, on paper)",
@@ -179,7 +182,11 @@ def markdown(rows: list[dict], pgd_steps: int) -> str:
         "materialized gradients (GiB)", "batch-level gradients (GiB)",
         "chunked Gram pass store (GiB, not built)",
     ]  # fmt: skip
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    params = rows[0]["params"]
+    lines = [f"{model} (GroupNorm, CELU): {layers} parameterised layers, {params / 1e6:.1f} M "
+             f"parameters (P·s = {4 * params / 2**20:.1f} MiB in float32), A = {act / 2**20:.2f} "
+             f"MiB saved per example; times on paper at {fp32_tflops:g} FP32 TFLOP/s.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
     for r in rows:
         cells = [
             str(r["B"]), str(r["m"]), str(r["n"]), r["ghost_layers"],
@@ -212,11 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sizes = [(int(b), int(m)) for b, m in (spec.split(":") for spec in args.sizes.split(","))]
     rows, layers, act = cost_rows(args.model, sizes, args.pgd_steps, args.fp32_tflops)
-    print(
-        f"{args.model}: {len(layers)} parameterised layers, {act / 2**20:.2f} MiB saved per "
-        f"example; on paper at {args.fp32_tflops} FP32 TFLOP/s"
-    )
-    table = markdown(rows, args.pgd_steps)
+    table = markdown(rows, args.pgd_steps, args.model, len(layers), act, args.fp32_tflops)
     print(table)
     if args.docs is not None:
         replace_block(args.docs, MARKERS, table)

@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_cost_table_in_the_docs_is_the_one_the_command_writes():
-    rows, _, _ = cost_rows("resnet18", [(16, 4), (64, 10), (128, 10)], 10, 19.5)
+    rows, layers, act = cost_rows("resnet18", [(16, 4), (64, 10), (128, 10)], 10, 19.5)
     page = (ROOT / "docs" / "per-example.md").read_text()
-    assert block(page, MARKERS) == markdown(rows, 10), (
+    assert block(page, MARKERS) == markdown(rows, 10, "resnet18", len(layers), act, 19.5), (
         "docs/per-example.md is stale: run python benchmarks/per_example_cost.py "
         "--docs docs/per-example.md"
     )
