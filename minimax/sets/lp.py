@@ -25,7 +25,7 @@ from minimax.sets.base import (
 __all__ = ["L1Ball", "L2Ball", "LinfBall", "l2_norm", "project_l1", "unit_l2"]
 
 
-def project_l1(v: Tensor, eps: Tensor) -> Tensor:
+def project_l1(v: Tensor, eps: float | Tensor) -> Tensor:
     """Exact Euclidean projection of each row of ``v`` ``[..., D]`` onto ``{‖w‖₁ ≤ eps}``.
 
     ``eps`` broadcasts against ``[..., 1]``. Sort-based soft-thresholding (Duchi et al. 2008):
@@ -127,7 +127,8 @@ class _NormBall(PerturbationSet):
     def _dual_norm_flat(self, g: Tensor) -> Tensor: ...
 
     @abc.abstractmethod
-    def _project_flat(self, v: Tensor, eps: Tensor) -> Tensor: ...
+    def _project_flat(self, v: Tensor, eps: float | Tensor) -> Tensor:
+        """Project rows v [..., D] onto the ball of radius eps (a float, or [..., 1])."""
 
     @abc.abstractmethod
     def _direction_flat(self, g: Tensor) -> Tensor: ...
@@ -185,7 +186,10 @@ class _NormBall(PerturbationSet):
         e = resolve_event_ndim(delta.ndim, event_ndim)
         xb = self._bounds_x(x, delta, "project")
         flat = flatten_event(delta, e)
-        eps = per_example_value(self._eps, flat, 1, "eps")
+        # a float radius stays a Python scalar (scalar kernels, no [1]-tensor broadcast)
+        eps = self._eps if isinstance(self._eps, float) else per_example_value(
+            self._eps, flat, 1, "eps"
+        )
         out = self._project_flat(flat, eps).reshape(delta.shape)
         return self._clamp_bounds(out, xb)
 
@@ -278,9 +282,9 @@ class LinfBall(_NormBall):
     def _dual_norm_flat(self, g: Tensor) -> Tensor:
         return g.abs().sum(dim=-1)
 
-    def _project_flat(self, v: Tensor, eps: Tensor) -> Tensor:
-        if isinstance(self._eps, float):  # one scalar clamp (no broadcast tensor bounds)
-            return v.clamp(-self._eps, self._eps)
+    def _project_flat(self, v: Tensor, eps: float | Tensor) -> Tensor:
+        if isinstance(eps, float):  # torch.clamp's scalar overload
+            return v.clamp(-eps, eps)
         return torch.clamp(v, min=-eps, max=eps)
 
     def _direction_flat(self, g: Tensor) -> Tensor:
@@ -318,7 +322,7 @@ class L2Ball(_NormBall):
     def _dual_norm_flat(self, g: Tensor) -> Tensor:
         return l2_norm(g)
 
-    def _project_flat(self, v: Tensor, eps: Tensor) -> Tensor:
+    def _project_flat(self, v: Tensor, eps: float | Tensor) -> Tensor:
         # eps · v/‖v‖ from the scaled row: neither ‖v‖ (1e308) nor eps/‖v‖ (1e-300) misleads
         outside = l2_norm(v, keepdim=True) > eps
         return torch.where(outside, unit_l2(v) * eps, v)
@@ -356,7 +360,7 @@ class L1Ball(_NormBall):
     def _dual_norm_flat(self, g: Tensor) -> Tensor:
         return g.abs().amax(dim=-1)
 
-    def _project_flat(self, v: Tensor, eps: Tensor) -> Tensor:
+    def _project_flat(self, v: Tensor, eps: float | Tensor) -> Tensor:
         return project_l1(v, eps)
 
     def _direction_flat(self, g: Tensor) -> Tensor:
