@@ -102,7 +102,7 @@ def calibration_bins(confidence: Tensor, correct: Tensor, bins: int = 15) -> lis
     evaluation is exact (`ece_from_bins`); they are also a reliability diagram's data."""
     conf = confidence.double().clamp(0, 1)
     index = (conf * bins).long().clamp(max=bins - 1)
-    sums = torch.zeros(3, bins, dtype=torch.float64)
+    sums = torch.zeros(3, bins, dtype=torch.float64, device=conf.device)
     sums[0].index_add_(0, index, correct.double())
     sums[1].index_add_(0, index, conf)
     sums[2].index_add_(0, index, torch.ones_like(conf))
@@ -120,20 +120,10 @@ def ece_from_bins(bins: Sequence[Sequence[float]]) -> float:
 def expected_calibration_error(confidence: Tensor, correct: Tensor, bins: int = 15) -> float:
     """ECE with ``bins`` equal-width confidence bins: Σ_b (n_b / N)·|acc_b − conf_b|.
 
-    confidence [N] (max softmax probability), correct [N] bool.
+    confidence [N] (max softmax probability), correct [N] bool; bin b = ⌊conf · bins⌋, the top
+    bin holding conf = 1 too (`calibration_bins`). NaN for N = 0.
     """
-    n = confidence.numel()
-    if n == 0:
-        return math.nan
-    conf = confidence.double().clamp(0, 1)
-    acc = correct.double()
-    index = (conf * bins).long().clamp(max=bins - 1)  # bin b holds (b/bins, (b+1)/bins]
-    ece = 0.0
-    for b in range(bins):
-        mask = index == b
-        if mask.any():
-            ece += float(mask.sum()) / n * abs(float(acc[mask].mean() - conf[mask].mean()))
-    return ece
+    return ece_from_bins(calibration_bins(confidence, correct, bins))
 
 
 @dataclass
@@ -325,25 +315,20 @@ def _summary(tracker: _Tracker, result: minimax.Evaluation | None) -> dict[str, 
         both = clean & _all({a: correct[a] for a in pair if a}, clean)
         first_two = float(both.double().mean())
     conf, worst_conf = torch.cat(tracker.clean_conf), torch.cat(tracker.worst_conf)
-    worst_correct = torch.cat(tracker.worst_correct) if result is not None else None
+    clean_bins = calibration_bins(conf, clean)
+    worst_bins = None
+    if result is not None:
+        worst_bins = calibration_bins(worst_conf, torch.cat(tracker.worst_correct))
     return {
         "clean_acc": float(clean.double().mean()),
         "robust_acc": dict(result.per_attack) if result is not None else {},
         "worst_case_acc": float(worst_case.double().mean()),
         "autoattack_first_two": first_two,
         "clean_confidence": float(conf.mean()),
-        "clean_ece": expected_calibration_error(conf, clean),
+        "clean_ece": ece_from_bins(clean_bins),
         "adversarial_confidence": float(worst_conf.mean()) if result is not None else None,
-        "adversarial_ece": (
-            expected_calibration_error(worst_conf, worst_correct)
-            if worst_correct is not None else None
-        ),
-        "calibration_bins": {
-            "clean": calibration_bins(conf, clean),
-            "adversarial": (
-                calibration_bins(worst_conf, worst_correct) if worst_correct is not None else None
-            ),
-        },
+        "adversarial_ece": ece_from_bins(worst_bins) if worst_bins is not None else None,
+        "calibration_bins": {"clean": clean_bins, "adversarial": worst_bins},
     }  # fmt: skip
 
 
