@@ -249,9 +249,7 @@ def paired_ratio(reference: list[float], ours: list[float]) -> dict[str, Any]:
 
     ratios = sorted(r / o for r, o in zip(reference, ours))
     n = len(ratios)
-    k = int(binom.ppf(0.025, n, 0.5))  # P(Bin(n, ½) ≤ k − 1) ≤ 2.5%
-    while k > 0 and binom.cdf(k - 1, n, 0.5) > 0.025:
-        k -= 1
+    k = int(binom.ppf(0.025, n, 0.5))  # the smallest k with P(Bin ≤ k) ≥ 2.5%: P(Bin ≤ k−1) < 2.5%
     low, high = (ratios[k - 1], ratios[n - k]) if k >= 1 else (ratios[0], ratios[-1])
     return {"median": statistics.median(ratios), "interval": [low, high], "n": n}
 

@@ -225,6 +225,11 @@ TARGETS = (  # (what, ratio key, limit): issue 12's targets, ResNet-18 at B = 16
 MARKERS = ("<!-- bench:tables -->", "<!-- /bench:tables -->")
 
 
+def markers(result: dict) -> tuple[str, str]:
+    """The page block a result goes to (one for every run of this benchmark)."""
+    return MARKERS
+
+
 def _cell(c: dict) -> str:
     if "time_s" not in c:
         return c.get("error", "not run")
@@ -270,7 +275,8 @@ def markdown(result: dict) -> str:
 
 def publish(results: Path, docs: Path) -> None:
     """Write the tables of ``results`` (a JSON this script wrote) into ``docs``."""
-    replace_block(docs, MARKERS, markdown(json.loads(results.read_text())))
+    result = json.loads(results.read_text())
+    replace_block(docs, markers(result), markdown(result))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,8 +50,7 @@ def test_measured_tables_in_the_docs_match_the_committed_runs(module, results, p
     bench = importlib.import_module(module)
     data = json.loads((ROOT / results).read_text())
     text = (ROOT / page).read_text()
-    markers = bench.markers(data) if hasattr(bench, "markers") else bench.MARKERS
-    assert block(text, markers) == bench.markdown(data), (
+    assert block(text, bench.markers(data)) == bench.markdown(data), (
         f"{page} does not show {results}: run python -m {module} --publish {results} {page}"
     )
 
