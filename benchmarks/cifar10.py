@@ -69,18 +69,22 @@ def _model(name: str, device: torch.device, **kwargs: Any) -> nn.Module:
 
 
 def _optimizer(model: nn.Module, rule: str, m: int, steps: int) -> minimax.MinMaxOptimizer:
-    problem = minimax.ModuleProblem(
-        model, perturbation=minimax.LinfBall(EPS, lower=0.0, upper=1.0)
+    problem = minimax.ModuleProblem(model, perturbation=minimax.LinfBall(EPS, lower=0.0, upper=1.0))
+    sgd = torch.optim.SGD(problem.parameters().values(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    return minimax.MinMaxOptimizer(
+        problem, sgd, minimax.PGD(steps, ALPHA, restarts=m), RULES[rule]()
     )
-    sgd = torch.optim.SGD(problem.parameters().values(), lr=0.01, momentum=0.9,
-                          weight_decay=5e-4)  # fmt: skip
-    return minimax.MinMaxOptimizer(problem, sgd, minimax.PGD(steps, ALPHA, restarts=m),
-                                   RULES[rule]())  # fmt: skip
 
 
 def bench_training(
-    model_name: str, settings: list[tuple[str, int]], *, steps: int, batch: int, reps: int,
-    device: torch.device, **model_kwargs: Any,
+    model_name: str,
+    settings: list[tuple[str, int]],
+    *,
+    steps: int,
+    batch: int,
+    reps: int,
+    device: torch.device,
+    **model_kwargs: Any,
 ) -> list[dict[str, Any]]:
     """Seconds per outer step (median of ``reps``, rules interleaved) → images per second."""
     x, y = _data(batch, device)
@@ -101,18 +105,31 @@ def bench_training(
     base = statistics.median(runs[0][4])
     return [
         {
-            "model": model_name, "rule": rule, "m": m, "pgd_steps": steps, "batch": batch,
-            "seconds_per_step": statistics.median(times), "min_seconds_per_step": min(times),
+            "model": model_name,
+            "rule": rule,
+            "m": m,
+            "pgd_steps": steps,
+            "batch": batch,
+            "seconds_per_step": statistics.median(times),
+            "min_seconds_per_step": min(times),
             "images_per_second": batch / statistics.median(times),
             "cost_vs_first": statistics.median(times) / base,
             "device": str(device),
         }
         for rule, m, _model_, _opt, times in runs
-    ]  # fmt: skip
+    ]
 
 
-def textbook_pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, alpha: float, steps: int,
-                 generator: torch.Generator, score: bool = False) -> Tensor:  # fmt: skip
+def textbook_pgd(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    alpha: float,
+    steps: int,
+    generator: torch.Generator,
+    score: bool = False,
+) -> Tensor:
     """The plain PGD loop: random start, then `steps` signed-gradient steps with clamping.
 
     ``score=True`` adds one forward at the result for the per-example losses [B], which
@@ -171,7 +188,12 @@ def step_seconds(x: Tensor, reps: int = 200) -> tuple[float, float]:
 
 
 def bench_attack(
-    model_name: str, *, steps: int, batch: int, reps: int, device: torch.device,
+    model_name: str,
+    *,
+    steps: int,
+    batch: int,
+    reps: int,
+    device: torch.device,
     **model_kwargs: Any,
 ) -> dict[str, Any]:
     """minimax.PGD (m = 1) against `textbook_pgd`, interleaved in a shuffled order per
@@ -196,8 +218,12 @@ def bench_attack(
 
     # "scored again" runs the same loop as "scored": their paired ratio (an A/A control) shows
     # what this harness reads as a difference when there is none.
-    order = [("minimax", run_minimax), ("textbook", run_textbook), ("scored", run_scored),
-             ("scored again", run_scored)]  # fmt: skip
+    order = [
+        ("minimax", run_minimax),
+        ("textbook", run_textbook),
+        ("scored", run_scored),
+        ("scored again", run_scored),
+    ]
     for _, fn in order:  # warm-up
         fn()
     times: dict[str, list[float]] = {name: [] for name, _ in order}
@@ -221,24 +247,40 @@ def bench_attack(
     step_ours, step_textbook = step_seconds(x)
     return {
         "iteration_seconds": mm / (steps + 1),
-        "step_seconds_minimax": step_ours, "step_seconds_textbook": step_textbook,
-        "minor_faults_minimax": [min(faults["minimax"]), statistics.median(faults["minimax"]),
-                                 max(faults["minimax"])],
-        "minor_faults_textbook_scored": [min(faults["scored"]), statistics.median(faults["scored"]),
-                                         max(faults["scored"])],
-        "control_ratio": control["median"], "control_ratio_interval": control["interval"],
-        "paired_ratio": bare["median"], "paired_ratio_interval": bare["interval"],
+        "step_seconds_minimax": step_ours,
+        "step_seconds_textbook": step_textbook,
+        "minor_faults_minimax": [
+            min(faults["minimax"]),
+            statistics.median(faults["minimax"]),
+            max(faults["minimax"]),
+        ],
+        "minor_faults_textbook_scored": [
+            min(faults["scored"]),
+            statistics.median(faults["scored"]),
+            max(faults["scored"]),
+        ],
+        "control_ratio": control["median"],
+        "control_ratio_interval": control["interval"],
+        "paired_ratio": bare["median"],
+        "paired_ratio_interval": bare["interval"],
         "paired_ratio_same_work": same["median"],
         "paired_ratio_same_work_interval": same["interval"],
-        "model": model_name, "pgd_steps": steps, "batch": batch, "reps": reps,
-        "minimax_seconds": mm, "textbook_seconds": tb, "ratio": tb / mm,
-        "textbook_scored_seconds": sc, "ratio_same_work": sc / mm,
+        "model": model_name,
+        "pgd_steps": steps,
+        "batch": batch,
+        "reps": reps,
+        "minimax_seconds": mm,
+        "textbook_seconds": tb,
+        "ratio": tb / mm,
+        "textbook_scored_seconds": sc,
+        "ratio_same_work": sc / mm,
         "minimax_min_seconds": min(times["minimax"]),
         "textbook_min_seconds": min(times["textbook"]),
         "ratio_of_minima": min(times["textbook"]) / min(times["minimax"]),
-        "minimax_images_per_second": batch / mm, "textbook_images_per_second": batch / tb,
+        "minimax_images_per_second": batch / mm,
+        "textbook_images_per_second": batch / tb,
         "device": str(device),
-    }  # fmt: skip
+    }
 
 
 def paired_ratio(reference: list[float], ours: list[float]) -> dict[str, Any]:
@@ -274,25 +316,32 @@ def markers(result: dict[str, Any]) -> tuple[str, str]:
 def markdown(result: dict[str, Any]) -> str:
     """The PGD-attack table docs/architecture.md shows (between `MARKERS`), from a results JSON."""
     env = "".join(f"{k}={v} " for k, v in sorted(result.get("environment", {}).items()))
-    out = [f"Command: `{env}{result['command']}` (torch {result['torch']}, "
-           f"{result['cpu_threads']} thread(s)); times are medians, paired ratios the median of "
-           "per-repetition ratios with a 95% sign-test interval.", "",
-           "| model | device | PGD steps | batch | repetitions | textbook + score / minimax.PGD "
-           "(same work) | textbook / minimax.PGD (bare loop) | A/A control (textbook + score "
-           "against itself) | one iteration (s) | step + projection outside the model, "
-           "minimax / textbook (ms) | minor page faults per call, minimax / textbook + score "
-           "(median) |", "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    out = [
+        f"Command: `{env}{result['command']}` (torch {result['torch']}, "
+        f"{result['cpu_threads']} thread(s)); times are medians, paired ratios the median of "
+        "per-repetition ratios with a 95% sign-test interval.",
+        "",
+        "| model | device | PGD steps | batch | repetitions | textbook + score / minimax.PGD "
+        "(same work) | textbook / minimax.PGD (bare loop) | A/A control (textbook + score "
+        "against itself) | one iteration (s) | step + projection outside the model, "
+        "minimax / textbook (ms) | minor page faults per call, minimax / textbook + score "
+        "(median) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for a in result["attack"]:
+
         def paired(key: str, a: dict[str, Any] = a) -> str:
             low, high = a[f"{key}_interval"]
             return f"{a[key]:.3f}× [{low:.3f}, {high:.3f}]"
 
-        out.append(f"| {a['model']} | {a['device']} | {a['pgd_steps']} | {a['batch']} | "
-                   f"{a['reps']} | {paired('paired_ratio_same_work')} | {paired('paired_ratio')}"
-                   f" | {paired('control_ratio')} | {a['iteration_seconds']:.3f} | "
-                   f"{1e3 * a['step_seconds_minimax']:.2f} / {1e3 * a['step_seconds_textbook']:.2f}"
-                   f" | {a['minor_faults_minimax'][1]:,.0f} / "
-                   f"{a['minor_faults_textbook_scored'][1]:,.0f} |")  # fmt: skip
+        out.append(
+            f"| {a['model']} | {a['device']} | {a['pgd_steps']} | {a['batch']} | "
+            f"{a['reps']} | {paired('paired_ratio_same_work')} | {paired('paired_ratio')}"
+            f" | {paired('control_ratio')} | {a['iteration_seconds']:.3f} | "
+            f"{1e3 * a['step_seconds_minimax']:.2f} / {1e3 * a['step_seconds_textbook']:.2f}"
+            f" | {a['minor_faults_minimax'][1]:,.0f} / "
+            f"{a['minor_faults_textbook_scored'][1]:,.0f} |"
+        )
     return "\n".join(out)
 
 
@@ -303,21 +352,38 @@ def publish(results: Path, docs: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (≈ 30 s)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cifar10.json"))
     parser.add_argument("--batch", type=int, default=None, help="CPU batch (default 64; 32 quick)")
     parser.add_argument("--restarts", "-m", type=int, default=4, help="m on CPU (default 4)")
-    parser.add_argument("--attack-only", action="store_true",
-                        help="only the PGD attack against the textbook loop (section 2)")
-    parser.add_argument("--attack-reps", type=int, default=None,
-                        help="repetitions of the attack comparison (default 19; 7 quick)")
-    parser.add_argument("--publish", nargs=2, type=Path, metavar=("RESULTS_JSON", "DOCS_PAGE"),
-                        help="measure nothing: write the PGD table of a results JSON into a page "
-                        "(docs/results/pgd-attack.json docs/architecture.md)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: steadier timings on a shared CPU)")
+    parser.add_argument(
+        "--attack-only",
+        action="store_true",
+        help="only the PGD attack against the textbook loop (section 2)",
+    )
+    parser.add_argument(
+        "--attack-reps",
+        type=int,
+        default=None,
+        help="repetitions of the attack comparison (default 19; 7 quick)",
+    )
+    parser.add_argument(
+        "--publish",
+        nargs=2,
+        type=Path,
+        metavar=("RESULTS_JSON", "DOCS_PAGE"),
+        help="measure nothing: write the PGD table of a results JSON into a page "
+        "(docs/results/pgd-attack.json docs/architecture.md)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: steadier timings on a shared CPU)",
+    )
     args = parser.parse_args(argv)
     if args.publish:
         publish(*args.publish)
@@ -330,59 +396,136 @@ def main(argv: list[str] | None = None) -> int:
     m = args.restarts
     started = time.perf_counter()
     result: dict[str, Any] = {
-        "command": "PYTHONPATH=. python benchmarks/cifar10.py" + "".join(
-            f" {a}" for a in (argv if argv is not None else sys.argv[1:])),
-        "torch": torch.__version__, "minimax": minimax.__version__,
-        "python": platform.python_version(), "machine": platform.machine(),
-        "cpu_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+        "command": "PYTHONPATH=. python benchmarks/cifar10.py"
+        + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:])),
+        "torch": torch.__version__,
+        "minimax": minimax.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
         "environment": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
-    }  # fmt: skip
-    print(f"CPU ({torch.get_num_threads()} threads), small_cnn, batch {batch}, PGD-7, "
-          f"{reps} interleaved repetitions, medians", file=sys.stderr)  # fmt: skip
-    training = [] if args.attack_only else bench_training(
-        "small_cnn", [("PGD-AT", 1), ("PGD-AT", m), ("MaxLoss", m), ("DDi", m)], steps=7,
-        batch=batch, reps=reps, device=cpu,
-    )  # fmt: skip
+    }
+    print(
+        f"CPU ({torch.get_num_threads()} threads), small_cnn, batch {batch}, PGD-7, "
+        f"{reps} interleaved repetitions, medians",
+        file=sys.stderr,
+    )
+    training = (
+        []
+        if args.attack_only
+        else bench_training(
+            "small_cnn",
+            [("PGD-AT", 1), ("PGD-AT", m), ("MaxLoss", m), ("DDi", m)],
+            steps=7,
+            batch=batch,
+            reps=reps,
+            device=cpu,
+        )
+    )
     attack_reps = args.attack_reps or 2 * reps + 1
     attack = [bench_attack("small_cnn", steps=10, batch=batch, reps=attack_reps, device=cpu)]
     cuda: dict[str, Any] | None = None
     if torch.cuda.is_available() and not args.attack_only:
         gpu = torch.device("cuda")
         kw = dict(activation="celu", norm="group")
-        training += bench_training("resnet18", [("PGD-AT", 1), ("MaxLoss", 10), ("DDi", 10)],
-                                   steps=7, batch=128, reps=reps, device=gpu, **kw)  # fmt: skip
-        attack.append(bench_attack("resnet18", steps=10, batch=128, reps=2 * reps + 1,
-                                   device=gpu, **kw))  # fmt: skip
-        epoch = {r["rule"] + f" (m={r['m']})": 50_000 / r["images_per_second"]
-                 for r in training if r["device"].startswith("cuda")}  # fmt: skip
+        training += bench_training(
+            "resnet18",
+            [("PGD-AT", 1), ("MaxLoss", 10), ("DDi", 10)],
+            steps=7,
+            batch=128,
+            reps=reps,
+            device=gpu,
+            **kw,
+        )
+        attack.append(
+            bench_attack("resnet18", steps=10, batch=128, reps=2 * reps + 1, device=gpu, **kw)
+        )
+        epoch = {
+            r["rule"] + f" (m={r['m']})": 50_000 / r["images_per_second"]
+            for r in training
+            if r["device"].startswith("cuda")
+        }
         cuda = {"device": torch.cuda.get_device_name(0), "epoch_seconds_estimated": epoch}
     else:
         print("CUDA not available: the ResNet-18 GPU measurements are skipped.", file=sys.stderr)
-    result.update(training=training, attack=attack, cuda_results=cuda,
-                  seconds=time.perf_counter() - started)  # fmt: skip
+    result.update(
+        training=training, attack=attack, cuda_results=cuda, seconds=time.perf_counter() - started
+    )
 
-    print(_table(
-        [[r["model"], r["device"], r["rule"], r["m"], r["pgd_steps"], r["batch"],
-          f"{r['seconds_per_step']:.3f}", f"{r['min_seconds_per_step']:.3f}",
-          f"{r['images_per_second']:.1f}", f"{r['cost_vs_first']:.2f}×"] for r in training],
-        ["model", "device", "rule", "m", "PGD steps", "batch", "s/step (median)", "s/step (min)",
-         "images/s", "cost vs PGD-AT m=1"],
-    ))  # fmt: skip
+    print(
+        _table(
+            [
+                [
+                    r["model"],
+                    r["device"],
+                    r["rule"],
+                    r["m"],
+                    r["pgd_steps"],
+                    r["batch"],
+                    f"{r['seconds_per_step']:.3f}",
+                    f"{r['min_seconds_per_step']:.3f}",
+                    f"{r['images_per_second']:.1f}",
+                    f"{r['cost_vs_first']:.2f}×",
+                ]
+                for r in training
+            ],
+            [
+                "model",
+                "device",
+                "rule",
+                "m",
+                "PGD steps",
+                "batch",
+                "s/step (median)",
+                "s/step (min)",
+                "images/s",
+                "cost vs PGD-AT m=1",
+            ],
+        )
+    )
     print()
-    print(_table(
-        [[a["model"], a["device"], a["pgd_steps"], a["batch"], f"{a['textbook_seconds']:.3f}",
-          f"{a['textbook_scored_seconds']:.3f}", f"{a['minimax_seconds']:.3f}",
-          f"{a['ratio']:.2f}×", f"{a['ratio_same_work']:.2f}×",
-          "{:.3f}× [{:.3f}, {:.3f}]".format(a["paired_ratio"], *a["paired_ratio_interval"]),
-          "{:.3f}× [{:.3f}, {:.3f}]".format(
-              a["paired_ratio_same_work"], *a["paired_ratio_same_work_interval"]),
-          "{:.3f}× [{:.3f}, {:.3f}]".format(a["control_ratio"], *a["control_ratio_interval"])]
-         for a in attack],
-        ["model", "device", "PGD steps", "batch", "textbook s", "textbook+score s",
-         "minimax.PGD s", "textbook / minimax", "textbook+score / minimax",
-         "paired textbook / minimax [95%]", "paired textbook+score / minimax [95%]",
-         "A/A control [95%]"],
-    ))  # fmt: skip
+    print(
+        _table(
+            [
+                [
+                    a["model"],
+                    a["device"],
+                    a["pgd_steps"],
+                    a["batch"],
+                    f"{a['textbook_seconds']:.3f}",
+                    f"{a['textbook_scored_seconds']:.3f}",
+                    f"{a['minimax_seconds']:.3f}",
+                    f"{a['ratio']:.2f}×",
+                    f"{a['ratio_same_work']:.2f}×",
+                    "{:.3f}× [{:.3f}, {:.3f}]".format(
+                        a["paired_ratio"], *a["paired_ratio_interval"]
+                    ),
+                    "{:.3f}× [{:.3f}, {:.3f}]".format(
+                        a["paired_ratio_same_work"], *a["paired_ratio_same_work_interval"]
+                    ),
+                    "{:.3f}× [{:.3f}, {:.3f}]".format(
+                        a["control_ratio"], *a["control_ratio_interval"]
+                    ),
+                ]
+                for a in attack
+            ],
+            [
+                "model",
+                "device",
+                "PGD steps",
+                "batch",
+                "textbook s",
+                "textbook+score s",
+                "minimax.PGD s",
+                "textbook / minimax",
+                "textbook+score / minimax",
+                "paired textbook / minimax [95%]",
+                "paired textbook+score / minimax [95%]",
+                "A/A control [95%]",
+            ],
+        )
+    )
     if cuda:
         print()
         for k, v in cuda["epoch_seconds_estimated"].items():

@@ -71,10 +71,15 @@ def measure(rule_name: str, m: int, batch: int, steps: int, reps: int) -> dict:
         comm_seconds.append(comm.seconds - s0)
     params = sum(p.numel() for p in model.parameters())
     return {
-        "rule": rule_name, "m": m, "world": comm.world_size, "rank": comm.rank, "params": params,
-        "step_s": statistics.median(times), "bytes": comm_bytes[-1],
+        "rule": rule_name,
+        "m": m,
+        "world": comm.world_size,
+        "rank": comm.rank,
+        "params": params,
+        "step_s": statistics.median(times),
+        "bytes": comm_bytes[-1],
         "allreduce_s": statistics.median(comm_seconds),
-    }  # fmt: skip
+    }
 
 
 def formula(rule: str, m: int, params: int) -> int:
@@ -115,8 +120,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.worker:
-        print(json.dumps(measure(args.worker[0], int(args.worker[1]), args.batch, args.steps,
-                                 args.reps)))  # fmt: skip
+        print(
+            json.dumps(
+                measure(args.worker[0], int(args.worker[1]), args.batch, args.steps, args.reps)
+            )
+        )
         return
     if args.quick:
         args.batch, args.steps, args.restarts, args.reps = 16, 2, 2, 2
@@ -125,14 +133,21 @@ def main() -> None:
         one = measure(rule, m, args.batch, args.steps, args.reps)
         two = _two_ranks(args, rule, m)
         expected = formula(rule, m, two["params"])
-        rows.append({
-            "rule": rule, "m": m, "params": two["params"], "bytes": two["bytes"],
-            "bytes_formula": expected, "bytes_match": two["bytes"] == expected,
-            "step_1proc_s": one["step_s"], "step_2proc_s": two["step_s"],
-            "speedup": one["step_s"] / two["step_s"],
-            "allreduce_share": two["allreduce_s"] / two["step_s"],
-            "gpu_allreduce_estimate_s": estimate(two["bytes"]),
-        })  # fmt: skip
+        rows.append(
+            {
+                "rule": rule,
+                "m": m,
+                "params": two["params"],
+                "bytes": two["bytes"],
+                "bytes_formula": expected,
+                "bytes_match": two["bytes"] == expected,
+                "step_1proc_s": one["step_s"],
+                "step_2proc_s": two["step_s"],
+                "speedup": one["step_s"] / two["step_s"],
+                "allreduce_share": two["allreduce_s"] / two["step_s"],
+                "gpu_allreduce_estimate_s": estimate(two["bytes"]),
+            }
+        )
     resnet_p = sum(p.numel() for p in build_model("resnet18").parameters())
     resnet = {
         "params": resnet_p,
@@ -143,12 +158,17 @@ def main() -> None:
     }
     _print(rows, resnet, args)
     result = {
-        "benchmark": "distributed", "batch": args.batch, "pgd_steps": args.steps,
-        "reps": args.reps, "quick": args.quick, "torch": torch.__version__,
+        "benchmark": "distributed",
+        "batch": args.batch,
+        "pgd_steps": args.steps,
+        "reps": args.reps,
+        "quick": args.quick,
+        "torch": torch.__version__,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} thread/rank, 2 shared cores",
-        "rows": rows, "resnet18_estimate": resnet,
+        "rows": rows,
+        "resnet18_estimate": resnet,
         "note": "GPU times are estimates: bytes / published link bandwidth (ring all-reduce)",
-    }  # fmt: skip
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
@@ -159,9 +179,11 @@ def _print(rows: list[dict], resnet: dict, args: argparse.Namespace) -> None:
     head = f"{'rule':8} {'m':>2} {'P':>9} {'bytes/step':>11} {'formula':>11} "
     print(head + f"{'1 proc s':>9} {'2 proc s':>9} {'speedup':>8} {'allreduce':>9}")
     for r in rows:
-        print(f"{r['rule']:8} {r['m']:>2} {r['params']:>9,} {r['bytes']:>11,} "
-              f"{r['bytes_formula']:>11,} {r['step_1proc_s']:>9.3f} {r['step_2proc_s']:>9.3f} "
-              f"{r['speedup']:>8.2f} {r['allreduce_share']:>8.1%}")  # fmt: skip
+        print(
+            f"{r['rule']:8} {r['m']:>2} {r['params']:>9,} {r['bytes']:>11,} "
+            f"{r['bytes_formula']:>11,} {r['step_1proc_s']:>9.3f} {r['step_2proc_s']:>9.3f} "
+            f"{r['speedup']:>8.2f} {r['allreduce_share']:>8.1%}"
+        )
     print("ESTIMATE, all-reduce seconds per step on 2 GPUs (bytes / published bandwidth):")
     for r in rows:
         est = ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in r["gpu_allreduce_estimate_s"].items())

@@ -241,16 +241,24 @@ def markdown(result: dict) -> str:
     """The tables docs/per-example.md shows (between `MARKERS`), from a results JSON."""
     rows, scaling = result["rows"], result["scaling"]
     kinds = [k for k in KINDS if any(k in r for r in rows)]
-    out = [f"Command: `{result['config']['command'].strip()}` (torch {result['config']['torch']},"
-           f" {result['config']['threads']} threads, PGD-{result['config']['steps']}); cells: "
-           "fastest wall time / its CPU time, peak RSS of a fresh process.", ""]  # fmt: skip
-    out += ["| configuration | " + " | ".join(f"`{k}`" for k in kinds) + " |",
-            "|---|" + "---|" * len(kinds)]  # fmt: skip
+    out = [
+        f"Command: `{result['config']['command'].strip()}` (torch {result['config']['torch']},"
+        f" {result['config']['threads']} threads, PGD-{result['config']['steps']}); cells: "
+        "fastest wall time / its CPU time, peak RSS of a fresh process.",
+        "",
+    ]
+    out += [
+        "| configuration | " + " | ".join(f"`{k}`" for k in kinds) + " |",
+        "|---|" + "---|" * len(kinds),
+    ]
     for r in rows:
         name = f"{r['model']}, B = {r['B']}, m = {r['m']}"
         out.append(f"| {name} | " + " | ".join(_cell(r.get(k, {})) for k in kinds) + " |")
-    out += ["", "| target (ResNet-18, B = 16, m = 4) | measured | limit | met |",
-            "|---|---|---|---|"]  # fmt: skip
+    out += [
+        "",
+        "| target (ResNet-18, B = 16, m = 4) | measured | limit | met |",
+        "|---|---|---|---|",
+    ]
     target_row = next((r for r in rows if (r["model"], r["B"], r["m"]) == ("resnet18", 16, 4)), {})
     for what, key, limit in TARGETS:
         v = target_row.get(key)
@@ -260,13 +268,19 @@ def markdown(result: dict) -> str:
     for r in rows:
         if r.get("gram_rel_diff_vs_torchjd") is not None:
             out.append("")
-            out.append(f"{r['model']}, B = {r['B']}, m = {r['m']}: the two Gramians differ by "
-                       f"{r['gram_rel_diff_vs_torchjd']:.1e} of their largest entry.")  # fmt: skip
+            out.append(
+                f"{r['model']}, B = {r['B']}, m = {r['m']}: the two Gramians differ by "
+                f"{r['gram_rel_diff_vs_torchjd']:.1e} of their largest entry."
+            )
     scale_kinds = [k for k in ("ddi-batch", "ddi-example", "gram") if any(k in r for r in scaling)]
     if scaling:
-        out += ["", "Scaling, small CNN (B varied at m = 4, then m varied at B = 32):", "",
-                "| B | m | n = mB | " + " | ".join(f"`{k}`" for k in scale_kinds) + " |",
-                "|---|---|---|" + "---|" * len(scale_kinds)]  # fmt: skip
+        out += [
+            "",
+            "Scaling, small CNN (B varied at m = 4, then m varied at B = 32):",
+            "",
+            "| B | m | n = mB | " + " | ".join(f"`{k}`" for k in scale_kinds) + " |",
+            "|---|---|---|" + "---|" * len(scale_kinds),
+        ]
         for r in scaling:
             cells = " | ".join(_cell(r.get(k, {})) for k in scale_kinds)
             out.append(f"| {r['B']} | {r['m']} | {r['B'] * r['m']} | {cells} |")
@@ -297,9 +311,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS processes")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "per_example.json"))
-    ap.add_argument("--publish", nargs=2, type=Path, metavar=("RESULTS_JSON", "DOCS_PAGE"),
-                    help="measure nothing: write the tables of a results JSON into a page "
-                    "(e.g. docs/results/per-example.json docs/per-example.md)")  # fmt: skip
+    ap.add_argument(
+        "--publish",
+        nargs=2,
+        type=Path,
+        metavar=("RESULTS_JSON", "DOCS_PAGE"),
+        help="measure nothing: write the tables of a results JSON into a page "
+        "(e.g. docs/results/per-example.json docs/per-example.md)",
+    )
     args = ap.parse_args(argv)
     if args.publish:
         publish(*args.publish)

@@ -151,21 +151,27 @@ def cost_rows(
         fwd = 2 * c["forward_mac"]  # flops of one example's forward; fwd + bwd ≈ 3 fwd
         passes_flop = fwd * n * (2 + 3)  # Gram pass 2F, weighted pass ≤ 3F
         batch_step_flop = 3 * fwd * b * m * (pgd_steps + 1)  # PGD-k + m gradients
-        rows.append({
-            "B": b, "m": m, "n": n, "params": c["params"],
-            "ghost_layers": f"{c['ghost_layers']}/{c['weight_layers']}",
-            "batch_level_step_tflop": batch_step_flop / 1e12,
-            "batch_level_step_on_paper_s": batch_step_flop / (fp32_tflops * 1e12),
-            "passes_tflop": passes_flop / 1e12,
-            "layer_work_tflop": 2 * c["layer_work_mac"] / 1e12,
-            "extra_time_on_paper_s": (passes_flop + 2 * c["layer_work_mac"]) / (fp32_tflops * 1e12),
-            "activations_gib": n * act / gib,
-            "gram_gib": 8 * n * n / gib,
-            "block_gib": budget / gib,
-            "chunked_store_gib": n * 4 * sum(ly["store"] for ly in layers) / gib,
-            "materialized_gradients_gib": n * c["params"] * 4 / gib,
-            "batch_level_gradients_gib": m * c["params"] * 4 / gib,
-        })  # fmt: skip
+        rows.append(
+            {
+                "B": b,
+                "m": m,
+                "n": n,
+                "params": c["params"],
+                "ghost_layers": f"{c['ghost_layers']}/{c['weight_layers']}",
+                "batch_level_step_tflop": batch_step_flop / 1e12,
+                "batch_level_step_on_paper_s": batch_step_flop / (fp32_tflops * 1e12),
+                "passes_tflop": passes_flop / 1e12,
+                "layer_work_tflop": 2 * c["layer_work_mac"] / 1e12,
+                "extra_time_on_paper_s": (passes_flop + 2 * c["layer_work_mac"])
+                / (fp32_tflops * 1e12),
+                "activations_gib": n * act / gib,
+                "gram_gib": 8 * n * n / gib,
+                "block_gib": budget / gib,
+                "chunked_store_gib": n * 4 * sum(ly["store"] for ly in layers) / gib,
+                "materialized_gradients_gib": n * c["params"] * 4 / gib,
+                "batch_level_gradients_gib": m * c["params"] * 4 / gib,
+            }
+        )
     return rows, layers, act
 
 
@@ -175,28 +181,47 @@ def markdown(
     """The model line and the table docs/per-example.md shows (between its ``cost:table``
     markers); ``layers`` parameterised layers, ``act`` bytes saved per example."""
     header = [
-        "B", "m", "n = mB", "ghost layers",
+        "B",
+        "m",
+        "n = mB",
+        "ghost layers",
         f"batch-level DDi step, PGD-{pgd_steps} (TFLOP, on paper)",
-        "per-example passes (TFLOP)", "layer rules (TFLOP)", "per-example extra on paper",
-        "activations n·A (GiB)", "K (GiB)", "one block (GiB)",
-        "materialized gradients (GiB)", "batch-level gradients (GiB)",
+        "per-example passes (TFLOP)",
+        "layer rules (TFLOP)",
+        "per-example extra on paper",
+        "activations n·A (GiB)",
+        "K (GiB)",
+        "one block (GiB)",
+        "materialized gradients (GiB)",
+        "batch-level gradients (GiB)",
         "chunked Gram pass store (GiB, not built)",
-    ]  # fmt: skip
+    ]
     params = rows[0]["params"]
-    lines = [f"{model} (GroupNorm, CELU): {layers} parameterised layers, {params / 1e6:.1f} M "
-             f"parameters (P·s = {4 * params / 2**20:.1f} MiB in float32), A = {act / 2**20:.2f} "
-             f"MiB saved per example; times on paper at {fp32_tflops:g} FP32 TFLOP/s.", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
+    lines = [
+        f"{model} (GroupNorm, CELU): {layers} parameterised layers, {params / 1e6:.1f} M "
+        f"parameters (P·s = {4 * params / 2**20:.1f} MiB in float32), A = {act / 2**20:.2f} "
+        f"MiB saved per example; times on paper at {fp32_tflops:g} FP32 TFLOP/s.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     for r in rows:
         cells = [
-            str(r["B"]), str(r["m"]), str(r["n"]), r["ghost_layers"],
+            str(r["B"]),
+            str(r["m"]),
+            str(r["n"]),
+            r["ghost_layers"],
             f"{r['batch_level_step_tflop']:.3g} ({r['batch_level_step_on_paper_s']:.2g} s)",
-            f"{r['passes_tflop']:.3g}", f"{r['layer_work_tflop']:.3g}",
-            f"{r['extra_time_on_paper_s']:.2g} s", f"{r['activations_gib']:.3g}",
-            f"{r['gram_gib']:.2g}", f"{r['block_gib']:.3g}",
-            f"{r['materialized_gradients_gib']:.3g}", f"{r['batch_level_gradients_gib']:.3g}",
+            f"{r['passes_tflop']:.3g}",
+            f"{r['layer_work_tflop']:.3g}",
+            f"{r['extra_time_on_paper_s']:.2g} s",
+            f"{r['activations_gib']:.3g}",
+            f"{r['gram_gib']:.2g}",
+            f"{r['block_gib']:.3g}",
+            f"{r['materialized_gradients_gib']:.3g}",
+            f"{r['batch_level_gradients_gib']:.3g}",
             f"{r['chunked_store_gib']:.3g}",
-        ]  # fmt: skip
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -213,9 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pgd-steps", type=int, default=10, help="inner PGD steps (for the step)")
     ap.add_argument("--fp32-tflops", type=float, default=19.5)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "per_example_cost.json"))
-    ap.add_argument("--docs", type=Path, default=None,
-                    help="also write the table into this page's cost:table block "
-                    "(docs/per-example.md)")  # fmt: skip
+    ap.add_argument(
+        "--docs",
+        type=Path,
+        default=None,
+        help="also write the table into this page's cost:table block (docs/per-example.md)",
+    )
     args = ap.parse_args(argv)
     sizes = [(int(b), int(m)) for b, m in (spec.split(":") for spec in args.sizes.split(","))]
     rows, layers, act = cost_rows(args.model, sizes, args.pgd_steps, args.fp32_tflops)

@@ -165,8 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     passes = pass_counts(problem, batch, ms, args.steps, args.chunk)
     print(f"passes per step (forward, backward), B={args.batch}, PGD-{args.steps}:")
     for p in passes:
-        print(f"  {p['rule']:<12} m={p['m']:<3} before {tuple(p['before'])}  after "
-              f"{tuple(p['after'])}  forward passes saved {p['forward_saved']}")  # fmt: skip
+        print(
+            f"  {p['rule']:<12} m={p['m']:<3} before {tuple(p['before'])}  after "
+            f"{tuple(p['after'])}  forward passes saved {p['forward_saved']}"
+        )
     if args.passes_only:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"passes_per_step": passes}, indent=2) + "\n")

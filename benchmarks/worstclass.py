@@ -53,8 +53,10 @@ def main() -> None:
     print(f"{'mode':6} {'rule':10} {'wall s':>7} {'cpu s':>7} {'steps':>6} {'fwd':>5} {'bwd':>5}")
     for res in results:
         for rule, r in res["rules"].items():
-            print(f"{res['mode']:6} {rule:10} {r['seconds']:7.2f} {r['cpu_seconds']:7.2f} "
-                  f"{r['steps']:6d} {r['forward']:5d} {r['backward']:5d}")
+            print(
+                f"{res['mode']:6} {rule:10} {r['seconds']:7.2f} {r['cpu_seconds']:7.2f} "
+                f"{r['steps']:6d} {r['forward']:5d} {r['backward']:5d}"
+            )
         print(f"{res['mode']:6} {'(total)':10} {res['wall']:7.2f} {res['cpu']:7.2f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -44,5 +44,7 @@ candidates = attack(problem, problem.parameters(), (x[test], y[test]))
 with torch.no_grad():
     adversarial = model(x[test] + candidates.best_deltas()).argmax(-1)
     clean = model(x[test]).argmax(-1)
-print(f"{rule!r}: clean accuracy {(clean == y[test]).float().mean():.3f}, "
-      f"PGD-20 accuracy {(adversarial == y[test]).float().mean():.3f}")
+print(
+    f"{rule!r}: clean accuracy {(clean == y[test]).float().mean():.3f}, "
+    f"PGD-20 accuracy {(adversarial == y[test]).float().mean():.3f}"
+)

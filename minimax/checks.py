@@ -99,6 +99,7 @@ def float_tensor(name: str, value: object) -> Tensor:
 def within(name: str, value: Tensor, lower: object = None, upper: object = None) -> Tensor:
     """``value`` if every entry is finite and in [``lower``, ``upper``] (floats or tensors that
     broadcast; None: unbounded): one fused check, one host sync."""
+
     def like(bound: object) -> Tensor:
         return torch.as_tensor(bound, dtype=value.dtype, device=value.device)
 

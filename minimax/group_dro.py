@@ -71,8 +71,10 @@ class GroupDRO(Rule):
         if self.q is None:
             self.q = torch.full_like(losses, 1.0 / losses.numel())
         if self.q.shape != losses.shape:
-            raise ValueError(f"GroupDRO holds {self.q.numel()} group weights, got {losses.numel()}"
-                             " group losses: use a fresh rule for another number of groups")
+            raise ValueError(
+                f"GroupDRO holds {self.q.numel()} group weights, got {losses.numel()}"
+                " group losses: use a fresh rule for another number of groups"
+            )
         logits = self.q.to(losses.device).log() + self.step_size * losses
         self.q = torch.softmax(logits, dim=0)
         return self.q

@@ -139,8 +139,9 @@ class WorstGroupProblem(Problem):
                 f"{getattr(group, 'dtype', type(group).__name__)}"
             )
         if group.ndim != 1 or group.shape[0] == 0:
-            raise ValueError(f"the group labels must have shape [N] with N ≥ 1, got "
-                             f"{tuple(group.shape)}")
+            raise ValueError(
+                f"the group labels must have shape [N] with N ≥ 1, got {tuple(group.shape)}"
+            )
         lo, hi = int(group.min()), int(group.max())
         if lo < 0 or hi >= self.num_groups:
             raise ValueError(

@@ -65,9 +65,7 @@ class Registry(Generic[T]):
             return name
         if name in self._aliases:
             return self._aliases[name]
-        raise ValueError(
-            f"unknown {self.kind} {name!r}: choose one of {', '.join(self.choices())}"
-        )
+        raise ValueError(f"unknown {self.kind} {name!r}: choose one of {', '.join(self.choices())}")
 
     def get(self, name: str) -> Callable[..., T]:
         """The builder registered under ``name`` (or an alias)."""

@@ -160,8 +160,9 @@ class _Tracker:
         for label in self.labels:  # rows no attack reaches stay False: not robust
             self.correct.setdefault(label, []).append(torch.zeros_like(self.worst_correct[-1]))
 
-    def report(self, label: str, problem: minimax.ModuleProblem, x: Tensor, y: Tensor,
-               deltas: Tensor) -> None:  # fmt: skip
+    def report(
+        self, label: str, problem: minimax.ModuleProblem, x: Tensor, y: Tensor, deltas: Tensor
+    ) -> None:
         """The candidates deltas [m, b, ...] an attack found for the attacked rows x [b, ...]."""
         assert self._x is not None and self._robust is not None and self._key is not None
         base = self._robust if self.cascade else self.clean_correct[-1].to(self._x.device)
@@ -196,8 +197,9 @@ class _Tracked(minimax.InnerSolver):
         super().__init__(restarts=solver.restarts, random_start=solver.random_start)
         self.label, self.solver, self.tracker = label, solver, tracker
 
-    def search(self, problem: Any, params: Any, batch: Any, generator: Any, *,
-               keep_graph: bool = False) -> minimax.Candidates:  # fmt: skip
+    def search(
+        self, problem: Any, params: Any, batch: Any, generator: Any, *, keep_graph: bool = False
+    ) -> minimax.Candidates:
         found = self.solver(problem, params, batch, generator=generator)
         self.tracker.report(self.label, problem, batch[0], batch[1], found.deltas)
         return found
@@ -206,9 +208,14 @@ class _Tracked(minimax.InnerSolver):
         return self.label
 
 
-def _batches(model: nn.Module, data: tuple[Tensor, Tensor], batch_size: int,
-             device: torch.device, tracker: _Tracker,
-             progress: bool) -> Iterator[tuple[Tensor, Tensor]]:  # fmt: skip
+def _batches(
+    model: nn.Module,
+    data: tuple[Tensor, Tensor],
+    batch_size: int,
+    device: torch.device,
+    tracker: _Tracker,
+    progress: bool,
+) -> Iterator[tuple[Tensor, Tensor]]:
     """Batches on ``device`` in the model's dtype (uint8 images scaled to [0, 1]); each one is
     opened in ``tracker`` with its clean logits first."""
     x_all, y_all = data
@@ -279,20 +286,36 @@ def evaluate(
     batches = _batches(model, (x_all, y_all), batch_size, device, tracker, progress)
     with minimax.model_mode(model, "eval"):
         if solvers:
-            result = minimax.evaluate(model, batches, eps=eps, norm=norm, attacks=solvers,  # type: ignore[arg-type]
-                                      cascade=cascade, mode="eval",
-                                      allow_large_eps=allow_large_eps)  # fmt: skip
+            result = minimax.evaluate(
+                model,
+                batches,
+                eps=eps,
+                norm=norm,  # type: ignore[arg-type]
+                attacks=solvers,
+                cascade=cascade,
+                mode="eval",
+                allow_large_eps=allow_large_eps,
+            )
         else:
             for _ in batches:  # clean accuracy only
                 pass
             result = None
     summary = _summary(tracker, result)
-    summary.update(eps=float(eps), norm=norm, threat_model=_THREAT[norm], suite=suite_of(names),
-                   cascade=cascade, n_examples=n, restarts=restarts, attacks=names,
-                   seconds=result.seconds if result else {"clean": 0.0})  # fmt: skip
+    summary.update(
+        eps=float(eps),
+        norm=norm,
+        threat_model=_THREAT[norm],
+        suite=suite_of(names),
+        cascade=cascade,
+        n_examples=n,
+        restarts=restarts,
+        attacks=names,
+        seconds=result.seconds if result else {"clean": 0.0},
+    )
     if dataset is not None and result is not None:
-        summary.update(dataset=dataset, robustbench=minimax.robustbench_record(result,
-                                                                              dataset=dataset))
+        summary.update(
+            dataset=dataset, robustbench=minimax.robustbench_record(result, dataset=dataset)
+        )
     elif dataset is not None:
         summary.update(dataset=dataset, robustbench=None)
     return summary
@@ -329,7 +352,7 @@ def _summary(tracker: _Tracker, result: minimax.Evaluation | None) -> dict[str, 
         "adversarial_confidence": float(worst_conf.mean()) if result is not None else None,
         "adversarial_ece": ece_from_bins(worst_bins) if worst_bins is not None else None,
         "calibration_bins": {"clean": clean_bins, "adversarial": worst_bins},
-    }  # fmt: skip
+    }
 
 
 def _all(correct: dict[str, Tensor], like: Tensor) -> Tensor:

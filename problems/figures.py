@@ -26,8 +26,18 @@ from matplotlib.ticker import MaxNLocator
 __all__ = ["INTEGER_AXES", "fit_title", "integer_ticks", "run_style"]
 
 INTEGER_AXES = ("epoch", "step", "iteration")
-_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
-           "#17becf", "#7f7f7f", "#bcbd22")  # fmt: skip
+_COLORS = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#7f7f7f",
+    "#bcbd22",
+)
 _LINESTYLES = ("-", "--", "-.", ":")
 _MARKERS = ("o", "s", "^", "D", "v", "x", "P", "*")
 _SIZES = (8.0, 6.0, 4.5, 3.0)
@@ -37,10 +47,13 @@ _WIDTHS = (3.4, 2.4, 1.5, 0.9)  # a later, thinner line leaves an earlier one vi
 def run_style(i: int) -> dict[str, Any]:
     """Run i's line style: colour, line style, marker and width all change from one run to the
     next (so two identical curves show as two lines), repeating only after many runs."""
-    return {"color": _COLORS[i % len(_COLORS)], "linestyle": _LINESTYLES[i % len(_LINESTYLES)],
-            "marker": _MARKERS[i % len(_MARKERS)],
-            "linewidth": _WIDTHS[i % len(_WIDTHS)],
-            "markersize": _SIZES[i % len(_SIZES)]}  # fmt: skip
+    return {
+        "color": _COLORS[i % len(_COLORS)],
+        "linestyle": _LINESTYLES[i % len(_LINESTYLES)],
+        "marker": _MARKERS[i % len(_MARKERS)],
+        "linewidth": _WIDTHS[i % len(_WIDTHS)],
+        "markersize": _SIZES[i % len(_SIZES)],
+    }
 
 
 def fit_title(ax: Axes, title: str) -> None:

@@ -81,9 +81,10 @@ def is_torchscript(path: str | os.PathLike[str]) -> bool:
 def check_finite(tensors: Mapping[str, Tensor], where: str) -> None:
     """ValueError when a floating tensor of ``tensors`` holds NaN or ±inf (names the first)."""
     bad = [
-        k for k, t in tensors.items()
+        k
+        for k, t in tensors.items()
         if isinstance(t, Tensor) and t.is_floating_point() and not bool(t.isfinite().all())
-    ]  # fmt: skip
+    ]
     if bad:
         listed = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
         raise ValueError(
@@ -123,8 +124,14 @@ def read_model_file(path: str | os.PathLike[str], *, torchscript: bool = False) 
         state = _tensors(loaded.get("model"), path)
         check_finite(state, str(path))
         config = dict(loaded.get("config") or {})
-        return ModelFile(path, "checkpoint", state=state, meta=dict(loaded["meta"]),
-                         config=config, epoch=loaded.get("epoch"))  # fmt: skip
+        return ModelFile(
+            path,
+            "checkpoint",
+            state=state,
+            meta=dict(loaded["meta"]),
+            config=config,
+            epoch=loaded.get("epoch"),
+        )
     if isinstance(loaded, dict):
         for key in ("state_dict", "model"):  # common wrappers of a state dict
             if isinstance(loaded.get(key), dict):
@@ -142,8 +149,10 @@ def _load_weights(path: Path) -> Any:
 
 def _tensors(state: Any, path: Path) -> dict[str, Tensor]:
     """A state dict {name: tensor} (a ``module.`` prefix from DataParallel dropped)."""
-    if not isinstance(state, dict) or not state or not all(
-        isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items())
     ):
         raise ValueError(
             f"{path} holds no state dict (a mapping from parameter names to tensors): save one "

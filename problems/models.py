@@ -351,6 +351,13 @@ def build_model(
     builder = MODELS.get(name)
     _check("activation", activation, ACTIVATIONS)
     _check("norm", norm, NORMS)
-    return builder(activation=activation, norm=norm, num_classes=num_classes,
-                   in_channels=in_channels, image_size=image_size, mean=mean, std=std,
-                   width=width)  # fmt: skip
+    return builder(
+        activation=activation,
+        norm=norm,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        image_size=image_size,
+        mean=mean,
+        std=std,
+        width=width,
+    )

@@ -67,6 +67,8 @@ _LABELS = {
     "went_up_fraction": "fraction of steps whose robust loss went up",
     "iteration": "iteration",
 }
+
+
 def _records(history: RunHistory | Records) -> Records:
     return history.epochs if isinstance(history, RunHistory) else history
 
@@ -111,12 +113,19 @@ def curves_figure(
         xs, ys = _xy(_records(history), x, y)
         if not xs:
             continue
-        ax.plot(xs, _smooth(ys, smooth), label=label, fillstyle="none",
-                markevery=max(1, len(xs) // 25), **run_style(i))  # fmt: skip
+        ax.plot(
+            xs,
+            _smooth(ys, smooth),
+            label=label,
+            fillstyle="none",
+            markevery=max(1, len(xs) // 25),
+            **run_style(i),
+        )
         plotted += 1
     if not plotted:
-        ax.text(0.5, 0.5, f"no '{y}' values to plot", ha="center", va="center",
-                transform=ax.transAxes)  # fmt: skip
+        ax.text(
+            0.5, 0.5, f"no '{y}' values to plot", ha="center", va="center", transform=ax.transAxes
+        )
     ax.set_xlabel(xlabel or _LABELS.get(x, x))
     ax.set_ylabel(ylabel or _LABELS.get(y, y))
     if x in INTEGER_AXES:
@@ -146,8 +155,9 @@ def plot_curves(
     """`curves_figure` written as a PNG to ``path``; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig = curves_figure(histories, x=x, y=y, title=title, xlabel=xlabel, ylabel=ylabel,
-                        logy=logy, smooth=smooth)  # fmt: skip
+    fig = curves_figure(
+        histories, x=x, y=y, title=title, xlabel=xlabel, ylabel=ylabel, logy=logy, smooth=smooth
+    )
     try:
         fig.savefig(path)
     finally:
@@ -176,17 +186,35 @@ def _fmt(value: Any) -> str:
 
 def summary_table(histories: Mapping[str, RunHistory]) -> tuple[list[str], list[list[str]]]:
     """One row per run: rule, m, epochs, last / best robust accuracy, clean accuracy, wall."""
-    header = ["run", "rule", "m", "epochs", "robust acc (last)", "robust acc (best)",
-              "clean acc (last)", "train loss (last)", "wall (s)", "status"]  # fmt: skip
+    header = [
+        "run",
+        "rule",
+        "m",
+        "epochs",
+        "robust acc (last)",
+        "robust acc (best)",
+        "clean acc (last)",
+        "train loss (last)",
+        "wall (s)",
+        "status",
+    ]
     rows = []
     for label, h in histories.items():
         last = h.epochs[-1] if h.epochs else {}
-        rows.append([
-            label, h.config.rule, str(h.config.restarts),
-            f"{last.get('epoch', 0)}/{h.config.epochs}",
-            _fmt(h.last("robust_acc")), _fmt(h.best("robust_acc")), _fmt(h.last("clean_acc")),
-            _fmt(last.get("train_loss")), _fmt(last.get("wall")), h.status,
-        ])  # fmt: skip
+        rows.append(
+            [
+                label,
+                h.config.rule,
+                str(h.config.restarts),
+                f"{last.get('epoch', 0)}/{h.config.epochs}",
+                _fmt(h.last("robust_acc")),
+                _fmt(h.best("robust_acc")),
+                _fmt(h.last("clean_acc")),
+                _fmt(last.get("train_loss")),
+                _fmt(last.get("wall")),
+                h.status,
+            ]
+        )
     return header, rows
 
 
@@ -262,8 +290,12 @@ def _bars(result: Mapping[str, Any]) -> dict[str, float]:
     return bars
 
 
-def plot_evaluations(evaluations: Mapping[str, Mapping[str, Any]], path: str | os.PathLike[str],
-                     *, title: str = "Evaluation (minimax evaluate)") -> Path:  # fmt: skip
+def plot_evaluations(
+    evaluations: Mapping[str, Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "Evaluation (minimax evaluate)",
+) -> Path:
     """Grouped bars: clean, per-attack and worst-case accuracy, one group per measure and one
     bar (colour and hatch of `run_style`) per evaluation; writes a PNG to ``path``."""
     path = Path(path)
@@ -275,11 +307,19 @@ def plot_evaluations(evaluations: Mapping[str, Mapping[str, Any]], path: str | o
         width = 0.8 / max(1, len(bars))
         hatches = ("", "//", "..", "xx", "\\\\", "++")
         for i, (label, values) in enumerate(bars.items()):
-            xs = [j + (i - (len(bars) - 1) / 2) * width for j, m in enumerate(measures)
-                  if m in values]  # fmt: skip
-            ax.bar(xs, [values[m] for m in measures if m in values], width, label=label,
-                   color=run_style(i)["color"], hatch=hatches[i % len(hatches)],
-                   edgecolor="black", linewidth=0.5)  # fmt: skip
+            xs = [
+                j + (i - (len(bars) - 1) / 2) * width for j, m in enumerate(measures) if m in values
+            ]
+            ax.bar(
+                xs,
+                [values[m] for m in measures if m in values],
+                width,
+                label=label,
+                color=run_style(i)["color"],
+                hatch=hatches[i % len(hatches)],
+                edgecolor="black",
+                linewidth=0.5,
+            )
         ax.set_xticks(range(len(measures)), measures, rotation=20, ha="right")
         ax.set_ylabel("accuracy")
         ax.set_ylim(0, 1)
@@ -299,17 +339,36 @@ def evaluation_table(
     """One row per evaluation: data set, threat model, attacks, clean / worst-case / first-two
     accuracy and the number of examples. Files from before the threat model was recorded
     counted APGD-DLR as a first-two attack: their first-two cell is left empty."""
-    header = ["evaluation", "dataset", "threat", "eps", "attacks", "clean acc", "worst-case acc",
-              "first two (APGD-CE, APGD-T)", "examples"]  # fmt: skip
+    header = [
+        "evaluation",
+        "dataset",
+        "threat",
+        "eps",
+        "attacks",
+        "clean acc",
+        "worst-case acc",
+        "first two (APGD-CE, APGD-T)",
+        "examples",
+    ]
     rows = []
     for label, r in evaluations.items():
         threat = r.get("threat_model") or str(r.get("norm", "–"))
         eps = (r.get("robustbench") or {}).get("eps") or _fmt(r.get("eps"))
         attacks = ", ".join(a for a in r.get("attacks", []) if a != "clean")
         first_two = r.get("autoattack_first_two") if "threat_model" in r else None
-        rows.append([label, _fmt(r.get("dataset")), threat, eps, attacks or "–",
-                     _fmt(r.get("clean_acc")), _fmt(r.get("worst_case_acc")), _fmt(first_two),
-                     _fmt(r.get("n_examples"))])  # fmt: skip
+        rows.append(
+            [
+                label,
+                _fmt(r.get("dataset")),
+                threat,
+                eps,
+                attacks or "–",
+                _fmt(r.get("clean_acc")),
+                _fmt(r.get("worst_case_acc")),
+                _fmt(first_two),
+                _fmt(r.get("n_examples")),
+            ]
+        )
     return header, rows
 
 
@@ -335,8 +394,14 @@ def compare_runs(
         ("loss_wall.png", "wall", "train_loss", "Training robust loss against wall-clock"),
     ]
     if any(h.last("went_up_fraction") is not None for h in histories.values()):
-        figures.append(("went_up_epoch.png", "epoch", "went_up_fraction",
-                        "Fraction of steps whose robust loss went up (re-measured)"))  # fmt: skip
+        figures.append(
+            (
+                "went_up_epoch.png",
+                "epoch",
+                "went_up_fraction",
+                "Fraction of steps whose robust loss went up (re-measured)",
+            )
+        )
     sections = []
     for filename, x, y, title in figures:
         plot_curves(histories, x=x, y=y, path=out / filename, title=title)
@@ -344,30 +409,56 @@ def compare_runs(
     steps = {label: h.steps() for label, h in histories.items()}
     if any(steps.values()):
         window = max(1, max(len(s) for s in steps.values()) // 50)
-        plot_curves(steps, x="step", y="robust_loss", path=out / "loss_steps.png",
-                    title="Batch robust loss per step", smooth=window)  # fmt: skip
-        sections.append(("Batch robust loss per step", "loss_steps.png",
-                         f"Moving average over {window} step(s)."))  # fmt: skip
+        plot_curves(
+            steps,
+            x="step",
+            y="robust_loss",
+            path=out / "loss_steps.png",
+            title="Batch robust loss per step",
+            smooth=window,
+        )
+        sections.append(
+            (
+                "Batch robust loss per step",
+                "loss_steps.png",
+                f"Moving average over {window} step(s).",
+            )
+        )
     tables = [("Summary", *summary_table(histories))]
-    evaluations = {f"{label} ({stem})": result for label, d in zip(labels, run_dirs)
-                   for stem, result in load_evaluations(d).items()}  # fmt: skip
+    evaluations = {
+        f"{label} ({stem})": result
+        for label, d in zip(labels, run_dirs)
+        for stem, result in load_evaluations(d).items()
+    }
     if evaluations:
         plot_evaluations(evaluations, out / "evaluation.png")
-        sections.append(("Evaluation", "evaluation.png", "Clean, per-attack and worst-case "
-                         "accuracy from each run's eval-*.json (minimax evaluate)."))  # fmt: skip
+        sections.append(
+            (
+                "Evaluation",
+                "evaluation.png",
+                "Clean, per-attack and worst-case "
+                "accuracy from each run's eval-*.json (minimax evaluate).",
+            )
+        )
         tables.append(("Evaluation (minimax evaluate)", *evaluation_table(evaluations)))
     return write_html(
-        out / "report.html", "minimax: run comparison", sections, tables,
+        out / "report.html",
+        "minimax: run comparison",
+        sections,
+        tables,
         intro="Runs: " + ", ".join(f"{k} ({Path(d)})" for k, d in zip(labels, run_dirs)),
-    )  # fmt: skip
+    )
 
 
 def _caption(x: str, y: str) -> str:
-    what = {"robust_acc": "Validation robust accuracy (PGD).", "clean_acc":
-            "Validation clean accuracy.", "train_loss": "Mean robust-loss estimate over each "
-            "epoch's training batches (the attack's best candidates).", "went_up_fraction":
-            "Fraction of each epoch's steps after which the re-run attack found a higher robust "
-            "loss than before the step (runs trained with --remeasure)."}[y]  # fmt: skip
+    what = {
+        "robust_acc": "Validation robust accuracy (PGD).",
+        "clean_acc": "Validation clean accuracy.",
+        "train_loss": "Mean robust-loss estimate over each "
+        "epoch's training batches (the attack's best candidates).",
+        "went_up_fraction": "Fraction of each epoch's steps after which the re-run attack "
+        "found a higher robust loss than before the step (runs trained with --remeasure).",
+    }[y]
     if x == "wall":
         what += " Wall-clock counts training steps only (evaluation excluded)."
     return what

@@ -47,8 +47,9 @@ def paired_difference(
     from scipy import stats
 
     if len(ddi) != len(other):
-        raise ValueError(f"ddi and other need one value per seed each, got {len(ddi)} and "
-                         f"{len(other)}")  # fmt: skip
+        raise ValueError(
+            f"ddi and other need one value per seed each, got {len(ddi)} and {len(other)}"
+        )
     diffs = [a - b for a, b in zip(ddi, other, strict=True)]
     out = {"diffs": diffs, **mean_interval(diffs), "t": None, "p": None}
     spread = max(diffs) - min(diffs)

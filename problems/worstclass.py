@@ -302,5 +302,10 @@ def compare_worstclass(
         for name in s.rules
         if name != "ddi"
     }
-    return {"seeds": list(seeds), "settings": asdict(s), "runs": runs, "rules": per_rule,
-            "paired": paired}
+    return {
+        "seeds": list(seeds),
+        "settings": asdict(s),
+        "runs": runs,
+        "rules": per_rule,
+        "paired": paired,
+    }

@@ -53,4 +53,3 @@ def test_measured_tables_in_the_docs_match_the_committed_runs(module, results, p
     assert block(text, bench.markers(data)) == bench.markdown(data), (
         f"{page} does not show {results}: run python -m {module} --publish {results} {page}"
     )
-

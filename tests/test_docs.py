@@ -25,8 +25,11 @@ def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
     r = subprocess.run(
         [exe, "build", "--strict", "--site-dir", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     return out
 
@@ -99,8 +102,11 @@ def test_every_formula_parses_with_the_vendored_katex(site):
     assert len(items) > 50
     katex = str(site / "assets" / "katex" / "katex.min.js")
     r = subprocess.run(
-        [node, "-e", _RENDER, katex], input=json.dumps(items), capture_output=True, text=True,
+        [node, "-e", _RENDER, katex],
+        input=json.dumps(items),
+        capture_output=True,
+        text=True,
         timeout=120,
-    )  # fmt: skip
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == []

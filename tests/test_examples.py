@@ -15,7 +15,11 @@ SCRIPTS = sorted((ROOT / "examples").glob("*.py"))
 def test_example_runs(script):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the suite's workers already use both cores
     r = subprocess.run(
-        [sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [sys.executable, str(script)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env=env,
     )
     assert r.returncode == 0, r.stdout + r.stderr

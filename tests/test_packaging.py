@@ -101,10 +101,21 @@ def test_wheel_installs_beside_an_existing_torch_and_leaves_it_alone(tmp_path):
     env["PIP_CONFIG_FILE"] = os.devnull  # no index, no find-links, no machine-wide constraints
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     r = subprocess.run(
-        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"),
-         str(src)],
-        capture_output=True, text=True, env=env, timeout=180,
-    )  # fmt: skip
+        [
+            *pip,
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     (wheel,) = (tmp_path / "dist").glob("minimax-*.whl")
 
@@ -113,15 +124,21 @@ def test_wheel_installs_beside_an_existing_torch_and_leaves_it_alone(tmp_path):
     py = target / "bin" / "python"
     purelib = subprocess.run(
         [str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        capture_output=True, text=True, check=True, env=env,
-    ).stdout.strip()  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout.strip()
     (Path(purelib) / "existing-torch.pth").write_text(str(_base_site(tmp_path)) + "\n")
 
     # --no-index: if pip wanted to replace torch (or add anything), it would fail here.
     r = subprocess.run(
         [*pip, "--python", str(py), "install", "--no-index", "-q", str(wheel)],
-        capture_output=True, text=True, env=env, timeout=180,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     code = (
         "import json, sys, torch, minimax\n"

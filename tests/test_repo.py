@@ -30,6 +30,15 @@ def test_ruff_clean():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_ruff_format_clean():
+    """Every Python file is as `ruff format` writes it, with no formatter escape hatch."""
+    r = _run(_tool("ruff"), "format", "--check", ".")
+    assert r.returncode == 0, r.stdout + r.stderr
+    tracked = _run("git", "ls-files", "*.py").stdout.split()
+    skipped = [f for f in tracked if "fmt: " + "skip" in (ROOT / f).read_text()]
+    assert skipped == [], f"files that opt out of the formatter: {skipped}"
+
+
 def test_mypy_clean():
     r = _run(_tool("mypy"), "minimax", "problems")
     assert r.returncode == 0, r.stdout + r.stderr

@@ -147,7 +147,12 @@ class APGD(InnerSolver):
         )
 
     def search(
-        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None, *,
+        self,
+        problem: Problem,
+        params: Params,
+        batch: Batch,
+        generator: Generator | None,
+        *,
         keep_graph: bool = False,
     ) -> Candidates:
         S = problem.perturbation
@@ -186,8 +191,9 @@ class APGD(InnerSolver):
             )
         # Each candidate's own forward where BatchNorm uses batch statistics, else one stacked
         # forward over all candidates.
-        return problem.with_loss(_dlr_of_logits, stacking="vmap" if problem.examples_coupled
-                                 else "stack")  # fmt: skip
+        return problem.with_loss(
+            _dlr_of_logits, stacking="vmap" if problem.examples_coupled else "stack"
+        )
 
     # -- the schedule --------------------------------------------------------------------------
     def _ascend(

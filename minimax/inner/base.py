@@ -168,7 +168,12 @@ class InnerSolver(ABC):
 
     @abstractmethod
     def search(
-        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None, *,
+        self,
+        problem: Problem,
+        params: Params,
+        batch: Batch,
+        generator: Generator | None,
+        *,
         keep_graph: bool = False,
     ) -> Candidates:
         """What a solver defines: candidates at θ = params (detached); ``generator`` overrides

@@ -46,7 +46,12 @@ class Grid(InnerSolver):
         return f"Grid(points={self.points}, candidates={self.restarts}, tol={self.tol:g})"
 
     def search(
-        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None, *,
+        self,
+        problem: Problem,
+        params: Params,
+        batch: Batch,
+        generator: Generator | None,
+        *,
         keep_graph: bool = False,
     ) -> Candidates:
         shape = problem.delta_shape(batch)
@@ -115,5 +120,5 @@ def local_maxima(values: Tensor, tol: float = 0.0) -> Tensor:
     for offset in itertools.product((-1, 0, 1), repeat=k):
         if any(offset):
             sl = tuple(slice(1 + o, 1 + o + n) for o, n in zip(offset, values.shape[:k]))
-            is_max &= values >= padded[(*sl, slice(None))] - tol
+            is_max &= values >= padded[sl + (slice(None),)] - tol
     return is_max.reshape(-1, values.shape[-1])

@@ -69,7 +69,12 @@ class PGD(InnerSolver):
         )
 
     def search(
-        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None, *,
+        self,
+        problem: Problem,
+        params: Params,
+        batch: Batch,
+        generator: Generator | None,
+        *,
         keep_graph: bool = False,
     ) -> Candidates:
         start = self.initial(problem, batch, generator)
@@ -184,7 +189,12 @@ class FGSM(PGD):
         return f"FGSM(step_size={self._fgsm_step}, restarts={self.restarts})"
 
     def search(
-        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None, *,
+        self,
+        problem: Problem,
+        params: Params,
+        batch: Batch,
+        generator: Generator | None,
+        *,
         keep_graph: bool = False,
     ) -> Candidates:
         step = self._fgsm_step

@@ -106,8 +106,9 @@ METHODS: Registry[Solution] = Registry("method")
 
 
 def _wolfe(qp: SimplexQP) -> Solution:
-    return wolfe_batch(qp.Kn, np.zeros(qp.Kn.shape[-1], dtype=np.intp), 1, qp.tol, qp.max_iter,
-                       qp.method)  # fmt: skip
+    return wolfe_batch(
+        qp.Kn, np.zeros(qp.Kn.shape[-1], dtype=np.intp), 1, qp.tol, qp.max_iter, qp.method
+    )
 
 
 def _nnls(qp: SimplexQP) -> Solution:
@@ -147,17 +148,32 @@ def _method(name: str) -> MinNormMethod:
 # αᵀKnα − min_i (Knα)_i (0 runs APG's whole budget, the paper's fixed 100 steps); "cvxpylayers":
 # the conic solver's eps.
 for _name, _solver, _help in [
-    ("wolfe", MinNormMethod(_wolfe, 1e-15),
-     "Wolfe's min-norm-point algorithm on the Gram matrix (exact, default)"),
-    ("nnls", MinNormMethod(_nnls, 0.0),
-     "reduction to non-negative least squares, scipy (exact, the reference)"),
-    ("frank-wolfe", MinNormMethod(_frank_wolfe, 1e-12),
-     "pairwise Frank-Wolfe with exact line search (iterative, 1000 steps)"),
-    ("apg", MinNormMethod(_apg, 0.0),
-     "accelerated projected gradient, FISTA (iterative, 100 steps: the paper's)"),
-    ("cvxpylayers", MinNormMethod(_cvxpylayers, 1e-10, differentiable=True),
-     "differentiable conic solve; gradients of the weights reach gram"),
-]:  # fmt: skip
+    (
+        "wolfe",
+        MinNormMethod(_wolfe, 1e-15),
+        "Wolfe's min-norm-point algorithm on the Gram matrix (exact, default)",
+    ),
+    (
+        "nnls",
+        MinNormMethod(_nnls, 0.0),
+        "reduction to non-negative least squares, scipy (exact, the reference)",
+    ),
+    (
+        "frank-wolfe",
+        MinNormMethod(_frank_wolfe, 1e-12),
+        "pairwise Frank-Wolfe with exact line search (iterative, 1000 steps)",
+    ),
+    (
+        "apg",
+        MinNormMethod(_apg, 0.0),
+        "accelerated projected gradient, FISTA (iterative, 100 steps: the paper's)",
+    ),
+    (
+        "cvxpylayers",
+        MinNormMethod(_cvxpylayers, 1e-10, differentiable=True),
+        "differentiable conic solve; gradients of the weights reach gram",
+    ),
+]:
     METHODS.add(_name, _solver, help=_help)
 
 

@@ -187,8 +187,10 @@ class _NormBall(PerturbationSet):
         xb = self._bounds_x(x, delta, "project")
         flat = flatten_event(delta, e)
         # a float radius stays a Python scalar (scalar kernels, no [1]-tensor broadcast)
-        eps = self._eps if isinstance(self._eps, float) else per_example_value(
-            self._eps, flat, 1, "eps"
+        eps = (
+            self._eps
+            if isinstance(self._eps, float)
+            else per_example_value(self._eps, flat, 1, "eps")
         )
         out = self._project_flat(flat, eps).reshape(delta.shape)
         return self._clamp_bounds(out, xb)

@@ -48,9 +48,7 @@ def _centred(grad: Tensor) -> tuple[Tensor, Tensor]:
     return c / s, s
 
 
-def _check_event(
-    shape: Sequence[int], k: int, event_ndim: int | None, name: str = "delta"
-) -> None:
+def _check_event(shape: Sequence[int], k: int, event_ndim: int | None, name: str = "delta") -> None:
     if event_ndim is not None and event_ndim != 1:
         raise ValueError(
             f"Simplex({k}) has one event dim (the last, with k = {k} entries); got event_ndim = "

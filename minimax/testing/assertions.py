@@ -70,8 +70,13 @@ def _resolve(
     params: Mapping[str, Tensor] | None,
     batch: Batch,
     robust_loss: Callable[[Mapping[str, Tensor]], Tensor] | None,
-) -> tuple[KnownProblem | None, Problem, Batch, dict[str, Tensor],
-           Callable[[Mapping[str, Tensor]], Tensor] | None]:
+) -> tuple[
+    KnownProblem | None,
+    Problem,
+    Batch,
+    dict[str, Tensor],
+    Callable[[Mapping[str, Tensor]], Tensor] | None,
+]:
     if isinstance(problem_or_known, KnownProblem):
         known: KnownProblem | None = problem_or_known
         problem, batch = problem_or_known.problem, problem_or_known.batch
@@ -144,8 +149,11 @@ def assert_descent_direction(
     # check each line explains.
     known, problem, batch, p, loss_fn = _resolve(problem_or_known, params, batch, robust_loss)
     d = _vector(direction)
-    dset = danskin_set(problem, p, batch=batch, maximizers=maximizers) if known is None else \
-        danskin_set(known, p, maximizers=maximizers)
+    dset = (
+        danskin_set(problem, p, batch=batch, maximizers=maximizers)
+        if known is None
+        else danskin_set(known, p, maximizers=maximizers)
+    )
     flat_d = dset.flatten(d)
     norm = float(flat_d.norm())
     _, gamma_norm, _ = dset.min_norm()
@@ -176,13 +184,17 @@ def assert_descent_direction(
             change = float(loss_fn(moved)) - loss0
             if eta * abs(deriv) < floor and abs(change) < floor:
                 step_results.append((eta, None))
-                lines.append(f"  η = {eta:g}: R(θ − η d̂) − R(θ) = {change:+.6g} "
-                             "(below float64 resolution, not checked)")
+                lines.append(
+                    f"  η = {eta:g}: R(θ − η d̂) − R(θ) = {change:+.6g} "
+                    "(below float64 resolution, not checked)"
+                )
                 continue
             step_results.append((eta, change))
             ok = change < 0
-            lines.append(f"  η = {eta:g}: R(θ − η d̂) − R(θ) = {change:+.6g} "
-                         f"(first-order prediction {eta * deriv:+.6g}){'' if ok else '  ✗'}")
+            lines.append(
+                f"  η = {eta:g}: R(θ − η d̂) − R(θ) = {change:+.6g} "
+                f"(first-order prediction {eta * deriv:+.6g}){'' if ok else '  ✗'}"
+            )
             if not ok:
                 failed.append(
                     f"R(θ − η d̂) ≥ R(θ) at η = {eta:g}: the robust loss does not decrease"
@@ -222,13 +234,18 @@ def assert_stationary(
     `minimax.min_norm_product_weights` (one simplex block per example). Returns ‖γ⋆‖.
     """
     known, problem, batch, p, _ = _resolve(problem_or_known, params, batch, None)
-    dset = danskin_set(problem, p, batch=batch, maximizers=maximizers) if known is None else \
-        danskin_set(known, p, maximizers=maximizers)
+    dset = (
+        danskin_set(problem, p, batch=batch, maximizers=maximizers)
+        if known is None
+        else danskin_set(known, p, maximizers=maximizers)
+    )
     gamma, norm_t, res = dset.min_norm()
     norm = float(norm_t)
     if not norm <= tol:
-        report = [f"Not stationary: ‖γ*‖ = {norm:.6g} > tol = {tol:g}, γ* the min-norm element of "
-                  "the Danskin set."]
+        report = [
+            f"Not stationary: ‖γ*‖ = {norm:.6g} > tol = {tol:g}, γ* the min-norm element of "
+            "the Danskin set."
+        ]
         report += _header(known, problem, p)
         report.append(f"  γ* = {fmt_params(gamma)}  (KKT residual {float(res.kkt.max()):.2e})")
         report.append(

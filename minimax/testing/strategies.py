@@ -286,8 +286,10 @@ class GramCase:
         return int(self.vectors.shape[1])
 
     def __repr__(self) -> str:
-        return (f"gram_case({self.family!r}, m={self.m}, n={self.n}, seed={self.seed}, "
-                f"scale={self.scale:g})")
+        return (
+            f"gram_case({self.family!r}, m={self.m}, n={self.n}, seed={self.seed}, "
+            f"scale={self.scale:g})"
+        )
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         """Hypothesis prints the rebuilding call, not the dataclass fields."""

@@ -28,37 +28,54 @@ __all__ = ["COMMANDS", "USER_ERRORS", "build_parser", "explicit", "main", "numbe
 
 #: command name → its module
 COMMANDS: dict[str, ModuleType] = {
-    "train": train, "evaluate": evaluate, "compare": compare, "demo": demo,
-}  # fmt: skip
+    "train": train,
+    "evaluate": evaluate,
+    "compare": compare,
+    "demo": demo,
+}
 
 
 #: errors that are the user's to fix (bad input files, existing directories): exit status 2
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    UsageError, DatasetError, NonFiniteStateError, FileNotFoundError, FileExistsError,
-    IsADirectoryError, NotADirectoryError, PermissionError,
-)  # fmt: skip
+    UsageError,
+    DatasetError,
+    NonFiniteStateError,
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
 
 
 def build_parser(*, defaults: bool = True) -> argparse.ArgumentParser:
     """The full parser: one subcommand per `COMMANDS` entry. ``defaults=False`` leaves every
     option's default out (the namespace then holds only what was given: see `explicit`)."""
     parser = Parser(
-        prog=PROG, formatter_class=formatter,
+        prog=PROG,
+        formatter_class=formatter,
         description="minimax: min-max solvers and Danskin's Descent Direction (DDi) for "
-                    "adversarial training.",
+        "adversarial training.",
         epilog="Run `minimax COMMAND --help` for a command's options and examples.",
-    )  # fmt: skip
+    )
     parser.add_argument("--version", action="version", version=f"minimax {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, command in COMMANDS.items():
         p = sub.add_parser(
-            name, help=command.HELP, description=command.DESCRIPTION, epilog=command.EPILOG,
+            name,
+            help=command.HELP,
+            description=command.DESCRIPTION,
+            epilog=command.EPILOG,
             formatter_class=formatter,
-        )  # fmt: skip
+        )
         command.add_arguments(p)
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                       help="show tracebacks of errors")  # fmt: skip
+        p.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="show tracebacks of errors",
+        )
         for action in p._actions:
             if not defaults:
                 action.default = argparse.SUPPRESS

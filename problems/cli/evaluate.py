@@ -39,8 +39,9 @@ DESCRIPTION = (
     "Clean and robust accuracy of a classifier under AutoAttack's standard suite (APGD-CE,\n"
     "APGD-T, Square) or named attacks, worst case per example, with a RobustBench record."
 )
-EPILOG = textwrap.dedent(
-    """\
+EPILOG = (
+    textwrap.dedent(
+        """\
     examples:
       minimax evaluate runs/ddi --data-dir data              # best.pt, standard suite
       minimax evaluate runs/ddi/checkpoint.pt --attacks clean,pgd20,apgd-ce --limit 1000
@@ -55,9 +56,14 @@ EPILOG = textwrap.dedent(
     attacks (--attacks, comma-separated; a step count may follow, e.g. pgd20, apgd-ce50):
       clean: no attack (the clean accuracy is always reported)
     """
-) + "".join(f"  {name}: {minimax.ATTACKS.help(name)}\n" for name in minimax.ATTACKS.names()) + (
-    "".join(f"  {suite} (suite): {', '.join(members)}\n"
-            for suite, members in minimax.SUITES.items())
+    )
+    + "".join(f"  {name}: {minimax.ATTACKS.help(name)}\n" for name in minimax.ATTACKS.names())
+    + (
+        "".join(
+            f"  {suite} (suite): {', '.join(members)}\n"
+            for suite, members in minimax.SUITES.items()
+        )
+    )
 )
 
 _DEFAULT_EPS = {"linf": 8 / 255, "l2": 0.5}  # RobustBench's CIFAR-10 radii
@@ -66,53 +72,117 @@ _DEFAULT_EPS = {"linf": 8 / 255, "l2": 0.5}  # RobustBench's CIFAR-10 radii
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``minimax evaluate``, in groups: model, data, threat model, run."""
     p = parser.add_argument_group("model")
-    p.add_argument("checkpoint", type=Path, metavar="MODEL",
-                   help="run directory, best.pt / checkpoint.pt, a state_dict file, or (with "
-                        "--torchscript) a TorchScript file")  # fmt: skip
-    p.add_argument("--torchscript", action="store_true",
-                   help="MODEL is a TorchScript archive you trust (loading runs its code)")
-    p.add_argument("--model", choices=MODELS.names(), default=None,
-                   help="the architecture of a plain state_dict (default: none; checkpoints "
-                        "written by `minimax train` describe their own)")  # fmt: skip
-    p.add_argument("--activation", choices=ACTIVATIONS, default="relu",
-                   help="with --model (default: relu)")
-    p.add_argument("--norm", choices=NORMS, default="batch",
-                   help="normalization layers, with --model (default: batch)")
-    p.add_argument("--width", type=positive_int, default=32,
-                   help="small_cnn's width, with --model (default: 32)")
+    p.add_argument(
+        "checkpoint",
+        type=Path,
+        metavar="MODEL",
+        help="run directory, best.pt / checkpoint.pt, a state_dict file, or (with "
+        "--torchscript) a TorchScript file",
+    )
+    p.add_argument(
+        "--torchscript",
+        action="store_true",
+        help="MODEL is a TorchScript archive you trust (loading runs its code)",
+    )
+    p.add_argument(
+        "--model",
+        choices=MODELS.names(),
+        default=None,
+        help="the architecture of a plain state_dict (default: none; checkpoints "
+        "written by `minimax train` describe their own)",
+    )
+    p.add_argument(
+        "--activation", choices=ACTIVATIONS, default="relu", help="with --model (default: relu)"
+    )
+    p.add_argument(
+        "--norm",
+        choices=NORMS,
+        default="batch",
+        help="normalization layers, with --model (default: batch)",
+    )
+    p.add_argument(
+        "--width",
+        type=positive_int,
+        default=32,
+        help="small_cnn's width, with --model (default: 32)",
+    )
     d = parser.add_argument_group("data")
-    d.add_argument("--dataset", choices=DATASETS.names(), default=None,
-                   help="default: the run's data set, else cifar10")
-    d.add_argument("--data-dir", type=Path, default=None,
-                   help="the data directory (default: the run's, else data)")
+    d.add_argument(
+        "--dataset",
+        choices=DATASETS.names(),
+        default=None,
+        help="default: the run's data set, else cifar10",
+    )
+    d.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="the data directory (default: the run's, else data)",
+    )
     d.add_argument("--download", action="store_true", help="download CIFAR-10 if missing")
-    d.add_argument("--split", choices=("test", "val"), default="test",
-                   help="val: the run's held-out training images (default: test)")
-    d.add_argument("--limit", type=positive_int, default=None, metavar="N",
-                   help="the first N images only (default: all)")
+    d.add_argument(
+        "--split",
+        choices=("test", "val"),
+        default="test",
+        help="val: the run's held-out training images (default: test)",
+    )
+    d.add_argument(
+        "--limit",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="the first N images only (default: all)",
+    )
     t = parser.add_argument_group("threat model and attacks")
-    t.add_argument("--threat", choices=THREATS.names(), default=None,
-                   help="the perturbation ball (default: the run's, else linf)")
-    t.add_argument("--eps", type=nonnegative_number, default=None,
-                   help="radius (default: the run's eps, else 8/255 for linf, 0.5 for l2)")
-    t.add_argument("--allow-large-eps", action="store_true",
-                   help="accept an L∞ --eps over 1 (the whole [0, 1] pixel range), e.g. to "
-                   "evaluate a run trained with --allow-large-eps")
-    t.add_argument("--attacks", default=",".join(DEFAULT_ATTACKS),
-                   help=f"comma-separated names or suites (default: {','.join(DEFAULT_ATTACKS)})")
-    t.add_argument("--restarts", type=positive_int, default=1,
-                   help="random restarts per attack (default: 1)")
-    t.add_argument("--no-cascade", action="store_true",
-                   help="run every attack on every clean-correct example (default: AutoAttack's "
-                        "cascade, each attack on the examples still robust)")  # fmt: skip
+    t.add_argument(
+        "--threat",
+        choices=THREATS.names(),
+        default=None,
+        help="the perturbation ball (default: the run's, else linf)",
+    )
+    t.add_argument(
+        "--eps",
+        type=nonnegative_number,
+        default=None,
+        help="radius (default: the run's eps, else 8/255 for linf, 0.5 for l2)",
+    )
+    t.add_argument(
+        "--allow-large-eps",
+        action="store_true",
+        help="accept an L∞ --eps over 1 (the whole [0, 1] pixel range), e.g. to "
+        "evaluate a run trained with --allow-large-eps",
+    )
+    t.add_argument(
+        "--attacks",
+        default=",".join(DEFAULT_ATTACKS),
+        help=f"comma-separated names or suites (default: {','.join(DEFAULT_ATTACKS)})",
+    )
+    t.add_argument(
+        "--restarts", type=positive_int, default=1, help="random restarts per attack (default: 1)"
+    )
+    t.add_argument(
+        "--no-cascade",
+        action="store_true",
+        help="run every attack on every clean-correct example (default: AutoAttack's "
+        "cascade, each attack on the examples still robust)",
+    )
     r = parser.add_argument_group("run")
     r.add_argument("--batch-size", type=positive_int, default=256, help="(default: 256)")
     r.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (default)")
     r.add_argument("--seed", type=int, default=0, help="seeds the attacks (default: 0)")
-    r.add_argument("--out", type=Path, default=None,
-                   help="results JSON (default: eval-<model file>.json beside it)")
-    r.add_argument("--robustbench", type=Path, default=None, metavar="JSON",
-                   help="also write the RobustBench model-info record there")
+    r.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results JSON (default: eval-<model file>.json beside it)",
+    )
+    r.add_argument(
+        "--robustbench",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="also write the RobustBench model-info record there",
+    )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -122,11 +192,14 @@ def _read(args: argparse.Namespace) -> ModelFile:
     except (OSError, ValueError, RuntimeError) as error:
         raise UsageError(str(error)) from None
     if file.kind == "checkpoint" and args.model is not None:
-        raise UsageError(f"{file.path} was written by `minimax train` and names its model: "
-                         "drop --model")  # fmt: skip
+        raise UsageError(
+            f"{file.path} was written by `minimax train` and names its model: drop --model"
+        )
     if file.kind == "state_dict" and args.model is None:
-        raise UsageError(f"{file.path} is a plain state_dict: give its architecture with --model "
-                         f"({', '.join(MODELS.names())}) and --activation / --norm")  # fmt: skip
+        raise UsageError(
+            f"{file.path} is a plain state_dict: give its architecture with --model "
+            f"({', '.join(MODELS.names())}) and --activation / --norm"
+        )
     return file
 
 
@@ -138,18 +211,26 @@ def _build(file: ModelFile, args: argparse.Namespace, data: Any) -> tuple[Any, d
     if file.kind == "checkpoint":
         spec = dict(file.meta["model"])
     else:
-        spec = {"name": args.model, "activation": args.activation, "norm": args.norm,
-                "num_classes": data.num_classes, "in_channels": data.in_channels,
-                "image_size": data.image_size, "width": args.width}  # fmt: skip
+        spec = {
+            "name": args.model,
+            "activation": args.activation,
+            "norm": args.norm,
+            "num_classes": data.num_classes,
+            "in_channels": data.in_channels,
+            "image_size": data.image_size,
+            "width": args.width,
+        }
     model = build_model(**spec)
     assert file.state is not None
     try:
         model.load_state_dict(file.state)
     except RuntimeError as error:
         first = str(error).strip().splitlines()
-        raise UsageError(f"the weights in {file.path} do not fit {spec['name']} "
-                         f"({'; '.join(first[:3])[:400]}): check --model / --activation / "
-                         "--norm / --width and --dataset") from None  # fmt: skip
+        raise UsageError(
+            f"the weights in {file.path} do not fit {spec['name']} "
+            f"({'; '.join(first[:3])[:400]}): check --model / --activation / "
+            "--norm / --width and --dataset"
+        ) from None
     return model, spec
 
 
@@ -190,8 +271,10 @@ def run(args: argparse.Namespace) -> int:
     xt, yt = data.test
     if args.split == "val":
         if not meta.get("val_split"):
-            raise UsageError("--split val needs a run checkpoint whose run held out a "
-                             "validation split (this one had none)")  # fmt: skip
+            raise UsageError(
+                "--split val needs a run checkpoint whose run held out a "
+                "validation split (this one had none)"
+            )
         _, _, xt, yt = train_val_split(*data.train, meta["val_split"], seed=seed)
     if args.limit:
         xt, yt = xt[: args.limit], yt[: args.limit]
@@ -205,11 +288,22 @@ def run(args: argparse.Namespace) -> int:
     device = ranks.device(resolve_device(args.device))
     try:
         result = evaluate_sharded(
-            evaluate, model, (xt, yt), ranks, eps=eps, attacks=attacks, restarts=args.restarts,
-            batch_size=args.batch_size, seed=args.seed, device=device, norm=threat,
-            progress=progress and ranks.is_main, cascade=not args.no_cascade, dataset=dataset,
+            evaluate,
+            model,
+            (xt, yt),
+            ranks,
+            eps=eps,
+            attacks=attacks,
+            restarts=args.restarts,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            device=device,
+            norm=threat,
+            progress=progress and ranks.is_main,
+            cascade=not args.no_cascade,
+            dataset=dataset,
             allow_large_eps=args.allow_large_eps,
-        )  # fmt: skip
+        )
     except ValueError as error:
         raise UsageError(str(error)) from None
     finally:
@@ -217,17 +311,36 @@ def run(args: argparse.Namespace) -> int:
     if not ranks.is_main:
         return 0
     result.update(
-        checkpoint=str(file.path), model_file=file.kind, split=args.split, architecture=spec,
-        rule=config.get("rule"), restarts_train=config.get("restarts"), epochs=file.epoch,
+        checkpoint=str(file.path),
+        model_file=file.kind,
+        split=args.split,
+        architecture=spec,
+        rule=config.get("rule"),
+        restarts_train=config.get("restarts"),
+        epochs=file.epoch,
         epochs_planned=config.get("epochs"),
-    )  # fmt: skip
+    )
     _write(args.out or file.path.parent / f"eval-{file.path.stem}.json", result, progress)
     if args.robustbench is not None and result.get("robustbench") is not None:
         _write(args.robustbench, result["robustbench"], progress)
     print(threat_line(result, args.split))
-    print(json.dumps({k: result[k] for k in ("clean_acc", "robust_acc", "worst_case_acc",
-                                              "autoattack_first_two", "n_examples",
-                                              "threat_model", "eps", "dataset")}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in (
+                    "clean_acc",
+                    "robust_acc",
+                    "worst_case_acc",
+                    "autoattack_first_two",
+                    "n_examples",
+                    "threat_model",
+                    "eps",
+                    "dataset",
+                )
+            }
+        )
+    )
     return 0
 
 

@@ -60,9 +60,14 @@ EPILOG = textwrap.dedent(
 #: ``--paper``: the DDi paper's setting (Latorre et al. 2023; docs/cifar10.md, "The recipe and its
 #: sources"); every other option keeps its default, and explicit options win
 PAPER: dict[str, Any] = {
-    "model": "resnet18", "activation": "celu", "norm": "group", "rule": "ddi",
-    "restarts": 10, "steps": 7, "eval_steps": 20,
-}  # fmt: skip
+    "model": "resnet18",
+    "activation": "celu",
+    "norm": "group",
+    "rule": "ddi",
+    "restarts": 10,
+    "steps": 7,
+    "eval_steps": 20,
+}
 
 
 def _choices_help(registry: Any, names: list[str] | None = None) -> str:
@@ -76,92 +81,180 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _model_arguments(parser.add_argument_group("model"))
     _training_arguments(parser.add_argument_group("training"))
     ev = parser.add_argument_group("validation")
-    ev.add_argument("--eval-steps", type=positive_int, default=20,
-                    help="PGD steps of the validation attack (step 2.5·eps/steps)")
-    ev.add_argument("--eval-restarts", type=positive_int, default=1,
-                    help="restarts of the validation attack")
-    ev.add_argument("--eval-every", type=positive_int, default=1, metavar="EPOCHS",
-                    help="validate every EPOCHS epochs (and after the last)")
+    ev.add_argument(
+        "--eval-steps",
+        type=positive_int,
+        default=20,
+        help="PGD steps of the validation attack (step 2.5·eps/steps)",
+    )
+    ev.add_argument(
+        "--eval-restarts", type=positive_int, default=1, help="restarts of the validation attack"
+    )
+    ev.add_argument(
+        "--eval-every",
+        type=positive_int,
+        default=1,
+        metavar="EPOCHS",
+        help="validate every EPOCHS epochs (and after the last)",
+    )
     _run_arguments(parser.add_argument_group("run"))
 
 
 def _data_arguments(data: Any) -> None:
-    data.add_argument("--dataset", choices=DATASETS.names(), default="cifar10",
-                      help=_choices_help(DATASETS))
-    data.add_argument("--data-dir", type=Path, default=Path("data"),
-                      help="directory with (or for) the data set's files")
+    data.add_argument(
+        "--dataset", choices=DATASETS.names(), default="cifar10", help=_choices_help(DATASETS)
+    )
+    data.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("data"),
+        help="directory with (or for) the data set's files",
+    )
     data.add_argument("--download", action="store_true", help="download CIFAR-10 if missing")
-    data.add_argument("--val-split", type=nonnegative_int, default=None, metavar="N",
-                      help="training images held out for validation (default: 1000, at most a "
-                           "tenth of the set; 0 validates on the test set)")
-    data.add_argument("--limit-train", type=positive_int, default=None, metavar="N",
-                      help="train on the first N training images only")
-    data.add_argument("--limit-test", type=positive_int, default=None, metavar="N",
-                      help="evaluate each epoch on at most N validation images")
-    data.add_argument("--no-augment", action="store_true",
-                      help="no random crop / flip augmentation")
+    data.add_argument(
+        "--val-split",
+        type=nonnegative_int,
+        default=None,
+        metavar="N",
+        help="training images held out for validation (default: 1000, at most a "
+        "tenth of the set; 0 validates on the test set)",
+    )
+    data.add_argument(
+        "--limit-train",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="train on the first N training images only",
+    )
+    data.add_argument(
+        "--limit-test",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="evaluate each epoch on at most N validation images",
+    )
+    data.add_argument(
+        "--no-augment", action="store_true", help="no random crop / flip augmentation"
+    )
 
 
 def _model_arguments(model: Any) -> None:
-    model.add_argument("--model", choices=MODELS.names(), default="resnet18",
-                       help="the architecture")
-    model.add_argument("--activation", choices=ACTIVATIONS, default="relu",
-                       help="the activation function")
-    model.add_argument("--norm", choices=NORMS, default="batch",
-                       help="normalization layers (batch, group, none)")
-    model.add_argument("--batchnorm", choices=BATCHNORM, default="per_restart",
-                       help="BatchNorm during the attack and gradients")
-    model.add_argument("--paper", action="store_true",
-                       help="the DDi paper's setting: " + " ".join(
-                           f"--{k.replace('_', '-')} {v}" for k, v in PAPER.items())
-                       + " (explicit options override it)")
+    model.add_argument(
+        "--model", choices=MODELS.names(), default="resnet18", help="the architecture"
+    )
+    model.add_argument(
+        "--activation", choices=ACTIVATIONS, default="relu", help="the activation function"
+    )
+    model.add_argument(
+        "--norm", choices=NORMS, default="batch", help="normalization layers (batch, group, none)"
+    )
+    model.add_argument(
+        "--batchnorm",
+        choices=BATCHNORM,
+        default="per_restart",
+        help="BatchNorm during the attack and gradients",
+    )
+    model.add_argument(
+        "--paper",
+        action="store_true",
+        help="the DDi paper's setting: "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in PAPER.items())
+        + " (explicit options override it)",
+    )
 
 
 def _training_arguments(rule: Any) -> None:
-    rule.add_argument("--rule", choices=training_rules(), default="danskin",
-                      help=_choices_help(RULES, training_rules()))
-    rule.add_argument("--restarts", "-m", type=positive_int, default=1,
-                      help="PGD restarts m of the training attack")
+    rule.add_argument(
+        "--rule",
+        choices=training_rules(),
+        default="danskin",
+        help=_choices_help(RULES, training_rules()),
+    )
+    rule.add_argument(
+        "--restarts",
+        "-m",
+        type=positive_int,
+        default=1,
+        help="PGD restarts m of the training attack",
+    )
     rule.add_argument("--epochs", type=positive_int, default=200, help="training epochs")
     rule.add_argument("--batch-size", type=positive_int, default=128, help="examples per step")
-    rule.add_argument("--lr", type=nonnegative_number, default=0.1,
-                      help="the (initial) learning rate of SGD")
+    rule.add_argument(
+        "--lr", type=nonnegative_number, default=0.1, help="the (initial) learning rate of SGD"
+    )
     rule.add_argument("--momentum", type=unit_interval, default=0.9, help="SGD momentum, in [0, 1)")
-    rule.add_argument("--weight-decay", type=unit_interval, default=5e-4,
-                      help="SGD weight decay, in [0, 1)")
-    rule.add_argument("--schedule", choices=SCHEDULES, default="piecewise",
-                      help="piecewise (÷10 at 50%% and 75%%), cosine, constant")
-    rule.add_argument("--eps", type=radius, default="8/255",
-                      help="radius of the perturbation ball (fractions accepted)")
-    rule.add_argument("--allow-large-eps", action="store_true",
-                      help="accept an L∞ --eps or --step-size over 1 (the whole pixel range)")
+    rule.add_argument(
+        "--weight-decay", type=unit_interval, default=5e-4, help="SGD weight decay, in [0, 1)"
+    )
+    rule.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default="piecewise",
+        help="piecewise (÷10 at 50%% and 75%%), cosine, constant",
+    )
+    rule.add_argument(
+        "--eps",
+        type=radius,
+        default="8/255",
+        help="radius of the perturbation ball (fractions accepted)",
+    )
+    rule.add_argument(
+        "--allow-large-eps",
+        action="store_true",
+        help="accept an L∞ --eps or --step-size over 1 (the whole pixel range)",
+    )
     rule.add_argument("--step-size", type=radius, default="2/255", help="PGD step size")
-    rule.add_argument("--steps", type=nonnegative_int, default=10,
-                      help="PGD steps of the training attack")
-    rule.add_argument("--threat", choices=THREATS.names(), default="linf",
-                      help="the perturbation ball")
-    rule.add_argument("--remeasure", action="store_true",
-                      help="re-run the attack after each step: fraction of steps that went up")
+    rule.add_argument(
+        "--steps", type=nonnegative_int, default=10, help="PGD steps of the training attack"
+    )
+    rule.add_argument(
+        "--threat", choices=THREATS.names(), default="linf", help="the perturbation ball"
+    )
+    rule.add_argument(
+        "--remeasure",
+        action="store_true",
+        help="re-run the attack after each step: fraction of steps that went up",
+    )
 
 
 def _run_arguments(run: Any) -> None:
     run.add_argument("--out", type=Path, required=True, help="the run directory")
-    run.add_argument("--resume", action="store_true",
-                     help="continue from --out/checkpoint.pt (a run stopped before its first "
-                          "checkpoint starts afresh; the settings must be the saved ones)")
-    run.add_argument("--overwrite", action="store_true",
-                     help="start over in an existing --out (deletes its checkpoints and metrics)")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from --out/checkpoint.pt (a run stopped before its first "
+        "checkpoint starts afresh; the settings must be the saved ones)",
+    )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in an existing --out (deletes its checkpoints and metrics)",
+    )
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto")
     run.add_argument("--amp", action="store_true", help="bf16 autocast + channels_last (CUDA)")
     run.add_argument("--seed", type=int, default=0, help="seeds the model, data order and attack")
-    run.add_argument("--max-steps", type=positive_int, default=None, metavar="N",
-                     help="stop (with a checkpoint) after N steps in all")
+    run.add_argument(
+        "--max-steps",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="stop (with a checkpoint) after N steps in all",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
-    run.add_argument("--dist-batchnorm", choices=("local", "sync"), default="local",
-                     help="under torchrun: BatchNorm running statistics per rank (local) or "
-                          "averaged over ranks after each step (sync); see docs/distributed.md")
-    run.add_argument("--dist-timeout", type=positive_number, default=300.0, metavar="SECONDS",
-                     help="under torchrun: a collective waiting longer than this fails (300)")
+    run.add_argument(
+        "--dist-batchnorm",
+        choices=("local", "sync"),
+        default="local",
+        help="under torchrun: BatchNorm running statistics per rank (local) or "
+        "averaged over ranks after each step (sync); see docs/distributed.md",
+    )
+    run.add_argument(
+        "--dist-timeout",
+        type=positive_number,
+        default=300.0,
+        metavar="SECONDS",
+        help="under torchrun: a collective waiting longer than this fails (300)",
+    )
 
 
 def finish_args(args: argparse.Namespace, given: set[str]) -> None:
@@ -177,14 +270,29 @@ def finish_args(args: argparse.Namespace, given: set[str]) -> None:
 
 def _config(args: argparse.Namespace, device: str) -> TrainConfig:
     config = TrainConfig(
-        rule=args.rule, restarts=args.restarts, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-        schedule=args.schedule, eps=args.eps, step_size=args.step_size, steps=args.steps,
-        norm=args.threat, eval_steps=args.eval_steps, eval_restarts=args.eval_restarts,
-        eval_every=args.eval_every, eval_examples=args.limit_test, augment=not args.no_augment,
-        remeasure=args.remeasure, seed=args.seed, device=device, amp=args.amp,
+        rule=args.rule,
+        restarts=args.restarts,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        eps=args.eps,
+        step_size=args.step_size,
+        steps=args.steps,
+        norm=args.threat,
+        eval_steps=args.eval_steps,
+        eval_restarts=args.eval_restarts,
+        eval_every=args.eval_every,
+        eval_examples=args.limit_test,
+        augment=not args.no_augment,
+        remeasure=args.remeasure,
+        seed=args.seed,
+        device=device,
+        amp=args.amp,
         batchnorm=args.batchnorm,
-    )  # fmt: skip
+    )
     try:
         config.validate()
     except ValueError as error:
@@ -204,8 +312,10 @@ def run(args: argparse.Namespace) -> int:
     ranks = Ranks.from_env(args.dist_timeout, args.dist_batchnorm)  # one process: no-op
     if args.resume and not (Path(args.out) / "checkpoint.pt").is_file() and not args.no_progress:
         if ranks.is_main:
-            print(f"{PROG} train: no checkpoint in {args.out} yet: starting afresh there",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"{PROG} train: no checkpoint in {args.out} yet: starting afresh there",
+                file=sys.stderr,
+            )
     try:
         return _run(args, ranks)
     except CollectiveError as error:
@@ -220,9 +330,15 @@ def _run(args: argparse.Namespace, ranks: Any) -> int:
 
     config = _config(args, ranks.device(resolve_device(args.device)))
     progress = not args.no_progress and ranks.is_main
-    data = ranks.first_on_main(lambda: load_data(
-        args.dataset, args.data_dir, download=args.download, progress=progress, seed=args.seed,
-    ))  # fmt: skip
+    data = ranks.first_on_main(
+        lambda: load_data(
+            args.dataset,
+            args.data_dir,
+            download=args.download,
+            progress=progress,
+            seed=args.seed,
+        )
+    )
     (x, y), (xt, yt) = data.train, data.test
     val_split = args.val_split if args.val_split is not None else min(1000, x.shape[0] // 10)
     if val_split >= x.shape[0]:
@@ -233,24 +349,44 @@ def _run(args: argparse.Namespace, ranks: Any) -> int:
         xv, yv = xt, yt  # validate on the test set (as Rice et al. do)
     if args.limit_train:
         x, y = x[: args.limit_train], y[: args.limit_train]
-    spec: dict[str, Any] = {"name": args.model, "activation": args.activation,
-                            "norm": args.norm, "num_classes": data.num_classes,
-                            "in_channels": data.in_channels,
-                            "image_size": data.image_size}  # fmt: skip
+    spec: dict[str, Any] = {
+        "name": args.model,
+        "activation": args.activation,
+        "norm": args.norm,
+        "num_classes": data.num_classes,
+        "in_channels": data.in_channels,
+        "image_size": data.image_size,
+    }
     torch.manual_seed(args.seed)
     model = build_model(**spec)
-    meta = {"model": spec, "dataset": args.dataset, "data_dir": str(args.data_dir.resolve()),
-            "val_split": val_split, "limit_train": args.limit_train}  # fmt: skip
+    meta = {
+        "model": spec,
+        "dataset": args.dataset,
+        "data_dir": str(args.data_dir.resolve()),
+        "val_split": val_split,
+        "limit_train": args.limit_train,
+    }
     if progress:
-        print(f"training {args.model} ({sum(p.numel() for p in model.parameters()):,} parameters)"
-              f" on {x.shape[0]} images, validating on {xv.shape[0]}; rule {config.rule}, "
-              f"m={config.restarts}, device {config.device} -> {args.out}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"training {args.model} ({sum(p.numel() for p in model.parameters()):,} parameters)"
+            f" on {x.shape[0]} images, validating on {xv.shape[0]}; rule {config.rule}, "
+            f"m={config.restarts}, device {config.device} -> {args.out}",
+            file=sys.stderr,
+        )
     try:
         history = train(
-            model, (x, y), (xv, yv), config, args.out, resume=args.resume, progress=progress,
-            max_steps=args.max_steps, meta=meta, overwrite=args.overwrite, ranks=ranks,
-        )  # fmt: skip
+            model,
+            (x, y),
+            (xv, yv),
+            config,
+            args.out,
+            resume=args.resume,
+            progress=progress,
+            max_steps=args.max_steps,
+            meta=meta,
+            overwrite=args.overwrite,
+            ranks=ranks,
+        )
     except (FileExistsError, ValueError) as error:
         raise UsageError(str(error)) from None
     last = history.epochs[-1] if history.epochs else {}
@@ -261,7 +397,9 @@ def _run(args: argparse.Namespace, ranks: Any) -> int:
         print(f"{PROG} train: error: the run diverged: {history.reason}", file=sys.stderr)
         return 3
     if history.status == "interrupted":
-        print(f"{PROG} train: interrupted; checkpoint written. Continue with --resume.",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"{PROG} train: interrupted; checkpoint written. Continue with --resume.",
+            file=sys.stderr,
+        )
         return 130
     return 0

@@ -177,8 +177,7 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def load_data(name: str, data_dir: Path, *, download: bool, progress: bool,
-              seed: int) -> ImageData:  # fmt: skip
+def load_data(name: str, data_dir: Path, *, download: bool, progress: bool, seed: int) -> ImageData:
     """The data set ``name`` from the `DATASETS` registry; its errors become usage errors."""
     try:
         return load_dataset(name, data_dir, download=download, progress=progress, seed=seed)

@@ -116,9 +116,13 @@ def _fetch(url: str, out: IO[bytes], *, timeout: float, progress: bool, desc: st
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             with tqdm(
-                total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+                total=total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=desc,
                 disable=not progress,
-            ) as bar:  # fmt: skip
+            ) as bar:
                 received = 0
                 for chunk in iter(lambda: response.read(_CHUNK), b""):
                     out.write(chunk)
@@ -135,7 +139,6 @@ def _fetch(url: str, out: IO[bytes], *, timeout: float, progress: bool, desc: st
             "by hand and place it in the data directory."
         ) from error
     return digest.hexdigest()
-
 
 
 def _is_absolute(name: str) -> bool:

@@ -67,7 +67,6 @@ def _extract_to(archive: Path, root: Path, fmt: Format) -> Path:
     return final
 
 
-
 def _resolve(root: Path, format: str, download: bool) -> Format:
     """Pick the format: an extracted directory first, then an archive, then download python."""
     if format != "auto":
@@ -145,7 +144,6 @@ def load_cifar10(
     return images, labels, read_classes(directory, fmt)
 
 
-
 @dataclass(frozen=True)
 class CIFAR10Splits:
     """Train / validation / test tensors (uint8 NCHW images, int64 labels) and class names."""
@@ -178,4 +176,3 @@ def load_cifar10_splits(
     x_test, y_test, _ = load_cifar10(root, train=False, **kwargs)
     x_tr, y_tr, x_val, y_val = train_val_split(x, y, val_size, seed=seed)
     return CIFAR10Splits(x_tr, y_tr, x_val, y_val, x_test, y_test, classes)
-

@@ -76,8 +76,17 @@ TEST_FILES: dict[str, str] = {"python": "test_batch", "binary": "test_batch.bin"
 META_FILES: dict[str, str] = {"python": "batches.meta", "binary": "batches.meta.txt"}
 
 CIFAR10_CLASSES: list[str] = [
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-]  # fmt: skip
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
 CIFAR10_MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD: tuple[float, float, float] = (0.2471, 0.2435, 0.2616)
 
@@ -268,4 +277,3 @@ def read_classes(directory: Path, fmt: Format) -> list[str]:
     if len(classes) != 10:
         raise _corrupt(path, f"{len(classes)} class names, expected 10")
     return classes
-

@@ -80,8 +80,9 @@ def synthetic(data_dir: Path, *, download: bool, progress: bool, seed: int = 0) 
     if not has_data:
         write_synthetic_cifar10(data_dir, **_SYNTHETIC)
     # the expected checksum comes from the generator, never from the archive being checked
-    return _load_cifar10(data_dir, download=False, md5=synthetic_md5(**_SYNTHETIC),
-                         progress=progress)  # fmt: skip
+    return _load_cifar10(
+        data_dir, download=False, md5=synthetic_md5(**_SYNTHETIC), progress=progress
+    )
 
 
 @DATASETS.register("digits")
@@ -96,8 +97,9 @@ def digits_8x8(data_dir: Path, *, download: bool, progress: bool, seed: int = 0)
 
 
 def _load_cifar10(data_dir: Path, *, download: bool, md5: str | None, progress: bool) -> ImageData:
-    x, y, classes = load_cifar10(data_dir, train=True, download=download, md5=md5,
-                                 progress=progress)  # fmt: skip
+    x, y, classes = load_cifar10(
+        data_dir, train=True, download=download, md5=md5, progress=progress
+    )
     xt, yt, _ = load_cifar10(data_dir, train=False, download=download, md5=md5, progress=progress)
     return ImageData((x, y), (xt, yt), len(classes))
 

@@ -29,4 +29,3 @@ class ChecksumError(CIFAR10Error, ValueError):
 
 class UnsafeArchiveError(CIFAR10Error, ValueError):
     """A tar member would write outside the destination, or is a link / device."""
-

@@ -44,10 +44,20 @@ def _synthetic_split(rng: np.random.Generator, n: int) -> tuple[np.ndarray, list
     """Class-dependent images: a per-class colour, a per-class stripe pattern, plus noise."""
     labels = rng.permutation(np.arange(n) % 10)
     colours = np.array(
-        [[220, 40, 40], [40, 220, 40], [40, 40, 220], [220, 220, 40], [220, 40, 220],
-         [40, 220, 220], [128, 128, 128], [240, 160, 60], [60, 160, 240], [20, 20, 20]],
+        [
+            [220, 40, 40],
+            [40, 220, 40],
+            [40, 40, 220],
+            [220, 220, 40],
+            [220, 40, 220],
+            [40, 220, 220],
+            [128, 128, 128],
+            [240, 160, 60],
+            [60, 160, 240],
+            [20, 20, 20],
+        ],
         dtype=np.float64,
-    )  # fmt: skip
+    )
     yy, xx = np.mgrid[0:32, 0:32]
     patterns = np.stack([np.sin((yy * np.cos(k) + xx * np.sin(k)) * 0.6) for k in range(10)])
     images = (
@@ -90,15 +100,20 @@ def write_synthetic_cifar10(
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     files: list[tuple[str, bytes]] = []
-    splits = [(name, n_train_per_batch, f"training batch {i + 1} of 5")
-              for i, name in enumerate(TRAIN_FILES[fmt])]  # fmt: skip
+    splits = [
+        (name, n_train_per_batch, f"training batch {i + 1} of 5")
+        for i, name in enumerate(TRAIN_FILES[fmt])
+    ]
     splits.append((TEST_FILES[fmt], n_test, "testing batch 1 of 1"))
     for name, n, batch_label in splits:
         data, labels = _synthetic_split(rng, n)
         files.append((name, _batch_payload(fmt, batch_label, data, labels)))
     if fmt == "python":
-        meta = {"num_cases_per_batch": n_train_per_batch, "label_names": list(CIFAR10_CLASSES),
-                "num_vis": PIXELS}  # fmt: skip
+        meta = {
+            "num_cases_per_batch": n_train_per_batch,
+            "label_names": list(CIFAR10_CLASSES),
+            "num_vis": PIXELS,
+        }
         files.append((META_FILES[fmt], pickle.dumps(meta, protocol=2)))
     else:
         files.append((META_FILES[fmt], ("\n".join(CIFAR10_CLASSES) + "\n\n").encode()))

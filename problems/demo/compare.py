@@ -77,14 +77,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     by_part = "--by-part" in paths
     paths = [p for p in paths if p != "--by-part"]
     if len(paths) != 2:
-        print("usage: python -m problems.demo.compare [--by-part] FIRST/summary.json "
-              "SECOND/summary.json", file=sys.stderr)  # fmt: skip
+        print(
+            "usage: python -m problems.demo.compare [--by-part] FIRST/summary.json "
+            "SECOND/summary.json",
+            file=sys.stderr,
+        )
         return 2
     first, second = (json.loads(Path(p).read_text(encoding="utf-8")) for p in paths)
     if by_part:
         for part, d in differences_by_part(first, second).items():
-            print(f"{part}: {d['differ']} of {d['numbers']} numbers differ, largest absolute "
-                  f"difference {d['max_abs']:.3g}")  # fmt: skip
+            print(
+                f"{part}: {d['differ']} of {d['numbers']} numbers differ, largest absolute "
+                f"difference {d['max_abs']:.3g}"
+            )
     differences = summary_differences(first, second)
     print("\n".join(differences) if differences else "equal (wall-clock fields aside)")
     return 1 if differences else 0

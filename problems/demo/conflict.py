@@ -38,8 +38,16 @@ from problems.demo.common import COLORS, RULE_LABELS, UP_TOL, DemoSettings, roun
 from problems.stats import mean_interval, paired_difference
 from problems.toy import ELUNetwork, _bce_per_example
 
-__all__ = ["METRICS", "CornerAscent", "PaperELU", "conflict_steps", "plot_conflict",
-           "real_inner_max", "run_conflict", "summarize_conflict"]  # fmt: skip
+__all__ = [
+    "METRICS",
+    "CornerAscent",
+    "PaperELU",
+    "conflict_steps",
+    "plot_conflict",
+    "real_inner_max",
+    "run_conflict",
+    "summarize_conflict",
+]
 
 
 class CornerAscent(mm.InnerSolver):
@@ -47,19 +55,27 @@ class CornerAscent(mm.InnerSolver):
     then ``steps`` steps δ ← clip(δ + step_size·∇_δ mean_b g) (plain gradient of the batch mean,
     not signed), clipped to [−ε, ε]."""
 
-    def __init__(self, restarts: int = 10, steps: int = 10, step_size: float = 0.1,
-                 seed: int | None = 0) -> None:  # fmt: skip
+    def __init__(
+        self, restarts: int = 10, steps: int = 10, step_size: float = 0.1, seed: int | None = 0
+    ) -> None:
         super().__init__(restarts=restarts, random_start=True, seed=seed)
         self.steps, self.step_size = steps, step_size
 
     def __repr__(self) -> str:
-        return f"CornerAscent(restarts={self.restarts}, steps={self.steps}, " \
-               f"step_size={self.step_size})"  # fmt: skip
+        return (
+            f"CornerAscent(restarts={self.restarts}, steps={self.steps}, "
+            f"step_size={self.step_size})"
+        )
 
     def search(
-        self, problem: mm.Problem, params: Mapping[str, Tensor], batch: Any,
-        generator: Generator | None, *, keep_graph: bool = False,
-    ) -> mm.Candidates:  # fmt: skip
+        self,
+        problem: mm.Problem,
+        params: Mapping[str, Tensor],
+        batch: Any,
+        generator: Generator | None,
+        *,
+        keep_graph: bool = False,
+    ) -> mm.Candidates:
         ball = problem.perturbation
         if not isinstance(ball, mm.LinfBall):
             raise TypeError(f"CornerAscent needs an LinfBall, got {ball!r}")
@@ -135,8 +151,9 @@ def _train(name: str, s: DemoSettings, seed: int, tick: Callable[[str], None]) -
             late_negative, late_pairs = late_negative + neg, late_pairs + total
         if it % s.toy_probe_every == 0:
             real = probe(toy.problem, params, batch)
-            counts = _negative_fraction(mm.gram(
-                mm.candidate_gradients(toy.problem, params, batch, real.deltas)))  # fmt: skip
+            counts = _negative_fraction(
+                mm.gram(mm.candidate_gradients(toy.problem, params, batch, real.deltas))
+            )
             probe_negative, probe_pairs = probe_negative + counts[0], probe_pairs + counts[1]
         d = rule(toy.problem, params, batch, cands).vector
         with torch.no_grad():
@@ -168,11 +185,18 @@ def run_conflict(s: DemoSettings, seed: int, tick: Callable[[str], None]) -> dic
     """One seed: Danskin and DDi trained in the paper's setting from the same initialization,
     with their exact robust loss and conflict counts."""
     return {
-        "seed": seed, "iterations": s.toy_iterations, "restarts": s.toy_restarts,
-        "inner_steps": s.toy_pgd_steps, "lr": s.toy_lr, "resolution": s.toy_resolution,
-        "eval_every": s.toy_eval_every, "probe_every": s.toy_probe_every, "n": 100, "eps": 1.0,
+        "seed": seed,
+        "iterations": s.toy_iterations,
+        "restarts": s.toy_restarts,
+        "inner_steps": s.toy_pgd_steps,
+        "lr": s.toy_lr,
+        "resolution": s.toy_resolution,
+        "eval_every": s.toy_eval_every,
+        "probe_every": s.toy_probe_every,
+        "n": 100,
+        "eps": 1.0,
         "rules": {name: _train(name, s, seed, tick) for name in ("danskin", "ddi")},
-    }  # fmt: skip
+    }
 
 
 #: the toy's compared numbers → True when higher is better (None: described, not compared)
@@ -192,13 +216,23 @@ def summarize_conflict(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         r: {m: mean_interval([run["rules"][r][m] for run in runs]) for m in METRICS}
         for r in ("danskin", "ddi")
     }
-    paired = {"danskin": {
-        m: paired_difference([run["rules"]["ddi"][m] for run in runs],
-                             [run["rules"]["danskin"][m] for run in runs], better)
-        for m, better in METRICS.items() if better is not None
-    }}  # fmt: skip
-    return {"seeds": [run["seed"] for run in runs], "runs": list(runs), "rules": rules,
-            "paired": paired}  # fmt: skip
+    paired = {
+        "danskin": {
+            m: paired_difference(
+                [run["rules"]["ddi"][m] for run in runs],
+                [run["rules"]["danskin"][m] for run in runs],
+                better,
+            )
+            for m, better in METRICS.items()
+            if better is not None
+        }
+    }
+    return {
+        "seeds": [run["seed"] for run in runs],
+        "runs": list(runs),
+        "rules": rules,
+        "paired": paired,
+    }
 
 
 def plot_conflict(runs: Sequence[Mapping[str, Any]], path: Path) -> None:
@@ -212,19 +246,36 @@ def plot_conflict(runs: Sequence[Mapping[str, Any]], path: Path) -> None:
         for name in ("danskin", "ddi"):
             res = run["rules"][name]
             label = RULE_LABELS[name] if i == 0 else None
-            ax.plot(res["robust_loss_at"], res["robust_loss"], lw=1.1, alpha=0.8,
-                    color=COLORS[name], label=label)  # fmt: skip
+            ax.plot(
+                res["robust_loss_at"],
+                res["robust_loss"],
+                lw=1.1,
+                alpha=0.8,
+                color=COLORS[name],
+                label=label,
+            )
     for name in ("danskin", "ddi"):
         per_step = torch.tensor(first["rules"][name]["negative_per_step"], dtype=torch.float64)
         window = min(10, len(per_step))
         smooth = per_step.unfold(0, window, 1).mean(-1)
-        ax2.plot(range(window - 1, len(per_step)), smooth.tolist(), lw=1.2, color=COLORS[name],
-                 label=f"{RULE_LABELS[name]}'s path")  # fmt: skip
+        ax2.plot(
+            range(window - 1, len(per_step)),
+            smooth.tolist(),
+            lw=1.2,
+            color=COLORS[name],
+            label=f"{RULE_LABELS[name]}'s path",
+        )
     pairs = first["restarts"] * (first["restarts"] - 1) // 2
-    ax.set(xlabel="iteration", ylabel="exact robust loss (grid)",
-           title=f"paper's 2-2-1 ELU toy, {len(runs)} seeds")  # fmt: skip
-    ax2.set(xlabel="iteration", ylabel=f"pairs with ⟨g_i, g_j⟩ < 0 (of {pairs})",
-            title=f"conflicting candidate gradients, seed {first['seed']}")  # fmt: skip
+    ax.set(
+        xlabel="iteration",
+        ylabel="exact robust loss (grid)",
+        title=f"paper's 2-2-1 ELU toy, {len(runs)} seeds",
+    )
+    ax2.set(
+        xlabel="iteration",
+        ylabel=f"pairs with ⟨g_i, g_j⟩ < 0 (of {pairs})",
+        title=f"conflicting candidate gradients, seed {first['seed']}",
+    )
     for a in (ax, ax2):
         a.grid(alpha=0.3)
         a.legend(fontsize=8)

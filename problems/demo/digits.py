@@ -85,23 +85,34 @@ def merge_digits(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def run_digits(
-    s: DemoSettings, seeds: Sequence[int], eps: float, runs_dir: Path,
+    s: DemoSettings,
+    seeds: Sequence[int],
+    eps: float,
+    runs_dir: Path,
     tick: Callable[[str], None],
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Train every (seed, setting, rule) through problems.training.train; per-epoch records per
     seed, and per setting the mean of each `METRICS` entry with a 95% interval and the paired
     difference DDi − other rule with a paired t-test (`problems.stats`)."""
     out: dict[str, Any] = {
-        "eps": eps, "epochs": s.digits_epochs, "restarts": s.digits_restarts,
-        "pgd_steps": s.digits_steps, "eval": f"PGD-{s.digits_eval_steps}",
-        "batch_size": s.digits_batch_size, "lr": s.digits_lr, "width": s.digits_width,
+        "eps": eps,
+        "epochs": s.digits_epochs,
+        "restarts": s.digits_restarts,
+        "pgd_steps": s.digits_steps,
+        "eval": f"PGD-{s.digits_eval_steps}",
+        "batch_size": s.digits_batch_size,
+        "lr": s.digits_lr,
+        "width": s.digits_width,
         "seeds": list(seeds),
-        "settings": {setting: {"activation": a, "norm": n, "runs": []}
-                     for setting, (a, n) in SETTINGS.items()},
-    }  # fmt: skip
+        "settings": {
+            setting: {"activation": a, "norm": n, "runs": []}
+            for setting, (a, n) in SETTINGS.items()
+        },
+    }
     for seed in seeds:
-        data = digits_data.load(seed=seed, train_size=s.digits_train_size,
-                                test_size=s.digits_test_size)  # fmt: skip
+        data = digits_data.load(
+            seed=seed, train_size=s.digits_train_size, test_size=s.digits_test_size
+        )
         out["train_examples"], out["test_examples"] = len(data.y_train), len(data.y_test)
         for setting, (activation, norm) in SETTINGS.items():
             runs: dict[str, Any] = {}
@@ -126,11 +137,17 @@ def summarize_digits(out: dict[str, Any]) -> dict[str, Any]:
             for r in RULES
         }
         block["paired"] = {
-            r: {m: paired_difference([run["ddi"][m] or 0.0 for run in per_seed],
-                                     [run[r][m] or 0.0 for run in per_seed], better)
-                for m, better in METRICS.items()}
-            for r in RULES if r != "ddi"
-        }  # fmt: skip
+            r: {
+                m: paired_difference(
+                    [run["ddi"][m] or 0.0 for run in per_seed],
+                    [run[r][m] or 0.0 for run in per_seed],
+                    better,
+                )
+                for m, better in METRICS.items()
+            }
+            for r in RULES
+            if r != "ddi"
+        }
     return out
 
 
@@ -147,18 +164,44 @@ def _train(
 ) -> RunHistory:
     """One digits run: a seeded small CNN trained by ``rule`` (m restarts for every rule)."""
     torch.manual_seed(seed)
-    model = build_model("small_cnn", activation=activation, norm=norm, in_channels=1,
-                        image_size=8, num_classes=10, width=s.digits_width)  # fmt: skip
+    model = build_model(
+        "small_cnn",
+        activation=activation,
+        norm=norm,
+        in_channels=1,
+        image_size=8,
+        num_classes=10,
+        width=s.digits_width,
+    )
     config = TrainConfig(
-        rule=rule, restarts=s.digits_restarts, epochs=s.digits_epochs,
-        batch_size=s.digits_batch_size, lr=s.digits_lr, momentum=0.9, weight_decay=5e-4,
-        schedule="constant", eps=eps, step_size=2.5 * eps / s.digits_steps,
-        steps=s.digits_steps, eval_steps=s.digits_eval_steps, augment=False, remeasure=True,
+        rule=rule,
+        restarts=s.digits_restarts,
+        epochs=s.digits_epochs,
+        batch_size=s.digits_batch_size,
+        lr=s.digits_lr,
+        momentum=0.9,
+        weight_decay=5e-4,
+        schedule="constant",
+        eps=eps,
+        step_size=2.5 * eps / s.digits_steps,
+        steps=s.digits_steps,
+        eval_steps=s.digits_eval_steps,
+        augment=False,
+        remeasure=True,
         seed=seed,
-    )  # fmt: skip
+    )
     meta = {"model": "small_cnn", "activation": activation, "norm": norm}
-    return train(model, data.train, data.test, config, out, progress=False, overwrite=True,
-                 meta=meta, callback=callback)  # fmt: skip
+    return train(
+        model,
+        data.train,
+        data.test,
+        config,
+        out,
+        progress=False,
+        overwrite=True,
+        meta=meta,
+        callback=callback,
+    )
 
 
 def _rule_summary(history: RunHistory) -> dict[str, Any]:

@@ -21,10 +21,13 @@ WORSTCLASS_STATED = (
     ("worst_class_test_loss", "Worst-class test loss", ".3f"),
     ("test_acc", "Average test accuracy", ".3f"),
     ("switch_fraction", "Fraction of steps at which the worst training class switched", ".3f"),
-    ("went_up_fraction", "Fraction of steps after which the worst-class training loss went up",
-     ".3f"),
+    (
+        "went_up_fraction",
+        "Fraction of steps after which the worst-class training loss went up",
+        ".3f",
+    ),
     ("final_norm", "‖d‖ over the last 10% of steps", ".3g"),
-)  # fmt: skip
+)
 
 
 def _fmt_vec(v: Sequence[float]) -> str:
@@ -158,8 +161,10 @@ def _worstclass_sentences(part: Mapping[str, Any], quick: bool) -> list[str]:
     s = part["settings"]
     names = {r: WORSTCLASS_LABELS[r] for r in s["rules"]}
     run = part["runs"][0]
-    backward = {r: sum(x["rules"][r]["backward"] for x in part["runs"]) / len(part["runs"])
-                for r in s["rules"]}  # fmt: skip
+    backward = {
+        r: sum(x["rules"][r]["backward"] for x in part["runs"]) / len(part["runs"])
+        for r in s["rules"]
+    }
     sentences = [
         f"min over θ of the largest per-class mean cross-entropy over the 10 digit classes, "
         f"clean inputs, {run['train_examples']} training and {run['test_examples']} test "
@@ -169,8 +174,11 @@ def _worstclass_sentences(part: Mapping[str, Any], quick: bool) -> list[str]:
         f"η = {s['dro_step_size']:g}.",
     ]
     for metric, label, fmt in WORSTCLASS_STATED:
-        sentences.append(metric_sentence(label, part["rules"], part["paired"], names, metric,
-                                         fmt=fmt, quick=quick))  # fmt: skip
+        sentences.append(
+            metric_sentence(
+                label, part["rules"], part["paired"], names, metric, fmt=fmt, quick=quick
+            )
+        )
     sentences.append(
         "Backward passes over the batch per run (mean over seeds): "
         + ", ".join(f"{names[r]} {backward[r]:.0f}" for r in names)

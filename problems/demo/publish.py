@@ -233,8 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         other = json.loads(args.other_threads.read_text(encoding="utf-8"))
     quick = None
     if all((args.root / p).is_file() for p in QUICK_THREADS):
-        first, second = (json.loads((args.root / p).read_text(encoding="utf-8"))
-                         for p in QUICK_THREADS)  # fmt: skip
+        first, second = (
+            json.loads((args.root / p).read_text(encoding="utf-8")) for p in QUICK_THREADS
+        )
         quick = (first, second)
     generated = blocks(summary, other, quick)
     stale = []

@@ -130,8 +130,11 @@ def _digits(
 
 
 _RUNNERS: dict[str, Callable[..., tuple[dict[str, Any], Figures]]] = {
-    "counterexample": _counterexample, "elu": _elu, "worstclass": _worstclass, "digits": _digits,
-}  # fmt: skip
+    "counterexample": _counterexample,
+    "elu": _elu,
+    "worstclass": _worstclass,
+    "digits": _digits,
+}
 
 
 def _total_steps(s: DemoSettings, parts: Sequence[str], seeds: int) -> int:
@@ -172,8 +175,14 @@ def run_demo(
     seed_list = list(range(seed, seed + n_seeds))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    config = {"seed": seed, "seeds": seed_list, "quick": quick, "eps": eps, "threads": threads,
-              "settings": dict(vars(s))}  # fmt: skip
+    config = {
+        "seed": seed,
+        "seeds": seed_list,
+        "quick": quick,
+        "eps": eps,
+        "threads": threads,
+        "settings": dict(vars(s)),
+    }
     summary: dict[str, Any] = {"config": config, "timings": {}}
     figures: Figures = []
     saved_threads = torch.get_num_threads()

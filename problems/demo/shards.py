@@ -98,8 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     shards = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args[1:]]
     summary = write_merged(shards, args[0])
-    print(f"{args[0]}: seeds {summary['config']['seeds']}, parts "
-          f"{', '.join(p for p in PARTS if p in summary)}")  # fmt: skip
+    print(
+        f"{args[0]}: seeds {summary['config']['seeds']}, parts "
+        f"{', '.join(p for p in PARTS if p in summary)}"
+    )
     return 0
 
 

@@ -63,8 +63,16 @@ def summary_tables(summary: Mapping[str, Any]) -> list[Table]:
         tables.append(_worstclass_table(wc))
         for metric, _, fmt in WORSTCLASS_STATED:
             for other, by_metric in wc["paired"].items():
-                paired_rows.append(_paired_row("worst-class", metric, WORSTCLASS_LABELS[other],
-                                               by_metric[metric], fmt, quick))  # fmt: skip
+                paired_rows.append(
+                    _paired_row(
+                        "worst-class",
+                        metric,
+                        WORSTCLASS_LABELS[other],
+                        by_metric[metric],
+                        fmt,
+                        quick,
+                    )
+                )
     dg = summary.get("digits")
     if dg:
         tables.append(_digits_table(dg))
@@ -87,8 +95,9 @@ def summary_tables(summary: Mapping[str, Any]) -> list[Table]:
     return tables
 
 
-def _paired_row(part: str, metric: str, other: str, entry: Mapping[str, Any], fmt: str,
-                quick: bool) -> list[str]:  # fmt: skip
+def _paired_row(
+    part: str, metric: str, other: str, entry: Mapping[str, Any], fmt: str, quick: bool
+) -> list[str]:
     ci = "n/a" if entry.get("low") is None else f"{entry['low']:+{fmt}} to {entry['high']:+{fmt}}"
     p = "n/a" if entry.get("p") is None else f"{entry['p']:.2g}"
     label = METRIC_LABELS.get(metric, metric)
@@ -98,9 +107,17 @@ def _paired_row(part: str, metric: str, other: str, entry: Mapping[str, Any], fm
 
 def _counterexample_table(ce: Mapping[str, Any]) -> Table:
     header = ["rule", "φ start", "after 1 step", "final", "steps up", "steps"]
-    rows = [[RULE_LABELS[r], f"{ce[r]['phi'][0]:.4f}", f"{ce[r]['phi'][1]:.4f}",
-             f"{ce[r]['final_phi']:.4f}", str(ce[r]["went_up_steps"]), str(ce["iterations"])]
-            for r in ("danskin", "ddi")]  # fmt: skip
+    rows = [
+        [
+            RULE_LABELS[r],
+            f"{ce[r]['phi'][0]:.4f}",
+            f"{ce[r]['phi'][1]:.4f}",
+            f"{ce[r]['final_phi']:.4f}",
+            str(ce[r]["went_up_steps"]),
+            str(ce["iterations"]),
+        ]
+        for r in ("danskin", "ddi")
+    ]
     return ("Counterexample (exact φ, one run)", header, rows)
 
 
@@ -114,43 +131,83 @@ def _elu_table(part: Mapping[str, Any]) -> Table:
         f"conflicting pairs from it. {late}",
         "conflicts, signed-PGD candidates",
     ]
-    rows = [[RULE_LABELS[r], cell(part["rules"][r]["final_robust_loss"], ".4f"),
-             cell(part["rules"][r]["negative_fraction"]),
-             cell(part["rules"][r]["late_negative_fraction"]),
-             cell(part["rules"][r]["probe_negative_fraction"])]
-            for r in ("danskin", "ddi")]  # fmt: skip
-    return (f"The paper's ELU toy, {len(part['seeds'])} seeds (fractions of candidate pairs "
-            "with a negative inner product)", header, rows)  # fmt: skip
+    rows = [
+        [
+            RULE_LABELS[r],
+            cell(part["rules"][r]["final_robust_loss"], ".4f"),
+            cell(part["rules"][r]["negative_fraction"]),
+            cell(part["rules"][r]["late_negative_fraction"]),
+            cell(part["rules"][r]["probe_negative_fraction"]),
+        ]
+        for r in ("danskin", "ddi")
+    ]
+    return (
+        f"The paper's ELU toy, {len(part['seeds'])} seeds (fractions of candidate pairs "
+        "with a negative inner product)",
+        header,
+        rows,
+    )
 
 
 def _worstclass_table(wc: Mapping[str, Any]) -> Table:
-    header = ["rule", "worst-class acc", "worst-class loss", "test acc", "switches", "went up",
-              "‖d‖ (end)", "backward passes"]  # fmt: skip
+    header = [
+        "rule",
+        "worst-class acc",
+        "worst-class loss",
+        "test acc",
+        "switches",
+        "went up",
+        "‖d‖ (end)",
+        "backward passes",
+    ]
     rows = []
     for rule in wc["settings"]["rules"]:
         backward = sum(r["rules"][rule]["backward"] for r in wc["runs"]) / len(wc["runs"])
-        rows.append([WORSTCLASS_LABELS[rule],
-                     *(cell(wc["rules"][rule][m], fmt) for m, _, fmt in WORSTCLASS_STATED),
-                     f"{backward:.0f}"])  # fmt: skip
+        rows.append(
+            [
+                WORSTCLASS_LABELS[rule],
+                *(cell(wc["rules"][rule][m], fmt) for m, _, fmt in WORSTCLASS_STATED),
+                f"{backward:.0f}",
+            ]
+        )
     s = wc["settings"]
-    return (f"Worst-class digits (clean), {len(wc['seeds'])} seeds, {s['steps']} steps",
-            header, rows)  # fmt: skip
+    return (
+        f"Worst-class digits (clean), {len(wc['seeds'])} seeds, {s['steps']} steps",
+        header,
+        rows,
+    )
 
 
 def _digits_table(dg: Mapping[str, Any]) -> Table:
-    header = ["setting", "rule", "clean acc", f"robust acc ({dg['eval']})", "loss went up",
-              "passes (fwd+bwd)", "wall (s)"]  # fmt: skip
+    header = [
+        "setting",
+        "rule",
+        "clean acc",
+        f"robust acc ({dg['eval']})",
+        "loss went up",
+        "passes (fwd+bwd)",
+        "wall (s)",
+    ]
     rows = []
     for setting, block in dg["settings"].items():
         for rule, stats in block["rules"].items():
             runs = [run[rule] for run in block["runs"]]
-            rows.append([SETTING_LABELS[setting], RULE_LABELS[rule],
-                         cell(stats["final_clean_acc"]), cell(stats["final_robust_acc"]),
-                         cell(stats["went_up_fraction"]),
-                         f"{sum(r['passes'] for r in runs) / len(runs):.0f}",
-                         f"{sum(r['final_wall'] for r in runs) / len(runs):.1f}"])  # fmt: skip
-    return (f"Adversarial digits, {len(dg['seeds'])} seeds, {dg['epochs']} epochs, "
-            f"ε = {dg['eps']:g}", header, rows)  # fmt: skip
+            rows.append(
+                [
+                    SETTING_LABELS[setting],
+                    RULE_LABELS[rule],
+                    cell(stats["final_clean_acc"]),
+                    cell(stats["final_robust_acc"]),
+                    cell(stats["went_up_fraction"]),
+                    f"{sum(r['passes'] for r in runs) / len(runs):.0f}",
+                    f"{sum(r['final_wall'] for r in runs) / len(runs):.1f}",
+                ]
+            )
+    return (
+        f"Adversarial digits, {len(dg['seeds'])} seeds, {dg['epochs']} epochs, ε = {dg['eps']:g}",
+        header,
+        rows,
+    )
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -202,10 +202,16 @@ def save_best(run: Run, clean_acc: float | None, robust_acc: float) -> None:
     _refuse_non_finite(model, f"refusing to write {BEST}", "model")
     run.best_acc = robust_acc
     atomic_save(
-        {"model": model, "epoch": run.epoch, "robust_acc": robust_acc,
-         "clean_acc": clean_acc, "config": run.config.to_dict(), "meta": run.meta},
+        {
+            "model": model,
+            "epoch": run.epoch,
+            "robust_acc": robust_acc,
+            "clean_acc": clean_acc,
+            "config": run.config.to_dict(),
+            "meta": run.meta,
+        },
         run.out / BEST,
-    )  # fmt: skip
+    )
 
 
 def _check_same_config(
@@ -219,8 +225,9 @@ def _check_same_config(
     one; one ValueError lists every difference."""
     before = {**_flat(saved_meta), **dict(saved)}
     now = {**_flat(meta), **config.to_dict()}
-    diff = sorted(k for k in set(before) | set(now)
-                  if k not in _MAY_CHANGE and before.get(k) != now.get(k))  # fmt: skip
+    diff = sorted(
+        k for k in set(before) | set(now) if k not in _MAY_CHANGE and before.get(k) != now.get(k)
+    )
     if diff:
         details = "; ".join(f"{k}: saved {before.get(k)!r}, now {now.get(k)!r}" for k in diff)
         raise ValueError(

@@ -27,9 +27,7 @@ SCHEDULES: tuple[str, ...] = ("piecewise", "cosine", "constant")
 BATCHNORM: tuple[str, ...] = ("per_restart", "eval")
 
 #: fields of metrics records that hold wall-clock measurements (they differ between runs)
-TIME_FIELDS: frozenset[str] = frozenset(
-    {"seconds", "wall", "eval_seconds", "images_per_second"}
-)
+TIME_FIELDS: frozenset[str] = frozenset({"seconds", "wall", "eval_seconds", "images_per_second"})
 
 
 @dataclass
@@ -80,8 +78,14 @@ class TrainConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         THREATS.canonical(self.norm)
         _choice("batchnorm", self.batchnorm, BATCHNORM)
-        for name in ("restarts", "epochs", "batch_size", "eval_steps", "eval_restarts",
-                     "eval_every"):  # fmt: skip
+        for name in (
+            "restarts",
+            "epochs",
+            "batch_size",
+            "eval_steps",
+            "eval_restarts",
+            "eval_every",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -118,4 +122,3 @@ class TrainConfig:
 def _choice(name: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
-

@@ -97,7 +97,6 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-
 def count_lines(path: Path) -> int:
     """Lines in ``path`` (0 when it does not exist)."""
     if not path.is_file():

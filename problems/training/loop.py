@@ -67,6 +67,7 @@ __all__ = ["train"]
 
 Callback = Callable[[dict[str, Any]], None]
 
+
 def train(
     model: nn.Module,
     train_set: tuple[Tensor, Tensor],
@@ -213,9 +214,13 @@ class _Loop:
             run.position = None
         run.model.train()
         bar = tqdm(
-            total=run.steps_per_epoch, initial=self.stats.steps, disable=not self.progress,
-            leave=False, desc=f"epoch {run.epoch + 1}/{config.epochs}", dynamic_ncols=True,
-        )  # fmt: skip
+            total=run.steps_per_epoch,
+            initial=self.stats.steps,
+            disable=not self.progress,
+            leave=False,
+            desc=f"epoch {run.epoch + 1}/{config.epochs}",
+            dynamic_ncols=True,
+        )
         with bar:
             while index < n:
                 idx = perm[index : index + config.batch_size]
@@ -225,8 +230,9 @@ class _Loop:
                 bar.set_postfix(
                     loss=f"{self.stats.loss / self.stats.examples:.3f}",
                     acc=f"{self.stats.correct / self.stats.examples:.3f}",
-                    norm=f"{norm:.3g}", val=_fmt_acc(run.history.last("robust_acc")),
-                )  # fmt: skip
+                    norm=f"{norm:.3g}",
+                    val=_fmt_acc(run.history.last("robust_acc")),
+                )
                 if self._should_stop():
                     stats = dataclasses.asdict(self.stats)
                     if self.ranks.is_main:
@@ -358,11 +364,18 @@ def _validate(
     """Clean and PGD robust accuracy on the validation set (`problems.evaluation.evaluate`),
     sharded over the ranks under torchrun."""
     return evaluate_sharded(
-        evaluate, model, val_set, ranks,
-        eps=config.eps, attacks=("clean", f"pgd{config.eval_steps}"),
-        restarts=config.eval_restarts, batch_size=max(256, config.batch_size), seed=config.seed,
-        device=config.device, norm=config.norm,
-    )  # fmt: skip
+        evaluate,
+        model,
+        val_set,
+        ranks,
+        eps=config.eps,
+        attacks=("clean", f"pgd{config.eval_steps}"),
+        restarts=config.eval_restarts,
+        batch_size=max(256, config.batch_size),
+        seed=config.seed,
+        device=config.device,
+        norm=config.norm,
+    )
 
 
 def _batch_correct(model: nn.Module, x: Tensor, y: Tensor, amp: bool) -> int:

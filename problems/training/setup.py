@@ -87,9 +87,10 @@ def make_problem(model: nn.Module, config: TrainConfig) -> minimax.ModuleProblem
     BatchNorm couples the examples."""
     model.train()
     problem = minimax.ModuleProblem(
-        model, perturbation=make_perturbation(config.norm, config.eps),
+        model,
+        perturbation=make_perturbation(config.norm, config.eps),
         batchnorm=config.batchnorm,  # type: ignore[arg-type]
-    )  # fmt: skip
+    )
     if config.rule == "ddi-example" and problem.examples_coupled:
         raise ValueError(
             "rule 'ddi-example' needs examples that do not share batch statistics, but the model "
@@ -128,13 +129,20 @@ def set_up(
         problem, sgd, inner, build_rule(config.rule), remeasure=config.remeasure
     )
     return Run(
-        config, model, problem, optimizer, scheduler,
+        config,
+        model,
+        problem,
+        optimizer,
+        scheduler,
         shuffle_gen=torch.Generator().manual_seed(config.seed),
         augment_gen=torch.Generator().manual_seed(config.seed + 1),
         augment=(augment_fn or default_augment) if config.augment else None,
-        device=device, amp=amp, steps_per_epoch=steps_per_epoch,
-        history=RunHistory(config, [], out, "completed", meta), meta=meta,
-    )  # fmt: skip
+        device=device,
+        amp=amp,
+        steps_per_epoch=steps_per_epoch,
+        history=RunHistory(config, [], out, "completed", meta),
+        meta=meta,
+    )
 
 
 class LRFactor:

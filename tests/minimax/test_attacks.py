@@ -44,8 +44,14 @@ def _accuracy(net, x, y, deltas):
 def test_square_fraction_follows_the_published_schedule():
     f = minimax.square_fraction
     assert [f(0.8, q, 10000) for q in (0, 10, 11, 50, 51, 200, 201)] == [
-        0.8, 0.8, 0.4, 0.4, 0.2, 0.2, 0.1,
-    ]  # fmt: skip
+        0.8,
+        0.8,
+        0.4,
+        0.4,
+        0.2,
+        0.2,
+        0.1,
+    ]
     assert f(0.8, 9999, 10000) == pytest.approx(0.8 / 512)
     # rescaled to the budget: 1000 queries halve at 1.1, 5.1, 20.1, ...
     assert f(0.8, 2, 1000) == 0.4 and f(0.8, 6, 1000) == 0.2 and f(0.8, 1000, 1000) == 0.8 / 512
@@ -96,8 +102,10 @@ def test_square_and_apgd_t_stay_in_the_ball_and_beat_weak_baselines(norm):
         assert bool(S.contains(c.deltas, x, event_ndim=3).all())
         assert torch.allclose(c.values, problem.values(params, c.deltas, (x, y)))
     assert apgdt.deltas.shape == (4, *x.shape)
-    acc = {k: _accuracy(net, x, y, c.deltas) for k, c in [("noise", noise), ("fgsm", fgsm),
-           ("square", square), ("apgd-t", apgdt)]}  # fmt: skip
+    acc = {
+        k: _accuracy(net, x, y, c.deltas)
+        for k, c in [("noise", noise), ("fgsm", fgsm), ("square", square), ("apgd-t", apgdt)]
+    }
     assert acc["square"] <= acc["noise"] < clean + 1e-9
     assert acc["apgd-t"] <= acc["fgsm"]
     assert acc["square"] < clean - 0.1 and acc["apgd-t"] < clean - 0.1
@@ -138,8 +146,9 @@ def test_apgd_t_early_stop_keeps_fooling_deltas_and_counts_passes():
 
 def test_attack_restores_every_modules_mode_and_running_statistics():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.BatchNorm1d(32), nn.ReLU(),
-                        nn.Linear(32, 10))  # fmt: skip
+    net = nn.Sequential(
+        nn.Flatten(), nn.Linear(16, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10)
+    )
     net.train()
     net[2].eval()  # a mixed state must come back as it was
     x, y = torch.rand(16, 1, 4, 4), torch.randint(0, 10, (16,))
@@ -192,8 +201,9 @@ def test_evaluate_cascade_worst_case_and_data_loader():
     assert alone.robust_acc == pytest.approx(r.robust_acc, abs=0.05)
     assert min(alone.per_attack.values()) >= alone.robust_acc
     assert minimax.evaluate(net, (x, y), eps=0.1, attacks="first-two", steps=5).attacks == [
-        "apgd-ce", "apgd-t",
-    ]  # fmt: skip
+        "apgd-ce",
+        "apgd-t",
+    ]
 
 
 def test_robustbench_record(tmp_path):

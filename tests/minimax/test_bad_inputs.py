@@ -62,8 +62,9 @@ def _toy():
     def g(p, d, batch):
         return -((d.reshape(d.shape[0], -1) - p["w"]) ** 2).sum(-1)
 
-    return mm.FunctionProblem(g, {"w": torch.tensor([0.3, -0.2], dtype=F64)}, mm.LinfBall(0.5),
-                              event_shape=(2,))
+    return mm.FunctionProblem(
+        g, {"w": torch.tensor([0.3, -0.2], dtype=F64)}, mm.LinfBall(0.5), event_shape=(2,)
+    )
 
 
 def _classifier():
@@ -135,8 +136,9 @@ def _optimizer(lr=0.1, nonfinite="raise", x=X):
 def _function_problem(params=None, event_shape=(2,), perturbation=None):
     p = {"w": torch.zeros(2, dtype=F64)} if params is None else params
     S = mm.LinfBall(0.5) if perturbation is None else perturbation
-    problem = mm.FunctionProblem(lambda q, d, b: (q["w"] * d).sum(-1), p, S,
-                                 event_shape=event_shape)
+    problem = mm.FunctionProblem(
+        lambda q, d, b: (q["w"] * d).sum(-1), p, S, event_shape=event_shape
+    )
     return mm.PGD(1, 0.1)(problem, problem.parameters(), BATCH)
 
 
@@ -144,8 +146,11 @@ def _rule(rule_name):
     def call(tolerance=None, x=X):
         problem = mm.ModuleProblem(_classifier(), perturbation=mm.LinfBall(0.1, lower=0, upper=1))
         kw = {} if tolerance is None else {"tolerance": tolerance}
-        rule = mm.RULES.build(rule_name, **kw) if rule_name.startswith("ddi") else (
-            mm.RULES.build(rule_name))
+        rule = (
+            mm.RULES.build(rule_name, **kw)
+            if rule_name.startswith("ddi")
+            else (mm.RULES.build(rule_name))
+        )
         return mm.descent_direction(problem, None, (x, Y), mm.PGD(1, 0.05, restarts=2), rule)[0]
 
     return call
@@ -153,35 +158,64 @@ def _rule(rule_name):
 
 def _backward(x=X, update_statistics=True):
     problem = mm.ModuleProblem(_classifier(), perturbation=mm.LinfBall(0.1, lower=0, upper=1))
-    return mm.backward(problem, (x, Y), mm.PGD(1, 0.05), mm.DDi(),
-                       update_statistics=update_statistics)
+    return mm.backward(
+        problem, (x, Y), mm.PGD(1, 0.05), mm.DDi(), update_statistics=update_statistics
+    )
 
 
 ENTRIES = {
-    **{f"{S.__name__}.{m}": (_set_call(S, m), ["eps", "delta", "grad", "step_size"])
-       for S in (mm.LinfBall, mm.L2Ball, mm.L1Ball)
-       for m in ("project", "ascent_step", "contains", "random")},
-    "Box": (lambda lower=0.0, upper=1.0: mm.Box(lower, upper).project(torch.full((1, 2), 2.0)),
-            ["lower", "upper"]),
+    **{
+        f"{S.__name__}.{m}": (_set_call(S, m), ["eps", "delta", "grad", "step_size"])
+        for S in (mm.LinfBall, mm.L2Ball, mm.L1Ball)
+        for m in ("project", "ascent_step", "contains", "random")
+    },
+    "Box": (
+        lambda lower=0.0, upper=1.0: mm.Box(lower, upper).project(torch.full((1, 2), 2.0)),
+        ["lower", "upper"],
+    ),
     "Simplex": (lambda k=3: mm.Simplex(k).vertices(), ["k"]),
     "FunctionProblem": (_function_problem, ["params", "event_shape", "perturbation"]),
     "ModuleProblem": (_classifier_solve(lambda: mm.PGD(1, 0.05)), ["x"]),
-    "PGD": (_solve(lambda steps=2, step_size=0.1, restarts=1, chunk=None, select="last":
-                   mm.PGD(steps, step_size, restarts, chunk=chunk, select=select)),
-            ["steps", "step_size", "restarts", "chunk", "select"]),
-    "FGSM": (_solve(lambda step_size=0.1, restarts=1: mm.FGSM(step_size, restarts)),
-             ["step_size", "restarts"]),
-    "APGD": (_solve(lambda steps=2, restarts=1, rho=0.75, alpha=0.75, loss="ce":
-                    mm.APGD(steps, restarts, rho=rho, alpha=alpha, loss=loss)),
-             ["steps", "restarts", "rho", "alpha", "loss"]),
-    "APGDTargeted": (_classifier_solve(lambda steps=2, targets=2, restarts=1:
-                                       mm.APGDTargeted(steps, targets, restarts)),
-                     ["steps", "targets", "restarts", "x"]),
-    "Square": (_solve(lambda queries=5, restarts=1, p_init=0.8:
-                      mm.Square(queries, restarts, p_init=p_init, loss="objective")),
-               ["queries", "restarts", "p_init"]),
-    "Grid": (lambda points=5, candidates=2, tol=1e-9: _solve(
-        lambda: mm.Grid(points, candidates, tol=tol))(), ["points", "candidates", "tol"]),
+    "PGD": (
+        _solve(
+            lambda steps=2, step_size=0.1, restarts=1, chunk=None, select="last": mm.PGD(
+                steps, step_size, restarts, chunk=chunk, select=select
+            )
+        ),
+        ["steps", "step_size", "restarts", "chunk", "select"],
+    ),
+    "FGSM": (
+        _solve(lambda step_size=0.1, restarts=1: mm.FGSM(step_size, restarts)),
+        ["step_size", "restarts"],
+    ),
+    "APGD": (
+        _solve(
+            lambda steps=2, restarts=1, rho=0.75, alpha=0.75, loss="ce": mm.APGD(
+                steps, restarts, rho=rho, alpha=alpha, loss=loss
+            )
+        ),
+        ["steps", "restarts", "rho", "alpha", "loss"],
+    ),
+    "APGDTargeted": (
+        _classifier_solve(
+            lambda steps=2, targets=2, restarts=1: mm.APGDTargeted(steps, targets, restarts)
+        ),
+        ["steps", "targets", "restarts", "x"],
+    ),
+    "Square": (
+        _solve(
+            lambda queries=5, restarts=1, p_init=0.8: mm.Square(
+                queries, restarts, p_init=p_init, loss="objective"
+            )
+        ),
+        ["queries", "restarts", "p_init"],
+    ),
+    "Grid": (
+        lambda points=5, candidates=2, tol=1e-9: _solve(
+            lambda: mm.Grid(points, candidates, tol=tol)
+        )(),
+        ["points", "candidates", "tol"],
+    ),
     "Enumerate": (_classifier_solve(lambda: mm.Enumerate()), ["x"]),
     "rules.ddi": (_rule("ddi"), ["tolerance", "x"]),
     "rules.danskin": (_rule("danskin"), ["x"]),
@@ -192,26 +226,51 @@ ENTRIES = {
     "MinMaxOptimizer": (_optimizer, ["lr", "nonfinite", "x"]),
     "descent_direction": (_rule("ddi"), ["x"]),
     "backward": (_backward, ["x"]),
-    "attack": (lambda eps=0.1, steps=2, restarts=1, x=X: mm.attack(
-        _classifier(), x, Y, eps=eps, attack="pgd", steps=steps, restarts=restarts),
-        ["eps", "steps", "restarts", "x"]),
-    "evaluate": (lambda eps=0.1, restarts=1, batch_size=2, x=X: mm.evaluate(
-        _classifier(), (x, Y), eps=eps, attacks=["pgd"], steps=2, restarts=restarts,
-        batch_size=batch_size).robust_acc, ["eps", "restarts", "batch_size", "x"]),
+    "attack": (
+        lambda eps=0.1, steps=2, restarts=1, x=X: mm.attack(
+            _classifier(), x, Y, eps=eps, attack="pgd", steps=steps, restarts=restarts
+        ),
+        ["eps", "steps", "restarts", "x"],
+    ),
+    "evaluate": (
+        lambda eps=0.1, restarts=1, batch_size=2, x=X: (
+            mm.evaluate(
+                _classifier(),
+                (x, Y),
+                eps=eps,
+                attacks=["pgd"],
+                steps=2,
+                restarts=restarts,
+                batch_size=batch_size,
+            ).robust_acc
+        ),
+        ["eps", "restarts", "batch_size", "x"],
+    ),
 }
 
 #: words a message may use for an argument instead of its name
-ALIASES = {"delta": ("delta", "shape"), "x": ("x", "batch", "inputs", "shape"),
-           "gram": ("gram", "K ", "vectors"), "params": ("params", "parameters"),
-           "event_shape": ("event_shape", "shape"), "lr": ("lr", "learning rate"),
-           "perturbation": ("perturbation", "set")}
+ALIASES = {
+    "delta": ("delta", "shape"),
+    "x": ("x", "batch", "inputs", "shape"),
+    "gram": ("gram", "K ", "vectors"),
+    "params": ("params", "parameters"),
+    "event_shape": ("event_shape", "shape"),
+    "lr": ("lr", "learning rate"),
+    "perturbation": ("perturbation", "set"),
+}
 
 # Entries where `delta` and `grad` are shapes or tensors: only the tensor pool makes sense for
 # them; other arguments take scalars too.
 TENSOR_ARGS = {"delta", "grad", "gram", "x"}
 # Arguments a call ignores (the call still has to work): e.g. `random` takes no grad.
-IGNORED = {("random", "grad"), ("random", "step_size"), ("project", "grad"),
-           ("project", "step_size"), ("contains", "grad"), ("contains", "step_size")}
+IGNORED = {
+    ("random", "grad"),
+    ("random", "step_size"),
+    ("project", "grad"),
+    ("project", "step_size"),
+    ("contains", "grad"),
+    ("contains", "step_size"),
+}
 
 
 def _run_case(entry, arg, value, counts):
@@ -233,8 +292,9 @@ def _run_case(entry, arg, value, counts):
 
 
 def _runner(entry, usable, counts):
-    @settings(max_examples=12, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(arg=st.sampled_from(usable), data=st.data())
     def run(arg, data):
         pool = TENSORS if arg in TENSOR_ARGS else SCALARS + TENSORS[:3]

@@ -19,8 +19,13 @@ def test_integer():
 
 def test_real_number():
     assert checks.real_number("eps", 0.5, positive=True) == 0.5
-    for kwargs, bad in [({}, math.nan), ({}, math.inf), ({"positive": True}, 0.0),
-                        ({"nonnegative": True}, -0.5), ({"at_most": 1.0}, 2.0)]:
+    for kwargs, bad in [
+        ({}, math.nan),
+        ({}, math.inf),
+        ({"positive": True}, 0.0),
+        ({"nonnegative": True}, -0.5),
+        ({"at_most": 1.0}, 2.0),
+    ]:
         with pytest.raises(ValueError, match="eps"):
             checks.real_number("eps", bad, **kwargs)
     with pytest.raises(TypeError, match="eps must be a real number"):

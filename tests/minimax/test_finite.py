@@ -112,7 +112,9 @@ def test_simplex_ascent_step_gain_and_pgd_finds_best_vertex():
         torch.testing.assert_close(s.dual_norm(grad * scale) / scale, s.dual_norm(grad))
     w = torch.tensor([[0.3, -1.0, 2.0, 0.5, 0.0]], dtype=F64)
     problem = mm.FunctionProblem(
-        lambda p, d, b: (d * (w + p["t"])).sum(-1), {"t": torch.zeros(5, dtype=F64)}, s,
+        lambda p, d, b: (d * (w + p["t"])).sum(-1),
+        {"t": torch.zeros(5, dtype=F64)},
+        s,
         event_shape=(5,),
     )
     cands = mm.PGD(steps=200, step_size=0.05, restarts=2)(
@@ -169,8 +171,11 @@ class _PartialPieces(mm.FunctionProblem):
 def test_enumerate_pads_absent_pieces_with_the_best_present_one():
     w = torch.tensor([[1.0, 2.0, 3.0], [0.0, -1.0, -4.0]], dtype=F64)
     problem = _PartialPieces(
-        lambda p, d, b: (d * w * p["s"]).sum(-1), {"s": torch.ones(1, dtype=F64)},
-        mm.Simplex(3), event_shape=(3,), batch_size=lambda b: 2,
+        lambda p, d, b: (d * w * p["s"]).sum(-1),
+        {"s": torch.ones(1, dtype=F64)},
+        mm.Simplex(3),
+        event_shape=(3,),
+        batch_size=lambda b: 2,
     )
     cands = mm.Enumerate()(problem, problem.parameters(), None)
     assert cands.m == 3
@@ -271,9 +276,11 @@ def test_group_dro_update_matches_a_hand_computation():
     rule = mm.GroupDRO(step_size=0.5)
     cands = mm.Enumerate()(problem, problem.parameters(), batch)
     direction = rule(problem, problem.parameters(), batch, cands)
-    losses = [float(_by_hand(model, batch, g).detach()) for g in (0, 1)] + [0.0] + [
-        float(_by_hand(model, batch, 3).detach())
-    ]
+    losses = (
+        [float(_by_hand(model, batch, g).detach()) for g in (0, 1)]
+        + [0.0]
+        + [float(_by_hand(model, batch, 3).detach())]
+    )
     expected = np.exp(0.5 * np.array(losses)) * 0.25
     expected /= expected.sum()
     np.testing.assert_allclose(direction.extras["q"].numpy(), expected, rtol=1e-12)
@@ -312,8 +319,12 @@ def _exact_derivative(kp, direction) -> float:
 def test_certificates_never_overpromise(ties, data):
     kp = data.draw(finite_max_problems(ties=ties), label="problem")
     cands = mm.Enumerate()(kp.problem, kp.params, kp.batch)
-    rules = [mm.Danskin(certify=True), mm.MaxLoss(certify=True), mm.GroupDRO(certify=True),
-             mm.DDi(tolerance=TOL)]
+    rules = [
+        mm.Danskin(certify=True),
+        mm.MaxLoss(certify=True),
+        mm.GroupDRO(certify=True),
+        mm.DDi(tolerance=TOL),
+    ]
     for rule in rules:
         d = rule(kp.problem, kp.params, kp.batch, cands)
         assert d.certificate is not None
@@ -334,7 +345,7 @@ def test_ddi_with_tolerance_is_the_exact_steepest_descent(ties, data):
     torch.testing.assert_close(d.certificate, -(d.norm**2), atol=1e-9 * scale**2, rtol=0)
     if float(gamma_norm) > 1e-6:
         assert_descent_direction(kp, None, d)
-        assert _exact_derivative(kp, d) == pytest.approx(-float(gamma_norm) ** 2, abs=1e-8)
+        assert _exact_derivative(kp, d) == pytest.approx(-(float(gamma_norm) ** 2), abs=1e-8)
 
 
 @pytest.mark.parametrize("ties", ["exact", "rounding"])

@@ -101,11 +101,13 @@ def test_per_example_ddi_refuses_coupled_batchnorm():
     x, y = torch.randn(8, 3), torch.randint(0, 3, (8,))
     problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1))
     with pytest.raises(ValueError, match="coupled"):
-        mm.descent_direction(problem, None, (x, y), mm.PGD(2, 0.05, restarts=2),
-                             mm.DDi(per_example=True))
+        mm.descent_direction(
+            problem, None, (x, y), mm.PGD(2, 0.05, restarts=2), mm.DDi(per_example=True)
+        )
     ev = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1), batchnorm="eval")
-    d, _ = mm.descent_direction(ev, None, (x, y), mm.PGD(2, 0.05, restarts=2),
-                                mm.DDi(per_example=True))
+    d, _ = mm.descent_direction(
+        ev, None, (x, y), mm.PGD(2, 0.05, restarts=2), mm.DDi(per_example=True)
+    )
     # a float32 model: K and ‖d‖ carry float32 rounding, so they agree to that (not to 1e-8)
     norm2 = float(d.norm) ** 2
     assert float(d.certificate) <= -norm2 + 1e-5 * norm2

@@ -253,8 +253,9 @@ def test_float32_models_get_float32_products_and_a_float64_sum():
     x, deltas = x64.float(), d64.float()
     scale = float(exact.abs().max())
     for plan in [Plan(), Plan("ghost"), Plan("materialized"), Plan(budget=3000)]:
-        got = per_example_gram(single, single.parameters(), (x, y), deltas, None, "layerwise",
-                               plan=plan)  # fmt: skip
+        got = per_example_gram(
+            single, single.parameters(), (x, y), deltas, None, "layerwise", plan=plan
+        )
         assert got.dtype == torch.float64
         err = float((got - exact).abs().max()) / scale
         assert 0 < err < 1e-5, (plan, err)  # float32 rounding: not exact, and not worse

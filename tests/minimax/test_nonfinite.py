@@ -36,9 +36,13 @@ def _setup(rule, nonfinite="raise"):
 
 
 def _snapshot(model, opt, mmo):
-    return (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()), mmo.steps,
-            mmo.skipped_steps, [None if p.grad is None else p.grad.clone()
-                                for p in model.parameters()])  # fmt: skip
+    return (
+        copy.deepcopy(model.state_dict()),
+        copy.deepcopy(opt.state_dict()),
+        mmo.steps,
+        mmo.skipped_steps,
+        [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+    )
 
 
 def _assert_same(a, b):
@@ -111,8 +115,10 @@ def test_backward_raises_the_same_error():
 def _nan_problem(S, event=(1,)):
     def g(p, d, batch):
         return (p["w"] * d.reshape(d.shape[0], -1)).sum(-1) * torch.nan
-    return mm.FunctionProblem(g, {"w": torch.ones(event[0], dtype=torch.float64)}, S,
-                              event_shape=event)  # fmt: skip
+
+    return mm.FunctionProblem(
+        g, {"w": torch.ones(event[0], dtype=torch.float64)}, S, event_shape=event
+    )
 
 
 @pytest.mark.parametrize(
@@ -129,8 +135,9 @@ def test_inner_solvers_refuse_non_finite_values(solver):
 def test_square_and_enumerate_refuse_non_finite_values():
     problem = _nan_problem(mm.LinfBall(0.5))
     with pytest.raises(mm.NonFiniteError):
-        mm.Square(20, loss="objective")(problem, problem.parameters(),
-                                        torch.zeros(2, 1, dtype=torch.float64))  # fmt: skip
+        mm.Square(20, loss="objective")(
+            problem, problem.parameters(), torch.zeros(2, 1, dtype=torch.float64)
+        )
     simplex = _nan_problem(mm.Simplex(3), event=(3,))
     with pytest.raises(mm.NonFiniteError):
         mm.Enumerate()(simplex, simplex.parameters(), torch.zeros(2, 3, dtype=torch.float64))

@@ -61,8 +61,9 @@ def test_l2_projection_and_step_at_any_magnitude(values, eps, k):
     expected = v * (eps / n) * scale if n > eps else v * scale
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-300)
     g = v * scale  # entries below the smallest subnormal are 0 here: the step sees this g
-    step = mm.L2Ball(1.0).ascent_step(torch.zeros(1, len(values), dtype=F64),
-                                      g.unsqueeze(0), 1.0)[0]  # fmt: skip
+    step = mm.L2Ball(1.0).ascent_step(torch.zeros(1, len(values), dtype=F64), g.unsqueeze(0), 1.0)[
+        0
+    ]
     if bool((g != 0).any()):
         unit = g / g.abs().max()  # at unit scale, where the norm is exact
         torch.testing.assert_close(step.norm(), torch.tensor(1.0, dtype=F64))
@@ -73,14 +74,19 @@ def test_l2_projection_and_step_at_any_magnitude(values, eps, k):
 
 def test_huge_and_tiny_projections():
     big = torch.tensor([[1e308, -1e308, 5.0]], dtype=F64)
-    torch.testing.assert_close(project_l1(big, torch.tensor([[1.0]], dtype=F64)),
-                               torch.tensor([[0.5, -0.5, 0.0]], dtype=F64))  # fmt: skip
-    torch.testing.assert_close(project_l1(torch.tensor([[1e200, 0.0]], dtype=F64),
-                                          torch.tensor([[1.0]], dtype=F64)),
-                               torch.tensor([[1.0, 0.0]], dtype=F64))  # fmt: skip
+    torch.testing.assert_close(
+        project_l1(big, torch.tensor([[1.0]], dtype=F64)),
+        torch.tensor([[0.5, -0.5, 0.0]], dtype=F64),
+    )
+    torch.testing.assert_close(
+        project_l1(torch.tensor([[1e200, 0.0]], dtype=F64), torch.tensor([[1.0]], dtype=F64)),
+        torch.tensor([[1.0, 0.0]], dtype=F64),
+    )
     tiny = torch.tensor([[1e-300, -3e-300]], dtype=F64)
-    torch.testing.assert_close(project_l1(tiny, torch.tensor([[1e-300]], dtype=F64)),
-                               torch.tensor([[0.0, -1e-300]], dtype=F64))  # fmt: skip
+    torch.testing.assert_close(
+        project_l1(tiny, torch.tensor([[1e-300]], dtype=F64)),
+        torch.tensor([[0.0, -1e-300]], dtype=F64),
+    )
     out = mm.L2Ball(1.0).project(torch.tensor([[1e308, 1e308]], dtype=F64))
     torch.testing.assert_close(out, torch.full((1, 2), 0.5**0.5, dtype=F64))
 
@@ -100,11 +106,16 @@ def test_min_norm_weights_when_the_trace_overflows_and_for_subnormal_grams():
         assert math.isinf(float(K.diagonal().sum())) == (scale > 1e150)
         for method in ("wolfe", "nnls", "frank-wolfe", "apg"):
             r = mm.min_norm_weights(K, method=method)
-            torch.testing.assert_close(r.weights, torch.tensor([0.5, 0.5, 0.0], dtype=F64),
-                                       atol=1e-6, rtol=0)  # fmt: skip
+            torch.testing.assert_close(
+                r.weights, torch.tensor([0.5, 0.5, 0.0], dtype=F64), atol=1e-6, rtol=0
+            )
             assert float(r.kkt) < 1e-6
-        torch.testing.assert_close(mm.kkt_residual(torch.tensor([0.5, 0.5, 0.0], dtype=F64), K),
-                                   torch.tensor(0.0, dtype=F64), atol=1e-12, rtol=0)  # fmt: skip
+        torch.testing.assert_close(
+            mm.kkt_residual(torch.tensor([0.5, 0.5, 0.0], dtype=F64), K),
+            torch.tensor(0.0, dtype=F64),
+            atol=1e-12,
+            rtol=0,
+        )
     wrong = torch.tensor([1.0, 0.0, 0.0], dtype=F64)
     huge = (G * 9e153) @ (G * 9e153).T
     assert float(mm.kkt_residual(wrong, huge)) > 0.1  # the residual sees wrong weights
@@ -124,8 +135,10 @@ def test_direction_norm_comes_from_the_vector_at_a_stationary_point():
 
 
 def test_flat_norm_scales():
-    assert math.isclose(float(mm.flat_norm({"a": torch.tensor([3e200, 4e200], dtype=F64)})),
-                        5e200, rel_tol=1e-15)  # fmt: skip
-    assert math.isclose(float(mm.flat_norm({"a": torch.tensor([3e-300, 4e-300], dtype=F64)})),
-                        5e-300, rel_tol=1e-15)  # fmt: skip
+    assert math.isclose(
+        float(mm.flat_norm({"a": torch.tensor([3e200, 4e200], dtype=F64)})), 5e200, rel_tol=1e-15
+    )
+    assert math.isclose(
+        float(mm.flat_norm({"a": torch.tensor([3e-300, 4e-300], dtype=F64)})), 5e-300, rel_tol=1e-15
+    )
     assert float(mm.flat_norm({"a": torch.zeros(3)})) == 0.0

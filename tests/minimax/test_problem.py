@@ -126,7 +126,8 @@ def test_gram_and_qp_stay_float64_under_autocast():
     x, y = torch.rand(16, 6), torch.randint(0, 3, (16,))
     problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1, lower=0.0, upper=1.0))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        d, _ = mm.descent_direction(problem, None, (x, y), mm.PGD(3, 0.05, restarts=4, seed=0),
-                                    mm.DDi())
+        d, _ = mm.descent_direction(
+            problem, None, (x, y), mm.PGD(3, 0.05, restarts=4, seed=0), mm.DDi()
+        )
     assert d.extras["gram"].dtype == torch.float64 and d.weights.dtype == torch.float64
-    assert float(d.certificate) <= -float(d.norm) ** 2 + 1e-9
+    assert float(d.certificate) <= -(float(d.norm) ** 2) + 1e-9

@@ -125,13 +125,16 @@ def test_ddi_certificate_bounds_descent(case, per_example):
     if per_example:
         g = mm.per_example_gradients(toy.problem, params, toy.batch, cands.deltas)
         slopes = {k: v.double() for k, v in g.items()}
-        dots = sum((slopes[k] * (-d.vector[k].double())).reshape(cands.m, cands.batch_size, -1)
-                   .sum(-1) for k in slopes)
+        dots = sum(
+            (slopes[k] * (-d.vector[k].double())).reshape(cands.m, cands.batch_size, -1).sum(-1)
+            for k in slopes
+        )
         cert = float(dots.max(dim=0).values.sum())
     else:
         g = mm.candidate_gradients(toy.problem, params, toy.batch, cands.deltas)
-        dots = sum((g[k].double() * (-d.vector[k].double())).reshape(cands.m, -1).sum(-1)
-                   for k in g)
+        dots = sum(
+            (g[k].double() * (-d.vector[k].double())).reshape(cands.m, -1).sum(-1) for k in g
+        )
         cert = float(dots.max())
     assert cert == pytest.approx(float(d.certificate), rel=1e-5, abs=1e-9), name
     assert cert <= -n2 + 1e-6 * max(1.0, n2), name
@@ -189,8 +192,9 @@ def test_normalize_leaves_a_direction_at_the_rounding_level_alone():
     def fn(params, delta, batch):  # g_i = ∇θ ⟨θ, g_i⟩ at the vertex e_i of the simplex
         return (delta @ g @ params["theta"]).reshape(1)
 
-    problem = mm.FunctionProblem(fn, {"theta": torch.zeros(2, dtype=torch.float64)},
-                                 mm.Simplex(2), event_shape=(2,))  # fmt: skip
+    problem = mm.FunctionProblem(
+        fn, {"theta": torch.zeros(2, dtype=torch.float64)}, mm.Simplex(2), event_shape=(2,)
+    )
     cands = mm.Enumerate()(problem, problem.parameters(), None)
     d = mm.DDi(normalize=True)(problem, problem.parameters(), None, cands)
     assert float(mm.flat_norm(d.vector)) < 1e-12 and float(d.norm) < 1e-12

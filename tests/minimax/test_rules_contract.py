@@ -33,8 +33,13 @@ class MeanGradient(mm.GramRule):
 
     def weigh(self, gram_matrix, sizes):
         w = torch.full((gram_matrix.shape[0],), 1.0 / gram_matrix.shape[0], dtype=torch.float64)
-        return mm.MinNormResult(weights=w, sq_norm=w @ gram_matrix @ w, iterations=torch.tensor(0),
-                                kkt=mm.kkt_residual(w, gram_matrix), method="mean")  # fmt: skip
+        return mm.MinNormResult(
+            weights=w,
+            sq_norm=w @ gram_matrix @ w,
+            iterations=torch.tensor(0),
+            kkt=mm.kkt_residual(w, gram_matrix),
+            method="mean",
+        )
 
 
 # The registered rules plus the test-only one, as a user's registry would hold them.
@@ -54,8 +59,12 @@ def _untied(name):
     if _finite_only(name):
         return [
             finite_max(a=((1.0, 2.0),), c=(((1.0,), (-1.0,)),), top=((1.0, 0.5),), theta=(0.3,)),
-            finite_max(a=((1.0, 1.0, 3.0),), c=(((1.0, 0.0), (0.0, 1.0), (1.0, 1.0)),),
-                       top=((0.2, 0.9, 0.1),), theta=(0.0, 0.0)),
+            finite_max(
+                a=((1.0, 1.0, 3.0),),
+                c=(((1.0, 0.0), (0.0, 1.0), (1.0, 1.0)),),
+                top=((0.2, 0.9, 0.1),),
+                theta=(0.0, 0.0),
+            ),
             finite_max(a=((2.0,),), c=(((0.5,),),), top=((1.0,),), theta=(-1.0,)),
         ]
     return [
@@ -70,8 +79,12 @@ def _tied(name=None):
     if name is not None and _finite_only(name):
         return [
             finite_max(a=((1.0, 1.0),), c=(((1.0,), (-1.0,)),), top=((1.0, 1.0),), theta=(0.0,)),
-            finite_max(a=((1.0, 2.0, 1.0),), c=(((1.0, 0.0), (-1.0, 0.5), (0.0, -1.0)),),
-                       top=((0.7, 0.7, 0.7),), theta=(0.0, 0.0)),
+            finite_max(
+                a=((1.0, 2.0, 1.0),),
+                c=(((1.0, 0.0), (-1.0, 0.5), (0.0, -1.0)),),
+                top=((0.7, 0.7, 0.7),),
+                theta=(0.0, 0.0),
+            ),
         ]
     return [
         counterexample(),
@@ -142,7 +155,7 @@ def test_gram_rules_certify_descent_on_ties(name, case):
     blocks = None if d.weights.ndim == 1 else [d.weights.shape[1]] * d.weights.shape[0]
     assert_min_norm_optimal(w, k, tol=1e-9, block_sizes=blocks)
     assert d.certificate is not None
-    assert float(d.certificate) <= -float(d.norm) ** 2 + 1e-9
+    assert float(d.certificate) <= -(float(d.norm) ** 2) + 1e-9
 
 
 def test_registry_names_and_aliases():

@@ -43,8 +43,10 @@ pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[2]
 # property tests draw 12 examples each (MINIMAX_TESTING_EXAMPLES raises it for a longer hunt)
-FAST = settings(max_examples=int(os.environ.get("MINIMAX_TESTING_EXAMPLES", "12")),
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+FAST = settings(
+    max_examples=int(os.environ.get("MINIMAX_TESTING_EXAMPLES", "12")),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 SEARCH = settings(max_examples=300, database=None, derandomize=True, print_blob=False)
 
 
@@ -65,8 +67,9 @@ def test_oracles_are_exact_maxima(family, data):
     assert torch.allclose(cands.values.min(0).values.double(), per_example, atol=1e-8, rtol=1e-8)
     gen = torch.Generator().manual_seed(data.draw(st.integers(0, 2**16), label="seed"))
     shape = kp.problem.delta_shape(kp.batch)
-    pts = kp.problem.perturbation.random((256, *shape), generator=gen, dtype=torch.float64,
-                                         event_ndim=len(shape) - 1)
+    pts = kp.problem.perturbation.random(
+        (256, *shape), generator=gen, dtype=torch.float64, event_ndim=len(shape) - 1
+    )
     with torch.no_grad():
         vals = kp.problem.values(kp.params, pts, kp.batch)
     assert bool((vals <= per_example + 1e-9 * per_example.abs().clamp_min(1)).all())
@@ -86,8 +89,14 @@ def test_named_problems_match_the_paper():
 
 
 def test_repr_rebuilds_the_problem():
-    for name in ("counterexample", "bilinear", "max_of_pieces", "multilinear_box",
-                 "linear_model", "tanh_network"):
+    for name in (
+        "counterexample",
+        "bilinear",
+        "max_of_pieces",
+        "multilinear_box",
+        "linear_model",
+        "tanh_network",
+    ):
         kp = make_problem(name)
         rebuilt = eval(repr(kp), vars(__import__("minimax.testing", fromlist=["*"])))
         assert isinstance(rebuilt, KnownProblem)
@@ -164,15 +173,28 @@ def test_danskin_report_on_the_paper_counterexample():
     with pytest.raises(AssertionError) as err:
         assert_descent_direction(kp, kp.params, d)
     msg = str(err.value)
-    for part in ("Not a descent direction", "counterexample(x=[1.0, 0.0])", "θ = {'x': [1, 0]}",
-                 "2 maximizer(s)", "δ = [0]", "δ = [1]", "R'(θ; −d̂)", "η = 0.0001",
-                 "slope −‖γ*‖ = -2"):
+    for part in (
+        "Not a descent direction",
+        "counterexample(x=[1.0, 0.0])",
+        "θ = {'x': [1, 0]}",
+        "2 maximizer(s)",
+        "δ = [0]",
+        "δ = [1]",
+        "R'(θ; −d̂)",
+        "η = 0.0001",
+        "slope −‖γ*‖ = -2",
+    ):
         assert part in msg, part
     # a dict works as the direction too, and a plain Problem with explicit maximizers
     with pytest.raises(AssertionError, match="not a strict descent"):
         assert_descent_direction(kp.problem, None, dict(d.vector), maximizers=kp.maximizers())
-    assert_descent_direction(kp.problem, None, {"x": torch.tensor([2.0, 0.0])},
-                             maximizers=kp.maximizers(), robust_loss=kp.robust_loss)
+    assert_descent_direction(
+        kp.problem,
+        None,
+        {"x": torch.tensor([2.0, 0.0])},
+        maximizers=kp.maximizers(),
+        robust_loss=kp.robust_loss,
+    )
 
 
 def test_zero_direction_is_not_descent():
@@ -192,8 +214,9 @@ def _danskin_fails(kp: KnownProblem) -> bool:
 
 
 def test_hypothesis_finds_and_shrinks_the_danskin_counterexample(capsys):
-    shrunk = find(tied_problems(families=("max_of_pieces",), max_dim=2), _danskin_fails,
-                  settings=SEARCH)
+    shrunk = find(
+        tied_problems(families=("max_of_pieces",), max_dim=2), _danskin_fails, settings=SEARCH
+    )
     print("shrunk Danskin counterexample:", repr(shrunk))
     assert shrunk.info["k"] == 2 and shrunk.info["B"] == 1 and shrunk.info["dim"] <= 2
     assert len(shrunk.maximizers()[0]) == 2
@@ -220,8 +243,12 @@ def test_hypothesis_given_reports_the_shrunk_problem():
 # DDi's tolerance option: candidates that are not maximizers
 # ------------------------------------------------------------------------------------------------
 
-DECOY_CASE = dict(a=[[1.0, 1.0, 1.0]], c=[[[-1.0, -1.0], [1.0, -1.0], [0.0, 1.0]]],
-                  gaps=[[0.0, 0.0, 1.0]], theta=[0.0, 0.0])
+DECOY_CASE = dict(
+    a=[[1.0, 1.0, 1.0]],
+    c=[[[-1.0, -1.0], [1.0, -1.0], [0.0, 1.0]]],
+    gaps=[[0.0, 0.0, 1.0]],
+    theta=[0.0, 0.0],
+)
 
 
 def test_tolerance_drops_decoys_on_a_fixed_case():
@@ -251,8 +278,9 @@ def _decoys(kp: KnownProblem, n: int = 2, seed: int = 0) -> torch.Tensor | None:
 @given(kp=pieces_problems(tied=True, max_batch=2), data=st.data())
 def test_tolerance_ignores_decoys(kp, per_example, data):
     """Decoys ≥ 0.2 below the max change nothing for DDi(tolerance=0.1)."""
-    decoys = _decoys(kp, data.draw(st.integers(1, 3), label="n"),
-                     data.draw(st.integers(0, 100), label="seed"))
+    decoys = _decoys(
+        kp, data.draw(st.integers(1, 3), label="n"), data.draw(st.integers(0, 100), label="seed")
+    )
     assume(decoys is not None)
     assert decoys is not None
     plain = kp.candidates()
@@ -377,8 +405,9 @@ def test_same_draw_gives_identical_tensors():
 
 def test_importable_without_pytest():
     code = "import sys; sys.modules['pytest'] = None; import minimax.testing"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
     assert out.returncode == 0, out.stderr
 
 
@@ -386,7 +415,7 @@ def test_importable_without_pytest():
 # The pytest plugin, in a user's suite
 # ------------------------------------------------------------------------------------------------
 
-USER_TESTS = '''
+USER_TESTS = """
 import torch
 import minimax as mm
 import pytest
@@ -420,7 +449,7 @@ def test_danskin_fails(known_problem, assert_rule_descends):
 def test_property(kp):
     from minimax.testing import assert_rule_descends
     assert_rule_descends(mm.DDi(), kp)
-'''
+"""
 
 
 def test_plugin_gives_fixtures_with_one_line(pytester):

@@ -31,6 +31,8 @@ def test_custom_loop_page_runs():
     ns = run_markdown("custom-loop.md")
     assert ns["result"].robust_acc <= ns["result"].clean_acc
     assert ns["record"]["threat_model"] == "Linf"
+
+
 def test_worst_group_page_runs():
     ns = run_markdown("worst-group.md")
     assert ns["last"].robust_loss < ns["first"].robust_loss

@@ -12,8 +12,9 @@ from problems.training import RunHistory, TrainConfig, train
 N_TRAIN, N_VAL = 64, 32
 
 #: the reference run's config (64 images / 24 = 3 steps per epoch, last one short)
-CONFIG = dict(rule="ddi", restarts=2, epochs=2, batch_size=24, steps=2, eval_steps=2,
-              remeasure=True)  # fmt: skip
+CONFIG = dict(
+    rule="ddi", restarts=2, epochs=2, batch_size=24, steps=2, eval_steps=2, remeasure=True
+)
 
 
 def small_model() -> torch.nn.Module:

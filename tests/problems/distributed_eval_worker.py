@@ -19,8 +19,12 @@ def main() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 10), nn.ReLU(), nn.Linear(10, 3))
     x, y = torch.rand(13, 3, 4, 4), torch.randint(0, 3, (13,))  # 13: unequal shards
-    kwargs = {"eps": 0.1, "attacks": ("clean", "fgsm", "pgd2"), "batch_size": 4,
-              "dataset": "digits"}  # fmt: skip
+    kwargs = {
+        "eps": 0.1,
+        "attacks": ("clean", "fgsm", "pgd2"),
+        "batch_size": 4,
+        "dataset": "digits",
+    }
     one = evaluate(model, (x, y), **kwargs)
     many = evaluate_sharded(evaluate, model, (x, y), ranks, **kwargs)
     for key in ("clean_acc", "worst_case_acc"):

@@ -11,9 +11,26 @@ import torch
 from problems.cli import main, number
 from problems.training import TIME_FIELDS, load_history
 
-TRAIN = ["train", "--dataset", "synthetic", "--model", "small_cnn", "--epochs", "2",
-         "--steps", "2", "--eval-steps", "2", "--limit-train", "48", "--limit-test", "16",
-         "--batch-size", "16", "--no-progress"]  # fmt: skip
+TRAIN = [
+    "train",
+    "--dataset",
+    "synthetic",
+    "--model",
+    "small_cnn",
+    "--epochs",
+    "2",
+    "--steps",
+    "2",
+    "--eval-steps",
+    "2",
+    "--limit-train",
+    "48",
+    "--limit-test",
+    "16",
+    "--batch-size",
+    "16",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +65,10 @@ def test_resume_via_cli_matches_uninterrupted(run, data_dir, tmp_path, capsys) -
     assert all(torch.equal(a[k], b[k]) for k in a)
 
     def strip(path: Path) -> list[dict]:
-        return [{k: v for k, v in json.loads(line).items() if k not in TIME_FIELDS}
-                for line in (path / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
+        return [
+            {k: v for k, v in json.loads(line).items() if k not in TIME_FIELDS}
+            for line in (path / "metrics.jsonl").read_text().splitlines()
+        ]
 
     assert strip(out) == strip(run)
     # a different config on resume is refused with a clear message
@@ -59,8 +78,21 @@ def test_resume_via_cli_matches_uninterrupted(run, data_dir, tmp_path, capsys) -
 
 def test_evaluate(run, tmp_path, capsys) -> None:
     out = tmp_path / "eval.json"
-    code = main(["evaluate", str(run), "--attacks", "clean,pgd3,apgd-ce3,apgd-t3", "--limit",
-                 "20", "--restarts", "2", "--out", str(out), "--no-progress"])  # fmt: skip
+    code = main(
+        [
+            "evaluate",
+            str(run),
+            "--attacks",
+            "clean,pgd3,apgd-ce3,apgd-t3",
+            "--limit",
+            "20",
+            "--restarts",
+            "2",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     result = json.loads(out.read_text())
     assert result["n_examples"] == 20 and result["checkpoint"].endswith("best.pt")
@@ -76,22 +108,72 @@ def test_evaluate(run, tmp_path, capsys) -> None:
     printed = json.loads(lines[-1])
     assert printed["clean_acc"] == result["clean_acc"] and printed["threat_model"] == "Linf"
     # the default output path, and the checkpoint (not best) file
-    assert main(["evaluate", str(run / "checkpoint.pt"), "--attacks", "clean", "--split", "val",
-                 "--no-progress"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run / "checkpoint.pt"),
+                "--attacks",
+                "clean",
+                "--split",
+                "val",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert (run / "eval-checkpoint.json").is_file()
 
 
 def test_another_dataset_from_the_registry(tmp_path, capsys) -> None:
     """--dataset digits (1×8×8 grey images): the model's input shape comes from the data set."""
     out = tmp_path / "digits"
-    assert main(["train", "--dataset", "digits", "--model", "small_cnn", "--epochs", "1",
-                 "--steps", "1", "--eval-steps", "1", "--limit-train", "32", "--limit-test", "16",
-                 "--batch-size", "16", "--no-progress", "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "digits",
+                "--model",
+                "small_cnn",
+                "--epochs",
+                "1",
+                "--steps",
+                "1",
+                "--eval-steps",
+                "1",
+                "--limit-train",
+                "32",
+                "--limit-test",
+                "16",
+                "--batch-size",
+                "16",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     spec = load_history(out).meta["model"]
     assert (spec["in_channels"], spec["image_size"], spec["num_classes"]) == (1, 8, 10)
     capsys.readouterr()
-    assert main(["evaluate", str(out), "--attacks", "clean,pgd1", "--limit", "16",
-                 "--no-progress", "--out", str(tmp_path / "eval.json")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                str(out),
+                "--attacks",
+                "clean,pgd1",
+                "--limit",
+                "16",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "eval.json"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out.splitlines()
     assert "digits test split, 16 examples" in printed[0]
     assert json.loads(printed[-1])["n_examples"] == 16
@@ -101,8 +183,13 @@ def test_compare(run, tmp_path, capsys) -> None:
     out = tmp_path / "cmp"
     assert main(["compare", str(run), str(run), "--names", "a,b", "--out", str(out)]) == 0
     names = {p.name for p in out.iterdir()}
-    assert {"report.html", "robust_acc_epoch.png", "robust_acc_wall.png", "clean_acc_epoch.png",
-            "loss_epoch.png"} <= names  # fmt: skip
+    assert {
+        "report.html",
+        "robust_acc_epoch.png",
+        "robust_acc_wall.png",
+        "clean_acc_epoch.png",
+        "loss_epoch.png",
+    } <= names
     assert "<td>a</td>" in (out / "report.html").read_text()
     assert main(["compare", str(run), "--names", "a,b", "--out", str(out)]) == 2
     assert main(["compare", str(tmp_path), "--out", str(out)]) == 2
@@ -146,8 +233,18 @@ def test_bad_arguments_exit_2(argv, message, capsys) -> None:
 
 
 def test_amp_needs_cuda(data_dir, tmp_path, capsys) -> None:
-    code = main([*TRAIN, "--data-dir", str(data_dir), "--out", str(tmp_path / "r"), "--amp",
-                 "--device", "cpu"])  # fmt: skip
+    code = main(
+        [
+            *TRAIN,
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(tmp_path / "r"),
+            "--amp",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 2 and "CUDA" in capsys.readouterr().err
 
 

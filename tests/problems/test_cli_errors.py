@@ -12,9 +12,26 @@ from problems.cli import COMMANDS, build_parser, explicit, main
 from problems.cli.train import PAPER, finish_args
 
 #: a run that would train if its arguments were good (digits ship offline)
-BASE = ["train", "--dataset", "digits", "--model", "small_cnn", "--epochs", "1", "--steps", "1",
-        "--limit-train", "16", "--limit-test", "8", "--val-split", "0", "--no-progress",
-        "--device", "cpu"]  # fmt: skip
+BASE = [
+    "train",
+    "--dataset",
+    "digits",
+    "--model",
+    "small_cnn",
+    "--epochs",
+    "1",
+    "--steps",
+    "1",
+    "--limit-train",
+    "16",
+    "--limit-test",
+    "8",
+    "--val-split",
+    "0",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
 
 BAD = {
     "eps-forgot-255": (["--eps", "8"], "did you mean 8/255"),
@@ -113,8 +130,14 @@ def test_every_help_shows_the_defaults(command, capsys) -> None:
 def test_train_help_states_the_key_defaults(capsys) -> None:
     main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for needle in ("(default: 200)", "(default: resnet18)", "(default: relu)",
-                   "(default: batch)", "(default: danskin)", "(default: 8/255)"):  # fmt: skip
+    for needle in (
+        "(default: 200)",
+        "(default: resnet18)",
+        "(default: relu)",
+        "(default: batch)",
+        "(default: danskin)",
+        "(default: 8/255)",
+    ):
         assert needle in text, needle
     assert "--paper" in text
 
@@ -129,8 +152,15 @@ def _train_args(*extra: str) -> argparse.Namespace:
 def test_paper_preset_and_overrides() -> None:
     args = _train_args("--paper")
     assert {k: getattr(args, k) for k in PAPER} == PAPER
-    assert PAPER == {"model": "resnet18", "activation": "celu", "norm": "group", "rule": "ddi",
-                     "restarts": 10, "steps": 7, "eval_steps": 20}  # fmt: skip
+    assert PAPER == {
+        "model": "resnet18",
+        "activation": "celu",
+        "norm": "group",
+        "rule": "ddi",
+        "restarts": 10,
+        "steps": 7,
+        "eval_steps": 20,
+    }
     assert args.eps == pytest.approx(8 / 255) and args.epochs == 200 and args.lr == 0.1
     override = _train_args("--restarts", "4", "--paper", "--activation", "silu", "-m", "5")
     assert override.restarts == 5 and override.activation == "silu" and override.rule == "ddi"

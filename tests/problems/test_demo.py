@@ -181,9 +181,11 @@ def test_summary_differences_ignore_wall_clock_only(quick_run: Path, tmp_path: P
     changed["timings"]["total"] += 1.0  # wall-clock: ignored
     assert summary_differences(summary, changed) == []
     changed["counterexample"]["ddi"]["final_phi"] += 1e-6  # a number: reported
-    assert summary_differences(summary, changed) == ["$.counterexample.ddi.final_phi: "
+    assert summary_differences(summary, changed) == [
+        "$.counterexample.ddi.final_phi: "
         f"{summary['counterexample']['ddi']['final_phi']!r} != "
-        f"{changed['counterexample']['ddi']['final_phi']!r}"]  # fmt: skip
+        f"{changed['counterexample']['ddi']['final_phi']!r}"
+    ]
     other = tmp_path / "summary.json"
     other.write_text(json.dumps(changed), encoding="utf-8")
     assert main([str(quick_run / "summary.json"), str(quick_run / "summary.json")]) == 0
@@ -254,8 +256,9 @@ def test_seeds_and_parts_are_checked(tmp_path: Path) -> None:
 
 
 def test_one_part_with_three_seeds(tmp_path: Path) -> None:
-    summary = demo.run_demo(tmp_path, quick=True, seeds=3, seed=5, parts=("worstclass",),
-                            progress=False)  # fmt: skip
+    summary = demo.run_demo(
+        tmp_path, quick=True, seeds=3, seed=5, parts=("worstclass",), progress=False
+    )
     assert summary["config"]["seeds"] == [5, 6, 7]
     paired = summary["worstclass"]["paired"]["danskin"]["worst_class_test_acc"]
     assert len(paired["diffs"]) == 3
@@ -277,14 +280,16 @@ def test_readme_and_docs_agree_with_the_committed_summary() -> None:
         other = json.loads((publish.ROOT / publish.OTHER_THREADS).read_text(encoding="utf-8"))
         assert other["config"]["seeds"] == summary["config"]["seeds"]
         assert other["config"]["threads"] != summary["config"]["threads"]
-    q1, q2 = (json.loads((publish.ROOT / p).read_text(encoding="utf-8"))
-              for p in publish.QUICK_THREADS)  # fmt: skip
+    q1, q2 = (
+        json.loads((publish.ROOT / p).read_text(encoding="utf-8")) for p in publish.QUICK_THREADS
+    )
     assert q1["config"]["threads"] == 1 and q2["config"]["threads"] == 2
     generated = publish.blocks(summary, other, (q1, q2))
     for rel, names in publish.TARGETS.items():
         text = (publish.ROOT / rel).read_text(encoding="utf-8")
-        assert publish.render(text, generated, names) == text, f"{rel} is stale: run " \
-            "python -m problems.demo.publish"  # fmt: skip
+        assert publish.render(text, generated, names) == text, (
+            f"{rel} is stale: run python -m problems.demo.publish"
+        )
     assert publish.main(["--check"]) == 0  # regenerating changes nothing
 
 
@@ -307,8 +312,14 @@ def test_publish_replaces_blocks_and_names_a_missing_one(tmp_path: Path, quick_r
         ),
         encoding="utf-8",
     )
-    argv = ["--root", str(tmp_path), "--summary", str(quick_run / "summary.json"),
-            "--other-threads", str(tmp_path / "absent.json")]  # fmt: skip
+    argv = [
+        "--root",
+        str(tmp_path),
+        "--summary",
+        str(quick_run / "summary.json"),
+        "--other-threads",
+        str(tmp_path / "absent.json"),
+    ]
     assert publish.main([*argv, "--check"]) == 1
     assert publish.main(argv) == 0
     assert publish.main([*argv, "--check"]) == 0
@@ -349,8 +360,9 @@ def test_paper_toy_candidates_stay_near_the_corners() -> None:
 def test_shards_merge_to_the_single_run(quick_run: Path, tmp_path: Path) -> None:
     from problems.demo.shards import merge_summaries, write_merged
 
-    rest = demo.run_demo(tmp_path / "a", quick=True, progress=False,
-                         parts=("counterexample", "elu", "worstclass"))  # fmt: skip
+    rest = demo.run_demo(
+        tmp_path / "a", quick=True, progress=False, parts=("counterexample", "elu", "worstclass")
+    )
     digits = [
         demo.run_demo(
             tmp_path / f"d{s}", quick=True, progress=False, parts=("digits",), seed=s, seeds=1

@@ -11,10 +11,34 @@ import torch
 from minimax.testing.distributed import run_ranks
 from problems.training.checkpoint import load_checkpoint
 
-TRAIN = ["train", "--dataset", "digits", "--model", "small_cnn", "--epochs", "2",
-         "--steps", "2", "--eval-steps", "1", "--limit-train", "24", "--limit-test", "8",
-         "--batch-size", "8", "--rule", "ddi", "--restarts", "2", "--no-progress",
-         "--dist-batchnorm", "sync", "--val-split", "8"]  # fmt: skip
+TRAIN = [
+    "train",
+    "--dataset",
+    "digits",
+    "--model",
+    "small_cnn",
+    "--epochs",
+    "2",
+    "--steps",
+    "2",
+    "--eval-steps",
+    "1",
+    "--limit-train",
+    "24",
+    "--limit-test",
+    "8",
+    "--batch-size",
+    "8",
+    "--rule",
+    "ddi",
+    "--restarts",
+    "2",
+    "--no-progress",
+    "--dist-batchnorm",
+    "sync",
+    "--val-split",
+    "8",
+]
 
 
 def _cli(args: list[str], world: int = 2) -> None:

@@ -19,8 +19,15 @@ ARCH = ["--model", "small_cnn", "--activation", "celu", "--norm", "group", "--wi
 
 def _model() -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_model("small_cnn", activation="celu", norm="group", in_channels=1,
-                       image_size=8, num_classes=10, width=8)  # fmt: skip
+    return build_model(
+        "small_cnn",
+        activation="celu",
+        norm="group",
+        in_channels=1,
+        image_size=8,
+        num_classes=10,
+        width=8,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +44,23 @@ def _last_json(capsys) -> tuple[list[str], dict]:
 
 def test_state_dict_with_model(weights, tmp_path, capsys) -> None:
     out, rb = tmp_path / "eval.json", tmp_path / "rb.json"
-    assert main(["evaluate", str(weights), *ARCH, *DIGITS, "--attacks", "clean,first-two",
-                 "--out", str(out), "--robustbench", str(rb)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                str(weights),
+                *ARCH,
+                *DIGITS,
+                "--attacks",
+                "clean,first-two",
+                "--out",
+                str(out),
+                "--robustbench",
+                str(rb),
+            ]
+        )
+        == 0
+    )
     lines, printed = _last_json(capsys)
     assert lines[0].startswith("threat model: Linf ball, eps = 0.1 (0.1)")
     assert "digits test split, 12 examples" in lines[0]
@@ -56,8 +78,25 @@ def test_state_dict_with_model(weights, tmp_path, capsys) -> None:
 
 def test_standard_suite_record_is_autoattack_acc(weights, tmp_path, capsys) -> None:
     out = tmp_path / "eval.json"
-    assert main(["evaluate", str(weights), *ARCH, *DIGITS, "--limit", "6", "--threat", "l2",
-                 "--eps", "0.5", "--out", str(out)]) == 0  # default: clean + standard suite
+    assert (
+        main(
+            [
+                "evaluate",
+                str(weights),
+                *ARCH,
+                *DIGITS,
+                "--limit",
+                "6",
+                "--threat",
+                "l2",
+                "--eps",
+                "0.5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )  # default: clean + standard suite
     result = json.loads(out.read_text())
     assert result["attacks"] == ["clean", "apgd-ce", "apgd-t", "square"]
     assert result["suite"] == "standard" and result["threat_model"] == "L2"
@@ -75,15 +114,41 @@ def test_torchscript_needs_the_flag(tmp_path, capsys) -> None:
     assert main(["evaluate", str(path), *DIGITS, "--attacks", "clean,pgd2"]) == 2
     assert "--torchscript if you trust" in capsys.readouterr().err
     out = tmp_path / "eval.json"
-    assert main(["evaluate", str(path), "--torchscript", *DIGITS, "--attacks", "clean,pgd2",
-                 "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                str(path),
+                "--torchscript",
+                *DIGITS,
+                "--attacks",
+                "clean,pgd2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["model_file"] == "torchscript"
     # the same weights as a state dict: the same numbers
     sd = tmp_path / "same.pt"
     torch.save(model.state_dict(), sd)
-    assert main(["evaluate", str(sd), *ARCH, *DIGITS, "--attacks", "clean,pgd2", "--out",
-                 str(tmp_path / "sd.json")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                str(sd),
+                *ARCH,
+                *DIGITS,
+                "--attacks",
+                "clean,pgd2",
+                "--out",
+                str(tmp_path / "sd.json"),
+            ]
+        )
+        == 0
+    )
     same = json.loads((tmp_path / "sd.json").read_text())
     assert (same["clean_acc"], same["robust_acc"]) == (result["clean_acc"], result["robust_acc"])
     # --torchscript on a file that is not one
@@ -96,8 +161,14 @@ def test_torchscript_needs_the_flag(tmp_path, capsys) -> None:
     [
         (lambda m: m.state_dict(), [], "give its architecture with --model"),
         (lambda m: m.state_dict(), ["--model", "small_cnn", "--width", "16"], "do not fit"),
-        (lambda m: {k: v.fill_(float("nan")) if k.endswith("bias") else v
-                    for k, v in m.state_dict().items()}, ARCH, "non-finite weights"),
+        (
+            lambda m: {
+                k: v.fill_(float("nan")) if k.endswith("bias") else v
+                for k, v in m.state_dict().items()
+            },
+            ARCH,
+            "non-finite weights",
+        ),
         (lambda m: {"w": [1, 2]}, ARCH, "holds no state dict"),
         (lambda m: m, ARCH, "cannot read"),  # a pickled module: refused by weights_only
     ],
@@ -111,20 +182,37 @@ def test_refusals(make, args, message, tmp_path, capsys) -> None:
 
 def _checkpoint(tmp_path: Path, model: torch.nn.Module) -> Path:
     """A run directory with a best.pt laid out as `minimax train` writes it."""
-    spec = {"name": "small_cnn", "activation": "celu", "norm": "group", "num_classes": 10,
-            "in_channels": 1, "image_size": 8, "width": 8}  # fmt: skip
+    spec = {
+        "name": "small_cnn",
+        "activation": "celu",
+        "norm": "group",
+        "num_classes": 10,
+        "in_channels": 1,
+        "image_size": 8,
+        "width": 8,
+    }
     run = tmp_path / "run"
     run.mkdir()
-    torch.save({"model": model.state_dict(), "epoch": 3, "robust_acc": 0.5, "clean_acc": 0.9,
-                "config": {"eps": 0.1, "norm": "linf", "seed": 0, "rule": "ddi"},
-                "meta": {"model": spec, "dataset": "digits"}}, run / "best.pt")  # fmt: skip
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "epoch": 3,
+            "robust_acc": 0.5,
+            "clean_acc": 0.9,
+            "config": {"eps": 0.1, "norm": "linf", "seed": 0, "rule": "ddi"},
+            "meta": {"model": spec, "dataset": "digits"},
+        },
+        run / "best.pt",
+    )
     return run
 
 
 def test_train_checkpoint_names_its_model_data_and_threat(tmp_path, capsys) -> None:
     run = _checkpoint(tmp_path, _model())
-    assert main(["evaluate", str(run), "--attacks", "clean,pgd2", "--limit", "8",
-                 "--no-progress"]) == 0  # fmt: skip
+    assert (
+        main(["evaluate", str(run), "--attacks", "clean,pgd2", "--limit", "8", "--no-progress"])
+        == 0
+    )
     result = json.loads((run / "eval-best.json").read_text())
     assert result["model_file"] == "checkpoint" and result["dataset"] == "digits"
     assert result["eps"] == 0.1 and result["rule"] == "ddi" and result["epochs"] == 3

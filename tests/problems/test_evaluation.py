@@ -22,8 +22,9 @@ def test_evaluate_fields_and_invariants(data, reference) -> None:
     model, _ = reference
     x, y = data[1]
     model.train()
-    result = evaluate(model, (x, y), eps=8 / 255, attacks="clean,pgd3,fgsm", restarts=2,
-                      batch_size=20)  # fmt: skip
+    result = evaluate(
+        model, (x, y), eps=8 / 255, attacks="clean,pgd3,fgsm", restarts=2, batch_size=20
+    )
     assert model.training  # mode restored
     assert result["n_examples"] == y.shape[0] and result["attacks"] == ["clean", "pgd3", "fgsm"]
     assert set(result["robust_acc"]) == {"pgd3", "fgsm"}
@@ -34,8 +35,9 @@ def test_evaluate_fields_and_invariants(data, reference) -> None:
         assert 0.0 <= result[key] <= 1.0
     json.dumps(result)
     # deterministic under a seed
-    again = evaluate(model, (x, y), eps=8 / 255, attacks="clean,pgd3,fgsm", restarts=2,
-                     batch_size=20)  # fmt: skip
+    again = evaluate(
+        model, (x, y), eps=8 / 255, attacks="clean,pgd3,fgsm", restarts=2, batch_size=20
+    )
     assert again["robust_acc"] == result["robust_acc"]
     # eps = 0: every attack leaves the clean accuracy
     zero = evaluate(model, (x, y), eps=0.0, attacks=["clean", "pgd2"])
@@ -49,8 +51,9 @@ def test_first_two_is_apgd_ce_and_targeted_apgd_t(data, reference) -> None:
     x, y = data[1]
     untargeted = evaluate(model, (x[:16], y[:16]), eps=8 / 255, attacks="clean,apgd-ce5,apgd-dlr5")
     assert untargeted["autoattack_first_two"] is None  # APGD-DLR is not one of the first two
-    result = evaluate(model, (x[:16], y[:16]), eps=8 / 255, attacks="clean,apgd-ce,apgd-t",
-                      dataset="cifar10")  # fmt: skip
+    result = evaluate(
+        model, (x[:16], y[:16]), eps=8 / 255, attacks="clean,apgd-ce,apgd-t", dataset="cifar10"
+    )
     both = result["autoattack_first_two"]
     assert both is not None and both <= min(result["robust_acc"].values())
     assert both == result["worst_case_acc"]  # the only two attacks that ran
@@ -64,8 +67,15 @@ def test_evaluate_matches_the_library_and_writes_robustbench(data, reference) ->
     x, y = data[1]
     x = x[:12].float() / 255
     y = y[:12]
-    result = evaluate(model, (x, y), eps=8 / 255, attacks="standard", cascade=True,
-                      dataset="cifar10", batch_size=8)  # fmt: skip
+    result = evaluate(
+        model,
+        (x, y),
+        eps=8 / 255,
+        attacks="standard",
+        cascade=True,
+        dataset="cifar10",
+        batch_size=8,
+    )
     assert result["attacks"] == ["apgd-ce", "apgd-t", "square"] and result["suite"] == "standard"
     library = minimax.evaluate(model, (x, y), eps=8 / 255, attacks="standard", batch_size=8)
     assert result["worst_case_acc"] == library.robust_acc

@@ -16,9 +16,26 @@ from problems.figures import run_style
 from problems.report import curves_figure, evaluation_table
 
 RECORDS = [{"epoch": e, "robust_acc": 0.1 * e, "wall": 1.5 * e} for e in (1, 2, 3)]
-TRAIN = ["train", "--dataset", "synthetic", "--model", "small_cnn", "--epochs", "2",
-         "--steps", "1", "--eval-steps", "1", "--limit-train", "32", "--limit-test", "8",
-         "--batch-size", "16", "--no-progress"]  # fmt: skip
+TRAIN = [
+    "train",
+    "--dataset",
+    "synthetic",
+    "--model",
+    "small_cnn",
+    "--epochs",
+    "2",
+    "--steps",
+    "1",
+    "--eval-steps",
+    "1",
+    "--limit-train",
+    "32",
+    "--limit-test",
+    "8",
+    "--batch-size",
+    "16",
+    "--no-progress",
+]
 
 
 def test_identical_runs_get_distinct_styles() -> None:
@@ -64,16 +81,22 @@ def remeasured(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cmp")
     out = root / "run"
     assert main([*TRAIN, "--remeasure", "--data-dir", str(root / "data"), "--out", str(out)]) == 0
-    assert main(["evaluate", str(out), "--attacks", "clean,first-two", "--limit", "8",
-                 "--no-progress"]) == 0  # fmt: skip
+    assert (
+        main(
+            ["evaluate", str(out), "--attacks", "clean,first-two", "--limit", "8", "--no-progress"]
+        )
+        == 0
+    )
     assert (out / "eval-best.json").is_file()
     return out
 
 
 def test_compare_went_up_and_evaluations(remeasured, tmp_path, capsys) -> None:
     out = tmp_path / "cmp"
-    assert main(["compare", str(remeasured), str(remeasured), "--names", "a,b", "--out",
-                 str(out)]) == 0  # fmt: skip
+    assert (
+        main(["compare", str(remeasured), str(remeasured), "--names", "a,b", "--out", str(out)])
+        == 0
+    )
     names = {p.name for p in out.iterdir()}
     assert {"went_up_epoch.png", "evaluation.png", "robust_acc_epoch.png"} <= names
     page = (out / "report.html").read_text()
@@ -84,8 +107,10 @@ def test_compare_went_up_and_evaluations(remeasured, tmp_path, capsys) -> None:
 
 def test_compare_without_remeasure_has_no_went_up_plot(tmp_path, capsys) -> None:
     out = tmp_path / "run"
-    assert main([*TRAIN, "--epochs", "1", "--data-dir", str(tmp_path / "data"), "--out",
-                 str(out)]) == 0  # fmt: skip
+    assert (
+        main([*TRAIN, "--epochs", "1", "--data-dir", str(tmp_path / "data"), "--out", str(out)])
+        == 0
+    )
     assert main(["compare", str(out), "--out", str(tmp_path / "cmp")]) == 0
     names = {p.name for p in (tmp_path / "cmp").iterdir()}
     assert "went_up_epoch.png" not in names and "evaluation.png" not in names
@@ -97,17 +122,22 @@ def test_compare_without_remeasure_has_no_went_up_plot(tmp_path, capsys) -> None
         (("matplotlib",), ["compare", "RUN", "--out", "OUT"], "matplotlib"),
         (("matplotlib",), ["demo", "--quick", "--out", "OUT"], "matplotlib"),
         (("sklearn", "sklearn.datasets"), ["demo", "--quick", "--out", "OUT"], "scikit-learn"),
-        (("sklearn", "sklearn.datasets"),
-         ["evaluate", "RUN", "--dataset", "digits", "--attacks", "clean"], "scikit-learn"),
+        (
+            ("sklearn", "sklearn.datasets"),
+            ["evaluate", "RUN", "--dataset", "digits", "--attacks", "clean"],
+            "scikit-learn",
+        ),
     ],
 )
-def test_missing_demo_extra_is_one_clear_line(blocked, argv, package, remeasured, tmp_path,
-                                             monkeypatch, capsys) -> None:  # fmt: skip
+def test_missing_demo_extra_is_one_clear_line(
+    blocked, argv, package, remeasured, tmp_path, monkeypatch, capsys
+) -> None:
     for module in blocked:
         monkeypatch.setitem(sys.modules, module, None)  # import → ImportError
     capsys.readouterr()
-    argv = [str(remeasured) if a == "RUN" else str(tmp_path / "o") if a == "OUT" else a
-            for a in argv]  # fmt: skip
+    argv = [
+        str(remeasured) if a == "RUN" else str(tmp_path / "o") if a == "OUT" else a for a in argv
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
@@ -128,20 +158,40 @@ def test_cli_imports_without_the_demo_extra() -> None:
         "code = main(['train', '--help']) + main(['evaluate', '--help'])\n"
         "sys.exit(code + main(['compare', '.', '--out', '/nonexistent/x']))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120, cwd=Path(__file__).parents[2])  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[2],
+    )
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().endswith("pip install 'minimax[demo]'")
     assert "usage: minimax train" in done.stdout
 
 
 def test_evaluation_table_reads_old_and_new_files() -> None:
-    new = {"clean_acc": 0.9, "robust_acc": {"apgd-ce": 0.5}, "worst_case_acc": 0.4,
-           "autoattack_first_two": 0.45, "threat_model": "L2", "eps": 0.5, "dataset": "cifar10",
-           "attacks": ["clean", "apgd-ce", "apgd-t"], "n_examples": 10,
-           "robustbench": {"eps": "0.5"}}  # fmt: skip
-    old = {"clean_acc": 0.9, "robust_acc": {"apgd-dlr": 0.5}, "worst_case_acc": 0.4,
-           "autoattack_first_two": 0.45, "norm": "linf", "eps": 0.03, "attacks": ["apgd-dlr"]}
+    new = {
+        "clean_acc": 0.9,
+        "robust_acc": {"apgd-ce": 0.5},
+        "worst_case_acc": 0.4,
+        "autoattack_first_two": 0.45,
+        "threat_model": "L2",
+        "eps": 0.5,
+        "dataset": "cifar10",
+        "attacks": ["clean", "apgd-ce", "apgd-t"],
+        "n_examples": 10,
+        "robustbench": {"eps": "0.5"},
+    }
+    old = {
+        "clean_acc": 0.9,
+        "robust_acc": {"apgd-dlr": 0.5},
+        "worst_case_acc": 0.4,
+        "autoattack_first_two": 0.45,
+        "norm": "linf",
+        "eps": 0.03,
+        "attacks": ["apgd-dlr"],
+    }
     header, rows = evaluation_table({"new": new, "old": old})
     cell = dict(zip(header, rows[0]))
     assert (cell["threat"], cell["eps"], cell["dataset"]) == ("L2", "0.5", "cifar10")

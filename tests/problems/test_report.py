@@ -7,11 +7,20 @@ from problems.report import compare_runs, plot_curves, write_html
 
 def test_plots_and_html(reference, tmp_path) -> None:
     _, history = reference
-    png = plot_curves({"ddi": history, "list": [{"epoch": 1, "robust_acc": 0.1}]},
-                      x="wall", y="robust_acc", path=tmp_path / "a.png", title="t")  # fmt: skip
+    png = plot_curves(
+        {"ddi": history, "list": [{"epoch": 1, "robust_acc": 0.1}]},
+        x="wall",
+        y="robust_acc",
+        path=tmp_path / "a.png",
+        title="t",
+    )
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
-    page = write_html(tmp_path / "r.html", "a <b> & c", [("fig", "a.png", "x < y")],
-                      [("tab", ["k", "v"], [["<i>", 0.5]])])  # fmt: skip
+    page = write_html(
+        tmp_path / "r.html",
+        "a <b> & c",
+        [("fig", "a.png", "x < y")],
+        [("tab", ["k", "v"], [["<i>", 0.5]])],
+    )
     text = page.read_text()
     assert "a &lt;b&gt; &amp; c" in text and "x &lt; y" in text and "&lt;i&gt;" in text
     assert 'src="a.png"' in text

@@ -25,13 +25,35 @@ from problems.training import (
 from problems.training.history import read_jsonl
 
 #: two steps per epoch on the 64 conftest images
-FAST = dict(rule="danskin", restarts=1, epochs=3, batch_size=32, steps=1, eval_steps=1,
-            eval_examples=8)  # fmt: skip
+FAST = dict(
+    rule="danskin", restarts=1, epochs=3, batch_size=32, steps=1, eval_steps=1, eval_examples=8
+)
 
 #: one step per epoch on 32 digits images, validation on 8 (seconds on a CPU)
-CLI = ["train", "--dataset", "digits", "--model", "small_cnn", "--epochs", "3", "--steps", "1",
-       "--eval-steps", "1", "--limit-train", "32", "--limit-test", "8", "--batch-size", "32",
-       "--val-split", "0", "--no-progress", "--device", "cpu"]  # fmt: skip
+CLI = [
+    "train",
+    "--dataset",
+    "digits",
+    "--model",
+    "small_cnn",
+    "--epochs",
+    "3",
+    "--steps",
+    "1",
+    "--eval-steps",
+    "1",
+    "--limit-train",
+    "32",
+    "--limit-test",
+    "8",
+    "--batch-size",
+    "32",
+    "--val-split",
+    "0",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
 
 
 def _poison_from(step: int, model: torch.nn.Module):
@@ -55,8 +77,9 @@ def test_diverging_run_stops_and_keeps_last_good_checkpoint(
 ) -> None:
     model = make_model()
     config = TrainConfig(**{**FAST, "rule": rule, "restarts": 2 if rule == "ddi" else 1})
-    history = train(model, data[0], data[1], config, tmp_path, progress=False,
-                    callback=_poison_from(3, model))  # fmt: skip (epoch 2's first step)
+    history = train(
+        model, data[0], data[1], config, tmp_path, progress=False, callback=_poison_from(3, model)
+    )  # epoch 2 first step
     assert history.status == "diverged" and "step 4" in (history.reason or "")
     records = read_jsonl(tmp_path / "metrics.jsonl")
     assert records[-1]["kind"] == "stopped" and records[-1]["reason"] == history.reason
@@ -79,8 +102,9 @@ def test_non_finite_state_is_never_written(data, tmp_path, make_model, monkeypat
         if record["step"] == 4:  # the last step of epoch 2
             buffers[0].fill_(float("inf"))
 
-    history = train(model, data[0], data[1], TrainConfig(**FAST), tmp_path, progress=False,
-                    callback=poison)  # fmt: skip
+    history = train(
+        model, data[0], data[1], TrainConfig(**FAST), tmp_path, progress=False, callback=poison
+    )
     assert history.status == "diverged" and "refusing to write" in (history.reason or "")
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
@@ -96,14 +120,16 @@ def test_non_finite_validation_stops_the_run(data, tmp_path, make_model) -> None
         if record["step"] == 4:
             buffers[0].fill_(float("inf"))
 
-    history = train(model, data[0], data[1], TrainConfig(**FAST), tmp_path, progress=False,
-                    callback=poison)  # fmt: skip
+    history = train(
+        model, data[0], data[1], TrainConfig(**FAST), tmp_path, progress=False, callback=poison
+    )
     assert history.status == "diverged" and "not finite" in (history.reason or "")
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
 
 
-def test_load_checkpoint_refuses_nan_and_evaluate_exits_2(data, tmp_path, make_model,
-                                                          capsys) -> None:  # fmt: skip
+def test_load_checkpoint_refuses_nan_and_evaluate_exits_2(
+    data, tmp_path, make_model, capsys
+) -> None:
     config = TrainConfig(**{**FAST, "epochs": 1})
     train(make_model(), data[0], data[1], config, tmp_path / "run", progress=False)
     state = load_checkpoint(tmp_path / "run" / "best.pt")
@@ -188,8 +214,20 @@ def test_resume_lists_every_difference(tmp_path, capsys) -> None:
     args = [*CLI, "--out", str(out)]
     assert main([*args, "--max-steps", "1"]) == 0
     capsys.readouterr()
-    changed = ["--activation", "celu", "--limit-train", "16", "--val-split", "8", "--norm",
-               "group", "--model", "resnet18", "--lr", "0.05"]  # fmt: skip
+    changed = [
+        "--activation",
+        "celu",
+        "--limit-train",
+        "16",
+        "--val-split",
+        "8",
+        "--norm",
+        "group",
+        "--model",
+        "resnet18",
+        "--lr",
+        "0.05",
+    ]
     assert main([*args, *changed, "--resume"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -46,15 +46,34 @@ def test_reference_run_writes_everything(reference) -> None:
     epochs = [r for r in records if r["kind"] == "epoch"]
     assert len(steps) == 6 and len(epochs) == 2
     for r in steps:
-        assert {"epoch", "step", "robust_loss", "robust_loss_after", "norm", "certificate",
-                "weights_entropy", "seconds", "lr"} <= r.keys()  # fmt: skip
+        assert {
+            "epoch",
+            "step",
+            "robust_loss",
+            "robust_loss_after",
+            "norm",
+            "certificate",
+            "weights_entropy",
+            "seconds",
+            "lr",
+        } <= r.keys()
         assert r["robust_loss_after"] is not None  # remeasure=True
         assert 0.0 <= r["weights_entropy"] <= math.log(2) + 1e-9
-        assert r["certificate"] <= -r["norm"] ** 2 + 1e-6 * max(1.0, r["norm"] ** 2)  # DDi
+        assert r["certificate"] <= -(r["norm"] ** 2) + 1e-6 * max(1.0, r["norm"] ** 2)  # DDi
     assert [r["step"] for r in steps] == list(range(1, 7))
     for r in epochs:
-        assert {"epoch", "clean_acc", "robust_acc", "train_loss", "went_up_fraction",
-                "mean_norm", "mean_certificate", "wall", "forward", "backward"} <= r.keys()
+        assert {
+            "epoch",
+            "clean_acc",
+            "robust_acc",
+            "train_loss",
+            "went_up_fraction",
+            "mean_norm",
+            "mean_certificate",
+            "wall",
+            "forward",
+            "backward",
+        } <= r.keys()
         assert 0.0 <= r["robust_acc"] <= 1.0 and 0.0 <= r["clean_acc"] <= 1.0
         assert 0.0 <= r["went_up_fraction"] <= 1.0
     assert epochs[1]["wall"] > epochs[0]["wall"] > 0
@@ -80,8 +99,9 @@ def test_max_steps_then_resume_is_bitwise_equal(
     assert h.status == "max_steps"
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
     assert ckpt["step"] == 2 and ckpt["position"]["index"] == 48  # mid-epoch position
-    h = train(make_model(), data[0], data[1], config, tmp_path, progress=False, resume=True,
-              max_steps=4)  # fmt: skip  (crosses the epoch boundary)
+    h = train(
+        make_model(), data[0], data[1], config, tmp_path, progress=False, resume=True, max_steps=4
+    )  # crosses the epoch boundary
     assert h.status == "max_steps"
     model = make_model()  # a fresh model: everything comes from the checkpoint
     h = train(model, data[0], data[1], config, tmp_path, progress=False, resume=True)
@@ -109,8 +129,9 @@ def test_sigterm_checkpoints_and_resume_is_bitwise_equal(
         if record["step"] == 4:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    h = train(make_model(), data[0], data[1], config, tmp_path, progress=False,
-              callback=kill_after_four)  # fmt: skip
+    h = train(
+        make_model(), data[0], data[1], config, tmp_path, progress=False, callback=kill_after_four
+    )
     assert h.status == "interrupted"
     assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
@@ -191,16 +212,24 @@ def test_per_example_ddi_with_train_mode_batchnorm_is_refused(data, tmp_path, ma
     config = TrainConfig(rule="ddi-example", restarts=2, epochs=1, batch_size=16, steps=1)
     (x, y), _ = data
     with pytest.raises(ValueError, match="batchnorm='eval'"):
-        train(make_model(), (x[:16].float() / 255, y[:16]), None, config, tmp_path,
-              progress=False)  # fmt: skip
+        train(make_model(), (x[:16].float() / 255, y[:16]), None, config, tmp_path, progress=False)
 
 
 @pytest.mark.parametrize("rule", [r for r in training_rules() if r != "ddi"])  # ddi: reference
 def test_every_rule_trains(rule, data, tmp_path, make_model) -> None:
     # per-example DDi needs uncoupled examples: BatchNorm with running statistics
     batchnorm = "eval" if rule == "ddi-example" else "per_restart"
-    config = TrainConfig(rule=rule, restarts=2, epochs=1, batch_size=16, steps=1, eval_steps=1,
-                         schedule="cosine", augment=False, batchnorm=batchnorm)  # fmt: skip
+    config = TrainConfig(
+        rule=rule,
+        restarts=2,
+        epochs=1,
+        batch_size=16,
+        steps=1,
+        eval_steps=1,
+        schedule="cosine",
+        augment=False,
+        batchnorm=batchnorm,
+    )
     (x, y), _ = data
     model = make_model()
     h = train(model, (x[:16].float() / 255, y[:16]), None, config, tmp_path, progress=False)
@@ -213,6 +242,4 @@ def test_every_rule_trains(rule, data, tmp_path, make_model) -> None:
 def test_weights_entropy() -> None:
     assert weights_entropy(torch.tensor([1.0, 0.0])) == 0.0
     assert weights_entropy(torch.tensor([0.5, 0.5])) == pytest.approx(math.log(2))
-    assert weights_entropy(torch.tensor([[0.5, 0.5], [1.0, 0.0]])) == pytest.approx(
-        math.log(2) / 2
-    )
+    assert weights_entropy(torch.tensor([[0.5, 0.5], [1.0, 0.0]])) == pytest.approx(math.log(2) / 2)

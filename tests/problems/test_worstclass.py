@@ -98,8 +98,15 @@ def test_mean_loss_rule_is_the_erm_gradient():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"rules": ("sgd",)}, {"steps": 1}, {"lr": 0.0}, {"tolerance": -1.0},
-               {"budget": "time"}, {"dro_step_size": math.inf}],
+    "kwargs",
+    [
+        {"rules": ("sgd",)},
+        {"steps": 1},
+        {"lr": 0.0},
+        {"tolerance": -1.0},
+        {"budget": "time"},
+        {"dro_step_size": math.inf},
+    ],
 )
 def test_bad_settings(kwargs):
     with pytest.raises(ValueError):

@@ -8,12 +8,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["DTYPE", "Nested", "as_float64", "call_repr", "floats", "fmt", "fmt_params",
-           "tie_tolerance"]
+__all__ = [
+    "DTYPE",
+    "Nested",
+    "as_float64",
+    "call_repr",
+    "floats",
+    "fmt",
+    "fmt_params",
+    "tie_tolerance",
+]
 
 DTYPE = torch.float64
 Nested = Any  # a float or a nested list of floats (or a tensor)
-
 
 
 def floats(x: Nested) -> Any:

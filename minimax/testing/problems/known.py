@@ -181,9 +181,11 @@ class KnownProblem:
         b, event = shape[0], shape[1:]
         ref = self.problem.reference(self.batch)
         gen = torch.Generator().manual_seed(seed)
-        parts = [self.problem.perturbation.random(
-            (64, *shape), generator=gen, dtype=DTYPE, event_ndim=len(event)
-        )]
+        parts = [
+            self.problem.perturbation.random(
+                (64, *shape), generator=gen, dtype=DTYPE, event_ndim=len(event)
+            )
+        ]
         grid = set_grid(self.problem.perturbation, event, points)
         if grid.numel():
             parts.insert(0, grid.reshape(-1, 1, *event).expand(-1, b, *event))
@@ -212,16 +214,20 @@ class KnownProblem:
             vals = self.candidates(p, mode="padded").values
             for j, m in enumerate(maxs):
                 pts = ", ".join(fmt(d.reshape(-1)) for d in m)
-                lines.append(f"  example {j}: {len(m)} maximizer(s) δ ∈ {{{pts}}}, "
-                             f"g = {float(vals[0, j]):.10g}")
+                lines.append(
+                    f"  example {j}: {len(m)} maximizer(s) δ ∈ {{{pts}}}, "
+                    f"g = {float(vals[0, j]):.10g}"
+                )
         except (ValueError, RuntimeError) as err:  # pragma: no cover - a report must not crash
             lines.append(f"  (oracles failed: {err})")
         return "\n".join(lines)
 
     def fingerprint(self) -> tuple[Any, ...]:
         """Hashable data that identifies the problem (its rebuild call and θ)."""
-        return (self._call, tuple((k, tuple(v.detach().reshape(-1).tolist()))
-                                  for k, v in self.params.items()))
+        return (
+            self._call,
+            tuple((k, tuple(v.detach().reshape(-1).tolist())) for k, v in self.params.items()),
+        )
 
 
 def set_grid(S: PerturbationSet, event: torch.Size, points: int) -> Tensor:
@@ -262,7 +268,12 @@ class ExactInner(InnerSolver):
         return f"ExactInner({self.known.name}, mode={self.mode!r}{extra})"
 
     def search(
-        self, problem: Problem, params: Params, batch: Batch, generator: Generator | None, *,
+        self,
+        problem: Problem,
+        params: Params,
+        batch: Batch,
+        generator: Generator | None,
+        *,
         keep_graph: bool = False,
     ) -> Candidates:
         if problem is not self.known.problem:
@@ -355,8 +366,10 @@ def danskin_set(
     if len(maximizers) != b:
         raise ValueError(f"maximizers has {len(maximizers)} entries, the batch has B = {b}")
     ref = problem.reference(batch)
-    maxs = [torch.as_tensor(m).to(dtype=ref.dtype, device=ref.device).reshape(-1, *shape[1:])
-            for m in maximizers]
+    maxs = [
+        torch.as_tensor(m).to(dtype=ref.dtype, device=ref.device).reshape(-1, *shape[1:])
+        for m in maximizers
+    ]
     if any(len(m) == 0 for m in maxs):
         raise ValueError("every example needs at least one maximizer")
     width = max(len(m) for m in maxs)

@@ -24,7 +24,9 @@ from minimax.testing.problems.known import KnownProblem
 __all__ = ["linear_model"]
 
 _NORMS: dict[str, type[LinfBall] | type[L2Ball] | type[L1Ball]] = {
-    "inf": LinfBall, "2": L2Ball, "1": L1Ball,
+    "inf": LinfBall,
+    "2": L2Ball,
+    "1": L1Ball,
 }
 
 
@@ -67,8 +69,13 @@ def linear_model(
         xb, yb = batch
         return ell(yb * (((xb + d) * p["w"]).sum(-1) + p["b"][0]))
 
-    problem = FunctionProblem(fn, {"w": wt.clone(), "b": as_float64([b])},
-                              _NORMS[norm](float(eps)), event_shape=(n,), name=f"linear_l{norm}")
+    problem = FunctionProblem(
+        fn,
+        {"w": wt.clone(), "b": as_float64([b])},
+        _NORMS[norm](float(eps)),
+        event_shape=(n,),
+        name=f"linear_l{norm}",
+    )
     q = {"inf": 1.0, "2": 2.0, "1": math.inf}[norm]
 
     def per_example(p: Mapping[str, Tensor]) -> Tensor:
@@ -83,8 +90,12 @@ def linear_model(
         for yb in yt:
             s = -yb * wp
             if norm == "inf":
-                choices = [[float(eps) * float(torch.sign(si))] if abs(float(si)) > tol
-                           else [-float(eps), float(eps)] for si in s]
+                choices = [
+                    [float(eps) * float(torch.sign(si))]
+                    if abs(float(si)) > tol
+                    else [-float(eps), float(eps)]
+                    for si in s
+                ]
                 out.append(torch.tensor(list(itertools.product(*choices)), dtype=DTYPE))
             elif norm == "2":
                 out.append((float(eps) * s / s.norm()).reshape(1, n))
@@ -120,7 +131,15 @@ def linear_model(
         batch=(xt, yt),
         per_example_loss=per_example,
         maximizers=maxs,
-        call=call_repr("linear_model", w=floats(w), b=float(b), x=floats(x), y=floats(y),
-                       eps=float(eps), norm=norm, loss=loss),
+        call=call_repr(
+            "linear_model",
+            w=floats(w),
+            b=float(b),
+            x=floats(x),
+            y=floats(y),
+            eps=float(eps),
+            norm=norm,
+            loss=loss,
+        ),
         info={"k": 0, "dim": n + 1, "B": xt.shape[0], "gap": gap, "norm": norm},
     )

@@ -79,8 +79,9 @@ def multilinear_box(
         event_shape=(k,),
         name=f"multilinear_{k}",
     )
-    verts = torch.tensor(list(itertools.product((float(lower), float(upper)), repeat=k)),
-                         dtype=DTYPE)  # [V, k]
+    verts = torch.tensor(
+        list(itertools.product((float(lower), float(upper)), repeat=k)), dtype=DTYPE
+    )  # [V, k]
 
     def vertex_values(p: Mapping[str, Tensor]) -> Tensor:
         return values(p["theta"].to(DTYPE), verts.unsqueeze(1), wt, vt).T  # [B, V]
@@ -104,7 +105,14 @@ def multilinear_box(
         batch=(wt, vt),
         per_example_loss=lambda p: vertex_values(p).max(-1).values,
         maximizers=maxs,
-        call=call_repr("multilinear_box", w=floats(w), v=floats(v), lower=float(lower),
-                   upper=float(upper), theta=floats(theta), flat=flat),
+        call=call_repr(
+            "multilinear_box",
+            w=floats(w),
+            v=floats(v),
+            lower=float(lower),
+            upper=float(upper),
+            theta=floats(theta),
+            flat=flat,
+        ),
         info={"k": k, "dim": n, "B": bsz, "gap": gap, "tied": [int(r.sum()) for r in tied0]},
     )

@@ -126,14 +126,26 @@ def tanh_network(
         batch=batch,
         per_example_loss=lambda p: enumerate_(p)[1],
         maximizers=lambda p: enumerate_(p)[0],
-        call=call_repr("tanh_network", W=floats(W), c=floats(c), v=floats(v), b0=float(b0),
-                       x=floats(x), y=floats(y), radius=r),
+        call=call_repr(
+            "tanh_network",
+            W=floats(W),
+            c=floats(c),
+            v=floats(v),
+            b0=float(b0),
+            x=floats(x),
+            y=floats(y),
+            radius=r,
+        ),
         info={"k": 0, "dim": d, "hidden": H, "B": xt.shape[0], "gap": float(gaps0.min())},
     )
 
 
 def _compass(
-    f: Callable[[Tensor], Tensor], start: Tensor, lo: float, hi: float, h0: float,
+    f: Callable[[Tensor], Tensor],
+    start: Tensor,
+    lo: float,
+    hi: float,
+    h0: float,
     iters: int = 300,
 ) -> tuple[Tensor, Tensor]:
     """Compass search for maxima of f ([N, B, d] → [N, B]) from start [M, B, d] in [lo, hi]^d:

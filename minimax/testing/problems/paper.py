@@ -123,8 +123,9 @@ def max_of_pieces(
         return 0.5 * at * ((theta_ - ct) ** 2).sum(-1) + e  # [B, k]
 
     problem = FunctionProblem(
-        lambda p, d, batch: (hats(d[:, 0], k) * (0.5 * batch[0] * ((p["theta"] - batch[1]) ** 2)
-                                                  .sum(-1) + batch[2])).sum(-1),
+        lambda p, d, batch: (
+            hats(d[:, 0], k) * (0.5 * batch[0] * ((p["theta"] - batch[1]) ** 2).sum(-1) + batch[2])
+        ).sum(-1),
         {"theta": th.clone()},
         Box(0.0, float(k - 1)),
         event_shape=(1,),
@@ -147,8 +148,19 @@ def max_of_pieces(
         batch=(at, ct, e),
         per_example_loss=lambda p: pieces(p["theta"].to(DTYPE)).max(-1).values,
         maximizers=maxs,
-        call=call_repr("max_of_pieces", a=floats(a), c=floats(c), gaps=floats(gaps),
-                       theta=floats(theta), **({} if pin else {"pin": False})),
-        info={"k": k, "dim": n, "B": bsz, "gap": float(nontied.min()) if k else math.inf,
-              "tied": [int((row == 0).sum()) for row in gt]},
+        call=call_repr(
+            "max_of_pieces",
+            a=floats(a),
+            c=floats(c),
+            gaps=floats(gaps),
+            theta=floats(theta),
+            **({} if pin else {"pin": False}),
+        ),
+        info={
+            "k": k,
+            "dim": n,
+            "B": bsz,
+            "gap": float(nontied.min()) if k else math.inf,
+            "tied": [int((row == 0).sum()) for row in gt],
+        },
     )

@@ -189,7 +189,10 @@ def test_download_binary_format(tmp_path: Path, server: _Server) -> None:
     source = write_synthetic_cifar10(tmp_path / "src", format="binary", n_train_per_batch=2)
     server.files["cifar-10-binary.tar.gz"] = [source.read_bytes()]
     path = archives.download_archive(
-        tmp_path / "root", "binary", base_url=server.url, md5=archives.md5sum(source),
+        tmp_path / "root",
+        "binary",
+        base_url=server.url,
+        md5=archives.md5sum(source),
         progress=False,
     )
     assert path == tmp_path / "root" / "cifar-10-binary.tar.gz"

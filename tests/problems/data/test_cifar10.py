@@ -278,7 +278,6 @@ def test_restricted_unpickler_refuses_other_numpy_globals() -> None:
         files.restricted_load(io.BytesIO(raw))
 
 
-
 # ---------------------------------------------------------------------------------------------
 # splits
 

@@ -106,8 +106,15 @@ def test_members_resolve_against_the_real_destination(sandbox: Path) -> None:
         (tarfile.CHRTYPE, ""),
         (tarfile.BLKTYPE, ""),
     ],
-    ids=["symlink-in-tree", "symlink-out", "hardlink-in-tree", "hardlink-abs", "fifo", "chr",
-         "blk"],
+    ids=[
+        "symlink-in-tree",
+        "symlink-out",
+        "hardlink-in-tree",
+        "hardlink-abs",
+        "fifo",
+        "chr",
+        "blk",
+    ],
 )
 def test_links_and_special_members_are_refused(sandbox: Path, kind: bytes, link: str) -> None:
     members = [(_info(f"{TOP}/ok.txt"), b"ok"), (_info(f"{TOP}/evil", kind, link), None)]
@@ -219,8 +226,18 @@ def test_synthetic_checksum_comes_from_the_generator(tmp_path: Path, capsys) -> 
     with pytest.raises(errors.ChecksumError):
         load_dataset("synthetic", tampered, progress=False)
     assert not (tampered / TOP).exists()
-    argv = ["train", "--dataset", "synthetic", "--data-dir", str(tampered), "--out",
-            str(tmp_path / "run"), "--no-progress", "--device", "cpu"]  # fmt: skip
+    argv = [
+        "train",
+        "--dataset",
+        "synthetic",
+        "--data-dir",
+        str(tampered),
+        "--out",
+        str(tmp_path / "run"),
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "checksum mismatch" in err and len(err.strip().splitlines()) == 1
@@ -229,11 +246,23 @@ def test_synthetic_checksum_comes_from_the_generator(tmp_path: Path, capsys) -> 
 def test_synthetic_data_dir_with_an_escaping_archive(sandbox: Path, capsys) -> None:
     data = sandbox / "data"
     data.mkdir()
-    members = [(_info(f"{TOP}/l", tarfile.SYMTYPE, "../../outside"), None),
-               (_info(f"{TOP}/l/evil"), b"attacker")]  # fmt: skip
+    members = [
+        (_info(f"{TOP}/l", tarfile.SYMTYPE, "../../outside"), None),
+        (_info(f"{TOP}/l/evil"), b"attacker"),
+    ]
     _tar(data / "cifar-10-python.tar.gz", members)
-    argv = ["train", "--dataset", "synthetic", "--data-dir", str(data), "--out",
-            str(sandbox / "run"), "--no-progress", "--device", "cpu"]  # fmt: skip
+    argv = [
+        "train",
+        "--dataset",
+        "synthetic",
+        "--data-dir",
+        str(data),
+        "--out",
+        str(sandbox / "run"),
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
     assert main(argv) == 2  # refused by its checksum, before extraction
     _nothing_outside(sandbox, data)
     assert not (data / TOP).exists()
@@ -247,8 +276,9 @@ def test_leftovers_of_killed_extractions_and_downloads_are_removed(tmp_path: Pat
     (stale / TOP).mkdir(parents=True)
     part = root / f".{source.name}.xyz.part"
     part.write_bytes(b"half a download")
-    archives.download_archive(root, base_url=(tmp_path / "server").as_uri(), md5=md5,
-                              progress=False)  # fmt: skip
+    archives.download_archive(
+        root, base_url=(tmp_path / "server").as_uri(), md5=md5, progress=False
+    )
     assert not part.exists() and archives.md5sum(root / source.name) == md5
     load_cifar10(root, md5=md5, progress=False)
     assert not stale.exists() and (root / TOP).is_dir()
