@@ -1,7 +1,9 @@
-"""Shared test configuration: a bounded, deadline-free hypothesis profile, one torch thread."""
+"""Shared test configuration: a bounded, deadline-free hypothesis profile, one torch thread, and
+the fast lane (``./run test --fast`` deselects tests marked ``slow``)."""
 
 import os
 
+import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
@@ -15,3 +17,27 @@ settings.register_profile(
 )
 settings.load_profile("minimax")
 torch.set_num_threads(1)
+
+
+# End-to-end modules (whole CLI runs, the demo, torchrun, the docs site, wheels, ruff/mypy) and the
+# iterative QP solver's long property runs: the full suite runs them, the fast lane leaves them out.
+SLOW_MODULES = {
+    "tests/problems/test_demo.py",
+    "tests/problems/test_distributed_training.py",
+    "tests/problems/test_evaluation.py",
+    "tests/problems/test_figures.py",
+    "tests/problems/test_report.py",
+    "tests/test_docs.py",
+    "tests/test_examples.py",
+    "tests/test_packaging.py",
+    "tests/test_repo.py",
+}
+SLOW_PARAMS = ("[apg]",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = config.rootpath
+    for item in items:
+        module = item.path.relative_to(root).as_posix()
+        if module in SLOW_MODULES or item.nodeid.endswith(SLOW_PARAMS):
+            item.add_marker(pytest.mark.slow)
