@@ -76,7 +76,8 @@ def test_cli_choices_come_from_the_registries() -> None:
     choices = {a.dest: a.choices for a in train._actions if a.choices is not None}
     assert list(choices["dataset"]) == DATASETS.names()
     assert list(choices["model"]) == MODELS.names()
-    assert list(choices["rule"]) == training_rules()
+    assert list(choices["rule"]) == training_rules(aliases=True)
+    assert "pgd" in choices["rule"] and "pgd" not in training_rules()  # aliases: CLI only
     assert list(choices["threat"]) == THREATS.names()
 
 
