@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 import minimax
+from minimax import checks
 
 __all__ = [
     "DEFAULT_ATTACKS",
@@ -188,10 +189,8 @@ def evaluate(
         ``robustbench`` (`minimax.robustbench_record`).
     """
     names = parse_attacks(attacks)
-    if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps must be a finite number ≥ 0, got {eps!r}")
-    if restarts < 1:
-        raise ValueError(f"restarts must be ≥ 1, got {restarts}")
+    eps = checks.real_number("eps", eps, nonnegative=True)
+    restarts = checks.integer("restarts", restarts, minimum=1)
     x_all, y_all = data
     n = int(x_all.shape[0])
     if n == 0 or y_all.shape[0] != n:

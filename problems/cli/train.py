@@ -274,35 +274,34 @@ def finish_args(args: argparse.Namespace, given: set[str]) -> None:
 
 
 def _config(args: argparse.Namespace, device: str) -> TrainConfig:
-    config = TrainConfig(
-        rule=RULES.canonical(args.rule),  # an alias resumes its rule's runs
-        restarts=args.restarts,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        schedule=args.schedule,
-        eps=args.eps,
-        step_size=args.step_size,
-        steps=args.steps,
-        norm=args.threat,
-        eval_steps=args.eval_steps,
-        eval_restarts=args.eval_restarts,
-        eval_every=args.eval_every,
-        eval_examples=args.limit_test,
-        augment=not args.no_augment,
-        remeasure=args.remeasure,
-        seed=args.seed,
-        device=device,
-        amp=args.amp,
-        batchnorm=args.batchnorm,
-    )
+    """The `TrainConfig` of ``args`` (it validates itself: an invalid one is a UsageError)."""
     try:
-        config.validate()
+        return TrainConfig(
+            rule=RULES.canonical(args.rule),  # an alias resumes its rule's runs
+            restarts=args.restarts,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            schedule=args.schedule,
+            eps=args.eps,
+            step_size=args.step_size,
+            steps=args.steps,
+            norm=args.threat,
+            eval_steps=args.eval_steps,
+            eval_restarts=args.eval_restarts,
+            eval_every=args.eval_every,
+            eval_examples=args.limit_test,
+            augment=not args.no_augment,
+            remeasure=args.remeasure,
+            seed=args.seed,
+            device=device,
+            amp=args.amp,
+            batchnorm=args.batchnorm,
+        )
     except ValueError as error:
         raise UsageError(str(error)) from None
-    return config
 
 
 def run(args: argparse.Namespace) -> int:

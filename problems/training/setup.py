@@ -144,7 +144,8 @@ def make_problem(model: nn.Module, config: TrainConfig) -> minimax.ModuleProblem
     model.train()
     problem = minimax.ModuleProblem(
         model,
-        perturbation=make_perturbation(config.norm, config.eps),
+        # an L∞ eps over 1 is the user's choice here: the CLI asks for --allow-large-eps
+        perturbation=make_perturbation(config.norm, config.eps, allow_large_eps=True),
         batchnorm=config.batchnorm,  # type: ignore[arg-type]
     )
     if config.rule == "ddi-example" and problem.examples_coupled:

@@ -219,7 +219,7 @@ def test_help(command, capsys) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["train", "--out", "x", "--restarts", "0"], "must be ≥ 1"),
+        (["train", "--out", "x", "--restarts", "0"], "must be an integer ≥ 1"),
         (["train", "--out", "x", "--eps", "eight"], "is not a number"),
         (["train", "--out", "x", "--eps", "1/0"], "is not a number"),
         (["train", "--out", "x", "--model", "vgg"], "invalid choice"),
