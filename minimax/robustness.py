@@ -81,6 +81,38 @@ class Evaluation:
             "seconds": dict(self.seconds),
         }
 
+    @staticmethod
+    def cat(parts: Sequence[Evaluation]) -> Evaluation:
+        """One evaluation of consecutive chunks of data evaluated alike (the same attacks, ε,
+        norm, cascade and mode): per-example results concatenated, accuracies over them,
+        seconds summed. Chunks whose attacks continue one random stream (the same solver
+        instances, batches aligned) give the evaluation of the whole data bitwise."""
+        if not parts:
+            raise ValueError("Evaluation.cat needs at least one part")
+        first = parts[0]
+        same = ("attacks", "eps", "norm", "cascade", "mode")
+        for part in parts[1:]:
+            differ = [f for f in same if getattr(part, f) != getattr(first, f)]
+            if differ:
+                raise ValueError(f"Evaluation.cat: the parts differ in {differ}")
+        total = _Parts(dict.fromkeys(first.seconds, 0.0))
+        for part in parts:
+            for label, sec in part.seconds.items():
+                total.seconds[label] += sec
+            total.clean.append(part.clean)
+            total.robust.append(part.robust)
+            for label, flags in part.correct.items():
+                total.correct.setdefault(label, []).append(flags)
+            total.clean_logits.append(part.clean_logits)
+            total.worst_logits.append(part.worst_logits)
+            if part.adversarial is not None:
+                total.adversarial.append(part.adversarial)
+        if 0 < len(total.adversarial) < len(parts):
+            raise ValueError("Evaluation.cat: some parts kept their adversarial inputs, some not")
+        return total.evaluation(
+            eps=first.eps, norm=first.norm, cascade=first.cascade, mode=first.mode
+        )
+
 
 def _labelled(
     attacks: str | Sequence[str | InnerSolver] | Mapping[str, str | InnerSolver],

@@ -21,8 +21,10 @@ at every restart's result; the worst case per example is taken across all the at
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,6 +33,7 @@ from tqdm import tqdm
 
 import minimax
 from minimax import checks
+from problems.resumable import evaluate_in_chunks
 
 __all__ = [
     "DEFAULT_ATTACKS",
@@ -162,6 +165,9 @@ def evaluate(
     cascade: bool = False,
     dataset: str | None = None,
     allow_large_eps: bool = False,
+    progress_file: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    chunk: int = 4096,
 ) -> dict[str, Any]:
     """Clean and robust accuracy of ``model`` (in eval mode) on ``data``, by `minimax.evaluate`.
 
@@ -176,6 +182,9 @@ def evaluate(
             example (``robust_acc`` is each attack's own accuracy).
         dataset: the data set's name; when given, the result holds the RobustBench record.
         allow_large_eps: accept an L∞ eps over 1, the whole pixel range (`minimax.threat_set`).
+        progress_file: write the progress there (atomically) after every ``chunk`` examples
+            (rounded up to whole batches); with ``resume`` continue from it: the same result,
+            bitwise (`problems.resumable`). None: one pass, no file.
 
     Returns:
         a JSON-able dict: ``clean_acc``, ``robust_acc`` {attack: accuracy},
@@ -199,23 +208,35 @@ def evaluate(
     model.to(device)
     solvers = {a: s for a in names if (s := make_attack(a, eps, restarts, seed)) is not None}
     dtype = next(model.parameters()).dtype
-    batches = _batches((x_all, y_all), batch_size, device, dtype, progress)
+
+    def batches(x: Tensor, y: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+        return _batches((x, y), batch_size, device, dtype, progress)
+
     result = None
     with minimax.model_mode(model, "eval"):
-        if solvers:
-            result = minimax.evaluate(
-                model,
-                batches,
-                eps=eps,
-                norm=norm,  # type: ignore[arg-type]
-                attacks=solvers,
-                cascade=cascade,
-                mode="eval",
-                allow_large_eps=allow_large_eps,
-            )
-            clean_logits = result.clean_logits
+        if not solvers:
+            clean_logits = _clean_logits(model, batches(x_all, y_all))
         else:
-            clean_logits = _clean_logits(model, batches)
+            options: dict[str, Any] = dict(
+                eps=eps, norm=norm, cascade=cascade, mode="eval", allow_large_eps=allow_large_eps
+            )
+            if progress_file is None:
+                result = minimax.evaluate(model, batches(x_all, y_all), attacks=solvers, **options)
+            else:
+                settings = dict(attacks=names, restarts=restarts, seed=seed, **options)
+                result = evaluate_in_chunks(
+                    model,
+                    (x_all, y_all),
+                    solvers,
+                    batches=batches,
+                    chunk=chunk,
+                    path=Path(progress_file),
+                    resume=resume,
+                    settings=settings,
+                    batch_size=batch_size,
+                    **options,
+                )
+            clean_logits = result.clean_logits
     summary = _summary(y_all.cpu(), clean_logits, result)
     summary.update(
         eps=float(eps),
