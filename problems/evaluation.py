@@ -4,7 +4,8 @@ the calibration numbers and the RobustBench record that ``minimax evaluate`` rep
 Public API::
 
     evaluate(model, data, *, eps, attacks=DEFAULT_ATTACKS, restarts=1, batch_size=256, seed=0,
-             device="cpu", norm="linf", progress=False, cascade=False, dataset=None) -> dict
+             device="cpu", norm="linf", progress=False, cascade=False, dataset=None,
+             progress_file=None, resume=False, chunk=4096) -> dict
     parse_attacks(spec) -> list[str]                  (suites expanded, ``clean`` first)
     make_attack(name, eps, restarts=1, seed=0) -> minimax.InnerSolver | None   (None: "clean")
     expected_calibration_error(confidence [N], correct [N], bins=15) -> float
@@ -223,7 +224,6 @@ def evaluate(
             if progress_file is None:
                 result = minimax.evaluate(model, batches(x_all, y_all), attacks=solvers, **options)
             else:
-                settings = dict(attacks=names, restarts=restarts, seed=seed, **options)
                 result = evaluate_in_chunks(
                     model,
                     (x_all, y_all),
@@ -232,7 +232,7 @@ def evaluate(
                     chunk=chunk,
                     path=Path(progress_file),
                     resume=resume,
-                    settings=settings,
+                    settings=dict(attacks=names, restarts=restarts, seed=seed, **options),
                     batch_size=batch_size,
                     **options,
                 )

@@ -268,19 +268,12 @@ def threat_line(result: dict[str, Any], split: str) -> str:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Evaluate as ``args`` say; write the results JSON; print the threat model and the
-    headline numbers (the last line is JSON)."""
-    try:
-        attacks = parse_attacks(args.attacks)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    file = _read(args)
-    meta, config = file.meta, file.config
+def _data(args: argparse.Namespace, file: ModelFile, progress: bool) -> tuple[str, Any, Any]:
+    """The data set's name, the data set, and the (images, labels) to evaluate on."""
+    meta = file.meta
     dataset = args.dataset or meta.get("dataset", "cifar10")
     data_dir = args.data_dir or Path(meta.get("data_dir", "data"))
-    progress = not args.no_progress
-    seed = config.get("seed", 0)
+    seed = file.config.get("seed", 0)
     data = load_data(dataset, data_dir, download=args.download, progress=progress, seed=seed)
     xt, yt = data.test
     if args.split == "val":
@@ -292,6 +285,20 @@ def run(args: argparse.Namespace) -> int:
         _, _, xt, yt = train_val_split(*data.train, meta["val_split"], seed=seed)
     if args.limit:
         xt, yt = xt[: args.limit], yt[: args.limit]
+    return dataset, data, (xt, yt)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate as ``args`` say; write the results JSON; print the threat model and the
+    headline numbers (the last line is JSON)."""
+    try:
+        attacks = parse_attacks(args.attacks)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    file = _read(args)
+    config = file.config
+    progress = not args.no_progress
+    dataset, data, (xt, yt) = _data(args, file, progress)
     model, spec = _build(file, args, data)
     threat = args.threat or config.get("norm", "linf")
     eps = args.eps if args.eps is not None else config.get("eps", _DEFAULT_EPS[threat])
