@@ -252,14 +252,7 @@ class MinMaxOptimizer:
         if not isinstance(state, Mapping):
             raise TypeError(f"a MinMaxOptimizer state must be a dict, got {type(state).__name__}")
         missing = {"optimizer", "steps"} - set(state)
-        unknown = set(state) - {
-            "optimizer",
-            "steps",
-            "skipped_steps",
-            "generator",
-            "rule",
-            "passes",
-        }
+        unknown = set(state) - _STATE_KEYS
         if missing or unknown:
             raise ValueError(
                 f"not a MinMaxOptimizer state_dict: missing {sorted(missing)}, unknown "
@@ -269,17 +262,8 @@ class MinMaxOptimizer:
         skipped = checks.integer("state['skipped_steps']", state.get("skipped_steps", 0), minimum=0)
         passes = _passes(state.get("passes", self.problem.passes.snapshot()))
         generator = state.get("generator")
-        if generator is not None and not (
-            isinstance(generator, Tensor) and generator.dtype == torch.uint8 and generator.ndim == 1
-        ):
-            raise ValueError("state['generator'] must be a generator state (a uint8 tensor [n])")
-        if generator is not None:  # try it on a scratch generator of the same device first
-            try:
-                torch.Generator(self.generator.device).set_state(generator)
-            except RuntimeError as error:
-                raise ValueError(
-                    f"state['generator'] does not fit this generator: {error}"
-                ) from None
+        if generator is not None:
+            _check_generator_state(generator, self.generator)
         previous = self.rule.state_dict()
         if "rule" in state:
             self.rule.load_state_dict(state["rule"])
@@ -292,6 +276,20 @@ class MinMaxOptimizer:
             self.generator.set_state(generator)
         self.steps, self.skipped_steps = steps, skipped
         self.problem.passes.restore(passes)
+
+
+_STATE_KEYS = frozenset({"optimizer", "steps", "skipped_steps", "generator", "rule", "passes"})
+
+
+def _check_generator_state(state: object, generator: torch.Generator) -> None:
+    """A ValueError unless ``state`` is a state of a generator like ``generator`` (tried on a
+    scratch generator of its device)."""
+    if not (isinstance(state, Tensor) and state.dtype == torch.uint8 and state.ndim == 1):
+        raise ValueError("state['generator'] must be a generator state (a uint8 tensor [n])")
+    try:
+        torch.Generator(generator.device).set_state(state)
+    except RuntimeError as error:
+        raise ValueError(f"state['generator'] does not fit this generator: {error}") from None
 
 
 def _passes(value: object) -> tuple[int, int]:
