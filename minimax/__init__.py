@@ -14,7 +14,15 @@ Each extension point has a registry (name → builder): `RULES`, `INNER_SOLVERS`
 """
 
 from minimax import distributed, nonfinite, toys
-from minimax.attacks import ATTACKS, SUITES, attack, build_attack, model_mode, threat_set
+from minimax.attacks import (
+    ATTACKS,
+    SUITES,
+    THREATS,
+    attack,
+    build_attack,
+    model_mode,
+    threat_set,
+)
 from minimax.grad import backward
 from minimax.gradients import (
     candidate_gradients,
@@ -78,6 +86,7 @@ __all__ = [
     "PGD",
     "RULES",
     "SUITES",
+    "THREATS",
     "APGDTargeted",
     "Box",
     "Candidates",

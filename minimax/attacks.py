@@ -22,9 +22,9 @@ from minimax.inner.apgd_targeted import APGDTargeted
 from minimax.inner.square import Square
 from minimax.problem import ModuleProblem
 from minimax.registry import Registry
-from minimax.sets import L2Ball, LinfBall
+from minimax.sets import L2Ball, LinfBall, PerturbationSet
 
-__all__ = ["ATTACKS", "SUITES", "attack", "build_attack", "model_mode", "threat_set"]
+__all__ = ["ATTACKS", "SUITES", "THREATS", "attack", "build_attack", "model_mode", "threat_set"]
 
 Mode = Literal["eval", "train", "as-is"]
 Norm = Literal["linf", "l2"]
@@ -94,29 +94,30 @@ def build_attack(
     return ATTACKS.build(name.lower(), eps, steps, restarts, int(seed))
 
 
+#: name → ``(eps, *, lower, upper) -> PerturbationSet``: the threat models `threat_set` builds
+THREATS: Registry[PerturbationSet] = Registry("threat")
+THREATS.add("linf", LinfBall, help="the L∞ ball ‖δ‖∞ ≤ ε")
+THREATS.add("l2", L2Ball, help="the L2 ball ‖δ‖₂ ≤ ε")
+
+
 def threat_set(
     norm: str,
-    eps: float,
+    eps: float | Tensor,
     lower: float | Tensor | None = 0.0,
     upper: float | Tensor | None = 1.0,
     *,
     allow_large_eps: bool = False,
-) -> LinfBall | L2Ball:
-    """The threat model's set: the ``norm`` ball of radius ``eps``, with ``lower ≤ x + δ ≤ upper``
-    (None: unbounded). An L∞ ``eps`` wider than ``upper − lower`` (every input reachable, usually
-    a forgotten /255) is refused unless ``allow_large_eps``."""
-    norm = checks.choice("norm", str(norm).lower(), ("linf", "l2"))
+) -> PerturbationSet:
+    """The threat model's set, the one builder of an ε-ball threat: the ``norm`` ball (a
+    `THREATS` name) of radius ``eps`` (a float or per-example [B] tensor), with
+    ``lower ≤ x + δ ≤ upper`` (None: unbounded). An L∞ ``eps`` wider than ``upper − lower``
+    (every input reachable, usually a forgotten /255) is refused unless ``allow_large_eps``."""
+    norm = checks.choice("norm", str(norm).lower(), THREATS.names())
     if not isinstance(eps, Tensor):
-        checks.real_number("eps", eps, nonnegative=True)
-        bounded = isinstance(lower, (int, float)) and isinstance(upper, (int, float))
-        wide = norm == "linf" and bounded and eps > upper - lower  # type: ignore[operator]
-        if wide and not allow_large_eps:
-            raise ValueError(
-                f"eps = {eps:g} is wider than the input range [{lower:g}, {upper:g}]: every "
-                "input is reachable (a forgotten /255?); pass allow_large_eps=True if you mean it"
-            )
-    ball = LinfBall if norm == "linf" else L2Ball
-    return ball(eps, lower=lower, upper=upper)
+        eps = checks.radius(
+            "eps", eps, norm=norm, lower=lower, upper=upper, allow_large=allow_large_eps
+        )
+    return THREATS.build(norm, eps, lower=lower, upper=upper)
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ __all__ = [
     "finite_tensor",
     "float_tensor",
     "integer",
+    "radius",
     "real_number",
     "within",
 ]
@@ -56,9 +57,10 @@ def real_number(
     nonnegative: bool = False,
     finite: bool = True,
     at_most: float | None = None,
+    below: float | None = None,
 ) -> float:
-    """``value`` as a float: real, finite unless ``finite=False``, > 0 or ≥ 0 when asked, and
-    ≤ ``at_most`` when given."""
+    """``value`` as a float: real, finite unless ``finite=False``, > 0 or ≥ 0 when asked,
+    ≤ ``at_most`` and < ``below`` when given."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     out = float(value)
@@ -72,6 +74,32 @@ def real_number(
         raise ValueError(f"{name} must be ≥ 0, got {out}")
     if at_most is not None and out > at_most:
         raise ValueError(f"{name} must be ≤ {at_most}, got {out}")
+    if below is not None and not out < below:
+        interval = f"in [0, {below:g})" if nonnegative else f"< {below:g}"
+        raise ValueError(f"{name} must be {interval}, got {out}")
+    return out
+
+
+def radius(
+    name: str,
+    value: object,
+    *,
+    norm: str,
+    lower: object = 0.0,
+    upper: object = 1.0,
+    allow_large: bool = False,
+    hint: str = "pass allow_large_eps=True if you mean it",
+) -> float:
+    """``value`` as a radius (finite, ≥ 0). An L∞ radius wider than ``upper − lower`` (numbers;
+    every input is then reachable, usually a forgotten /255) is refused unless ``allow_large``;
+    ``hint`` says how to allow it."""
+    out = real_number(name, value, nonnegative=True)
+    if norm == "linf" and isinstance(lower, numbers.Real) and isinstance(upper, numbers.Real):
+        if out > float(upper) - float(lower) and not allow_large:
+            raise ValueError(
+                f"{name} {out:g} is wider than the input range [{lower:g}, {upper:g}]: every "
+                f"input is reachable (did you mean {out:g}/255?); {hint}"
+            )
     return out
 
 

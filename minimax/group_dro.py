@@ -110,6 +110,8 @@ class GroupDRO(Rule):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore q (the step size is checked, not changed)."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"a GroupDRO state must be a dict, got {type(state).__name__}")
         if "q" not in state:
             raise ValueError("not a GroupDRO state_dict: missing 'q'")
         q = state["q"]

@@ -233,21 +233,68 @@ class MinMaxOptimizer:
         return self._robust_loss(cands)
 
     def state_dict(self) -> dict[str, Any]:
-        """Optimizer state, the step counts (taken and skipped) and the inner solver's generator
-        state."""
+        """Everything the next step depends on besides θ: the torch optimizer's state, the step
+        counts (taken and skipped), the inner solver's generator state, the rule's state
+        (`Rule.state_dict`, e.g. Group DRO's weights) and the pass counter ``[forward,
+        backward]``. Tensors and plain containers only (``torch.load(weights_only=True)``)."""
         return {
             "optimizer": self.optimizer.state_dict(),
             "steps": self.steps,
             "skipped_steps": self.skipped_steps,
             "generator": self.generator.get_state(),
+            "rule": self.rule.state_dict(),
+            "passes": list(self.problem.passes.snapshot()),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore `state_dict` (``optimizer`` and ``steps`` required; a part absent from an
+        older state is left as it is). A malformed state is refused before anything changes."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"a MinMaxOptimizer state must be a dict, got {type(state).__name__}")
         missing = {"optimizer", "steps"} - set(state)
-        if missing:
-            raise ValueError(f"not a MinMaxOptimizer state_dict: missing {sorted(missing)}")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.steps = int(state["steps"])
-        self.skipped_steps = int(state.get("skipped_steps", 0))
-        if "generator" in state:
-            self.generator.set_state(state["generator"])
+        unknown = set(state) - _STATE_KEYS
+        if missing or unknown:
+            raise ValueError(
+                f"not a MinMaxOptimizer state_dict: missing {sorted(missing)}, unknown "
+                f"{sorted(unknown)}"
+            )
+        steps = checks.integer("state['steps']", state["steps"], minimum=0)
+        skipped = checks.integer("state['skipped_steps']", state.get("skipped_steps", 0), minimum=0)
+        passes = _passes(state.get("passes", self.problem.passes.snapshot()))
+        generator = state.get("generator")
+        if generator is not None:
+            _check_generator_state(generator, self.generator)
+        previous = self.rule.state_dict()
+        if "rule" in state:
+            self.rule.load_state_dict(state["rule"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, RuntimeError, KeyError, TypeError) as error:
+            self.rule.load_state_dict(previous)
+            raise ValueError(f"state['optimizer'] does not fit this optimizer: {error}") from None
+        if generator is not None:
+            self.generator.set_state(generator)
+        self.steps, self.skipped_steps = steps, skipped
+        self.problem.passes.restore(passes)
+
+
+_STATE_KEYS = frozenset({"optimizer", "steps", "skipped_steps", "generator", "rule", "passes"})
+
+
+def _check_generator_state(state: object, generator: torch.Generator) -> None:
+    """A ValueError unless ``state`` is a state of a generator like ``generator`` (tried on a
+    scratch generator of its device)."""
+    if not (isinstance(state, Tensor) and state.dtype == torch.uint8 and state.ndim == 1):
+        raise ValueError("state['generator'] must be a generator state (a uint8 tensor [n])")
+    try:
+        torch.Generator(generator.device).set_state(state)
+    except RuntimeError as error:
+        raise ValueError(f"state['generator'] does not fit this generator: {error}") from None
+
+
+def _passes(value: object) -> tuple[int, int]:
+    """The pass counts ``[forward, backward]`` of a state, checked."""
+    if not (isinstance(value, (list, tuple)) and len(value) == 2):
+        raise ValueError(f"state['passes'] must be [forward, backward], got {value!r}")
+    forward, backward = (checks.integer("state['passes']", v, minimum=0) for v in value)
+    return forward, backward

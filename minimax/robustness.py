@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,14 @@ class Evaluation:
     per_attack: {attack: accuracy}; with ``cascade`` the accuracy after this attack and the ones
         before it (AutoAttack's running number), else under this attack alone.
     clean, robust: per-example bools [N] behind clean_acc and robust_acc.
+    correct: {attack: bools [N]} behind per_attack: correct at the clean input and at every
+        candidate of this attack (with ``cascade``, of the attacks before it too); False where
+        the attack did not run (clean-misclassified, or with ``cascade`` already broken).
+    clean_logits: [N, C] the model's outputs at the clean inputs.
+    worst_logits: [N, C] the outputs at each example's worst input: over all the attacks'
+        candidates, a misclassifying one if any, else the highest cross entropy (the first
+        found on ties); the clean input where no attack ran on the example.
+    adversarial: [N, ...] that worst input x + δ, with ``return_adversarial=True`` (else None).
     seconds: {attack: wall time} (``"clean"`` for the clean pass).
     """
 
@@ -52,6 +60,10 @@ class Evaluation:
     mode: str
     clean: Tensor = field(repr=False)
     robust: Tensor = field(repr=False)
+    correct: dict[str, Tensor] = field(repr=False)
+    clean_logits: Tensor = field(repr=False)
+    worst_logits: Tensor = field(repr=False)
+    adversarial: Tensor | None = field(default=None, repr=False)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,20 +81,57 @@ class Evaluation:
             "seconds": dict(self.seconds),
         }
 
+    @staticmethod
+    def cat(parts: Sequence[Evaluation]) -> Evaluation:
+        """One evaluation of consecutive chunks of data evaluated alike (the same attacks, ε,
+        norm, cascade and mode): per-example results concatenated, accuracies over them,
+        seconds summed. Chunks whose attacks continue one random stream (the same solver
+        instances, batches aligned) give the evaluation of the whole data bitwise."""
+        if not parts:
+            raise ValueError("Evaluation.cat needs at least one part")
+        first = parts[0]
+        same = ("attacks", "eps", "norm", "cascade", "mode")
+        for part in parts[1:]:
+            differ = [f for f in same if getattr(part, f) != getattr(first, f)]
+            if differ:
+                raise ValueError(f"Evaluation.cat: the parts differ in {differ}")
+        total = _Parts(dict.fromkeys(first.seconds, 0.0))
+        for part in parts:
+            for label, sec in part.seconds.items():
+                total.seconds[label] += sec
+            total.clean.append(part.clean)
+            total.robust.append(part.robust)
+            for label, flags in part.correct.items():
+                total.correct.setdefault(label, []).append(flags)
+            total.clean_logits.append(part.clean_logits)
+            total.worst_logits.append(part.worst_logits)
+            if part.adversarial is not None:
+                total.adversarial.append(part.adversarial)
+        if 0 < len(total.adversarial) < len(parts):
+            raise ValueError("Evaluation.cat: some parts kept their adversarial inputs, some not")
+        return total.evaluation(
+            eps=first.eps, norm=first.norm, cascade=first.cascade, mode=first.mode
+        )
 
-def _attack_names(attacks: str | Sequence[str | InnerSolver]) -> list[str | InnerSolver]:
-    if isinstance(attacks, str):
-        if attacks in SUITES:
-            return list(SUITES[attacks])
-        names: list[str | InnerSolver] = [a.strip() for a in attacks.split(",") if a.strip()]
+
+def _labelled(
+    attacks: str | Sequence[str | InnerSolver] | Mapping[str, str | InnerSolver],
+) -> dict[str, str | InnerSolver]:
+    """{label: attack name or solver}: a suite, names (comma-separated or a sequence; a solver
+    is labelled by its repr) or a mapping from the labels the results should carry."""
+    if isinstance(attacks, Mapping):
+        named = dict(attacks)
+    elif isinstance(attacks, str):
+        names = SUITES.get(attacks) or [a.strip() for a in attacks.split(",") if a.strip()]
+        named = {a: a for a in names}
     else:
-        names = list(attacks)
-    if not names:
+        named = {a if isinstance(a, str) else repr(a): a for a in attacks}
+    if not named:
         raise ValueError(
             f"attacks is empty: give a suite ({', '.join(SUITES)}) or attack names, e.g. "
             "('apgd-ce', 'square')"
         )
-    return names
+    return named
 
 
 def _batches(
@@ -102,13 +151,39 @@ def _batches(
         yield item[0], item[1]
 
 
-def _correct(problem: ModuleProblem, x: Tensor, y: Tensor, deltas: Tensor | None) -> Tensor:
-    """[B] correct at δ = 0 (deltas None) or at every candidate of deltas [m, B, ...]."""
+@dataclass
+class _Worst:
+    """Each example's worst input so far, over a batch [B]: its key (cross entropy, plus 10⁷
+    when misclassified; −∞ before any attack), outputs [B, C] and δ [B, ...] (when kept)."""
+
+    key: Tensor
+    logits: Tensor
+    delta: Tensor | None
+
+    def offer(self, rows: Tensor, out: Tensor, ok: Tensor, y: Tensor, delta: Tensor) -> None:
+        """A candidate δ [b, ...] for the batch rows ``rows`` [b], its outputs and correctness."""
+        loss = nn.functional.cross_entropy(out.double(), y, reduction="none")
+        key = loss.clamp(-1e6, 1e6) + 1e7 * (~ok).double()
+        better = key > self.key[rows]
+        self.key[rows] = torch.where(better, key, self.key[rows])
+        self.logits[rows[better]] = out[better]
+        if self.delta is not None:
+            self.delta[rows[better]] = delta[better]
+
+
+def _scan(
+    problem: ModuleProblem, x: Tensor, y: Tensor, deltas: Tensor, rows: Tensor, worst: _Worst
+) -> Tensor:
+    """[b] correct at every candidate of deltas [m, b, ...] (the batch rows ``rows`` [b]): one
+    forward per candidate, which also offers each candidate to ``worst``."""
     params = problem.parameters()
     ok = torch.ones_like(y, dtype=torch.bool)
     with torch.no_grad(), problem.statistics_frozen():
-        for d in [torch.zeros_like(x)] if deltas is None else deltas:
-            ok &= problem.outputs(params, d, (x, y)).argmax(-1) == y
+        for d in deltas:
+            out = problem.outputs(params, d, (x, y))
+            ok_d = out.argmax(-1) == y
+            ok &= ok_d
+            worst.offer(rows, out, ok_d, y, d)
     return ok
 
 
@@ -119,11 +194,17 @@ def _evaluate_batch(
     solvers: dict[str, InnerSolver],
     cascade: bool,
     seconds: dict[str, float],
-) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-    """One batch: clean-correct [B], robust [B] (worst case) and {attack: correct [B]} (after
-    the attacks so far with ``cascade``, else under the attack alone); adds to ``seconds``."""
+    keep_delta: bool,
+) -> tuple[Tensor, Tensor, dict[str, Tensor], Tensor, _Worst]:
+    """One batch: clean-correct [B], robust [B] (worst case), {attack: correct [B]} (after the
+    attacks so far with ``cascade``, else under the attack alone), the clean outputs [B, C] and
+    the worst inputs (`_Worst`); adds to ``seconds``."""
     t0 = time.perf_counter()
-    clean = _correct(problem, x, y, None)
+    with torch.no_grad(), problem.statistics_frozen():
+        clean_out = problem.outputs(problem.parameters(), torch.zeros_like(x), (x, y))
+    clean = clean_out.argmax(-1) == y
+    key = torch.full(y.shape, -torch.inf, dtype=torch.float64, device=y.device)
+    worst = _Worst(key, clean_out.clone(), torch.zeros_like(x) if keep_delta else None)
     seconds["clean"] += time.perf_counter() - t0
     robust = clean.clone()
     per_attack = {}
@@ -135,11 +216,11 @@ def _evaluate_batch(
         if rows.numel() > 0:
             sub = (x[rows], y[rows])
             found = solver(problem, problem.parameters(), sub)
-            ok[rows] = _correct(problem, *sub, found.deltas)
+            ok[rows] = _scan(problem, *sub, found.deltas, rows, worst)
         robust &= ok
         per_attack[label] = (robust if cascade else ok).cpu()
         seconds[label] += time.perf_counter() - t0
-    return clean.cpu(), robust.cpu(), per_attack
+    return clean.cpu(), robust.cpu(), per_attack, clean_out.cpu(), worst
 
 
 def evaluate(
@@ -148,7 +229,7 @@ def evaluate(
     *,
     eps: float,
     norm: Norm = "linf",
-    attacks: str | Sequence[str | InnerSolver] = "standard",
+    attacks: str | Sequence[str | InnerSolver] | Mapping[str, str | InnerSolver] = "standard",
     steps: int | None = None,
     restarts: int = 1,
     batch_size: int = 256,
@@ -159,8 +240,10 @@ def evaluate(
     upper: float | None = 1.0,
     seed: int = 0,
     allow_large_eps: bool = False,
+    return_adversarial: bool = False,
 ) -> Evaluation:
-    """Clean and robust accuracy of a classifier under a suite of attacks.
+    """Clean and robust accuracy of a classifier under a suite of attacks, with the per-example,
+    per-attack results behind them (`Evaluation`).
 
     Args:
         model: any ``nn.Module`` mapping x [B, ...] to logits [B, C].
@@ -169,7 +252,8 @@ def evaluate(
         eps: the radius of the ``norm`` ball (``"linf"`` or ``"l2"``).
         attacks: a suite name, ``"standard"`` (APGD-CE, APGD-T, Square: AutoAttack's standard
             suite without FAB-T) or ``"first-two"`` (APGD-CE, APGD-T, AutoAttack's first two),
-            or attack names from `minimax.ATTACKS` / `InnerSolver` instances, run in order.
+            or attack names from `minimax.ATTACKS` / `InnerSolver` instances, run in order, or a
+            dict {label: name or solver} naming them in the results.
         steps, restarts: passed to every named attack (None: each one's published default).
         batch_size: examples per batch when data are tensors.
         device: where to run (the model is moved there and stays); None: the model's device.
@@ -181,49 +265,88 @@ def evaluate(
         lower, upper: bounds on x + δ.
         seed: seeds every attack's random starts.
         allow_large_eps: accept an L∞ ``eps`` wider than ``upper − lower`` (see `threat_set`).
+        return_adversarial: also keep each example's worst input (`Evaluation.adversarial`,
+            on CPU: as much memory as the data).
+
+    Every candidate of every attack costs one forward to check (which also finds the worst
+    input); nothing is re-run.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     batch_size = checks.integer("batch_size", batch_size, minimum=1)
     S = threat_set(norm, eps, lower, upper, allow_large_eps=allow_large_eps)
-    names = _attack_names(attacks)
-    solvers = [build_attack(a, eps, steps=steps, restarts=restarts, seed=seed) for a in names]
-    labels = [a if isinstance(a, str) else repr(a) for a in names]
+    solvers = {
+        label: build_attack(a, eps, steps=steps, restarts=restarts, seed=seed)
+        for label, a in _labelled(attacks).items()
+    }
     if device is not None:
         model.to(device)
     dev = next(iter(model.parameters()), torch.empty(0)).device
-    clean_parts: list[Tensor] = []
-    robust_parts: list[Tensor] = []
-    after: dict[str, list[Tensor]] = {a: [] for a in labels}
-    seconds = dict.fromkeys(["clean", *labels], 0.0)
+    parts = _Parts(dict.fromkeys(["clean", *solvers], 0.0))
     with model_mode(model, mode):
         problem = ModuleProblem(model, perturbation=S)
         for x, y in _batches(data, batch_size):
             x, y = checks.float_tensor("x", x).to(dev), y.to(dev)
-            clean, robust, ok = _evaluate_batch(
-                problem, x, y, dict(zip(labels, solvers)), cascade, seconds
+            found = _evaluate_batch(
+                problem, x, y, solvers, cascade, parts.seconds, return_adversarial
             )
-            clean_parts.append(clean)
-            robust_parts.append(robust)
-            for a in labels:
-                after[a].append(ok[a])
-    if not clean_parts:
+            parts.add(x, *found)
+    if not parts.clean:
         raise ValueError("data yielded no batches")
-    clean_all, robust_all = torch.cat(clean_parts), torch.cat(robust_parts)
-    return Evaluation(
-        clean_acc=float(clean_all.double().mean()),
-        robust_acc=float(robust_all.double().mean()),
-        per_attack={a: float(torch.cat(v).double().mean()) for a, v in after.items()},
-        attacks=labels,
-        eps=float(eps),
-        norm=str(norm).lower(),
-        n_examples=int(clean_all.numel()),
-        cascade=bool(cascade),
-        mode=mode,
-        clean=clean_all,
-        robust=robust_all,
-        seconds=seconds,
+    return parts.evaluation(
+        eps=float(eps), norm=str(norm).lower(), cascade=bool(cascade), mode=mode
     )
+
+
+@dataclass
+class _Parts:
+    """The per-batch results of `evaluate`, concatenated into an `Evaluation` at the end."""
+
+    seconds: dict[str, float]
+    clean: list[Tensor] = field(default_factory=list)
+    robust: list[Tensor] = field(default_factory=list)
+    correct: dict[str, list[Tensor]] = field(default_factory=dict)
+    clean_logits: list[Tensor] = field(default_factory=list)
+    worst_logits: list[Tensor] = field(default_factory=list)
+    adversarial: list[Tensor] = field(default_factory=list)
+
+    def add(
+        self,
+        x: Tensor,
+        clean: Tensor,
+        robust: Tensor,
+        correct: dict[str, Tensor],
+        clean_logits: Tensor,
+        worst: _Worst,
+    ) -> None:
+        self.clean.append(clean)
+        self.robust.append(robust)
+        for label, flags in correct.items():
+            self.correct.setdefault(label, []).append(flags)
+        self.clean_logits.append(clean_logits)
+        self.worst_logits.append(worst.logits.cpu())
+        if worst.delta is not None:
+            self.adversarial.append((x + worst.delta).detach().cpu())
+
+    def evaluation(self, **fields: Any) -> Evaluation:
+        clean, robust = torch.cat(self.clean), torch.cat(self.robust)
+        correct = {a: torch.cat(v) for a, v in self.correct.items()}
+        labels = [a for a in self.seconds if a != "clean"]
+        return Evaluation(
+            clean_acc=float(clean.double().mean()),
+            robust_acc=float(robust.double().mean()),
+            per_attack={a: float(correct[a].double().mean()) for a in labels},
+            attacks=labels,
+            n_examples=int(clean.numel()),
+            clean=clean,
+            robust=robust,
+            correct={a: correct[a] for a in labels},
+            clean_logits=torch.cat(self.clean_logits),
+            worst_logits=torch.cat(self.worst_logits),
+            adversarial=torch.cat(self.adversarial) if self.adversarial else None,
+            seconds=self.seconds,
+            **fields,
+        )
 
 
 def _eps_string(eps: float) -> str:

@@ -99,6 +99,20 @@ class Rule(ABC):
         self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
     ) -> Direction: ...
 
+    def state_dict(self) -> dict[str, Any]:
+        """What the rule carries from one step to the next (empty: a stateless rule)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore `state_dict`; a stateless rule accepts only an empty state."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"{self!r}: a rule's state must be a dict, got {type(state).__name__}")
+        if state:
+            raise ValueError(
+                f"{self!r} keeps no state, got one with keys {sorted(state)}: it was saved by "
+                "another rule"
+            )
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 

@@ -10,6 +10,7 @@ Public API::
     Ranks.any(flag) -> bool          True on every rank when one rank says True
     Ranks.first_on_main(load) -> T   rank 0 loads (downloads) first, then the others
     evaluate_sharded(evaluate, model, data, ranks, **kwargs) -> dict   exact gathered counts
+    rank_file(path, ranks) -> Path   this rank's own file (a progress file per rank)
 
 The global batch order is the same on every rank (the shuffle generator is seeded alike and
 saved in the checkpoint), so rank r takes the r-th slice of each global batch: a sampler that
@@ -31,7 +32,7 @@ from torch import Tensor, nn
 import minimax
 from problems.evaluation import ece_from_bins
 
-__all__ = ["CollectiveError", "Ranks", "evaluate_sharded", "open_run_dir_ranked"]
+__all__ = ["CollectiveError", "Ranks", "evaluate_sharded", "open_run_dir_ranked", "rank_file"]
 
 _dist = minimax.distributed
 CollectiveError = _dist.CollectiveError
@@ -145,7 +146,8 @@ def evaluate_sharded(
     ranks: Ranks,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """``evaluate(model, data, **kwargs)`` with the examples split over the ranks.
+    """``evaluate(model, data, **kwargs)`` with the examples split over the ranks (each rank
+    writes its own ``progress_file``, `rank_file`, when one is given).
 
     Each rank evaluates its contiguous shard; accuracies are gathered as exact integer counts
     (accuracy × shard size, rounded) and divided by the global N, confidences as example-weighted
@@ -159,8 +161,17 @@ def evaluate_sharded(
     start, stop = _dist.shard_bounds(n, ranks.rank, ranks.world_size)
     if stop <= start:
         raise ValueError(f"{n} examples cannot be shared by {ranks.world_size} ranks: use fewer")
+    if kwargs.get("progress_file") is not None:  # one progress file per rank
+        kwargs["progress_file"] = rank_file(Path(kwargs["progress_file"]), ranks)
     local = evaluate(model, (x[start:stop], y[start:stop]), **kwargs)
     return _merge(local, stop - start, n, ranks)
+
+
+def rank_file(path: Path, ranks: Ranks) -> Path:
+    """``path`` for this rank: as is in one process, ``name.rank<r>of<world>`` under torchrun."""
+    if not ranks.active:
+        return path
+    return path.with_name(f"{path.name}.rank{ranks.rank}of{ranks.world_size}")
 
 
 def _merge(local: Mapping[str, Any], n_local: int, n: int, ranks: Ranks) -> dict[str, Any]:

@@ -4,7 +4,8 @@ the calibration numbers and the RobustBench record that ``minimax evaluate`` rep
 Public API::
 
     evaluate(model, data, *, eps, attacks=DEFAULT_ATTACKS, restarts=1, batch_size=256, seed=0,
-             device="cpu", norm="linf", progress=False, cascade=False, dataset=None) -> dict
+             device="cpu", norm="linf", progress=False, cascade=False, dataset=None,
+             progress_file=None, resume=False, chunk=4096) -> dict
     parse_attacks(spec) -> list[str]                  (suites expanded, ``clean`` first)
     make_attack(name, eps, restarts=1, seed=0) -> minimax.InnerSolver | None   (None: "clean")
     expected_calibration_error(confidence [N], correct [N], bins=15) -> float
@@ -21,9 +22,10 @@ at every restart's result; the worst case per example is taken across all the at
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,6 +33,8 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 import minimax
+from minimax import checks
+from problems.resumable import evaluate_in_chunks
 
 __all__ = [
     "DEFAULT_ATTACKS",
@@ -126,107 +130,25 @@ def expected_calibration_error(confidence: Tensor, correct: Tensor, bins: int = 
     return ece_from_bins(calibration_bins(confidence, correct, bins))
 
 
-@dataclass
-class _Tracker:
-    """Per-example outcomes beside `minimax.evaluate`: each attack's correctness [N] and the
-    confidence at each example's worst input (a misclassifying one if any, else the highest
-    loss), for the calibration numbers and AutoAttack's first two.
-
-    ``begin`` opens a batch (x [B, ...], its clean logits); the attacks wrapped by `_Tracked`
-    then report the candidates they found for the rows `minimax.evaluate` attacked: the
-    clean-correct rows, or with ``cascade`` the rows still robust.
-    """
-
-    cascade: bool
-    labels: list[str]
-    clean_correct: list[Tensor] = field(default_factory=list)
-    clean_conf: list[Tensor] = field(default_factory=list)
-    worst_conf: list[Tensor] = field(default_factory=list)
-    worst_correct: list[Tensor] = field(default_factory=list)
-    correct: dict[str, list[Tensor]] = field(default_factory=dict)
-    _x: Tensor | None = None
-    _key: Tensor | None = None
-    _robust: Tensor | None = None
-
-    def begin(self, x: Tensor, y: Tensor, logits: Tensor) -> None:
-        prob = logits.double().softmax(-1)
-        ok = logits.argmax(-1) == y
-        self._x, self._robust = x, ok.clone()
-        self._key = torch.full_like(prob[:, 0], -math.inf)
-        self.clean_correct.append(ok.cpu().clone())
-        self.clean_conf.append(prob.max(-1).values.cpu())
-        self.worst_conf.append(self.clean_conf[-1].clone())
-        self.worst_correct.append(ok.cpu().clone())
-        for label in self.labels:  # rows no attack reaches stay False: not robust
-            self.correct.setdefault(label, []).append(torch.zeros_like(self.worst_correct[-1]))
-
-    def report(
-        self, label: str, problem: minimax.ModuleProblem, x: Tensor, y: Tensor, deltas: Tensor
-    ) -> None:
-        """The candidates deltas [m, b, ...] an attack found for the attacked rows x [b, ...]."""
-        assert self._x is not None and self._robust is not None and self._key is not None
-        base = self._robust if self.cascade else self.clean_correct[-1].to(self._x.device)
-        rows = torch.nonzero(base).squeeze(1)
-        if rows.numel() != x.shape[0] or not torch.equal(self._x[rows], x):
-            raise RuntimeError("evaluation: the attacked rows are not the ones expected")
-        params = problem.parameters()
-        ok = torch.ones_like(y, dtype=torch.bool)
-        worst_conf, worst_ok = self.worst_conf[-1], self.worst_correct[-1]
-        with torch.no_grad():
-            for d in deltas:
-                out = problem.outputs(params, d, (x, y))
-                ok_i = out.argmax(-1) == y
-                ok &= ok_i
-                loss = nn.functional.cross_entropy(out.double(), y, reduction="none")
-                key = loss.clamp(-1e6, 1e6) + 1e7 * (~ok_i).double()
-                better = key > self._key[rows]
-                self._key[rows] = torch.where(better, key, self._key[rows])
-                idx = rows[better].cpu()
-                worst_conf[idx] = out.double().softmax(-1).max(-1).values[better].cpu()
-                worst_ok[idx] = ok_i[better].cpu()
-        column = torch.zeros_like(self._robust)
-        column[rows] = ok
-        self._robust &= column
-        self.correct[label][-1] = column.cpu()
-
-
-class _Tracked(minimax.InnerSolver):
-    """An attack that reports what it found to a `_Tracker`; its repr is its CLI name."""
-
-    def __init__(self, label: str, solver: minimax.InnerSolver, tracker: _Tracker) -> None:
-        super().__init__(restarts=solver.restarts, random_start=solver.random_start)
-        self.label, self.solver, self.tracker = label, solver, tracker
-
-    def search(
-        self, problem: Any, params: Any, batch: Any, generator: Any, *, keep_graph: bool = False
-    ) -> minimax.Candidates:
-        found = self.solver(problem, params, batch, generator=generator)
-        self.tracker.report(self.label, problem, batch[0], batch[1], found.deltas)
-        return found
-
-    def __repr__(self) -> str:
-        return self.label
-
-
 def _batches(
-    model: nn.Module,
     data: tuple[Tensor, Tensor],
     batch_size: int,
     device: torch.device,
-    tracker: _Tracker,
+    dtype: torch.dtype,
     progress: bool,
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """Batches on ``device`` in the model's dtype (uint8 images scaled to [0, 1]); each one is
-    opened in ``tracker`` with its clean logits first."""
+    """Batches on ``device`` in ``dtype`` (uint8 images scaled to [0, 1])."""
     x_all, y_all = data
-    dtype = next(model.parameters()).dtype
     starts = range(0, int(x_all.shape[0]), batch_size)
     for start in tqdm(starts, desc="evaluate", disable=not progress, leave=False):
         x, y = x_all[start : start + batch_size], y_all[start : start + batch_size].to(device)
-        x = (x.float() / 255.0 if not x.is_floating_point() else x).to(device, dtype)
-        with torch.no_grad():
-            tracker.begin(x, y, model(x))
-        yield x, y
+        yield (x.float() / 255.0 if not x.is_floating_point() else x).to(device, dtype), y
+
+
+def _clean_logits(model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]]) -> Tensor:
+    """[N, C] the model's outputs on every batch (no attack ran: the clean accuracy only)."""
+    with torch.no_grad():
+        return torch.cat([model(x).cpu() for x, _ in batches])
 
 
 def evaluate(
@@ -244,6 +166,9 @@ def evaluate(
     cascade: bool = False,
     dataset: str | None = None,
     allow_large_eps: bool = False,
+    progress_file: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    chunk: int = 4096,
 ) -> dict[str, Any]:
     """Clean and robust accuracy of ``model`` (in eval mode) on ``data``, by `minimax.evaluate`.
 
@@ -258,6 +183,9 @@ def evaluate(
             example (``robust_acc`` is each attack's own accuracy).
         dataset: the data set's name; when given, the result holds the RobustBench record.
         allow_large_eps: accept an L∞ eps over 1, the whole pixel range (`minimax.threat_set`).
+        progress_file: write the progress there (atomically) after every ``chunk`` examples
+            (rounded up to whole batches); with ``resume`` continue from it: the same result,
+            bitwise (`problems.resumable`). None: one pass, no file.
 
     Returns:
         a JSON-able dict: ``clean_acc``, ``robust_acc`` {attack: accuracy},
@@ -271,36 +199,45 @@ def evaluate(
         ``robustbench`` (`minimax.robustbench_record`).
     """
     names = parse_attacks(attacks)
-    if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps must be a finite number ≥ 0, got {eps!r}")
-    if restarts < 1:
-        raise ValueError(f"restarts must be ≥ 1, got {restarts}")
+    eps = checks.real_number("eps", eps, nonnegative=True)
+    restarts = checks.integer("restarts", restarts, minimum=1)
     x_all, y_all = data
     n = int(x_all.shape[0])
     if n == 0 or y_all.shape[0] != n:
         raise ValueError(f"data has {n} images and {y_all.shape[0]} labels (need N ≥ 1, equal)")
     device = torch.device(device)
     model.to(device)
-    tracker = _Tracker(cascade=cascade, labels=[a for a in names if a != "clean"])
-    solvers = [_Tracked(a, s, tracker) for a in names if (s := make_attack(a, eps, restarts, seed))]
-    batches = _batches(model, (x_all, y_all), batch_size, device, tracker, progress)
+    solvers = {a: s for a in names if (s := make_attack(a, eps, restarts, seed)) is not None}
+    dtype = next(model.parameters()).dtype
+
+    def batches(x: Tensor, y: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+        return _batches((x, y), batch_size, device, dtype, progress)
+
+    result = None
     with minimax.model_mode(model, "eval"):
-        if solvers:
-            result = minimax.evaluate(
-                model,
-                batches,
-                eps=eps,
-                norm=norm,  # type: ignore[arg-type]
-                attacks=solvers,
-                cascade=cascade,
-                mode="eval",
-                allow_large_eps=allow_large_eps,
-            )
+        if not solvers:
+            clean_logits = _clean_logits(model, batches(x_all, y_all))
         else:
-            for _ in batches:  # clean accuracy only
-                pass
-            result = None
-    summary = _summary(tracker, result)
+            options: dict[str, Any] = dict(
+                eps=eps, norm=norm, cascade=cascade, mode="eval", allow_large_eps=allow_large_eps
+            )
+            if progress_file is None:
+                result = minimax.evaluate(model, batches(x_all, y_all), attacks=solvers, **options)
+            else:
+                result = evaluate_in_chunks(
+                    model,
+                    (x_all, y_all),
+                    solvers,
+                    batches=batches,
+                    chunk=chunk,
+                    path=Path(progress_file),
+                    resume=resume,
+                    settings=dict(attacks=names, restarts=restarts, seed=seed, **options),
+                    batch_size=batch_size,
+                    **options,
+                )
+            clean_logits = result.clean_logits
+    summary = _summary(y_all.cpu(), clean_logits, result)
     summary.update(
         eps=float(eps),
         norm=norm,
@@ -324,35 +261,41 @@ def evaluate(
 _THREAT = {"linf": "Linf", "l2": "L2"}
 
 
-def _summary(tracker: _Tracker, result: minimax.Evaluation | None) -> dict[str, Any]:
-    """The accuracy, worst-case and calibration fields of `evaluate`'s result."""
-    clean = torch.cat(tracker.clean_correct)
-    correct = {a: torch.cat(v) for a, v in tracker.correct.items()}
-    worst_case = result.robust if result is not None else clean
-    if result is not None and not torch.equal(worst_case, clean & _all(correct, clean)):
-        raise RuntimeError("evaluation: minimax.evaluate and the per-attack outcomes disagree")
-    first_two = None
+def _summary(y: Tensor, clean_logits: Tensor, result: minimax.Evaluation | None) -> dict[str, Any]:
+    """The accuracy, worst-case and calibration fields of `evaluate`'s result, from the labels
+    y [N], the clean outputs [N, C] and `minimax.evaluate`'s per-example results."""
+    clean = clean_logits.argmax(-1) == y
+    conf = clean_logits.double().softmax(-1).max(-1).values
+    clean_bins = calibration_bins(conf, clean)
+    out: dict[str, Any] = {
+        "clean_acc": float(clean.double().mean()),
+        "robust_acc": {},
+        "worst_case_acc": float(clean.double().mean()),
+        "autoattack_first_two": None,
+        "clean_confidence": float(conf.mean()),
+        "clean_ece": ece_from_bins(clean_bins),
+        "adversarial_confidence": None,
+        "adversarial_ece": None,
+        "calibration_bins": {"clean": clean_bins, "adversarial": None},
+    }
+    if result is None:
+        return out
+    correct = result.correct
     family = {a: _split_name(a)[0] for a in correct}  # apgd-ce50 is an APGD-CE too
     pair = [next((a for a in correct if family[a] == f), None) for f in FIRST_TWO]
     if all(pair):
         both = clean & _all({a: correct[a] for a in pair if a}, clean)
-        first_two = float(both.double().mean())
-    conf, worst_conf = torch.cat(tracker.clean_conf), torch.cat(tracker.worst_conf)
-    clean_bins = calibration_bins(conf, clean)
-    worst_bins = None
-    if result is not None:
-        worst_bins = calibration_bins(worst_conf, torch.cat(tracker.worst_correct))
-    return {
-        "clean_acc": float(clean.double().mean()),
-        "robust_acc": dict(result.per_attack) if result is not None else {},
-        "worst_case_acc": float(worst_case.double().mean()),
-        "autoattack_first_two": first_two,
-        "clean_confidence": float(conf.mean()),
-        "clean_ece": ece_from_bins(clean_bins),
-        "adversarial_confidence": float(worst_conf.mean()) if result is not None else None,
-        "adversarial_ece": ece_from_bins(worst_bins) if worst_bins is not None else None,
-        "calibration_bins": {"clean": clean_bins, "adversarial": worst_bins},
-    }
+        out["autoattack_first_two"] = float(both.double().mean())
+    worst_conf = result.worst_logits.double().softmax(-1).max(-1).values
+    worst_bins = calibration_bins(worst_conf, result.worst_logits.argmax(-1) == y)
+    out.update(
+        robust_acc=dict(result.per_attack),
+        worst_case_acc=float(result.robust.double().mean()),
+        adversarial_confidence=float(worst_conf.mean()),
+        adversarial_ece=ece_from_bins(worst_bins),
+        calibration_bins={"clean": clean_bins, "adversarial": worst_bins},
+    )
+    return out
 
 
 def _all(correct: dict[str, Tensor], like: Tensor) -> Tensor:

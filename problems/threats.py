@@ -1,25 +1,24 @@
-"""Threat models: the perturbation set of an image attack, by name (the one builder that training
-and evaluation share).
+"""Threat models of the image instances: `minimax.threat_set` over the pixel range [0, 1].
 
 Public API::
 
-    THREATS                          Registry: "linf" → minimax.LinfBall, "l2" → minimax.L2Ball
-    make_perturbation(norm, eps) -> minimax.PerturbationSet   (x + δ kept in [0, 1])
+    THREATS                          minimax.THREATS: "linf" → LinfBall, "l2" → L2Ball (choices)
+    make_perturbation(norm, eps, *, allow_large_eps=False) -> minimax.PerturbationSet
 """
 
 from __future__ import annotations
 
 import minimax
-from minimax.registry import Registry
 
 __all__ = ["THREATS", "make_perturbation"]
 
-#: name → ``(eps, *, lower, upper) -> PerturbationSet``; the CLI's ``--threat`` choices
-THREATS: Registry[minimax.PerturbationSet] = Registry("norm")
-THREATS.add("linf", minimax.LinfBall, help="the L∞ ball ‖δ‖∞ ≤ ε")
-THREATS.add("l2", minimax.L2Ball, help="the L2 ball ‖δ‖₂ ≤ ε")
+#: name → ball: the CLI's ``--threat`` choices and `TrainConfig.norm`'s names
+THREATS = minimax.THREATS
 
 
-def make_perturbation(norm: str, eps: float) -> minimax.PerturbationSet:
-    """The ε-ball of ``norm`` (a `THREATS` name) with x + δ kept in [0, 1] (pixel range)."""
-    return THREATS.build(norm, eps, lower=0.0, upper=1.0)
+def make_perturbation(
+    norm: str, eps: float, *, allow_large_eps: bool = False
+) -> minimax.PerturbationSet:
+    """The ε-ball of ``norm`` (a `THREATS` name) with x + δ kept in [0, 1] (pixel range), by
+    `minimax.threat_set` (an L∞ ``eps`` over 1 needs ``allow_large_eps``)."""
+    return minimax.threat_set(norm, eps, 0.0, 1.0, allow_large_eps=allow_large_eps)

@@ -45,6 +45,7 @@ from torch import Tensor, nn
 import minimax as mm
 from problems.data import digits as digits_data
 from problems.stats import mean_interval, paired_difference
+from problems.threats import make_perturbation
 
 __all__ = [
     "METRICS",
@@ -156,7 +157,7 @@ def _model(hidden: int, seed: int) -> nn.Module:
 
 
 def _attack(s: WorstClassSettings, model: nn.Module) -> tuple[mm.ModuleProblem, mm.PGD]:
-    problem = mm.ModuleProblem(model, perturbation=mm.LinfBall(s.eps, lower=0.0, upper=1.0))
+    problem = mm.ModuleProblem(model, perturbation=make_perturbation("linf", s.eps))
     return problem, mm.PGD(steps=s.pgd_steps, step_size=2.5 * s.eps / s.pgd_steps, seed=0)
 
 

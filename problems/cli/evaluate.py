@@ -27,7 +27,7 @@ from problems.cli.types import (
 from problems.data.datasets import DATASETS
 from problems.data.splits import train_val_split
 from problems.evaluation import DEFAULT_ATTACKS, evaluate, parse_attacks
-from problems.files import atomic_write_text
+from problems.files import atomic_write_text, remove_orphans
 from problems.model_files import ModelFile, read_model_file
 from problems.models import ACTIVATIONS, MODELS, NORMS, build_model
 from problems.threats import THREATS
@@ -184,6 +184,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also write the RobustBench model-info record there",
     )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted evaluation from its progress file (<out>.progress), "
+        "to the same result; without it an evaluation starts afresh",
+    )
+    r.add_argument(
+        "--chunk",
+        type=positive_int,
+        default=4096,
+        metavar="N",
+        help="write the progress (atomically) after every N examples, rounded up to whole "
+        "batches (default: 4096)",
+    )
 
 
 def _read(args: argparse.Namespace) -> ModelFile:
@@ -254,19 +268,12 @@ def threat_line(result: dict[str, Any], split: str) -> str:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Evaluate as ``args`` say; write the results JSON; print the threat model and the
-    headline numbers (the last line is JSON)."""
-    try:
-        attacks = parse_attacks(args.attacks)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    file = _read(args)
-    meta, config = file.meta, file.config
+def _data(args: argparse.Namespace, file: ModelFile, progress: bool) -> tuple[str, Any, Any]:
+    """The data set's name, the data set, and the (images, labels) to evaluate on."""
+    meta = file.meta
     dataset = args.dataset or meta.get("dataset", "cifar10")
     data_dir = args.data_dir or Path(meta.get("data_dir", "data"))
-    progress = not args.no_progress
-    seed = config.get("seed", 0)
+    seed = file.config.get("seed", 0)
     data = load_data(dataset, data_dir, download=args.download, progress=progress, seed=seed)
     xt, yt = data.test
     if args.split == "val":
@@ -278,14 +285,35 @@ def run(args: argparse.Namespace) -> int:
         _, _, xt, yt = train_val_split(*data.train, meta["val_split"], seed=seed)
     if args.limit:
         xt, yt = xt[: args.limit], yt[: args.limit]
+    return dataset, data, (xt, yt)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate as ``args`` say; write the results JSON; print the threat model and the
+    headline numbers (the last line is JSON)."""
+    try:
+        attacks = parse_attacks(args.attacks)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    file = _read(args)
+    config = file.config
+    progress = not args.no_progress
+    dataset, data, (xt, yt) = _data(args, file, progress)
     model, spec = _build(file, args, data)
     threat = args.threat or config.get("norm", "linf")
     eps = args.eps if args.eps is not None else config.get("eps", _DEFAULT_EPS[threat])
     check_radius("--eps", eps, threat, args.allow_large_eps)
-    from problems.distributed import Ranks, evaluate_sharded
+    from problems.distributed import Ranks, evaluate_sharded, rank_file
 
     ranks = Ranks.from_env()  # under torchrun: each rank evaluates a shard; exact counts
     device = ranks.device(resolve_device(args.device))
+    out = args.out or file.path.parent / f"eval-{file.path.stem}.json"
+    progress_file = out.with_name(out.name + ".progress")
+    mine = rank_file(progress_file, ranks)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphans(out.parent, [mine.name])  # left by a killed write
+    if args.resume and not mine.is_file() and progress and ranks.is_main:
+        print(f"no progress in {mine} yet: starting afresh", file=sys.stderr)
     try:
         result = evaluate_sharded(
             evaluate,
@@ -303,12 +331,16 @@ def run(args: argparse.Namespace) -> int:
             cascade=not args.no_cascade,
             dataset=dataset,
             allow_large_eps=args.allow_large_eps,
+            progress_file=progress_file,
+            resume=args.resume,
+            chunk=args.chunk,
         )
     except ValueError as error:
         raise UsageError(str(error)) from None
     finally:
         ranks.close()
     if not ranks.is_main:
+        mine.unlink(missing_ok=True)  # every rank has finished (the counts were gathered)
         return 0
     result.update(
         checkpoint=str(file.path),
@@ -320,7 +352,8 @@ def run(args: argparse.Namespace) -> int:
         epochs=file.epoch,
         epochs_planned=config.get("epochs"),
     )
-    _write(args.out or file.path.parent / f"eval-{file.path.stem}.json", result, progress)
+    _write(out, result, progress)
+    mine.unlink(missing_ok=True)  # the result is written: nothing to resume
     if args.robustbench is not None and result.get("robustbench") is not None:
         _write(args.robustbench, result["robustbench"], progress)
     print(threat_line(result, args.split))

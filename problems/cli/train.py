@@ -75,6 +75,11 @@ def _choices_help(registry: Any, names: list[str] | None = None) -> str:
     return "; ".join(f"{name}: {registry.help(name)}" for name in listed)
 
 
+def _aliases_help() -> str:
+    aliases = [a for a in training_rules(aliases=True) if a not in RULES.names()]
+    return "".join(f"; {a}: the same as {RULES.canonical(a)}" for a in aliases)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``minimax train``, in groups: data, model, training, validation, run."""
     _data_arguments(parser.add_argument_group("data"))
@@ -166,9 +171,9 @@ def _model_arguments(model: Any) -> None:
 def _training_arguments(rule: Any) -> None:
     rule.add_argument(
         "--rule",
-        choices=training_rules(),
+        choices=training_rules(aliases=True),
         default="danskin",
-        help=_choices_help(RULES, training_rules()),
+        help=_choices_help(RULES, training_rules()) + _aliases_help(),
     )
     rule.add_argument(
         "--restarts",
@@ -269,35 +274,34 @@ def finish_args(args: argparse.Namespace, given: set[str]) -> None:
 
 
 def _config(args: argparse.Namespace, device: str) -> TrainConfig:
-    config = TrainConfig(
-        rule=args.rule,
-        restarts=args.restarts,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        schedule=args.schedule,
-        eps=args.eps,
-        step_size=args.step_size,
-        steps=args.steps,
-        norm=args.threat,
-        eval_steps=args.eval_steps,
-        eval_restarts=args.eval_restarts,
-        eval_every=args.eval_every,
-        eval_examples=args.limit_test,
-        augment=not args.no_augment,
-        remeasure=args.remeasure,
-        seed=args.seed,
-        device=device,
-        amp=args.amp,
-        batchnorm=args.batchnorm,
-    )
+    """The `TrainConfig` of ``args`` (it validates itself: an invalid one is a UsageError)."""
     try:
-        config.validate()
+        return TrainConfig(
+            rule=RULES.canonical(args.rule),  # an alias resumes its rule's runs
+            restarts=args.restarts,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            schedule=args.schedule,
+            eps=args.eps,
+            step_size=args.step_size,
+            steps=args.steps,
+            norm=args.threat,
+            eval_steps=args.eval_steps,
+            eval_restarts=args.eval_restarts,
+            eval_every=args.eval_every,
+            eval_examples=args.limit_test,
+            augment=not args.no_augment,
+            remeasure=args.remeasure,
+            seed=args.seed,
+            device=device,
+            amp=args.amp,
+            batchnorm=args.batchnorm,
+        )
     except ValueError as error:
         raise UsageError(str(error)) from None
-    return config
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,8 +21,9 @@ import argparse
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
+from minimax import checks
 from problems.data.datasets import ImageData, load_dataset
 from problems.data.errors import DatasetError
 
@@ -64,28 +65,27 @@ def number(text: str) -> float:
     return value
 
 
+def _in_range(text: str, value: float, **bounds: Any) -> float:
+    """``value`` checked by `minimax.checks.real_number` (``bounds``); its error as argparse's."""
+    try:
+        return checks.real_number(repr(text), value, **bounds)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def nonnegative_number(text: str) -> float:
     """A `number` ≥ 0."""
-    value = number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be ≥ 0")
-    return value
+    return _in_range(text, number(text), nonnegative=True)
 
 
 def positive_number(text: str) -> float:
     """A `number` > 0."""
-    value = number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
-    return value
+    return _in_range(text, number(text), positive=True)
 
 
 def unit_interval(text: str) -> float:
     """A `number` in [0, 1) (e.g. momentum: 1 or more never forgets, so the steps grow)."""
-    value = number(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be in [0, 1)")
-    return value
+    return _in_range(text, number(text), nonnegative=True, below=1)
 
 
 #: the largest radius or step accepted: above the L1 diameter of any image set used here
@@ -105,12 +105,18 @@ def radius(text: str) -> float:
 
 
 def check_radius(name: str, value: float, threat: str, allow_large: bool) -> None:
-    """An L∞ ``value`` over 1 covers the whole of [0, 1]: a UsageError unless ``allow_large``."""
-    if threat == "linf" and value > 1 and not allow_large:
-        raise UsageError(
-            f"{name} {value:g} is an L∞ radius over 1, larger than the [0, 1] pixel range: did "
-            f"you mean {value:g}/255? Pass --allow-large-eps if you mean it"
+    """An L∞ ``value`` over 1 covers the whole of [0, 1]: a UsageError unless ``allow_large``
+    (`minimax.checks.radius`)."""
+    try:
+        checks.radius(
+            name,
+            value,
+            norm=threat,
+            allow_large=allow_large,
+            hint="pass --allow-large-eps if you mean it",
         )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def _int_at_least(low: int) -> Callable[[str], int]:
@@ -119,9 +125,10 @@ def _int_at_least(low: int) -> Callable[[str], int]:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{text!r} must be ≥ {low}")
-        return value
+        try:
+            return checks.integer(repr(text), value, minimum=low)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
 
     parse.__name__ = f"integer ≥ {low}"
     return parse

@@ -24,7 +24,6 @@ the last good state. `load_checkpoint` refuses such files too (unless ``finite=F
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -132,66 +131,29 @@ def open_run_dir(
 
 
 def restore(run: Run, state: Mapping[str, Any] | None, *, write: bool = True) -> None:
-    """Load ``state`` (from `open_run_dir`) into ``run``; cut metrics.jsonl back to the lines
-    written before that checkpoint (unless ``write=False``: ranks > 0 of a data-parallel run).
-    With no state, only count the lines."""
+    """Load ``state`` (from `open_run_dir`) into ``run`` (`Run.load_state_dict`); cut
+    metrics.jsonl back to the lines written before that checkpoint (unless ``write=False``:
+    ranks > 0 of a data-parallel run). With no state, only count the lines."""
     metrics_path = run.out / METRICS
     if state is not None:
         try:
-            run.model.load_state_dict(state["model"])
-        except RuntimeError as error:  # the config check passed, yet the weights do not fit
+            run.load_state_dict(state)
+        except ValueError as error:
             raise ValueError(
-                f"cannot resume from {run.out / CHECKPOINT}: its weights do not fit the model "
-                f"({str(error).splitlines()[0]}); start over with --overwrite"
+                f"cannot resume from {run.out / CHECKPOINT}: {error}; start over with --overwrite"
             ) from None
-        run.optimizer.load_state_dict(state["minmax"])
-        run.scheduler.load_state_dict(state["scheduler"])
-        rng = state["rng"]
-        run.shuffle_gen.set_state(rng["shuffle"])
-        run.augment_gen.set_state(rng["augment"])
-        torch.set_rng_state(rng["torch"])
-        if run.device.type == "cuda" and rng.get("cuda") is not None:
-            torch.cuda.set_rng_state(rng["cuda"], run.device)
-        run.problem.passes.restore(tuple(state["passes"]))
-        run.epoch, run.step, run.wall = state["epoch"], state["step"], state["wall"]
-        run.best_acc = state["best_acc"] if state["best_acc"] is not None else -math.inf
-        run.history.epochs = list(state["history"])
-        run.position = state["position"]
         if write:
             truncate_jsonl(metrics_path, state["metrics_lines"])
     run.metrics_lines = count_lines(metrics_path)
 
 
 def save_checkpoint(run: Run, position: dict[str, Any] | None = None) -> None:
-    """Write checkpoint.pt: ``position`` is where an interrupted epoch stopped (None between
-    epochs)."""
-    cuda = run.device.type == "cuda"
-    model, minmax = run.model.state_dict(), run.optimizer.state_dict()
-    _refuse_non_finite({"model": model, "optimizer": minmax}, f"refusing to write {CHECKPOINT}")
-    atomic_save(
-        {
-            "model": model,
-            "minmax": minmax,
-            "scheduler": run.scheduler.state_dict(),
-            "epoch": run.epoch,
-            "step": run.step,
-            "position": position,
-            "wall": run.wall,
-            "passes": list(run.problem.passes.snapshot()),
-            "best_acc": None if run.best_acc == -math.inf else run.best_acc,
-            "rng": {
-                "shuffle": run.shuffle_gen.get_state(),
-                "augment": run.augment_gen.get_state(),
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state(run.device) if cuda else None,
-            },
-            "history": run.history.epochs,
-            "metrics_lines": run.metrics_lines,
-            "config": run.config.to_dict(),
-            "meta": run.meta,
-        },
-        run.out / CHECKPOINT,
-    )
+    """Write checkpoint.pt (`Run.state_dict`): ``position`` is where an interrupted epoch stopped
+    (None between epochs)."""
+    run.position = position
+    state = run.state_dict()
+    _refuse_non_finite(state, f"refusing to write {CHECKPOINT}")
+    atomic_save(state, run.out / CHECKPOINT)
 
 
 def save_best(run: Run, clean_acc: float | None, robust_acc: float) -> None:

@@ -2,7 +2,7 @@
 
 Public API::
 
-    TrainConfig(...)            .validate(), .to_dict(), TrainConfig.from_dict(data)
+    TrainConfig(...)            validated when built; .to_dict(), TrainConfig.from_dict(data)
     SCHEDULES, BATCHNORM        the accepted schedule and BatchNorm-policy names
     TIME_FIELDS                 metrics fields that hold wall-clock measurements
 
@@ -13,11 +13,11 @@ The rule names come from `problems.training.rules.RULES`, the threat names (``no
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from minimax import checks
 from problems.threats import THREATS
 from problems.training.rules import RULES, training_rules
 
@@ -72,8 +72,11 @@ class TrainConfig:
     amp: bool = False
     batchnorm: str = "per_restart"
 
+    def __post_init__(self) -> None:
+        self.validate()  # the one validation: a TrainConfig that exists is valid
+
     def validate(self) -> None:
-        """Raise ValueError naming the first invalid field."""
+        """Raise ValueError naming the first invalid field (run at construction)."""
         _choice("rule", RULES.canonical(self.rule), training_rules())
         _choice("schedule", self.schedule, SCHEDULES)
         THREATS.canonical(self.norm)
@@ -86,22 +89,14 @@ class TrainConfig:
             "eval_restarts",
             "eval_every",
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("steps",):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        for name in ("lr", "momentum", "weight_decay", "eps", "step_size"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number ≥ 0, got {value!r}")
+            setattr(self, name, checks.integer(name, getattr(self, name), minimum=1))
+        self.steps = checks.integer("steps", self.steps, minimum=0)
+        for name in ("lr", "eps", "step_size"):
+            checks.real_number(name, getattr(self, name), nonnegative=True)
         for name in ("momentum", "weight_decay"):
-            if getattr(self, name) >= 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
-        if self.eval_examples is not None and self.eval_examples < 1:
-            raise ValueError(f"eval_examples must be ≥ 1 or None, got {self.eval_examples!r}")
+            checks.real_number(name, getattr(self, name), nonnegative=True, below=1)
+        if self.eval_examples is not None:
+            self.eval_examples = checks.integer("eval_examples", self.eval_examples, minimum=1)
         if self.amp and not str(self.device).startswith("cuda"):
             raise ValueError("amp=True needs a CUDA device (device='cuda'); it is CUDA only")
 

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 import minimax
+from minimax import checks
 from problems.distributed import Ranks, evaluate_sharded, open_run_dir_ranked
 from problems.evaluation import evaluate
 from problems.training.checkpoint import (
@@ -152,15 +153,15 @@ def _checked_inputs(
     val_set: tuple[Tensor, Tensor] | None,
     max_steps: int | None,
 ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor] | None]:
-    """Validate the config and the data; cut the validation set to ``config.eval_examples``."""
-    config.validate()
+    """Validate the data (the config validated itself when built); cut the validation set to
+    ``config.eval_examples``."""
     data = check_data("train_set", train_set)
     if val_set is not None:
         val_set = check_data("val_set", val_set)
         if config.eval_examples is not None:
             val_set = (val_set[0][: config.eval_examples], val_set[1][: config.eval_examples])
-    if max_steps is not None and max_steps < 0:
-        raise ValueError(f"max_steps must be ≥ 0 or None, got {max_steps}")
+    if max_steps is not None:
+        checks.integer("max_steps", max_steps, minimum=0)
     return data, val_set
 
 

@@ -3,7 +3,8 @@
 Public API::
 
     RULES                                  minimax.RULES: name → rule builder
-    training_rules() -> list[str]          the registered rules that apply to adversarial training
+    training_rules(aliases=False) -> list[str]   the registered rules that apply to adversarial
+                                           training (with their aliases: the CLI's choices)
     build_rule(name, **options) -> minimax.Rule
 
 To add a rule, register its class in `minimax.RULES` (one line beside the class); ``minimax train
@@ -19,10 +20,12 @@ from minimax import RULES
 __all__ = ["RULES", "build_rule", "training_rules"]
 
 
-def training_rules() -> list[str]:
+def training_rules(aliases: bool = False) -> list[str]:
     """Registered rule names for adversarial training over a perturbation set (rules marked
-    ``finite_only`` need pure strategies from `minimax.Enumerate` and are left out)."""
-    return [n for n in RULES.names() if not getattr(RULES.get(n), "finite_only", False)]
+    ``finite_only`` need pure strategies from `minimax.Enumerate` and are left out); with
+    ``aliases``, their aliases follow (e.g. ``pgd`` for ``danskin``)."""
+    names = RULES.choices() if aliases else RULES.names()
+    return [n for n in names if not getattr(RULES.get(n), "finite_only", False)]
 
 
 def build_rule(name: str, **options: object) -> minimax.Rule:

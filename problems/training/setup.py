@@ -3,7 +3,8 @@ and `Run`, the state the loop advances and a checkpoint saves.
 
 Public API::
 
-    Run                                   the live state of one run (pieces + counters)
+    Run                                   the live state of one run (pieces + counters);
+                                          .state_dict(), .load_state_dict(state)
     make_problem(model, config) -> minimax.ModuleProblem
     set_up(model, problem, config, n_train, out, *, meta, augment_fn) -> Run
     check_data(name, data) -> (images [N, ...], labels [N])
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,61 @@ class Run:
         assert self.history.out_dir is not None
         return self.history.out_dir
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resume needs to continue bitwise: the model, the min-max optimizer's
+        state (`minimax.MinMaxOptimizer.state_dict`: torch optimizer, rule, generator, passes),
+        the schedule, the data generators and the global RNG, the counters, the history, and the
+        config and meta it was made with (checked on resume, not restored)."""
+        cuda = self.device.type == "cuda"
+        return {
+            "model": self.model.state_dict(),
+            "minmax": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "position": self.position,
+            "wall": self.wall,
+            "best_acc": None if self.best_acc == -math.inf else self.best_acc,
+            "rng": {
+                "shuffle": self.shuffle_gen.get_state(),
+                "augment": self.augment_gen.get_state(),
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state(self.device) if cuda else None,
+            },
+            "history": self.history.epochs,
+            "metrics_lines": self.metrics_lines,
+            "config": self.config.to_dict(),
+            "meta": self.meta,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Put a `state_dict` back into this freshly set-up run; weights that do not fit the
+        model, or a missing entry, are a ValueError."""
+        missing = sorted(set(self.state_dict()) - set(state) - {"config", "meta"})
+        if missing:
+            raise ValueError(f"not a training run's state: missing {missing}")
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as error:  # the config check passed, yet the weights do not fit
+            raise ValueError(
+                f"the saved weights do not fit the model ({str(error).splitlines()[0]})"
+            ) from None
+        self.optimizer.load_state_dict(state["minmax"])
+        if "passes" in state:  # written beside the optimizer's state by older versions
+            self.problem.passes.restore(tuple(state["passes"]))
+        self.scheduler.load_state_dict(state["scheduler"])
+        rng = state["rng"]
+        self.shuffle_gen.set_state(rng["shuffle"])
+        self.augment_gen.set_state(rng["augment"])
+        torch.set_rng_state(rng["torch"])
+        if self.device.type == "cuda" and rng.get("cuda") is not None:
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.epoch, self.step, self.wall = state["epoch"], state["step"], state["wall"]
+        self.best_acc = state["best_acc"] if state["best_acc"] is not None else -math.inf
+        self.history.epochs = list(state["history"])
+        self.position = state["position"]
+        self.metrics_lines = state["metrics_lines"]
+
 
 def make_problem(model: nn.Module, config: TrainConfig) -> minimax.ModuleProblem:
     """The training problem: ``model`` under the config's threat; refuses per-example DDi when
@@ -88,7 +144,8 @@ def make_problem(model: nn.Module, config: TrainConfig) -> minimax.ModuleProblem
     model.train()
     problem = minimax.ModuleProblem(
         model,
-        perturbation=make_perturbation(config.norm, config.eps),
+        # an L∞ eps over 1 is the user's choice here: the CLI asks for --allow-large-eps
+        perturbation=make_perturbation(config.norm, config.eps, allow_large_eps=True),
         batchnorm=config.batchnorm,  # type: ignore[arg-type]
     )
     if config.rule == "ddi-example" and problem.examples_coupled:

@@ -206,6 +206,45 @@ def test_evaluate_cascade_worst_case_and_data_loader():
     ]
 
 
+@pytest.mark.parametrize("cascade", [True, False])
+def test_evaluate_per_example_per_attack_results(cascade):
+    net, x, y = _classifier(seed=1)
+    attacks = {"one-step": minimax.FGSM(), "pgd": "pgd"}  # labels name them in the results
+    r = minimax.evaluate(
+        net,
+        (x, y),
+        eps=0.1,
+        attacks=attacks,
+        steps=5,
+        restarts=2,
+        batch_size=40,
+        cascade=cascade,
+        return_adversarial=True,
+    )
+    assert r.attacks == ["one-step", "pgd"] and set(r.correct) == set(attacks)
+    for label, flags in r.correct.items():
+        assert flags.dtype == torch.bool and flags.shape == (len(y),)
+        assert r.per_attack[label] == float(flags.double().mean())
+        assert not bool((flags & ~r.clean).any())
+    together = r.clean & r.correct["one-step"] & r.correct["pgd"]
+    assert torch.equal(r.robust, r.correct["pgd"] if cascade else together)
+    assert 0 < r.robust_acc < r.clean_acc  # the attacks break some examples, not all
+    with torch.no_grad():
+        assert torch.equal(r.clean_logits, net(x))
+        assert torch.equal(r.clean, net(x).argmax(1) == y)
+        # the worst input is misclassified exactly where an example is not robust
+        assert torch.equal(r.worst_logits.argmax(1) == y, r.robust)
+        adv = r.adversarial
+        assert adv is not None and adv.shape == x.shape
+        assert float((adv - x).abs().max()) <= 0.1 + 1e-6 and 0 <= float(adv.min())
+        torch.testing.assert_close(net(adv), r.worst_logits)
+        assert torch.equal(net(adv).argmax(1) == y, r.robust)
+    untouched = ~r.clean  # no attack ran on them: the worst input is the clean one
+    assert torch.equal(adv[untouched], x[untouched])
+    plain = minimax.evaluate(net, (x, y), eps=0.1, attacks="fgsm", batch_size=40)
+    assert plain.adversarial is None
+
+
 def test_robustbench_record(tmp_path):
     net, x, y = _classifier()
     r = minimax.evaluate(net, (x, y), eps=8 / 255, attacks="standard", steps=5)

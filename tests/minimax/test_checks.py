@@ -31,6 +31,21 @@ def test_real_number():
     with pytest.raises(TypeError, match="eps must be a real number"):
         checks.real_number("eps", "8/255")
     assert checks.real_number("eps", math.inf, finite=False) == math.inf
+    assert checks.real_number("momentum", 0.0, nonnegative=True, below=1) == 0.0
+    for bad in (1.0, 5.0, -0.1):
+        with pytest.raises(ValueError, match=r"momentum must be (in \[0, 1\)|≥ 0)"):
+            checks.real_number("momentum", bad, nonnegative=True, below=1)
+
+
+def test_radius_refuses_an_l_inf_ball_wider_than_the_input_range():
+    assert checks.radius("eps", 8 / 255, norm="linf") == 8 / 255
+    assert checks.radius("eps", 8, norm="l2") == 8.0  # an L2 radius over 1 is ordinary
+    assert checks.radius("eps", 8, norm="linf", lower=None, upper=None) == 8.0  # unbounded
+    assert checks.radius("eps", 8, norm="linf", allow_large=True) == 8.0
+    with pytest.raises(ValueError, match=r"eps 8 is wider .*\[0, 1\].*8/255.*--flag"):
+        checks.radius("eps", 8, norm="linf", hint="pass --flag")
+    with pytest.raises(ValueError, match="≥ 0"):
+        checks.radius("eps", -1, norm="l2")
 
 
 def test_choice_and_tensors():

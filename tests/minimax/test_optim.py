@@ -1,5 +1,8 @@
 """MinMaxOptimizer: schedulers, state_dict resume, descent over training."""
 
+import io
+
+import pytest
 import torch
 
 import minimax as mm
@@ -47,3 +50,94 @@ def test_descent_over_training_on_elu_toy():
     for _ in range(15):
         opt.step(toy.batch)
     assert float(toy.robust_loss(resolution=41)) < start - 0.05
+
+
+# ------------------------------------------------------------------------------------------------
+# resuming through the optimizer's state alone (rule state, generator, passes)
+# ------------------------------------------------------------------------------------------------
+
+
+def _ddi_run():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)
+    ).double()
+    gen = torch.Generator().manual_seed(1)
+    batch = (torch.rand(16, 4, generator=gen, dtype=torch.float64), torch.arange(16) % 3)
+    problem = mm.ModuleProblem(model, perturbation=mm.LinfBall(0.2))
+    sgd = torch.optim.SGD(problem.parameters().values(), lr=0.3, momentum=0.9)
+    return (
+        model,
+        batch,
+        mm.MinMaxOptimizer(problem, sgd, mm.PGD(3, 0.1, restarts=3, seed=5), mm.DDi()),
+    )
+
+
+def _group_dro_run():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2).double()
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(12, 3, generator=gen, dtype=torch.float64)
+    batch = (x, (x[:, 0] > 0).long(), torch.arange(12) % 4)
+    problem = mm.WorstGroupProblem.from_module(model, 4)
+    sgd = torch.optim.SGD(problem.parameters().values(), lr=0.5, momentum=0.9)
+    return model, batch, mm.MinMaxOptimizer(problem, sgd, mm.Enumerate(), mm.GroupDRO(0.5))
+
+
+def _continue(make, steps, saved=None, drop=()):
+    """``steps`` steps of a fresh run, first restored from ``saved`` (model + optimizer state,
+    round-tripped through torch.save / torch.load(weights_only=True)) when given."""
+    model, batch, opt = make()
+    if saved is not None:
+        buffer = io.BytesIO()
+        torch.save(saved, buffer)
+        buffer.seek(0)
+        state = torch.load(buffer, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict({k: v for k, v in state["opt"].items() if k not in drop})
+    losses = [opt.step(batch).robust_loss for _ in range(steps)]
+    return model, opt, losses
+
+
+@pytest.mark.parametrize("make", [_ddi_run, _group_dro_run], ids=["ddi", "group-dro"])
+def test_a_run_resumes_bitwise_through_the_optimizer_state(make):
+    full, full_opt, full_losses = _continue(make, 5)
+    half, half_opt, _ = _continue(make, 2)
+    saved = {"model": half.state_dict(), "opt": half_opt.state_dict()}
+    resumed, opt, losses = _continue(make, 3, saved)
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert losses == full_losses[2:]
+    assert opt.steps == full_opt.steps == 5
+    assert opt.problem.passes.snapshot() == full_opt.problem.passes.snapshot()
+    assert str(opt.rule.state_dict()) == str(full_opt.rule.state_dict())
+    if make is _group_dro_run:  # the rule's state matters: without it, the run differs
+        _, _, other = _continue(make, 3, saved, drop=("rule",))
+        assert other != losses
+
+
+def test_load_state_dict_refuses_malformed_state_and_changes_nothing():
+    _, batch, opt = _ddi_run()
+    opt.step(batch)
+    good = opt.state_dict()
+    bad = {
+        "not a dict": ([1, 2], TypeError, "must be a dict"),
+        "missing": ({"steps": 1}, ValueError, "missing \\['optimizer'\\]"),
+        "unknown": ({**good, "epoch": 3}, ValueError, "unknown \\['epoch'\\]"),
+        "steps": ({**good, "steps": -1}, ValueError, "steps"),
+        "passes": ({**good, "passes": [1]}, ValueError, "passes"),
+        "generator": ({**good, "generator": torch.zeros(3)}, ValueError, "generator"),
+        "rule": ({**good, "rule": {"q": torch.ones(2) / 2}}, ValueError, "keeps no state"),
+        "optimizer": ({**good, "optimizer": {"state": {}}}, ValueError, "optimizer"),
+    }
+    _, _, fresh = _ddi_run()
+    for name, (state, error, match) in bad.items():
+        with pytest.raises(error, match=match):
+            fresh.load_state_dict(state)  # type: ignore[arg-type]
+        assert fresh.steps == 0 and fresh.problem.passes.snapshot() == (0, 0), name
+        assert fresh.optimizer.state_dict()["state"] == {}, name
+    fresh.load_state_dict(good)
+    assert fresh.steps == 1 and fresh.problem.passes.snapshot() == opt.problem.passes.snapshot()
+    dro = mm.GroupDRO()
+    with pytest.raises(TypeError, match="dict"):
+        dro.load_state_dict([0.5, 0.5])  # type: ignore[arg-type]

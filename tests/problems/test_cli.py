@@ -76,6 +76,15 @@ def test_resume_via_cli_matches_uninterrupted(run, data_dir, tmp_path, capsys) -
     assert "settings differ" in capsys.readouterr().err
 
 
+def test_a_rule_alias_trains_as_its_rule(run, data_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "pgd"
+    assert main([*TRAIN, "--data-dir", str(data_dir), "--out", str(out), "--rule", "pgd"]) == 0
+    assert load_history(out).config.rule == "danskin"  # saved by its rule's name
+    a = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)  # pgd is danskin, bitwise
+
+
 def test_evaluate(run, tmp_path, capsys) -> None:
     out = tmp_path / "eval.json"
     code = main(
@@ -210,11 +219,11 @@ def test_help(command, capsys) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["train", "--out", "x", "--restarts", "0"], "must be ≥ 1"),
+        (["train", "--out", "x", "--restarts", "0"], "must be an integer ≥ 1"),
         (["train", "--out", "x", "--eps", "eight"], "is not a number"),
         (["train", "--out", "x", "--eps", "1/0"], "is not a number"),
         (["train", "--out", "x", "--model", "vgg"], "invalid choice"),
-        (["train", "--out", "x", "--rule", "pgd"], "invalid choice"),
+        (["train", "--out", "x", "--rule", "sgd"], "invalid choice"),
         (["train", "--model", "small_cnn"], "--out"),
         (["train", "--out", "x", "--data-dir", "/nonexistent/cifar"], "--download"),
         (["train", "--out", "x", "--device", "tpu"], "--device"),

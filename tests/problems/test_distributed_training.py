@@ -71,3 +71,18 @@ def test_sharded_evaluation_counts_equal_one_process() -> None:
     for r in results:
         assert r.returncode == 0, f"rank {r.rank}:\n{r.stdout}\n{r.stderr[-3000:]}"
         assert '"fgsm"' in r.stdout
+
+
+@pytest.mark.slow
+def test_sharded_evaluation_interrupted_and_resumed_equals_an_uninterrupted_one(
+    tmp_path: Path,
+) -> None:
+    worker = str(Path(__file__).with_name("distributed_eval_worker.py"))
+    results = run_ranks([sys.executable, worker, "resume", str(tmp_path)], 2, timeout=120)
+    for r in results:
+        assert r.returncode == 0, f"rank {r.rank}:\n{r.stdout}\n{r.stderr[-3000:]}"
+        assert '"resumed"' in r.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "eval.progress.rank0of2",
+        "eval.progress.rank1of2",
+    ]

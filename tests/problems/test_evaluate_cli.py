@@ -237,7 +237,51 @@ def test_an_l_inf_radius_over_one_needs_the_flag_train_takes_too(weights, capsys
     args = ["evaluate", str(weights), *ARCH, *DIGITS, "--eps", "2", "--attacks", "clean,pgd2"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "larger than the [0, 1] pixel range" in err and "--allow-large-eps" in err
+    assert "wider than the input range [0, 1]" in err and "--allow-large-eps" in err
     assert main([*args, "--allow-large-eps"]) == 0
     _, printed = _last_json(capsys)
     assert printed["eps"] == 2.0
+
+
+def test_an_interrupted_evaluation_resumes_with_the_flag(weights, tmp_path, monkeypatch) -> None:
+    import minimax
+
+    args = [
+        "evaluate",
+        str(weights),
+        *ARCH,
+        "--dataset",
+        "digits",
+        "--limit",
+        "30",
+        "--no-progress",
+        "--eps",
+        "0.3",
+        "--attacks",
+        "clean,pgd2,square10",
+        "--batch-size",
+        "4",
+        "--chunk",
+        "8",
+    ]
+    whole, parts = tmp_path / "whole.json", tmp_path / "parts.json"
+    assert main([*args, "--out", str(whole)]) == 0
+    assert not (tmp_path / "whole.json.progress").exists()  # removed once the result is written
+    real, calls = minimax.evaluate, []
+
+    def interrupted(*a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(minimax, "evaluate", interrupted)
+    assert main([*args, "--out", str(parts)]) == 130  # Ctrl-C: the progress file stays
+    monkeypatch.setattr(minimax, "evaluate", real)
+    progress = torch.load(tmp_path / "parts.json.progress", weights_only=True)
+    assert progress["done"]["n_examples"] == 16 and not parts.exists()
+    assert main([*args, "--out", str(parts), "--resume"]) == 0
+    a, b = (json.loads(p.read_text()) for p in (whole, parts))
+    a.pop("seconds"), b.pop("seconds")
+    assert a == b
+    assert main([*args, "--out", str(parts), "--resume", "--seed", "3"]) == 0  # nothing to resume

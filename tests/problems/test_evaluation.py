@@ -3,6 +3,7 @@ invariants, APGD, attack names and calibration."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -114,3 +115,42 @@ def test_calibration_bins_summed_over_shards_give_the_whole_ece() -> None:
     assert ece_from_bins(summed) == pytest.approx(whole, rel=1e-12, abs=1e-15)
     assert ece_from_bins(calibration_bins(conf, correct)) == pytest.approx(whole, rel=1e-12)
     assert sum(calibration_bins(conf, correct)[2]) == 101
+
+
+def test_an_interrupted_evaluation_resumes_to_the_same_result_bitwise(
+    data, reference, tmp_path, monkeypatch
+) -> None:
+    model, _ = reference
+    x, y = data[1]
+    x, y = x[:40], y[:40]
+    kw = dict(eps=8 / 255, attacks="clean,pgd3,apgd-t2,square30", restarts=2, batch_size=6)
+    whole = evaluate(model, (x, y), **kw)  # one pass, no progress file
+    path = tmp_path / "eval.progress"
+    real, calls = minimax.evaluate, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # in the third chunk: Ctrl-C
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(minimax, "evaluate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(model, (x, y), **kw, progress_file=path, chunk=8)  # chunks of 12 (2 batches)
+    monkeypatch.setattr(minimax, "evaluate", real)
+    saved = torch.load(path, weights_only=True)
+    assert saved["done"]["n_examples"] == 24  # two chunks done, written atomically
+    resumed = evaluate(model, (x, y), **kw, progress_file=path, chunk=8, resume=True)
+    for result in (whole, resumed):
+        result.pop("seconds")
+    assert resumed == whole
+    fresh = evaluate(model, (x, y), **kw, progress_file=path, chunk=8)  # no resume: afresh
+    fresh.pop("seconds")
+    assert fresh == whole
+    with pytest.raises(ValueError, match=r"cannot resume.*seed"):
+        evaluate(model, (x, y), **{**kw, "seed": 1}, progress_file=path, chunk=8, resume=True)
+    with pytest.raises(ValueError, match=r"cannot resume.*weights"):
+        other = copy.deepcopy(model)
+        with torch.no_grad():
+            next(other.parameters()).add_(1.0)
+        evaluate(other, (x, y), **kw, progress_file=path, chunk=8, resume=True)

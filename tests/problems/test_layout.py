@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import minimax
 from minimax import ATTACKS
 from problems.cli import build_parser
 from problems.data.datasets import DATASETS, ImageData, load_dataset
@@ -76,7 +77,8 @@ def test_cli_choices_come_from_the_registries() -> None:
     choices = {a.dest: a.choices for a in train._actions if a.choices is not None}
     assert list(choices["dataset"]) == DATASETS.names()
     assert list(choices["model"]) == MODELS.names()
-    assert list(choices["rule"]) == training_rules()
+    assert list(choices["rule"]) == training_rules(aliases=True)
+    assert "pgd" in choices["rule"] and "pgd" not in training_rules()  # aliases: CLI only
     assert list(choices["threat"]) == THREATS.names()
 
 
@@ -86,8 +88,12 @@ def test_every_registered_rule_model_attack_and_threat_builds() -> None:
     for name in MODELS.names():
         model = build_model(name, norm="group", num_classes=3, image_size=16)
         assert model(torch.rand(2, 3, 16, 16)).shape == (2, 3)
+    assert THREATS is minimax.THREATS  # one builder: minimax.threat_set
     for name in THREATS.names():
-        assert make_perturbation(name, 0.1) is not None
+        ball = make_perturbation(name, 0.1)
+        assert isinstance(ball, THREATS.get(name)) and repr(ball).endswith("lower=0, upper=1)")
+    with pytest.raises(ValueError, match="wider than the input range"):
+        make_perturbation("linf", 2.0)
     for name in ["clean", *ATTACKS.names()]:
         assert parse_attacks(name) == [name]
         solver = make_attack(name, 0.1)

@@ -206,6 +206,16 @@ def test_resume_guards(data, reference, tmp_path, make_model, reference_config) 
     TrainConfig(rule="pgd").validate()  # an alias of danskin
     with pytest.raises(ValueError, match="CUDA"):
         TrainConfig(amp=True).validate()
+    # validated once, when built (the checks of minimax.checks): no invalid config exists
+    for bad, match in [
+        ({"momentum": 1.0}, r"momentum must be in \[0, 1\)"),
+        ({"steps": -1}, "steps must be an integer ≥ 0"),
+        ({"eval_examples": 0}, "eval_examples"),
+        ({"lr": float("nan")}, "lr must be a number"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            TrainConfig(**bad)  # type: ignore[arg-type]
+    assert TrainConfig(restarts=2.0).restarts == 2  # type: ignore[arg-type]
 
 
 def test_per_example_ddi_with_train_mode_batchnorm_is_refused(data, tmp_path, make_model) -> None:
