@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from minimax import checks
 from minimax.attacks import SUITES, Mode, Norm, build_attack, model_mode, threat_set
+from minimax.engine import engine_of
 from minimax.inner import InnerSolver
 from minimax.problem import ModuleProblem
 
@@ -105,11 +106,10 @@ def _batches(
 def _correct(problem: ModuleProblem, x: Tensor, y: Tensor, deltas: Tensor | None) -> Tensor:
     """[B] correct at δ = 0 (deltas None) or at every candidate of deltas [m, B, ...]."""
     params = problem.parameters()
-    ok = torch.ones_like(y, dtype=torch.bool)
-    with torch.no_grad(), problem.statistics_frozen():
-        for d in [torch.zeros_like(x)] if deltas is None else deltas:
-            ok &= problem.outputs(params, d, (x, y)).argmax(-1) == y
-    return ok
+    candidates = torch.zeros_like(x).unsqueeze(0) if deltas is None else deltas
+    with torch.no_grad():
+        out = engine_of(problem).logits(params, candidates, (x, y))  # [m, B, C]
+    return (out.argmax(-1) == y).all(dim=0)
 
 
 def _evaluate_batch(

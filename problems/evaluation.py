@@ -161,7 +161,7 @@ class _Tracker:
             self.correct.setdefault(label, []).append(torch.zeros_like(self.worst_correct[-1]))
 
     def report(
-        self, label: str, problem: minimax.ModuleProblem, x: Tensor, y: Tensor, deltas: Tensor
+        self, label: str, engine: minimax.Engine, x: Tensor, y: Tensor, deltas: Tensor
     ) -> None:
         """The candidates deltas [m, b, ...] an attack found for the attacked rows x [b, ...]."""
         assert self._x is not None and self._robust is not None and self._key is not None
@@ -169,12 +169,12 @@ class _Tracker:
         rows = torch.nonzero(base).squeeze(1)
         if rows.numel() != x.shape[0] or not torch.equal(self._x[rows], x):
             raise RuntimeError("evaluation: the attacked rows are not the ones expected")
-        params = problem.parameters()
+        params = engine.problem.parameters()
         ok = torch.ones_like(y, dtype=torch.bool)
         worst_conf, worst_ok = self.worst_conf[-1], self.worst_correct[-1]
         with torch.no_grad():
             for d in deltas:
-                out = problem.outputs(params, d, (x, y))
+                out = engine.logits(params, d.unsqueeze(0), (x, y))[0]
                 ok_i = out.argmax(-1) == y
                 ok &= ok_i
                 loss = nn.functional.cross_entropy(out.double(), y, reduction="none")
@@ -198,10 +198,10 @@ class _Tracked(minimax.InnerSolver):
         self.label, self.solver, self.tracker = label, solver, tracker
 
     def search(
-        self, problem: Any, params: Any, batch: Any, generator: Any, *, keep_graph: bool = False
+        self, engine: minimax.Engine, params: Any, batch: Any, generator: Any
     ) -> minimax.Candidates:
-        found = self.solver(problem, params, batch, generator=generator)
-        self.tracker.report(self.label, problem, batch[0], batch[1], found.deltas)
+        found = self.solver(engine, params, batch, generator=generator)
+        self.tracker.report(self.label, engine, batch[0], batch[1], found.deltas)
         return found
 
     def __repr__(self) -> str:

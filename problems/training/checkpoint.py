@@ -152,7 +152,7 @@ def restore(run: Run, state: Mapping[str, Any] | None, *, write: bool = True) ->
         torch.set_rng_state(rng["torch"])
         if run.device.type == "cuda" and rng.get("cuda") is not None:
             torch.cuda.set_rng_state(rng["cuda"], run.device)
-        run.problem.passes.restore(tuple(state["passes"]))
+        run.optimizer.engine.passes.restore(tuple(state["passes"]))
         run.epoch, run.step, run.wall = state["epoch"], state["step"], state["wall"]
         run.best_acc = state["best_acc"] if state["best_acc"] is not None else -math.inf
         run.history.epochs = list(state["history"])
@@ -177,7 +177,7 @@ def save_checkpoint(run: Run, position: dict[str, Any] | None = None) -> None:
             "step": run.step,
             "position": position,
             "wall": run.wall,
-            "passes": list(run.problem.passes.snapshot()),
+            "passes": list(run.optimizer.engine.passes.snapshot()),
             "best_acc": None if run.best_acc == -math.inf else run.best_acc,
             "rng": {
                 "shuffle": run.shuffle_gen.get_state(),
