@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 import minimax as mm
-from minimax.gramian import per_example_gram
+from minimax.engine.gramian import per_example_gram
 from problems.models import build_model
 from problems.pages import replace_block
 
@@ -71,7 +71,7 @@ def _torchjd_gram(model, problem, batch, deltas):
     """TorchJD's autogram Gramian of the same m·B rows (rows ordered example, candidate)."""
     from torchjd.autogram import Engine  # benchmark-only extra
 
-    from minimax.gramian.engine import candidate_rows
+    from minimax.engine.gramian.hooked import candidate_rows
 
     engine = Engine(model, batch_dim=0)
     mask = torch.ones(deltas.shape[1], deltas.shape[0], dtype=torch.bool)

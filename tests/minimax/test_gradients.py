@@ -77,7 +77,7 @@ def test_batchnorm_per_restart_gradients_equal_separate_forwards():
     deltas = 0.3 * (2 * torch.rand(4, 8, 3, dtype=torch.float64) - 1)
     before = (net.bn.running_mean.clone(), net.bn.running_var.clone())
     got = mm.candidate_gradients(problem, problem.parameters(), (x, y), deltas)
-    values = problem.values(problem.parameters(), deltas, (x, y))
+    values = mm.engine_of(problem).values(problem.parameters(), deltas, (x, y))
     torch.testing.assert_close(net.bn.running_mean, before[0])  # nothing tracked inside
     for i in range(4):
         ref = _BNNet().double().train()
@@ -160,9 +160,15 @@ def test_scoring_graph_gives_the_same_direction_without_forwards(rule):
     for keep in (False, True):
         cands = mm.PGD(3, 0.05, restarts=2, seed=0)(problem, params, (x, y), keep_graph=keep)
         assert (cands.graph is not None) == keep
-        f0, b0 = problem.passes.snapshot()
+        f0, b0 = mm.engine_of(problem).passes.snapshot()
         d = rule(problem, params, (x, y), cands)
-        runs.append((d, problem.passes.forward - f0, problem.passes.backward - b0))
+        runs.append(
+            (
+                d,
+                mm.engine_of(problem).passes.forward - f0,
+                mm.engine_of(problem).passes.backward - b0,
+            )
+        )
     (d_sep, f_sep, b_sep), (d_graph, f_graph, b_graph) = runs
     for k in d_sep.vector:
         assert torch.equal(d_sep.vector[k], d_graph.vector[k]), k
