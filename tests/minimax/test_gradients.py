@@ -149,8 +149,8 @@ def test_batchnorm_running_statistics_update_once_per_step():
 
 @pytest.mark.parametrize("rule", [mm.Danskin(), mm.DDi()], ids=["danskin", "ddi"])
 def test_scoring_graph_gives_the_same_direction_without_forwards(rule):
-    """With `keep_graph`, the rule backpropagates through PGD's scoring forward: the direction is
-    bitwise the same and the rule runs no forward of its own."""
+    """Where the engine keeps the scoring graph, the rule backpropagates through PGD's scoring
+    forward: the direction is bitwise the same and the rule runs no forward of its own."""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(128, 3))
     x, y = torch.rand(64, 1, 8, 8), torch.randint(0, 3, (64,))  # 4096 entries: a loop on CPU
@@ -158,17 +158,13 @@ def test_scoring_graph_gives_the_same_direction_without_forwards(rule):
     params = problem.parameters()
     runs = []
     for keep in (False, True):
-        cands = mm.PGD(3, 0.05, restarts=2, seed=0)(problem, params, (x, y), keep_graph=keep)
-        assert (cands.graph is not None) == keep
-        f0, b0 = mm.engine_of(problem).passes.snapshot()
-        d = rule(problem, params, (x, y), cands)
-        runs.append(
-            (
-                d,
-                mm.engine_of(problem).passes.forward - f0,
-                mm.engine_of(problem).passes.backward - b0,
-            )
-        )
+        engine = mm.Engine(problem, reuse_scoring=keep)
+        with engine.step("all", 2):  # every candidate's gradient: keep where it pays
+            cands = mm.PGD(3, 0.05, restarts=2, seed=0)(engine, params, (x, y))
+            assert (engine.graph_for(cands.deltas) is not None) == keep
+            f0, b0 = engine.passes.snapshot()
+            d = rule(engine, params, (x, y), cands)
+            runs.append((d, engine.passes.forward - f0, engine.passes.backward - b0))
     (d_sep, f_sep, b_sep), (d_graph, f_graph, b_graph) = runs
     for k in d_sep.vector:
         assert torch.equal(d_sep.vector[k], d_graph.vector[k]), k
