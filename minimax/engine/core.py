@@ -16,6 +16,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -26,7 +27,7 @@ from minimax.distributed import LOCAL, Communicator
 from minimax.engine import gradients as _grads
 from minimax.engine import module as _module
 from minimax.engine.passes import PassCounter
-from minimax.engine.scoring import ScoringGraph
+from minimax.engine.scoring import ScoringGraphs
 from minimax.nonfinite import check_direction, check_gram, check_values
 from minimax.problem import Batch, Problem
 from minimax.sets import PerturbationSet
@@ -35,7 +36,6 @@ __all__ = ["Engine", "VectorizationWarning", "as_engine", "engine_of"]
 
 GRADIENT_MODES = ("auto", "vmap", "loop")
 GRAMIANS = ("auto", "layerwise", "materialized")
-NEEDS = ("none", "one", "all")
 
 
 class VectorizationWarning(RuntimeWarning):
@@ -54,7 +54,7 @@ _SHARED: weakref.WeakKeyDictionary[Problem, _Shared] = weakref.WeakKeyDictionary
 _DEFAULT: weakref.WeakKeyDictionary[Problem, Engine] = weakref.WeakKeyDictionary()
 
 
-class Engine:
+class Engine(ScoringGraphs):
     """Evaluates and differentiates the objective of ``problem``.
 
     Args:
@@ -76,6 +76,8 @@ class Engine:
         communicator: data parallelism (`minimax.distributed`): reduces gradients and values
             over ranks and synchronises BatchNorm statistics; `LOCAL` (default): one process.
     """
+
+    problem: Problem
 
     def __init__(
         self,
@@ -101,7 +103,8 @@ class Engine:
             )
         self.problem = problem
         self.stacking = stacking
-        self.gradient_mode = checks.choice("gradients", gradients, GRADIENT_MODES)
+        mode = checks.choice("gradients", gradients, GRADIENT_MODES)
+        self.gradient_mode = cast(_grads.Method, mode)
         self.gramian_mode = checks.choice("gramian", gramian, GRAMIANS)
         self.reuse_scoring = bool(reuse_scoring)
         self.memory_budget = checks.integer(
@@ -109,11 +112,7 @@ class Engine:
         )
         self.communicator = communicator
         self._shared = _SHARED.setdefault(problem, _Shared())
-        self._need = "none"  # what the step's rule differentiates (set by `step`)
-        self._restarts = 0
-        self._scored: list[Tensor] = []  # per-candidate values with graphs, this search
-        self._leaves: dict[str, Tensor] | None = None
-        self._graph: ScoringGraph | None = None
+        ScoringGraphs.__init__(self)
 
     def __repr__(self) -> str:
         opts = [f"{self.problem!r}"]
@@ -256,59 +255,6 @@ class Engine:
             self.count(forward=1)
         model = getattr(self.problem, "model", None)
         self.communicator.synchronize_statistics(model)
-
-    # -- the scoring graph ------------------------------------------------------------------
-    @contextlib.contextmanager
-    def step(self, need: str, restarts: int) -> Iterator[None]:
-        """One outer step whose rule differentiates ``need`` of the ``restarts`` candidates:
-        ``"all"`` (every candidate's batch gradient), ``"one"`` (one of them), ``"none"``.
-        Inside, scoring forwards keep their graph where the engine decides it pays."""
-        self._need = checks.choice("need", need, NEEDS)
-        self._restarts = restarts
-        try:
-            yield
-        finally:
-            self._need, self._graph, self._scored, self._leaves = "none", None, [], None
-
-    def _keeps_graph(self, n: int) -> bool:
-        """The one decision: keep the scoring graph of n candidates evaluated together."""
-        if not self.reuse_scoring or self._need == "none":
-            return False
-        if self._need == "one" and self._restarts != 1:
-            return False  # one gradient of m: keep no unused graphs
-        if self.gramian_mode == "layerwise":
-            return False  # the layerwise Gramian runs its own forward over the rows
-        return n == 1  # a stacked forward's backward would cost all n candidates'
-
-    def begin_search(self) -> None:
-        """An inner solver starts a search: scoring graphs of an earlier search are dropped."""
-        self._scored, self._leaves, self._graph = [], None, None
-
-    def score(self, params: Mapping[str, Tensor], deltas: Tensor, batch: Batch) -> Tensor:
-        """The scoring forward of final candidates deltas [n, B, *event] → values [n, B]
-        (detached); its graph to θ is kept where `step` and `_keeps_graph` say so."""
-        if not self._keeps_graph(deltas.shape[0]):
-            with torch.no_grad():
-                return self.values(params, deltas, batch).detach()
-        if self._leaves is None:
-            self._leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-        with torch.enable_grad():
-            v = self.values(self._leaves, deltas, batch)
-        self._scored.extend(v)
-        return v.detach()
-
-    def found(self, deltas: Tensor, values: Tensor, solver: str) -> None:
-        """An inner solver returns candidates deltas [m, B, ...] with values [m, B]: refuse
-        non-finite values and bind the scoring graphs to them."""
-        self.refuse_nonfinite_values(values, solver)
-        if self._leaves is not None and len(self._scored) == values.shape[0]:
-            self._graph = ScoringGraph(self._leaves, list(self._scored), deltas)
-        self._scored, self._leaves = [], None
-
-    def graph_for(self, deltas: Tensor) -> ScoringGraph | None:
-        """The scoring graph of the candidates deltas [m, B, ...], if the engine kept it."""
-        graph = self._graph
-        return graph if graph is not None and graph.deltas is deltas else None
 
     # -- over ranks, and the non-finite refusal ---------------------------------------------
     def mean(self, tensors: Mapping[str, Tensor], count: int) -> dict[str, Tensor]:
