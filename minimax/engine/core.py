@@ -290,7 +290,7 @@ class Engine(ScoringGraphs):
     ) -> dict[str, Tensor]:
         """g_i of candidate ``index`` of deltas [m, B, ...], averaged over ranks; through the
         kept scoring graph where there is one."""
-        graph = self.graph_for(deltas)
+        graph = self.take_graph(deltas)
         if graph is None:
             return self.gradient(params, batch, deltas[index])
         d = {k: v[0] for k, v in _grads.graph_gradients(self, graph, [index]).items()}
@@ -305,7 +305,7 @@ class Engine(ScoringGraphs):
     ) -> dict[str, Tensor]:
         """g_i for the candidates ``indices`` (default all) of deltas [m, B, ...] → [n, *p],
         averaged over ranks; through the kept scoring graph where there is one."""
-        graph = self.graph_for(deltas)
+        graph = self.take_graph(deltas)
         if graph is not None:
             idx = list(range(deltas.shape[0])) if indices is None else list(indices)
             stack = _grads.graph_gradients(self, graph, idx)

@@ -104,3 +104,11 @@ class ScoringGraphs:
         """The scoring graph of the candidates deltas [m, B, ...], if the engine kept it."""
         graph = self._graph
         return graph if graph is not None and graph.deltas is deltas else None
+
+    def take_graph(self, deltas: Tensor) -> ScoringGraph | None:
+        """`graph_for`, handed out once: a backward frees the graph, so later gradients of these
+        candidates (e.g. a certificate's) run forwards of their own."""
+        graph = self.graph_for(deltas)
+        if graph is not None:
+            self._graph = None
+        return graph
