@@ -54,12 +54,11 @@ def measure(rule_name: str, m: int, batch: int, steps: int, reps: int) -> dict:
     comm = mm.distributed.init_from_env(timeout=120)
     model, problem, data = _problem(batch, comm.rank, comm.world_size)
     rule = mm.DDi() if rule_name == "ddi" else mm.Danskin()
-    if comm.active:
-        rule = mm.distributed.data_parallel(rule, comm)
+    engine = mm.distributed.data_parallel(problem, comm) if comm.active else None
     seed = mm.distributed.rank_seed(0, comm.rank)
     inner = mm.PGD(steps, 2 / 255, restarts=m, seed=seed)
     sgd = torch.optim.SGD(model.parameters(), lr=0.01)
-    opt = mm.MinMaxOptimizer(problem, sgd, inner, rule)
+    opt = mm.MinMaxOptimizer(problem, sgd, inner, rule, engine=engine)
     opt.step(data)  # warm-up
     times, comm_bytes, comm_seconds = [], [], []
     for _ in range(reps):

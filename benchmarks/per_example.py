@@ -35,17 +35,18 @@ from pathlib import Path
 import torch
 
 import minimax as mm
-from minimax.gramian import per_example_gram
+from minimax.engine.gramian import per_example_gram
 from problems.models import build_model
 from problems.pages import replace_block
 
 ROOT = Path(__file__).resolve().parents[1]
-STEP_KINDS = {
-    "ddi-batch": dict(per_example=False),
-    "ddi-batch-layerwise": dict(per_example=False, gramian="layerwise"),
-    "ddi-example": dict(per_example=True, gramian="layerwise"),
-    "ddi-example-materialized": dict(
-        per_example=True, gramian="materialized", memory_budget=64 * 1024**3
+STEP_KINDS = {  # (DDi's options, the engine's options)
+    "ddi-batch": (dict(per_example=False), {}),
+    "ddi-batch-layerwise": (dict(per_example=False), dict(gramian="layerwise")),
+    "ddi-example": (dict(per_example=True), dict(gramian="layerwise")),
+    "ddi-example-materialized": (
+        dict(per_example=True),
+        dict(gramian="materialized", memory_budget=64 * 1024**3),
     ),
 }
 KINDS = (*STEP_KINDS, "gram", "gram-torchjd")
@@ -71,7 +72,7 @@ def _torchjd_gram(model, problem, batch, deltas):
     """TorchJD's autogram Gramian of the same m·B rows (rows ordered example, candidate)."""
     from torchjd.autogram import Engine  # benchmark-only extra
 
-    from minimax.gramian.engine import candidate_rows
+    from minimax.engine.gramian.hooked import candidate_rows
 
     engine = Engine(model, batch_dim=0)
     mask = torch.ones(deltas.shape[1], deltas.shape[0], dtype=torch.bool)
@@ -89,8 +90,10 @@ def _workload(kind: str, model_name: str, batch_size: int, m: int, steps: int):
     model, problem, batch = setup(model_name, batch_size)
     inner = mm.PGD(steps, 2 / 255, restarts=m, seed=0)
     if kind in STEP_KINDS:
+        rule_options, engine_options = STEP_KINDS[kind]
         sgd = torch.optim.SGD(problem.parameters().values(), lr=0.0)  # lr 0: θ stays put
-        opt = mm.MinMaxOptimizer(problem, sgd, inner, mm.DDi(**STEP_KINDS[kind]))
+        engine = mm.Engine(problem, **engine_options)
+        opt = mm.MinMaxOptimizer(problem, sgd, inner, mm.DDi(**rule_options), engine=engine)
         return lambda: opt.step(batch)
     deltas = inner(problem, problem.parameters(), batch).deltas
     if kind == "gram":

@@ -2,7 +2,7 @@
 
 From the shapes of one example's forward (hooks on every parameterised layer) and the memory
 autograd saves per example, it applies the formulas of docs/per-example.md (the same ones
-`minimax.gramian.layers` uses to choose ghost or per-layer gradients) for n = m·B rows:
+`minimax.engine.gramian.layers` uses to choose ghost or per-layer gradients) for n = m·B rows:
 
 - passes: Gram pass 2F·n (forward + input-gradient backward), weighted pass ≤ 3F·n, against a
   batch-level DDi step's 3F·m·B·(k + 1) (PGD-k and m gradients);
@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from minimax.gramian.blocks import recompute_factor
-from minimax.gramian.layers import LAYER_RULES, Plan
+from minimax.engine.gramian.blocks import recompute_factor
+from minimax.engine.gramian.layers import LAYER_RULES, Plan
 from problems.models import build_model
 from problems.pages import replace_block
 

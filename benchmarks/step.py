@@ -32,37 +32,42 @@ from problems.models import build_model
 ROOT = Path(__file__).resolve().parents[1]
 
 
+STACKING = {"mode": "auto"}  # the engine's stacking (--stacking)
+
+
 def setup(batch: int, seed: int = 0, stacking: str = "auto"):
     torch.manual_seed(seed)
     model = build_model("small_cnn", activation="celu", norm="none")
     x = torch.rand(batch, 3, 32, 32)
     y = torch.randint(0, 10, (batch,))
-    problem = mm.ModuleProblem(
-        model, perturbation=mm.LinfBall(8 / 255, lower=0.0, upper=1.0), stacking=stacking
-    )
+    problem = mm.ModuleProblem(model, perturbation=mm.LinfBall(8 / 255, lower=0.0, upper=1.0))
+    STACKING["mode"] = stacking
     return model, problem, (x, y)
 
 
-def make_step(problem, rule_name: str, m: int, steps: int, chunk: int | None = None):
+def make_step(
+    problem, rule_name: str, m: int, steps: int, chunk: int | None = None, reuse: bool = True
+):
     rule = mm.RULES.build(rule_name)
     sgd = torch.optim.SGD(problem.parameters().values(), lr=0.0)  # lr 0: θ stays put
-    opt = mm.MinMaxOptimizer(
-        problem, sgd, mm.PGD(steps, 2 / 255, restarts=m, seed=0, chunk=chunk), rule
-    )
+    engine = mm.Engine(problem, stacking=STACKING["mode"], reuse_scoring=reuse)
+    inner = mm.PGD(steps, 2 / 255, restarts=m, seed=0, chunk=chunk)
+    opt = mm.MinMaxOptimizer(problem, sgd, inner, rule, engine=engine)
     return opt
 
 
 def pass_counts(problem, batch, ms: list[int], steps: int, chunk: int | None) -> list[dict]:
     """Forward and backward passes of one step (`StepReport`) for every rule in `minimax.RULES`:
-    "before", the rule runs its own forward (``reuse_scoring`` off), and "after", it
-    backpropagates through the inner solver's scoring forward where it can."""
+    "before", the rule runs its own forward (``Engine(reuse_scoring=False)``), and "after", it
+    backpropagates through the inner solver's scoring forward where the engine keeps it."""
     rows = []
     for name in mm.RULES.names():
+        if mm.RULES.build(name).finite_only:
+            continue  # a finite inner max (Enumerate), not PGD's candidates
         for m in sorted({1, *ms}):
             counts = {}
             for label, reuse in (("before", False), ("after", True)):
-                opt = make_step(problem, name, m, steps, chunk)
-                opt.rule.reuse_scoring = reuse and opt.rule.reuse_scoring
+                opt = make_step(problem, name, m, steps, chunk, reuse)
                 report = opt.step(batch)
                 counts[label] = [report.forward, report.backward]
             saved = counts["before"][0] - counts["after"][0]

@@ -1,13 +1,14 @@
 """minimax: solvers for nonconvex-nonconcave min-max problems on PyTorch and torch.func.
 
 Declare a problem (`FunctionProblem`, `ModuleProblem`) over a perturbation set (`LinfBall`,
-`L2Ball`, `L1Ball`, `Box`), pick an inner solver (`PGD`, `FGSM`, `Grid`, `APGD`) and an outer
-rule (`Danskin`, `MaxLoss`, `DDi`), and step any ``torch.optim`` optimizer with
-`MinMaxOptimizer` (or fill ``.grad`` in your own loop with `backward`). `attack` and `evaluate`
-run the named attacks (`ATTACKS`: PGD, APGD-CE/-DLR, APGD-T, Square) and suites (`SUITES`) on any
-``nn.Module`` classifier. The min-norm solvers behind DDi (`min_norm_weights`, `min_norm_point`) are
-exact and return a KKT certificate. Property-based testing of descent claims lives in
-`minimax.testing` (``import minimax.testing``; hypothesis strategies, assertions, a pytest plugin).
+`L2Ball`, `L1Ball`, `Box`), pick an inner solver (`PGD`, `FGSM`, `Grid`, `APGD`) and an outer rule
+(`Danskin`, `MaxLoss`, `DDi`), and step any ``torch.optim`` optimizer with `MinMaxOptimizer` (or
+fill ``.grad`` in your own loop with `backward`). `Engine` (default: `engine_of(problem)`) evaluates
+and differentiates g and holds the execution choices. `attack` and `evaluate` run the named attacks
+(`ATTACKS`: PGD, APGD-CE/-DLR, APGD-T, Square) and suites (`SUITES`) on any ``nn.Module``
+classifier. The min-norm solvers behind DDi (`min_norm_weights`, `min_norm_point`) are exact and
+return a KKT certificate. Property-based testing of descent claims lives in `minimax.testing`
+(``import minimax.testing``; hypothesis strategies, assertions, a pytest plugin).
 
 Each extension point has a registry (name → builder): `RULES`, `INNER_SOLVERS` and the min-norm
 `METHODS`; docs/architecture.md maps the modules and what to touch to add each kind of piece.
@@ -23,8 +24,8 @@ from minimax.attacks import (
     model_mode,
     threat_set,
 )
-from minimax.grad import backward
-from minimax.gradients import (
+from minimax.engine import Engine, PassCounter, VectorizationWarning, engine_of
+from minimax.engine.gradients import (
     candidate_gradients,
     combine,
     flat_norm,
@@ -32,7 +33,8 @@ from minimax.gradients import (
     inner_products,
     per_example_gradients,
 )
-from minimax.gramian import per_example_gram, weighted_gradient
+from minimax.engine.gramian import per_example_gram, weighted_gradient
+from minimax.grad import backward
 from minimax.group_dro import GroupDRO
 from minimax.groups import WorstGroupProblem, adversarial_batch
 from minimax.inner import (
@@ -63,13 +65,7 @@ from minimax.minnorm import (
 )
 from minimax.nonfinite import NonFiniteError
 from minimax.optim import MinMaxOptimizer, StepReport, descent_direction
-from minimax.problem import (
-    FunctionProblem,
-    ModuleProblem,
-    PassCounter,
-    Problem,
-    VectorizationWarning,
-)
+from minimax.problem import FunctionProblem, ModuleProblem, Problem
 from minimax.registry import Registry
 from minimax.robustness import Evaluation, evaluate, robustbench_record, write_robustbench
 from minimax.rules import RULES, Danskin, DDi, Direction, GramRule, GramVectors, MaxLoss, Rule
@@ -93,6 +89,7 @@ __all__ = [
     "DDi",
     "Danskin",
     "Direction",
+    "Engine",
     "Enumerate",
     "Evaluation",
     "FunctionProblem",
@@ -130,6 +127,7 @@ __all__ = [
     "descent_direction",
     "distributed",
     "dlr_loss",
+    "engine_of",
     "evaluate",
     "flat_norm",
     "gram",

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from minimax import checks
+from minimax.engine import engine_of
 from minimax.inner import APGD, FGSM, PGD, InnerSolver
 from minimax.inner.apgd_targeted import APGDTargeted
 from minimax.inner.square import Square
@@ -140,15 +141,14 @@ def worst_candidate(problem: ModuleProblem, deltas: Tensor, x: Tensor, y: Tensor
     highest-loss such), else the highest-loss one."""
     params = problem.parameters()
     keys = []
-    with torch.no_grad(), problem.statistics_frozen():
-        for d in deltas:
-            out = problem.outputs(params, d, (x, y))
+    with torch.no_grad():
+        outs = engine_of(problem).logits(params, deltas, (x, y))  # [m, B, C], m forwards
+        for out in outs:
             loss = problem.loss_fn(out, y).double().clamp(-1e6, 1e6)
             wrong = (
                 out.argmax(-1) != y if out.ndim == 2 else torch.zeros_like(loss, dtype=torch.bool)
             )
             keys.append(loss + 1e7 * wrong.double())
-    problem.passes.add(forward=deltas.shape[0])
     best = torch.stack(keys).argmax(dim=0)
     return deltas[best, torch.arange(x.shape[0], device=x.device)]
 

@@ -1,7 +1,7 @@
 """Data parallelism over `torch.distributed`: every rank attacks its own shard of the batch.
 
-A `Communicator` is the one hook the rules and `MinMaxOptimizer` call between the per-rank
-gradients and everything computed from them:
+A `Communicator` is owned by the execution engine (`minimax.engine.Engine`), which calls it
+between the per-rank gradients and everything computed from them:
 
     rank r: candidates on its shard (B_r examples) → gradients g_r (means over the shard)
             → ONE all-reduce of [Σ_r B_r·g_r ‖ Σ_r B_r] → global means ḡ = Σ B_r g_r / Σ B_r
@@ -9,17 +9,17 @@ gradients and everything computed from them:
 
 The default `LOCAL` communicator does nothing (single process: numbers bitwise unchanged).
 `ProcessGroupCommunicator` reduces over a process group; build one with `init_from_env` under
-``torchrun`` and attach it to a rule with `data_parallel` (``MinMaxOptimizer`` reads it from the
-rule). Every collective packs its tensors into one flat buffer: DDi sends m·P + 1 numbers per
-step, Danskin and MaxLoss P + 1 (plus m + 1 float64 batch-mean values for Danskin's choice of
-restart and DDi's ``tolerance``).
+``torchrun`` and give it to an engine with `data_parallel` (``MinMaxOptimizer(...,
+engine=data_parallel(problem, communicator))``). Every collective packs its tensors into one flat
+buffer: DDi sends m·P + 1 numbers per step, Danskin and MaxLoss P + 1 (plus m + 1 float64 batch-mean
+values for Danskin's choice of restart and DDi's ``tolerance``).
 
 Public API::
 
     Communicator                 the no-op base (LOCAL is its instance)
     ProcessGroupCommunicator(group=None, batchnorm="local")
     CollectiveError              a collective failed (a peer died, or the timeout passed)
-    data_parallel(rule, communicator) -> Rule   a copy of the rule that reduces over ranks
+    data_parallel(problem, communicator) -> Engine   an engine that reduces over ranks
     init_from_env(timeout=60.0, backend=None) -> Communicator   (torchrun's environment)
     rank_seed(seed, rank) -> int   the seed of rank r's random stream (rank 0 keeps ``seed``)
 """
@@ -38,7 +38,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from minimax.rules import Rule
+    from minimax.engine import Engine
+    from minimax.problem import Problem
 
 __all__ = [
     "LOCAL",
@@ -61,7 +62,7 @@ class CollectiveError(RuntimeError):
 
 
 class Communicator:
-    """No communication: one process holds the whole batch (the default of every rule).
+    """No communication: one process holds the whole batch (the default of every engine).
 
     `mean` and `batch_means` return their input's own statistics; `synchronize_statistics` does
     nothing. Subclasses reduce over ranks. ``bytes_sent``, ``collectives`` and ``seconds`` count
@@ -205,23 +206,23 @@ class ProcessGroupCommunicator(Communicator):
         self.all_reduce(flat, "barrier")
 
 
-def data_parallel(rule: Rule, communicator: Communicator) -> Rule:
-    """A shallow copy of ``rule`` that reduces its gradients and values with ``communicator``.
+def data_parallel(target: Problem | Engine, communicator: Communicator) -> Engine:
+    """An engine over ``target``'s problem (with an engine's other options) that reduces its
+    gradients and values with ``communicator`` and synchronises BatchNorm statistics.
 
-    Supported: `Danskin`, `MaxLoss` and batch-level `DDi` (rules with ``data_parallel = True``).
-    Per-example DDi is refused when it runs: its QP couples all B·m per-example gradients, which
-    would have to be all-gathered (m·B·P numbers) rather than reduced.
+    Rules with a data-parallel form: `Danskin`, `MaxLoss` and batch-level `DDi` (``data_parallel
+    = True``); `MinMaxOptimizer` refuses the others. Per-example DDi is refused when it runs: its
+    QP couples all B·m per-example gradients, which would have to be all-gathered (m·B·P
+    numbers) rather than reduced.
     """
+    from minimax.engine import as_engine  # the engine imports this module
+
     if not isinstance(communicator, Communicator):
         raise TypeError(
             f"communicator must be a minimax.distributed.Communicator, got "
             f"{type(communicator).__name__}"
         )
-    if not getattr(rule, "data_parallel", False):
-        raise ValueError(
-            f"{rule!r} has no data-parallel form: use Danskin, MaxLoss or DDi(per_example=False)"
-        )
-    out = copy.copy(rule)
+    out = copy.copy(as_engine(target))
     out.communicator = communicator
     return out
 

@@ -3,6 +3,9 @@
 opt.zero_grad()
 minimax.backward(problem, (x, y), inner, rule)   # .grad ← d, the rule's direction
 opt.step()                                         # θ ← θ − lr·d for SGD
+
+`MinMaxOptimizer.step` runs the same code (`minimax.optim.apply_direction`), after the
+optimizer's ``zero_grad(set_to_none=True)``.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from minimax.engine import Engine
 from minimax.inner.base import InnerSolver
-from minimax.nonfinite import check_direction
-from minimax.optim import descent_direction
+from minimax.optim import _engine, apply_direction, descent_direction
 from minimax.problem import Batch, Problem
 from minimax.rules import Direction, Rule
 
@@ -30,17 +33,18 @@ def backward(
     params: Mapping[str, Tensor] | None = None,
     generator: torch.Generator | None = None,
     update_statistics: bool = True,
+    engine: Engine | None = None,
 ) -> Direction:
     """Find candidates with ``inner``, form ``rule``'s direction d and add it to each parameter's
     ``.grad`` (like ``loss.backward()``: call ``optimizer.zero_grad()`` first); returns the
     `Direction`.
 
-    The four lines it stands for::
+    The lines it stands for::
 
         direction, candidates = minimax.descent_direction(problem, None, batch, inner, rule)
         for name, p in problem.parameters().items():
-            p.grad = direction.vector[name].to(p.dtype)
-        problem.update_statistics(batch, candidates.best_deltas())   # BatchNorm running stats
+            p.grad = direction.vector[name].to(p.dtype)               # added to .grad
+        engine.update_statistics(batch, candidates.best_deltas())     # BatchNorm running stats
 
     Args:
         problem: the min-max problem; ``params`` (default: ``problem.parameters()``) get the
@@ -50,21 +54,21 @@ def backward(
         rule: the direction rule (``Danskin()``, ``MaxLoss()``, ``DDi()``).
         generator: the inner solver's random starts (default: its own generator).
         update_statistics: update running statistics (BatchNorm) once, from one no-grad forward
-            at each example's worst candidate, as `MinMaxOptimizer` does.
+            at each example's worst candidate, and synchronise them over ranks, as
+            `MinMaxOptimizer` does.
+        engine: the execution engine (`minimax.Engine`); default: the problem's.
 
     Raises:
         minimax.NonFiniteError: (a FloatingPointError) when d or the candidates' values have a
             non-finite entry, found by one fused check; no ``.grad`` and no running statistic
             is touched then.
     """
+    engine = _engine(problem, engine)
     params = problem.parameters() if params is None else params
     direction, candidates = descent_direction(
-        problem, params, batch, inner, rule, generator=generator
+        problem, params, batch, inner, rule, generator=generator, engine=engine
     )
-    check_direction(direction.vector, candidates.values, rule=direction.rule)
-    for name, p in params.items():
-        d = direction.vector[name].detach().to(p.dtype)
-        p.grad = d.clone() if p.grad is None else p.grad + d
-    if update_statistics and problem.has_running_statistics:
-        problem.update_statistics(batch, candidates.best_deltas())
+    apply_direction(
+        engine, params, batch, direction, candidates, update_statistics=update_statistics
+    )
     return direction

@@ -21,9 +21,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from minimax.gradients import batch_gradient, candidate_gradients, flat_norm, inner_products
+from minimax.engine import Engine
+from minimax.engine.gradients import flat_norm, inner_products
 from minimax.inner.base import Candidates
-from minimax.problem import Batch, Problem
+from minimax.problem import Batch
 from minimax.rules import RULES, Direction, Rule
 
 __all__ = ["GroupDRO"]
@@ -79,8 +80,8 @@ class GroupDRO(Rule):
         self.q = torch.softmax(logits, dim=0)
         return self.q
 
-    def __call__(
-        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
+    def direction(
+        self, engine: Engine, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
     ) -> Direction:
         groups = _groups(candidates)
         k = int(candidates.deltas.shape[-1])
@@ -90,10 +91,10 @@ class GroupDRO(Rule):
         present = torch.zeros(k, dtype=torch.bool, device=q.device)
         present[groups] = True
         delta = torch.where(present, q, 0.0).to(candidates.deltas.dtype).reshape(1, k)
-        d = batch_gradient(problem, params, batch, delta)
+        d = engine.gradient(params, batch, delta)
         cert = None
         if self.certify:
-            grads = candidate_gradients(problem, params, batch, candidates.deltas)
+            grads = engine.candidate_gradients(params, batch, candidates.deltas)
             cert = (-inner_products(grads, d)).max()
         return Direction(
             vector=d,

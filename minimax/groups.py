@@ -200,11 +200,10 @@ class WorstGroupProblem(Problem):
         """g(θ, δ) = Σ_g δ_g q_g(θ): δ [1, k] → [1]."""
         return (delta * self.pieces(params, batch)).sum(dim=-1)
 
-    def values(self, params: Mapping[str, Tensor], deltas: Tensor, batch: Batch) -> Tensor:
-        """deltas [*lead, 1, k] → [*lead, 1] from one forward (the pass counter grows by 1)."""
-        shape = self.delta_shape(batch)
-        self._check_delta(deltas, shape)
-        self.passes.add(forward=1)
+    def values_in_one_pass(
+        self, params: Mapping[str, Tensor], deltas: Tensor, batch: Batch
+    ) -> Tensor:
+        """deltas [n, 1, k] → [n, 1] from one forward (g is linear in δ)."""
         return (deltas * self.pieces(params, batch)).sum(dim=-1)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-__all__ = ["NonFiniteError", "check_direction", "check_values"]
+__all__ = ["NonFiniteError", "check_direction", "check_gram", "check_values"]
 
 
 class NonFiniteError(FloatingPointError):
@@ -60,4 +60,16 @@ def check_values(values: Tensor, *, solver: str) -> None:
         f"{solver}: the objective values are not finite ({n} of {values.numel()} NaN or Inf): "
         "g(θ, δ) overflowed or θ is not finite; check the loss and the parameters",
         what="objective values",
+    )
+
+
+def check_gram(k: Tensor, what: str) -> None:
+    """Raise `NonFiniteError` unless the Gram matrix K of the candidate gradients is finite
+    (the QP reads K on the host anyway: the same sync)."""
+    if bool(torch.isfinite(k).all()):
+        return
+    raise NonFiniteError(
+        f"{what}: the candidate gradients are not finite (NaN or Inf in their Gram matrix); "
+        "check the loss for overflow, or lower the learning rate",
+        what="gradients",
     )

@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from minimax import checks
-from minimax.distributed import Communicator
+from minimax.distributed import LOCAL, Communicator
+from minimax.engine import Engine, as_engine
 from minimax.inner.base import Candidates, InnerSolver
-from minimax.nonfinite import NonFiniteError, check_direction
+from minimax.nonfinite import NonFiniteError
 from minimax.problem import Batch, Problem
 from minimax.rules import Direction, Rule
 
-__all__ = ["MinMaxOptimizer", "StepReport", "descent_direction"]
+__all__ = ["MinMaxOptimizer", "StepReport", "apply_direction", "descent_direction"]
+
+
+def _engine(problem: Problem, engine: Engine | None) -> Engine:
+    """``engine`` (which must evaluate ``problem``), or the problem's default engine."""
+    if engine is None:
+        return as_engine(problem)
+    if not isinstance(engine, Engine):
+        raise TypeError(f"engine must be a minimax.Engine, got {type(engine).__name__}")
+    if engine.problem is not problem:
+        raise ValueError("the engine evaluates another problem: build it as Engine(problem, ...)")
+    return engine
 
 
 def descent_direction(
@@ -28,18 +40,56 @@ def descent_direction(
     rule: Rule,
     *,
     generator: torch.Generator | None = None,
+    engine: Engine | None = None,
 ) -> tuple[Direction, Candidates]:
     """Find candidates with ``inner`` at θ = params (default: the problem's), then apply ``rule``.
 
-    Returns the `Direction` d (descend along −d) and the `Candidates` it was built from. Where
-    the rule asks (`Rule.wants_scoring_graph`), its gradients come from the backward of the inner
-    solver's scoring forward, which saves that forward (see docs/architecture.md).
+    Returns the `Direction` d (descend along −d) and the `Candidates` it was built from. The
+    ``engine`` (default: the problem's, `minimax.engine_of`) evaluates and differentiates g;
+    where the rule's gradients are at the scored candidates (`Rule.need`) it takes them by the
+    backward of the inner solver's scoring forward, which saves that forward
+    (docs/architecture.md).
     """
+    engine = _engine(problem, engine)
+    check_data_parallel(engine, rule)
     params = problem.parameters() if params is None else params
     _check_params(params)
-    keep = rule.wants_scoring_graph(inner.restarts)
-    candidates = inner(problem, params, batch, generator=generator, keep_graph=keep)
-    return rule(problem, params, batch, candidates), candidates
+    with engine.step(rule.need, inner.restarts):
+        candidates = inner(engine, params, batch, generator=generator)
+        direction = rule(engine, params, batch, candidates)
+    return direction, candidates
+
+
+def check_data_parallel(engine: Engine, rule: Rule) -> None:
+    """Refuse a rule without a data-parallel form on an engine with a communicator."""
+    if engine.communicator is not LOCAL and not getattr(rule, "data_parallel", False):
+        raise ValueError(
+            f"{rule!r} has no data-parallel form: use Danskin, MaxLoss or DDi(per_example=False)"
+        )
+
+
+def apply_direction(
+    engine: Engine,
+    params: Mapping[str, Tensor],
+    batch: Batch,
+    direction: Direction,
+    candidates: Candidates,
+    *,
+    before: Callable[[], None] | None = None,
+    update_statistics: bool = True,
+) -> None:
+    """The one "apply a direction": refuse a non-finite d or robust loss (`NonFiniteError`,
+    nothing touched), run ``before`` (e.g. the optimizer's ``zero_grad``), add d to each
+    parameter's ``.grad`` (like ``loss.backward()``), then update running statistics once from
+    each example's best candidate (and synchronise them over ranks)."""
+    engine.refuse_nonfinite(direction.vector, candidates.values, rule=direction.rule)
+    if before is not None:
+        before()
+    for name, p in params.items():
+        d = direction.vector[name].detach().to(p.dtype)
+        p.grad = d.clone() if p.grad is None else p.grad + d
+    if update_statistics:
+        engine.update_statistics(batch, candidates.best_deltas())
 
 
 def _check_params(params: Mapping[str, Tensor]) -> None:
@@ -63,6 +113,7 @@ class StepReport:
     norm, certificate, weights: from the `Direction`.
     forward, backward: passes spent by the step (units of one pass over B examples).
     seconds: wall time of the step (without the re-measure).
+    candidates: the `Candidates` the direction was built from (None for a skipped step).
     """
 
     robust_loss: float
@@ -75,6 +126,7 @@ class StepReport:
     robust_loss_after: float | None = None
     kkt: float | None = None
     skipped: bool = False
+    candidates: Candidates | None = field(default=None, repr=False, compare=False)
 
     @property
     def went_up(self) -> bool | None:
@@ -106,8 +158,15 @@ class MinMaxOptimizer:
             is one fused ``isfinite`` over d and the values: one host sync per step. The inner
             solver's generator has advanced either way.
 
-    Data parallel: give it a rule from `minimax.distributed.data_parallel`; the robust loss,
-    ‖d‖, the certificate and the weights are then global, and every rank takes the same step.
+        engine: the execution engine (`minimax.Engine(problem, ...)`: stacking, Gramian mode,
+            scoring-graph reuse, memory budget, data parallelism); default: the problem's.
+
+    ``step`` is `minimax.backward` (the same code: `apply_direction`) after the optimizer's
+    ``zero_grad(set_to_none=True)``, then ``optimizer.step()``.
+
+    Data parallel: give it an engine with a communicator (`minimax.distributed.data_parallel`);
+    the robust loss, ‖d‖, the certificate and the weights are then global, and every rank takes
+    the same step.
     """
 
     def __init__(
@@ -120,6 +179,7 @@ class MinMaxOptimizer:
         remeasure: bool = False,
         generator: torch.Generator | None = None,
         nonfinite: str = "raise",
+        engine: Engine | None = None,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(
@@ -140,9 +200,10 @@ class MinMaxOptimizer:
                 "problem.parameters().values()"
             )
         self.problem = problem
+        self.rule = rule
+        self.engine = _engine(problem, engine)
         self.optimizer = optimizer
         self.inner = inner
-        self.rule = rule
         self.remeasure = remeasure
         self.generator = generator if generator is not None else inner.generator
         self.nonfinite = checks.choice("nonfinite", nonfinite, ("raise", "skip"))
@@ -157,29 +218,30 @@ class MinMaxOptimizer:
 
     def step(self, batch: Batch) -> StepReport:
         """One outer step on ``batch``; returns its `StepReport`."""
-        problem = self.problem
-        params = problem.parameters()
+        engine = self.engine
+        params = self.problem.parameters()
         start_state = self.generator.get_state()
-        f0, b0 = problem.passes.snapshot()
+        f0, b0 = engine.passes.snapshot()
         t0 = time.perf_counter()
         try:
             direction, candidates = descent_direction(
-                problem, params, batch, self.inner, self.rule, generator=self.generator
+                self.problem,
+                params,
+                batch,
+                self.inner,
+                self.rule,
+                generator=self.generator,
+                engine=engine,
             )
-            check_direction(direction.vector, candidates.values, rule=direction.rule)
+            zero = lambda: self.optimizer.zero_grad(set_to_none=True)  # noqa: E731
+            apply_direction(engine, params, batch, direction, candidates, before=zero)
         except NonFiniteError:
             if self.nonfinite == "raise":
                 raise
             return self._skipped(t0, f0, b0)
-        self.optimizer.zero_grad(set_to_none=True)
-        for name, p in params.items():
-            p.grad = direction.vector[name].detach().to(p.dtype)
-        if problem.has_running_statistics:
-            problem.update_statistics(batch, candidates.best_deltas())
-            self.communicator.synchronize_statistics(getattr(problem, "model", None))
         self.optimizer.step()
         seconds = time.perf_counter() - t0
-        f1, b1 = problem.passes.snapshot()
+        f1, b1 = engine.passes.snapshot()
         after = None
         if self.remeasure:
             after = self._remeasure(batch, start_state)
@@ -194,22 +256,34 @@ class MinMaxOptimizer:
             seconds=seconds,
             robust_loss_after=after,
             kkt=None if direction.kkt is None else float(direction.kkt),
+            candidates=candidates,
         )
 
     @property
+    def engine(self) -> Engine:
+        """The execution engine of the steps (settable, e.g. to a data-parallel one)."""
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: Engine) -> None:
+        engine = _engine(self.problem, engine)
+        check_data_parallel(engine, self.rule)
+        self._engine = engine
+
+    @property
     def communicator(self) -> Communicator:
-        """The rule's communicator (`minimax.distributed`): LOCAL unless data-parallel."""
-        return self.rule.communicator
+        """The engine's communicator (`minimax.distributed`): LOCAL unless data-parallel."""
+        return self.engine.communicator
 
     def _robust_loss(self, candidates: Candidates) -> float:
         """mean_b max_i values over the global batch (all ranks' shards)."""
         loss = {"loss": candidates.robust_loss()}
-        return float(self.communicator.mean(loss, candidates.batch_size)["loss"])
+        return float(self.engine.mean(loss, candidates.batch_size)["loss"])
 
     def _skipped(self, t0: float, f0: int, b0: int) -> StepReport:
         """The report of a step skipped for a non-finite value (``nonfinite="skip"``)."""
         self.skipped_steps += 1
-        f1, b1 = self.problem.passes.snapshot()
+        f1, b1 = self.engine.passes.snapshot()
         nan = float("nan")
         return StepReport(
             robust_loss=nan,
@@ -227,8 +301,8 @@ class MinMaxOptimizer:
         gen = self.generator
         end_state = gen.get_state()
         gen.set_state(start_state)
-        with self.problem.passes.paused():
-            cands = self.inner(self.problem, self.problem.parameters(), batch, generator=gen)
+        with self.engine.uncounted():
+            cands = self.inner(self.engine, self.problem.parameters(), batch, generator=gen)
         gen.set_state(end_state)
         return self._robust_loss(cands)
 
@@ -243,7 +317,7 @@ class MinMaxOptimizer:
             "skipped_steps": self.skipped_steps,
             "generator": self.generator.get_state(),
             "rule": self.rule.state_dict(),
-            "passes": list(self.problem.passes.snapshot()),
+            "passes": list(self.engine.passes.snapshot()),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -260,7 +334,7 @@ class MinMaxOptimizer:
             )
         steps = checks.integer("state['steps']", state["steps"], minimum=0)
         skipped = checks.integer("state['skipped_steps']", state.get("skipped_steps", 0), minimum=0)
-        passes = _passes(state.get("passes", self.problem.passes.snapshot()))
+        passes = _passes(state.get("passes", self.engine.passes.snapshot()))
         generator = state.get("generator")
         if generator is not None:
             _check_generator_state(generator, self.generator)
@@ -275,7 +349,7 @@ class MinMaxOptimizer:
         if generator is not None:
             self.generator.set_state(generator)
         self.steps, self.skipped_steps = steps, skipped
-        self.problem.passes.restore(passes)
+        self.engine.passes.restore(passes)
 
 
 _STATE_KEYS = frozenset({"optimizer", "steps", "skipped_steps", "generator", "rule", "passes"})

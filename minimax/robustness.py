@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from minimax import checks
 from minimax.attacks import SUITES, Mode, Norm, build_attack, model_mode, threat_set
+from minimax.engine import engine_of
 from minimax.inner import InnerSolver
 from minimax.problem import ModuleProblem
 
@@ -177,10 +178,11 @@ def _scan(
     """[b] correct at every candidate of deltas [m, b, ...] (the batch rows ``rows`` [b]): one
     forward per candidate, which also offers each candidate to ``worst``."""
     params = problem.parameters()
+    engine = engine_of(problem)
     ok = torch.ones_like(y, dtype=torch.bool)
-    with torch.no_grad(), problem.statistics_frozen():
+    with torch.no_grad():
         for d in deltas:
-            out = problem.outputs(params, d, (x, y))
+            out = engine.logits(params, d.unsqueeze(0), (x, y))[0]
             ok_d = out.argmax(-1) == y
             ok &= ok_d
             worst.offer(rows, out, ok_d, y, d)
@@ -200,8 +202,9 @@ def _evaluate_batch(
     attacks so far with ``cascade``, else under the attack alone), the clean outputs [B, C] and
     the worst inputs (`_Worst`); adds to ``seconds``."""
     t0 = time.perf_counter()
-    with torch.no_grad(), problem.statistics_frozen():
-        clean_out = problem.outputs(problem.parameters(), torch.zeros_like(x), (x, y))
+    with torch.no_grad():
+        zero = torch.zeros_like(x).unsqueeze(0)
+        clean_out = engine_of(problem).logits(problem.parameters(), zero, (x, y))[0]
     clean = clean_out.argmax(-1) == y
     key = torch.full(y.shape, -torch.inf, dtype=torch.float64, device=y.device)
     worst = _Worst(key, clean_out.clone(), torch.zeros_like(x) if keep_delta else None)

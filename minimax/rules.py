@@ -1,16 +1,15 @@
 """Outer descent-direction rules: candidates → a `Direction` d (the optimizer descends along −d).
 
-Every rule sees the problem, θ, the batch and the inner solver's `Candidates`, and knows nothing
-of how the candidates were found.
+Every rule sees the engine (`minimax.engine.Engine`, or a problem: then its default engine), θ,
+the batch and the inner solver's `Candidates`; it asks the engine for gradients or for K and
+α ↦ d, weighs and certifies, and knows nothing of how the candidates were found or how g is
+evaluated.
 
 - `Danskin`: the gradient at the best candidate (PGD adversarial training's rule).
 - `MaxLoss`: the gradient at each example's worst restart (the equal-compute baseline).
 - `DDi`: the minimum-norm element of the hull of the candidate gradients (Danskin's Descent
   Direction), batch-level or per example.
 
-About 470 lines, over the project's ~400: `Direction`, `Rule`, the `GramRule` template and the
-three rules read together as one concept (a rule is a few lines over the template, and `RULES`
-sits beside them); splitting `DDi` off would separate the template from its only full user.
 """
 
 from __future__ import annotations
@@ -18,29 +17,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from minimax import checks
-from minimax.distributed import LOCAL, Communicator
-from minimax.gradients import (
-    batch_gradient,
-    candidate_gradients,
-    combine,
-    flat_norm,
-    gram,
-    graph_gradients,
-    inner_products,
-    per_example_gradients,
-)
-from minimax.gramian import METHODS as GRAMIAN_METHODS
-from minimax.gramian import batch_layerwise, per_example_layerwise, resolve_method
+from minimax.engine import Engine, as_engine
+from minimax.engine.gradients import flat_norm, inner_products
 from minimax.inner.base import Candidates
 from minimax.minnorm import MinNormResult, min_norm_product_weights, min_norm_weights
-from minimax.nonfinite import NonFiniteError
 from minimax.problem import Batch, Problem
 from minimax.registry import Registry
 
@@ -76,28 +62,35 @@ class Direction:
 
 
 class Rule(ABC):
-    """A descent-direction rule: ``rule(problem, params, batch, candidates) -> Direction``.
+    """A descent-direction rule: ``rule(engine, params, batch, candidates) -> Direction``.
 
-    `wants_scoring_graph`: whether the rule backpropagates through the inner solver's scoring
-    forward (`Candidates.graph`) instead of running its own forward, so callers ask for it.
+    ``engine`` is a `minimax.engine.Engine` (a `Problem` is taken as its default engine).
+    `need`: which candidate gradients the rule takes, so that the engine can keep the scoring
+    forward's graph for them: ``"one"`` (one candidate's), ``"all"`` (every candidate's batch
+    gradient) or ``"none"`` (anything else: its own forwards).
     `finite_only`: the rule needs a finite inner problem (pure strategies from `Enumerate`), so
     trainers over continuous perturbation sets leave it out of their choices.
+    `data_parallel`: the rule has a form over ranks (an engine with a `Communicator`).
     """
 
-    reuse_scoring: bool = False
+    need: str = "none"
     finite_only: bool = False
-    data_parallel: bool = False  # has a form over ranks (`minimax.distributed.data_parallel`)
-    communicator: Communicator = LOCAL  # reduces gradients and values over ranks; LOCAL: none
+    data_parallel: bool = False
 
-    def wants_scoring_graph(self, restarts: int) -> bool:
-        """Whether to ask an inner solver with m = ``restarts`` for its scoring graph (saves
-        forwards; keeps the m candidates' activations alive until the rule has run)."""
-        return self.reuse_scoring
+    def __call__(
+        self,
+        engine: Engine | Problem,
+        params: Mapping[str, Tensor],
+        batch: Batch,
+        candidates: Candidates,
+    ) -> Direction:
+        return self.direction(as_engine(engine), params, batch, candidates)
 
     @abstractmethod
-    def __call__(
-        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
-    ) -> Direction: ...
+    def direction(
+        self, engine: Engine, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
+    ) -> Direction:
+        """What a rule defines: the `Direction` from the candidates."""
 
     def state_dict(self) -> dict[str, Any]:
         """What the rule carries from one step to the next (empty: a stateless rule)."""
@@ -115,14 +108,6 @@ class Rule(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.3g} {unit}"
-        n /= 1024
-    return f"{n:.3g} GiB"
 
 
 def _one_hot(index: Tensor, m: int) -> Tensor:
@@ -151,15 +136,14 @@ def _normalized(
 
 
 def _max_certificate(
-    problem: Problem,
+    engine: Engine,
     params: Mapping[str, Tensor],
     batch: Batch,
     candidates: Candidates,
     vector: Mapping[str, Tensor],
-    communicator: Communicator,
 ) -> Tensor:
-    grads = candidate_gradients(problem, params, batch, candidates.deltas)
-    grads = communicator.mean(grads, candidates.batch_size)
+    """max_i ⟨−d, g_i⟩ over every candidate's (global) batch gradient."""
+    grads = engine.candidate_gradients(params, batch, candidates.deltas)
     return (-inner_products(grads, vector)).max()
 
 
@@ -183,25 +167,17 @@ class Danskin(_SingleGradient):
     ``normalize=True`` returns d/‖d‖ (``norm`` keeps ‖d‖).
     """
 
-    reuse_scoring = True
+    need = "one"
     data_parallel = True
 
-    def wants_scoring_graph(self, restarts: int) -> bool:
-        return self.reuse_scoring and restarts == 1  # one gradient: keep no unused graphs
-
-    def __call__(
-        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
+    def direction(
+        self, engine: Engine, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
     ) -> Direction:
-        comm = self.communicator
-        best = int(comm.batch_means(candidates.values).argmax())
-        if candidates.graph is not None:  # backward through the scoring forward
-            d = {k: v[0] for k, v in graph_gradients(problem, candidates.graph, [best]).items()}
-        else:
-            d = batch_gradient(problem, params, batch, candidates.deltas[best])
-        d = comm.mean(d, candidates.batch_size)
+        best = int(engine.batch_means(candidates.values).argmax())
+        d = engine.candidate_gradient(params, batch, candidates.deltas, best)
         cert = None
         if self.certify:
-            cert = _max_certificate(problem, params, batch, candidates, d, comm)
+            cert = _max_certificate(engine, params, batch, candidates, d)
         d, norm, cert = _normalized(d, cert, self.normalize)
         weights = _one_hot(torch.tensor(best), candidates.m)
         return Direction(vector=d, weights=weights, norm=norm, certificate=cert, rule=repr(self))
@@ -216,16 +192,16 @@ class MaxLoss(_SingleGradient):
 
     data_parallel = True
 
-    def __call__(
-        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
+    def direction(
+        self, engine: Engine, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
     ) -> Direction:
-        comm, b = self.communicator, candidates.batch_size
-        d = comm.mean(batch_gradient(problem, params, batch, candidates.best_deltas()), b)
+        b = candidates.batch_size
+        d = engine.gradient(params, batch, candidates.best_deltas())
         cert = None
         if self.certify:
-            grads = per_example_gradients(problem, params, batch, candidates.deltas)
+            grads = engine.per_example_gradients(params, batch, candidates.deltas)
             cert = (-inner_products(grads, d, lead=2)).reshape(candidates.m, -1).max(0).values.sum()
-            cert = comm.mean({"cert": cert}, b)["cert"]  # the shard's sum is a mean over B_r
+            cert = engine.mean({"cert": cert}, b)["cert"]  # the shard's sum is a mean over B_r
         weights = _one_hot(candidates.best_index(), candidates.m)
         d, norm, cert = _normalized(d, cert, self.normalize)
         return Direction(vector=d, weights=weights, norm=norm, certificate=cert, rule=repr(self))
@@ -236,7 +212,7 @@ class GramVectors:
     """The vectors a `GramRule` weighs: n kept gradients in blocks, one simplex per block.
 
     stack: name → [n, *p], the kept gradients, block after block (this rank's, averaged over
-        ranks by the template); or None where the rule never forms them and gives instead
+        ranks by the engine); or None where the rule never forms them and gives instead
     gram: K [n, n] float64 of the (global) gradients, and
     direction: α [n] ↦ d = Σ α_i g_i, a dict shaped like θ (e.g. one weighted backward);
     sizes: the blocks' sizes (sum n; one block for a batch-level rule, one per example otherwise);
@@ -270,17 +246,17 @@ class GramRule(Rule):
         gradients g_i  →  K = [⟨g_i, g_j⟩] (float64)  →  weights α  →  d = Σ α_i g_i
                        →  certificate Σ_blocks max_{i ∈ block} ⟨−d, g_i⟩ = −Σ min (Kα)_i
 
-    A subclass defines `gradients` (which vectors, in which blocks) and `weigh` (α from K, with
-    its KKT residual in a `MinNormResult`); ``normalize=True`` returns d/‖d‖. `gradients` may
-    return K and α ↦ d instead of the vectors (`GramVectors` with ``stack=None``): the rest of
-    the template, the checks and the certificate are the same.
+    A subclass defines `gradients` (which vectors, in which blocks: the engine's K and α ↦ d,
+    `Engine.gramian`, or the vectors themselves) and `weigh` (α from K, with its KKT residual in
+    a `MinNormResult`); ``normalize=True`` returns d/‖d‖. The rest of the template, the checks
+    and the certificate are the same.
     """
 
     normalize: bool = False
 
     @abstractmethod
     def gradients(
-        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
+        self, engine: Engine, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
     ) -> GramVectors:
         """The vectors to weigh, in blocks."""
 
@@ -288,23 +264,16 @@ class GramRule(Rule):
     def weigh(self, gram_matrix: Tensor, sizes: list[int]) -> MinNormResult:
         """Weights α [n] (on the product of the blocks' simplices) from K [n, n]."""
 
-    def __call__(
-        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
+    def direction(
+        self, engine: Engine, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
     ) -> Direction:
-        vectors = self.gradients(problem, params, batch, candidates)
+        vectors = self.gradients(engine, params, batch, candidates)
         direction: Callable[[Tensor], dict[str, Tensor]]  # α ↦ d = Σ α_i g_i
-        if vectors.stack is not None:
-            stack = self.communicator.mean(vectors.stack, candidates.batch_size)  # over ranks
-            k, direction = gram(stack), partial(combine, stack)
-        else:  # the rule formed K itself and forms d by its own means
+        if vectors.stack is not None:  # the vectors themselves: averaged over ranks, then K
+            k, direction = engine.gram(vectors.stack, candidates.batch_size, repr(self))
+        else:  # the engine formed K and forms d by its own means
             assert vectors.gram is not None and vectors.direction is not None
             k, direction = vectors.gram, vectors.direction
-        if not bool(torch.isfinite(k).all()):  # the QP reads K on the host anyway: same sync
-            raise NonFiniteError(
-                f"{self!r}: the candidate gradients are not finite (NaN or Inf in their Gram "
-                "matrix); check the loss for overflow, or lower the learning rate",
-                what="gradients",
-            )
         result = self.weigh(k, vectors.sizes)
         alpha = result.weights
         d = direction(alpha)
@@ -334,28 +303,17 @@ class DDi(GramRule):
     Args:
         per_example: ``False`` (default): one weight per restart, the hull of the m batch-mean
             gradients (as in the paper). ``True``: the exact Danskin set of the batch loss, the
-            Minkowski sum of the per-example hulls; a QP over a product of B simplices (see
-            ``gramian`` for how its m·B per-example Gramian is formed).
+            Minkowski sum of the per-example hulls; a QP over a product of B simplices (the
+            engine forms its m·B per-example Gramian: `Engine(gramian=...)`).
         tolerance: keep only ε-maximizers: candidates whose value is within τ of the best (per
             restart mean at batch level, per example otherwise). None keeps all.
         normalize: return d / ‖d‖ (the norm field keeps ‖d‖ before normalizing).
-        reuse_scoring: take the m gradients by backpropagating through the inner solver's
-            scoring forwards where it keeps them (saves m forwards per step; the m candidates'
-            activations then stay alive until the gradients are taken). Batch level, materialized
-            only.
-        method: the min-norm solver, a name in `minimax.minnorm.METHODS` (batch level).
-        memory_budget: bytes the materialized per-example gradients may take before an error
-            suggests ``per_example=False`` (the layerwise Gramian never forms them).
-        gramian: how K and d are formed (`minimax.gramian`, docs/per-example.md).
-            ``"layerwise"``: K layer by layer from one forward + backward over the m·B candidate
-            rows, d by one weighted backward, never holding m·B (per example) or m (batch level)
-            full gradients. ``"materialized"``: the gradients themselves (the reference).
-            ``"auto"`` (default): layerwise per example when every parameterised module has a
-            layer rule; materialized at batch level, where it measured faster.
+        method: the min-norm solver that weighs K, a name in `minimax.minnorm.METHODS` (batch
+            level; per example the product-of-simplices solver).
 
-    Under data parallelism (`minimax.distributed.data_parallel`) the m batch-level gradients
-    are averaged over ranks in one collective before K; per-example DDi and batch-level
-    ``gramian="layerwise"`` are refused there.
+    How K and d are formed (layerwise or materialized, through the scoring graph or not, the
+    memory budget, data parallelism) is the engine's choice (`minimax.engine.Engine`).
+    Per-example DDi and the batch-level layerwise Gramian are not data-parallel.
     """
 
     data_parallel = True
@@ -366,21 +324,16 @@ class DDi(GramRule):
         per_example: bool = False,
         tolerance: float | None = None,
         normalize: bool = False,
-        reuse_scoring: bool = True,
         method: str = "wolfe",
-        memory_budget: int = 2 * 1024**3,
-        gramian: str = "auto",
     ) -> None:
         if tolerance is not None:
             tolerance = checks.real_number("tolerance", tolerance, nonnegative=True)
         self.per_example = per_example
-        self.gramian = checks.choice("gramian", gramian, GRAMIAN_METHODS)
-        # per-example gradients and the layerwise pass need their own forward: no reuse there
-        self.reuse_scoring = reuse_scoring and not per_example and gramian != "layerwise"
         self.tolerance = tolerance
         self.normalize = normalize
         self.method = method
-        self.memory_budget = memory_budget
+        # per-example rows need their own forward: no scoring graph there
+        self.need = "none" if per_example else "all"
 
     def __repr__(self) -> str:
         opts = [f"per_example={self.per_example}"]
@@ -388,12 +341,8 @@ class DDi(GramRule):
             opts.append(f"tolerance={self.tolerance:g}")
         if self.normalize:
             opts.append("normalize=True")
-        if not self.reuse_scoring and not self.per_example and self.gramian != "layerwise":
-            opts.append("reuse_scoring=False")
         if self.method != "wolfe":
             opts.append(f"method={self.method!r}")
-        if self.gramian != "auto":
-            opts.append(f"gramian={self.gramian!r}")
         return f"DDi({', '.join(opts)})"
 
     def weigh(self, gram_matrix: Tensor, sizes: list[int]) -> MinNormResult:
@@ -402,41 +351,23 @@ class DDi(GramRule):
         return min_norm_weights(gram_matrix, method=self.method)
 
     def gradients(
-        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
+        self, engine: Engine, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
     ) -> GramVectors:
         if self.per_example:
-            return self._per_example(problem, params, batch, candidates)
+            return self._per_example(engine, params, batch, candidates)
         keep = torch.ones(candidates.m, dtype=torch.bool)
         if self.tolerance is not None:
-            means = self.communicator.batch_means(candidates.values)
+            means = engine.batch_means(candidates.values)
             keep = (means >= means.max() - self.tolerance).cpu()
-        idx = torch.nonzero(keep).flatten()
-        if self.gramian == "layerwise":
-            if self.communicator.active:
-                raise ValueError(
-                    "DDi(gramian='layerwise') is not data-parallel: K of the global batch-mean "
-                    "gradients needs cross-rank inner products that per-rank Gramians lack. Use "
-                    "gramian='auto' or 'materialized' under torch.distributed"
-                )
-            deltas = candidates.deltas[idx.to(candidates.deltas.device)]
-            k, direction = batch_layerwise(problem, params, batch, deltas, repr(self))
-            return GramVectors(None, [len(idx)], keep, gram=k, direction=direction)
-        if candidates.graph is not None:  # backward through the scoring forward of each
-            grads = graph_gradients(problem, candidates.graph, idx.tolist())
-        else:
-            grads = candidate_gradients(problem, params, batch, candidates.deltas[idx])
-        return GramVectors(grads, [len(idx)], keep)
+        k, direction = engine.gramian(
+            params, batch, candidates.deltas, keep, per_example=False, what=repr(self)
+        )
+        return GramVectors(None, [int(keep.sum())], keep, gram=k, direction=direction)
 
     def _per_example(
-        self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
+        self, engine: Engine, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
     ) -> GramVectors:
-        if self.communicator.active:
-            raise ValueError(
-                "DDi(per_example=True) is not data-parallel: its QP couples the m·B per-example "
-                "gradients of the whole batch, which every rank would need (an all-gather of "
-                "m·B·P numbers). Use DDi(per_example=False) under torch.distributed, or one "
-                "process"
-            )
+        problem = engine.problem
         if problem.examples_coupled:
             raise ValueError(
                 "DDi(per_example=True) needs a batch objective that is a sum of per-example "
@@ -451,39 +382,10 @@ class DDi(GramRule):
         else:
             mask = torch.ones_like(values, dtype=torch.bool)
         sizes = [int(s) for s in mask.sum(dim=1).tolist()]
-        if resolve_method(self.gramian, problem, params) == "layerwise":
-            k, direction = per_example_layerwise(
-                problem, params, batch, candidates.deltas, mask, repr(self)
-            )
-            return GramVectors(None, sizes, mask, gram=k, direction=direction)
-        return GramVectors(
-            self._materialized(problem, params, batch, candidates, mask), sizes, mask
+        k, direction = engine.gramian(
+            params, batch, candidates.deltas, mask, per_example=True, what=repr(self)
         )
-
-    def _materialized(
-        self,
-        problem: Problem,
-        params: Mapping[str, Tensor],
-        batch: Batch,
-        candidates: Candidates,
-        mask: Tensor,
-    ) -> dict[str, Tensor]:
-        """The reference: the kept per-example gradients [n, *p], ordered (example, candidate)."""
-        m, b = candidates.m, candidates.batch_size
-        numel = sum(v.numel() for v in params.values())
-        need = m * b * numel * next(iter(params.values())).element_size()
-        if need > self.memory_budget:
-            raise MemoryError(
-                f"per-example DDi needs {_bytes(need)} of per-example gradients "
-                f"(m={m} × B={b} × {numel} parameters), over the budget of "
-                f"{_bytes(self.memory_budget)}: use DDi(per_example=False), "
-                "gramian='layerwise', a smaller batch, or raise memory_budget"
-            )
-        grads = per_example_gradients(problem, params, batch, candidates.deltas)  # [m, B, *p]
-        flat_mask = mask.reshape(-1)  # reorder to [B·m, *p] (example, candidate), keep the mask
-        return {
-            k: v.transpose(0, 1).reshape(b * m, *v.shape[2:])[flat_mask] for k, v in grads.items()
-        }
+        return GramVectors(None, sizes, mask, gram=k, direction=direction)
 
 
 RULES: Registry[Rule] = Registry("rule")

@@ -119,9 +119,9 @@ class Ranks:
         if self.active and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
-    def rule(self, rule: minimax.Rule) -> minimax.Rule:
-        """``rule`` reducing over the ranks (as is in one process)."""
-        return _dist.data_parallel(rule, self.communicator) if self.active else rule
+    def engine(self, engine: minimax.Engine) -> minimax.Engine:
+        """``engine`` reducing over the ranks (as is in one process)."""
+        return _dist.data_parallel(engine, self.communicator) if self.active else engine
 
     def broadcast_model(self, model: nn.Module) -> None:
         """Start every rank from rank 0's buffers (BatchNorm statistics) and parameters."""

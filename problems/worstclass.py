@@ -123,17 +123,18 @@ class WorstClassSettings:
 class MeanLoss(mm.Rule):
     """ERM on a `minimax.WorstGroupProblem`: d = ∇ mean loss = Σ_g (n_g/N) ∇L_g."""
 
-    def __call__(
+    def direction(
         self,
-        problem: mm.Problem,
+        engine: mm.Engine,
         params: Mapping[str, Tensor],
         batch: Any,
         candidates: mm.Candidates,
     ) -> mm.Direction:
+        problem = engine.problem
         if not isinstance(problem, mm.WorstGroupProblem):
             raise TypeError(f"MeanLoss needs a WorstGroupProblem, got {problem!r}")
         delta = problem.proportions(batch).unsqueeze(0)  # [1, 1, k]
-        d = {k: v[0] for k, v in mm.candidate_gradients(problem, params, batch, delta).items()}
+        d = {k: v[0] for k, v in engine.candidate_gradients(params, batch, delta).items()}
         norm = torch.sqrt(sum(((v.double() ** 2).sum() for v in d.values()), torch.tensor(0.0)))
         weights = torch.zeros(candidates.m, dtype=torch.float64)
         return mm.Direction(vector=d, weights=weights, norm=norm, rule=repr(self))
@@ -198,34 +199,33 @@ def _train_one(
     model = _model(s.hidden, seed)
     problem = mm.WorstGroupProblem.from_module(model, 10)
     rule, inner = _rule(name, s), mm.Enumerate()
-    optimizer = torch.optim.SGD(list(problem.parameters().values()), lr=s.lr)
+    optimizer = mm.MinMaxOptimizer(
+        problem, torch.optim.SGD(list(problem.parameters().values()), lr=s.lr), inner, rule
+    )
+    passes = optimizer.engine.passes
     attack = _attack(s, model) if s.adversarial else None
     x, y = train
     worst, before, norms = [], [], []
     after: list[float] = []  # the worst-class loss on the step's batch after the step
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(s.steps):
-        if s.budget == "backward" and problem.passes.backward >= s.steps:
+        if s.budget == "backward" and passes.backward >= s.steps:
             break
         batch = (x, y, y)
         if attack is not None:
             batch = mm.adversarial_batch(*attack, batch)
-        direction, cands = mm.descent_direction(problem, None, batch, inner, rule)
+        report = optimizer.step(batch)  # the one "apply a direction" (minimax.backward)
+        cands = report.candidates
+        assert cands is not None
         top = int(cands.values[:, 0].argmax())
         worst.append(int(cands.deltas[top, 0].argmax()))
         before.append(float(cands.values[top, 0]))
         if attack is None and len(before) > 1:
             after.append(before[-1])  # same batch: the previous step's "after" is this "before"
-        optimizer.zero_grad(set_to_none=True)
-        for key, p in problem.parameters().items():
-            p.grad = direction.vector[key].detach().to(p.dtype)
-        optimizer.step()
-        last = len(before) == s.steps or (
-            s.budget == "backward" and problem.passes.backward >= s.steps
-        )
+        last = len(before) == s.steps or (s.budget == "backward" and passes.backward >= s.steps)
         if attack is not None or last:
             after.append(_worst_loss(problem, batch))
-        norms.append(float(direction.norm))
+        norms.append(report.norm)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     steps = len(before)
     tail = max(1, steps // 10)
@@ -235,8 +235,8 @@ def _train_one(
         "went_up_fraction": sum(b > a for a, b in zip(before, after)) / steps,
         "final_norm": sum(norms[-tail:]) / tail,
         "steps": steps,
-        "forward": problem.passes.forward,
-        "backward": problem.passes.backward,
+        "forward": passes.forward,
+        "backward": passes.backward,
         "seconds": round(seconds, 3),
         "cpu_seconds": round(cpu, 3),
         "rule": repr(rule),

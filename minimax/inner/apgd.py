@@ -15,8 +15,9 @@ import torch
 from torch import Generator, Tensor
 
 from minimax import checks
+from minimax.engine import Engine
 from minimax.inner.base import Candidates, InnerSolver
-from minimax.problem import Batch, ModuleProblem, Params, Problem
+from minimax.problem import Batch, Params
 from minimax.sets import L2Ball, LinfBall
 
 __all__ = ["APGD", "apgd_checkpoints", "dlr_loss"]
@@ -147,64 +148,61 @@ class APGD(InnerSolver):
         )
 
     def search(
-        self,
-        problem: Problem,
-        params: Params,
-        batch: Batch,
-        generator: Generator | None,
-        *,
-        keep_graph: bool = False,
+        self, engine: Engine, params: Params, batch: Batch, generator: Generator | None
     ) -> Candidates:
+        problem = engine.problem
         S = problem.perturbation
         if not isinstance(S, (LinfBall, L2Ball)):
             raise ValueError(
                 f"APGD supports LinfBall and L2Ball (it scales its step size by the radius ε); "
                 f"got {S!r}: use PGD for other sets"
             )
-        surrogate = self._surrogate(problem, batch)
+        surrogate = self._surrogate(engine, batch)
         start = self.initial(problem, batch, generator)
         best_d, best_f = self._ascend(surrogate, params, batch, start)
         if self.loss == "ce" and not problem.examples_coupled:
             values = best_f  # the surrogate is g itself
         else:
             with torch.no_grad():
-                values = problem.values(params, best_d, batch)
+                values = engine.values(params, best_d, batch)
         return Candidates(best_d.detach(), values.detach())
 
-    # -- the surrogate loss f, as a problem over the same δ ------------------------------------
-    def _surrogate(self, problem: Problem, batch: Batch) -> Problem:
-        """The problem whose values f the ascent maximizes: g itself ("ce"), or the DLR loss of
-        the same model's logits ("dlr", through `ModuleProblem.with_loss`)."""
+    # -- the surrogate loss f, as an engine over the same δ ------------------------------------
+    def _surrogate(self, engine: Engine, batch: Batch) -> Engine:
+        """The engine whose values f the ascent maximizes: g itself ("ce"), or the DLR loss of
+        the same classifier's logits ("dlr", through `Engine.with_loss`)."""
         if self.loss == "ce":
-            return problem
-        if not isinstance(problem, ModuleProblem):
+            return engine
+        # Each candidate's own forward where BatchNorm uses batch statistics, else one stacked
+        # forward over all candidates.
+        try:
+            surrogate = engine.with_loss(
+                _dlr_of_logits, stacking="vmap" if engine.problem.examples_coupled else "stack"
+            )
+        except TypeError as err:
             raise ValueError(
                 f"loss='dlr' needs class logits and labels, which only a ModuleProblem provides "
-                f"(got {type(problem).__name__}); use loss='ce' to ascend the problem's own "
-                "objective"
-            )
+                f"(got {type(engine.problem).__name__}); use loss='ce' to ascend the problem's "
+                "own objective"
+            ) from err
         y = batch[1]
         if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or y.ndim != 1:
             raise ValueError(
                 f"loss='dlr' needs integer class labels y of shape [B], got dtype {y.dtype} and "
                 f"shape {tuple(y.shape)}"
             )
-        # Each candidate's own forward where BatchNorm uses batch statistics, else one stacked
-        # forward over all candidates.
-        return problem.with_loss(
-            _dlr_of_logits, stacking="vmap" if problem.examples_coupled else "stack"
-        )
+        return surrogate
 
     # -- the schedule --------------------------------------------------------------------------
     def _ascend(
-        self, surrogate: Problem, params: Mapping[str, Tensor], batch: Batch, deltas: Tensor
+        self, surrogate: Engine, params: Mapping[str, Tensor], batch: Batch, deltas: Tensor
     ) -> tuple[Tensor, Tensor]:
         """Run APGD from deltas [n, B, *event]; returns each candidate's best iterate and its f."""
         # Longer than 60 lines: APGD's schedule (momentum step, success counting, checkpoint halving
         # with restart from the best point) reads as one loop against the paper's Algorithm 1.
-        S = surrogate.perturbation
+        S = surrogate.problem.perturbation
         assert isinstance(S, (LinfBall, L2Ball))
-        x = surrogate.clean_input(batch)
+        x = surrogate.problem.clean_input(batch)
         e = deltas.ndim - 2
         n, b = deltas.shape[:2]
 

@@ -15,9 +15,10 @@ import torch
 from torch import Tensor
 
 from minimax import checks
+from minimax.engine import Engine
 from minimax.inner.apgd import APGD
 from minimax.inner.base import Candidates, InnerSolver
-from minimax.problem import Batch, ModuleProblem, Params, Problem
+from minimax.problem import Batch, Params, Problem
 from minimax.sets import L2Ball, LinfBall, PerturbationSet
 
 __all__ = ["APGDTargeted", "targeted_dlr_loss"]
@@ -101,20 +102,13 @@ class APGDTargeted(InnerSolver):
         )
 
     def search(
-        self,
-        problem: Problem,
-        params: Params,
-        batch: Batch,
-        generator: torch.Generator | None,
-        *,
-        keep_graph: bool = False,
+        self, engine: Engine, params: Params, batch: Batch, generator: torch.Generator | None
     ) -> Candidates:
-        module, x, y = self._check(problem, batch)
+        x, y = self._check(engine.problem, batch)
         params = {k: v.detach() for k, v in params.items()}
         gen = generator or self.generator
-        with torch.no_grad(), module.statistics_frozen():
-            clean = module.outputs(params, torch.zeros_like(x), batch)
-        problem.passes.add(forward=1)
+        with torch.no_grad():
+            clean = engine.logits(params, torch.zeros_like(x).unsqueeze(0), batch)[0]
         classes = int(clean.shape[-1])
         ranked = self._targets(clean, y)
         runs: list[Tensor] = []
@@ -124,26 +118,22 @@ class APGDTargeted(InnerSolver):
             deltas = self._previous(runs, x)  # [restarts, B, ...]
             if rows.numel() > 0:
                 sub = (x[rows], y[rows] * classes + ranked[rows, k])
-                targeted = ModuleProblem(
-                    module.model,
-                    loss_fn=_encoded_loss(classes),
-                    perturbation=_rows(module.perturbation, rows, len(y), x.ndim),
-                    batchnorm=module.batchnorm,
-                    stacking=module.stacking,
-                )
+                targeted = engine.with_loss(
+                    _encoded_loss(classes),
+                    perturbation=_rows(engine.problem.perturbation, rows, len(y), x.ndim),
+                )  # counts on this engine's counter
                 found = self.apgd(targeted, params, sub, generator=gen).deltas
                 deltas[:, rows] = found
-                problem.passes.add(forward=targeted.passes.forward)
-                problem.passes.add(backward=targeted.passes.backward)
-                fooled |= self._misclassified(module, params, deltas, batch)
+                fooled |= self._misclassified(engine, params, deltas, batch)
             runs.append(deltas)
         stacked = torch.cat(runs)
         with torch.no_grad():
-            values = problem.values(params, stacked, batch)
+            values = engine.values(params, stacked, batch)
         return Candidates(stacked, values)
 
-    def _check(self, problem: Problem, batch: Batch) -> tuple[ModuleProblem, Tensor, Tensor]:
-        if not isinstance(problem, ModuleProblem):
+    def _check(self, problem: Problem, batch: Batch) -> tuple[Tensor, Tensor]:
+        x = problem.clean_input(batch)
+        if x is None or not isinstance(batch, (tuple, list)) or len(batch) != 2:
             raise ValueError(
                 "APGD-T needs class logits and labels, which only a ModuleProblem provides "
                 f"(got {type(problem).__name__}); use APGD for other problems"
@@ -151,7 +141,6 @@ class APGDTargeted(InnerSolver):
         S = problem.perturbation
         if not isinstance(S, (LinfBall, L2Ball)):
             raise ValueError(f"APGD-T supports LinfBall and L2Ball, got {S!r}")
-        x = problem.clean_input(batch)
         y = batch[1]
         if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or y.ndim != 1:
             raise ValueError(
@@ -163,7 +152,7 @@ class APGDTargeted(InnerSolver):
                 "APGD-T attacks examples separately, which train-mode BatchNorm couples: put the "
                 "model in eval mode or use ModuleProblem(batchnorm='eval')"
             )
-        return problem, x, y
+        return x, y
 
     def _targets(self, logits: Tensor, y: Tensor) -> Tensor:
         """[B, k] the classes ≠ y in decreasing order of their clean logit, k = min(targets,
@@ -185,16 +174,13 @@ class APGDTargeted(InnerSolver):
 
     @staticmethod
     def _misclassified(
-        problem: ModuleProblem, params: Mapping[str, Tensor], deltas: Tensor, batch: Batch
+        engine: Engine, params: Mapping[str, Tensor], deltas: Tensor, batch: Batch
     ) -> Tensor:
         """[B] whether some candidate of deltas [n, B, ...] is misclassified."""
         _, y = batch
-        out = torch.zeros_like(y, dtype=torch.bool)
-        with torch.no_grad(), problem.statistics_frozen():
-            for d in deltas:
-                out |= problem.outputs(params, d, batch).argmax(-1) != y
-        problem.passes.add(forward=deltas.shape[0])
-        return out
+        with torch.no_grad():
+            wrong = engine.logits(params, deltas, batch).argmax(-1) != y  # [n, B]
+        return wrong.any(dim=0)
 
 
 def _rows(S: PerturbationSet, rows: Tensor, b: int, x_ndim: int) -> LinfBall | L2Ball:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Generator, Tensor
 
 from minimax import checks
-from minimax.nonfinite import check_values
+from minimax.engine import Engine, ScoringGraph, as_engine
 from minimax.problem import Batch, Params, Problem
 from minimax.sets.arguments import trusted
 
@@ -18,32 +18,17 @@ __all__ = ["Candidates", "InnerSolver", "ScoringGraph", "make_generator", "start
 
 
 @dataclass(frozen=True)
-class ScoringGraph:
-    """The autograd graph of the forward that scored the candidates, kept so that a rule can
-    backpropagate through it instead of running that forward again.
-
-    params: the θ leaves (requires_grad) the scoring forward used;
-    values: one [B] tensor per candidate, with its own graph (a backward from one of them runs
-        only that candidate's graph).
-    """
-
-    params: dict[str, Tensor]
-    values: list[Tensor]
-
-
-@dataclass(frozen=True)
 class Candidates:
     """m candidate maximizers per example.
 
     deltas: [m, B, *event] the candidates δ_{i,b};
-    values: [m, B] g(θ, δ_{i,b}; batch_b) at those candidates (detached);
-    graph: the scoring forward's autograd graph when the caller asked for it (``keep_graph``)
-        and the solver could keep it, else None.
+    values: [m, B] g(θ, δ_{i,b}; batch_b) at those candidates (detached).
+
+    The scoring forward's graph, where kept, is the engine's (`minimax.engine.Engine`).
     """
 
     deltas: Tensor
     values: Tensor
-    graph: ScoringGraph | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.values.ndim != 2 or tuple(self.deltas.shape[:2]) != tuple(self.values.shape):
@@ -146,35 +131,31 @@ class InnerSolver(ABC):
 
     def __call__(
         self,
-        problem: Problem,
+        engine: Engine | Problem,
         params: Mapping[str, Tensor],
         batch: Batch,
         *,
         generator: torch.Generator | None = None,
-        keep_graph: bool = False,
     ) -> Candidates:
         """Candidates for this batch at θ = params (params are treated as constants: detached).
 
-        ``keep_graph=True`` asks for `Candidates.graph` (the scoring forward with its graph to θ,
-        so that a rule needs no forward of its own); solvers that cannot keep it return None.
-
-        Raises `minimax.NonFiniteError` when a returned value is NaN or Inf (one check per call).
+        ``engine`` evaluates g (`minimax.engine.Engine`; a `Problem` is taken as its default
+        engine). The engine refuses a NaN or Inf among the returned values
+        (`minimax.NonFiniteError`, one check per call) and keeps the scoring forward's graph
+        where its step's rule can use it.
         """
+        engine = as_engine(engine)
         detached = {k: v.detach() for k, v in params.items()}
+        engine.begin_search()
         with trusted():  # the sets' argument checks would cost a host sync per iteration
-            found = self.search(problem, detached, batch, generator, keep_graph=keep_graph)
-        check_values(found.values, solver=type(self).__name__)
+            found = self.search(engine, detached, batch, generator)
+        engine.found(found.deltas, found.values, solver=type(self).__name__)
         return found
 
     @abstractmethod
     def search(
-        self,
-        problem: Problem,
-        params: Params,
-        batch: Batch,
-        generator: Generator | None,
-        *,
-        keep_graph: bool = False,
+        self, engine: Engine, params: Params, batch: Batch, generator: Generator | None
     ) -> Candidates:
-        """What a solver defines: candidates at θ = params (detached); ``generator`` overrides
+        """What a solver defines: candidates at θ = params (detached), evaluated through
+        ``engine`` (its final scoring forward through `Engine.score`); ``generator`` overrides
         the solver's own for this call (pass it to `initial`)."""

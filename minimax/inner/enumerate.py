@@ -14,8 +14,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from minimax.engine import Engine
 from minimax.inner.base import Candidates, InnerSolver
-from minimax.nonfinite import check_values
 from minimax.problem import Batch, Params, Problem
 
 __all__ = ["Enumerate", "HasPieces", "VertexSet"]
@@ -68,14 +68,9 @@ class Enumerate(InnerSolver):
         return "Enumerate()"
 
     def search(
-        self,
-        problem: Problem,
-        params: Params,
-        batch: Batch,
-        generator: torch.Generator | None,
-        *,
-        keep_graph: bool = False,
+        self, engine: Engine, params: Params, batch: Batch, generator: torch.Generator | None
     ) -> Candidates:
+        problem = engine.problem
         S = problem.perturbation
         if not isinstance(S, VertexSet):
             raise TypeError(
@@ -94,11 +89,10 @@ class Enumerate(InnerSolver):
         deltas = verts.unsqueeze(1).expand(-1, b, *event)  # [V, B, *event]
         detached = {k: v.detach() for k, v in params.items()}
         with torch.no_grad():
-            values = problem.values(detached, deltas, batch)  # [V, B]
+            values = engine.values(detached, deltas, batch)  # [V, B]
         present = self._present(problem, batch, values.shape).to(values.device)
-        check_values(values[present], solver="Enumerate")  # absent pieces may be anything
+        engine.refuse_nonfinite_values(values[present], "Enumerate")  # absent: anything
         index = _present_first(values, present)  # [m, B]
-        self.restarts = int(index.shape[0])
         cols = torch.arange(b, device=index.device)
         return Candidates(verts[index].clone(), values[index, cols])
 

@@ -8,9 +8,9 @@ import torch
 from torch import Generator, Tensor
 
 from minimax import checks
+from minimax.engine import Engine
 from minimax.inner.base import Candidates, InnerSolver
-from minimax.nonfinite import check_values
-from minimax.problem import Batch, Params, Problem
+from minimax.problem import Batch, Params
 from minimax.sets import Box, LinfBall, PerturbationSet
 
 __all__ = ["Grid", "grid_axes", "local_maxima"]
@@ -46,14 +46,9 @@ class Grid(InnerSolver):
         return f"Grid(points={self.points}, candidates={self.restarts}, tol={self.tol:g})"
 
     def search(
-        self,
-        problem: Problem,
-        params: Params,
-        batch: Batch,
-        generator: Generator | None,
-        *,
-        keep_graph: bool = False,
+        self, engine: Engine, params: Params, batch: Batch, generator: Generator | None
     ) -> Candidates:
+        problem = engine.problem
         shape = problem.delta_shape(batch)
         b, event = shape[0], shape[1:]
         ref = problem.reference(batch)
@@ -68,9 +63,9 @@ class Grid(InnerSolver):
         deltas = points.reshape(-1, 1, *event).expand(-1, b, *event)
         with torch.no_grad():
             values = torch.cat(
-                [problem.values(params, chunk, batch) for chunk in deltas.split(4096)]
+                [engine.values(params, chunk, batch) for chunk in deltas.split(4096)]
             )  # [G, B]
-        check_values(values, solver="Grid")  # every grid value, one check
+        engine.refuse_nonfinite_values(values, "Grid")  # every grid value, one check
         local = local_maxima(values.reshape(*grid_shape, b), tol=self.tol)  # [G, B] bool
         chosen = torch.stack([self._choose(values[:, j], local[:, j]) for j in range(b)], dim=1)
         cols = torch.arange(b, device=ref.device)

@@ -9,8 +9,9 @@ import torch
 from torch import Generator, Tensor
 
 from minimax import checks
-from minimax.inner.base import Candidates, InnerSolver, ScoringGraph
-from minimax.problem import Batch, Params, Problem
+from minimax.engine import Engine
+from minimax.inner.base import Candidates, InnerSolver
+from minimax.problem import Batch, Params
 
 __all__ = ["FGSM", "PGD"]
 
@@ -33,8 +34,8 @@ class PGD(InnerSolver):
             the best batch-mean value), so that the returned values are g at the returned deltas.
         batched: evaluate the restarts in stacked calls (``False``: one restart at a time, same
             random starts and same result).
-        chunk: at most this many restarts per stacked call (None: what the problem prefers,
-            see `Problem.preferred_chunk`: one at a time for image batches on CPU, else all).
+        chunk: at most this many restarts per stacked call (None: what the engine prefers,
+            see `Engine.chunk`: one at a time for image batches on CPU, else all).
         seed: seeds the solver's own `torch.Generator` (used unless a generator is passed).
     """
 
@@ -68,68 +69,64 @@ class PGD(InnerSolver):
             f"random_start={self.random_start}, select={self.select!r})"
         )
 
+    step_size: float | Tensor | None  # None: FGSM's default, the set's ε
+
     def search(
+        self, engine: Engine, params: Params, batch: Batch, generator: Generator | None
+    ) -> Candidates:
+        assert self.step_size is not None
+        return self._search(engine, params, batch, generator, self.step_size)
+
+    def _search(
         self,
-        problem: Problem,
+        engine: Engine,
         params: Params,
         batch: Batch,
         generator: Generator | None,
-        *,
-        keep_graph: bool = False,
+        step_size: float | Tensor,
     ) -> Candidates:
-        start = self.initial(problem, batch, generator)
-        size = (
-            (self.chunk or problem.preferred_chunk(start) or self.restarts) if self.batched else 1
-        )
-        # The scoring forward keeps its graph where each candidate has its own forward.
-        keep_graph = keep_graph and self.select == "last" and (size == 1 or self.restarts == 1)
-        scoring = None  # θ leaves for a scoring forward that keeps its graph
-        if keep_graph:
-            scoring = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        """The search with this call's step size (FGSM's default ε comes from the set)."""
+        start = self.initial(engine.problem, batch, generator)
+        size = (self.chunk or engine.chunk(start) or self.restarts) if self.batched else 1
         if size >= self.restarts:
-            return self._ascend(problem, params, batch, start, scoring)
-        parts = [self._ascend(problem, params, batch, s, scoring) for s in start.split(size)]
-        graph = None
-        if scoring is not None:
-            graph = ScoringGraph(scoring, [v for p in parts if p.graph for v in p.graph.values])
+            return self._ascend(engine, params, batch, start, step_size)
+        parts = [self._ascend(engine, params, batch, s, step_size) for s in start.split(size)]
         return Candidates(
-            torch.cat([p.deltas for p in parts]), torch.cat([p.values for p in parts]), graph
+            torch.cat([p.deltas for p in parts]), torch.cat([p.values for p in parts])
         )
 
     def _ascend(
         self,
-        problem: Problem,
+        engine: Engine,
         params: Mapping[str, Tensor],
         batch: Batch,
         deltas: Tensor,
-        scoring: dict[str, Tensor] | None = None,
+        step_size: float | Tensor,
     ) -> Candidates:
-        """Run the ascent from deltas [n, B, *event]; returns n candidates per example. With
-        ``scoring`` (θ leaves that require grad) the final scoring forward keeps its graph."""
-        S = problem.perturbation
-        x = problem.clean_input(batch)
+        """Run the ascent from deltas [n, B, *event]; returns n candidates per example, scored by
+        the engine (`Engine.score`: it keeps the graph where the step's rule can use it)."""
+        S = engine.problem.perturbation
+        x = engine.problem.clean_input(batch)
         event_ndim = deltas.ndim - 2
-        coupled = problem.examples_coupled
+        coupled = engine.problem.examples_coupled
         best_d = deltas
         best_v = torch.full(deltas.shape[:2], -torch.inf, dtype=deltas.dtype, device=deltas.device)
         for _ in range(self.steps):
-            v, g = problem.values_and_input_grad(params, deltas, batch)
+            v, g = engine.values_and_input_grad(params, deltas, batch)
             deltas = deltas.detach()
             if self.select == "best":
                 best_d, best_v = _keep_best(best_d, best_v, deltas, v, coupled)
             deltas = S.project(
-                S.ascent_step(deltas, g, self.step_size, event_ndim=event_ndim),
+                S.ascent_step(deltas, g, step_size, event_ndim=event_ndim),
                 x,
                 event_ndim=event_ndim,
             )
-        if scoring is not None:
-            return _scored_with_graph(problem, scoring, batch, deltas.detach())
+        if self.select == "last":
+            return Candidates(deltas.detach(), engine.score(params, deltas.detach(), batch))
         with torch.no_grad():
-            v = problem.values(params, deltas, batch)
-        if self.select == "best":
-            best_d, best_v = _keep_best(best_d, best_v, deltas, v, coupled)
-            return Candidates(best_d, best_v)
-        return Candidates(deltas.detach(), v.detach())
+            v = engine.values(params, deltas, batch)
+        best_d, best_v = _keep_best(best_d, best_v, deltas, v, coupled)
+        return Candidates(best_d, best_v)
 
 
 def step_size_value(name: str, value: object, *, positive: bool = False) -> float | Tensor:
@@ -141,15 +138,6 @@ def step_size_value(name: str, value: object, *, positive: bool = False) -> floa
             raise ValueError(f"{name} must be {'> 0' if positive else '≥ 0'} for every example")
         return value
     return checks.real_number(name, value, positive=positive, nonnegative=True)
-
-
-def _scored_with_graph(
-    problem: Problem, leaves: dict[str, Tensor], batch: Batch, deltas: Tensor
-) -> Candidates:
-    """Score deltas [n, B, ...] with a forward whose graph to the θ ``leaves`` is kept."""
-    with torch.enable_grad():
-        v = problem.values(leaves, deltas, batch)
-    return Candidates(deltas, v.detach(), ScoringGraph(leaves, list(v)))
 
 
 def _keep_best(
@@ -181,28 +169,21 @@ class FGSM(PGD):
         super().__init__(
             steps=1, step_size=0.0, restarts=restarts, random_start=random_start, seed=seed
         )
-        self._fgsm_step = (
+        self.step_size = (
             None if step_size is None else step_size_value("step_size", step_size, positive=True)
         )
 
     def __repr__(self) -> str:
-        return f"FGSM(step_size={self._fgsm_step}, restarts={self.restarts})"
+        return f"FGSM(step_size={self.step_size}, restarts={self.restarts})"
 
     def search(
-        self,
-        problem: Problem,
-        params: Params,
-        batch: Batch,
-        generator: Generator | None,
-        *,
-        keep_graph: bool = False,
+        self, engine: Engine, params: Params, batch: Batch, generator: Generator | None
     ) -> Candidates:
-        step = self._fgsm_step
+        step = self.step_size
         if step is None:
-            step = getattr(problem.perturbation, "eps", None)
+            step = getattr(engine.problem.perturbation, "eps", None)
             if step is None:
                 raise ValueError(
-                    f"FGSM needs a step_size for {problem.perturbation!r} (it has no eps)"
+                    f"FGSM needs a step_size for {engine.problem.perturbation!r} (it has no eps)"
                 )
-        self.step_size = step
-        return super().search(problem, params, batch, generator, keep_graph=keep_graph)
+        return self._search(engine, params, batch, generator, step)

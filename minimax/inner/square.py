@@ -15,8 +15,9 @@ import torch
 from torch import Tensor
 
 from minimax import checks
+from minimax.engine import Engine
 from minimax.inner.base import Candidates, InnerSolver
-from minimax.problem import Batch, ModuleProblem, Params, Problem
+from minimax.problem import Batch, Params, Problem
 from minimax.sets import L2Ball, LinfBall
 
 __all__ = ["Square", "margin_loss", "square_fraction"]
@@ -194,60 +195,47 @@ class Square(InnerSolver):
         )
 
     def search(
-        self,
-        problem: Problem,
-        params: Params,
-        batch: Batch,
-        generator: torch.Generator | None,
-        *,
-        keep_graph: bool = False,
+        self, engine: Engine, params: Params, batch: Batch, generator: torch.Generator | None
     ) -> Candidates:
+        problem = engine.problem
         S = problem.perturbation
         if not isinstance(S, (LinfBall, L2Ball)):
             raise ValueError(f"Square supports LinfBall and L2Ball, got {S!r}: use PGD")
         params = {k: v.detach() for k, v in params.items()}
-        search = self._search_problem(problem, batch)
+        search = self._search_engine(engine, batch)  # counts on this engine's counter
         gen = generator or self.generator
-        f0, b0 = search.passes.snapshot()
         with torch.no_grad():
             runs = [self._run(problem, search, params, batch, gen) for _ in range(self.restarts)]
             deltas = torch.stack(runs)
-            if search is not problem:
-                problem.passes.add(forward=search.passes.forward - f0)
-                problem.passes.add(backward=search.passes.backward - b0)
-            values = problem.values(params, deltas, batch)
+            values = engine.values(params, deltas, batch)
         return Candidates(deltas, values)
 
-    def _search_problem(self, problem: Problem, batch: Batch) -> Problem:
-        """The problem whose values the search maximizes: the margin of the same classifier, or
+    def _search_engine(self, engine: Engine, batch: Batch) -> Engine:
+        """The engine whose values the search maximizes: the margin of the same classifier, or
         the problem itself."""
         if self.loss == "objective":
-            return problem
-        if not isinstance(problem, ModuleProblem):
+            return engine
+        try:
+            search = engine.with_loss(margin_loss)
+        except TypeError as err:
             raise ValueError(
                 f"loss='margin' needs class logits and labels, which only a ModuleProblem "
-                f"provides (got {type(problem).__name__}); use loss='objective'"
-            )
+                f"provides (got {type(engine.problem).__name__}); use loss='objective'"
+            ) from err
         y = batch[1]
         if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or y.ndim != 1:
             raise ValueError(
                 f"loss='margin' needs integer class labels y of shape [B], got dtype {y.dtype} "
                 f"and shape {tuple(y.shape)}"
             )
-        return ModuleProblem(
-            problem.model,
-            loss_fn=margin_loss,
-            perturbation=problem.perturbation,
-            batchnorm=problem.batchnorm,
-            stacking=problem.stacking,
-        )
+        return search
 
     def _scorer(
-        self, search: Problem, params: Mapping[str, Tensor], batch: Batch
+        self, search: Engine, params: Mapping[str, Tensor], batch: Batch
     ) -> Callable[[Tensor, Tensor], Tensor]:
         """``score(deltas [B, *event], rows [n]) -> [n]``: the search objective at those rows,
         evaluating only them where examples are independent (one forward either way)."""
-        split = isinstance(search, ModuleProblem) and not search.examples_coupled
+        split = search.rows_independent
 
         def score(deltas: Tensor, rows: Tensor) -> Tensor:
             if split:
@@ -261,7 +249,7 @@ class Square(InnerSolver):
     def _run(
         self,
         problem: Problem,
-        search: Problem,
+        search: Engine,
         params: Mapping[str, Tensor],
         batch: Batch,
         gen: torch.Generator,

@@ -118,14 +118,14 @@ class Recording(mm.Rule):
     def __repr__(self) -> str:
         return repr(self.rule)
 
-    def __call__(
+    def direction(
         self,
-        problem: mm.Problem,
+        engine: mm.Engine,
         params: Mapping[str, Tensor],
         batch: Any,
         candidates: mm.Candidates,
     ) -> mm.Direction:
-        d = self.rule(problem, params, batch, candidates)
+        d = self.rule(engine, params, batch, candidates)
         self.on_direction(d, candidates)
         return d
 

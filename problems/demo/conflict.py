@@ -69,13 +69,12 @@ class CornerAscent(mm.InnerSolver):
 
     def search(
         self,
-        problem: mm.Problem,
+        engine: mm.Engine,
         params: Mapping[str, Tensor],
         batch: Any,
         generator: Generator | None,
-        *,
-        keep_graph: bool = False,
     ) -> mm.Candidates:
+        problem = engine.problem
         ball = problem.perturbation
         if not isinstance(ball, mm.LinfBall):
             raise TypeError(f"CornerAscent needs an LinfBall, got {ball!r}")
@@ -85,10 +84,10 @@ class CornerAscent(mm.InnerSolver):
         deltas = eps * torch.randn(shape, generator=gen).sign()
         n = shape[1]
         for _ in range(self.steps):
-            _, g = problem.values_and_input_grad(params, deltas, batch)
+            _, g = engine.values_and_input_grad(params, deltas, batch)
             deltas = (deltas + self.step_size * g / n).clamp(-eps, eps)
         with torch.no_grad():
-            values = problem.values(params, deltas, batch)
+            values = engine.values(params, deltas, batch)
         return mm.Candidates(deltas.detach(), values.detach())
 
 

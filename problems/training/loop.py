@@ -116,7 +116,7 @@ def train(
     problem = make_problem(model, config)
     state = open_run_dir_ranked(out, config, meta, resume, overwrite, ranks)
     run = set_up(model, problem, config, data[0].shape[0], out, meta=meta, augment_fn=augment_fn)
-    run.optimizer.rule = ranks.rule(run.optimizer.rule)
+    run.optimizer.engine = ranks.engine(run.optimizer.engine)
     ranks.broadcast_model(model)
     restore(run, state, write=ranks.is_main)
     if run.epoch >= config.epochs:
@@ -326,7 +326,7 @@ def _end_epoch(loop: _Loop, val_set: tuple[Tensor, Tensor] | None) -> None:
         eval_seconds = time.perf_counter() - t0
         clean_acc = result["clean_acc"]
         robust_acc = result["robust_acc"][f"pgd{config.eval_steps}"]
-    fwd, bwd = run.problem.passes.snapshot()
+    fwd, bwd = run.optimizer.engine.passes.snapshot()
     seen = run.history.epochs[-1]["examples"] if run.history.epochs else 0
     record = {
         "epoch": run.epoch,

@@ -123,7 +123,7 @@ class Run:
             ) from None
         self.optimizer.load_state_dict(state["minmax"])
         if "passes" in state:  # written beside the optimizer's state by older versions
-            self.problem.passes.restore(tuple(state["passes"]))
+            self.optimizer.engine.passes.restore(tuple(state["passes"]))
         self.scheduler.load_state_dict(state["scheduler"])
         rng = state["rng"]
         self.shuffle_gen.set_state(rng["shuffle"])

@@ -34,7 +34,7 @@ class Fixed(InnerSolver):
         super().__init__(restarts=candidates.m)
         self.candidates = candidates
 
-    def search(self, problem, params, batch, generator, *, keep_graph=False):  # type: ignore[no-untyped-def]
+    def search(self, engine, params, batch, generator):  # type: ignore[no-untyped-def]
         return self.candidates
 
 
@@ -50,12 +50,13 @@ def _step(rule, shard: slice | None, comm):  # type: ignore[no-untyped-def]
     model, (x, y) = _setup()
     problem = minimax.ModuleProblem(model, perturbation=minimax.LinfBall(0.3))
     full = minimax.PGD(3, 0.1, restarts=4, seed=1)(problem, problem.parameters(), (x, y))
+    engine = None
     if shard is not None:
         full = Candidates(full.deltas[:, shard], full.values[:, shard])
         x, y = x[shard], y[shard]
-        rule = data_parallel(rule, comm)
+        engine = data_parallel(problem, comm)
     sgd = torch.optim.SGD(model.parameters(), lr=0.5)
-    opt = minimax.MinMaxOptimizer(problem, sgd, Fixed(full), rule)
+    opt = minimax.MinMaxOptimizer(problem, sgd, Fixed(full), rule, engine=engine)
     report = opt.step((x, y))
     return report, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -88,7 +89,6 @@ def step() -> None:
         else:
             _close(got.weights, ref.weights[start:stop], f"{name} weights")
     try:
-        data_parallel(minimax.DDi(per_example=True), comm)
         _step(minimax.DDi(per_example=True), slice(start, stop), comm)
     except ValueError as error:
         assert "not data-parallel" in str(error), error
@@ -107,9 +107,10 @@ def _batchnorm_sync(start: int, stop: int) -> None:
         model = nn.Sequential(nn.Linear(6, 4), nn.BatchNorm1d(4), nn.Linear(4, 3)).double()
         x, y = torch.rand(11, 6, dtype=torch.float64), torch.randint(0, 3, (11,))
         problem = minimax.ModuleProblem(model, perturbation=minimax.LinfBall(0.3))
-        rule = data_parallel(minimax.DDi(), comm)
+        engine = data_parallel(problem, comm)
         sgd = torch.optim.SGD(model.parameters(), lr=0.1)
-        opt = minimax.MinMaxOptimizer(problem, sgd, minimax.PGD(2, 0.1, restarts=2), rule)
+        inner = minimax.PGD(2, 0.1, restarts=2)
+        opt = minimax.MinMaxOptimizer(problem, sgd, inner, minimax.DDi(), engine=engine)
         opt.step((x[start:stop], y[start:stop]))
         mean = model[1].running_mean.clone()
         spread = comm.mean({"d": (mean - comm.mean({"m": mean}, 1)["m"]).abs()}, 1)["d"]

@@ -100,7 +100,7 @@ def test_square_and_apgd_t_stay_in_the_ball_and_beat_weak_baselines(norm):
     apgdt = minimax.APGDTargeted(20, targets=4, seed=0)(problem, params, (x, y))
     for c in (square, apgdt):
         assert bool(S.contains(c.deltas, x, event_ndim=3).all())
-        assert torch.allclose(c.values, problem.values(params, c.deltas, (x, y)))
+        assert torch.allclose(c.values, minimax.engine_of(problem).values(params, c.deltas, (x, y)))
     assert apgdt.deltas.shape == (4, *x.shape)
     acc = {
         k: _accuracy(net, x, y, c.deltas)
@@ -131,9 +131,9 @@ def test_square_objective_mode_finds_the_vertex_of_a_linear_function():
 def test_apgd_t_early_stop_keeps_fooling_deltas_and_counts_passes():
     net, x, y = _classifier(seed=1)
     problem = minimax.ModuleProblem(net, perturbation=minimax.LinfBall(0.3, lower=0, upper=1))
-    f0, b0 = problem.passes.snapshot()
+    f0, b0 = minimax.engine_of(problem).passes.snapshot()
     cand = minimax.APGDTargeted(10, targets=3, seed=0)(problem, problem.parameters(), (x, y))
-    f1, b1 = problem.passes.snapshot()
+    f1, b1 = minimax.engine_of(problem).passes.snapshot()
     assert 0 < b1 - b0 <= 3 * 10 and f1 - f0 > b1 - b0
     with torch.no_grad():
         fooled_first = net(x + cand.deltas[0]).argmax(1) != y

@@ -55,13 +55,20 @@ def test_local_communicator_is_a_no_op() -> None:
 
 
 def test_data_parallel_checks_the_rule_and_the_communicator() -> None:
-    rule = data_parallel(minimax.DDi(), LOCAL)
-    assert rule.communicator is LOCAL
-    assert minimax.DDi().communicator is LOCAL
+    model = torch.nn.Linear(2, 2)
+    problem = minimax.ModuleProblem(model, perturbation=minimax.LinfBall(0.1))
+    engine = data_parallel(problem, LOCAL)
+    assert engine.communicator is LOCAL and engine.problem is problem
+    assert minimax.engine_of(problem).communicator is LOCAL
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+    ranks = data_parallel(problem, Communicator())  # a communicator of its own: data parallel
     with pytest.raises(ValueError, match="no data-parallel form"):
-        data_parallel(minimax.GroupDRO(), LOCAL)
+        minimax.MinMaxOptimizer(problem, sgd, minimax.PGD(1, 0.1), minimax.GroupDRO(), engine=ranks)
+    opt = minimax.MinMaxOptimizer(problem, sgd, minimax.PGD(1, 0.1), minimax.GroupDRO())
+    with pytest.raises(ValueError, match="no data-parallel form"):
+        opt.engine = ranks
     with pytest.raises(TypeError, match="Communicator"):
-        data_parallel(minimax.DDi(), object())  # type: ignore[arg-type]
+        data_parallel(problem, object())  # type: ignore[arg-type]
     assert isinstance(LOCAL, Communicator)
 
 

@@ -236,7 +236,7 @@ def test_worst_group_gradients_and_erm_weights():
     _by_hand(model, batch, worst).backward()
     for name, p in model.named_parameters():
         torch.testing.assert_close(d.vector[name], p.grad)
-    erm = mm.gradients.batch_gradient(
+    erm = mm.engine.gradients.batch_gradient(
         problem, problem.parameters(), batch, problem.proportions(batch)
     )
     model.zero_grad()

@@ -77,7 +77,7 @@ def test_batchnorm_per_restart_gradients_equal_separate_forwards():
     deltas = 0.3 * (2 * torch.rand(4, 8, 3, dtype=torch.float64) - 1)
     before = (net.bn.running_mean.clone(), net.bn.running_var.clone())
     got = mm.candidate_gradients(problem, problem.parameters(), (x, y), deltas)
-    values = problem.values(problem.parameters(), deltas, (x, y))
+    values = mm.engine_of(problem).values(problem.parameters(), deltas, (x, y))
     torch.testing.assert_close(net.bn.running_mean, before[0])  # nothing tracked inside
     for i in range(4):
         ref = _BNNet().double().train()
@@ -149,8 +149,8 @@ def test_batchnorm_running_statistics_update_once_per_step():
 
 @pytest.mark.parametrize("rule", [mm.Danskin(), mm.DDi()], ids=["danskin", "ddi"])
 def test_scoring_graph_gives_the_same_direction_without_forwards(rule):
-    """With `keep_graph`, the rule backpropagates through PGD's scoring forward: the direction is
-    bitwise the same and the rule runs no forward of its own."""
+    """Where the engine keeps the scoring graph, the rule backpropagates through PGD's scoring
+    forward: the direction is bitwise the same and the rule runs no forward of its own."""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(128, 3))
     x, y = torch.rand(64, 1, 8, 8), torch.randint(0, 3, (64,))  # 4096 entries: a loop on CPU
@@ -158,11 +158,13 @@ def test_scoring_graph_gives_the_same_direction_without_forwards(rule):
     params = problem.parameters()
     runs = []
     for keep in (False, True):
-        cands = mm.PGD(3, 0.05, restarts=2, seed=0)(problem, params, (x, y), keep_graph=keep)
-        assert (cands.graph is not None) == keep
-        f0, b0 = problem.passes.snapshot()
-        d = rule(problem, params, (x, y), cands)
-        runs.append((d, problem.passes.forward - f0, problem.passes.backward - b0))
+        engine = mm.Engine(problem, reuse_scoring=keep)
+        with engine.step("all", 2):  # every candidate's gradient: keep where it pays
+            cands = mm.PGD(3, 0.05, restarts=2, seed=0)(engine, params, (x, y))
+            assert (engine.graph_for(cands.deltas) is not None) == keep
+            f0, b0 = engine.passes.snapshot()
+            d = rule(engine, params, (x, y), cands)
+            runs.append((d, engine.passes.forward - f0, engine.passes.backward - b0))
     (d_sep, f_sep, b_sep), (d_graph, f_graph, b_graph) = runs
     for k in d_sep.vector:
         assert torch.equal(d_sep.vector[k], d_graph.vector[k]), k

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import minimax as mm
-from minimax.gramian import Plan, check_direction, per_example_gram, weighted_gradient
+from minimax.engine.gramian import Plan, check_direction, per_example_gram, weighted_gradient
 from problems.models import BasicBlock, build_model
 
 DT = torch.float64
@@ -223,11 +223,11 @@ def test_models_gram_direction_and_certificate(name):
     inner = mm.PGD(2, 0.05, restarts=3, seed=0)
     cands = inner(problem, problem.parameters(), (x, y))
     for per_example in (True, False):
-        new = mm.DDi(per_example=per_example, gramian="layerwise")(
-            problem, problem.parameters(), (x, y), cands
+        new = mm.DDi(per_example=per_example)(
+            mm.Engine(problem, gramian="layerwise"), problem.parameters(), (x, y), cands
         )
-        ref = mm.DDi(per_example=per_example, gramian="materialized")(
-            problem, problem.parameters(), (x, y), cands
+        ref = mm.DDi(per_example=per_example)(
+            mm.Engine(problem, gramian="materialized"), problem.parameters(), (x, y), cands
         )
         torch.testing.assert_close(new.extras["gram"], ref.extras["gram"], rtol=1e-10, atol=0)
         torch.testing.assert_close(new.weights, ref.weights, rtol=1e-7, atol=1e-9)
@@ -261,8 +261,8 @@ def test_float32_models_get_float32_products_and_a_float64_sum():
         assert 0 < err < 1e-5, (plan, err)  # float32 rounding: not exact, and not worse
     cands = mm.PGD(2, 0.05, restarts=3, seed=0)(single, single.parameters(), (x, y))
     for per_example in (True, False):
-        out = mm.DDi(per_example=per_example, gramian="layerwise")(
-            single, single.parameters(), (x, y), cands
+        out = mm.DDi(per_example=per_example)(
+            mm.Engine(single, gramian="layerwise"), single.parameters(), (x, y), cands
         )
         norm2 = float(out.norm) ** 2
         assert float(out.certificate) <= -norm2 + 1e-4 * max(norm2, 1e-30)
@@ -271,7 +271,7 @@ def test_float32_models_get_float32_products_and_a_float64_sum():
 def test_reduced_float32_matmul_precision_falls_back_to_float64_products():
     """With TF32 / bf16 matmuls allowed, float32 products would lose 13+ bits: then the layer
     products are formed in float64 (and back to float32 at "highest")."""
-    from minimax.gramian.blocks import work_dtype
+    from minimax.engine.gramian.blocks import work_dtype
 
     x = torch.ones(2, 2)
     saved = torch.get_float32_matmul_precision()
@@ -289,12 +289,12 @@ def test_tolerance_drops_rows_and_auto_picks_layerwise():
     problem = _problem(nn.Sequential(nn.Linear(3, 4), nn.CELU(), nn.Linear(4, 2)))
     x, y = torch.randn(5, 3, dtype=DT), torch.randint(0, 2, (5,))
     cands = mm.PGD(2, 0.05, restarts=4, seed=0)(problem, problem.parameters(), (x, y))
-    before = problem.passes.snapshot()
+    before = mm.engine_of(problem).passes.snapshot()
     auto = mm.DDi(per_example=True, tolerance=0.05)(problem, problem.parameters(), (x, y), cands)
-    used = problem.passes.backward - before[1]
+    used = mm.engine_of(problem).passes.backward - before[1]
     assert used < 4 * 5  # the materialized path would count m·B backward passes
-    ref = mm.DDi(per_example=True, tolerance=0.05, gramian="materialized")(
-        problem, problem.parameters(), (x, y), cands
+    ref = mm.DDi(per_example=True, tolerance=0.05)(
+        mm.Engine(problem, gramian="materialized"), problem.parameters(), (x, y), cands
     )
     torch.testing.assert_close(auto.extras["gram"], ref.extras["gram"], rtol=1e-10, atol=0)
     torch.testing.assert_close(auto.weights, ref.weights, rtol=1e-7, atol=1e-9)
@@ -322,41 +322,45 @@ class Outside(nn.Module):
         return self.lin(x) + x[:, :2] * self.lin.weight[:, 0]
 
 
-def _direction(problem, rule):
+def _direction(problem, rule, communicator=None, **options):
+    """The rule's direction at PGD candidates, with an engine of these options."""
+    if communicator is not None:
+        options["communicator"] = communicator
+    engine = mm.Engine(problem, **options)
     x, y = torch.randn(4, 3, dtype=DT), torch.randint(0, 2, (4,))
-    cands = mm.PGD(1, 0.05, restarts=2, seed=0)(problem, problem.parameters(), (x, y))
-    return rule(problem, problem.parameters(), (x, y), cands)
+    cands = mm.PGD(1, 0.05, restarts=2, seed=0)(engine, problem.parameters(), (x, y))
+    return rule(engine, problem.parameters(), (x, y), cands)
 
 
 @pytest.mark.filterwarnings("ignore:per_example_gradients. torch.func.vmap failed")  # PReLU
 def test_refusals_name_the_module():
     prelu = _problem(nn.Sequential(nn.Linear(3, 4), nn.PReLU(), nn.Linear(4, 2)))
     with pytest.raises(ValueError, match=r"PReLU has no layer rule.*gramian='materialized'"):
-        _direction(prelu, mm.DDi(per_example=True, gramian="layerwise"))
+        _direction(prelu, mm.DDi(per_example=True), gramian="layerwise")
     auto = _direction(prelu, mm.DDi(per_example=True))  # falls back to the reference
     assert float(auto.certificate) <= -(float(auto.norm) ** 2) + 1e-9
     with pytest.raises(ValueError, match="ran twice"):
-        _direction(_problem(Shared()), mm.DDi(per_example=True, gramian="layerwise"))
+        _direction(_problem(Shared()), mm.DDi(per_example=True), gramian="layerwise")
     tied = nn.Sequential(nn.Linear(3, 3), nn.CELU(), nn.Linear(3, 3))
     tied[2].weight = tied[0].weight
     with pytest.raises(ValueError, match="shared by modules"):
-        _direction(_problem(tied), mm.DDi(per_example=True, gramian="layerwise"))
+        _direction(_problem(tied), mm.DDi(per_example=True), gramian="layerwise")
     with pytest.raises(RuntimeError, match="αᵀKα"):
-        _direction(_problem(Outside()), mm.DDi(per_example=True, gramian="layerwise"))
+        _direction(_problem(Outside()), mm.DDi(per_example=True), gramian="layerwise")
     with pytest.raises(ValueError, match="gramian must be one of"):
-        mm.DDi(gramian="ghost")
+        mm.Engine(_problem(Outside()), gramian="ghost")
 
 
 def test_batchnorm_in_train_mode_is_refused():
     net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)).to(DT).train()
     problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1))
     with pytest.raises(ValueError, match="coupled"):
-        _direction(problem, mm.DDi(per_example=True, gramian="layerwise"))
+        _direction(problem, mm.DDi(per_example=True), gramian="layerwise")
     x, y = torch.randn(4, 3, dtype=DT), torch.randint(0, 2, (4,))
     with pytest.raises(ValueError, match="batch statistics"):  # direct call, no problem check
         per_example_gram(problem, problem.parameters(), (x, y), _deltas(2, x, 0), None, "layerwise")
     ev = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1), batchnorm="eval")
-    new = _direction(ev, mm.DDi(per_example=True, gramian="layerwise"))
+    new = _direction(ev, mm.DDi(per_example=True), gramian="layerwise")
     assert float(new.certificate) <= -(float(new.norm) ** 2) + 1e-9
 
 
@@ -389,10 +393,9 @@ def test_layerwise_batch_level_is_refused_under_several_ranks():
         world_size = 2  # the rule refuses before any collective
 
     problem = _problem(nn.Sequential(nn.Linear(3, 4), nn.CELU(), nn.Linear(4, 2)))
-    rule = mm.distributed.data_parallel(mm.DDi(gramian="layerwise"), TwoRanks())
     with pytest.raises(ValueError, match=r"gramian='layerwise'\) is not data-parallel"):
-        _direction(problem, rule)
-    auto = _direction(problem, mm.distributed.data_parallel(mm.DDi(), TwoRanks()))
+        _direction(problem, mm.DDi(), TwoRanks(), gramian="layerwise")
+    auto = _direction(problem, mm.DDi(), TwoRanks())
     assert float(auto.certificate) <= -(float(auto.norm) ** 2) + 1e-9
 
 

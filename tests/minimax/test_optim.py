@@ -4,6 +4,7 @@ import io
 
 import pytest
 import torch
+from torch import nn
 
 import minimax as mm
 from problems.toy import ELUNetwork
@@ -109,7 +110,7 @@ def test_a_run_resumes_bitwise_through_the_optimizer_state(make):
         assert torch.equal(a, b), k
     assert losses == full_losses[2:]
     assert opt.steps == full_opt.steps == 5
-    assert opt.problem.passes.snapshot() == full_opt.problem.passes.snapshot()
+    assert opt.engine.passes.snapshot() == full_opt.engine.passes.snapshot()
     assert str(opt.rule.state_dict()) == str(full_opt.rule.state_dict())
     if make is _group_dro_run:  # the rule's state matters: without it, the run differs
         _, _, other = _continue(make, 3, saved, drop=("rule",))
@@ -134,10 +135,61 @@ def test_load_state_dict_refuses_malformed_state_and_changes_nothing():
     for name, (state, error, match) in bad.items():
         with pytest.raises(error, match=match):
             fresh.load_state_dict(state)  # type: ignore[arg-type]
-        assert fresh.steps == 0 and fresh.problem.passes.snapshot() == (0, 0), name
+        assert fresh.steps == 0 and fresh.engine.passes.snapshot() == (0, 0), name
         assert fresh.optimizer.state_dict()["state"] == {}, name
     fresh.load_state_dict(good)
-    assert fresh.steps == 1 and fresh.problem.passes.snapshot() == opt.problem.passes.snapshot()
+    assert fresh.steps == 1 and fresh.engine.passes.snapshot() == opt.engine.passes.snapshot()
     dro = mm.GroupDRO()
     with pytest.raises(TypeError, match="dict"):
         dro.load_state_dict([0.5, 0.5])  # type: ignore[arg-type]
+
+
+def test_step_is_backward_then_the_optimizers_step():
+    """`MinMaxOptimizer.step` and `minimax.backward` + ``opt.step()`` apply the same direction
+    (one code path, `apply_direction`): bitwise the same parameters and BatchNorm statistics."""
+    results = []
+    for use_backward in (False, True):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Linear(4, 2))
+        x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+        problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1))
+        sgd = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        inner, rule = mm.PGD(2, 0.05, restarts=3, seed=0), mm.DDi()
+        for _ in range(2):
+            if use_backward:
+                sgd.zero_grad(set_to_none=True)
+                mm.backward(problem, (x, y), inner, rule)
+                sgd.step()
+            else:
+                mm.MinMaxOptimizer(problem, sgd, inner, rule).step((x, y))
+        results.append({k: v.clone() for k, v in net.state_dict().items()})
+    for k in results[0]:
+        assert torch.equal(results[0][k], results[1][k]), k
+
+
+def test_danskin_certificate_after_the_scoring_graph():
+    """With one restart Danskin's gradient comes from the scoring graph; its certificate then
+    takes the candidates' gradients by forwards of their own (the graph is used once)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1))
+    inner = mm.PGD(2, 0.05, restarts=1, seed=0)
+    d, _ = mm.descent_direction(problem, None, (x, y), inner, mm.Danskin(certify=True))
+    assert d.certificate is not None
+    assert float(d.certificate) == pytest.approx(-(float(d.norm) ** 2), rel=1e-9)
+
+
+def test_solvers_keep_their_settings_across_searches():
+    """FGSM's default step is the set's ε for that call only; Enumerate's restarts stay."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 2))
+    problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1))
+    fgsm = mm.FGSM()
+    fgsm(problem, problem.parameters(), (torch.randn(4, 3), torch.randint(0, 2, (4,))))
+    assert fgsm.step_size is None
+    groups = mm.WorstGroupProblem.from_module(nn.Linear(3, 2), 3)
+    enum = mm.Enumerate()
+    batch = (torch.randn(6, 3), torch.randint(0, 2, (6,)), torch.tensor([0, 1, 2, 0, 1, 2]))
+    cands = enum(groups, groups.parameters(), batch)
+    assert cands.m == 3 and enum.restarts == 1

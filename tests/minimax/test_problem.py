@@ -46,7 +46,7 @@ def test_bad_inputs_have_clear_errors():
     with pytest.raises(ValueError, match="eps must be"):
         mm.LinfBall(-0.1)
     with pytest.raises(ValueError, match="delta has shape"):
-        problem.values(params, torch.zeros(2, 16, 4, dtype=torch.float64), (x, y))
+        mm.engine_of(problem).values(params, torch.zeros(2, 16, 4, dtype=torch.float64), (x, y))
     with pytest.raises(ValueError, match="empty"):
         mm.PGD(2, 0.1)(problem, params, (x[:0], y[:0]))
     with pytest.raises(ValueError, match="examples but y"):
@@ -78,7 +78,8 @@ def test_bad_inputs_have_clear_errors():
             None,
             toy.batch,
             mm.PGD(1, 0.1, restarts=2),
-            mm.DDi(per_example=True, memory_budget=10, gramian="materialized"),
+            mm.DDi(per_example=True),
+            engine=mm.Engine(toy.problem, memory_budget=10, gramian="materialized"),
         )
     with pytest.raises(ValueError, match="per-example values"):
         fp = mm.FunctionProblem(
@@ -106,16 +107,17 @@ def test_stacking_modes_agree(bn):
     modes = ["auto", "vmap", "loop"] + ([] if bn else ["stack"])
     outs = []
     for mode in modes:
-        problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1), stacking=mode)
-        outs.append(problem.values(problem.parameters(), deltas, (x, y)).detach())
+        problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1))
+        engine = mm.Engine(problem, stacking=mode)
+        outs.append(engine.values(problem.parameters(), deltas, (x, y)).detach())
     for out in outs[1:]:
         torch.testing.assert_close(out, outs[0])
     if bn:
-        problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1), stacking="stack")
+        problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1))
         with pytest.raises(ValueError, match="share BatchNorm"):
-            problem.values(problem.parameters(), deltas, (x, y))
+            mm.Engine(problem, stacking="stack").values(problem.parameters(), deltas, (x, y))
     with pytest.raises(ValueError, match="stacking must be"):
-        mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1), stacking="fast")
+        mm.Engine(mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1)), stacking="fast")
 
 
 def test_gram_and_qp_stay_float64_under_autocast():

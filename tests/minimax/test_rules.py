@@ -161,7 +161,7 @@ def test_tolerance_drops_non_maximizers():
     """Candidates below the best by more than τ get weight 0."""
     toy = MaxOfQuadratics(3, 2, tied=2, gap=0.5, seed=2)
     nodes = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64).reshape(3, 1, 1)
-    values = toy.problem.values(toy.params(), nodes, toy.batch).detach()
+    values = mm.engine_of(toy.problem).values(toy.params(), nodes, toy.batch).detach()
     cands = mm.Candidates(nodes, values)
     all_ = mm.DDi()(toy.problem, toy.params(), toy.batch, cands)
     tied = mm.DDi(tolerance=1e-6)(toy.problem, toy.params(), toy.batch, cands)

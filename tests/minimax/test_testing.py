@@ -71,7 +71,7 @@ def test_oracles_are_exact_maxima(family, data):
         (256, *shape), generator=gen, dtype=torch.float64, event_ndim=len(shape) - 1
     )
     with torch.no_grad():
-        vals = kp.problem.values(kp.params, pts, kp.batch)
+        vals = mm.engine_of(kp.problem).values(kp.params, pts, kp.batch)
     assert bool((vals <= per_example + 1e-9 * per_example.abs().clamp_min(1)).all())
     assert kp.problem.perturbation.contains(cands.deltas, event_ndim=len(shape) - 1).all()
 

@@ -11,7 +11,8 @@ from typing import Any, Literal
 import torch
 from torch import Generator, Tensor
 
-from minimax.gradients import per_example_gradients
+from minimax.engine import Engine, engine_of
+from minimax.engine.gradients import per_example_gradients
 from minimax.inner import Candidates, InnerSolver, grid_axes
 from minimax.minnorm import MinNormResult, min_norm_product_weights, min_norm_weights
 from minimax.problem import Batch, Params, Problem
@@ -148,7 +149,7 @@ class KnownProblem:
         if extra is not None:
             deltas = torch.cat([deltas, extra.to(dtype=ref.dtype, device=ref.device)])
         with torch.no_grad():
-            values = self.problem.values(p, deltas, self.batch)
+            values = engine_of(self.problem).values(p, deltas, self.batch)
         return Candidates(deltas, values.detach())
 
     def exact_inner(
@@ -191,7 +192,7 @@ class KnownProblem:
             parts.insert(0, grid.reshape(-1, 1, *event).expand(-1, b, *event))
         pool_t = torch.cat(parts).to(dtype=ref.dtype, device=ref.device)
         with torch.no_grad():
-            vals = self.problem.values(p, pool_t, self.batch)  # [N, B]
+            vals = engine_of(self.problem).values(p, pool_t, self.batch)  # [N, B]
         best = self.per_example_loss(p).to(vals.dtype)
         out = []
         for j in range(b):
@@ -268,19 +269,11 @@ class ExactInner(InnerSolver):
         return f"ExactInner({self.known.name}, mode={self.mode!r}{extra})"
 
     def search(
-        self,
-        problem: Problem,
-        params: Params,
-        batch: Batch,
-        generator: Generator | None,
-        *,
-        keep_graph: bool = False,
+        self, engine: Engine, params: Params, batch: Batch, generator: Generator | None
     ) -> Candidates:
-        if problem is not self.known.problem:
+        if engine.problem is not self.known.problem:
             raise ValueError("ExactInner only knows the maximizers of its own KnownProblem")
-        c = self.known.candidates(params, mode=self.mode, extra=self.extra)
-        self.restarts = c.m
-        return c
+        return self.known.candidates(params, mode=self.mode, extra=self.extra)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -374,10 +367,11 @@ def danskin_set(
         raise ValueError("every example needs at least one maximizer")
     width = max(len(m) for m in maxs)
     deltas = torch.stack([torch.stack([m[min(i, len(m) - 1)] for m in maxs]) for i in range(width)])
-    with problem.passes.paused():
-        grads = per_example_gradients(problem, p, batch, deltas)  # [M, B, *p] (÷ B)
+    engine = engine_of(problem)
+    with engine.uncounted():
+        grads = per_example_gradients(engine, p, batch, deltas)  # [M, B, *p] (÷ B)
         with torch.no_grad():
-            vals = problem.values(p, deltas, batch)
+            vals = engine.values(p, deltas, batch)
     names = tuple(p)
     flat = torch.cat([grads[k].reshape(width, b, -1).to("cpu", DTYPE) for k in names], dim=-1)
     return DanskinSet(

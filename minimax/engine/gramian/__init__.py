@@ -5,7 +5,7 @@ ordered example by example (b, then i). Public functions:
 
 - `per_example_gram(problem, params, batch, deltas, mask=None, method="auto") -> [n, n]` float64,
   K_rs = ⟨r_r, r_s⟩. ``"layerwise"`` builds K layer by layer from each layer's inputs and output
-  gradients in one forward + backward over the n candidate rows (`minimax.gramian.layers`);
+  gradients in one forward + backward over the n candidate rows (`minimax.engine.gramian.layers`);
   ``"materialized"`` forms the n·P per-example gradients (the reference); ``"auto"``: layerwise for
   a `ModuleProblem` whose parameterised modules all have a layer rule, else materialized.
 - `weighted_gradient(problem, params, batch, deltas, weights [m, B]) -> dict like θ`:
@@ -15,21 +15,28 @@ ordered example by example (b, then i). Public functions:
 - `check_direction(k, alpha, d)`: raises when ‖d‖² ≠ αᵀKα (a Gramian that disagrees with autograd).
 - `per_example_layerwise` / `batch_layerwise`: K and α ↦ d for DDi's Gram-rule template (K of the
   per-example rows, or of the m batch-mean gradients), d checked against K.
+- `gramian(engine, ...)`: the one place that chooses among them (`Engine.gramian`).
+
+Every function takes an engine, or a problem (then its default engine, `minimax.engine_of`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from minimax import checks
-from minimax.gradients import flat_norm, gram, per_example_gradients
-from minimax.gramian.engine import candidate_rows, layerwise_gram, unsupported_modules
-from minimax.gramian.layers import LAYER_RULES, Plan
+from minimax.engine.gradients import _engine, combine, flat_norm, gram, per_example_gradients
+from minimax.engine.gramian.hooked import candidate_rows, layerwise_gram, unsupported_modules
+from minimax.engine.gramian.layers import LAYER_RULES, Plan
 from minimax.problem import Batch, ModuleProblem, Problem
+
+if TYPE_CHECKING:
+    from minimax.engine.core import Engine
 
 __all__ = [
     "LAYER_RULES",
@@ -37,6 +44,7 @@ __all__ = [
     "Plan",
     "batch_layerwise",
     "check_direction",
+    "gramian",
     "layerwise_supported",
     "per_example_gram",
     "per_example_layerwise",
@@ -48,14 +56,15 @@ METHODS = ("auto", "layerwise", "materialized")
 Combine = Callable[[Tensor], dict[str, Tensor]]  # weights α [n] ↦ d = Σ α_i g_i, a dict like θ
 
 
-def layerwise_supported(problem: Problem, params: Mapping[str, Tensor]) -> bool:
+def layerwise_supported(problem: Problem | Engine, params: Mapping[str, Tensor]) -> bool:
     """True for a ModuleProblem, examples not coupled, whose parameterised modules have rules."""
+    problem = _engine(problem).problem
     if not isinstance(problem, ModuleProblem) or problem.examples_coupled:
         return False
     return not unsupported_modules(problem.model, set(params))
 
 
-def resolve_method(method: str, problem: Problem, params: Mapping[str, Tensor]) -> str:
+def resolve_method(method: str, problem: Problem | Engine, params: Mapping[str, Tensor]) -> str:
     """``"auto"`` → "layerwise" where supported, else "materialized"; checks the name."""
     checks.choice("gramian", method, METHODS)
     if method == "auto":
@@ -76,7 +85,7 @@ def _full_mask(deltas: Tensor, mask: Tensor | None) -> Tensor:
 
 
 def per_example_gram(
-    problem: Problem,
+    problem: Problem | Engine,
     params: Mapping[str, Tensor],
     batch: Batch,
     deltas: Tensor,
@@ -90,27 +99,28 @@ def per_example_gram(
     deltas [m, B, *event]; mask [B, m] bool (None keeps all, n = m·B), rows ordered (b, i).
     ``plan`` sets the layer strategy ("auto", "ghost", "materialized") and the block budget.
     """
+    engine = _engine(problem)
     mask = _full_mask(deltas, mask)
     b = deltas.shape[1]
-    if resolve_method(method, problem, params) == "materialized":
-        if problem.examples_coupled:
+    if resolve_method(method, engine, params) == "materialized":
+        if engine.problem.examples_coupled:
             raise ValueError(
-                f"in {problem!r} the examples are coupled (train-mode BatchNorm statistics): "
-                "per-example gradients are not defined"
+                f"in {engine.problem!r} the examples are coupled (train-mode BatchNorm "
+                "statistics): per-example gradients are not defined"
             )
-        grads = per_example_gradients(problem, params, batch, deltas)  # [m, B, *p]
+        grads = per_example_gradients(engine, params, batch, deltas)  # [m, B, *p]
         flat = mask.reshape(-1).to(deltas.device)
         kept = {k: v.transpose(0, 1).reshape(-1, *v.shape[2:])[flat] for k, v in grads.items()}
         return gram(kept)
-    delta_rows, rows, _ = candidate_rows(problem, batch, deltas, mask)
-    k = layerwise_gram(problem, params, delta_rows, rows, b, plan or Plan())
+    delta_rows, rows, _ = candidate_rows(engine.problem, batch, deltas, mask)
+    k = layerwise_gram(engine, params, delta_rows, rows, b, plan or Plan())
     passes = math.ceil(delta_rows.shape[0] / b)
-    problem.passes.add(forward=passes, backward=passes)
+    engine.count(forward=passes, backward=passes)
     return k
 
 
 def weighted_gradient(
-    problem: Problem,
+    problem: Problem | Engine,
     params: Mapping[str, Tensor],
     batch: Batch,
     deltas: Tensor,
@@ -123,6 +133,8 @@ def weighted_gradient(
     A ModuleProblem stacks the rows with α ≠ 0 as one batch, ``chunk`` rows per backward
     (default B); other problems run one backward per candidate with a nonzero weight.
     """
+    engine = _engine(problem)
+    problem = engine.problem
     m, b = deltas.shape[:2]
     if weights.shape != (m, b):
         raise ValueError(f"weights must be [m, B] = [{m}, {b}], got {tuple(weights.shape)}")
@@ -143,13 +155,13 @@ def weighted_gradient(
         pieces = [(deltas[i], batch, w[i]) for i in range(m) if bool((w[i] != 0).any())]
     for delta, piece, a in pieces:
         with torch.enable_grad():
-            values = problem.objective(p, delta, piece)
+            values = engine.objective(p, delta, piece)
             loss = (values * a.to(values.dtype)).sum() / b
             grads = torch.autograd.grad(loss, list(p.values()), allow_unused=True)
         for acc, g in zip(total.values(), grads):
             if g is not None:
                 acc += g
-        problem.passes.add(forward=1, backward=1)
+        engine.count(forward=1, backward=1)
     return total
 
 
@@ -174,7 +186,7 @@ def check_direction(k: Tensor, alpha: Tensor, d: Mapping[str, Tensor], what: str
 
 
 def per_example_layerwise(
-    problem: Problem,
+    problem: Problem | Engine,
     params: Mapping[str, Tensor],
     batch: Batch,
     deltas: Tensor,
@@ -199,7 +211,7 @@ def per_example_layerwise(
 
 
 def batch_layerwise(
-    problem: Problem,
+    problem: Problem | Engine,
     params: Mapping[str, Tensor],
     batch: Batch,
     deltas: Tensor,
@@ -220,3 +232,74 @@ def batch_layerwise(
         return d
 
     return k, direction
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} GiB"
+
+
+def _materialized(
+    engine: Engine, params: Mapping[str, Tensor], batch: Batch, deltas: Tensor, mask: Tensor
+) -> tuple[Tensor, Combine]:
+    """The reference: K of the kept per-example gradients and α ↦ d = Σ α_r r_r, ordered
+    (example, candidate), under the engine's memory budget."""
+    m, b = deltas.shape[:2]
+    numel = sum(v.numel() for v in params.values())
+    need = m * b * numel * next(iter(params.values())).element_size()
+    if need > engine.memory_budget:
+        raise MemoryError(
+            f"per-example DDi needs {_bytes(need)} of per-example gradients "
+            f"(m={m} × B={b} × {numel} parameters), over the budget of "
+            f"{_bytes(engine.memory_budget)}: use DDi(per_example=False), "
+            "Engine(gramian='layerwise'), a smaller batch, or raise Engine(memory_budget=...)"
+        )
+    grads = per_example_gradients(engine, params, batch, deltas)  # [m, B, *p]
+    flat_mask = mask.reshape(-1)  # reorder to [B·m, *p] (example, candidate), keep the mask
+    stack = {k: v.transpose(0, 1).reshape(b * m, *v.shape[2:])[flat_mask] for k, v in grads.items()}
+    return gram(stack), lambda alpha: combine(stack, alpha)
+
+
+def gramian(
+    engine: Engine,
+    params: Mapping[str, Tensor],
+    batch: Batch,
+    deltas: Tensor,
+    mask: Tensor,
+    *,
+    per_example: bool,
+    what: str,
+) -> tuple[Tensor, Combine]:
+    """(K float64, α ↦ d) for the candidates kept by ``mask``, the one choice of how.
+
+    Per example (``per_example=True``): mask [B, m], the rows r_{b,i} = ∇θ g(θ, δ_{i,b}) / B
+    ordered (example, candidate), layerwise or materialized (`Engine.gramian`). Batch level:
+    mask [m], the batch-mean gradients ḡ_i, from the layerwise per-example Gramian (only
+    with ``Engine(gramian="layerwise")``) or from the gradients themselves, through the kept
+    scoring graph where there is one. ``what`` names the caller in errors.
+    """
+    if not per_example:
+        idx = torch.nonzero(mask).flatten()
+        if engine.gramian_mode != "layerwise":
+            stack = engine.candidate_gradients(params, batch, deltas, idx.tolist())
+            return gram(stack), lambda alpha: combine(stack, alpha)  # already over ranks
+        if engine.communicator.active:
+            raise ValueError(
+                "Engine(gramian='layerwise') is not data-parallel at batch level: K of the "
+                "global batch-mean gradients needs cross-rank inner products that per-rank "
+                "Gramians lack. Use gramian='auto' or 'materialized' under torch.distributed"
+            )
+        return batch_layerwise(engine, params, batch, deltas[idx.to(deltas.device)], what)
+    if engine.communicator.active:
+        raise ValueError(
+            "DDi(per_example=True) is not data-parallel: its QP couples the m·B per-example "
+            "gradients of the whole batch, which every rank would need (an all-gather of "
+            "m·B·P numbers). Use DDi(per_example=False) under torch.distributed, or one "
+            "process"
+        )
+    if resolve_method(engine.gramian_mode, engine, params) == "layerwise":
+        return per_example_layerwise(engine, params, batch, deltas, mask, what)
+    return _materialized(engine, params, batch, deltas, mask)

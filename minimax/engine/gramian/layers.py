@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from minimax.gramian.blocks import ACC, ghost_gram, gram64, recompute_factor, rows_gram
+from minimax.engine.gramian.blocks import ACC, ghost_gram, gram64, recompute_factor, rows_gram
 
 __all__ = ["LAYER_RULES", "Plan", "forward_check"]
 

@@ -3,21 +3,24 @@
 Rows: candidate (b, i) is the input x_b + δ_{i,b}; the kept rows are stacked as one batch of n
 examples (rows are independent: no batch statistics), and one backward of Σ_r g_r / B gives every
 layer's output gradient row by row. Forward hooks keep each layer's input a; a hook on the layer's
-output receives b and adds the layer's rule (`minimax.gramian.layers`) to K at once, so only one
-layer's workspace is alive beyond autograd's own activations. Only the candidate inputs require
+output receives b and adds the layer's rule (`minimax.engine.gramian.layers`) to K at once, so only
+one layer's workspace is alive beyond autograd's own activations. Only the candidate inputs require
 grad: the parameter gradients of this pass are never formed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from minimax.gramian.layers import LAYER_RULES, Plan, forward_check
+from minimax.engine.gramian.layers import LAYER_RULES, Plan, forward_check
 from minimax.problem import Batch, ModuleProblem, Problem
+
+if TYPE_CHECKING:
+    from minimax.engine.core import Engine
 
 __all__ = ["candidate_rows", "layer_plan", "layerwise_gram", "unsupported_modules"]
 
@@ -137,7 +140,7 @@ class _Hooks:
 
 
 def layerwise_gram(
-    problem: Problem,
+    engine: Engine,
     params: Mapping[str, Tensor],
     delta_rows: Tensor,
     rows: Batch,
@@ -150,6 +153,7 @@ def layerwise_gram(
     δ (e.g. an embedding of the labels) are found on the way, and then the pass is redone with
     their parameters tracked too.
     """
+    problem = engine.problem
     assert isinstance(problem, ModuleProblem)
     layers = layer_plan(problem.model, set(params))
     names = {
@@ -162,7 +166,7 @@ def layerwise_gram(
         p = {k: v.detach().requires_grad_(k in tracked) for k, v in params.items()}
         d = delta_rows.detach().requires_grad_(True)
         with torch.enable_grad(), _Hooks(layers, plan, delta_rows.shape[0]) as hooks:
-            values = problem.objective(p, d, rows)
+            values = engine.objective(p, d, rows)
             targets = [d, *(p[k] for k in tracked)]
             torch.autograd.grad(values.sum() / batch_size, targets, allow_unused=True)
         missed = {k for m in hooks.missed for k in names[id(m)]} - tracked

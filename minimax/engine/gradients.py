@@ -6,14 +6,17 @@ Shapes: a *stack* of gradients is a dict name → [n, *param.shape] (n vectors s
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor
 from torch.func import grad, jacrev, vmap
 
-from minimax.inner.base import ScoringGraph
+from minimax.engine.scoring import ScoringGraph
 from minimax.problem import Batch, Problem
+
+if TYPE_CHECKING:
+    from minimax.engine.core import Engine
 
 __all__ = [
     "batch_gradient",
@@ -39,36 +42,44 @@ def _resolve(method: str, deltas: Tensor) -> str:
     return method
 
 
+def _engine(target: Problem | Engine) -> Engine:
+    """The engine of ``target`` (its default engine for a bare problem)."""
+    from minimax.engine.core import as_engine  # core imports this module
+
+    return as_engine(target)
+
+
 def _detached(params: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {k: v.detach() for k, v in params.items()}
 
 
 def batch_gradient(
-    problem: Problem, params: Mapping[str, Tensor], batch: Batch, delta: Tensor
+    problem: Problem | Engine, params: Mapping[str, Tensor], batch: Batch, delta: Tensor
 ) -> dict[str, Tensor]:
     """∇_θ mean_b g(θ, δ_b; batch_b) at one candidate δ [B, *event] (one forward + backward)."""
+    engine = _engine(problem)
     p = {k: v.detach().requires_grad_(True) for k, v in params.items()}
     with torch.enable_grad():
-        loss = problem.values(p, delta, batch).mean()
+        loss = engine.values(p, delta, batch).mean()
         grads = torch.autograd.grad(loss, list(p.values()), allow_unused=True)
-    problem.passes.add(backward=1)
+    engine.count(backward=1)
     return {k: torch.zeros_like(v) if g is None else g for (k, v), g in zip(p.items(), grads)}
 
 
-def graph_gradients(problem: Problem, graph: ScoringGraph, indices: Sequence[int]) -> Stack:
+def graph_gradients(engine: Engine, graph: ScoringGraph, indices: Sequence[int]) -> Stack:
     """g_i = ∇_θ mean_b g(θ, δ_{i,b}; batch_b) for the candidates ``indices``, by one backward
     through each one's scoring forward (no forward of its own): → [len(indices), *p]."""
     leaves = list(graph.params.values())
     rows = []
     for i in indices:
         grads = torch.autograd.grad(graph.values[i].mean(), leaves, allow_unused=True)
-        problem.passes.add(backward=1)
+        engine.count(backward=1)
         rows.append([torch.zeros_like(v) if g is None else g for v, g in zip(leaves, grads)])
     return {k: torch.stack([r[j] for r in rows]) for j, k in enumerate(graph.params)}
 
 
 def candidate_gradients(
-    problem: Problem,
+    problem: Problem | Engine,
     params: Mapping[str, Tensor],
     batch: Batch,
     deltas: Tensor,
@@ -82,22 +93,23 @@ def candidate_gradients(
     also the fallback where vmap cannot run (with a one-time `VectorizationWarning`);
     ``"auto"`` (default): the loop on CPU, else vmap.
     """
+    engine = _engine(problem)
     m = deltas.shape[0]
     p = _detached(params)
-    if _resolve(method, deltas) == "vmap" and problem.can_vmap("candidate_gradients"):
+    if _resolve(method, deltas) == "vmap" and engine.can_vmap("candidate_gradients"):
         try:
-            fn = grad(lambda q, d: problem.objective(q, d, batch).mean())
+            fn = grad(lambda q, d: engine.objective(q, d, batch).mean())
             out = vmap(fn, in_dims=(None, 0))(p, deltas)
-            problem.passes.add(forward=m, backward=m)
+            engine.count(forward=m, backward=m)
             return out
         except (RuntimeError, NotImplementedError, ValueError) as err:
-            problem.vmap_failed("candidate_gradients", err)  # e.g. an op without a batching rule
-    rows = [batch_gradient(problem, p, batch, deltas[i]) for i in range(m)]
+            engine.vmap_failed("candidate_gradients", err)  # e.g. an op without a batching rule
+    rows = [batch_gradient(engine, p, batch, deltas[i]) for i in range(m)]
     return {k: torch.stack([r[k] for r in rows]) for k in p}
 
 
 def per_example_gradients(
-    problem: Problem,
+    problem: Problem | Engine,
     params: Mapping[str, Tensor],
     batch: Batch,
     deltas: Tensor,
@@ -111,29 +123,30 @@ def per_example_gradients(
     B backward passes per candidate where vmap cannot run (with a one-time `VectorizationWarning`)
     or with ``method="loop"``.
     """
+    engine = _engine(problem)
     m, b = deltas.shape[:2]
     p = _detached(params)
     vectorized = method == "auto" or _resolve(method, deltas) == "vmap"
-    if vectorized and problem.can_vmap("per_example_gradients"):
+    if vectorized and engine.can_vmap("per_example_gradients"):
         try:
-            fn = jacrev(lambda q, d: problem.objective(q, d, batch) / b)
+            fn = jacrev(lambda q, d: engine.objective(q, d, batch) / b)
             out = vmap(fn, in_dims=(None, 0))(p, deltas)
-            problem.passes.add(forward=m, backward=m * b)
+            engine.count(forward=m, backward=m * b)
             return out
         except (RuntimeError, NotImplementedError, ValueError) as err:
-            problem.vmap_failed("per_example_gradients", err)
+            engine.vmap_failed("per_example_gradients", err)
     out_rows: dict[str, list[Tensor]] = {k: [] for k in p}
     for i in range(m):
         q = {k: v.requires_grad_(True) for k, v in _detached(p).items()}
         with torch.enable_grad():
-            values = problem.values(q, deltas[i], batch) / b
+            values = engine.values(q, deltas[i], batch) / b
             for j in range(b):
                 gs = torch.autograd.grad(
                     values[j], list(q.values()), retain_graph=True, allow_unused=True
                 )
                 for (k, v), g in zip(q.items(), gs):
                     out_rows[k].append(torch.zeros_like(v) if g is None else g)
-        problem.passes.add(backward=b)
+        engine.count(backward=b)
     return {k: torch.stack(v).reshape(m, b, *p[k].shape) for k, v in out_rows.items()}
 
 

@@ -1,0 +1,107 @@
+"""The execution engine: the one owner of evaluating, differentiating and counting passes."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import minimax as mm
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _calls(path: Path) -> list[tuple[str, str]]:
+    """(callee attribute, first argument's source) of every call in ``path``."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else ""
+            if isinstance(node.func, ast.Name):
+                name = node.func.id
+            args = [ast.unparse(a) for a in node.args]
+            out.append((name, " ".join(args)))
+    return out
+
+
+def test_only_the_engine_counts_and_downcasts_problems():
+    """No `passes.add` outside `minimax/engine/`, and no `isinstance(..., ModuleProblem)` outside
+    `minimax/problem/` and `minimax/engine/`."""
+    for path in sorted((ROOT / "minimax").rglob("*.py")) + sorted(
+        (ROOT / "problems").rglob("*.py")
+    ):
+        rel = path.relative_to(ROOT).as_posix()
+        calls = _calls(path)
+        if not rel.startswith("minimax/engine/"):
+            text = path.read_text(encoding="utf-8")
+            assert "passes.add(" not in text, rel
+        if not rel.startswith(("minimax/engine/", "minimax/problem/")):
+            bad = [a for name, a in calls if name == "isinstance" and "ModuleProblem" in a]
+            assert not bad, (rel, bad)
+
+
+def _problem() -> tuple[mm.ModuleProblem, tuple[torch.Tensor, torch.Tensor]]:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3))
+    return mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1)), (
+        torch.randn(5, 3),
+        torch.randint(0, 3, (5,)),
+    )
+
+
+def test_engines_of_a_problem_share_its_counter_and_uncounted_leaves_it():
+    problem, batch = _problem()
+    engine, other = mm.engine_of(problem), mm.Engine(problem, stacking="loop")
+    assert engine is mm.engine_of(problem) and engine.passes is other.passes
+    deltas = torch.zeros(3, 5, 3)
+    other.values(problem.parameters(), deltas, batch)
+    assert engine.passes.snapshot() == (3, 0)
+    with engine.uncounted():
+        engine.values_and_input_grad(problem.parameters(), deltas, batch)
+    assert engine.passes.snapshot() == (3, 0)
+    dlr = engine.with_loss(mm.dlr_loss)
+    dlr.values(problem.parameters(), deltas, batch)
+    assert engine.passes.snapshot() == (6, 0)  # the surrogate counts on the same counter
+    logits = engine.logits(problem.parameters(), deltas, batch)
+    assert logits.shape == (3, 5, 3) and engine.passes.snapshot() == (9, 0)
+
+
+@pytest.mark.parametrize(
+    ("rule", "m", "chunk", "kept"),
+    [
+        (mm.Danskin(), 1, None, True),
+        (mm.Danskin(), 3, 1, False),  # one gradient of m: no graphs kept
+        (mm.DDi(), 3, 1, True),  # every candidate has its own forward
+        (mm.DDi(), 3, None, False),  # a stacked forward: a backward would cost all m
+        (mm.MaxLoss(), 1, None, False),
+        (mm.DDi(per_example=True), 1, None, False),
+    ],
+)
+def test_one_decision_keeps_the_scoring_graph(rule, m, chunk, kept):
+    problem, batch = _problem()
+    engine = mm.Engine(problem)
+    inner = mm.PGD(2, 0.05, restarts=m, seed=0, chunk=chunk)
+    with engine.step(rule.need, m):
+        cands = inner(engine, problem.parameters(), batch)
+        assert (engine.graph_for(cands.deltas) is not None) == kept
+    assert engine.graph_for(cands.deltas) is None  # dropped with the step
+
+
+def test_the_engine_refuses_non_finite_values_and_the_optimizer_applies_the_policy():
+    problem, batch = _problem()
+    x, y = batch
+    sgd = torch.optim.SGD(problem.parameters().values(), lr=0.1)
+    opt = mm.MinMaxOptimizer(problem, sgd, mm.PGD(1, 0.05), mm.DDi(), nonfinite="skip")
+    before = {k: v.clone() for k, v in problem.parameters().items()}
+    with torch.no_grad():
+        problem.model[0].weight[0, 0] = float("nan")
+    before["0.weight"][0, 0] = float("nan")
+    report = opt.step((x, y))
+    assert report.skipped and opt.skipped_steps == 1
+    for k, v in problem.parameters().items():
+        assert torch.equal(v.nan_to_num(), before[k].nan_to_num()), k
+    with pytest.raises(mm.NonFiniteError):
+        mm.PGD(1, 0.05)(problem, problem.parameters(), (x, y))
