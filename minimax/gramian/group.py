@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vjp, vmap
 
-__all__ = ["group_layerwise", "group_layers"]
+__all__ = ["group_layers", "group_layerwise"]
 
 ACC = torch.float64
 
