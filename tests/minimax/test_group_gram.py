@@ -24,12 +24,18 @@ def _models():
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
-def test_group_gram_and_direction_match_k_backward_passes(name):
+@pytest.mark.parametrize(
+    ("groups", "balanced"), [([0, 1, 2, 3, 4], True), ([3, 0, 4], True), ([4, 1, 2], False)]
+)
+def test_group_gram_and_direction_match_k_backward_passes(name, groups, balanced):
     model = _models()[name]
     gen = torch.Generator().manual_seed(1)
-    x = torch.randn(40, 6, generator=gen, dtype=torch.float64)
-    y = torch.randint(0, 4, (40,), generator=gen)
-    group = torch.randint(0, 5, (40,), generator=gen)
+    x = torch.randn(60, 6, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 4, (60,), generator=gen)
+    if balanced:  # equal groups: the batched (padded) product
+        group = torch.arange(60) % 5
+    else:  # group 1 holds most rows: one product per group
+        group = torch.where(torch.rand(60, generator=gen) < 0.8, 1, torch.arange(60) % 5)
     counts = torch.bincount(group, minlength=5).double()
     averaging = nn.functional.one_hot(group, 5).double() / counts
     params = dict(model.named_parameters())
@@ -37,17 +43,17 @@ def test_group_gram_and_direction_match_k_backward_passes(name):
     def losses(p):
         return nn.functional.cross_entropy(functional_call(model, p, (x,)), y, reduction="none")
 
-    gram, direction = group_layerwise(model, params, losses, averaging)
+    gram, direction = group_layerwise(model, params, losses, group, groups)
     grads = []
-    for g in range(5):
+    for g in groups:
         lg = (averaging[:, g] * losses(params)).sum()
-        grads.append(
-            torch.cat([t.reshape(-1) for t in torch.autograd.grad(lg, list(params.values()))])
-        )
+        flat = [t.reshape(-1) for t in torch.autograd.grad(lg, list(params.values()))]
+        grads.append(torch.cat(flat))
     full = torch.stack(grads)
     ref = full @ full.T
     assert torch.allclose(gram, ref, rtol=0, atol=1e-10 * float(ref.abs().max()))
-    alpha = torch.tensor([0.1, 0.4, 0.0, 0.3, 0.2], dtype=torch.float64)
+    alpha = torch.linspace(0.1, 1.0, len(groups), dtype=torch.float64)
+    alpha = alpha / alpha.sum()
     d = torch.cat([t.reshape(-1) for t in direction(alpha).values()])
     assert torch.allclose(d, alpha @ full, rtol=0, atol=1e-12)
 
