@@ -4,10 +4,11 @@ Declare a problem (`FunctionProblem`, `ModuleProblem`) over a perturbation set (
 `L2Ball`, `L1Ball`, `Box`), pick an inner solver (`PGD`, `FGSM`, `Grid`, `APGD`) and an outer
 rule (`Danskin`, `MaxLoss`, `DDi`), and step any ``torch.optim`` optimizer with
 `MinMaxOptimizer` (or fill ``.grad`` in your own loop with `backward`). `attack` and `evaluate`
-run the named attacks (`ATTACKS`: PGD, APGD-CE/-DLR, APGD-T, Square) and suites (`SUITES`) on any
-``nn.Module`` classifier. The min-norm solvers behind DDi (`min_norm_weights`, `min_norm_point`) are
-exact and return a KKT certificate. Property-based testing of descent claims lives in
-`minimax.testing` (``import minimax.testing``; hypothesis strategies, assertions, a pytest plugin).
+run the named attacks (`ATTACKS`: PGD, APGD-CE/-DLR, APGD-T, FAB-T, Square) and suites
+(`SUITES`) on any ``nn.Module`` classifier. The min-norm solvers behind DDi (`min_norm_weights`,
+`min_norm_point`) are exact and return a KKT certificate. Property-based testing of descent claims
+lives in `minimax.testing` (``import minimax.testing``; hypothesis strategies, assertions, a
+pytest plugin).
 
 Each extension point has a registry (name → builder): `RULES`, `INNER_SOLVERS` and the min-norm
 `METHODS`; docs/architecture.md maps the modules and what to touch to add each kind of piece.
@@ -44,6 +45,7 @@ from minimax.inner import (
     square_fraction,
     targeted_dlr_loss,
 )
+from minimax.inner.fab import FABTargeted, fab_targeted
 from minimax.minnorm import (
     METHODS,
     MinNormConvergenceWarning,
@@ -86,6 +88,7 @@ __all__ = [
     "Direction",
     "Enumerate",
     "Evaluation",
+    "FABTargeted",
     "FunctionProblem",
     "GramRule",
     "GramVectors",
@@ -122,6 +125,7 @@ __all__ = [
     "distributed",
     "dlr_loss",
     "evaluate",
+    "fab_targeted",
     "flat_norm",
     "gram",
     "inner_products",

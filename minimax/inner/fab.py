@@ -30,9 +30,9 @@ misclassification check), on the examples not yet broken.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
-import dataclasses
 from dataclasses import dataclass
 
 import torch
