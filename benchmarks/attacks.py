@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def import_torchattacks():
     """torchattacks, with a stub torchvision module if torchvision is missing (torchattacks only
     uses it for data sets and transforms, which this benchmark does not touch)."""
-    if importlib.util.find_spec("torchvision") is None and "torchvision" not in sys.modules:
+    if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is None:
         stub = types.ModuleType("torchvision")
         for sub in ("transforms", "datasets", "models"):
             child = types.ModuleType(f"torchvision.{sub}")
