@@ -157,15 +157,13 @@ def _start(x: Tensor, eps: Tensor, lo: Tensor, hi: Tensor, norm: str, gen) -> Te
     return torch.minimum(torch.maximum(0.5 * eps.unsqueeze(1) * u, lo), hi)
 
 
-def _broken(model: Model, x, y, delta, eps, lower, upper, norm: str) -> Tensor:
-    """[n] verified by a forward: x + δ misclassified, ‖δ‖ ≤ ε and lower ≤ x + δ ≤ upper."""
-    z = x + delta.reshape(x.shape)
+def _broken(model: Model, x, y, delta, eps, lo, hi, norm: str) -> Tensor:
+    """[n] verified by a forward: x + δ misclassified, ‖δ‖ ≤ ε and lower − x ≤ δ ≤ upper − x
+    (``lo``, ``hi``: those bounds of δ, flat [n, D]; the sets' convention)."""
     with torch.no_grad():
-        wrong = model(z).argmax(1) != y
-    flat = z.reshape(x.shape[0], -1)
-    inside = (
-        (flat >= lower.reshape(x.shape[0], -1)) & (flat <= upper.reshape(x.shape[0], -1))
-    ).all(1)
+        wrong = model(x + delta.reshape(x.shape)).argmax(1) != y
+    flat = delta.reshape(x.shape[0], -1)
+    inside = ((flat >= lo) & (flat <= hi)).all(1)
     return wrong & (_norm(delta, norm) <= eps) & inside
 
 
@@ -204,7 +202,7 @@ def _attack(model: Model, x, y, eps: Tensor, lower, upper, s: _Schedule, gen) ->
             start = torch.zeros_like(lo) if restart == 0 else _start(xr, er, lo, hi, s.norm, gen)
             delta = _fab_run(model, xr, yr, targets[rows, k], lo, hi, start, s)
             delta = delta.reshape(xr.shape)
-            ok = _broken(model, xr, yr, delta, er, lower[rows], upper[rows], s.norm)
+            ok = _broken(model, xr, yr, delta, er, lo, hi, s.norm)
             found[rows[ok]] = delta[ok]
             done[rows[ok]] = True
     return found
