@@ -103,7 +103,9 @@ def _norm(d: Tensor, norm: str) -> Tensor:
     return flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
 
 
-def _margin_and_grad(model: Model, x: Tensor, delta: Tensor, y: Tensor, t: Tensor):
+def _margin_and_grad(
+    model: Model, x: Tensor, delta: Tensor, y: Tensor, t: Tensor
+) -> tuple[Tensor, Tensor]:
     """f = z_t − z_y at x + δ [n] and its gradient ∂f/∂δ [n, D]: one batched backward (the
     examples are independent, so the gradient of Σ f holds every row's)."""
     rows = torch.arange(x.shape[0], device=x.device)
@@ -115,7 +117,16 @@ def _margin_and_grad(model: Model, x: Tensor, delta: Tensor, y: Tensor, t: Tenso
     return f.detach(), g.reshape(x.shape[0], -1)
 
 
-def _fab_run(model: Model, x, y, t, lo, hi, start, s: _Schedule) -> Tensor:
+def _fab_run(
+    model: Model,
+    x: Tensor,
+    y: Tensor,
+    t: Tensor,
+    lo: Tensor,
+    hi: Tensor,
+    start: Tensor,
+    s: _Schedule,
+) -> Tensor:
     """One FAB run towards targets t [n] from δ = start: the smallest misclassified δ found
     (flat [n, D]; rows never misclassified stay 0). ``lo``, ``hi``: bounds of δ, flat."""
     n = x.shape[0]
@@ -145,7 +156,9 @@ def _fab_run(model: Model, x, y, t, lo, hi, start, s: _Schedule) -> Tensor:
     return best
 
 
-def _start(x: Tensor, eps: Tensor, lo: Tensor, hi: Tensor, norm: str, gen) -> Tensor:
+def _start(
+    x: Tensor, eps: Tensor, lo: Tensor, hi: Tensor, norm: str, gen: torch.Generator
+) -> Tensor:
     """A random start on the sphere of radius ε/2 (the reference's), clipped to the box; flat."""
     shape = (x.shape[0], x[0].numel())
     if norm == "linf":
@@ -157,7 +170,16 @@ def _start(x: Tensor, eps: Tensor, lo: Tensor, hi: Tensor, norm: str, gen) -> Te
     return torch.minimum(torch.maximum(0.5 * eps.unsqueeze(1) * u, lo), hi)
 
 
-def _broken(model: Model, x, y, delta, eps, lo, hi, norm: str) -> Tensor:
+def _broken(
+    model: Model,
+    x: Tensor,
+    y: Tensor,
+    delta: Tensor,
+    eps: Tensor,
+    lo: Tensor,
+    hi: Tensor,
+    norm: str,
+) -> Tensor:
     """[n] verified by a forward: x + δ misclassified, ‖δ‖ ≤ ε and lower − x ≤ δ ≤ upper − x
     (``lo``, ``hi``: those bounds of δ, flat [n, D]; the sets' convention)."""
     with torch.no_grad():
@@ -180,10 +202,19 @@ def _bound(value: float | Tensor | None, x: Tensor, fill: float) -> Tensor:
     return torch.as_tensor(value, dtype=x.dtype, device=x.device).expand_as(x)
 
 
-def _attack(model: Model, x, y, eps: Tensor, lower, upper, s: _Schedule, gen) -> Tensor:
+def _attack(
+    model: Model,
+    x: Tensor,
+    y: Tensor,
+    eps: Tensor,
+    lower: float | Tensor | None,
+    upper: float | Tensor | None,
+    s: _Schedule,
+    gen: torch.Generator,
+) -> Tensor:
     """δ [B, ...]: for each target in turn (then each restart), FAB on the examples not yet
     broken; keeps a run's δ only where `_broken` verifies it. Unchecked arguments."""
-    lower, upper = _bound(lower, x, -math.inf), _bound(upper, x, math.inf)
+    low, up = _bound(lower, x, -math.inf), _bound(upper, x, math.inf)
     with torch.no_grad():
         clean = model(x)
     if clean.ndim != 2 or clean.shape[0] != x.shape[0] or clean.shape[1] < 2:
@@ -197,8 +228,8 @@ def _attack(model: Model, x, y, eps: Tensor, lower, upper, s: _Schedule, gen) ->
             if rows.numel() == 0:
                 return found
             xr, yr, er = x[rows], y[rows], eps[rows]
-            lo = (lower[rows] - xr).reshape(rows.numel(), -1)
-            hi = (upper[rows] - xr).reshape(rows.numel(), -1)
+            lo = (low[rows] - xr).reshape(rows.numel(), -1)
+            hi = (up[rows] - xr).reshape(rows.numel(), -1)
             start = torch.zeros_like(lo) if restart == 0 else _start(xr, er, lo, hi, s.norm, gen)
             delta = _fab_run(model, xr, yr, targets[rows, k], lo, hi, start, s)
             delta = delta.reshape(xr.shape)
@@ -208,7 +239,9 @@ def _attack(model: Model, x, y, eps: Tensor, lower, upper, s: _Schedule, gen) ->
     return found
 
 
-def _schedule(norm, steps, targets, restarts, alpha_max, eta, beta) -> _Schedule:
+def _schedule(
+    norm: str, steps: int, targets: int, restarts: int, alpha_max: float, eta: float, beta: float
+) -> _Schedule:
     return _Schedule(
         steps=checks.integer("steps", steps, minimum=1),
         targets=checks.integer("targets", targets, minimum=1),
