@@ -5,7 +5,7 @@ Declare a problem (`FunctionProblem`, `ModuleProblem`) over a perturbation set (
 (`Danskin`, `MaxLoss`, `DDi`), and step any ``torch.optim`` optimizer with `MinMaxOptimizer` (or
 fill ``.grad`` in your own loop with `backward`). `Engine` (default: `engine_of(problem)`) evaluates
 and differentiates g and holds the execution choices. `attack` and `evaluate` run the named attacks
-(`ATTACKS`: PGD, APGD-CE/-DLR, APGD-T, Square) and suites (`SUITES`) on any ``nn.Module``
+(`ATTACKS`: PGD, APGD-CE/-DLR, APGD-T, FAB-T, Square) and suites (`SUITES`) on any ``nn.Module``
 classifier. The min-norm solvers behind DDi (`min_norm_weights`, `min_norm_point`) are exact and
 return a KKT certificate. Property-based testing of descent claims lives in `minimax.testing`
 (``import minimax.testing``; hypothesis strategies, assertions, a pytest plugin).
@@ -54,6 +54,7 @@ from minimax.inner import (
     square_fraction,
     targeted_dlr_loss,
 )
+from minimax.inner.fab import FABTargeted, fab_targeted
 from minimax.minnorm import (
     METHODS,
     MinNormConvergenceWarning,
@@ -92,6 +93,7 @@ __all__ = [
     "Engine",
     "Enumerate",
     "Evaluation",
+    "FABTargeted",
     "FunctionProblem",
     "GramRule",
     "GramVectors",
@@ -129,6 +131,7 @@ __all__ = [
     "dlr_loss",
     "engine_of",
     "evaluate",
+    "fab_targeted",
     "flat_norm",
     "gram",
     "inner_products",

@@ -20,6 +20,7 @@ from minimax import checks
 from minimax.engine import engine_of
 from minimax.inner import APGD, FGSM, PGD, InnerSolver
 from minimax.inner.apgd_targeted import APGDTargeted
+from minimax.inner.fab import FABTargeted
 from minimax.inner.square import Square
 from minimax.problem import ModuleProblem
 from minimax.registry import Registry
@@ -65,10 +66,19 @@ def _square(eps: float, steps: int | None, restarts: int, seed: int) -> InnerSol
     return Square(5000 if steps is None else steps, restarts, p_init=0.8, seed=seed)
 
 
+@ATTACKS.register(
+    "fab-t", help="FAB-T (Croce & Hein 2020): targeted minimal-norm FAB, top-9 targets, 100 steps"
+)
+def _fab_t(eps: float, steps: int | None, restarts: int, seed: int) -> InnerSolver:
+    return FABTargeted(100 if steps is None else steps, targets=9, restarts=restarts, seed=seed)
+
+
 SUITES: dict[str, tuple[str, ...]] = {
-    # AutoAttack's "standard" suite without FAB-T: two gradient attacks and a gradient-free one
-    # (which exposes gradient masking).
-    "standard": ("apgd-ce", "apgd-t", "square"),
+    # AutoAttack's "standard" suite: three gradient attacks and a gradient-free one (which
+    # exposes gradient masking).
+    "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
+    # the same without FAB-T: faster, for development.
+    "fast": ("apgd-ce", "apgd-t", "square"),
     # AutoAttack's first two attacks.
     "first-two": ("apgd-ce", "apgd-t"),
 }
@@ -180,7 +190,7 @@ def attack(
         eps: the radius (a float, or a [B] tensor of per-example radii).
         norm: ``"linf"`` or ``"l2"``.
         attack: a name from `ATTACKS` (``"pgd"``, ``"fgsm"``, ``"apgd-ce"``, ``"apgd-dlr"``,
-            ``"apgd-t"``, ``"square"``) or any `InnerSolver`.
+            ``"apgd-t"``, ``"fab-t"``, ``"square"``) or any `InnerSolver`.
         steps: iterations (queries for Square); None: the attack's published default.
         restarts: random restarts; each example gets its worst result.
         loss: the per-example loss ``(logits, y) -> [B]`` the attack maximizes (default: cross

@@ -1,6 +1,6 @@
 """Robust accuracy of a classifier under a suite of attacks, and its RobustBench-schema record.
 
-    result = minimax.evaluate(model, (x, y), eps=8/255)         # APGD-CE, APGD-T, Square
+    result = minimax.evaluate(model, (x, y), eps=8/255)    # APGD-CE, APGD-T, FAB-T, Square
     print(result.clean_acc, result.robust_acc, result.per_attack)
     minimax.write_robustbench(result, "model.json", dataset="cifar10")
 
@@ -253,10 +253,11 @@ def evaluate(
         data: ``(x [N, ...], y [N])`` tensors, or an iterable of ``(x, y)`` batches (a
             ``DataLoader``); inputs already scaled to [lower, upper].
         eps: the radius of the ``norm`` ball (``"linf"`` or ``"l2"``).
-        attacks: a suite name, ``"standard"`` (APGD-CE, APGD-T, Square: AutoAttack's standard
-            suite without FAB-T) or ``"first-two"`` (APGD-CE, APGD-T, AutoAttack's first two),
-            or attack names from `minimax.ATTACKS` / `InnerSolver` instances, run in order, or a
-            dict {label: name or solver} naming them in the results.
+        attacks: a suite name, ``"standard"`` (APGD-CE, APGD-T, FAB-T, Square: AutoAttack's
+            standard suite), ``"fast"`` (the same without FAB-T) or ``"first-two"`` (APGD-CE,
+            APGD-T, AutoAttack's first two), or attack names from `minimax.ATTACKS` /
+            `InnerSolver` instances, run in order, or a dict {label: name or solver} naming them
+            in the results.
         steps, restarts: passed to every named attack (None: each one's published default).
         batch_size: examples per batch when data are tensors.
         device: where to run (the model is moved there and stays); None: the model's device.
@@ -375,7 +376,7 @@ def robustbench_record(result: Evaluation, *, dataset: str, **info: Any) -> dict
     standard = set(SUITES["standard"]) <= set(result.attacks) and result.cascade
     key = "autoattack_acc" if standard else "robust_acc"
     note = f"minimax {', '.join(result.attacks)} on {result.n_examples} examples" + (
-        " (AutoAttack's standard suite without FAB-T)" if standard else ""
+        " (AutoAttack's standard suite)" if standard else ""
     )
     record: dict[str, Any] = dict(info)
     record.update(

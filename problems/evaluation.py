@@ -11,10 +11,10 @@ Public API::
     expected_calibration_error(confidence [N], correct [N], bins=15) -> float
 
 Attack names: ``"clean"``; any name of `minimax.ATTACKS` (``pgd``, ``fgsm``, ``apgd-ce``,
-``apgd-dlr``, ``apgd-t``, ``square``), optionally followed by a step count (``pgd20``,
+``apgd-dlr``, ``apgd-t``, ``fab-t``, ``square``), optionally followed by a step count (``pgd20``,
 ``apgd-ce50``, ``square1000``: queries for Square; FGSM takes none); or a suite of
-`minimax.SUITES`: ``standard`` (APGD-CE, APGD-T, Square: AutoAttack's standard suite without
-FAB-T) or ``first-two`` (APGD-CE and targeted APGD-T, AutoAttack's first two attacks).
+`minimax.SUITES`: ``standard`` (APGD-CE, APGD-T, FAB-T, Square: AutoAttack's standard suite),
+``fast`` (the same without FAB-T) or ``first-two`` (APGD-CE and targeted APGD-T).
 An example counts as robust to an attack when it is classified correctly at the clean input and
 at every restart's result; the worst case per example is taken across all the attacks.
 """

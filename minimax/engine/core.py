@@ -218,6 +218,11 @@ class Engine(ScoringGraphs):
         self.count(forward=deltas.shape[0])
         return torch.stack([_module.logits(self.problem, params, d, batch) for d in deltas])
 
+    def classifier(self, params: Mapping[str, Tensor]) -> Callable[[Tensor], Tensor]:
+        """model_θ as a function of inputs [n, ...] → logits [n, C] (counted, statistics frozen):
+        for attacks that move the inputs themselves (`minimax.engine.module.classifier`)."""
+        return _module.classifier(self.problem, params, self.count)
+
     def with_loss(
         self,
         loss_fn: Callable[[Tensor, Tensor], Tensor],

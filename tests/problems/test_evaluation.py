@@ -77,7 +77,8 @@ def test_evaluate_matches_the_library_and_writes_robustbench(data, reference) ->
         dataset="cifar10",
         batch_size=8,
     )
-    assert result["attacks"] == ["apgd-ce", "apgd-t", "square"] and result["suite"] == "standard"
+    assert result["attacks"] == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert result["suite"] == "standard"
     library = minimax.evaluate(model, (x, y), eps=8 / 255, attacks="standard", batch_size=8)
     assert result["worst_case_acc"] == library.robust_acc
     assert result["robust_acc"] == library.per_attack
@@ -91,7 +92,9 @@ def test_evaluate_matches_the_library_and_writes_robustbench(data, reference) ->
 
 def test_attack_names_and_ece() -> None:
     assert parse_attacks("pgd20, clean,apgd-ce") == ["clean", "pgd20", "apgd-ce"]
-    assert parse_attacks("clean,standard,apgd-ce") == ["clean", "apgd-ce", "apgd-t", "square"]
+    standard = ["clean", "apgd-ce", "apgd-t", "fab-t", "square"]
+    assert parse_attacks("clean,standard,apgd-ce") == standard
+    assert parse_attacks("clean,fast") == ["clean", "apgd-ce", "apgd-t", "square"]
     assert parse_attacks("pgd,square1000") == ["pgd", "square1000"]  # registry names, steps
     for bad in ("cw", "fgsm3", "pgd0", ""):
         with pytest.raises(ValueError, match=r"unknown attack|no attack|at least 1"):
