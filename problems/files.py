@@ -6,11 +6,14 @@ Public API::
     atomic_file(path, mode="wb") -> context manager yielding the open temporary file
     atomic_save(obj, path)          torch.save, atomically
     atomic_write_text(path, text)   a text file (UTF-8), atomically
+    save_figure(fig, path, **kwargs)    a matplotlib figure (``fig.savefig``), atomically
     remove_orphans(directory, names) -> list[Path]   temporary files a killed write left behind
 
 The content goes to a temporary file in the same directory, is flushed and fsynced, then
 ``os.replace``-d onto ``path``; an exception inside the block deletes the temporary file and
-leaves the previous ``path`` intact.
+leaves the previous ``path`` intact. ``os.replace`` swaps the directory entry: a symlink at
+``path`` is replaced by the new file, never written through. Every file gets the permissions
+of a plainly created one (0666 minus the umask, e.g. 0644), not mkstemp's 0600.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import IO, Any
 
 import torch
 
-__all__ = ["atomic_file", "atomic_save", "atomic_write_text", "remove_orphans"]
+__all__ = ["atomic_file", "atomic_save", "atomic_write_text", "remove_orphans", "save_figure"]
 
 
 @contextlib.contextmanager
@@ -38,6 +41,7 @@ def atomic_file(
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=_prefix(path.name), suffix=suffix, dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp's is 0600)
         encoding = "utf-8" if mode == "w" else None
         with os.fdopen(fd, mode, encoding=encoding) as f:
             yield f
@@ -66,6 +70,21 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_file(path, "w") as f:
         f.write(text)
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], **kwargs: Any) -> None:
+    """``fig.savefig`` to ``path`` atomically; the format comes from the suffix (e.g. .png)."""
+    path = Path(path)
+    kwargs.setdefault("format", path.suffix.lstrip(".") or "png")
+    with atomic_file(path, "wb") as f:
+        fig.savefig(f, **kwargs)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _prefix(name: str) -> str:
