@@ -21,8 +21,11 @@ from problems.cli.types import (
     check_radius,
     load_data,
     nonnegative_number,
+    path,
     positive_int,
+    random_seed,
     resolve_device,
+    restarts,
 )
 from problems.data.datasets import DATASETS
 from problems.data.splits import train_val_split
@@ -74,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = parser.add_argument_group("model")
     p.add_argument(
         "checkpoint",
-        type=Path,
+        type=path,
         metavar="MODEL",
         help="run directory, best.pt / checkpoint.pt, a state_dict file, or (with "
         "--torchscript) a TorchScript file",
@@ -115,7 +118,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     d.add_argument(
         "--data-dir",
-        type=Path,
+        type=path,
         default=None,
         help="the data directory (default: the run's, else data)",
     )
@@ -158,7 +161,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated names or suites (default: {','.join(DEFAULT_ATTACKS)})",
     )
     t.add_argument(
-        "--restarts", type=positive_int, default=1, help="random restarts per attack (default: 1)"
+        "--restarts", type=restarts, default=1, help="random restarts per attack (default: 1)"
     )
     t.add_argument(
         "--no-cascade",
@@ -169,16 +172,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r = parser.add_argument_group("run")
     r.add_argument("--batch-size", type=positive_int, default=256, help="(default: 256)")
     r.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (default)")
-    r.add_argument("--seed", type=int, default=0, help="seeds the attacks (default: 0)")
+    r.add_argument("--seed", type=random_seed, default=0, help="seeds the attacks (default: 0)")
     r.add_argument(
         "--out",
-        type=Path,
+        type=path,
         default=None,
         help="results JSON (default: eval-<model file>.json beside it)",
     )
     r.add_argument(
         "--robustbench",
-        type=Path,
+        type=path,
         default=None,
         metavar="JSON",
         help="also write the RobustBench model-info record there",

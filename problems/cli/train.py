@@ -14,16 +14,22 @@ from pathlib import Path
 from typing import Any
 
 from problems.cli.types import (
+    MAX_STEPS,
     PROG,
     UsageError,
+    attack_steps,
+    bounded_int,
     check_radius,
     load_data,
     nonnegative_int,
     nonnegative_number,
+    path,
     positive_int,
-    positive_number,
     radius,
+    random_seed,
     resolve_device,
+    restarts,
+    timeout,
     unit_interval,
 )
 from problems.data.datasets import DATASETS
@@ -35,7 +41,7 @@ from problems.training.rules import training_rules
 
 __all__ = ["DESCRIPTION", "EPILOG", "HELP", "add_arguments", "run"]
 
-HELP = "adversarially train a CIFAR-10 classifier"
+HELP = "adversarially train an image classifier (CIFAR-10, its synthetic stand-in, digits)"
 DESCRIPTION = "Adversarial training on CIFAR-10 with PGD-AT, MaxLoss or DDi."
 EPILOG = textwrap.dedent(
     """\
@@ -83,12 +89,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ev = parser.add_argument_group("validation")
     ev.add_argument(
         "--eval-steps",
-        type=positive_int,
+        type=bounded_int(1, MAX_STEPS, "AutoAttack's APGD takes 100"),
         default=20,
         help="PGD steps of the validation attack (step 2.5·eps/steps)",
     )
     ev.add_argument(
-        "--eval-restarts", type=positive_int, default=1, help="restarts of the validation attack"
+        "--eval-restarts", type=restarts, default=1, help="restarts of the validation attack"
     )
     ev.add_argument(
         "--eval-every",
@@ -106,7 +112,7 @@ def _data_arguments(data: Any) -> None:
     )
     data.add_argument(
         "--data-dir",
-        type=Path,
+        type=path,
         default=Path("data"),
         help="directory with (or for) the data set's files",
     )
@@ -173,7 +179,7 @@ def _training_arguments(rule: Any) -> None:
     rule.add_argument(
         "--restarts",
         "-m",
-        type=positive_int,
+        type=restarts,
         default=1,
         help="PGD restarts m of the training attack",
     )
@@ -205,7 +211,7 @@ def _training_arguments(rule: Any) -> None:
     )
     rule.add_argument("--step-size", type=radius, default="2/255", help="PGD step size")
     rule.add_argument(
-        "--steps", type=nonnegative_int, default=10, help="PGD steps of the training attack"
+        "--steps", type=attack_steps, default=10, help="PGD steps of the training attack"
     )
     rule.add_argument(
         "--threat", choices=THREATS.names(), default="linf", help="the perturbation ball"
@@ -218,7 +224,7 @@ def _training_arguments(rule: Any) -> None:
 
 
 def _run_arguments(run: Any) -> None:
-    run.add_argument("--out", type=Path, required=True, help="the run directory")
+    run.add_argument("--out", type=path, required=True, help="the run directory")
     run.add_argument(
         "--resume",
         action="store_true",
@@ -232,7 +238,9 @@ def _run_arguments(run: Any) -> None:
     )
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto")
     run.add_argument("--amp", action="store_true", help="bf16 autocast + channels_last (CUDA)")
-    run.add_argument("--seed", type=int, default=0, help="seeds the model, data order and attack")
+    run.add_argument(
+        "--seed", type=random_seed, default=0, help="seeds the model, data order and attack"
+    )
     run.add_argument(
         "--max-steps",
         type=positive_int,
@@ -250,7 +258,7 @@ def _run_arguments(run: Any) -> None:
     )
     run.add_argument(
         "--dist-timeout",
-        type=positive_number,
+        type=timeout,
         default=300.0,
         metavar="SECONDS",
         help="under torchrun: a collective waiting longer than this fails (300)",

@@ -9,6 +9,11 @@ Public API::
     unit_interval                  a number in [0, 1) (momentum, weight decay)
     radius                         a number in [0, MAX_RADIUS] (eps, step size)
     positive_int / nonnegative_int
+    restarts / attack_steps / timeout   bounded: [1, MAX_RESTARTS], [0, MAX_STEPS], (0, a week]
+    bounded_int(low, high, why)    an integer in [low, high] (restarts, steps: a typo of 10⁶ is
+                                   refused at parse time, not as a 196 GB allocation)
+    random_seed                    an integer in [0, 2⁶³ − 1] (what every generator accepts)
+    path                           a non-empty path (``--out ''``, an unset $RUN, is refused)
     check_radius(name, value, threat, allow_large)   an L∞ radius over 1 needs allow_large
     formatter(prog)                the help formatter of every command (shows the defaults)
     resolve_device(name) -> str    "auto" → cuda when available, else cpu
@@ -21,26 +26,36 @@ import argparse
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from problems.data.datasets import ImageData, load_dataset
-from problems.data.errors import DatasetError
+if TYPE_CHECKING:  # the CLI's --help imports no torch: data loading is imported when used
+    from problems.data.datasets import ImageData
 
 __all__ = [
     "MAX_RADIUS",
+    "MAX_RESTARTS",
+    "MAX_SEED",
+    "MAX_STEPS",
+    "MAX_TIMEOUT",
     "PROG",
     "Parser",
     "UsageError",
+    "attack_steps",
+    "bounded_int",
     "check_radius",
     "formatter",
     "load_data",
     "nonnegative_int",
     "nonnegative_number",
     "number",
+    "path",
     "positive_int",
     "positive_number",
     "radius",
+    "random_seed",
     "resolve_device",
+    "restarts",
+    "timeout",
     "unit_interval",
 ]
 
@@ -131,6 +146,59 @@ positive_int = _int_at_least(1)
 nonnegative_int = _int_at_least(0)
 
 
+def bounded_int(low: int, high: int, why: str = "") -> Callable[[str], int]:
+    """An argument type: an integer in [low, high]; ``why`` says where the upper bound comes
+    from (shown in the message)."""
+
+    def parse(text: str) -> int:
+        value = int(text)  # a ValueError: argparse says "invalid integer in [low, high] value"
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r} must be ≥ {low}")
+        if value > high:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is too large: at most {high:,}" + (f" ({why})" if why else "")
+            )
+        return value
+
+    parse.__name__ = f"integer in [{low}, {high}]"
+    return parse
+
+
+#: the largest ``--restarts``: the paper's m is 10, and each restart holds a batch of activations
+MAX_RESTARTS = 1000
+#: the largest attack ``--steps``: AutoAttack's APGD takes 100
+MAX_STEPS = 10_000
+#: the largest ``--dist-timeout`` (seconds): a week
+MAX_TIMEOUT = 7 * 24 * 3600.0
+
+#: the largest seed: torch.manual_seed, numpy and the per-rank streams all accept [0, 2⁶³ − 1]
+MAX_SEED = 2**63 - 1
+random_seed = bounded_int(0, MAX_SEED, "2**63 - 1, what every random generator accepts")
+restarts = bounded_int(
+    1, MAX_RESTARTS, "each restart holds a batch of activations; the paper's m is 10"
+)
+attack_steps = bounded_int(0, MAX_STEPS, "AutoAttack's APGD takes 100")
+
+
+def timeout(text: str) -> float:
+    """Seconds in (0, `MAX_TIMEOUT`]."""
+    value = positive_number(text)
+    if value > MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"{text!r} is too long: at most {MAX_TIMEOUT:g} (a week)")
+    return value
+
+
+def path(text: str) -> Path:
+    """A path that is not empty: ``--out ''`` (e.g. an unset ``$RUN``) would mean the current
+    directory, where a run would scatter its files."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "is empty (an unset shell variable?): give a directory or file name, e.g. runs/ddi "
+            "(write '.' for the current directory)"
+        )
+    return Path(text)
+
+
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Descriptions and epilogs kept as written (they hold examples); every option's help ends
     with its default, unless the default is None / False or the help already states it."""
@@ -179,6 +247,9 @@ def resolve_device(name: str) -> str:
 
 def load_data(name: str, data_dir: Path, *, download: bool, progress: bool, seed: int) -> ImageData:
     """The data set ``name`` from the `DATASETS` registry; its errors become usage errors."""
+    from problems.data.datasets import load_dataset
+    from problems.data.errors import DatasetError
+
     try:
         return load_dataset(name, data_dir, download=download, progress=progress, seed=seed)
     except DatasetError as error:

@@ -4,6 +4,9 @@ ranges are checked at parse time, every ``--help`` shows the defaults, ``--paper
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,6 +63,15 @@ BAD = {
     "val-split-too-big": (["--val-split", "100000"], "leaves no training images"),
     "resume-and-overwrite": (["--resume", "--overwrite"], "contradict"),
     "ddi-example-batchnorm": (["--rule", "ddi-example", "--norm", "batch"], "BatchNorm"),
+    "restarts-million": (["--restarts", "1000000"], "at most 1,000"),
+    "eval-restarts-million": (["--eval-restarts", "1000000"], "at most 1,000"),
+    "seed-2-pow-70": (["--seed", str(2**70)], "at most 9,223,372,036,854,775,807"),
+    "seed-negative": (["--seed", "-1"], "≥ 0"),
+    "steps-billion": (["--steps", "1000000000"], "at most 10,000"),
+    "eval-steps-billion": (["--eval-steps", "1000000000"], "at most 10,000"),
+    "dist-timeout-huge": (["--dist-timeout", "1e300"], "at most"),
+    "out-empty": (["--out", ""], "--out: is empty"),
+    "data-dir-empty": (["--data-dir", " "], "--data-dir: is empty"),
 }
 
 
@@ -171,3 +183,62 @@ def test_paper_preset_and_overrides() -> None:
 def test_paper_preset_is_documented() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "cifar10.md").read_text()
     assert "--paper" in doc
+
+
+def test_a_mistyped_flag_is_reported_by_its_command(tmp_path, capsys) -> None:
+    """argparse's top-level parser used to report a subcommand's unknown option as
+    ``minimax: error``; the command that received it now names itself."""
+    for command, argv in (
+        ("train", [*BASE, "--out", str(tmp_path / "run"), "--epochz", "3"]),
+        ("evaluate", ["evaluate", "model.pt", "--atacks", "pgd"]),
+        ("compare", ["compare", "a", "--out", "x", "--nmes", "A"]),
+        ("demo", ["demo", "--quik"]),
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"minimax {command}: error: unrecognized arguments"), err
+        assert f"(see minimax {command} --help)" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "compare", "demo"])
+def test_an_empty_out_is_refused_by_every_command(command, capsys) -> None:
+    """``--out ''`` (an unset $RUN) meant the current directory: train wrote config.json,
+    checkpoint.pt, best.pt and metrics.jsonl there with exit 0."""
+    argv = {"evaluate": ["evaluate", "m.pt"], "compare": ["compare", "a"], "demo": ["demo"]}
+    assert main([*argv[command], "--out", ""]) == 2
+    err = capsys.readouterr().err
+    assert "--out: is empty" in err and len(err.splitlines()) == 1, err
+
+
+def test_an_empty_out_writes_nothing_in_the_current_directory(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main([*BASE, "--out", ""]) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_lists_the_commands_without_importing_torch(tmp_path) -> None:
+    """``minimax --help`` took seconds: it imported torch. Now the commands are imported when
+    used; the subprocess's sys.modules shows torch was not loaded."""
+    code = (
+        "import sys\n"
+        "from problems.cli import main\n"
+        "for argv in (['--help'], [], ['--version'], ['trian']):\n"
+        "    main(argv)\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "assert 'numpy' not in sys.modules, 'numpy imported'\n"
+        "print('ok')\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr
+    assert "train" in done.stdout and "digits" in done.stdout  # the listing
+
+
+def test_command_summaries_are_the_modules_help() -> None:
+    from problems.cli import SUMMARIES
+
+    assert {name: module.HELP for name, module in COMMANDS.items()} == SUMMARIES
