@@ -24,6 +24,7 @@ from problems.cli.types import (
     path,
     positive_int,
     random_seed,
+    rank_options,
     resolve_device,
     restarts,
 )
@@ -290,6 +291,7 @@ def run(args: argparse.Namespace) -> int:
     ranks = Ranks.from_env()  # under torchrun: each rank evaluates a shard; exact counts
     device = ranks.device(resolve_device(args.device))
     try:
+        ranks.agree(rank_options(args), "minimax evaluate")  # a mismatch: ValueError, exit 2
         result = evaluate_sharded(
             evaluate,
             model,

@@ -27,6 +27,7 @@ from problems.cli.types import (
     positive_int,
     radius,
     random_seed,
+    rank_options,
     resolve_device,
     restarts,
     timeout,
@@ -335,6 +336,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, ranks: Any) -> int:
     import torch
+
+    from problems.distributed import RankMismatchError
+
+    try:  # under torchrun: the whole configuration, compared across ranks in one collective
+        ranks.agree(rank_options(args), f"{PROG} train")
+    except RankMismatchError as error:
+        raise UsageError(str(error)) from None
 
     config = _config(args, ranks.device(resolve_device(args.device)))
     progress = not args.no_progress and ranks.is_main

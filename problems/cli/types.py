@@ -18,6 +18,7 @@ Public API::
     formatter(prog)                the help formatter of every command (shows the defaults)
     resolve_device(name) -> str    "auto" → cuda when available, else cpu
     load_data(name, data_dir, *, download, progress, seed) -> ImageData   (errors: UsageError)
+    rank_options(args) -> dict     the options every torchrun rank must share (`Ranks.agree`)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import argparse
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:  # the CLI's --help imports no torch: data loading is imported when used
     from problems.data.datasets import ImageData
@@ -53,6 +54,7 @@ __all__ = [
     "positive_number",
     "radius",
     "random_seed",
+    "rank_options",
     "resolve_device",
     "restarts",
     "timeout",
@@ -254,3 +256,21 @@ def load_data(name: str, data_dir: Path, *, download: bool, progress: bool, seed
         return load_dataset(name, data_dir, download=download, progress=progress, seed=seed)
     except DatasetError as error:
         raise UsageError(str(error)) from None
+
+
+#: options that may differ between ranks: where each machine keeps the data, who downloads,
+#: who shows progress, tracebacks; and the parser's own entries
+PER_RANK_OPTIONS = frozenset(
+    {"data_dir", "download", "no_progress", "progress", "debug", "func", "command_module"}
+)
+
+
+def rank_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed options of a command that every rank under torchrun must share (all but
+    `PER_RANK_OPTIONS`), as plain values (paths as strings)."""
+    plain = (bool, int, float, str, type(None))
+    return {
+        k: v if isinstance(v, plain) else str(v)
+        for k, v in sorted(vars(args).items())
+        if k not in PER_RANK_OPTIONS
+    }
