@@ -46,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{run_dir} is not a training run directory (no config.json)")
     from problems.report import compare_runs  # matplotlib: imported only when it is there
 
-    report = compare_runs(args.runs, args.out, names=names)
+    try:
+        report = compare_runs(args.runs, args.out, names=names)
+    except ValueError as error:  # a corrupt config.json / metrics.jsonl: the message names it
+        raise UsageError(str(error)) from None
     print(str(report))
     return 0

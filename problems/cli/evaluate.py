@@ -226,6 +226,7 @@ def _build(file: ModelFile, args: argparse.Namespace, data: Any) -> tuple[Any, d
         }
     model = build_model(**spec)
     assert file.state is not None
+    _check_dtypes(file, model.state_dict())
     try:
         model.load_state_dict(file.state)
     except RuntimeError as error:
@@ -236,6 +237,51 @@ def _build(file: ModelFile, args: argparse.Namespace, data: Any) -> tuple[Any, d
             "--norm / --width and --dataset"
         ) from None
     return model, spec
+
+
+def _check_dtypes(file: ModelFile, expected: dict[str, Any]) -> None:
+    """Each tensor of the file must be of the model's kind (floating, integer, complex):
+    load_state_dict would cast int64 weights silently and complex ones with a warning."""
+    assert file.state is not None
+
+    def kind(t: Any) -> str:
+        return "complex" if t.is_complex() else "floating" if t.is_floating_point() else "integer"
+
+    for name, tensor in file.state.items():
+        want = expected.get(name)
+        if want is not None and kind(tensor) != kind(want):
+            raise UsageError(
+                f"{file.path}: {name} holds {kind(tensor)} values ({tensor.dtype}) where the "
+                f"model has {kind(want)} ones ({want.dtype}): not weights of this model"
+            )
+
+
+def _probe(model: Any, x: Any, num_classes: int, path: Path) -> None:
+    """One forward of two examples: a model that cannot take the data set's inputs, or whose
+    output is not [B, classes] scores, is a usage error (not a crash mid-evaluation)."""
+    import torch
+
+    shape = "×".join(str(n) for n in x.shape[1:])
+    training = model.training
+    try:
+        with torch.no_grad():
+            out = model.eval()(x[:2])
+    except Exception as error:  # the model's own code (TorchScript: any error it raises)
+        first = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+        raise UsageError(
+            f"{path} cannot take this data set's images ({shape}, values in [0, 1]): "
+            f"{first[:200]}; check --dataset"
+        ) from None
+    finally:
+        model.train(training)
+    if not (isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[0] == len(x[:2])):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UsageError(f"{path} returns {got} for a batch of 2 images: expected [2, classes]")
+    if out.shape[1] < num_classes or not out.is_floating_point():
+        raise UsageError(
+            f"{path} returns {out.shape[1]} {out.dtype} scores per image but the data set has "
+            f"{num_classes} classes: check --dataset"
+        )
 
 
 def threat_line(result: dict[str, Any], split: str) -> str:
@@ -283,6 +329,7 @@ def run(args: argparse.Namespace) -> int:
     if args.limit:
         xt, yt = xt[: args.limit], yt[: args.limit]
     model, spec = _build(file, args, data)
+    _probe(model, xt, data.num_classes, file.path)
     threat = args.threat or config.get("norm", "linf")
     eps = args.eps if args.eps is not None else config.get("eps", _DEFAULT_EPS[threat])
     check_radius("--eps", eps, threat, args.allow_large_eps)

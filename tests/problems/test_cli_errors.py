@@ -4,12 +4,17 @@ ranges are checked at parse time, every ``--help`` shows the defaults, ``--paper
 from __future__ import annotations
 
 import argparse
+import errno
+import io
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 from problems.cli import COMMANDS, build_parser, explicit, main
 from problems.cli.train import PAPER, finish_args
@@ -242,3 +247,179 @@ def test_command_summaries_are_the_modules_help() -> None:
     from problems.cli import SUMMARIES
 
     assert {name: module.HELP for name, module in COMMANDS.items()} == SUMMARIES
+
+
+# ---- files the user hands in: every unreadable or odd one is exit 2 with one line ----
+
+
+def _one_line_exit_2(argv: list[str], capsys: Any) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "weights_only" not in err and "arbitrary code" not in err, err  # no advice to unlock
+    return err
+
+
+class _Evil:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, ("echo pwned",))
+
+
+def _bad_checkpoints(good: bytes) -> dict[str, bytes]:
+    evil = io.BytesIO()
+    torch.save({"config": {}, "model": _Evil()}, evil)
+    return {
+        "truncated": good[: len(good) // 2],
+        "empty": b"",
+        "text": b"hello, this is not a checkpoint\n",
+        "code-carrying": evil.getvalue(),
+        "not-a-checkpoint": _saved({"w": torch.zeros(2)}),
+    }
+
+
+def _saved(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cli-files") / "run"
+    assert main([*BASE, "--out", str(out), "--seed", "0"]) == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    "case", ["truncated", "empty", "text", "code-carrying", "not-a-checkpoint"]
+)
+def test_resume_from_an_unreadable_checkpoint_exits_2(case, trained_run, tmp_path, capsys) -> None:
+    """``train --resume`` with a truncated, text or code-carrying checkpoint.pt exited 1, and
+    for the last relayed torch's advice to re-run with weights_only=False."""
+    out = tmp_path / "run"
+    shutil.copytree(trained_run, out)
+    checkpoint = out / "checkpoint.pt"
+    checkpoint.write_bytes(_bad_checkpoints(checkpoint.read_bytes())[case])
+    err = _one_line_exit_2([*BASE, "--out", str(out), "--resume"], capsys)
+    assert err.startswith("minimax train: error:") and str(checkpoint) in err, err
+    if case == "code-carrying":
+        assert "can run code" in err and "refused" in err
+    capsys.readouterr()
+    # evaluate reads the same files with the same words
+    err = _one_line_exit_2(["evaluate", str(checkpoint), "--no-progress"], capsys)
+    needle = "plain state_dict" if case == "not-a-checkpoint" else "cannot read checkpoint"
+    assert needle in err, err
+
+
+def test_a_full_disk_exits_2_naming_the_file(tmp_path, monkeypatch, capsys) -> None:
+    """torch.save on a full disk raised ``enforce fail at inline_container.cc`` (exit 1)."""
+    import problems.files
+
+    def full(obj: Any, f: Any) -> None:
+        f.write(b"PK\x03\x04")
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:664] . unexpected pos 6342848 vs 6342736"
+        )
+
+    monkeypatch.setattr(problems.files.torch, "save", full)
+    out = tmp_path / "run"
+    err = _one_line_exit_2([*BASE, "--out", str(out)], capsys)
+    assert "enforce fail" not in err and ("checkpoint.pt" in err or "best.pt" in err), err
+    assert "refused the write" in err or "No space left" in err, err
+    assert not list(out.glob(".*.tmp")) and not (out / "checkpoint.pt").exists()
+
+
+def test_full_disk_message_says_no_space_when_the_disk_is_full(tmp_path, monkeypatch) -> None:
+    import problems.files
+    from problems.files import atomic_save
+
+    class Full:
+        f_bavail, f_frsize = 3, 4096
+
+    def refuse(obj: Any, f: Any) -> None:
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 52")
+
+    monkeypatch.setattr(problems.files.torch, "save", refuse)
+    monkeypatch.setattr(problems.files.os, "statvfs", lambda path: Full())
+    with pytest.raises(OSError, match="No space left on device: 12,288 bytes free") as info:
+        atomic_save({}, tmp_path / "checkpoint.pt")
+    assert info.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []
+
+
+def _checkpoint_with(trained_run: Path, tmp_path: Path, **changes: Any) -> Path:
+    state = torch.load(trained_run / "checkpoint.pt", weights_only=True)
+    for where, value in changes.items():
+        part, _, key = where.partition("__")
+        if key:
+            state[part] = {**state[part], key: value}
+        else:
+            state[part] = value
+    path = tmp_path / "odd" / "checkpoint.pt"
+    path.parent.mkdir()
+    torch.save(state, path)
+    return path
+
+
+ODD = {
+    "model-name": {"meta__model": {"name": "gpt5", "num_classes": 10}},
+    "num-classes-text": {"meta__model": {"name": "small_cnn", "num_classes": "ten"}},
+    "num-classes-negative": {"meta__model": {"name": "small_cnn", "num_classes": -3}},
+    "unknown-model-entry": {"meta__model": {"name": "small_cnn", "depth": 7}},
+    "dataset-unknown": {"meta__dataset": "imagenet"},
+    "data-dir-number": {"meta__data_dir": 5},
+    "val-split-text": {"meta__val_split": "all"},
+    "config-list": {"config": [1, 2]},
+    "eps-text": {"config__eps": "8/255"},
+    "eps-nan": {"config__eps": float("nan")},
+    "threat-unknown": {"config__norm": "l7"},
+    "seed-float": {"config__seed": 0.5},
+}
+
+
+@pytest.mark.parametrize("case", list(ODD), ids=list(ODD))
+def test_evaluate_refuses_an_odd_checkpoint_meta(case, trained_run, tmp_path, capsys) -> None:
+    path = _checkpoint_with(trained_run, tmp_path, **ODD[case])
+    err = _one_line_exit_2(["evaluate", str(path), "--no-progress", "--limit", "4"], capsys)
+    assert "has an odd" in err and str(path) in err, err
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.complex64])
+def test_evaluate_refuses_integer_and_complex_weights(dtype, tmp_path, capsys) -> None:
+    from problems.models import build_model
+
+    model = build_model("small_cnn", norm="none", num_classes=10, in_channels=1, image_size=8)
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    torch.save(state, tmp_path / "weights.pt")
+    argv = ["evaluate", str(tmp_path / "weights.pt"), "--model", "small_cnn", "--norm", "none"]
+    argv += ["--dataset", "digits", "--data-dir", str(tmp_path), "--limit", "4", "--no-progress"]
+    err = _one_line_exit_2(argv, capsys)
+    kind = "integer" if dtype == torch.int64 else "complex"
+    assert f"holds {kind} values" in err and "not weights of this model" in err, err
+
+
+def test_evaluate_refuses_a_torchscript_model_of_the_wrong_input_size(tmp_path, capsys) -> None:
+    """A CIFAR-sized TorchScript model on the 8×8 digits crashed inside the evaluation."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    torch.jit.save(torch.jit.script(model), tmp_path / "model.ts")
+    argv = ["evaluate", str(tmp_path / "model.ts"), "--torchscript", "--dataset", "digits"]
+    argv += ["--data-dir", str(tmp_path), "--limit", "4", "--eps", "0.1", "--no-progress"]
+    err = _one_line_exit_2(argv, capsys)
+    assert "cannot take this data set's images (1×8×8" in err, err
+    few = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))  # 3 of 10 classes
+    torch.jit.save(torch.jit.script(few), tmp_path / "few.ts")
+    argv[1] = str(tmp_path / "few.ts")
+    err = _one_line_exit_2(argv, capsys)
+    assert "returns 3" in err and "10 classes" in err, err
+
+
+@pytest.mark.parametrize("name", ["config.json", "metrics.jsonl"])
+def test_compare_names_the_corrupt_file(name, trained_run, tmp_path, capsys) -> None:
+    pytest.importorskip("matplotlib")
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    with open(run / name, "a") as f:
+        f.write('{"kind": "epoch", "epo')  # a write cut short
+    if name == "config.json":
+        (run / name).write_text('{"config": {"rule": ')
+    err = _one_line_exit_2(["compare", str(run), "--out", str(tmp_path / "report")], capsys)
+    assert err.startswith("minimax compare: error:") and str(run / name) in err, err
