@@ -15,3 +15,6 @@ settings.register_profile(
 )
 settings.load_profile("minimax")
 torch.set_num_threads(1)
+# the CLI's --threads default keeps torch's count when OMP_NUM_THREADS is set (also in the
+# subprocesses the tests start): one thread each, as above
+os.environ.setdefault("OMP_NUM_THREADS", "1")

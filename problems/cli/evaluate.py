@@ -18,6 +18,7 @@ from typing import Any
 import minimax
 from problems.cli.types import (
     UsageError,
+    add_threads_argument,
     check_radius,
     load_data,
     nonnegative_number,
@@ -27,6 +28,7 @@ from problems.cli.types import (
     rank_options,
     resolve_device,
     restarts,
+    set_threads,
 )
 from problems.data.datasets import DATASETS
 from problems.data.splits import train_val_split
@@ -188,6 +190,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also write the RobustBench model-info record there",
     )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_threads_argument(r)
 
 
 def _read(args: argparse.Namespace) -> ModelFile:
@@ -311,6 +314,7 @@ def run(args: argparse.Namespace) -> int:
         attacks = parse_attacks(args.attacks)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    set_threads(args.threads)
     file = _read(args)
     meta, config = file.meta, file.config
     dataset = args.dataset or meta.get("dataset", "cifar10")

@@ -1,4 +1,5 @@
-"""``minimax train``: adversarial training of an image classifier (CIFAR-10 by default).
+"""``minimax train``: adversarial training of an image classifier (CIFAR-10 by default; each
+data set may have its own recipe, `DATASET_DEFAULTS`).
 
 ``add_arguments(parser)`` declares the options (choices come from the registries: data sets,
 models, rules, threats); ``run(args)`` trains and prints the last epoch's record as JSON.
@@ -17,6 +18,7 @@ from problems.cli.types import (
     MAX_STEPS,
     PROG,
     UsageError,
+    add_threads_argument,
     attack_steps,
     bounded_int,
     check_radius,
@@ -30,6 +32,7 @@ from problems.cli.types import (
     rank_options,
     resolve_device,
     restarts,
+    set_threads,
     timeout,
     unit_interval,
 )
@@ -40,10 +43,19 @@ from problems.threats import THREATS
 from problems.training import BATCHNORM, RULES, SCHEDULES, TrainConfig, train
 from problems.training.rules import training_rules
 
-__all__ = ["DESCRIPTION", "EPILOG", "HELP", "add_arguments", "run"]
+__all__ = ["DATASET_DEFAULTS", "DESCRIPTION", "EPILOG", "HELP", "add_arguments", "run"]
 
 HELP = "adversarially train an image classifier (CIFAR-10, its synthetic stand-in, digits)"
-DESCRIPTION = "Adversarial training on CIFAR-10 with PGD-AT, MaxLoss or DDi."
+DESCRIPTION = textwrap.dedent(
+    """\
+    Adversarial training of an image classifier with PGD-AT (danskin), MaxLoss or DDi, on
+    CIFAR-10, its synthetic stand-in, or scikit-learn's 8x8 digits (offline).
+    The defaults shown are CIFAR-10's recipe (Rice et al. 2020). --dataset digits has its own
+    (the demo's): --model small_cnn --epochs 10 --batch-size 64 --lr 0.05 --schedule constant
+    --eps 0.1 --step-size 0.05 --steps 5 --eval-steps 10 --no-augment; it trains to about 0.98
+    clean and 0.85 robust (PGD-10) validation accuracy in well under a minute on one CPU thread.
+    Explicit options override either recipe."""
+)
 EPILOG = textwrap.dedent(
     """\
     examples:
@@ -56,6 +68,8 @@ EPILOG = textwrap.dedent(
       # a smoke test in seconds on CPU (writes a tiny synthetic CIFAR-format archive)
       minimax train --dataset synthetic --data-dir /tmp/synth --model small_cnn \\
           --epochs 1 --steps 2 --limit-train 64 --out /tmp/runs/smoke
+      # scikit-learn's 8x8 digits with their own recipe (offline; seconds on a CPU)
+      minimax train --dataset digits --out runs/digits
       # continue an interrupted run (Ctrl-C / SIGTERM write a checkpoint first); a run stopped
       # before its first checkpoint starts afresh; --overwrite starts over
       minimax train ... --out runs/ddi --resume
@@ -74,6 +88,25 @@ PAPER: dict[str, Any] = {
     "restarts": 10,
     "steps": 7,
     "eval_steps": 20,
+}
+
+
+#: per data set, the defaults that replace CIFAR-10's (explicit options and --paper win): the 8×8
+#: digits train well with the demo's recipe (small CNN, ε = 0.1, constant lr, no crop / flip,
+#: which would turn a 6 into a 9)
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "digits": {
+        "model": "small_cnn",
+        "epochs": 10,
+        "batch_size": 64,
+        "lr": 0.05,
+        "schedule": "constant",
+        "eps": 0.1,
+        "step_size": 0.05,
+        "steps": 5,
+        "eval_steps": 10,
+        "no_augment": True,
+    }
 }
 
 
@@ -105,6 +138,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="validate every EPOCHS epochs (and after the last)",
     )
     _run_arguments(parser.add_argument_group("run"))
+    for action in parser._actions:  # each option's help names the data sets' own defaults
+        for dataset, defaults in DATASET_DEFAULTS.items():
+            if action.dest in defaults and action.help is not None:
+                value = defaults[action.dest]
+                action.help += f" [{dataset}: {value}]" if action.nargs != 0 else f" [{dataset}]"
 
 
 def _data_arguments(data: Any) -> None:
@@ -239,6 +277,7 @@ def _run_arguments(run: Any) -> None:
     )
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto")
     run.add_argument("--amp", action="store_true", help="bf16 autocast + channels_last (CUDA)")
+    add_threads_argument(run)
     run.add_argument(
         "--seed", type=random_seed, default=0, help="seeds the model, data order and attack"
     )
@@ -267,8 +306,11 @@ def _run_arguments(run: Any) -> None:
 
 
 def finish_args(args: argparse.Namespace, given: set[str]) -> None:
-    """Apply ``--paper`` to the options not ``given`` explicitly; check the radii (an L∞ radius
-    over 1 needs --allow-large-eps)."""
+    """Apply the data set's own defaults (`DATASET_DEFAULTS`), then ``--paper``, to the options
+    not ``given`` explicitly; check the radii (an L∞ radius over 1 needs --allow-large-eps)."""
+    for name, value in DATASET_DEFAULTS.get(args.dataset, {}).items():
+        if name not in given:
+            setattr(args, name, value)
     if args.paper:
         for name, value in PAPER.items():
             if name not in given:
@@ -345,6 +387,7 @@ def _run(args: argparse.Namespace, ranks: Any) -> int:
         raise UsageError(str(error)) from None
 
     config = _config(args, ranks.device(resolve_device(args.device)))
+    threads = set_threads(args.threads)
     progress = not args.no_progress and ranks.is_main
     data = ranks.first_on_main(
         lambda: load_data(
@@ -386,7 +429,7 @@ def _run(args: argparse.Namespace, ranks: Any) -> int:
         print(
             f"training {args.model} ({sum(p.numel() for p in model.parameters()):,} parameters)"
             f" on {x.shape[0]} images, validating on {xv.shape[0]}; rule {config.rule}, "
-            f"m={config.restarts}, device {config.device} -> {args.out}",
+            f"m={config.restarts}, device {config.device}, {threads} CPU thread(s) -> {args.out}",
             file=sys.stderr,
         )
     try:

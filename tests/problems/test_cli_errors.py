@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import errno
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -423,3 +424,65 @@ def test_compare_names_the_corrupt_file(name, trained_run, tmp_path, capsys) -> 
         (run / name).write_text('{"config": {"rule": ')
     err = _one_line_exit_2(["compare", str(run), "--out", str(tmp_path / "report")], capsys)
     assert err.startswith("minimax compare: error:") and str(run / name) in err, err
+
+
+# ---- defaults: the digits recipe, threads ----
+
+
+def test_digits_get_their_own_recipe_and_explicit_options_win() -> None:
+    """``--dataset digits`` trained with CIFAR-10's recipe (200 epochs, ε = 8/255, crop and
+    flip): two epochs ended at clean accuracy 0.19."""
+    from problems.cli.train import DATASET_DEFAULTS
+
+    args = _train_args("--dataset", "digits")
+    for name, value in DATASET_DEFAULTS["digits"].items():
+        assert getattr(args, name) == value, name
+    args = _train_args(
+        "--dataset", "digits", "--epochs", "3", "--eps", "0.2", "--model", "resnet18"
+    )
+    assert (args.epochs, args.eps, args.model, args.lr) == (3, 0.2, "resnet18", 0.05)
+    args = _train_args("--dataset", "digits", "--paper")  # --paper's entries win over digits'
+    assert (args.model, args.steps, args.epochs) == ("resnet18", 7, 10)
+    args = _train_args("--dataset", "cifar10")
+    assert (args.model, args.epochs, args.eps, args.no_augment) == ("resnet18", 200, 8 / 255, False)
+
+
+def test_train_help_states_the_digits_recipe(capsys) -> None:
+    main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Adversarial training on CIFAR-10" not in text and "8x8 digits" in text
+    assert "--dataset digits has its own" in text
+    assert "training epochs [digits: 10] (default: 200)" in text
+    assert "[digits: small_cnn] (default: resnet18)" in text
+
+
+@pytest.mark.slow
+def test_the_digits_recipe_trains_well_in_seconds(tmp_path, capsys) -> None:
+    """Four of its ten epochs already reach a clean accuracy the CIFAR-10 recipe never did."""
+    argv = ["train", "--dataset", "digits", "--epochs", "4", "--out", str(tmp_path / "run")]
+    assert main([*argv, "--no-progress", "--device", "cpu", "--data-dir", str(tmp_path)]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["clean_acc"] > 0.85 and record["robust_acc"] > 0.5, record
+
+
+def test_threads_default_follows_idle_cores_and_omp(monkeypatch) -> None:
+    from problems.cli import types
+
+    monkeypatch.setattr(types.os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(types.os, "getloadavg", lambda: (7.5, 7.0, 6.0))  # a loaded 2-core box
+    assert types.default_threads() == 1
+    monkeypatch.setattr(types.os, "sched_getaffinity", lambda pid: set(range(32)), raising=False)
+    monkeypatch.setattr(types.os, "getloadavg", lambda: (0.2, 0.1, 0.1))
+    assert types.default_threads() == 4  # capped
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
+    assert types.default_threads() == 2  # 32 idle cores shared by 16 ranks
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert types.set_threads(None) == before  # the user's OMP_NUM_THREADS is kept
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert types.set_threads(None) == 2
+        assert types.set_threads(3) == 3
+    finally:
+        torch.set_num_threads(before)
