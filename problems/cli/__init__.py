@@ -165,7 +165,7 @@ def _parse(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace
 
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return action.choices[name]  # type: ignore[no-any-return]
+    return action.choices[name]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

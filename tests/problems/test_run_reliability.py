@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -273,6 +274,17 @@ def test_config_refuses_out_of_range_values() -> None:
 def test_docs_name_these_tests() -> None:
     text = (Path(__file__).parents[2] / "docs" / "reliability.md").read_text()
     assert "test_diverging_run_stops_and_keeps_last_good_checkpoint" in text
+
+
+def test_every_test_the_reliability_page_names_exists() -> None:
+    """A promise names the test that holds it: each ``test_...`` on the page is defined."""
+    root = Path(__file__).parents[2]
+    text = (root / "docs" / "reliability.md").read_text()
+    named = set(re.findall(r"\b(test_[a-z0-9_]+)\b(?!\.py)", text))  # not the modules
+    defined = set()
+    for path in (root / "tests").rglob("test_*.py"):
+        defined |= set(re.findall(r"^def (test_[a-z0-9_]+)", path.read_text(), re.M))
+    assert len(named) > 40 and not named - defined, sorted(named - defined)
 
 
 def _interrupt_twice(argv: list[str], tmp_path: Path, *, wait_for: str | None) -> tuple[int, str]:
