@@ -8,7 +8,7 @@ module of this package with ``HELP``, ``DESCRIPTION``, ``EPILOG``, ``add_argumen
 ``run(args) -> int`` and optionally ``finish_args(args, given)`` (presets and cross-option
 checks; ``given``: the explicit options);
 `problems.cli.types` holds the shared argument types. To add a command, write such a module and
-list it in `COMMANDS`.
+list it with its one-line help in `SUMMARIES` (`COMMANDS` follows).
 
 Startup is lazy: ``minimax --help`` (and ``--version``, a mistyped command) imports no torch; a
 command's module, and torch with it, is imported when that command is parsed or run
