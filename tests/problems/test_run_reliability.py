@@ -232,7 +232,7 @@ def test_resume_lists_every_difference(tmp_path, capsys) -> None:
         "--model",
         "resnet18",
         "--lr",
-        "0.05",
+        "0.02",  # not digits' own 0.05
     ]
     assert main([*args, *changed, "--resume"]) == 2
     err = capsys.readouterr().err
