@@ -36,7 +36,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from problems.figures import INTEGER_AXES, fit_title, integer_ticks, run_style
-from problems.files import atomic_write_text
+from problems.files import atomic_write_text, save_figure
 from problems.training.history import RunHistory, load_history
 
 __all__ = [
@@ -159,7 +159,7 @@ def plot_curves(
         histories, x=x, y=y, title=title, xlabel=xlabel, ylabel=ylabel, logy=logy, smooth=smooth
     )
     try:
-        fig.savefig(path)
+        save_figure(fig, path)
     finally:
         plt.close(fig)
     return path
@@ -327,7 +327,7 @@ def plot_evaluations(
         ax.grid(alpha=0.3, axis="y")
         if bars:
             ax.legend(fontsize="small")
-        fig.savefig(path)
+        save_figure(fig, path)
     finally:
         plt.close(fig)
     return path

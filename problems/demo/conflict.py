@@ -239,6 +239,8 @@ def plot_conflict(runs: Sequence[Mapping[str, Any]], path: Path) -> None:
     candidate pairs per step (mean over a 10-step window), first seed."""
     import matplotlib.pyplot as plt
 
+    from problems.files import save_figure
+
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     first = runs[0]
     for i, run in enumerate(runs):
@@ -279,5 +281,5 @@ def plot_conflict(runs: Sequence[Mapping[str, Any]], path: Path) -> None:
         a.grid(alpha=0.3)
         a.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90)
     plt.close(fig)
