@@ -160,9 +160,9 @@ class WorstGroupProblem(Problem):
 
     def proportions(self, batch: Batch) -> Tensor:
         """``[1, k]`` the groups' shares n_g / N: g(θ, proportions) is the mean loss (ERM)."""
-        c = self.counts(batch)
         ref = self.reference(batch)
-        return (c / c.sum()).to(dtype=ref.dtype, device=ref.device).unsqueeze(0)
+        c = self.counts(batch).to(dtype=ref.dtype, device=ref.device)  # divided in θ's dtype
+        return (c / c.sum()).unsqueeze(0)
 
     # -- the pieces ------------------------------------------------------------------------------
     def pieces(self, params: Mapping[str, Tensor], batch: Batch) -> Tensor:
