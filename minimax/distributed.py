@@ -37,6 +37,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from minimax import checks
+
 if TYPE_CHECKING:
     from minimax.rules import Rule
 
@@ -267,6 +269,14 @@ def init_from_env(
 
 def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
     """[start, stop) of rank ``rank``'s contiguous share of n items (sizes differ by ≤ 1)."""
+    n = checks.integer("n", n, minimum=0, maximum=2**62)
+    world_size = checks.integer("world_size", world_size, minimum=1)
+    rank = checks.integer("rank", rank, minimum=0)
+    if rank >= world_size:
+        raise ValueError(
+            f"rank must be in [0, world_size) = [0, {world_size}), got {rank}; pass this "
+            "process's own rank (torch.distributed.get_rank())"
+        )
     base, extra = divmod(n, world_size)
     start = rank * base + min(rank, extra)
     return start, start + base + (1 if rank < extra else 0)
@@ -274,4 +284,5 @@ def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
 
 def split_sizes(n: int, world_size: int) -> Sequence[int]:
     """The shares of n items over ``world_size`` ranks, as `shard_bounds` cuts them."""
+    world_size = checks.integer("world_size", world_size, minimum=1)
     return [b - a for a, b in (shard_bounds(n, r, world_size) for r in range(world_size))]

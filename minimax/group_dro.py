@@ -23,6 +23,7 @@ from torch import Tensor
 
 from minimax.gradients import batch_gradient, candidate_gradients, flat_norm, inner_products
 from minimax.inner.base import Candidates
+from minimax.nonfinite import check_state
 from minimax.problem import Batch, Problem
 from minimax.rules import RULES, Direction, Rule
 
@@ -109,9 +110,11 @@ class GroupDRO(Rule):
         return {"q": None if self.q is None else self.q.clone(), "step_size": self.step_size}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore q (the step size is checked, not changed)."""
-        if "q" not in state:
+        """Restore q (the step size is checked, not changed); a malformed or non-finite state is
+        refused (ValueError) before anything changes."""
+        if not isinstance(state, Mapping) or "q" not in state:
             raise ValueError("not a GroupDRO state_dict: missing 'q'")
+        check_state(state, what="the GroupDRO state_dict")
         q = state["q"]
         if q is not None:
             q = torch.as_tensor(q, dtype=torch.float64)

@@ -13,7 +13,7 @@ from torch import Tensor
 from minimax import checks
 from minimax.distributed import Communicator
 from minimax.inner.base import Candidates, InnerSolver
-from minimax.nonfinite import NonFiniteError, check_direction
+from minimax.nonfinite import NonFiniteError, check_direction, check_state
 from minimax.problem import Batch, Problem
 from minimax.rules import Direction, Rule
 
@@ -243,11 +243,29 @@ class MinMaxOptimizer:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a `state_dict`; a malformed or non-finite state is refused (ValueError) before
+        anything changes."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a MinMaxOptimizer state_dict, got {type(state)}")
         missing = {"optimizer", "steps"} - set(state)
         if missing:
             raise ValueError(f"not a MinMaxOptimizer state_dict: missing {sorted(missing)}")
+        check_state(state, what="the MinMaxOptimizer state_dict")
+        steps = checks.integer("state['steps']", state["steps"], minimum=0, maximum=2**62)
+        skipped = checks.integer(
+            "state['skipped_steps']", state.get("skipped_steps", 0), minimum=0, maximum=2**62
+        )
+        gen = state.get("generator")
+        current = self.generator.get_state()
+        if gen is not None and not (
+            isinstance(gen, Tensor) and gen.dtype == current.dtype and gen.shape == current.shape
+        ):
+            raise ValueError(
+                "state['generator'] must be a torch.Generator state (get_state()): a uint8 "
+                f"tensor of shape {tuple(current.shape)}"
+            )
         self.optimizer.load_state_dict(state["optimizer"])
-        self.steps = int(state["steps"])
-        self.skipped_steps = int(state.get("skipped_steps", 0))
-        if "generator" in state:
-            self.generator.set_state(state["generator"])
+        self.steps = steps
+        self.skipped_steps = skipped
+        if gen is not None:
+            self.generator.set_state(gen)
