@@ -25,7 +25,7 @@ def descent_direction(
     params: Mapping[str, Tensor] | None,
     batch: Batch,
     inner: InnerSolver,
-    rule: Rule,
+    rule: Rule | str,
     *,
     generator: torch.Generator | None = None,
 ) -> tuple[Direction, Candidates]:
@@ -35,11 +35,12 @@ def descent_direction(
     the rule asks (`Rule.wants_scoring_graph`), its gradients come from the backward of the inner
     solver's scoring forward, which saves that forward (see docs/architecture.md).
     """
+    the_rule = checks.step_pieces(problem, inner, rule)
     params = problem.parameters() if params is None else params
     _check_params(params)
-    keep = rule.wants_scoring_graph(inner.restarts)
+    keep = the_rule.wants_scoring_graph(inner.restarts)
     candidates = inner(problem, params, batch, generator=generator, keep_graph=keep)
-    return rule(problem, params, batch, candidates), candidates
+    return the_rule(problem, params, batch, candidates), candidates
 
 
 def _check_params(params: Mapping[str, Tensor]) -> None:
@@ -115,7 +116,7 @@ class MinMaxOptimizer:
         problem: Problem,
         optimizer: torch.optim.Optimizer,
         inner: InnerSolver,
-        rule: Rule,
+        rule: Rule | str,
         *,
         remeasure: bool = False,
         generator: torch.Generator | None = None,
@@ -130,6 +131,7 @@ class MinMaxOptimizer:
             if isinstance(lr, Tensor) and lr.ndim == 0 and lr.is_floating_point():
                 lr = float(lr)
             checks.real_number("lr", lr, nonnegative=True)
+        the_rule = checks.step_pieces(problem, inner, rule)
         params = problem.parameters()
         _check_params(params)
         in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
@@ -142,7 +144,7 @@ class MinMaxOptimizer:
         self.problem = problem
         self.optimizer = optimizer
         self.inner = inner
-        self.rule = rule
+        self.rule = the_rule
         self.remeasure = remeasure
         self.generator = generator if generator is not None else inner.generator
         self.nonfinite = checks.choice("nonfinite", nonfinite, ("raise", "skip"))

@@ -22,7 +22,15 @@ import torch
 from torch import Tensor, nn
 
 from minimax import checks
-from minimax.attacks import SUITES, Mode, Norm, build_attack, model_mode, threat_set
+from minimax.attacks import (
+    SUITES,
+    Mode,
+    Norm,
+    build_attack,
+    check_classifier,
+    model_mode,
+    threat_set,
+)
 from minimax.inner import InnerSolver
 from minimax.problem import ModuleProblem
 
@@ -96,6 +104,11 @@ def _batches(
         for i in range(0, x.shape[0], batch_size):
             yield x[i : i + batch_size], y[i : i + batch_size]
         return
+    if not isinstance(data, Iterable) or isinstance(data, (str, bytes, Tensor)):
+        raise TypeError(
+            "data must be a pair of tensors (x [N, ...], y [N]) or an iterable of (x, y) batches "
+            f"(a DataLoader), got {type(data).__name__}"
+        )
     for item in data:
         if not (isinstance(item, (tuple, list)) and len(item) >= 2):
             raise TypeError("each batch of data must be (x, y, ...)")
@@ -185,12 +198,13 @@ def evaluate(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     batch_size = checks.integer("batch_size", batch_size, minimum=1)
+    dev_arg = None if device is None else checks.device("device", device)
     S = threat_set(norm, eps, lower, upper, allow_large_eps=allow_large_eps)
     names = _attack_names(attacks)
     solvers = [build_attack(a, eps, steps=steps, restarts=restarts, seed=seed) for a in names]
     labels = [a if isinstance(a, str) else repr(a) for a in names]
-    if device is not None:
-        model.to(device)
+    if dev_arg is not None:
+        model.to(dev_arg)
     dev = next(iter(model.parameters()), torch.empty(0)).device
     clean_parts: list[Tensor] = []
     robust_parts: list[Tensor] = []
@@ -198,8 +212,17 @@ def evaluate(
     seconds = dict.fromkeys(["clean", *labels], 0.0)
     with model_mode(model, mode):
         problem = ModuleProblem(model, perturbation=S)
+        classes: int | None = None
         for x, y in _batches(data, batch_size):
-            x, y = checks.float_tensor("x", x).to(dev), y.to(dev)
+            x = checks.float_tensor("x", x).to(dev)
+            y = checks.labels("y", y, x.shape[0] if x.ndim else None).to(dev)
+            if classes is None:  # the model's output against the labels, once
+                classes = check_classifier(problem, x, y, (lower, upper))
+            elif y.numel() and int(y.max()) >= classes:
+                raise ValueError(
+                    f"the labels y go up to {int(y.max())} but the model returns {classes} "
+                    "logits per example: it needs one output per class, or the labels are wrong"
+                )
             clean, robust, ok = _evaluate_batch(
                 problem, x, y, dict(zip(labels, solvers)), cascade, seconds
             )

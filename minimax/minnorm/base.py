@@ -231,9 +231,9 @@ def finish(
         sq = torch.einsum("bi,bij,bj->b", alpha, Kt, alpha).clamp_min(0.0)
         sq = pow2_scale(sq[:, None, None], e)[:, 0, 0].reshape(batch)
     else:
-        Ku, e = unit_scale(K)  # αᵀKα at unit scale, then scaled back: no under- or overflow
+        Ku, ex = unit_scale(K)  # αᵀKα at unit scale, then scaled back: no under- or overflow
         with np.errstate(over="ignore"):
-            sq_np = np.ldexp(np.maximum(np.einsum("bi,bij,bj->b", a_np, Ku, a_np), 0.0), e)
+            sq_np = np.ldexp(np.maximum(np.einsum("bi,bij,bj->b", a_np, Ku, a_np), 0.0), ex)
         weights = torch.from_numpy(np.ascontiguousarray(a_np)).reshape(*batch, m).to(device)
         sq = torch.from_numpy(sq_np).reshape(batch).to(device)
     return MinNormResult(
