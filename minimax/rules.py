@@ -234,6 +234,7 @@ class GramVectors:
     layout: Tensor
     gram: Tensor | None = None
     direction: Callable[[Tensor], dict[str, Tensor]] | None = None
+    precision: torch.dtype | None = None  # the dtype gram's entries were computed in
 
     def __post_init__(self) -> None:
         given = (self.stack is not None, self.gram is not None, self.direction is not None)
@@ -291,7 +292,8 @@ class GramRule(Rule):
                 "matrix); check the loss for overflow, or lower the learning rate",
                 what="gradients",
             )
-        result = self.weigh(k, vectors.sizes)
+        precision = {} if vectors.precision is None else {"precision": vectors.precision}
+        result = self.weigh(k, vectors.sizes, **precision)
         alpha = result.weights
         d = direction(alpha)
         raw = block_certificate(k @ alpha, vectors.sizes)
@@ -382,10 +384,12 @@ class DDi(GramRule):
             opts.append(f"gramian={self.gramian!r}")
         return f"DDi({', '.join(opts)})"
 
-    def weigh(self, gram_matrix: Tensor, sizes: list[int]) -> MinNormResult:
+    def weigh(
+        self, gram_matrix: Tensor, sizes: list[int], precision: torch.dtype | None = None
+    ) -> MinNormResult:
         if self.per_example:
-            return min_norm_product_weights(gram_matrix, sizes)
-        return min_norm_weights(gram_matrix, method=self.method)
+            return min_norm_product_weights(gram_matrix, sizes, precision=precision)
+        return min_norm_weights(gram_matrix, method=self.method, precision=precision)
 
     def gradients(
         self, problem: Problem, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
@@ -406,7 +410,10 @@ class DDi(GramRule):
                 )
             deltas = candidates.deltas[idx.to(candidates.deltas.device)]
             k, direction = batch_layerwise(problem, params, batch, deltas, repr(self))
-            return GramVectors(None, [len(idx)], keep, gram=k, direction=direction)
+            precision = next(iter(params.values())).dtype  # K formed layer by layer in it
+            return GramVectors(
+                None, [len(idx)], keep, gram=k, direction=direction, precision=precision
+            )
         if candidates.graph is not None:  # backward through the scoring forward of each
             grads = graph_gradients(problem, candidates.graph, idx.tolist())
         else:
@@ -441,7 +448,8 @@ class DDi(GramRule):
             k, direction = per_example_layerwise(
                 problem, params, batch, candidates.deltas, mask, repr(self)
             )
-            return GramVectors(None, sizes, mask, gram=k, direction=direction)
+            precision = next(iter(params.values())).dtype  # K formed layer by layer in it
+            return GramVectors(None, sizes, mask, gram=k, direction=direction, precision=precision)
         return GramVectors(
             self._materialized(problem, params, batch, candidates, mask), sizes, mask
         )

@@ -69,8 +69,14 @@ class MinNormResult:
         )
 
 
-def check_gram(gram: Tensor, what: str = "gram") -> tuple[np.ndarray, tuple[int, ...], int]:
-    """Validate ``gram`` [..., m, m]; return its float64 symmetrized numpy copy [B, m, m]."""
+def check_gram(
+    gram: Tensor, what: str = "gram", precision: torch.dtype | None = None
+) -> tuple[np.ndarray, tuple[int, ...], int]:
+    """Validate ``gram`` [..., m, m]; return its float64 numpy copy [B, m, m].
+
+    The symmetry and PSD tolerances follow the precision the entries were computed in:
+    ``precision`` (e.g. float32 for a Gram matrix formed layer by layer from a float32 model and
+    stored in float64), else ``gram``'s dtype."""
     if not isinstance(gram, Tensor):
         raise ValueError(
             f"{what} must be a torch.Tensor of shape [..., m, m], got {type(gram).__name__}; "
@@ -87,8 +93,13 @@ def check_gram(gram: Tensor, what: str = "gram") -> tuple[np.ndarray, tuple[int,
     if m == 0:
         raise ValueError(f"{what} is empty (m = 0): the convex hull of no vectors has no point.")
     batch = tuple(gram.shape[:-2])
-    info = torch.finfo(gram.dtype) if gram.is_floating_point() else torch.finfo(torch.float64)
-    in_eps = info.eps if gram.is_floating_point() else 0.0
+    if precision is not None and not (
+        isinstance(precision, torch.dtype) and precision.is_floating_point
+    ):
+        raise TypeError(f"precision must be a floating-point torch.dtype, got {precision!r}")
+    formed = precision or (gram.dtype if gram.is_floating_point() else None)
+    info = torch.finfo(formed) if formed is not None else torch.finfo(torch.float64)
+    in_eps = info.eps if formed is not None else 0.0
     K = gram.detach().to(device="cpu", dtype=torch.float64).reshape(-1, m, m).numpy()
     if not np.isfinite(K).all():
         raise ValueError(f"{what} contains NaN or Inf; check the vectors it was built from.")

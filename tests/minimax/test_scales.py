@@ -125,3 +125,37 @@ def test_kkt_residual_agrees_with_the_rescaled_matrix_for_subnormal_grams():
     assert float(mm.kkt_residual(wrong, torch.tensor(K))) == pytest.approx(
         true_kkt(wrong.numpy(), G @ G.T), rel=1e-12
     )
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_per_example_ddi_on_a_float32_model_with_small_batches(batch):
+    """Issue 21: the layerwise K of a float32 model carries float32 rounding (K − Kᵀ up to
+    ~5e-8 × max|K|), above the 1e-8 allowance for float64 data: batches of 1 or 2 were refused
+    ("gram is not symmetric"). The solver now allows the rounding of the dtype K was formed in."""
+    from torch import nn
+
+    for seed in range(10):
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 3))
+        problem = mm.ModuleProblem(model, perturbation=mm.LinfBall(0.1, lower=0, upper=1))
+        x, y = torch.rand(batch, 3, 4), torch.randint(0, 3, (batch,))
+        for rule in (mm.DDi(per_example=True), mm.DDi(gramian="layerwise")):
+            d, _ = mm.descent_direction(
+                problem, None, (x, y), mm.PGD(2, 0.05, restarts=3, seed=seed), rule
+            )
+            assert float(d.kkt) < 1e-6
+            assert all(bool(torch.isfinite(v).all()) for v in d.vector.values())
+
+
+def test_precision_allows_the_rounding_of_the_dtype_k_was_formed_in():
+    G = torch.randn(4, 50, generator=torch.Generator().manual_seed(0))
+    K = (G @ G.T).double()
+    K[0, 1] *= 1 + 5e-8  # float32-level asymmetry in a float64 matrix
+    with pytest.raises(ValueError, match="not symmetric"):
+        mm.min_norm_weights(K)  # float64 data: 1e-8 allowance, unchanged
+    r = mm.min_norm_weights(K, precision=torch.float32)
+    assert float(r.kkt) < 1e-9
+    r = mm.min_norm_product_weights(K, [2, 2], precision=torch.float32)
+    assert float(r.kkt) < 1e-9
+    with pytest.raises(TypeError, match="precision"):
+        mm.min_norm_weights(K, precision="float32")
