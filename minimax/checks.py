@@ -137,9 +137,9 @@ def finite_tensor(name: str, value: Tensor) -> Tensor:
 
 
 def seed(name: str, value: object) -> int:
-    """``value`` as a seed: an integer in [0, 2⁶³ − 1] (what ``torch.Generator.manual_seed``
+    """``value`` as a seed: an integer in [−2⁶³, 2⁶⁴ − 1] (what ``torch.Generator.manual_seed``
     takes)."""
-    return integer(name, value, minimum=0, maximum=2**63 - 1)
+    return integer(name, value, minimum=-(2**63), maximum=2**64 - 1)
 
 
 def device(name: str, value: object) -> torch.device:

@@ -87,11 +87,11 @@ class Communicator:
     def mean(self, tensors: Mapping[str, Tensor], count: int) -> dict[str, Tensor]:
         """Global example-weighted means: each rank's ``tensors`` are means over its ``count``
         examples; returns Σ_r count_r·t_r / Σ_r count_r (any shapes). Here: ``tensors`` as is."""
-        return dict(tensors)
+        return dict(_mean_args(tensors, count))
 
     def batch_means(self, values: Tensor) -> Tensor:
         """values [m, B_r] → the global per-candidate batch means [m] (float64 when reduced)."""
-        return values.mean(dim=1)
+        return _values_arg(values).mean(dim=1)
 
     def synchronize_statistics(self, module: nn.Module | None) -> None:
         """With ``batchnorm="sync"``, average the BatchNorm running statistics over ranks."""
@@ -104,6 +104,21 @@ class Communicator:
 
 
 LOCAL = Communicator()
+
+
+def _mean_args(tensors: object, count: object) -> Mapping[str, Tensor]:
+    """Check `Communicator.mean`'s arguments (no host sync)."""
+    if not isinstance(tensors, Mapping) or not all(isinstance(v, Tensor) for v in tensors.values()):
+        raise TypeError("tensors must be a dict name → tensor (this rank's means)")
+    checks.integer("count", count, minimum=0)
+    return tensors
+
+
+def _values_arg(values: object) -> Tensor:
+    if not isinstance(values, Tensor) or values.ndim != 2 or not values.is_floating_point():
+        got = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
+        raise ValueError(f"values must be a float tensor [m, B] of candidate values, got {got}")
+    return values
 
 
 class ProcessGroupCommunicator(Communicator):
@@ -161,6 +176,7 @@ class ProcessGroupCommunicator(Communicator):
         return flat
 
     def mean(self, tensors: Mapping[str, Tensor], count: int) -> dict[str, Tensor]:
+        tensors = _mean_args(tensors, count)
         names = list(tensors)
         parts = [tensors[k].detach().reshape(-1) for k in names]
         dtype = parts[0].dtype if parts else torch.float64
@@ -178,7 +194,7 @@ class ProcessGroupCommunicator(Communicator):
         return out
 
     def batch_means(self, values: Tensor) -> Tensor:
-        sums = values.detach().to(torch.float64).sum(dim=1)
+        sums = _values_arg(values).detach().to(torch.float64).sum(dim=1)
         count = torch.tensor([float(values.shape[1])], dtype=torch.float64, device=values.device)
         flat = self.all_reduce(torch.cat([sums, count]), "candidate values")
         return flat[:-1] / flat[-1]
@@ -231,8 +247,8 @@ def data_parallel(rule: Rule, communicator: Communicator) -> Rule:
 def rank_seed(seed: int, rank: int) -> int:
     """Seed of rank ``rank``'s random stream: ``seed`` itself on rank 0 (so one process and
     rank 0 draw alike), a SplitMix64 mix of (seed, rank) on the others (distinct streams)."""
-    if rank < 0:
-        raise ValueError(f"rank must be ≥ 0, got {rank}")
+    seed = checks.seed("seed", seed)
+    rank = checks.integer("rank", rank, minimum=0)
     if rank == 0:
         return int(seed)
     mask = (1 << 64) - 1
