@@ -120,8 +120,9 @@ def threat_set(
         wide = norm == "linf" and bounded and eps > upper - lower  # type: ignore[operator]
         if wide and not allow_large_eps:
             raise ValueError(
-                f"eps = {eps:g} is wider than the input range [{lower:g}, {upper:g}]: every "
-                "input is reachable (a forgotten /255?); pass allow_large_eps=True if you mean it"
+                f"eps = {eps:g} is wider than the input range [lower, upper] = [{lower:g}, "
+                f"{upper:g}]: every input is reachable (a forgotten /255?); pass "
+                "allow_large_eps=True if you mean it"
             )
     ball = LinfBall if norm == "linf" else L2Ball
     return ball(eps, lower=lower, upper=upper)

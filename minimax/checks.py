@@ -122,9 +122,9 @@ def within(name: str, value: Tensor, lower: object = None, upper: object = None)
     lo = float(value.min())
     hi = float(value.max())
     raise ValueError(
-        f"{name} lies in [{lo:.4g}, {hi:.4g}], outside the declared bounds [{lower}, {upper}] of "
-        f"the perturbation set: scale it into them (e.g. images to [0, 1]) or declare the "
-        "bounds it has"
+        f"{name} lies in [{lo:.4g}, {hi:.4g}], outside the declared bounds lower={lower}, "
+        f"upper={upper} of the perturbation set: scale it into them (e.g. images to [0, 1]) or "
+        "declare the bounds it has"
     )
 
 

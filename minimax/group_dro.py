@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from minimax import checks
 from minimax.gradients import batch_gradient, candidate_gradients, flat_norm, inner_products
 from minimax.inner.base import Candidates
 from minimax.nonfinite import check_state
@@ -117,10 +118,14 @@ class GroupDRO(Rule):
         check_state(state, what="the GroupDRO state_dict")
         q = state["q"]
         if q is not None:
-            q = torch.as_tensor(q, dtype=torch.float64)
+            if not isinstance(q, Tensor) or q.is_complex():
+                raise TypeError(f"GroupDRO state 'q' must be a real tensor [k], got {type(q)}")
+            q = q.to(torch.float64)
             if q.ndim != 1 or not bool((q >= 0).all()) or abs(float(q.sum()) - 1) > 1e-9:
                 raise ValueError("GroupDRO state 'q' must be a probability vector [k]")
-        if "step_size" in state and float(state["step_size"]) != self.step_size:
+        if "step_size" in state and (
+            checks.real_number("state['step_size']", state["step_size"]) != self.step_size
+        ):
             raise ValueError(
                 f"the state was saved with step_size={state['step_size']}, this rule has "
                 f"{self.step_size}: build GroupDRO(step_size={state['step_size']})"

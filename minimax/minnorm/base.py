@@ -283,7 +283,9 @@ def kkt_residual(weights: Tensor, gram: Tensor, block_sizes: Sequence[int] | Non
     """
     K, batch, m = check_gram(gram)
     bid, p = block_ids(block_sizes, m)
-    if not isinstance(weights, Tensor) or weights.shape[-1] != m:
+    if isinstance(weights, Tensor) and (weights.is_complex() or weights.dtype == torch.bool):
+        raise TypeError(f"weights must be real, got dtype {weights.dtype}")
+    if not isinstance(weights, Tensor) or weights.ndim == 0 or weights.shape[-1] != m:
         raise ValueError(
             f"weights must be a tensor [..., m] with m = {m} (gram's size); got "
             f"{tuple(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__}."
@@ -295,4 +297,7 @@ def kkt_residual(weights: Tensor, gram: Tensor, block_sizes: Sequence[int] | Non
     if not np.isfinite(a).all():
         raise ValueError("weights contain NaN or Inf.")
     Kn, _ = normalize(Kb)
-    return torch.from_numpy(kkt_gap(a, Kn, bid, p)).reshape(shape).to(gram.device)
+    with np.errstate(over="ignore", invalid="ignore"):  # weights far off the simplex
+        res = kkt_gap(a, Kn, bid, p)
+    res = np.where(np.isnan(res) | (res > np.finfo(np.float64).max), np.finfo(np.float64).max, res)
+    return torch.from_numpy(res).reshape(shape).to(gram.device)
