@@ -551,4 +551,4 @@ def test_every_public_entry_refuses_bad_inputs_by_name():
     for entry, n in sorted(counts.items()):
         print(f"  {entry:28s} {n}")
     assert len(counts) == len(ENTRIES)
-    assert total >= 300
+    assert total >= 450
