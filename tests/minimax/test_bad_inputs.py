@@ -552,3 +552,36 @@ def test_every_public_entry_refuses_bad_inputs_by_name():
         print(f"  {entry:28s} {n}")
     assert len(counts) == len(ENTRIES)
     assert total >= 450
+
+
+def test_the_issue_21_cases_each_refused_by_name():
+    """The cases issue 21 lists, one by one (the hypothesis run above draws among them)."""
+    import pytest
+
+    one_logit = _model("one-logit")
+    with pytest.raises(ValueError, match=r"1 logits per example .* labels y go up to 3"):
+        mm.evaluate(one_logit, (X, Y), eps=0.1, attacks=["pgd"], steps=1)
+    with pytest.raises(ValueError, match="logits"):
+        mm.attack(one_logit, X, Y, eps=0.1, attack="pgd", steps=1)
+    with pytest.raises(ValueError, match="labels y go up to 9"):
+        mm.attack(_classifier(), X, torch.tensor([1, 9]), eps=0.1, attack="pgd", steps=1)
+    with pytest.raises(TypeError, match=r"y must hold integer class labels.*y\.long\(\)"):
+        mm.attack(_classifier(), X, Y.double(), eps=0.1, attack="pgd", steps=1)
+    with pytest.raises(TypeError, match="seed"):
+        mm.attack(_classifier(), X, Y, eps=0.1, seed="a")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            mm.evaluate(_classifier(), (X, Y), eps=0.1, device="cuda")
+    with pytest.raises(ValueError, match=r"lower = 1 > upper = 0"):
+        mm.attack(_classifier(), X, Y, eps=0.1, lower=1, upper=0)
+    problem = mm.ModuleProblem(_classifier(), perturbation=mm.LinfBall(0.1, lower=0, upper=1))
+    assert _finite(mm.backward(problem, (X, Y), mm.PGD(1, 0.05), "ddi"))
+    with pytest.raises(ValueError, match="unknown rule"):
+        mm.backward(problem, (X, Y), mm.PGD(1, 0.05), "dd")
+    nan_weights = torch.tensor([[NAN, 0.5], [0.5, 0.5]], dtype=F64)
+    with pytest.raises(ValueError, match="weights contain NaN"):
+        _weighted_gradient(nan_weights)
+    with pytest.raises(ValueError, match=r"rank must be in \[0, world_size\)"):
+        mm.distributed.shard_bounds(10, 3, 3)
+    with pytest.raises(ValueError, match="world_size"):
+        mm.distributed.split_sizes(5, 0)
