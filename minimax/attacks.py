@@ -102,7 +102,7 @@ def build_attack(
     if steps is not None:
         steps = checks.integer("steps", steps, minimum=1)
     restarts = checks.integer("restarts", restarts, minimum=1)
-    return ATTACKS.build(name.lower(), eps, steps, restarts, int(seed))
+    return ATTACKS.build(name.lower(), eps, steps, restarts, checks.seed("seed", seed))
 
 
 #: name → ``(eps, *, lower, upper) -> PerturbationSet``: the threat models `threat_set` builds
@@ -124,6 +124,14 @@ def threat_set(
     ``lower ≤ x + δ ≤ upper`` (None: unbounded). An L∞ ``eps`` wider than ``upper − lower``
     (every input reachable, usually a forgotten /255) is refused unless ``allow_large_eps``."""
     norm = checks.choice("norm", str(norm).lower(), THREATS.names())
+    for name, bound in (("lower", lower), ("upper", upper)):
+        if bound is not None and not isinstance(bound, Tensor):
+            checks.real_number(name, bound)
+    if isinstance(lower, (int, float)) and isinstance(upper, (int, float)) and lower > upper:
+        raise ValueError(
+            f"lower = {lower:g} > upper = {upper:g}: the input range is empty; pass the bounds "
+            "of x (e.g. lower=0, upper=1 for images)"
+        )
     if not isinstance(eps, Tensor):
         eps = checks.radius(
             "eps", eps, norm=norm, lower=lower, upper=upper, allow_large=allow_large_eps
@@ -144,6 +152,37 @@ def model_mode(model: nn.Module, mode: str) -> Iterator[None]:
     finally:
         for m, training in saved:
             m.training = training
+
+
+def check_classifier(
+    problem: ModuleProblem, x: Tensor, y: Tensor, bounds: tuple[object, object]
+) -> int:
+    """Check x, y and the model's output once, before any attack: x a finite float tensor in
+    ``bounds``, y integer labels [B] on x's device, logits [B, C] with C > max(y) (one no-grad
+    forward of the batch, running statistics untouched). Returns C."""
+    checks.float_tensor("x", x)
+    checks.labels("y", y, x.shape[0] if x.ndim else None)
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise ValueError(f"x must be a batch [B, ...] with B ≥ 1, got shape {tuple(x.shape)}")
+    dev = problem.reference((x, y)).device
+    if x.device != dev or y.device != dev:
+        raise ValueError(
+            f"x ({x.device}) and y ({y.device}) must be on the model's device ({dev}): move them "
+            f"with .to('{dev}')"
+        )
+    checks.within("x", x, *bounds)
+    try:
+        with torch.no_grad():
+            zero = torch.zeros_like(x).unsqueeze(0)
+            out = engine_of(problem).logits(problem.parameters(), zero, (x, y))[0]
+    except torch.OutOfMemoryError:
+        raise
+    except (RuntimeError, IndexError) as err:  # the model cannot take x: a user mismatch
+        raise ValueError(
+            f"model cannot take x of shape {tuple(x.shape)} ({err}); pass inputs of the shape "
+            "and dtype it was built for"
+        ) from None
+    return int(checks.logits_for("model", out, y).shape[1])
 
 
 def worst_candidate(problem: ModuleProblem, deltas: Tensor, x: Tensor, y: Tensor) -> Tensor:
@@ -212,6 +251,7 @@ def attack(
     solver = build_attack(attack, eps, steps=steps, restarts=restarts, seed=seed)
     with model_mode(model, mode):
         problem = ModuleProblem(model, loss_fn=loss, perturbation=S)
+        check_classifier(problem, x, y, (lower, upper))
         candidates = solver(problem, problem.parameters(), (x, y))
         delta = worst_candidate(problem, candidates.deltas, x, y)
     return (x + delta).detach()

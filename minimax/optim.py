@@ -14,7 +14,7 @@ from minimax import checks
 from minimax.distributed import LOCAL, Communicator
 from minimax.engine import Engine, as_engine
 from minimax.inner.base import Candidates, InnerSolver
-from minimax.nonfinite import NonFiniteError
+from minimax.nonfinite import NonFiniteError, check_state
 from minimax.problem import Batch, Problem
 from minimax.rules import Direction, Rule
 
@@ -37,7 +37,7 @@ def descent_direction(
     params: Mapping[str, Tensor] | None,
     batch: Batch,
     inner: InnerSolver,
-    rule: Rule,
+    rule: Rule | str,
     *,
     generator: torch.Generator | None = None,
     engine: Engine | None = None,
@@ -50,6 +50,7 @@ def descent_direction(
     backward of the inner solver's scoring forward, which saves that forward
     (docs/architecture.md).
     """
+    rule = checks.step_pieces(problem, inner, rule)
     engine = _engine(problem, engine)
     check_data_parallel(engine, rule)
     params = problem.parameters() if params is None else params
@@ -174,7 +175,7 @@ class MinMaxOptimizer:
         problem: Problem,
         optimizer: torch.optim.Optimizer,
         inner: InnerSolver,
-        rule: Rule,
+        rule: Rule | str,
         *,
         remeasure: bool = False,
         generator: torch.Generator | None = None,
@@ -190,6 +191,7 @@ class MinMaxOptimizer:
             if isinstance(lr, Tensor) and lr.ndim == 0 and lr.is_floating_point():
                 lr = float(lr)
             checks.real_number("lr", lr, nonnegative=True)
+        the_rule = checks.step_pieces(problem, inner, rule)
         params = problem.parameters()
         _check_params(params)
         in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
@@ -200,7 +202,7 @@ class MinMaxOptimizer:
                 "problem.parameters().values()"
             )
         self.problem = problem
-        self.rule = rule
+        self.rule = the_rule
         self.engine = _engine(problem, engine)
         self.optimizer = optimizer
         self.inner = inner
@@ -322,7 +324,8 @@ class MinMaxOptimizer:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore `state_dict` (``optimizer`` and ``steps`` required; a part absent from an
-        older state is left as it is). A malformed state is refused before anything changes."""
+        older state is left as it is). A malformed or non-finite state is refused before
+        anything changes."""
         if not isinstance(state, Mapping):
             raise TypeError(f"a MinMaxOptimizer state must be a dict, got {type(state).__name__}")
         missing = {"optimizer", "steps"} - set(state)
@@ -332,8 +335,11 @@ class MinMaxOptimizer:
                 f"not a MinMaxOptimizer state_dict: missing {sorted(missing)}, unknown "
                 f"{sorted(unknown)}"
             )
-        steps = checks.integer("state['steps']", state["steps"], minimum=0)
-        skipped = checks.integer("state['skipped_steps']", state.get("skipped_steps", 0), minimum=0)
+        check_state(state, what="the MinMaxOptimizer state_dict")
+        steps = checks.integer("state['steps']", state["steps"], minimum=0, maximum=2**62)
+        skipped = checks.integer(
+            "state['skipped_steps']", state.get("skipped_steps", 0), minimum=0, maximum=2**62
+        )
         passes = _passes(state.get("passes", self.engine.passes.snapshot()))
         generator = state.get("generator")
         if generator is not None:
