@@ -128,7 +128,7 @@ def _cached(cache_dir: Path) -> dict[str, np.ndarray]:
     arrays = _checked(generate_mnist1d())
     cache_dir.mkdir(parents=True, exist_ok=True)
     with atomic_file(path, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, x=arrays["x"], y=arrays["y"], x_test=arrays["x_test"], y_test=arrays["y_test"])
     return arrays
 
 
