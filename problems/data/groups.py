@@ -4,7 +4,8 @@ groups, one-hot + standardized features fitted on the training part).
 
 Public API::
 
-    WorstGroupData(...)                .train / .val / .test = (x, y, group); .num_groups
+    WorstGroupData(...)                .train / .val / .test = (x, y, group); .num_groups;
+                                       .head(train, val, test): a smaller copy
     group_sizes(data) -> dict          group name -> {"train", "val", "test", "positive_rate"}
     group_size_table(data) -> str      the same as a Markdown table
     stratified_split(strata, fractions, seed) -> list[Tensor]   index sets, one per part
@@ -18,7 +19,7 @@ Batches for `minimax.WorstGroupProblem.from_module(model, data.num_groups)` are
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -107,6 +108,19 @@ class WorstGroupData:
     def test(self) -> tuple[Tensor, Tensor, Tensor]:
         """(x, y, group) of the test part."""
         return self.part("test")
+
+    def head(
+        self, train: int | None = None, val: int | None = None, test: int | None = None
+    ) -> WorstGroupData:
+        """The first ``train`` / ``val`` / ``test`` examples of each part (None: all), for quick
+        runs; a group may then be absent from a part."""
+        sizes = dict(zip(SPLITS, (train, val, test)))
+        fields = {
+            f"{v}_{split}": t[: sizes[split]]
+            for split in SPLITS
+            for v, t in zip(("x", "y", "g"), self.part(split))
+        }
+        return replace(self, **fields)
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{s}={len(self.part(s)[1])}" for s in SPLITS)
