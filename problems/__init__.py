@@ -4,6 +4,8 @@
 - `problems.data`: CIFAR-10 (download, safe extraction, readers), synthetic CIFAR-format
   archives, scikit-learn's digits, augmentation, and `DATASETS`, the registry of data sets;
 - `problems.models`: image classifiers and `MODELS`, their registry;
+- `problems.worstgroup`: models and the gradient-boosted-trees baseline for the worst-group data
+  sets (Adult, German credit, MNIST-1D: `problems.data.worstgroup.WORSTGROUP_DATASETS`);
 - `problems.threats`: the perturbation set of an attack by name (`THREATS`);
 - `problems.training`: the adversarial-training loop in phases, its config, checkpoints and the
   rule registry `RULES`;
