@@ -120,5 +120,6 @@ def local_maxima(values: Tensor, tol: float = 0.0) -> Tensor:
     for offset in itertools.product((-1, 0, 1), repeat=k):
         if any(offset):
             sl = tuple(slice(1 + o, 1 + o + n) for o, n in zip(offset, values.shape[:k]))
-            is_max &= values >= padded[(*sl, slice(None))] - tol
+            index = (*sl, slice(None))
+            is_max &= values >= padded[index] - tol
     return is_max.reshape(-1, values.shape[-1])
