@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -115,7 +116,7 @@ class WorstGroupData:
         """The first ``train`` / ``val`` / ``test`` examples of each part (None: all), for quick
         runs; a group may then be absent from a part."""
         sizes = dict(zip(SPLITS, (train, val, test)))
-        fields = {
+        fields: dict[str, Any] = {
             f"{v}_{split}": t[: sizes[split]]
             for split in SPLITS
             for v, t in zip(("x", "y", "g"), self.part(split))
