@@ -4,8 +4,6 @@
 - `problems.data`: CIFAR-10 (download, safe extraction, readers), synthetic CIFAR-format
   archives, scikit-learn's digits, augmentation, and `DATASETS`, the registry of data sets;
 - `problems.models`: image classifiers and `MODELS`, their registry;
-- `problems.worstgroup`: models and the gradient-boosted-trees baseline for the worst-group data
-  sets (Adult, German credit, MNIST-1D: `problems.data.worstgroup.WORSTGROUP_DATASETS`);
 - `problems.threats`: the perturbation set of an attack by name (`THREATS`);
 - `problems.training`: the adversarial-training loop in phases, its config, checkpoints and the
   rule registry `RULES`;
@@ -16,6 +14,8 @@
 - `problems.report`: plots and HTML over training runs and their evaluations;
 - `problems.figures`: figure conventions (a style per run, titles that fit, integer ticks);
 - `problems.extras`: the optional ``[demo]`` dependencies and the message naming them;
+- `problems.worstgroup`: models and the gradient-boosted-trees baseline for the worst-group data
+  sets (Adult, German credit, MNIST-1D: `problems.data.worstgroup.WORSTGROUP_DATASETS`);
 - `problems.demo`: the offline demo, one module per part;
 - `problems.cli`: the ``minimax`` command line, one module per command;
 - `problems.files`: the atomic writer behind every file these write.

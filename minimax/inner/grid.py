@@ -119,7 +119,6 @@ def local_maxima(values: Tensor, tol: float = 0.0) -> Tensor:
     is_max = torch.ones_like(values, dtype=torch.bool)
     for offset in itertools.product((-1, 0, 1), repeat=k):
         if any(offset):
-            sl = tuple(slice(1 + o, 1 + o + n) for o, n in zip(offset, values.shape[:k]))
-            index = (*sl, slice(None))
-            is_max &= values >= padded[index] - tol
+            sl = (*(slice(1 + o, 1 + o + n) for o, n in zip(offset, values.shape[:k])), slice(None))
+            is_max &= values >= padded[sl] - tol
     return is_max.reshape(-1, values.shape[-1])
