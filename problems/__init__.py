@@ -15,6 +15,8 @@
 - `problems.report`: plots and HTML over training runs and their evaluations;
 - `problems.figures`: figure conventions (a style per run, titles that fit, integer ticks);
 - `problems.extras`: the optional ``[demo]`` dependencies and the message naming them;
+- `problems.worstgroup`: models and the gradient-boosted-trees baseline for the worst-group data
+  sets (Adult, German credit, MNIST-1D: `problems.data.worstgroup.WORSTGROUP_DATASETS`);
 - `problems.demo`: the offline demo, one module per part;
 - `problems.cli`: the ``minimax`` command line, one module per command;
 - `problems.files`: the atomic writer behind every file these write.
