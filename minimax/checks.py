@@ -227,7 +227,7 @@ def logits_for(name: str, out: object, y: Tensor) -> Tensor:
 
 def step_pieces(problem: object, inner: object, rule: object) -> Rule:
     """Check the pieces of a step: a `Problem`, an `InnerSolver`, and a rule (a `Rule`, or a
-    name in `minimax.RULES`, built with its defaults). Returns the rule."""
+    name in `minimax.extend.RULES`, built with its defaults). Returns the rule."""
     from minimax.inner.base import InnerSolver
     from minimax.problem import Problem
     from minimax.rules import RULES, Rule
@@ -240,7 +240,7 @@ def step_pieces(problem: object, inner: object, rule: object) -> Rule:
     if not isinstance(inner, InnerSolver):
         raise TypeError(
             f"inner must be an InnerSolver such as minimax.PGD(10, 2/255), got {inner!r}; "
-            "build a named one with minimax.INNER_SOLVERS.build(name, ...)"
+            "build a named one with minimax.extend.INNER_SOLVERS.build(name, ...)"
         )
     if isinstance(rule, str):
         return RULES.build(rule)

@@ -53,7 +53,7 @@ def backward(
         batch: the batch, e.g. ``(x, y)`` for a `ModuleProblem`.
         inner: the inner solver (e.g. ``PGD(10, 2/255, restarts=10)``).
         rule: the direction rule (``Danskin()``, ``MaxLoss()``, ``DDi()``), or its name in
-            `minimax.RULES` (built with its defaults).
+            `minimax.extend.RULES` (built with its defaults).
         generator: the inner solver's random starts (default: its own generator).
         update_statistics: update running statistics (BatchNorm) once, from one no-grad forward
             at each example's worst candidate, and synchronise them over ranks, as

@@ -45,7 +45,7 @@ def descent_direction(
     """Find candidates with ``inner`` at θ = params (default: the problem's), then apply ``rule``.
 
     Returns the `Direction` d (descend along −d) and the `Candidates` it was built from. The
-    ``engine`` (default: the problem's, `minimax.engine_of`) evaluates and differentiates g;
+    ``engine`` (default: the problem's, `minimax.extend.engine_of`) evaluates and differentiates g;
     where the rule's gradients are at the scored candidates (`Rule.need`) it takes them by the
     backward of the inner solver's scoring forward, which saves that forward
     (docs/architecture.md).

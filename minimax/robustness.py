@@ -272,7 +272,7 @@ def evaluate(
         eps: the radius of the ``norm`` ball (``"linf"`` or ``"l2"``).
         attacks: a suite name, ``"standard"`` (APGD-CE, APGD-T, FAB-T, Square: AutoAttack's
             standard suite), ``"fast"`` (the same without FAB-T) or ``"first-two"`` (APGD-CE,
-            APGD-T, AutoAttack's first two), or attack names from `minimax.ATTACKS` /
+            APGD-T, AutoAttack's first two), or attack names from `minimax.extend.ATTACKS` /
             `InnerSolver` instances, run in order, or a dict {label: name or solver} naming them
             in the results.
         steps, restarts: passed to every named attack (None: each one's published default).

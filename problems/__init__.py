@@ -4,11 +4,12 @@
 - `problems.data`: CIFAR-10 (download, safe extraction, readers), synthetic CIFAR-format
   archives, scikit-learn's digits, augmentation, and `DATASETS`, the registry of data sets;
 - `problems.models`: image classifiers and `MODELS`, their registry;
-- `problems.threats`: the perturbation set of an attack by name (`minimax.threat_set` on [0, 1]);
+- `problems.threats`: the perturbation set of an attack by name (`minimax.extend.threat_set`
+  on [0, 1]);
 - `problems.training`: the adversarial-training loop in phases, its config, checkpoints and the
   rule registry `RULES`;
 - `problems.evaluation`: robust accuracy by `minimax.evaluate` under the attacks and suites of
-  `minimax.ATTACKS` / `minimax.SUITES`, with calibration and the RobustBench record;
+  `minimax.extend.ATTACKS` / `minimax.extend.SUITES`, with calibration and the RobustBench record;
 - `problems.resumable`: that evaluation chunk by chunk, resumable from its progress file;
 - `problems.model_files`: reading a model file safely (checkpoints, state dicts, trusted
   TorchScript);

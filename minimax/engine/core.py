@@ -231,7 +231,7 @@ class Engine(ScoringGraphs):
         perturbation: PerturbationSet | None = None,
     ) -> Engine:
         """An engine over the same classifier under another per-example loss of its logits
-        (e.g. an attack's surrogate such as `minimax.dlr_loss`), counting on this counter;
+        (e.g. an attack's surrogate such as `minimax.extend.dlr_loss`), counting on this counter;
         ``stacking`` and ``perturbation`` default to this engine's and problem's."""
         other = _module.with_loss(self.problem, loss_fn, perturbation)
         _SHARED[other] = self._shared

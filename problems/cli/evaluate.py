@@ -1,7 +1,7 @@
 """``minimax evaluate``: clean and robust accuracy of a model file under a stated threat model.
 
-``add_arguments(parser)`` declares the options (attack names come from `minimax.ATTACKS` and
-`minimax.SUITES`); ``run(args)`` reads the model (`problems.model_files`: a ``minimax train``
+``add_arguments(parser)`` declares the options (attack names come from `minimax.extend.ATTACKS` and
+`minimax.extend.SUITES`); ``run(args)`` reads the model (`problems.model_files`: a ``minimax train``
 checkpoint, a state_dict with ``--model``, or a trusted TorchScript file), evaluates it on the
 data set, writes the results JSON and prints the threat model and the headline numbers.
 """
@@ -63,11 +63,14 @@ EPILOG = (
       clean: no attack (the clean accuracy is always reported)
     """
     )
-    + "".join(f"  {name}: {minimax.ATTACKS.help(name)}\n" for name in minimax.ATTACKS.names())
+    + "".join(
+        f"  {name}: {minimax.extend.ATTACKS.help(name)}\n"
+        for name in minimax.extend.ATTACKS.names()
+    )
     + (
         "".join(
             f"  {suite} (suite): {', '.join(members)}\n"
-            for suite, members in minimax.SUITES.items()
+            for suite, members in minimax.extend.SUITES.items()
         )
     )
 )

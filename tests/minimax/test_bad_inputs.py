@@ -41,11 +41,11 @@ BAD = st.sampled_from(SCALARS + TENSORS)
 def _finite(out):
     if isinstance(out, Tensor):
         return not out.is_floating_point() or bool(torch.isfinite(out).all())
-    if isinstance(out, mm.Candidates):
+    if isinstance(out, mm.extend.Candidates):
         return _finite(out.values) and _finite(out.deltas)
-    if isinstance(out, mm.Direction):
+    if isinstance(out, mm.extend.Direction):
         return all(_finite(v) for v in out.vector.values()) and _finite(out.norm)
-    if isinstance(out, mm.MinNormResult):
+    if isinstance(out, mm.extend.MinNormResult):
         return _finite(out.weights) and _finite(out.kkt)
     if isinstance(out, (tuple, list)):
         return all(_finite(o) for o in out)
@@ -116,7 +116,7 @@ def _classifier_solve(solver_builder):
 def _min_norm(fn):
     def call(gram=None, method="wolfe", tol=None, max_iter=None):
         k = torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=F64) if gram is None else gram
-        if fn is mm.min_norm_product_weights:
+        if fn is mm.linalg.min_norm_product_weights:
             return fn(k, [1, 1] if method == "wolfe" else method)
         if fn is mm.min_norm_point:
             return fn(k)
@@ -147,9 +147,9 @@ def _rule(rule_name):
         problem = mm.ModuleProblem(_classifier(), perturbation=mm.LinfBall(0.1, lower=0, upper=1))
         kw = {} if tolerance is None else {"tolerance": tolerance}
         rule = (
-            mm.RULES.build(rule_name, **kw)
+            mm.extend.RULES.build(rule_name, **kw)
             if rule_name.startswith("ddi")
-            else (mm.RULES.build(rule_name))
+            else (mm.extend.RULES.build(rule_name))
         )
         return mm.descent_direction(problem, None, (x, Y), mm.PGD(1, 0.05, restarts=2), rule)[0]
 
@@ -331,7 +331,7 @@ def _weighted_gradient(weights=None):
     problem = mm.ModuleProblem(_classifier(), perturbation=mm.LinfBall(0.1, lower=0, upper=1))
     deltas = torch.zeros(2, 2, 2, dtype=F64)
     w = torch.full((2, 2), 0.5, dtype=F64) if weights is None else weights
-    return mm.weighted_gradient(problem, problem.parameters(), (X, Y), deltas, w)["0.weight"]
+    return mm.linalg.weighted_gradient(problem, problem.parameters(), (X, Y), deltas, w)["0.weight"]
 
 
 def _communicator(tensors=None, count=2, values=None):
@@ -376,7 +376,7 @@ ENTRIES = {
     ),
     "APGDTargeted": (
         _classifier_solve(
-            lambda steps=2, targets=2, restarts=1: mm.APGDTargeted(steps, targets, restarts)
+            lambda steps=2, targets=2, restarts=1: mm.extend.APGDTargeted(steps, targets, restarts)
         ),
         ["steps", "targets", "restarts", "x"],
     ),
@@ -400,7 +400,7 @@ ENTRIES = {
     "rules.maxloss": (_rule("maxloss"), ["x"]),
     "min_norm_weights": (_min_norm(mm.min_norm_weights), ["gram", "method", "tol", "max_iter"]),
     "min_norm_point": (_min_norm(mm.min_norm_point), ["gram"]),  # gram: the vectors here
-    "min_norm_product_weights": (_min_norm(mm.min_norm_product_weights), ["gram"]),
+    "min_norm_product_weights": (_min_norm(mm.linalg.min_norm_product_weights), ["gram"]),
     "MinMaxOptimizer": (_optimizer, ["lr", "nonfinite", "x"]),
     "descent_direction": (_rule("ddi"), ["x"]),
     "backward": (_backward, ["x"]),
@@ -435,7 +435,7 @@ ENTRIES = {
         ["n", "world_size"],
     ),
     "kkt_residual": (
-        lambda weights=None, gram=None: mm.kkt_residual(
+        lambda weights=None, gram=None: mm.linalg.kkt_residual(
             torch.tensor([0.5, 0.5], dtype=F64) if weights is None else weights,
             torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=F64) if gram is None else gram,
         ),

@@ -1,4 +1,5 @@
-"""FAB-T (`minimax.fab_targeted`, `minimax.FABTargeted`, attack ``"fab-t"``): the exact
+"""FAB-T (`minimax.extend.fab_targeted`, `minimax.extend.FABTargeted`, attack ``"fab-t"``): the
+exact
 box-constrained hyperplane projection, minimality on linear models, feasibility, strength against
 torchattacks' FAB, determinism, argument errors, and its place in the standard suite."""
 
@@ -124,10 +125,10 @@ def test_fab_t_finds_the_minimal_perturbation_of_a_linear_classifier(norm):
         gap = (net(x)[:, 0] - net(x)[:, 1]).abs()
     dist = gap / (w.abs().sum() if norm == "linf" else w.norm())
     kw = dict(norm=norm, lower=None, upper=None, steps=50)
-    above = minimax.fab_targeted(net, x, y, eps=1.02 * dist, **kw)
+    above = minimax.extend.fab_targeted(net, x, y, eps=1.02 * dist, **kw)
     assert _robust(net, x + above, y) == 0.0
     assert bool((_size(above, norm) <= 1.02 * dist).all())
-    below = minimax.fab_targeted(net, x, y, eps=0.98 * dist, **kw)
+    below = minimax.extend.fab_targeted(net, x, y, eps=0.98 * dist, **kw)
     assert torch.equal(below, torch.zeros_like(x))
 
 
@@ -138,7 +139,9 @@ def test_fab_t_points_stay_in_the_ball_and_a_narrow_box(norm):
     eps[::3] /= 2  # per-example radii
     lower = (x - 0.3).clamp(min=0)  # a per-pixel box, narrower than [0, 1]
     upper = (x + 0.05).clamp(max=1)
-    d = minimax.fab_targeted(net, x, y, eps=eps, norm=norm, lower=lower, upper=upper, steps=20)
+    d = minimax.extend.fab_targeted(
+        net, x, y, eps=eps, norm=norm, lower=lower, upper=upper, steps=20
+    )
     broken = d.flatten(1).abs().amax(1) > 0
     assert 0 < int(broken.sum()) < len(y)
     assert bool((_size(d, norm) <= eps).all())
@@ -149,21 +152,22 @@ def test_fab_t_points_stay_in_the_ball_and_a_narrow_box(norm):
 
 def test_fab_t_inner_solver_and_attack():
     net, x, y = _digits_mlp(1, n=32)
-    S = minimax.threat_set("l2", 0.8)
+    S = minimax.extend.threat_set("l2", 0.8)
     problem = minimax.ModuleProblem(net, perturbation=S)
-    f0, b0 = minimax.engine_of(problem).passes.snapshot()
-    cand = minimax.FABTargeted(10, targets=3)(problem, problem.parameters(), (x, y))
-    f1, b1 = minimax.engine_of(problem).passes.snapshot()
+    f0, b0 = minimax.extend.engine_of(problem).passes.snapshot()
+    cand = minimax.extend.FABTargeted(10, targets=3)(problem, problem.parameters(), (x, y))
+    f1, b1 = minimax.extend.engine_of(problem).passes.snapshot()
     assert cand.deltas.shape == (1, *x.shape) and bool(
         S.contains(cand.deltas, x, event_ndim=1).all()
     )
     assert torch.allclose(
-        cand.values, minimax.engine_of(problem).values(problem.parameters(), cand.deltas, (x, y))
+        cand.values,
+        minimax.extend.engine_of(problem).values(problem.parameters(), cand.deltas, (x, y)),
     )
     assert 0 < b1 - b0 <= 3 * 10 < f1 - f0
     adv = minimax.attack(net, x, y, eps=0.8, norm="l2", attack="fab-t", steps=10)
     assert _robust(net, adv, y) == _robust(net, x + cand.deltas[0], y) < _robust(net, x, y)
-    assert "FABTargeted(steps=10, targets=3" in repr(minimax.FABTargeted(10, targets=3))
+    assert "FABTargeted(steps=10, targets=3" in repr(minimax.extend.FABTargeted(10, targets=3))
 
 
 # -- strength against torchattacks ----------------------------------------------------------------
@@ -184,7 +188,7 @@ def test_fab_t_is_as_strong_as_torchattacks_fab(norm):
     gaps = []
     for seed in range(3):
         net, x, y = _digits_mlp(seed, n=64)
-        ours = x + minimax.fab_targeted(net, x, y, eps=eps, norm=norm, steps=20)
+        ours = x + minimax.extend.fab_targeted(net, x, y, eps=eps, norm=norm, steps=20)
         theirs = ta.FAB(
             net,
             norm={"linf": "Linf", "l2": "L2"}[norm],
@@ -208,8 +212,8 @@ def test_fab_t_is_as_strong_as_torchattacks_fab(norm):
 def test_fab_t_is_deterministic_with_a_seed():
     net, x, y = _digits_mlp(2, n=24)
     kw = dict(eps=0.05, steps=8, targets=2, restarts=2)
-    a = minimax.fab_targeted(net, x, y, seed=3, **kw)
-    assert torch.equal(a, minimax.fab_targeted(net, x, y, seed=3, **kw))
+    a = minimax.extend.fab_targeted(net, x, y, seed=3, **kw)
+    assert torch.equal(a, minimax.extend.fab_targeted(net, x, y, seed=3, **kw))
     b = minimax.attack(net, x, y, eps=0.05, attack="fab-t", steps=8, restarts=2, seed=3)
     assert torch.equal(
         b, minimax.attack(net, x, y, eps=0.05, attack="fab-t", steps=8, restarts=2, seed=3)
@@ -220,36 +224,36 @@ def test_fab_t_argument_errors():
     net, x, y = _digits_mlp(0, n=8)
     for bad in (0.0, -0.1, float("nan")):
         with pytest.raises(ValueError, match="eps"):
-            minimax.fab_targeted(net, x, y, eps=bad)
+            minimax.extend.fab_targeted(net, x, y, eps=bad)
     with pytest.raises(ValueError, match="eps"):
-        minimax.fab_targeted(net, x, y, eps=torch.zeros(8))
+        minimax.extend.fab_targeted(net, x, y, eps=torch.zeros(8))
     with pytest.raises(ValueError, match="norm"):
-        minimax.fab_targeted(net, x, y, eps=0.1, norm="l1")
+        minimax.extend.fab_targeted(net, x, y, eps=0.1, norm="l1")
     with pytest.raises(ValueError, match="steps"):
-        minimax.fab_targeted(net, x, y, eps=0.1, steps=0)
+        minimax.extend.fab_targeted(net, x, y, eps=0.1, steps=0)
     with pytest.raises(ValueError, match="beta"):
-        minimax.fab_targeted(net, x, y, eps=0.1, beta=1.5)
+        minimax.extend.fab_targeted(net, x, y, eps=0.1, beta=1.5)
     with pytest.raises(TypeError, match="integer class labels"):
-        minimax.fab_targeted(net, x, y.float(), eps=0.1)
+        minimax.extend.fab_targeted(net, x, y.float(), eps=0.1)
     with pytest.raises(ValueError, match="outside the declared bounds"):
-        minimax.fab_targeted(net, x + 2, y, eps=0.1)
+        minimax.extend.fab_targeted(net, x + 2, y, eps=0.1)
     s = {"s": torch.ones(())}
     fn = minimax.FunctionProblem(  # a problem without class logits
         lambda p, d, b: p["s"] * d.sum(-1), s, minimax.LinfBall(0.1), event_shape=(3,)
     )
     with pytest.raises(ValueError, match="ModuleProblem"):
-        minimax.FABTargeted(2)(fn, s, torch.zeros(4))
+        minimax.extend.FABTargeted(2)(fn, s, torch.zeros(4))
 
 
 def test_standard_suite_is_autoattacks_and_fast_drops_fab_t():
-    assert minimax.SUITES["standard"] == ("apgd-ce", "apgd-t", "fab-t", "square")
-    assert minimax.SUITES["fast"] == ("apgd-ce", "apgd-t", "square")
+    assert minimax.extend.SUITES["standard"] == ("apgd-ce", "apgd-t", "fab-t", "square")
+    assert minimax.extend.SUITES["fast"] == ("apgd-ce", "apgd-t", "square")
     net, x, y = _digits_mlp(0, n=24)
     r = minimax.evaluate(net, (x, y), eps=0.05, attacks="standard", steps=5)
-    assert r.attacks == list(minimax.SUITES["standard"])
+    assert r.attacks == list(minimax.extend.SUITES["standard"])
     per = [r.per_attack[a] for a in r.attacks]
     assert per == sorted(per, reverse=True) and per[-1] == r.robust_acc
-    record = minimax.robustbench_record(r, dataset="digits")
+    record = minimax.extend.robustbench_record(r, dataset="digits")
     assert "autoattack_acc" in record and "standard suite)" in record["footnote"]
     fast = minimax.evaluate(net, (x, y), eps=0.05, attacks="fast", steps=5)
-    assert "autoattack_acc" not in minimax.robustbench_record(fast, dataset="digits")
+    assert "autoattack_acc" not in minimax.extend.robustbench_record(fast, dataset="digits")

@@ -394,5 +394,5 @@ def test_worst_group_proportions_give_the_mean_loss_in_the_problems_dtype():
     batch = (losses, group)
     prop = problem.proportions(batch)
     assert prop.dtype == torch.float64
-    value = mm.engine_of(problem).values(problem.parameters(), prop.unsqueeze(0), batch)
+    value = mm.extend.engine_of(problem).values(problem.parameters(), prop.unsqueeze(0), batch)
     assert abs(float(value.detach()) - float(losses.mean())) <= 1e-15

@@ -127,10 +127,10 @@ def test_kkt_residual_agrees_with_the_rescaled_matrix_for_subnormal_grams():
     G = np.array([[3.0, 1.0], [-1.0, 2.0], [1.0, -3.0]])
     K = np.ldexp(G @ G.T, -1070)  # entries 2^-1070·(integers): exact subnormals
     w = mm.min_norm_weights(torch.tensor(K)).weights
-    assert float(mm.kkt_residual(w, torch.tensor(K))) < 1e-12
+    assert float(mm.linalg.kkt_residual(w, torch.tensor(K))) < 1e-12
     assert true_kkt(w.numpy(), G @ G.T) < 1e-12
     wrong = torch.tensor([1.0, 0.0, 0.0], dtype=F64)
-    assert float(mm.kkt_residual(wrong, torch.tensor(K))) == pytest.approx(
+    assert float(mm.linalg.kkt_residual(wrong, torch.tensor(K))) == pytest.approx(
         true_kkt(wrong.numpy(), G @ G.T), rel=1e-12
     )
 
@@ -164,7 +164,7 @@ def test_precision_allows_the_rounding_of_the_dtype_k_was_formed_in():
         mm.min_norm_weights(K)  # float64 data: 1e-8 allowance, unchanged
     r = mm.min_norm_weights(K, precision=torch.float32)
     assert float(r.kkt) < 1e-9
-    r = mm.min_norm_product_weights(K, [2, 2], precision=torch.float32)
+    r = mm.linalg.min_norm_product_weights(K, [2, 2], precision=torch.float32)
     assert float(r.kkt) < 1e-9
     with pytest.raises(TypeError, match="precision"):
         mm.min_norm_weights(K, precision="float32")

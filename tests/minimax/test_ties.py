@@ -76,8 +76,8 @@ def test_circumcenter_and_near_tie_counterexample():
 
 
 def _rules():
-    for name in mm.RULES.names():
-        rule = mm.RULES.build(name)
+    for name in mm.extend.RULES.names():
+        rule = mm.extend.RULES.build(name)
         if isinstance(rule, (mm.Danskin, mm.MaxLoss)):
             rule = type(rule)(certify=True)
         yield name, rule
@@ -119,7 +119,7 @@ def test_grid_tie_tolerance_is_relative_to_the_values(scale):
         misses += len(set(cands.deltas[:, 0, 0].tolist())) < 3
         d = mm.DDi()(kp.problem, kp.params, kp.batch, cands)
         ref = mm.DDi()(kp.problem, kp.params, kp.batch, kp.candidates())
-        err = mm.flat_norm({k: d.vector[k] - ref.vector[k] for k in d.vector})
+        err = mm.linalg.flat_norm({k: d.vector[k] - ref.vector[k] for k in d.vector})
         assert float(err) <= 1e-9 * scale  # the gradients θ − p_i are of size ~scale
     assert misses == 0
 

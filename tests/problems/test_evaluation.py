@@ -47,7 +47,11 @@ def test_evaluate_fields_and_invariants(data, reference) -> None:
 
 def test_first_two_is_apgd_ce_and_targeted_apgd_t(data, reference) -> None:
     """AutoAttack's first two attacks are APGD-CE and the targeted APGD-T, not APGD-DLR."""
-    assert parse_attacks("first-two") == ["apgd-ce", "apgd-t"] == list(minimax.SUITES["first-two"])
+    assert (
+        parse_attacks("first-two")
+        == ["apgd-ce", "apgd-t"]
+        == list(minimax.extend.SUITES["first-two"])
+    )
     model, _ = reference
     x, y = data[1]
     untargeted = evaluate(model, (x[:16], y[:16]), eps=8 / 255, attacks="clean,apgd-ce5,apgd-dlr5")
@@ -83,7 +87,7 @@ def test_evaluate_matches_the_library_and_writes_robustbench(data, reference) ->
     assert result["worst_case_acc"] == library.robust_acc
     assert result["robust_acc"] == library.per_attack
     record = result["robustbench"]
-    assert record == minimax.robustbench_record(library, dataset="cifar10")
+    assert record == minimax.extend.robustbench_record(library, dataset="cifar10")
     assert record["threat_model"] == "Linf" and record["eps"] == "8/255"
     assert record["dataset"] == "cifar10"
     assert record["autoattack_acc"] == f"{100 * library.robust_acc:.2f}"

@@ -17,7 +17,7 @@ ordered example by example (b, then i). Public functions:
   per-example rows, or of the m batch-mean gradients), d checked against K.
 - `gramian(engine, ...)`: the one place that chooses among them (`Engine.gramian`).
 
-Every function takes an engine, or a problem (then its default engine, `minimax.engine_of`).
+Every function takes an engine, or a problem (then its default engine, `minimax.extend.engine_of`).
 """
 
 from __future__ import annotations
