@@ -268,15 +268,20 @@ def write_html(
 
 def load_evaluations(run_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     """The results ``minimax evaluate`` wrote into ``run_dir`` (``eval-*.json``), by file stem
-    without ``eval-`` (``best``, ``checkpoint``); unreadable files are skipped."""
+    without ``eval-`` (``best``, ``checkpoint``). A file that is not JSON, or not an evaluation
+    result (an object with a numeric ``clean_acc``), is refused with a ValueError naming it."""
     found = {}
     for path in sorted(Path(run_dir).glob("eval-*.json")):
         try:
             result = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(result, dict) and isinstance(result.get("clean_acc"), (int, float)):
-            found[path.stem.removeprefix("eval-")] = result
+        except ValueError as error:
+            raise ValueError(f"{path}: not JSON ({error}); re-run minimax evaluate") from None
+        if not (isinstance(result, dict) and isinstance(result.get("clean_acc"), (int, float))):
+            raise ValueError(
+                f"{path}: not a minimax evaluate result (no numeric clean_acc); move it out of "
+                "the run folder or re-run minimax evaluate"
+            )
+        found[path.stem.removeprefix("eval-")] = result
     return found
 
 

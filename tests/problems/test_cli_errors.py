@@ -413,7 +413,7 @@ def test_evaluate_refuses_a_torchscript_model_of_the_wrong_input_size(tmp_path, 
     assert "returns 3" in err and "10 classes" in err, err
 
 
-@pytest.mark.parametrize("name", ["config.json", "metrics.jsonl"])
+@pytest.mark.parametrize("name", ["config.json", "metrics.jsonl", "eval-best.json"])
 def test_compare_names_the_corrupt_file(name, trained_run, tmp_path, capsys) -> None:
     pytest.importorskip("matplotlib")
     run = tmp_path / "run"
