@@ -104,9 +104,10 @@ def radius(
     out = real_number(name, value, nonnegative=True)
     if norm == "linf" and isinstance(lower, numbers.Real) and isinstance(upper, numbers.Real):
         if out > float(upper) - float(lower) and not allow_large:
+            why = f"did you mean {out:g}/255?" if float(upper) > float(lower) else "it is a point"
             raise ValueError(
-                f"{name} {out:g} is wider than the input range [{lower:g}, {upper:g}]: every "
-                f"input is reachable (did you mean {out:g}/255?); {hint}"
+                f"{name} {out:g} is wider than the input range [lower, upper] = [{lower:g}, "
+                f"{upper:g}]: every input is reachable ({why}); {hint}"
             )
     return out
 

@@ -7,6 +7,16 @@ goes in `INNER_SOLVERS`; an attack is a builder in `ATTACKS`, a suite an entry o
 threat model a set class in `THREATS`; a min-norm solver is a name in `MINNORM_METHODS`; a set
 subclasses `PerturbationSet`, a problem `Problem`. docs/architecture.md says what to touch for
 each. The user's API is `minimax` itself; linear algebra on gradients is `minimax.linalg`.
+
+The registries (name → builder; ``names()``, ``build(name, ...)``, ``help``):
+
+- ``RULES``: outer rules (``danskin``/``pgd``, ``maxloss``, ``ddi``, ``ddi-example``,
+  ``group-dro``);
+- ``INNER_SOLVERS``: inner maximizers by name;
+- ``ATTACKS``: attacks ``(eps, steps, restarts, seed) -> InnerSolver``; ``SUITES``: named tuples
+  of attacks (``standard``: AutoAttack's);
+- ``THREATS``: threat models (``linf``, ``l2``) that `threat_set` builds;
+- ``MINNORM_METHODS``: the simplex QP solvers of `minimax.min_norm_weights`.
 """
 
 from minimax.attacks import ATTACKS, SUITES, THREATS, build_attack, model_mode, threat_set

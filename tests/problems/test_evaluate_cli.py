@@ -237,7 +237,9 @@ def test_an_l_inf_radius_over_one_needs_the_flag_train_takes_too(weights, capsys
     args = ["evaluate", str(weights), *ARCH, *DIGITS, "--eps", "2", "--attacks", "clean,pgd2"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "wider than the input range [0, 1]" in err and "--allow-large-eps" in err
+    assert (
+        "wider than the input range [lower, upper] = [0, 1]" in err and "--allow-large-eps" in err
+    )
     assert main([*args, "--allow-large-eps"]) == 0
     _, printed = _last_json(capsys)
     assert printed["eps"] == 2.0
