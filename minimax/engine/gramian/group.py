@@ -117,7 +117,7 @@ def _layer_gradients(
         return {name: {"weight": weight, "bias": bias}[name] for name in own}
     out: dict[str, list[Tensor]] = {name: [] for name in own}
     for ag, cg in zip(a.split(sizes), c.split(sizes)):
-        _, pullback = vjp(lambda q, ag=ag: functional_call(module, q, (ag,)), own)
+        pullback = vjp(lambda q, ag=ag: functional_call(module, q, (ag,)), own)[1]
         (part,) = pullback(cg)
         for name in own:
             out[name].append(part[name])
