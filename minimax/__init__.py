@@ -54,6 +54,7 @@ from minimax.inner import (
     square_fraction,
     targeted_dlr_loss,
 )
+from minimax.linesearch import Armijo, LineSearchResult
 from minimax.minnorm import (
     METHODS,
     MinNormConvergenceWarning,
@@ -70,6 +71,7 @@ from minimax.registry import Registry
 from minimax.robustness import Evaluation, evaluate, robustbench_record, write_robustbench
 from minimax.rules import RULES, Danskin, DDi, Direction, GramRule, GramVectors, MaxLoss, Rule
 from minimax.sets import Box, L1Ball, L2Ball, LinfBall, PerturbationSet, Simplex
+from minimax.tolerance import ShrinkingTolerance
 
 __version__ = "0.1.0"
 
@@ -84,6 +86,7 @@ __all__ = [
     "SUITES",
     "THREATS",
     "APGDTargeted",
+    "Armijo",
     "Box",
     "Candidates",
     "DDi",
@@ -100,6 +103,7 @@ __all__ = [
     "InnerSolver",
     "L1Ball",
     "L2Ball",
+    "LineSearchResult",
     "LinfBall",
     "MaxLoss",
     "MinMaxOptimizer",
@@ -112,6 +116,7 @@ __all__ = [
     "Problem",
     "Registry",
     "Rule",
+    "ShrinkingTolerance",
     "Simplex",
     "Square",
     "StepReport",

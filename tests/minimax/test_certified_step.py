@@ -103,3 +103,45 @@ def test_nan_trial_is_never_accepted_under_skip():
 def test_bad_step_size_is_refused():
     with pytest.raises(ValueError, match="step_size"):
         _opt(conflicting_pieces("exact"), mm.DDi(tolerance=1e-6), step_size="wolfe")
+
+
+# ------------------------------------------------------------------------------------------------
+# DDi with a shrinking tolerance
+# ------------------------------------------------------------------------------------------------
+
+
+def test_shrinking_tolerance_is_read_updated_and_saved():
+    tol = mm.ShrinkingTolerance(0.5, shrink=0.5, ratio=1e6, minimum=0.01)
+    rule = mm.DDi(tolerance=tol)
+    assert "ShrinkingTolerance(0.5" in repr(rule) and rule.tau == 0.5
+    known = conflicting_pieces("exact")
+    opt = _opt(known, rule, lr=1.0)
+    report = opt.step(known.batch)
+    assert rule.tau == 0.25  # ‖d‖² ≤ κτ: shrunk once
+    assert float(report.candidates.values.shape[0]) == 3
+    state = opt.state_dict()
+    assert state["rule"] == {"tolerance": {"value": 0.25}}
+    other = mm.DDi(tolerance=mm.ShrinkingTolerance(0.5, shrink=0.5, ratio=1e6, minimum=0.01))
+    other.load_state_dict(state["rule"])
+    assert other.tau == 0.25
+    with pytest.raises(ValueError):
+        other.load_state_dict({"tau": 1.0})
+    with pytest.raises(ValueError):
+        mm.DDi(tolerance=0.1).load_state_dict(state["rule"])
+
+
+def test_fixed_tolerance_is_unchanged():
+    rule = mm.DDi(tolerance=0.05)
+    assert repr(rule) == "DDi(per_example=False, tolerance=0.05)" and rule.tau == 0.05
+    assert rule.state_dict() == {}
+
+
+def test_shrinking_tolerance_keeps_only_the_tau_active_pieces():
+    known = conflicting_pieces("exact")  # piece 2 is 1 below: in the hull while τ ≥ 1
+    rule = mm.DDi(tolerance=mm.ShrinkingTolerance(2.0, shrink=0.25, ratio=100.0))
+    p = known.problem
+    cands = mm.Enumerate()(p, p.parameters(), known.batch)
+    first = rule(p, p.parameters(), known.batch, cands)
+    assert float(first.norm) < 1e-12  # 0 in the hull of all three: τ shrinks to 0.5
+    second = rule(p, p.parameters(), known.batch, cands)
+    assert float(second.norm) == pytest.approx(1.0)  # the two tied pieces: d = (1, 0)
