@@ -4,10 +4,16 @@ import math
 
 import pytest
 import torch
+from hypothesis import given
 
 import minimax as mm
-from minimax.linesearch import Armijo
-from minimax.testing.finite import conflicting_pieces
+from minimax.linesearch import Armijo, LineSearchResult
+from minimax.testing import (
+    assert_certified_step,
+    certified_step_cases,
+    conflicting_pieces,
+    exact_objective,
+)
 
 
 def _opt(known, rule, lr=1.0, step_size="armijo", optimizer=None, **kw):
@@ -18,7 +24,7 @@ def _opt(known, rule, lr=1.0, step_size="armijo", optimizer=None, **kw):
 
 
 def _exact(known):
-    return float(known.per_example_loss(known.problem.parameters()).mean())
+    return exact_objective(known)
 
 
 @pytest.mark.parametrize("ties", ["exact", "rounding"])
@@ -145,3 +151,46 @@ def test_shrinking_tolerance_keeps_only_the_tau_active_pieces():
     assert float(first.norm) < 1e-12  # 0 in the hull of all three: τ shrinks to 0.5
     second = rule(p, p.parameters(), known.batch, cands)
     assert float(second.norm) == pytest.approx(1.0)  # the two tied pieces: d = (1, 0)
+
+
+# ------------------------------------------------------------------------------------------------
+# property: DDi + Armijo never increases the exact objective at kinks
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ties", ["exact", "rounding"])
+def test_certified_steps_never_increase_the_exact_objective(ties):
+    counts = {"steps": 0, "accepted": 0, "increases": 0}
+
+    @given(case=certified_step_cases(ties))
+    def run(case):
+        opt = case.optimizer()
+        for _ in range(4):
+            before = exact_objective(case.known)
+            report = assert_certified_step(case.known, opt)
+            counts["steps"] += 1
+            counts["accepted"] += report.t > 0
+            counts["increases"] += exact_objective(case.known) > before
+
+    run()
+    assert counts["increases"] == 0 and counts["accepted"] > 0
+
+
+def test_assert_certified_step_catches_an_increase():
+    known = conflicting_pieces("exact")
+    opt = _opt(known, mm.Danskin(), lr=1.0, step_size=None)
+    with pytest.raises(ValueError, match="step_size"):
+        assert_certified_step(known, opt)
+    # a search that always accepts (c → 0 with a fake slope) along Danskin's ascent direction
+    opt = _opt(known, mm.Danskin(certify=True), lr=1.0)
+    opt.step_size = _Always()
+    with pytest.raises(AssertionError, match="increased R"):
+        assert_certified_step(known, opt)
+
+
+class _Always(Armijo):
+    """Accepts t = 1 whatever R does (a broken search, for the assertion's own test)."""
+
+    def search(self, objective, r0, slope):
+        value = float(objective(1.0))
+        return LineSearchResult(1.0, 1, -1.0, r0, value, r0 - value)
