@@ -197,7 +197,8 @@ class MinMaxOptimizer:
             a null step (still counted in ``steps``). Each trial costs one run of the inner
             solver (one forward for a finite max); its passes are reported apart
             (`StepReport.trial_forward`). With an accepted t < 1, the optimizer's state (e.g.
-            momentum) is the one its full step left.
+            momentum) is the one its full step left. Running statistics (BatchNorm) are updated
+            once per step as without a search, a null step included.
 
     ``step`` is `minimax.backward` (the same code: `apply_direction`) after the optimizer's
     ``zero_grad(set_to_none=True)``, then ``optimizer.step()``.
