@@ -9,7 +9,8 @@ DDi + Armijo with a shrinking tolerance (τ₀ = 0.05, β = 0.5, κ = 1, τ_min 
 Two parts, one process, one torch thread:
 
 - timing: ``--reps`` repetitions; in each, the rules in a shuffled order, each running
-  ``--timed-steps`` steps from a fresh model (after one untimed warm-up step); per step the wall
+  ``--timed-steps`` steps from a fresh model after untimed warm-up steps (1: the start of
+  training, where the search backtracks most; ``--mid`` = 100: mid-training); per step the wall
   and CPU seconds of ``optimizer.step``. Per rule the median over every timed step, and the
   ratio to ERM as the median over repetitions of (rule's median / ERM's median in that
   repetition): the rules share the machine's state within a repetition.
@@ -71,7 +72,7 @@ def _batch(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return x, y, y
 
 
-def timing(reps: int, steps: int, seed: int = 0) -> dict[str, Any]:
+def timing(reps: int, steps: int, seed: int = 0, warmup: int = 1) -> dict[str, Any]:
     """Per-step wall and CPU seconds of each rule, shuffled side by side (see the module)."""
     batch = _batch(seed)
     order = list(RULES)
@@ -84,7 +85,8 @@ def timing(reps: int, steps: int, seed: int = 0) -> dict[str, Any]:
         rep: dict[str, tuple[float, float]] = {}
         for name in order:
             opt = _optimizer(name, seed)
-            opt.step(batch)  # warm-up
+            for _ in range(warmup):
+                opt.step(batch)
             w, c = [], []
             for _ in range(steps):
                 t0, c0 = time.perf_counter(), time.process_time()
@@ -144,15 +146,18 @@ def training(seeds: list[int], steps: int) -> dict[str, Any]:
 
 def table(result: dict[str, Any]) -> str:
     head = (
-        f"{'rule':18} {'wall ms':>8} {'cpu ms':>7} {'wall/ERM':>8} {'cpu/ERM':>7} {'fwd':>5} "
-        f"{'bwd':>5} {'trials':>6} {'went up':>7} {'final R':>7}"
+        f"{'rule':18} {'wall ms':>8} {'cpu ms':>7} {'wall/ERM':>8} {'cpu/ERM':>7} "
+        f"{'mid cpu ms':>10} {'mid cpu/ERM':>11} {'fwd':>5} {'bwd':>5} {'trials':>6} "
+        f"{'went up':>7} {'final R':>7}"
     )
     lines = [head]
     for name in RULES:
         t, r = result["timing"][name], result["training"][name]
+        mid = result["timing_mid"][name]
         lines.append(
             f"{name:18} {t['wall_ms']:8.2f} {t['cpu_ms']:7.2f} {t['wall_ratio_erm']:8.2f} "
-            f"{t['cpu_ratio_erm']:7.2f} {r['forward_per_step']:5.2f} {r['backward_per_step']:5.2f} "
+            f"{t['cpu_ratio_erm']:7.2f} {mid['cpu_ms']:10.2f} {mid['cpu_ratio_erm']:11.2f} "
+            f"{r['forward_per_step']:5.2f} {r['backward_per_step']:5.2f} "
             f"{r['trials_per_step']:6.2f} {r['went_up_fraction']:7.3f} "
             f"{r['final_worst_class_train_loss']:7.3f}"
         )
@@ -165,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--timed-steps", type=int, default=20)
+    ap.add_argument("--mid", type=int, default=100, help="warm-up steps of the mid-training timing")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "worstclass.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -172,6 +178,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "settings": vars(args),
         "timing": timing(args.reps, args.timed_steps, args.seeds[0]),
+        "timing_mid": timing(args.reps, args.timed_steps, args.seeds[0], warmup=args.mid),
         "training": training(args.seeds, args.steps),
     }
     print(table(result))

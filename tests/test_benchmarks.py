@@ -59,7 +59,7 @@ def test_worstclass_benchmark_runs_and_the_certified_step_never_goes_up(tmp_path
     from benchmarks.worstclass import main
 
     out = tmp_path / "wc.json"
-    args = ["--seeds", "0", "--steps", "4", "--reps", "1", "--timed-steps", "1"]
+    args = ["--seeds", "0", "--steps", "4", "--reps", "1", "--timed-steps", "1", "--mid", "2"]
     result = main([*args, "--out", str(out)])
     assert json.loads(out.read_text())["settings"]["steps"] == 4
     for name in ("ddi_armijo", "ddi_armijo_shrink"):
