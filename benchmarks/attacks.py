@@ -4,13 +4,14 @@ A small CNN trained briefly (clean) on scikit-learn's 8×8 digits (offline). On 
 examples, for several seeds, the robust accuracy (fraction of examples still classified correctly
 at the attack's result; lower = stronger attack) of
 
-    PGD-20 (L∞), APGD-CE, APGD-T (9 targets), Square (L∞ and L2)
+    PGD-20 (L∞), APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (L∞ and L2)
 
-from minimax and from torchattacks (3.5.1: PGD, APGD, APGDT, Square) with the same budgets. Reports
-mean ± the 95% t-interval over the seeds, and the mean wall time; the seeds vary the attacks'
-random starts only (same model, same examples). Measured side by side in one run, interleaved.
+from minimax and from torchattacks (3.5.1: PGD, APGD, APGDT, FAB with ``multi_targeted=True``,
+Square) with the same budgets. Reports mean ± the 95% t-interval over the seeds, and the mean wall
+and CPU time; the seeds vary the attacks' random starts only (same model, same examples; FAB-T
+with one restart has none). Measured side by side in one run, interleaved.
 
-Run: ./run python benchmarks/attacks.py [--quick] [--out benchmarks/results/attacks.json]
+Run: ./run python benchmarks/attacks.py [--quick] [--attacks fab-t] [--out ...attacks.json]
 (needs torchattacks: pip install --no-deps torchattacks. Version 3.5.1 imports without
 torchvision; for versions that import it, a stub module stands in when torchvision is missing.)
 """
@@ -40,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def import_torchattacks():
     """torchattacks, with a stub torchvision module if torchvision is missing (torchattacks only
     uses it for data sets and transforms, which this benchmark does not touch)."""
-    if importlib.util.find_spec("torchvision") is None and "torchvision" not in sys.modules:
+    if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is None:
         stub = types.ModuleType("torchvision")
         for sub in ("transforms", "datasets", "models"):
             child = types.ModuleType(f"torchvision.{sub}")
@@ -116,6 +117,17 @@ def torchattacks_attack(ta, name: str, norm: str, eps: float, steps: int, querie
             atk = ta.APGDT(model, norm=tnorm, eps=eps, steps=steps, seed=seed, n_classes=10)
         elif name == "square":
             atk = ta.Square(model, norm=tnorm, eps=eps, n_queries=queries, seed=seed)
+        elif name == "fab-t":  # AutoAttack's FAB-T, at the published 100 steps (not its 10)
+            atk = ta.FAB(
+                model,
+                norm=tnorm,
+                eps=eps,
+                steps=steps,
+                n_restarts=1,
+                seed=seed,
+                multi_targeted=True,
+                n_classes=10,
+            )
         else:
             raise ValueError(name)
         return atk(x, y)
@@ -140,10 +152,10 @@ def measure(
     seed: int,
     eps: float,
     norm: str,
-) -> tuple[float, float]:
-    t0 = time.perf_counter()
+) -> tuple[float, float, float]:
+    t0, c0 = time.perf_counter(), time.process_time()
     x_adv = run(model, x, y, seed)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     dist = (x_adv - x).flatten(1)
     size = dist.abs().amax(1) if norm == "linf" else dist.norm(dim=1)
     if (
@@ -152,7 +164,7 @@ def measure(
         or x_adv.max() > 1 + 1e-6
     ):
         raise AssertionError(f"an attack left the threat model (max size {float(size.max())})")
-    return accuracy_at(model, x_adv, y), seconds
+    return accuracy_at(model, x_adv, y), seconds, cpu
 
 
 def main() -> None:
@@ -165,6 +177,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000, help="Square's query budget")
     ap.add_argument("--linf", type=float, default=0.1, help="L∞ radius (pixels in [0, 1])")
     ap.add_argument("--l2", type=float, default=0.5, help="L2 radius")
+    ap.add_argument("--attacks", default="", help="comma-separated subset, e.g. fab-t")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "attacks.json"))
     args = ap.parse_args()
     if args.quick:
@@ -178,11 +191,15 @@ def main() -> None:
         ("pgd", "linf", args.pgd_steps),
         ("apgd-ce", "linf", args.steps),
         ("apgd-t", "linf", args.steps),
+        ("fab-t", "linf", args.steps),
         ("square", "linf", args.steps),
         ("apgd-ce", "l2", args.steps),
         ("apgd-t", "l2", args.steps),
+        ("fab-t", "l2", args.steps),
         ("square", "l2", args.steps),
     ]
+    if args.attacks:
+        cases = [c for c in cases if c[0] in args.attacks.split(",")]
     rows = []
     for name, norm, steps in cases:
         eps = args.linf if norm == "linf" else args.l2
@@ -192,11 +209,13 @@ def main() -> None:
         }
         acc: dict[str, list[float]] = {k: [] for k in impls}
         sec: dict[str, list[float]] = {k: [] for k in impls}
+        cpu: dict[str, list[float]] = {k: [] for k in impls}
         for seed in range(args.seeds):  # interleaved: minimax, torchattacks, next seed
             for lib, run in impls.items():
-                a, s = measure(run, model, x, y, seed, eps, norm)
+                a, s, c = measure(run, model, x, y, seed, eps, norm)
                 acc[lib].append(a)
                 sec[lib].append(s)
+                cpu[lib].append(c)
         row = {"attack": name, "norm": norm, "eps": eps}
         for lib in impls:
             row[lib] = {
@@ -204,13 +223,16 @@ def main() -> None:
                 "ci95": t_interval(acc[lib]),
                 "per_seed": acc[lib],
                 "seconds": statistics.mean(sec[lib]),
+                "cpu_seconds": statistics.mean(cpu[lib]),
             }
         row["time_ratio"] = row["minimax"]["seconds"] / row["torchattacks"]["seconds"]
         rows.append(row)
         print_row(row)
     result = {
         "benchmark": "attacks",
-        "command": "python benchmarks/attacks.py" + (" --quick" if args.quick else ""),
+        "command": "python benchmarks/attacks.py"
+        + (" --quick" if args.quick else "")
+        + (f" --attacks {args.attacks}" if args.attacks else ""),
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "clean_acc": clean,
         "rows": rows,
@@ -229,7 +251,7 @@ def print_row(row: dict) -> None:
     if not hasattr(print_row, "header"):
         print(
             f"{'attack':9} {'norm':5} {'minimax acc %':>15} {'torchattacks acc %':>19} "
-            f"{'minimax s':>10} {'ta s':>8} {'ratio':>6}"
+            f"{'minimax s':>10} {'ta s':>8} {'ratio':>6} {'minimax cpu':>12} {'ta cpu':>7}"
         )
         print_row.header = True  # type: ignore[attr-defined]
     m, t = row["minimax"], row["torchattacks"]
@@ -237,7 +259,8 @@ def print_row(row: dict) -> None:
         f"{row['attack']:9} {row['norm']:5} "
         f"{100 * m['robust_acc']:8.1f} ± {100 * m['ci95']:4.1f} "
         f"{100 * t['robust_acc']:11.1f} ± {100 * t['ci95']:4.1f} "
-        f"{m['seconds']:10.2f} {t['seconds']:8.2f} {row['time_ratio']:6.2f}"
+        f"{m['seconds']:10.2f} {t['seconds']:8.2f} {row['time_ratio']:6.2f} "
+        f"{m['cpu_seconds']:12.2f} {t['cpu_seconds']:7.2f}"
     )
 
 

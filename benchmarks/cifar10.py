@@ -44,7 +44,7 @@ from problems.models import build_model
 from problems.pages import replace_block
 
 EPS, ALPHA = 8 / 255, 2 / 255
-RULES: dict[str, Callable[[], minimax.Rule]] = {
+RULES: dict[str, Callable[[], minimax.extend.Rule]] = {
     "PGD-AT": minimax.Danskin,
     "MaxLoss": minimax.MaxLoss,
     "DDi": minimax.DDi,

@@ -48,7 +48,7 @@ def setup(batch: int, seed: int = 0, stacking: str = "auto"):
 def make_step(
     problem, rule_name: str, m: int, steps: int, chunk: int | None = None, reuse: bool = True
 ):
-    rule = mm.RULES.build(rule_name)
+    rule = mm.extend.RULES.build(rule_name)
     sgd = torch.optim.SGD(problem.parameters().values(), lr=0.0)  # lr 0: θ stays put
     engine = mm.Engine(problem, stacking=STACKING["mode"], reuse_scoring=reuse)
     inner = mm.PGD(steps, 2 / 255, restarts=m, seed=0, chunk=chunk)
@@ -57,12 +57,13 @@ def make_step(
 
 
 def pass_counts(problem, batch, ms: list[int], steps: int, chunk: int | None) -> list[dict]:
-    """Forward and backward passes of one step (`StepReport`) for every rule in `minimax.RULES`:
+    """Forward and backward passes of one step (`StepReport`) for every rule in
+    `minimax.extend.RULES`:
     "before", the rule runs its own forward (``Engine(reuse_scoring=False)``), and "after", it
     backpropagates through the inner solver's scoring forward where the engine keeps it."""
     rows = []
-    for name in mm.RULES.names():
-        if mm.RULES.build(name).finite_only:
+    for name in mm.extend.RULES.names():
+        if mm.extend.RULES.build(name).finite_only:
             continue  # a finite inner max (Enumerate), not PGD's candidates
         for m in sorted({1, *ms}):
             counts = {}
@@ -88,20 +89,22 @@ def components(problem, batch, m: int, steps: int, reps: int) -> dict[str, float
     out: dict[str, list[float]] = {"vmap": [], "loop": [], "gram": [], "qp": [], "combine": []}
     for _ in range(reps):
         out["vmap"].append(
-            timed(lambda: mm.candidate_gradients(problem, params, batch, cands.deltas))
+            timed(lambda: mm.linalg.candidate_gradients(problem, params, batch, cands.deltas))
         )
         out["loop"].append(
             timed(
-                lambda: mm.candidate_gradients(problem, params, batch, cands.deltas, method="loop")
+                lambda: mm.linalg.candidate_gradients(
+                    problem, params, batch, cands.deltas, method="loop"
+                )
             )
         )
-        grads = mm.candidate_gradients(problem, params, batch, cands.deltas)
+        grads = mm.linalg.candidate_gradients(problem, params, batch, cands.deltas)
         t0 = time.perf_counter()
-        k = mm.gram(grads)
+        k = mm.linalg.gram(grads)
         t1 = time.perf_counter()
         res = mm.min_norm_weights(k)
         t2 = time.perf_counter()
-        mm.combine(grads, res.weights)
+        mm.linalg.combine(grads, res.weights)
         t3 = time.perf_counter()
         out["gram"].append(t1 - t0)
         out["qp"].append(t2 - t1)

@@ -44,7 +44,7 @@ from problems.worstclass import MeanLoss, _model
 
 ROOT = Path(__file__).resolve().parents[1]
 
-RULES: dict[str, Callable[[], tuple[mm.Rule, float, mm.Armijo | None]]] = {
+RULES: dict[str, Callable[[], tuple[mm.extend.Rule, float, mm.Armijo | None]]] = {
     "erm": lambda: (MeanLoss(), 0.3, None),
     "danskin": lambda: (mm.Danskin(), 0.3, None),
     "group_dro": lambda: (mm.GroupDRO(step_size=0.01), 0.3, None),

@@ -20,6 +20,7 @@ from minimax import checks
 from minimax.engine import engine_of
 from minimax.inner import APGD, FGSM, PGD, InnerSolver
 from minimax.inner.apgd_targeted import APGDTargeted
+from minimax.inner.fab import FABTargeted
 from minimax.inner.square import Square
 from minimax.problem import ModuleProblem
 from minimax.registry import Registry
@@ -65,10 +66,19 @@ def _square(eps: float, steps: int | None, restarts: int, seed: int) -> InnerSol
     return Square(5000 if steps is None else steps, restarts, p_init=0.8, seed=seed)
 
 
+@ATTACKS.register(
+    "fab-t", help="FAB-T (Croce & Hein 2020): targeted minimal-norm FAB, top-9 targets, 100 steps"
+)
+def _fab_t(eps: float, steps: int | None, restarts: int, seed: int) -> InnerSolver:
+    return FABTargeted(100 if steps is None else steps, targets=9, restarts=restarts, seed=seed)
+
+
 SUITES: dict[str, tuple[str, ...]] = {
-    # AutoAttack's "standard" suite without FAB-T: two gradient attacks and a gradient-free one
-    # (which exposes gradient masking).
-    "standard": ("apgd-ce", "apgd-t", "square"),
+    # AutoAttack's "standard" suite: three gradient attacks and a gradient-free one (which
+    # exposes gradient masking).
+    "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
+    # the same without FAB-T: faster, for development.
+    "fast": ("apgd-ce", "apgd-t", "square"),
     # AutoAttack's first two attacks.
     "first-two": ("apgd-ce", "apgd-t"),
 }
@@ -92,7 +102,7 @@ def build_attack(
     if steps is not None:
         steps = checks.integer("steps", steps, minimum=1)
     restarts = checks.integer("restarts", restarts, minimum=1)
-    return ATTACKS.build(name.lower(), eps, steps, restarts, int(seed))
+    return ATTACKS.build(name.lower(), eps, steps, restarts, checks.seed("seed", seed))
 
 
 #: name → ``(eps, *, lower, upper) -> PerturbationSet``: the threat models `threat_set` builds
@@ -114,6 +124,14 @@ def threat_set(
     ``lower ≤ x + δ ≤ upper`` (None: unbounded). An L∞ ``eps`` wider than ``upper − lower``
     (every input reachable, usually a forgotten /255) is refused unless ``allow_large_eps``."""
     norm = checks.choice("norm", str(norm).lower(), THREATS.names())
+    for name, bound in (("lower", lower), ("upper", upper)):
+        if bound is not None and not isinstance(bound, Tensor):
+            checks.real_number(name, bound)
+    if isinstance(lower, (int, float)) and isinstance(upper, (int, float)) and lower > upper:
+        raise ValueError(
+            f"lower = {lower:g} > upper = {upper:g}: the input range is empty; pass the bounds "
+            "of x (e.g. lower=0, upper=1 for images)"
+        )
     if not isinstance(eps, Tensor):
         eps = checks.radius(
             "eps", eps, norm=norm, lower=lower, upper=upper, allow_large=allow_large_eps
@@ -134,6 +152,37 @@ def model_mode(model: nn.Module, mode: str) -> Iterator[None]:
     finally:
         for m, training in saved:
             m.training = training
+
+
+def check_classifier(
+    problem: ModuleProblem, x: Tensor, y: Tensor, bounds: tuple[object, object]
+) -> int:
+    """Check x, y and the model's output once, before any attack: x a finite float tensor in
+    ``bounds``, y integer labels [B] on x's device, logits [B, C] with C > max(y) (one no-grad
+    forward of the batch, running statistics untouched). Returns C."""
+    checks.float_tensor("x", x)
+    checks.labels("y", y, x.shape[0] if x.ndim else None)
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise ValueError(f"x must be a batch [B, ...] with B ≥ 1, got shape {tuple(x.shape)}")
+    dev = problem.reference((x, y)).device
+    if x.device != dev or y.device != dev:
+        raise ValueError(
+            f"x ({x.device}) and y ({y.device}) must be on the model's device ({dev}): move them "
+            f"with .to('{dev}')"
+        )
+    checks.within("x", x, *bounds)
+    try:
+        with torch.no_grad():
+            zero = torch.zeros_like(x).unsqueeze(0)
+            out = engine_of(problem).logits(problem.parameters(), zero, (x, y))[0]
+    except torch.OutOfMemoryError:
+        raise
+    except (RuntimeError, IndexError) as err:  # the model cannot take x: a user mismatch
+        raise ValueError(
+            f"model cannot take x of shape {tuple(x.shape)} ({err}); pass inputs of the shape "
+            "and dtype it was built for"
+        ) from None
+    return int(checks.logits_for("model", out, y).shape[1])
 
 
 def worst_candidate(problem: ModuleProblem, deltas: Tensor, x: Tensor, y: Tensor) -> Tensor:
@@ -180,7 +229,7 @@ def attack(
         eps: the radius (a float, or a [B] tensor of per-example radii).
         norm: ``"linf"`` or ``"l2"``.
         attack: a name from `ATTACKS` (``"pgd"``, ``"fgsm"``, ``"apgd-ce"``, ``"apgd-dlr"``,
-            ``"apgd-t"``, ``"square"``) or any `InnerSolver`.
+            ``"apgd-t"``, ``"fab-t"``, ``"square"``) or any `InnerSolver`.
         steps: iterations (queries for Square); None: the attack's published default.
         restarts: random restarts; each example gets its worst result.
         loss: the per-example loss ``(logits, y) -> [B]`` the attack maximizes (default: cross
@@ -202,6 +251,7 @@ def attack(
     solver = build_attack(attack, eps, steps=steps, restarts=restarts, seed=seed)
     with model_mode(model, mode):
         problem = ModuleProblem(model, loss_fn=loss, perturbation=S)
+        check_classifier(problem, x, y, (lower, upper))
         candidates = solver(problem, problem.parameters(), (x, y))
         delta = worst_candidate(problem, candidates.deltas, x, y)
     return (x + delta).detach()

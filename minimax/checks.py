@@ -10,18 +10,26 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Collection
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import Tensor
 
+if TYPE_CHECKING:
+    from minimax.rules import Rule
+
 __all__ = [
     "choice",
+    "device",
     "finite_tensor",
     "float_tensor",
     "integer",
+    "labels",
+    "logits_for",
     "radius",
     "real_number",
+    "seed",
+    "step_pieces",
     "within",
 ]
 
@@ -142,9 +150,9 @@ def within(name: str, value: Tensor, lower: object = None, upper: object = None)
     lo = float(value.min())
     hi = float(value.max())
     raise ValueError(
-        f"{name} lies in [{lo:.4g}, {hi:.4g}], outside the declared bounds [{lower}, {upper}] of "
-        f"the perturbation set: scale it into them (e.g. images to [0, 1]) or declare the "
-        "bounds it has"
+        f"{name} lies in [{lo:.4g}, {hi:.4g}], outside the declared bounds lower={lower}, "
+        f"upper={upper} of the perturbation set: scale it into them (e.g. images to [0, 1]) or "
+        "declare the bounds it has"
     )
 
 
@@ -154,3 +162,91 @@ def finite_tensor(name: str, value: Tensor) -> Tensor:
         bad = int((~torch.isfinite(value)).sum())
         raise ValueError(f"{name} has {bad} non-finite entries (NaN or Inf)")
     return value
+
+
+def seed(name: str, value: object) -> int:
+    """``value`` as a seed: an integer in [−2⁶³, 2⁶⁴ − 1] (what ``torch.Generator.manual_seed``
+    takes)."""
+    return integer(name, value, minimum=-(2**63), maximum=2**64 - 1)
+
+
+def device(name: str, value: object) -> torch.device:
+    """``value`` as a ``torch.device`` that exists here (``"cuda"`` needs CUDA, ``"mps"`` MPS)."""
+    if not isinstance(value, (str, torch.device)):
+        raise TypeError(f"{name} must be a device name such as 'cpu' or 'cuda', got {value!r}")
+    try:
+        dev = torch.device(value)
+    except RuntimeError:
+        raise ValueError(
+            f"{name} must be a device name such as 'cpu', 'cuda' or 'cuda:0', got {value!r}"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name}={value!r} but CUDA is not available here: use device='cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"{name}={value!r} but there are {torch.cuda.device_count()} CUDA devices here"
+        )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name}={value!r} but MPS is not available here: use device='cpu'")
+    return dev
+
+
+def labels(name: str, value: object, batch: int | None = None) -> Tensor:
+    """``value`` if it is an integer class-label tensor [B] (``batch`` = B when given) with
+    entries ≥ 0."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a tensor of integer class labels, got {type(value)}")
+    if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+        raise TypeError(
+            f"{name} must hold integer class labels, got dtype {value.dtype}: convert it, e.g. "
+            f"{name}.long()"
+        )
+    if value.ndim != 1 or (batch is not None and value.shape[0] != batch):
+        want = "[B]" if batch is None else f"[{batch}] (one per input)"
+        raise ValueError(f"{name} must have shape {want}, got {tuple(value.shape)}")
+    if value.numel() and int(value.min()) < 0:
+        raise ValueError(f"{name} must be class indices ≥ 0, got a label {int(value.min())}")
+    return value
+
+
+def logits_for(name: str, out: object, y: Tensor) -> Tensor:
+    """``out`` if it can score the labels ``y`` [B]: logits [B, C] with C > max(y)."""
+    if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != y.shape[0]:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(
+            f"{name} must map x [B, ...] to logits [B, C]; it returned {got} for B = {y.shape[0]}"
+        )
+    top = int(y.max()) if y.numel() else -1
+    if top >= out.shape[1]:
+        raise ValueError(
+            f"{name} returns {out.shape[1]} logits per example but the labels y go up to {top}: "
+            f"it needs at least {top + 1} outputs (one per class), or the labels are wrong"
+        )
+    return out
+
+
+def step_pieces(problem: object, inner: object, rule: object) -> Rule:
+    """Check the pieces of a step: a `Problem`, an `InnerSolver`, and a rule (a `Rule`, or a
+    name in `minimax.extend.RULES`, built with its defaults). Returns the rule."""
+    from minimax.inner.base import InnerSolver
+    from minimax.problem import Problem
+    from minimax.rules import RULES, Rule
+
+    if not isinstance(problem, Problem):
+        raise TypeError(
+            f"problem must be a minimax Problem (FunctionProblem, ModuleProblem, ...), got "
+            f"{type(problem).__name__}"
+        )
+    if not isinstance(inner, InnerSolver):
+        raise TypeError(
+            f"inner must be an InnerSolver such as minimax.PGD(10, 2/255), got {inner!r}; "
+            "build a named one with minimax.extend.INNER_SOLVERS.build(name, ...)"
+        )
+    if isinstance(rule, str):
+        return RULES.build(rule)
+    if not isinstance(rule, Rule):
+        raise TypeError(
+            f"rule must be a Rule such as minimax.DDi() or a name in {RULES.names()}, got "
+            f"{type(rule).__name__}"
+        )
+    return rule

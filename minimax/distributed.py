@@ -37,6 +37,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from minimax import checks
+
 if TYPE_CHECKING:
     from minimax.engine import Engine
     from minimax.problem import Problem
@@ -86,11 +88,11 @@ class Communicator:
     def mean(self, tensors: Mapping[str, Tensor], count: int) -> dict[str, Tensor]:
         """Global example-weighted means: each rank's ``tensors`` are means over its ``count``
         examples; returns Σ_r count_r·t_r / Σ_r count_r (any shapes). Here: ``tensors`` as is."""
-        return dict(tensors)
+        return dict(_mean_args(tensors, count))
 
     def batch_means(self, values: Tensor) -> Tensor:
         """values [m, B_r] → the global per-candidate batch means [m] (float64 when reduced)."""
-        return values.mean(dim=1)
+        return _values_arg(values).mean(dim=1)
 
     def synchronize_statistics(self, module: nn.Module | None) -> None:
         """With ``batchnorm="sync"``, average the BatchNorm running statistics over ranks."""
@@ -103,6 +105,21 @@ class Communicator:
 
 
 LOCAL = Communicator()
+
+
+def _mean_args(tensors: object, count: object) -> Mapping[str, Tensor]:
+    """Check `Communicator.mean`'s arguments (no host sync)."""
+    if not isinstance(tensors, Mapping) or not all(isinstance(v, Tensor) for v in tensors.values()):
+        raise TypeError("tensors must be a dict name → tensor (this rank's means)")
+    checks.integer("count", count, minimum=0)
+    return tensors
+
+
+def _values_arg(values: object) -> Tensor:
+    if not isinstance(values, Tensor) or values.ndim != 2 or not values.is_floating_point():
+        got = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
+        raise ValueError(f"values must be a float tensor [m, B] of candidate values, got {got}")
+    return values
 
 
 class ProcessGroupCommunicator(Communicator):
@@ -160,6 +177,7 @@ class ProcessGroupCommunicator(Communicator):
         return flat
 
     def mean(self, tensors: Mapping[str, Tensor], count: int) -> dict[str, Tensor]:
+        tensors = _mean_args(tensors, count)
         names = list(tensors)
         parts = [tensors[k].detach().reshape(-1) for k in names]
         dtype = parts[0].dtype if parts else torch.float64
@@ -177,7 +195,7 @@ class ProcessGroupCommunicator(Communicator):
         return out
 
     def batch_means(self, values: Tensor) -> Tensor:
-        sums = values.detach().to(torch.float64).sum(dim=1)
+        sums = _values_arg(values).detach().to(torch.float64).sum(dim=1)
         count = torch.tensor([float(values.shape[1])], dtype=torch.float64, device=values.device)
         flat = self.all_reduce(torch.cat([sums, count]), "candidate values")
         return flat[:-1] / flat[-1]
@@ -230,8 +248,8 @@ def data_parallel(target: Problem | Engine, communicator: Communicator) -> Engin
 def rank_seed(seed: int, rank: int) -> int:
     """Seed of rank ``rank``'s random stream: ``seed`` itself on rank 0 (so one process and
     rank 0 draw alike), a SplitMix64 mix of (seed, rank) on the others (distinct streams)."""
-    if rank < 0:
-        raise ValueError(f"rank must be ≥ 0, got {rank}")
+    seed = checks.seed("seed", seed)
+    rank = checks.integer("rank", rank, minimum=0)
     if rank == 0:
         return int(seed)
     mask = (1 << 64) - 1
@@ -268,6 +286,14 @@ def init_from_env(
 
 def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
     """[start, stop) of rank ``rank``'s contiguous share of n items (sizes differ by ≤ 1)."""
+    n = checks.integer("n", n, minimum=0, maximum=2**62)
+    world_size = checks.integer("world_size", world_size, minimum=1)
+    rank = checks.integer("rank", rank, minimum=0)
+    if rank >= world_size:
+        raise ValueError(
+            f"rank must be in [0, world_size) = [0, {world_size}), got {rank}; pass this "
+            "process's own rank (torch.distributed.get_rank())"
+        )
     base, extra = divmod(n, world_size)
     start = rank * base + min(rank, extra)
     return start, start + base + (1 if rank < extra else 0)
@@ -275,4 +301,5 @@ def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
 
 def split_sizes(n: int, world_size: int) -> Sequence[int]:
     """The shares of n items over ``world_size`` ranks, as `shard_bounds` cuts them."""
+    world_size = checks.integer("world_size", world_size, minimum=1)
     return [b - a for a, b in (shard_bounds(n, r, world_size) for r in range(world_size))]

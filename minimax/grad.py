@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from minimax import checks
 from minimax.engine import Engine
 from minimax.inner.base import InnerSolver
 from minimax.optim import _engine, apply_direction, descent_direction
@@ -28,7 +29,7 @@ def backward(
     problem: Problem,
     batch: Batch,
     inner: InnerSolver,
-    rule: Rule,
+    rule: Rule | str,
     *,
     params: Mapping[str, Tensor] | None = None,
     generator: torch.Generator | None = None,
@@ -51,7 +52,8 @@ def backward(
             gradient.
         batch: the batch, e.g. ``(x, y)`` for a `ModuleProblem`.
         inner: the inner solver (e.g. ``PGD(10, 2/255, restarts=10)``).
-        rule: the direction rule (``Danskin()``, ``MaxLoss()``, ``DDi()``).
+        rule: the direction rule (``Danskin()``, ``MaxLoss()``, ``DDi()``), or its name in
+            `minimax.extend.RULES` (built with its defaults).
         generator: the inner solver's random starts (default: its own generator).
         update_statistics: update running statistics (BatchNorm) once, from one no-grad forward
             at each example's worst candidate, and synchronise them over ranks, as
@@ -63,6 +65,7 @@ def backward(
             non-finite entry, found by one fused check; no ``.grad`` and no running statistic
             is touched then.
     """
+    rule = checks.step_pieces(problem, inner, rule)
     engine = _engine(problem, engine)
     params = problem.parameters() if params is None else params
     direction, candidates = descent_direction(

@@ -21,9 +21,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from minimax import checks
 from minimax.engine import Engine
 from minimax.engine.gradients import flat_norm, inner_products
 from minimax.inner.base import Candidates
+from minimax.nonfinite import check_state
 from minimax.problem import Batch
 from minimax.rules import RULES, Direction, Rule
 
@@ -110,17 +112,23 @@ class GroupDRO(Rule):
         return {"q": None if self.q is None else self.q.clone(), "step_size": self.step_size}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore q (the step size is checked, not changed)."""
+        """Restore q (the step size is checked, not changed); a malformed or non-finite state is
+        refused before anything changes."""
         if not isinstance(state, Mapping):
             raise TypeError(f"a GroupDRO state must be a dict, got {type(state).__name__}")
         if "q" not in state:
             raise ValueError("not a GroupDRO state_dict: missing 'q'")
+        check_state(state, what="the GroupDRO state_dict")
         q = state["q"]
         if q is not None:
-            q = torch.as_tensor(q, dtype=torch.float64)
+            if not isinstance(q, Tensor) or q.is_complex():
+                raise TypeError(f"GroupDRO state 'q' must be a real tensor [k], got {type(q)}")
+            q = q.to(torch.float64)
             if q.ndim != 1 or not bool((q >= 0).all()) or abs(float(q.sum()) - 1) > 1e-9:
                 raise ValueError("GroupDRO state 'q' must be a probability vector [k]")
-        if "step_size" in state and float(state["step_size"]) != self.step_size:
+        if "step_size" in state and (
+            checks.real_number("state['step_size']", state["step_size"]) != self.step_size
+        ):
             raise ValueError(
                 f"the state was saved with step_size={state['step_size']}, this rule has "
                 f"{self.step_size}: build GroupDRO(step_size={state['step_size']})"

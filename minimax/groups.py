@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from minimax import checks
 from minimax.inner.base import InnerSolver
 from minimax.problem import Batch, ModuleProblem, Params, Problem
 from minimax.sets.simplex import Simplex
@@ -119,8 +120,18 @@ class WorstGroupProblem(Problem):
             if len(data) != 2:
                 raise ValueError("from_module expects batches (x, y, group)")
             x, y = data
+            checks.finite_tensor("x", checks.float_tensor("x", x))
             buffers = dict(model.named_buffers())
-            return loss(functional_call(model, ({**params, **buffers},), (x,)), y)
+            try:
+                out = functional_call(model, ({**params, **buffers},), (x,))
+            except torch.OutOfMemoryError:
+                raise
+            except (RuntimeError, IndexError) as err:  # the model cannot take x: a user mismatch
+                raise ValueError(
+                    f"the model cannot take x of shape {tuple(x.shape)} ({err}); pass the inputs "
+                    "it was built for"
+                ) from None
+            return loss(out, y)
 
         params = {k: v for k, v in model.named_parameters() if v.requires_grad}
         problem = cls(per_example, params, num_groups, name=type(model).__name__)
@@ -170,9 +181,9 @@ class WorstGroupProblem(Problem):
 
     def proportions(self, batch: Batch) -> Tensor:
         """``[1, k]`` the groups' shares n_g / N: g(θ, proportions) is the mean loss (ERM)."""
-        c = self.counts(batch)
         ref = self.reference(batch)
-        return (c / c.sum()).to(dtype=ref.dtype, device=ref.device).unsqueeze(0)
+        c = self.counts(batch).to(dtype=ref.dtype, device=ref.device)  # divided in θ's dtype
+        return (c / c.sum()).unsqueeze(0)
 
     # -- the pieces ------------------------------------------------------------------------------
     def pieces(self, params: Mapping[str, Tensor], batch: Batch) -> Tensor:
@@ -182,8 +193,9 @@ class WorstGroupProblem(Problem):
         losses = self._loss(params, data)
         if losses.shape != group.shape:
             raise ValueError(
-                f"per_example_loss returned shape {tuple(losses.shape)}, expected one loss per "
-                f"example [{group.shape[0]}] (use reduction='none')"
+                f"per_example_loss returned shape {tuple(losses.shape)} but the group labels "
+                f"have shape {tuple(group.shape)}: one loss per example (use reduction='none') "
+                "and one group label per example"
             )
         onehot = nn.functional.one_hot(group, self.num_groups).to(losses.dtype)  # [N, k]
         counts = onehot.sum(dim=0)

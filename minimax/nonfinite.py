@@ -3,12 +3,14 @@ error (`NonFiniteError`), found by one fused check and raised before anything is
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["NonFiniteError", "check_direction", "check_gram", "check_values"]
+__all__ = ["NonFiniteError", "check_direction", "check_gram", "check_state", "check_values"]
 
 
 class NonFiniteError(FloatingPointError):
@@ -73,3 +75,33 @@ def check_gram(k: Tensor, what: str) -> None:
         "check the loss for overflow, or lower the learning rate",
         what="gradients",
     )
+
+
+def _non_finite_paths(value: Any, path: str, out: list[str]) -> None:
+    if isinstance(value, Tensor):
+        if (value.is_floating_point() or value.is_complex()) and not bool(
+            torch.isfinite(value).all()
+        ):
+            out.append(path)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            out.append(path)
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            _non_finite_paths(v, f"{path}[{k!r}]", out)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _non_finite_paths(v, f"{path}[{i}]", out)
+
+
+def check_state(state: Any, *, what: str) -> None:
+    """Raise ValueError if a state_dict holds a NaN or Inf (a tensor, a float, at any depth):
+    loading it would make the next step non-finite. Names the first entries found."""
+    bad: list[str] = []
+    _non_finite_paths(state, "state", bad)
+    if bad:
+        raise ValueError(
+            f"{what} holds NaN or Inf at {bad[:3]}{' ...' if len(bad) > 3 else ''}: refusing to "
+            "load it (the next step would be non-finite); nothing was changed. Load an earlier, "
+            "finite state."
+        )

@@ -17,7 +17,7 @@ from minimax.distributed import LOCAL, Communicator
 from minimax.engine import Engine, as_engine
 from minimax.inner.base import Candidates, InnerSolver
 from minimax.linesearch import Armijo, LineSearchResult
-from minimax.nonfinite import NonFiniteError
+from minimax.nonfinite import NonFiniteError, check_state
 from minimax.problem import Batch, Problem
 from minimax.rules import Direction, Rule
 
@@ -40,7 +40,7 @@ def descent_direction(
     params: Mapping[str, Tensor] | None,
     batch: Batch,
     inner: InnerSolver,
-    rule: Rule,
+    rule: Rule | str,
     *,
     generator: torch.Generator | None = None,
     engine: Engine | None = None,
@@ -48,11 +48,12 @@ def descent_direction(
     """Find candidates with ``inner`` at θ = params (default: the problem's), then apply ``rule``.
 
     Returns the `Direction` d (descend along −d) and the `Candidates` it was built from. The
-    ``engine`` (default: the problem's, `minimax.engine_of`) evaluates and differentiates g;
+    ``engine`` (default: the problem's, `minimax.extend.engine_of`) evaluates and differentiates g;
     where the rule's gradients are at the scored candidates (`Rule.need`) it takes them by the
     backward of the inner solver's scoring forward, which saves that forward
     (docs/architecture.md).
     """
+    rule = checks.step_pieces(problem, inner, rule)
     engine = _engine(problem, engine)
     check_data_parallel(engine, rule)
     params = problem.parameters() if params is None else params
@@ -213,7 +214,7 @@ class MinMaxOptimizer:
         problem: Problem,
         optimizer: torch.optim.Optimizer,
         inner: InnerSolver,
-        rule: Rule,
+        rule: Rule | str,
         *,
         remeasure: bool = False,
         generator: torch.Generator | None = None,
@@ -230,6 +231,7 @@ class MinMaxOptimizer:
             if isinstance(lr, Tensor) and lr.ndim == 0 and lr.is_floating_point():
                 lr = float(lr)
             checks.real_number("lr", lr, nonnegative=True)
+        the_rule = checks.step_pieces(problem, inner, rule)
         params = problem.parameters()
         _check_params(params)
         in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
@@ -240,7 +242,7 @@ class MinMaxOptimizer:
                 "problem.parameters().values()"
             )
         self.problem = problem
-        self.rule = rule
+        self.rule = the_rule
         self.engine = _engine(problem, engine)
         self.optimizer = optimizer
         self.inner = inner
@@ -431,7 +433,8 @@ class MinMaxOptimizer:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore `state_dict` (``optimizer`` and ``steps`` required; a part absent from an
-        older state is left as it is). A malformed state is refused before anything changes."""
+        older state is left as it is). A malformed or non-finite state is refused before
+        anything changes."""
         if not isinstance(state, Mapping):
             raise TypeError(f"a MinMaxOptimizer state must be a dict, got {type(state).__name__}")
         missing = {"optimizer", "steps"} - set(state)
@@ -441,8 +444,11 @@ class MinMaxOptimizer:
                 f"not a MinMaxOptimizer state_dict: missing {sorted(missing)}, unknown "
                 f"{sorted(unknown)}"
             )
-        steps = checks.integer("state['steps']", state["steps"], minimum=0)
-        skipped = checks.integer("state['skipped_steps']", state.get("skipped_steps", 0), minimum=0)
+        check_state(state, what="the MinMaxOptimizer state_dict")
+        steps = checks.integer("state['steps']", state["steps"], minimum=0, maximum=2**62)
+        skipped = checks.integer(
+            "state['skipped_steps']", state.get("skipped_steps", 0), minimum=0, maximum=2**62
+        )
         passes = _passes(state.get("passes", self.engine.passes.snapshot()))
         generator = state.get("generator")
         if generator is not None:

@@ -1,6 +1,6 @@
 """Robust accuracy of a classifier under a suite of attacks, and its RobustBench-schema record.
 
-    result = minimax.evaluate(model, (x, y), eps=8/255)         # APGD-CE, APGD-T, Square
+    result = minimax.evaluate(model, (x, y), eps=8/255)    # APGD-CE, APGD-T, FAB-T, Square
     print(result.clean_acc, result.robust_acc, result.per_attack)
     minimax.write_robustbench(result, "model.json", dataset="cifar10")
 
@@ -11,7 +11,11 @@ candidate of every attack (the worst case per example). With ``cascade=True`` (A
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import os
+import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +26,15 @@ import torch
 from torch import Tensor, nn
 
 from minimax import checks
-from minimax.attacks import SUITES, Mode, Norm, build_attack, model_mode, threat_set
+from minimax.attacks import (
+    SUITES,
+    Mode,
+    Norm,
+    build_attack,
+    check_classifier,
+    model_mode,
+    threat_set,
+)
 from minimax.engine import engine_of
 from minimax.inner import InnerSolver
 from minimax.problem import ModuleProblem
@@ -146,6 +158,11 @@ def _batches(
         for i in range(0, x.shape[0], batch_size):
             yield x[i : i + batch_size], y[i : i + batch_size]
         return
+    if not isinstance(data, Iterable) or isinstance(data, (str, bytes, Tensor)):
+        raise TypeError(
+            "data must be a pair of tensors (x [N, ...], y [N]) or an iterable of (x, y) batches "
+            f"(a DataLoader), got {type(data).__name__}"
+        )
     for item in data:
         if not (isinstance(item, (tuple, list)) and len(item) >= 2):
             raise TypeError("each batch of data must be (x, y, ...)")
@@ -253,10 +270,11 @@ def evaluate(
         data: ``(x [N, ...], y [N])`` tensors, or an iterable of ``(x, y)`` batches (a
             ``DataLoader``); inputs already scaled to [lower, upper].
         eps: the radius of the ``norm`` ball (``"linf"`` or ``"l2"``).
-        attacks: a suite name, ``"standard"`` (APGD-CE, APGD-T, Square: AutoAttack's standard
-            suite without FAB-T) or ``"first-two"`` (APGD-CE, APGD-T, AutoAttack's first two),
-            or attack names from `minimax.ATTACKS` / `InnerSolver` instances, run in order, or a
-            dict {label: name or solver} naming them in the results.
+        attacks: a suite name, ``"standard"`` (APGD-CE, APGD-T, FAB-T, Square: AutoAttack's
+            standard suite), ``"fast"`` (the same without FAB-T) or ``"first-two"`` (APGD-CE,
+            APGD-T, AutoAttack's first two), or attack names from `minimax.extend.ATTACKS` /
+            `InnerSolver` instances, run in order, or a dict {label: name or solver} naming them
+            in the results.
         steps, restarts: passed to every named attack (None: each one's published default).
         batch_size: examples per batch when data are tensors.
         device: where to run (the model is moved there and stays); None: the model's device.
@@ -277,19 +295,29 @@ def evaluate(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     batch_size = checks.integer("batch_size", batch_size, minimum=1)
+    dev_arg = None if device is None else checks.device("device", device)
     S = threat_set(norm, eps, lower, upper, allow_large_eps=allow_large_eps)
     solvers = {
         label: build_attack(a, eps, steps=steps, restarts=restarts, seed=seed)
         for label, a in _labelled(attacks).items()
     }
-    if device is not None:
-        model.to(device)
+    if dev_arg is not None:
+        model.to(dev_arg)
     dev = next(iter(model.parameters()), torch.empty(0)).device
     parts = _Parts(dict.fromkeys(["clean", *solvers], 0.0))
     with model_mode(model, mode):
         problem = ModuleProblem(model, perturbation=S)
+        classes: int | None = None
         for x, y in _batches(data, batch_size):
-            x, y = checks.float_tensor("x", x).to(dev), y.to(dev)
+            x = checks.float_tensor("x", x).to(dev)
+            y = checks.labels("y", y, x.shape[0] if x.ndim else None).to(dev)
+            if classes is None:  # the model's output against the labels, once
+                classes = check_classifier(problem, x, y, (lower, upper))
+            elif y.numel() and int(y.max()) >= classes:
+                raise ValueError(
+                    f"the labels y go up to {int(y.max())} but the model returns {classes} "
+                    "logits per example: it needs one output per class, or the labels are wrong"
+                )
             found = _evaluate_batch(
                 problem, x, y, solvers, cascade, parts.seconds, return_adversarial
             )
@@ -375,7 +403,7 @@ def robustbench_record(result: Evaluation, *, dataset: str, **info: Any) -> dict
     standard = set(SUITES["standard"]) <= set(result.attacks) and result.cascade
     key = "autoattack_acc" if standard else "robust_acc"
     note = f"minimax {', '.join(result.attacks)} on {result.n_examples} examples" + (
-        " (AutoAttack's standard suite without FAB-T)" if standard else ""
+        " (AutoAttack's standard suite)" if standard else ""
     )
     record: dict[str, Any] = dict(info)
     record.update(
@@ -394,7 +422,50 @@ def robustbench_record(result: Evaluation, *, dataset: str, **info: Any) -> dict
 def write_robustbench(
     result: Evaluation, path: str | Path, *, dataset: str, **info: Any
 ) -> dict[str, Any]:
-    """Write `robustbench_record` as JSON to ``path``; returns the record."""
+    """Write `robustbench_record` as JSON to ``path``; returns the record.
+
+    Written atomically (a temporary file in the same directory, then renamed: a crash leaves the
+    previous file intact), never through a symbolic link at ``path``, with the permissions of a
+    plain new file (0666 less the umask). A result holding NaN or Inf is refused."""
+    if not isinstance(result, Evaluation):
+        raise TypeError(f"result must be an Evaluation (from evaluate), got {type(result)}")
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise TypeError(f"path must be a file name, got {path!r}")
+    numbers = {"clean_acc": result.clean_acc, "robust_acc": result.robust_acc, "eps": result.eps}
+    numbers.update({f"per_attack[{k!r}]": v for k, v in result.per_attack.items()})
+    bad = [k for k, v in numbers.items() if not (isinstance(v, float) and math.isfinite(v))]
+    if bad:
+        raise ValueError(
+            f"result holds NaN or Inf in {bad}: refusing to write a RobustBench record of it; "
+            "re-run evaluate"
+        )
     record = robustbench_record(result, dataset=dataset, **info)
-    Path(path).write_text(json.dumps(record, indent=2) + "\n")
+    _write_atomically(Path(path), json.dumps(record, indent=2, allow_nan=False) + "\n")
     return record
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """``text`` to ``path``: refused through a link or onto a directory; a temporary file next
+    to it, fsynced, then renamed over it (the rename replaces a link, never follows it)."""
+    if path.is_symlink():
+        raise ValueError(
+            f"path {str(path)!r} is a symbolic link: refusing to write through it; pass the "
+            "real file's path, or remove the link"
+        )
+    if path.is_dir():
+        raise ValueError(f"path {str(path)!r} is a directory: pass a file name such as x.json")
+    if not path.parent.is_dir():
+        raise ValueError(f"path {str(path)!r}: its directory does not exist; create it first")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    # 0o666 less the umask, like open(path, "w") (mkstemp would give 0600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

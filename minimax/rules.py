@@ -226,6 +226,7 @@ class GramVectors:
     layout: Tensor
     gram: Tensor | None = None
     direction: Callable[[Tensor], dict[str, Tensor]] | None = None
+    precision: torch.dtype | None = None  # the dtype gram's entries were computed in
 
     def __post_init__(self) -> None:
         given = (self.stack is not None, self.gram is not None, self.direction is not None)
@@ -276,7 +277,8 @@ class GramRule(Rule):
         else:  # the engine formed K and forms d by its own means
             assert vectors.gram is not None and vectors.direction is not None
             k, direction = vectors.gram, vectors.direction
-        result = self.weigh(k, vectors.sizes)
+        precision = {} if vectors.precision is None else {"precision": vectors.precision}
+        result = self.weigh(k, vectors.sizes, **precision)
         alpha = result.weights
         d = direction(alpha)
         raw = block_certificate(k @ alpha, vectors.sizes)
@@ -388,10 +390,12 @@ class DDi(GramRule):
             )
         self.tolerance.load_state_dict(state["tolerance"])
 
-    def weigh(self, gram_matrix: Tensor, sizes: list[int]) -> MinNormResult:
+    def weigh(
+        self, gram_matrix: Tensor, sizes: list[int], precision: torch.dtype | None = None
+    ) -> MinNormResult:
         if self.per_example:
-            return min_norm_product_weights(gram_matrix, sizes)
-        return min_norm_weights(gram_matrix, method=self.method)
+            return min_norm_product_weights(gram_matrix, sizes, precision=precision)
+        return min_norm_weights(gram_matrix, method=self.method, precision=precision)
 
     def gradients(
         self, engine: Engine, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
@@ -406,7 +410,9 @@ class DDi(GramRule):
         k, direction = engine.gramian(
             params, batch, candidates.deltas, keep, per_example=False, what=repr(self)
         )
-        return GramVectors(None, [int(keep.sum())], keep, gram=k, direction=direction)
+        return GramVectors(
+            None, [int(keep.sum())], keep, gram=k, direction=direction, precision=_dtype(params)
+        )
 
     def _per_example(
         self, engine: Engine, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
@@ -430,7 +436,12 @@ class DDi(GramRule):
         k, direction = engine.gramian(
             params, batch, candidates.deltas, mask, per_example=True, what=repr(self)
         )
-        return GramVectors(None, sizes, mask, gram=k, direction=direction)
+        return GramVectors(None, sizes, mask, gram=k, direction=direction, precision=_dtype(params))
+
+
+def _dtype(params: Mapping[str, Tensor]) -> torch.dtype:
+    """The dtype θ's gradients (and so the entries of their Gram matrix) carry rounding of."""
+    return next(iter(params.values())).dtype
 
 
 RULES: Registry[Rule] = Registry("rule")

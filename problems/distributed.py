@@ -9,6 +9,8 @@ Public API::
     Ranks.total(x) -> float          a number summed over ranks
     Ranks.any(flag) -> bool          True on every rank when one rank says True
     Ranks.first_on_main(load) -> T   rank 0 loads (downloads) first, then the others
+    Ranks.agree(options, what)       every rank's options compared in one collective; a
+                                     difference is a RankMismatchError (on every rank)
     evaluate_sharded(evaluate, model, data, ranks, **kwargs) -> dict   exact gathered counts
     rank_file(path, ranks) -> Path   this rank's own file (a progress file per rank)
 
@@ -32,11 +34,22 @@ from torch import Tensor, nn
 import minimax
 from problems.evaluation import ece_from_bins
 
-__all__ = ["CollectiveError", "Ranks", "evaluate_sharded", "open_run_dir_ranked", "rank_file"]
+__all__ = [
+    "CollectiveError",
+    "RankMismatchError",
+    "Ranks",
+    "evaluate_sharded",
+    "open_run_dir_ranked",
+    "rank_file",
+]
 
 _dist = minimax.distributed
 CollectiveError = _dist.CollectiveError
 T = TypeVar("T")
+
+
+class RankMismatchError(ValueError):
+    """The ranks were started with different options (raised on every rank)."""
 
 
 @dataclass
@@ -113,6 +126,36 @@ class Ranks:
         result = load() if self.is_main else None
         self.barrier()
         return result if result is not None else load()
+
+    def agree(self, options: Mapping[str, Any], what: str = "the run") -> None:
+        """Compare every rank's ``options`` (name → a plain value) in one collective (an
+        all-gather of the dict). Any difference raises `RankMismatchError` on every rank,
+        naming each differing option with its value on each rank. One process: no-op."""
+        if not self.active:
+            return
+        gathered: list[Any] = [None] * self.world_size
+        try:
+            torch.distributed.all_gather_object(gathered, dict(options))
+        except Exception as error:  # a peer died or timed out
+            raise CollectiveError(
+                f"rank {self.rank}/{self.world_size}: comparing the options of {what} failed "
+                f"({type(error).__name__}: {error}); a peer rank probably died or timed out"
+            ) from error
+        names = sorted(set().union(*gathered))
+        missing = object()
+        differ = [n for n in names if len({repr(g.get(n, missing)) for g in gathered}) > 1]
+        if differ:
+            parts = [
+                f"--{n.replace('_', '-')} ("
+                + ", ".join(f"rank {r}: {g.get(n, 'not given')!r}" for r, g in enumerate(gathered))
+                + ")"
+                for n in differ
+            ]
+            raise RankMismatchError(
+                f"the {self.world_size} ranks of {what} were started with different options: "
+                + "; ".join(parts)
+                + ". Start every rank with the same command"
+            )
 
     def close(self) -> None:
         """Leave the process group (if this process joined one)."""

@@ -7,14 +7,14 @@ Public API::
              device="cpu", norm="linf", progress=False, cascade=False, dataset=None,
              progress_file=None, resume=False, chunk=4096) -> dict
     parse_attacks(spec) -> list[str]                  (suites expanded, ``clean`` first)
-    make_attack(name, eps, restarts=1, seed=0) -> minimax.InnerSolver | None   (None: "clean")
+    make_attack(name, eps, restarts=1, seed=0) -> InnerSolver | None   (None: "clean")
     expected_calibration_error(confidence [N], correct [N], bins=15) -> float
 
-Attack names: ``"clean"``; any name of `minimax.ATTACKS` (``pgd``, ``fgsm``, ``apgd-ce``,
-``apgd-dlr``, ``apgd-t``, ``square``), optionally followed by a step count (``pgd20``,
+Attack names: ``"clean"``; any name of `minimax.extend.ATTACKS` (``pgd``, ``fgsm``, ``apgd-ce``,
+``apgd-dlr``, ``apgd-t``, ``fab-t``, ``square``), optionally followed by a step count (``pgd20``,
 ``apgd-ce50``, ``square1000``: queries for Square; FGSM takes none); or a suite of
-`minimax.SUITES`: ``standard`` (APGD-CE, APGD-T, Square: AutoAttack's standard suite without
-FAB-T) or ``first-two`` (APGD-CE and targeted APGD-T, AutoAttack's first two attacks).
+`minimax.extend.SUITES`: ``standard`` (APGD-CE, APGD-T, FAB-T, Square: AutoAttack's standard suite),
+``fast`` (the same without FAB-T) or ``first-two`` (APGD-CE and targeted APGD-T).
 An example counts as robust to an attack when it is classified correctly at the clean input and
 at every restart's result; the worst case per example is taken across all the attacks.
 """
@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 import minimax
 from minimax import checks
+from minimax import extend as ext
 from problems.resumable import evaluate_in_chunks
 
 __all__ = [
@@ -47,24 +48,24 @@ __all__ = [
 
 DEFAULT_ATTACKS: tuple[str, ...] = ("clean", "standard")
 #: AutoAttack's first two attacks: APGD-CE and the targeted APGD-T (not the untargeted APGD-DLR)
-FIRST_TWO: tuple[str, ...] = minimax.SUITES["first-two"]
+FIRST_TWO: tuple[str, ...] = minimax.extend.SUITES["first-two"]
 _NAME = re.compile(r"^([a-z][a-z-]*?)(\d+)$")  # family, then a step count: apgd-ce50
 _NO_STEPS = ("fgsm",)  # one step of size ε by definition
 
 
 def _split_name(name: str) -> tuple[str, int | None]:
     """``"pgd20"`` → ("pgd", 20); ``"apgd-t"`` → ("apgd-t", None); unknown → ValueError."""
-    if name in minimax.ATTACKS:
-        return minimax.ATTACKS.canonical(name), None
+    if name in minimax.extend.ATTACKS:
+        return minimax.extend.ATTACKS.canonical(name), None
     m = _NAME.match(name)
-    if m and m.group(1) in minimax.ATTACKS and m.group(1) not in _NO_STEPS:
+    if m and m.group(1) in minimax.extend.ATTACKS and m.group(1) not in _NO_STEPS:
         steps = int(m.group(2))
         if steps < 1:
             raise ValueError(f"{name}: {m.group(1)} needs at least 1 step")
-        return minimax.ATTACKS.canonical(m.group(1)), steps
+        return minimax.extend.ATTACKS.canonical(m.group(1)), steps
     raise ValueError(
-        f"unknown attack {name!r}: use clean, a suite ({', '.join(minimax.SUITES)}) or one of "
-        f"{', '.join(minimax.ATTACKS.names())}, optionally with a step count (pgd20, apgd-ce50; "
+        f"unknown attack {name!r}: use clean, a suite ({', '.join(ext.SUITES)}) or one of "
+        f"{', '.join(ext.ATTACKS.names())}, optionally with a step count (pgd20, apgd-ce50; "
         "not fgsm)"
     )
 
@@ -75,7 +76,7 @@ def parse_attacks(spec: str | Sequence[str]) -> list[str]:
     names = [a.strip().lower() for a in (spec.split(",") if isinstance(spec, str) else spec)]
     expanded: list[str] = []
     for name in (a for a in names if a):
-        expanded.extend(minimax.SUITES.get(name, (name,)))
+        expanded.extend(minimax.extend.SUITES.get(name, (name,)))
     if not expanded:
         raise ValueError("no attack given: e.g. clean,standard or clean,pgd20,apgd-ce")
     for name in expanded:
@@ -85,19 +86,23 @@ def parse_attacks(spec: str | Sequence[str]) -> list[str]:
 
 
 def suite_of(names: Sequence[str]) -> str | None:
-    """The `minimax.SUITES` name whose attacks are exactly ``names`` (``clean`` aside), or None."""
+    """The `minimax.extend.SUITES` name whose attacks are exactly ``names`` (``clean`` aside),
+    or None."""
     attacks = [a for a in names if a != "clean"]
-    return next((s for s, members in minimax.SUITES.items() if list(members) == attacks), None)
+    return next(
+        (s for s, members in minimax.extend.SUITES.items() if list(members) == attacks), None
+    )
 
 
 def make_attack(
     name: str, eps: float, restarts: int = 1, seed: int = 0
-) -> minimax.InnerSolver | None:
-    """The inner solver (from `minimax.ATTACKS`) for an attack name (None for ``"clean"``)."""
+) -> minimax.extend.InnerSolver | None:
+    """The inner solver (from `minimax.extend.ATTACKS`) for an attack name (None for
+    ``"clean"``)."""
     if name == "clean":
         return None
     family, steps = _split_name(name)
-    return minimax.build_attack(family, eps, steps=steps, restarts=restarts, seed=seed)
+    return minimax.extend.build_attack(family, eps, steps=steps, restarts=restarts, seed=seed)
 
 
 def calibration_bins(confidence: Tensor, correct: Tensor, bins: int = 15) -> list[list[float]]:
@@ -182,7 +187,8 @@ def evaluate(
             ``robust_acc`` holds the running numbers); False: each attack on every clean-correct
             example (``robust_acc`` is each attack's own accuracy).
         dataset: the data set's name; when given, the result holds the RobustBench record.
-        allow_large_eps: accept an L∞ eps over 1, the whole pixel range (`minimax.threat_set`).
+        allow_large_eps: accept an L∞ eps over 1, the whole pixel range
+            (`minimax.extend.threat_set`).
         progress_file: write the progress there (atomically) after every ``chunk`` examples
             (rounded up to whole batches); with ``resume`` continue from it: the same result,
             bitwise (`problems.resumable`). None: one pass, no file.
@@ -196,7 +202,7 @@ def evaluate(
         {"clean", "adversarial"} (their per-bin sums, `calibration_bins`), ``eps``, ``norm``,
         ``threat_model`` ("Linf"/"L2"), ``suite``, ``cascade``, ``n_examples``, ``restarts``,
         ``attacks``, ``seconds`` {attack: seconds}; with ``dataset`` also ``dataset`` and
-        ``robustbench`` (`minimax.robustbench_record`).
+        ``robustbench`` (`minimax.extend.robustbench_record`).
     """
     names = parse_attacks(attacks)
     eps = checks.real_number("eps", eps, nonnegative=True)
@@ -214,7 +220,7 @@ def evaluate(
         return _batches((x, y), batch_size, device, dtype, progress)
 
     result = None
-    with minimax.model_mode(model, "eval"):
+    with minimax.extend.model_mode(model, "eval"):
         if not solvers:
             clean_logits = _clean_logits(model, batches(x_all, y_all))
         else:
@@ -251,7 +257,7 @@ def evaluate(
     )
     if dataset is not None and result is not None:
         summary.update(
-            dataset=dataset, robustbench=minimax.robustbench_record(result, dataset=dataset)
+            dataset=dataset, robustbench=minimax.extend.robustbench_record(result, dataset=dataset)
         )
     elif dataset is not None:
         summary.update(dataset=dataset, robustbench=None)

@@ -6,16 +6,23 @@ Public API::
     atomic_file(path, mode="wb") -> context manager yielding the open temporary file
     atomic_save(obj, path)          torch.save, atomically
     atomic_write_text(path, text)   a text file (UTF-8), atomically
+    save_figure(fig, path, **kwargs)    a matplotlib figure (``fig.savefig``), atomically
+    load_tensors(path) -> Any       torch.load(weights_only=True) on CPU; an unreadable file is
+                                    an `UnreadableFileError` saying why, in our words
+    UnreadableFileError             (ValueError) a truncated, foreign or code-carrying file
     remove_orphans(directory, names) -> list[Path]   temporary files a killed write left behind
 
 The content goes to a temporary file in the same directory, is flushed and fsynced, then
 ``os.replace``-d onto ``path``; an exception inside the block deletes the temporary file and
-leaves the previous ``path`` intact.
+leaves the previous ``path`` intact. ``os.replace`` swaps the directory entry: a symlink at
+``path`` is replaced by the new file, never written through. Every file gets the permissions
+of a plainly created one (0666 minus the umask, e.g. 0644), not mkstemp's 0600.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import tempfile
@@ -25,7 +32,24 @@ from typing import IO, Any
 
 import torch
 
-__all__ = ["atomic_file", "atomic_save", "atomic_write_text", "remove_orphans"]
+__all__ = [
+    "UnreadableFileError",
+    "atomic_file",
+    "atomic_save",
+    "atomic_write_text",
+    "load_tensors",
+    "remove_orphans",
+    "save_figure",
+]
+
+
+class UnreadableFileError(ValueError):
+    """A file that is not a complete ``torch.save`` file of tensors and plain containers;
+    ``reason`` says why, in words that never advise turning the protection off."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        super().__init__(f"cannot read {path}: {reason}")
+        self.path, self.reason = Path(path), reason
 
 
 @contextlib.contextmanager
@@ -38,6 +62,7 @@ def atomic_file(
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=_prefix(path.name), suffix=suffix, dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp's is 0600)
         encoding = "utf-8" if mode == "w" else None
         with os.fdopen(fd, mode, encoding=encoding) as f:
             yield f
@@ -57,15 +82,79 @@ def atomic_file(
 
 
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """``torch.save(obj)`` to ``path`` atomically (a crash leaves the previous file intact)."""
-    with atomic_file(path, "wb") as f:
-        torch.save(obj, f)
+    """``torch.save(obj)`` to ``path`` atomically (a crash leaves the previous file intact).
+    A write the file system refuses (a full disk: torch's ``enforce fail at
+    inline_container.cc``) is an OSError naming ``path``."""
+    try:
+        with atomic_file(path, "wb") as f:
+            torch.save(obj, f)
+    except RuntimeError as error:
+        text = str(error)
+        if "inline_container" not in text and "PytorchStreamWriter" not in text:
+            raise
+        raise _write_error(Path(path)) from error
+
+
+def _write_error(path: Path) -> OSError:
+    """The OSError of a refused write: ENOSPC when the file system is (nearly) full."""
+    try:
+        stat = os.statvfs(path.parent)
+        free = stat.f_bavail * stat.f_frsize
+    except OSError:
+        free = -1
+    if 0 <= free < 64 * 2**20:
+        return OSError(
+            errno.ENOSPC,
+            f"No space left on device: {free:,} bytes free; {path} was not written (the "
+            "previous file is intact)",
+        )
+    return OSError(errno.EIO, f"the file system refused the write of {path} (previous file kept)")
+
+
+def load_tensors(path: str | os.PathLike[str]) -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)``: tensors and plain
+    containers only, never code. A file torch cannot read that way is an `UnreadableFileError`
+    saying why (truncated, not a torch file, or holding other objects) without relaying torch's
+    advice to turn the protection off."""
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception as error:
+        raise UnreadableFileError(path, _why_unreadable(error)) from None
+
+
+def _why_unreadable(error: BaseException) -> str:
+    text = str(error)
+    if "Weights only load failed" in text or "weights_only" in text:
+        return (
+            "it holds objects other than tensors and plain containers, and loading those can run "
+            "code: refused. Use a file written by torch.save of a state_dict or a checkpoint"
+        )
+    if isinstance(error, EOFError) or "central directory" in text or "PytorchStreamReader" in text:
+        return "it is truncated or damaged (not a complete torch.save file)"
+    return f"it is not a file written by torch.save ({type(error).__name__})"
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_file(path, "w") as f:
         f.write(text)
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], **kwargs: Any) -> None:
+    """``fig.savefig`` to ``path`` atomically; the format comes from the suffix (e.g. .png)."""
+    path = Path(path)
+    kwargs.setdefault("format", path.suffix.lstrip(".") or "png")
+    with atomic_file(path, "wb") as f:
+        fig.savefig(f, **kwargs)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _prefix(name: str) -> str:

@@ -7,6 +7,7 @@ Public API::
     is_torchscript(path) -> bool            a zip archive holding TorchScript code
     read_model_file(path, *, torchscript=False) -> ModelFile
     check_finite(tensors, where)            ValueError naming the tensors with NaN / ±inf
+    check_description(meta, config, path)   ValueError naming an odd entry of a checkpoint
 
 Checkpoints and state dicts are read with ``torch.load(weights_only=True)``: tensors and plain
 containers only, never code. A TorchScript archive holds code that runs when it is loaded, so it
@@ -16,6 +17,7 @@ the CLI's ``--torchscript``); without that, such a file is refused with a messag
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 import zipfile
@@ -27,9 +29,17 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from problems.files import UnreadableFileError, load_tensors
 from problems.training import load_checkpoint
 
-__all__ = ["ModelFile", "check_finite", "is_torchscript", "read_model_file", "resolve_model_path"]
+__all__ = [
+    "ModelFile",
+    "check_description",
+    "check_finite",
+    "is_torchscript",
+    "read_model_file",
+    "resolve_model_path",
+]
 
 Kind = Literal["checkpoint", "state_dict", "torchscript"]
 _RUN_FILES = ("best.pt", "checkpoint.pt")
@@ -112,18 +122,14 @@ def read_model_file(path: str | os.PathLike[str], *, torchscript: bool = False) 
         )
     try:
         loaded = load_checkpoint(path) if path.name in _RUN_FILES else _load_weights(path)
-    except ValueError:  # a refusal that already says why (e.g. non-finite weights)
-        raise
-    except Exception as error:  # not a torch file, truncated, or unsafe (code) content
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(
-            f"cannot read checkpoint or weights file {path}: torch.load(weights_only=True) refused "
-            f"it ({first[:160]})"
-        ) from None
-    if isinstance(loaded, dict) and isinstance((loaded.get("meta") or {}).get("model"), dict):
+    except UnreadableFileError as error:  # truncated, not a torch file, or code-carrying
+        raise ValueError(f"cannot read checkpoint or weights file {path}: {error.reason}") from None
+    meta = loaded.get("meta") if isinstance(loaded, dict) else None
+    if isinstance(meta, dict) and isinstance(meta.get("model"), dict):
         state = _tensors(loaded.get("model"), path)
         check_finite(state, str(path))
-        config = dict(loaded.get("config") or {})
+        config = loaded.get("config") or {}
+        check_description(meta, config, path)
         return ModelFile(
             path,
             "checkpoint",
@@ -142,9 +148,72 @@ def read_model_file(path: str | os.PathLike[str], *, torchscript: bool = False) 
     return ModelFile(path, "state_dict", state=state)
 
 
+#: the entries of a checkpoint's ``meta["model"]`` (`problems.models.build_model`'s arguments)
+_MODEL_INTS = ("num_classes", "in_channels", "image_size", "width")
+
+
+def check_description(meta: Any, config: Any, path: Path) -> None:
+    """ValueError unless a checkpoint's ``meta`` and ``config`` are what ``minimax train``
+    writes, as far as evaluating it reads them (types, ranges, registered names): an odd file
+    is refused with one line naming the entry, not a crash inside the model builder."""
+    from problems.data.datasets import DATASETS
+    from problems.models import ACTIVATIONS, MODELS, NORMS
+    from problems.threats import THREATS
+
+    def bad(entry: str, value: Any, expected: str) -> ValueError:
+        return ValueError(
+            f"{path} has an odd {entry} = {value!r:.80} (expected {expected}): not a checkpoint "
+            "as `minimax train` writes it; pass the weights as a state_dict with --model instead"
+        )
+
+    def integer(value: Any, low: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value < 2**31
+
+    if not isinstance(config, dict):
+        raise bad("config", config, "a mapping")
+    model = meta["model"]
+    if not isinstance(model.get("name"), str) or model["name"] not in MODELS.names():
+        raise bad("meta.model.name", model.get("name"), f"one of {', '.join(MODELS.names())}")
+    for key, choices in (("activation", ACTIVATIONS), ("norm", NORMS)):
+        if key in model and model[key] not in choices:
+            raise bad(f"meta.model.{key}", model[key], f"one of {', '.join(choices)}")
+    for key in _MODEL_INTS:
+        if key in model and not integer(model[key], 1):
+            raise bad(f"meta.model.{key}", model[key], "an integer ≥ 1")
+    for key in ("mean", "std"):
+        value = model.get(key)
+        if value is not None and not (
+            isinstance(value, (list, tuple))
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value)
+        ):
+            raise bad(f"meta.model.{key}", value, "a list of finite numbers")
+    unknown = set(model) - {"name", "activation", "norm", "mean", "std", *_MODEL_INTS}
+    if unknown:
+        raise bad("meta.model entry", sorted(unknown)[0], "a build_model argument")
+    if "dataset" in meta and meta["dataset"] not in DATASETS.names():
+        raise bad("meta.dataset", meta["dataset"], f"one of {', '.join(DATASETS.names())}")
+    if not isinstance(meta.get("data_dir", ""), str):
+        raise bad("meta.data_dir", meta["data_dir"], "a path")
+    for key in ("val_split", "limit_train"):
+        if meta.get(key) is not None and not integer(meta[key], 0):
+            raise bad(f"meta.{key}", meta[key], "an integer ≥ 0")
+    if "norm" in config and config["norm"] not in THREATS.names():
+        raise bad("config.norm", config["norm"], f"one of {', '.join(THREATS.names())}")
+    eps = config.get("eps", 0.0)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < math.inf:
+        raise bad("config.eps", eps, "a finite number ≥ 0")
+    for key, low in (("seed", -(2**63)), ("restarts", 1), ("epochs", 0)):
+        if config.get(key) is not None and not (
+            isinstance(config[key], int)
+            and not isinstance(config[key], bool)
+            and low <= config[key] < 2**63
+        ):
+            raise bad(f"config.{key}", config[key], f"an integer ≥ {low}")
+
+
 def _load_weights(path: Path) -> Any:
     """``torch.load`` of tensors and plain containers only (no code), on CPU."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_tensors(path)
 
 
 def _tensors(state: Any, path: Path) -> dict[str, Tensor]:

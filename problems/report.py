@@ -36,7 +36,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from problems.figures import INTEGER_AXES, fit_title, integer_ticks, run_style
-from problems.files import atomic_write_text
+from problems.files import atomic_write_text, save_figure
 from problems.training.history import RunHistory, load_history
 
 __all__ = [
@@ -159,7 +159,7 @@ def plot_curves(
         histories, x=x, y=y, title=title, xlabel=xlabel, ylabel=ylabel, logy=logy, smooth=smooth
     )
     try:
-        fig.savefig(path)
+        save_figure(fig, path)
     finally:
         plt.close(fig)
     return path
@@ -268,15 +268,20 @@ def write_html(
 
 def load_evaluations(run_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     """The results ``minimax evaluate`` wrote into ``run_dir`` (``eval-*.json``), by file stem
-    without ``eval-`` (``best``, ``checkpoint``); unreadable files are skipped."""
+    without ``eval-`` (``best``, ``checkpoint``). A file that is not JSON, or not an evaluation
+    result (an object with a numeric ``clean_acc``), is refused with a ValueError naming it."""
     found = {}
     for path in sorted(Path(run_dir).glob("eval-*.json")):
         try:
             result = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(result, dict) and isinstance(result.get("clean_acc"), (int, float)):
-            found[path.stem.removeprefix("eval-")] = result
+        except ValueError as error:
+            raise ValueError(f"{path}: not JSON ({error}); re-run minimax evaluate") from None
+        if not (isinstance(result, dict) and isinstance(result.get("clean_acc"), (int, float))):
+            raise ValueError(
+                f"{path}: not a minimax evaluate result (no numeric clean_acc); move it out of "
+                "the run folder or re-run minimax evaluate"
+            )
+        found[path.stem.removeprefix("eval-")] = result
     return found
 
 
@@ -327,7 +332,7 @@ def plot_evaluations(
         ax.grid(alpha=0.3, axis="y")
         if bars:
             ax.legend(fontsize="small")
-        fig.savefig(path)
+        save_figure(fig, path)
     finally:
         plt.close(fig)
     return path

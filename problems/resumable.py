@@ -46,7 +46,7 @@ def _key(model: nn.Module, data: tuple[Tensor, Tensor], settings: Mapping[str, A
     }
 
 
-def _load(path: Path, key: dict, attacks: Mapping[str, minimax.InnerSolver]) -> Any:
+def _load(path: Path, key: dict, attacks: Mapping[str, minimax.extend.InnerSolver]) -> Any:
     """The evaluation saved in ``path`` for this ``key`` (generators restored), or None."""
     if not path.is_file():
         return None
@@ -65,7 +65,7 @@ def _load(path: Path, key: dict, attacks: Mapping[str, minimax.InnerSolver]) -> 
 def evaluate_in_chunks(
     model: nn.Module,
     data: tuple[Tensor, Tensor],
-    attacks: Mapping[str, minimax.InnerSolver],
+    attacks: Mapping[str, minimax.extend.InnerSolver],
     *,
     batches: Batches,
     chunk: int,

@@ -27,7 +27,7 @@ __all__ = [
 class Toy:
     """Common shape of the toy problems."""
 
-    problem: mm.Problem
+    problem: mm.extend.Problem
     batch: object
 
     def params(self) -> dict[str, Tensor]:
@@ -217,7 +217,7 @@ class ELUNetwork(Toy):
 
     def candidates(
         self, params: Mapping[str, Tensor] | None = None, resolution: int = 201, m: int = 4
-    ) -> mm.Candidates:
+    ) -> mm.extend.Candidates:
         """The grid's best local maxima per example (exact up to the grid)."""
         return mm.Grid(points=resolution, candidates=m, tol=1e-6)(
             self.problem, params or self.params(), self.batch

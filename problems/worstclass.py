@@ -124,7 +124,7 @@ class WorstClassSettings:
             raise ValueError(f"tolerance must be finite and ≥ 0, got {self.tolerance!r}")
 
 
-class MeanLoss(mm.Rule):
+class MeanLoss(mm.extend.Rule):
     """ERM on a `minimax.WorstGroupProblem`: d = ∇ mean loss = Σ_g (n_g/N) ∇L_g."""
 
     def direction(
@@ -132,8 +132,8 @@ class MeanLoss(mm.Rule):
         engine: mm.Engine,
         params: Mapping[str, Tensor],
         batch: Any,
-        candidates: mm.Candidates,
-    ) -> mm.Direction:
+        candidates: mm.extend.Candidates,
+    ) -> mm.extend.Direction:
         problem = engine.problem
         if not isinstance(problem, mm.WorstGroupProblem):
             raise TypeError(f"MeanLoss needs a WorstGroupProblem, got {problem!r}")
@@ -141,10 +141,10 @@ class MeanLoss(mm.Rule):
         d = {k: v[0] for k, v in engine.candidate_gradients(params, batch, delta).items()}
         norm = torch.sqrt(sum(((v.double() ** 2).sum() for v in d.values()), torch.tensor(0.0)))
         weights = torch.zeros(candidates.m, dtype=torch.float64)
-        return mm.Direction(vector=d, weights=weights, norm=norm, rule=repr(self))
+        return mm.extend.Direction(vector=d, weights=weights, norm=norm, rule=repr(self))
 
 
-def _rule(name: str, s: WorstClassSettings) -> mm.Rule:
+def _rule(name: str, s: WorstClassSettings) -> mm.extend.Rule:
     if name == "erm":
         return MeanLoss()
     if name == "danskin":
@@ -184,7 +184,7 @@ def _per_class(model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, 
 def _evaluate(s: WorstClassSettings, model: nn.Module, x: Tensor, y: Tensor) -> dict[str, float]:
     if s.adversarial:
         problem, pgd = _attack(s, model)
-        x = mm.adversarial_batch(problem, pgd, (x, y, y))[0]
+        x = mm.extend.adversarial_batch(problem, pgd, (x, y, y))[0]
     loss, acc, overall = _per_class(model, x, y)
     present = ~torch.isnan(loss)
     return {
@@ -226,7 +226,7 @@ def _train_one(
             break
         batch = (x, y, y)
         if attack is not None:
-            batch = mm.adversarial_batch(*attack, batch)
+            batch = mm.extend.adversarial_batch(*attack, batch)
         report = optimizer.step(batch)  # the one "apply a direction" (minimax.backward)
         cands = report.candidates
         assert cands is not None

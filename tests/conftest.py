@@ -17,6 +17,9 @@ settings.register_profile(
 )
 settings.load_profile("minimax")
 torch.set_num_threads(1)
+# the CLI's --threads default keeps torch's count when OMP_NUM_THREADS is set (also in the
+# subprocesses the tests start): one thread each, as above
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 # End-to-end modules (whole CLI runs, the demo, torchrun, the docs site, wheels, ruff/mypy) and the
@@ -31,6 +34,7 @@ SLOW_MODULES = {
     "tests/test_examples.py",
     "tests/test_packaging.py",
     "tests/test_repo.py",
+    "tests/test_run_script.py",
 }
 SLOW_PARAMS = ("[apg]",)
 

@@ -218,6 +218,11 @@ class Engine(ScoringGraphs):
         self.count(forward=deltas.shape[0])
         return torch.stack([_module.logits(self.problem, params, d, batch) for d in deltas])
 
+    def classifier(self, params: Mapping[str, Tensor]) -> Callable[[Tensor], Tensor]:
+        """model_θ as a function of inputs [n, ...] → logits [n, C] (counted, statistics frozen):
+        for attacks that move the inputs themselves (`minimax.engine.module.classifier`)."""
+        return _module.classifier(self.problem, params, self.count)
+
     def with_loss(
         self,
         loss_fn: Callable[[Tensor, Tensor], Tensor],
@@ -226,7 +231,7 @@ class Engine(ScoringGraphs):
         perturbation: PerturbationSet | None = None,
     ) -> Engine:
         """An engine over the same classifier under another per-example loss of its logits
-        (e.g. an attack's surrogate such as `minimax.dlr_loss`), counting on this counter;
+        (e.g. an attack's surrogate such as `minimax.extend.dlr_loss`), counting on this counter;
         ``stacking`` and ``perturbation`` default to this engine's and problem's."""
         other = _module.with_loss(self.problem, loss_fn, perturbation)
         _SHARED[other] = self._shared

@@ -134,3 +134,25 @@ def with_loss(
         )
     S = problem.perturbation if perturbation is None else perturbation
     return ModuleProblem(problem.model, loss_fn, S, batchnorm=problem.batchnorm)
+
+
+def classifier(
+    problem: Problem, params: Mapping[str, Tensor], count: Callable[..., None]
+) -> Callable[[Tensor], Tensor]:
+    """model_θ as a function of inputs z [n, ...] → logits [n, C], for attacks that move the
+    inputs themselves (FAB): each call counts one forward (and one backward when z tracks
+    gradients) through ``count``; running statistics frozen."""
+    if not splittable(problem):
+        raise ValueError(
+            "this attack needs a classifier's ModuleProblem whose examples are independent "
+            "(class logits, labels; no train-mode BatchNorm: put the model in eval mode or use "
+            f"ModuleProblem(batchnorm='eval')), got {problem!r}"
+        )
+    assert isinstance(problem, ModuleProblem)
+
+    def forward(z: Tensor) -> Tensor:
+        count(forward=1, backward=int(torch.is_grad_enabled() and z.requires_grad))
+        with frozen(problem):
+            return problem.network(params, z)
+
+    return forward

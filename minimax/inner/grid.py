@@ -32,7 +32,10 @@ class Grid(InnerSolver):
     Args:
         points: grid points per coordinate (endpoints included; 2 enumerates the vertices).
         candidates: m, the number of candidates returned per example.
-        tol: the value tolerance under which two local maxima tie.
+        tol: the tie tolerance, relative: two values tie when they differ by at most
+            tol × (the example's largest |g| on the grid), and never less than 16 ulps of g's
+            dtype at that scale (so ties hold at |g| ≈ 1e7 as at 1, and in float32); 0 compares
+            exactly.
     """
 
     def __init__(self, points: int = 101, candidates: int = 4, *, tol: float = 1e-9) -> None:
@@ -66,22 +69,33 @@ class Grid(InnerSolver):
                 [engine.values(params, chunk, batch) for chunk in deltas.split(4096)]
             )  # [G, B]
         engine.refuse_nonfinite_values(values, "Grid")  # every grid value, one check
-        local = local_maxima(values.reshape(*grid_shape, b), tol=self.tol)  # [G, B] bool
-        chosen = torch.stack([self._choose(values[:, j], local[:, j]) for j in range(b)], dim=1)
+        tol = self.tolerance(values)  # [B]
+        local = local_maxima(values.reshape(*grid_shape, b), tol=tol)  # [G, B] bool
+        chosen = torch.stack(
+            [self._choose(values[:, j], local[:, j], tol[j]) for j in range(b)], dim=1
+        )
         cols = torch.arange(b, device=ref.device)
         return Candidates(deltas[chosen, cols].clone(), values[chosen, cols])
 
-    def _choose(self, values: Tensor, local: Tensor) -> Tensor:
+    def tolerance(self, values: Tensor) -> Tensor:
+        """The absolute tie tolerance [B] for grid values [G, B]: relative to each example's
+        largest |g| and to the values' dtype (see ``tol``)."""
+        if self.tol == 0:
+            return torch.zeros(values.shape[-1], dtype=values.dtype, device=values.device)
+        rel = max(self.tol, 16 * torch.finfo(values.dtype).eps)
+        return rel * values.abs().amax(dim=0)
+
+    def _choose(self, values: Tensor, local: Tensor, tol: Tensor) -> Tensor:
         """[m] grid indices for one example: ties spread evenly, then the best others."""
         idx = torch.nonzero(local).flatten()
         order = idx[values[idx].argsort(descending=True, stable=True)]
         best = values[order[0]]
-        ties = idx[values[idx] >= best - self.tol]  # grid order
+        ties = idx[values[idx] >= best - tol]  # grid order
         m = self.restarts
         if len(ties) >= m:
             pick = torch.linspace(0, len(ties) - 1, m).round().long()
             return ties[pick]
-        rest = order[values[order] < best - self.tol]
+        rest = order[values[order] < best - tol]
         chosen = torch.cat([ties, rest])[:m]
         pad = chosen[:1].expand(m - len(chosen))
         return torch.cat([chosen, pad])
@@ -106,9 +120,10 @@ def grid_axes(
     return [torch.linspace(float(a), float(b), points, dtype=dtype) for a, b in zip(lo, hi)]
 
 
-def local_maxima(values: Tensor, tol: float = 0.0) -> Tensor:
+def local_maxima(values: Tensor, tol: float | Tensor = 0.0) -> Tensor:
     """values [n1, .., nk, B] → [n1·…·nk, B] bool: no grid neighbour (all 3ᵏ − 1) is higher by
-    more than ``tol`` (so every point within ``tol`` of the global maximum is one)."""
+    more than ``tol`` (a number, or one per example [B]; so every point within ``tol`` of the
+    global maximum is one)."""
     k = values.ndim - 1
     padded = torch.nn.functional.pad(values, (0, 0, *([1, 1] * k)), value=-torch.inf)
     is_max = torch.ones_like(values, dtype=torch.bool)

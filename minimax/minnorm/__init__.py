@@ -183,6 +183,7 @@ def min_norm_weights(
     *,
     tol: float | None = None,
     max_iter: int | None = None,
+    precision: torch.dtype | None = None,
 ) -> MinNormResult:
     """Weights of the minimum-norm point of conv{g_1..g_m}, given ``gram`` K = G Gᵀ.
 
@@ -198,6 +199,9 @@ def min_norm_weights(
         max_iter: iteration cap (``None``: 25m + 100 linear solves for ``"wolfe"``, 50m + 100
             for scipy's nnls, 1000 for ``"frank-wolfe"``, 100 for ``"apg"``). The exact methods
             warn with :class:`MinNormConvergenceWarning` when they hit it.
+        precision: the dtype ``gram``'s entries were computed in, when coarser than its own
+            (e.g. ``torch.float32`` for a float64 K formed from float32 products): the symmetry
+            and PSD checks allow that dtype's rounding. None: ``gram.dtype``.
 
     Returns:
         :class:`MinNormResult` with weights ``[..., m]`` float64 on ``gram``'s device.
@@ -211,7 +215,7 @@ def min_norm_weights(
     """
     solver = _method(method)
     t, max_iter = check_tol(tol, max_iter, solver.tol)
-    K, batch, m = check_gram(gram)
+    K, batch, m = check_gram(gram, precision=precision)
     Kn, scale = normalize(K)
     B = K.shape[0]
     bid = np.zeros(m, dtype=np.intp)
@@ -265,6 +269,7 @@ def min_norm_product_weights(
     *,
     tol: float | None = None,
     max_iter: int | None = None,
+    precision: torch.dtype | None = None,
 ) -> MinNormResult:
     """Min-norm point of a Minkowski sum of hulls: minimize αᵀKα over a product of simplices.
 
@@ -277,12 +282,13 @@ def min_norm_product_weights(
         gram: ``[..., m, m]`` Gram matrices.
         block_sizes: positive block sizes summing to m.
         tol, max_iter: as for ``method="wolfe"`` in :func:`min_norm_weights`.
+        precision: as in :func:`min_norm_weights`.
 
     Returns:
         :class:`MinNormResult` with flat weights ``[..., m]`` (split them by ``block_sizes``).
     """
     t, max_iter = check_tol(tol, max_iter, _method("wolfe").tol)
-    K, batch, m = check_gram(gram)
+    K, batch, m = check_gram(gram, precision=precision)
     bid, p = block_ids(block_sizes, m)
     Kn, scale = normalize(K)
     B = K.shape[0]

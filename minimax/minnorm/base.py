@@ -26,6 +26,7 @@ __all__ = [
     "kkt_residual",
     "normalize",
     "uniform_weights",
+    "unit_scale",
 ]
 
 
@@ -68,8 +69,14 @@ class MinNormResult:
         )
 
 
-def check_gram(gram: Tensor, what: str = "gram") -> tuple[np.ndarray, tuple[int, ...], int]:
-    """Validate ``gram`` [..., m, m]; return its float64 symmetrized numpy copy [B, m, m]."""
+def check_gram(
+    gram: Tensor, what: str = "gram", precision: torch.dtype | None = None
+) -> tuple[np.ndarray, tuple[int, ...], int]:
+    """Validate ``gram`` [..., m, m]; return its float64 numpy copy [B, m, m].
+
+    The symmetry and PSD tolerances follow the precision the entries were computed in:
+    ``precision`` (e.g. float32 for a Gram matrix formed layer by layer from a float32 model and
+    stored in float64), else ``gram``'s dtype."""
     if not isinstance(gram, Tensor):
         raise ValueError(
             f"{what} must be a torch.Tensor of shape [..., m, m], got {type(gram).__name__}; "
@@ -86,49 +93,57 @@ def check_gram(gram: Tensor, what: str = "gram") -> tuple[np.ndarray, tuple[int,
     if m == 0:
         raise ValueError(f"{what} is empty (m = 0): the convex hull of no vectors has no point.")
     batch = tuple(gram.shape[:-2])
-    in_eps = torch.finfo(gram.dtype).eps if gram.is_floating_point() else 0.0
+    if precision is not None and not (
+        isinstance(precision, torch.dtype) and precision.is_floating_point
+    ):
+        raise TypeError(f"precision must be a floating-point torch.dtype, got {precision!r}")
+    formed = precision or (gram.dtype if gram.is_floating_point() else None)
+    info = torch.finfo(formed) if formed is not None else torch.finfo(torch.float64)
+    in_eps = info.eps if formed is not None else 0.0
     K = gram.detach().to(device="cpu", dtype=torch.float64).reshape(-1, m, m).numpy()
     if not np.isfinite(K).all():
         raise ValueError(f"{what} contains NaN or Inf; check the vectors it was built from.")
     if K.shape[0] == 0:
         return K.copy(), batch, m
-    kmax = np.abs(K).max(axis=(1, 2))
-    asym = np.abs(K - K.transpose(0, 2, 1)).max(axis=(1, 2))
+    # Every check runs on K scaled exactly (a power of two) to max|K| in [1/2, 1), before any
+    # symmetrizing, so entries near 1e308 or subnormal ones are judged as at unit scale. Below the
+    # input dtype's smallest normal number the data have lost relative precision: the tolerances
+    # then treat the scale as that number (an absolute floor in the data's own rounding units).
+    Ku, e = unit_scale(K)
+    floor = np.ldexp(info.tiny, -e)  # the dtype's smallest normal, in the units of Ku
+    asym = np.abs(Ku - Ku.transpose(0, 2, 1)).max(axis=(1, 2))
     sym_tol = max(1e-8, 10.0 * in_eps)
-    bad = asym > sym_tol * kmax
+    bad = asym > sym_tol * np.maximum(1.0, floor)
     if bad.any():
         b = int(np.argmax(bad))
         raise ValueError(
-            f"{what} is not symmetric: max |K - Kᵀ| = {asym[b]:.3g} exceeds {sym_tol:g} × max |K| "
-            f"(= {kmax[b]:.3g}) in batch entry {b}. Pass a Gram matrix G @ G.mT, or symmetrize "
-            "it with (K + K.mT) / 2."
+            f"{what} is not symmetric: max |K - Kᵀ| is {asym[b] / np.abs(Ku[b]).max():.3g} × "
+            f"max |K|, above the rounding allowance {sym_tol:g} × max |K|, in batch entry {b}. "
+            "Pass a Gram matrix G @ G.mT, or symmetrize it with "
+            "(K + K.mT) / 2."
         )
-    K = 0.5 * K + 0.5 * K.transpose(0, 2, 1)  # (no overflow near 1e308)
-    # Checked on K / max|K|: a trace that overflows (entries near 1e308) or a subnormal matrix
-    # (entries near 1e-310) is as good a Gram matrix as any other.
-    Ks = K / np.where(kmax > 0, kmax, 1.0)[:, None, None]
+    Ks = 0.5 * (Ku + Ku.transpose(0, 2, 1))  # exact up to one rounding: Ku is at unit scale
     trace = np.trace(Ks, axis1=1, axis2=2)
     psd_tol = max(1e-8, 10.0 * m * in_eps)
-    # PSD up to psd_tol × trace: the Cholesky factor of K + psd_tol·trace·I must exist; a PSD
-    # matrix with zero trace is zero.
-    pos = trace > 0
-    ok = not (~pos & (kmax > 0)).any()
-    if ok and pos.any():
-        Kp = Ks[pos] + (psd_tol * trace[pos])[:, None, None] * np.eye(m)
-        if m <= 64:
-            try:
-                np.linalg.cholesky(Kp)
-            except np.linalg.LinAlgError:
-                ok = False
-        else:  # torch's LAPACK: numpy's threaded one can stall next to torch's thread pool
-            ok = bool((torch.linalg.cholesky_ex(torch.from_numpy(Kp)).info == 0).all())
+    # PSD up to psd_tol × max(trace, m × floor): the Cholesky factor of K + that·I must exist.
+    shift = psd_tol * np.maximum(trace, m * floor)
+    Kp = Ks + shift[:, None, None] * np.eye(m)
+    if m <= 64:
+        try:
+            np.linalg.cholesky(Kp)
+            ok = True
+        except np.linalg.LinAlgError:
+            ok = False
+    else:  # torch's LAPACK: numpy's threaded one can stall next to torch's thread pool
+        ok = bool((torch.linalg.cholesky_ex(torch.from_numpy(Kp)).info == 0).all())
     if not ok:
         lam = np.linalg.eigvalsh(Ks)
-        b = int(np.argmin(lam[:, 0] + psd_tol * np.maximum(trace, 0.0)))
+        b = int(np.argmin(lam[:, 0] + shift))
         raise ValueError(
-            f"{what} is not positive semidefinite: smallest eigenvalue {lam[b, 0] * kmax[b]:.3g}"
-            f" < -{psd_tol:g} × trace (= {trace[b] * kmax[b]:.3g}) in batch entry {b}. A Gram "
-            "matrix G @ G.mT is PSD; compute it in float64 from the vectors themselves."
+            f"{what} is not positive semidefinite: its smallest eigenvalue is "
+            f"{lam[b, 0] / max(trace[b], m * floor[b]):.3g} × its trace, below the rounding "
+            f"allowance -{psd_tol:g} × trace, in batch entry {b}. A Gram matrix G @ G.mT is PSD; "
+            "compute it in float64 from the vectors themselves."
         )
     return K, batch, m
 
@@ -151,21 +166,31 @@ def block_ids(block_sizes: Sequence[int] | None, m: int) -> tuple[np.ndarray, in
     return np.repeat(np.arange(len(sizes)), sizes), len(sizes)
 
 
+def unit_scale(K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(K · 2^-e, e) [B, m, m], [B]: K scaled exactly, by a power of two, to max|K| in [1/2, 1).
+
+    Exact for every finite input, subnormal entries included (an all-zero K keeps e = 0)."""
+    kmax = np.abs(K).max(axis=(1, 2)) if K.shape[0] else np.zeros(0)
+    e = np.where(kmax > 0, np.frexp(kmax)[1], 0)
+    return np.ldexp(K, -e[:, None, None]), e
+
+
 def normalize(K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Kn = K / (tr K / m) [B, m, m] and the scale tr K / m [B]; zero-trace entries stay 0.
 
-    K is divided by max|K| before its trace is taken, so that a trace that would overflow (or
-    entries that are subnormal) still give the right Kn; the scale itself may then be inf."""
+    K is first scaled exactly to unit size (:func:`unit_scale`), then symmetrized, then divided by
+    its mean diagonal, so a trace that would overflow and subnormal entries give the right Kn
+    (one rounding per entry); the scale itself may be inf (or the smallest subnormal when it
+    would underflow: it is positive exactly when the trace is)."""
     m = K.shape[-1]
     if K.shape[0] == 0:
         return K.copy(), np.zeros(0)
-    kmax = np.abs(K).max(axis=(1, 2))
-    unit = np.where(kmax > 0, kmax, 1.0)
-    Ks = K / unit[:, None, None]
+    Ku, e = unit_scale(K)
+    Ks = 0.5 * (Ku + Ku.transpose(0, 2, 1))
     t = np.trace(Ks, axis1=1, axis2=2) / m
     safe = np.where(t > 0, t, 1.0)
     with np.errstate(over="ignore"):
-        scale = t * unit
+        scale = np.where(t > 0, np.maximum(np.ldexp(t, e), 5e-324), 0.0)
     return Ks / safe[:, None, None], scale
 
 
@@ -208,11 +233,18 @@ def finish(
     kkt = kkt_gap(a_np, Kn, bid, p)
     if isinstance(alpha, Tensor) and gram is not None:  # differentiable path
         Kt = gram.to(torch.float64).reshape(-1, m, m)
+        from minimax.minnorm.differentiable import pow2_scale
+
+        e = torch.frexp(Kt.detach().abs().amax(dim=(-2, -1))).exponent  # unit scale, exactly
+        Kt = pow2_scale(Kt, -e)
         Kt = 0.5 * (Kt + Kt.mT)
         weights = alpha.reshape(*batch, m)
-        sq = torch.einsum("bi,bij,bj->b", alpha, Kt, alpha).clamp_min(0.0).reshape(batch)
+        sq = torch.einsum("bi,bij,bj->b", alpha, Kt, alpha).clamp_min(0.0)
+        sq = pow2_scale(sq[:, None, None], e)[:, 0, 0].reshape(batch)
     else:
-        sq_np = np.maximum(np.einsum("bi,bij,bj->b", a_np, K, a_np), 0.0)
+        Ku, ex = unit_scale(K)  # αᵀKα at unit scale, then scaled back: no under- or overflow
+        with np.errstate(over="ignore"):
+            sq_np = np.ldexp(np.maximum(np.einsum("bi,bij,bj->b", a_np, Ku, a_np), 0.0), ex)
         weights = torch.from_numpy(np.ascontiguousarray(a_np)).reshape(*batch, m).to(device)
         sq = torch.from_numpy(sq_np).reshape(batch).to(device)
     return MinNormResult(
@@ -251,7 +283,9 @@ def kkt_residual(weights: Tensor, gram: Tensor, block_sizes: Sequence[int] | Non
     """
     K, batch, m = check_gram(gram)
     bid, p = block_ids(block_sizes, m)
-    if not isinstance(weights, Tensor) or weights.shape[-1] != m:
+    if isinstance(weights, Tensor) and (weights.is_complex() or weights.dtype == torch.bool):
+        raise TypeError(f"weights must be real, got dtype {weights.dtype}")
+    if not isinstance(weights, Tensor) or weights.ndim == 0 or weights.shape[-1] != m:
         raise ValueError(
             f"weights must be a tensor [..., m] with m = {m} (gram's size); got "
             f"{tuple(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__}."
@@ -263,4 +297,7 @@ def kkt_residual(weights: Tensor, gram: Tensor, block_sizes: Sequence[int] | Non
     if not np.isfinite(a).all():
         raise ValueError("weights contain NaN or Inf.")
     Kn, _ = normalize(Kb)
-    return torch.from_numpy(kkt_gap(a, Kn, bid, p)).reshape(shape).to(gram.device)
+    with np.errstate(over="ignore", invalid="ignore"):  # weights far off the simplex
+        res = kkt_gap(a, Kn, bid, p)
+    res = np.where(np.isnan(res) | (res > np.finfo(np.float64).max), np.finfo(np.float64).max, res)
+    return torch.from_numpy(res).reshape(shape).to(gram.device)

@@ -8,7 +8,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["cvxpylayers_weights"]
+__all__ = ["cvxpylayers_weights", "pow2_scale"]
+
+
+def pow2_scale(K: Tensor, e: Tensor) -> Tensor:
+    """K [B, m, m] times 2^e [B], exactly and differentiably (torch.ldexp has no gradient): two
+    factors 2^(e//2), 2^(e - e//2), each representable for any exponent of a finite float64."""
+    half = torch.div(e, 2, rounding_mode="floor")
+    one = torch.ones(e.shape, dtype=K.dtype, device=K.device)
+    p1 = torch.ldexp(one, half.to(K.device))[:, None, None]
+    p2 = torch.ldexp(one, (e - half).to(K.device))[:, None, None]
+    return K * p1 * p2
+
 
 # Ridge added to Kn before the Cholesky factor that parametrizes the cvxpylayers problem (Cholesky
 # needs positive definiteness; singular K is common). It moves the objective by at most 1e-10
@@ -39,9 +50,10 @@ def cvxpylayers_weights(gram: Tensor, tol: float) -> Tensor:
     """Differentiable weights [B, m] for gram [..., m, m] (validated) through cvxpylayers."""
     m = gram.shape[-1]
     K = gram.to(torch.float64).reshape(-1, m, m)
-    K = 0.5 * K + 0.5 * K.mT
-    kmax = K.detach().abs().amax(dim=(-2, -1), keepdim=True)  # scale first: no trace overflow
-    K = K / torch.where(kmax > 0, kmax, torch.ones_like(kmax))
+    # Scale first (exactly, by a power of two), then symmetrize: no trace overflow, and subnormal
+    # entries keep their bits.
+    K = pow2_scale(K, -torch.frexp(K.detach().abs().amax(dim=(-2, -1))).exponent)
+    K = 0.5 * (K + K.mT)
     scale = K.diagonal(dim1=-2, dim2=-1).sum(-1) / m
     eye = torch.eye(m, dtype=K.dtype, device=K.device)
     pos = (scale > 0)[:, None, None]

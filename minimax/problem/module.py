@@ -37,7 +37,19 @@ def _same_data(given: Tensor, own: nn.Parameter) -> bool:
 
 
 def _per_example_cross_entropy(outputs: Tensor, y: Tensor) -> Tensor:
-    return nn.functional.cross_entropy(outputs, y, reduction="none")
+    if y.ndim == outputs.ndim - 1 and (y.is_floating_point() or y.dtype == torch.bool):
+        raise TypeError(
+            f"y must hold integer class labels for the cross entropy, got dtype {y.dtype}: "
+            "convert it, e.g. y.long() (or pass class probabilities [B, C])"
+        )
+    try:
+        return nn.functional.cross_entropy(outputs, y, reduction="none")
+    except (IndexError, RuntimeError) as err:  # the error path only: no check on the hot path
+        raise ValueError(
+            f"the cross entropy cannot score the labels y {tuple(y.shape)} against the model's "
+            f"outputs {tuple(outputs.shape)} ({err}): labels must be class indices in [0, C) for "
+            "logits [B, C]"
+        ) from None
 
 
 _BN_TYPES = (nn.modules.batchnorm._BatchNorm,)

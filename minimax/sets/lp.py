@@ -154,11 +154,18 @@ class _NormBall(PerturbationSet):
         return x.to(dtype=delta.dtype, device=delta.device)
 
     def _clamp_bounds(self, delta: Tensor, x: Tensor | None) -> Tensor:
-        """Clamp δ so that ``lower ≤ x + δ ≤ upper`` (δ unchanged where already inside)."""
+        """Clamp δ so that ``lower ≤ x + δ ≤ upper`` (δ unchanged where already inside).
+
+        An ``x`` outside [lower, upper] is first clipped into it, so the clamp only ever moves δ
+        towards 0: δ stays in the ball (|δ| ≤ ε), and x + δ is never further outside the bounds
+        than x itself (issue 21: clamping to lower − x gave |δ| far above ε)."""
         if x is None:
             return delta
-        lo = None if self._lower is None else as_tensor_like(self._lower, delta) - x
-        hi = None if self._upper is None else as_tensor_like(self._upper, delta) - x
+        lo_b = None if self._lower is None else as_tensor_like(self._lower, delta)
+        hi_b = None if self._upper is None else as_tensor_like(self._upper, delta)
+        xc = torch.clamp(x, min=lo_b, max=hi_b)
+        lo = None if lo_b is None else lo_b - xc
+        hi = None if hi_b is None else hi_b - xc
         return torch.clamp(delta, min=lo, max=hi)
 
     # -- public API ----------------------------------------------------------------------------
@@ -180,8 +187,9 @@ class _NormBall(PerturbationSet):
     ) -> Tensor:
         """Project ``delta`` ``[*lead, B, *event]`` onto the ball, then into the x-bounds.
 
-        ``x`` ``[B, *event]`` is required iff the set has bounds. Exact for L∞ (with or without
-        bounds) and for L2/L1 without bounds; see the module docstring.
+        ``x`` ``[B, *event]`` is required iff the set has bounds; an ``x`` outside the bounds is
+        clipped into them first, so the result always lies in the ball. Exact for L∞ (with or
+        without bounds) and for L2/L1 without bounds; see the module docstring.
         """
         e = resolve_event_ndim(delta.ndim, event_ndim)
         xb = self._bounds_x(x, delta, "project")

@@ -60,7 +60,7 @@ def _vector(direction: Direction | Mapping[str, Tensor]) -> Mapping[str, Tensor]
     if isinstance(direction, Mapping):
         return direction
     raise TypeError(
-        "direction must be a minimax.Direction or a dict shaped like θ, got "
+        "direction must be a minimax.extend.Direction or a dict shaped like θ, got "
         f"{type(direction).__name__}"
     )
 
@@ -138,7 +138,7 @@ def assert_descent_direction(
             `Problem` together with ``maximizers`` (per example [k_b, *event]), ``batch`` and,
             for check 2, ``robust_loss`` (without it only check 1 runs).
         params: θ (None: the problem's own parameters).
-        direction: a `minimax.Direction` or a dict shaped like θ; the step is θ − η d.
+        direction: a `minimax.extend.Direction` or a dict shaped like θ; the step is θ − η d.
         steps: step lengths η (in θ-space, along the unit direction).
         tol: the margin by which the slope must be negative.
 
@@ -231,7 +231,7 @@ def assert_stationary(
 
     The set is Σ_b conv{∇θ g(θ, δ; b)/B : δ ∈ S⋆_b} over the true maximizers; its min-norm element
     is computed exactly with `minimax.min_norm_weights` (one example) or
-    `minimax.min_norm_product_weights` (one simplex block per example). Returns ‖γ⋆‖.
+    `minimax.linalg.min_norm_product_weights` (one simplex block per example). Returns ‖γ⋆‖.
     """
     known, problem, batch, p, _ = _resolve(problem_or_known, params, batch, None)
     dset = (

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import textwrap
-from pathlib import Path
 
-from problems.cli.types import UsageError
+from problems.cli.types import UsageError, path
 from problems.extras import MissingExtraError, require
 
 __all__ = ["DESCRIPTION", "EPILOG", "HELP", "add_arguments", "run"]
@@ -28,8 +27,8 @@ EPILOG = textwrap.dedent(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``minimax compare``."""
-    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("runs", nargs="+", type=path, metavar="RUN_DIR")
+    parser.add_argument("--out", type=path, required=True, help="output directory")
     parser.add_argument("--names", default=None, help="comma-separated labels, one per run")
 
 
@@ -47,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{run_dir} is not a training run directory (no config.json)")
     from problems.report import compare_runs  # matplotlib: imported only when it is there
 
-    report = compare_runs(args.runs, args.out, names=names)
+    try:
+        report = compare_runs(args.runs, args.out, names=names)
+    except ValueError as error:  # a corrupt config.json / metrics.jsonl: the message names it
+        raise UsageError(str(error)) from None
     print(str(report))
     return 0

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from problems.cli.types import UsageError, nonnegative_int, positive_int, positive_number
+from problems.cli.types import (
+    UsageError,
+    bounded_int,
+    nonnegative_int,
+    path,
+    positive_number,
+    random_seed,
+)
 from problems.extras import MissingExtraError, require
 
 __all__ = ["DESCRIPTION", "EPILOG", "HELP", "add_arguments", "run"]
@@ -33,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``minimax demo``."""
     parser.add_argument(
         "--out",
+        type=path,
         default="demo-report",
         help="folder for the figures, report.html and summary.json (default: demo-report)",
     )
@@ -43,14 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--seed",
-        type=nonnegative_int,
+        type=random_seed,
         default=0,
         help="seed of every random choice (same seed, same summary.json apart "
         "from wall-clock fields)",
     )
     parser.add_argument(
         "--seeds",
-        type=positive_int,
+        type=bounded_int(1, 100, "each seed trains every model again"),
         default=None,
         help="how many seeds (--seed, --seed + 1, ...) each comparison runs over; the report "
         "gives means with 95%% intervals and paired t-tests (default 3; --quick: 2)",

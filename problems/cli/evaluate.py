@@ -1,7 +1,7 @@
 """``minimax evaluate``: clean and robust accuracy of a model file under a stated threat model.
 
-``add_arguments(parser)`` declares the options (attack names come from `minimax.ATTACKS` and
-`minimax.SUITES`); ``run(args)`` reads the model (`problems.model_files`: a ``minimax train``
+``add_arguments(parser)`` declares the options (attack names come from `minimax.extend.ATTACKS` and
+`minimax.extend.SUITES`); ``run(args)`` reads the model (`problems.model_files`: a ``minimax train``
 checkpoint, a state_dict with ``--model``, or a trusted TorchScript file), evaluates it on the
 data set, writes the results JSON and prints the threat model and the headline numbers.
 """
@@ -18,11 +18,17 @@ from typing import Any
 import minimax
 from problems.cli.types import (
     UsageError,
+    add_threads_argument,
     check_radius,
     load_data,
     nonnegative_number,
+    path,
     positive_int,
+    random_seed,
+    rank_options,
     resolve_device,
+    restarts,
+    set_threads,
 )
 from problems.data.datasets import DATASETS
 from problems.data.splits import train_val_split
@@ -57,11 +63,14 @@ EPILOG = (
       clean: no attack (the clean accuracy is always reported)
     """
     )
-    + "".join(f"  {name}: {minimax.ATTACKS.help(name)}\n" for name in minimax.ATTACKS.names())
+    + "".join(
+        f"  {name}: {minimax.extend.ATTACKS.help(name)}\n"
+        for name in minimax.extend.ATTACKS.names()
+    )
     + (
         "".join(
             f"  {suite} (suite): {', '.join(members)}\n"
-            for suite, members in minimax.SUITES.items()
+            for suite, members in minimax.extend.SUITES.items()
         )
     )
 )
@@ -74,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = parser.add_argument_group("model")
     p.add_argument(
         "checkpoint",
-        type=Path,
+        type=path,
         metavar="MODEL",
         help="run directory, best.pt / checkpoint.pt, a state_dict file, or (with "
         "--torchscript) a TorchScript file",
@@ -115,7 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     d.add_argument(
         "--data-dir",
-        type=Path,
+        type=path,
         default=None,
         help="the data directory (default: the run's, else data)",
     )
@@ -158,7 +167,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated names or suites (default: {','.join(DEFAULT_ATTACKS)})",
     )
     t.add_argument(
-        "--restarts", type=positive_int, default=1, help="random restarts per attack (default: 1)"
+        "--restarts", type=restarts, default=1, help="random restarts per attack (default: 1)"
     )
     t.add_argument(
         "--no-cascade",
@@ -169,16 +178,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r = parser.add_argument_group("run")
     r.add_argument("--batch-size", type=positive_int, default=256, help="(default: 256)")
     r.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (default)")
-    r.add_argument("--seed", type=int, default=0, help="seeds the attacks (default: 0)")
+    r.add_argument("--seed", type=random_seed, default=0, help="seeds the attacks (default: 0)")
     r.add_argument(
         "--out",
-        type=Path,
+        type=path,
         default=None,
         help="results JSON (default: eval-<model file>.json beside it)",
     )
     r.add_argument(
         "--robustbench",
-        type=Path,
+        type=path,
         default=None,
         metavar="JSON",
         help="also write the RobustBench model-info record there",
@@ -198,6 +207,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write the progress (atomically) after every N examples, rounded up to whole "
         "batches (default: 4096)",
     )
+    add_threads_argument(r)
 
 
 def _read(args: argparse.Namespace) -> ModelFile:
@@ -236,6 +246,7 @@ def _build(file: ModelFile, args: argparse.Namespace, data: Any) -> tuple[Any, d
         }
     model = build_model(**spec)
     assert file.state is not None
+    _check_dtypes(file, model.state_dict())
     try:
         model.load_state_dict(file.state)
     except RuntimeError as error:
@@ -246,6 +257,51 @@ def _build(file: ModelFile, args: argparse.Namespace, data: Any) -> tuple[Any, d
             "--norm / --width and --dataset"
         ) from None
     return model, spec
+
+
+def _check_dtypes(file: ModelFile, expected: dict[str, Any]) -> None:
+    """Each tensor of the file must be of the model's kind (floating, integer, complex):
+    load_state_dict would cast int64 weights silently and complex ones with a warning."""
+    assert file.state is not None
+
+    def kind(t: Any) -> str:
+        return "complex" if t.is_complex() else "floating" if t.is_floating_point() else "integer"
+
+    for name, tensor in file.state.items():
+        want = expected.get(name)
+        if want is not None and kind(tensor) != kind(want):
+            raise UsageError(
+                f"{file.path}: {name} holds {kind(tensor)} values ({tensor.dtype}) where the "
+                f"model has {kind(want)} ones ({want.dtype}): not weights of this model"
+            )
+
+
+def _probe(model: Any, x: Any, num_classes: int, path: Path) -> None:
+    """One forward of two examples: a model that cannot take the data set's inputs, or whose
+    output is not [B, classes] scores, is a usage error (not a crash mid-evaluation)."""
+    import torch
+
+    shape = "×".join(str(n) for n in x.shape[1:])
+    training = model.training
+    try:
+        with torch.no_grad():
+            out = model.eval()(x[:2])
+    except Exception as error:  # the model's own code (TorchScript: any error it raises)
+        first = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+        raise UsageError(
+            f"{path} cannot take this data set's images ({shape}, values in [0, 1]): "
+            f"{first[:200]}; check --dataset"
+        ) from None
+    finally:
+        model.train(training)
+    if not (isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[0] == len(x[:2])):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UsageError(f"{path} returns {got} for a batch of 2 images: expected [2, classes]")
+    if out.shape[1] < num_classes or not out.is_floating_point():
+        raise UsageError(
+            f"{path} returns {out.shape[1]} {out.dtype} scores per image but the data set has "
+            f"{num_classes} classes: check --dataset"
+        )
 
 
 def threat_line(result: dict[str, Any], split: str) -> str:
@@ -295,11 +351,13 @@ def run(args: argparse.Namespace) -> int:
         attacks = parse_attacks(args.attacks)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    set_threads(args.threads)
     file = _read(args)
     config = file.config
     progress = not args.no_progress
     dataset, data, (xt, yt) = _data(args, file, progress)
     model, spec = _build(file, args, data)
+    _probe(model, xt, data.num_classes, file.path)
     threat = args.threat or config.get("norm", "linf")
     eps = args.eps if args.eps is not None else config.get("eps", _DEFAULT_EPS[threat])
     check_radius("--eps", eps, threat, args.allow_large_eps)
@@ -315,6 +373,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and not mine.is_file() and progress and ranks.is_main:
         print(f"no progress in {mine} yet: starting afresh", file=sys.stderr)
     try:
+        ranks.agree(rank_options(args), "minimax evaluate")  # a mismatch: ValueError, exit 2
         result = evaluate_sharded(
             evaluate,
             model,

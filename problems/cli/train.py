@@ -1,4 +1,5 @@
-"""``minimax train``: adversarial training of an image classifier (CIFAR-10 by default).
+"""``minimax train``: adversarial training of an image classifier (CIFAR-10 by default; each
+data set may have its own recipe, `DATASET_DEFAULTS`).
 
 ``add_arguments(parser)`` declares the options (choices come from the registries: data sets,
 models, rules, threats); ``run(args)`` trains and prints the last epoch's record as JSON.
@@ -14,16 +15,25 @@ from pathlib import Path
 from typing import Any
 
 from problems.cli.types import (
+    MAX_STEPS,
     PROG,
     UsageError,
+    add_threads_argument,
+    attack_steps,
+    bounded_int,
     check_radius,
     load_data,
     nonnegative_int,
     nonnegative_number,
+    path,
     positive_int,
-    positive_number,
     radius,
+    random_seed,
+    rank_options,
     resolve_device,
+    restarts,
+    set_threads,
+    timeout,
     unit_interval,
 )
 from problems.data.datasets import DATASETS
@@ -33,10 +43,19 @@ from problems.threats import THREATS
 from problems.training import BATCHNORM, RULES, SCHEDULES, TrainConfig, train
 from problems.training.rules import training_rules
 
-__all__ = ["DESCRIPTION", "EPILOG", "HELP", "add_arguments", "run"]
+__all__ = ["DATASET_DEFAULTS", "DESCRIPTION", "EPILOG", "HELP", "add_arguments", "run"]
 
-HELP = "adversarially train a CIFAR-10 classifier"
-DESCRIPTION = "Adversarial training on CIFAR-10 with PGD-AT, MaxLoss or DDi."
+HELP = "adversarially train an image classifier (CIFAR-10, its synthetic stand-in, digits)"
+DESCRIPTION = textwrap.dedent(
+    """\
+    Adversarial training of an image classifier with PGD-AT (danskin), MaxLoss or DDi, on
+    CIFAR-10, its synthetic stand-in, or scikit-learn's 8x8 digits (offline).
+    The defaults shown are CIFAR-10's recipe (Rice et al. 2020). --dataset digits has its own
+    (the demo's): --model small_cnn --epochs 10 --batch-size 64 --lr 0.05 --schedule constant
+    --eps 0.1 --step-size 0.05 --steps 5 --eval-steps 10 --no-augment; it trains to about 0.98
+    clean and 0.85 robust (PGD-10) validation accuracy in well under a minute on one CPU thread.
+    Explicit options override either recipe."""
+)
 EPILOG = textwrap.dedent(
     """\
     examples:
@@ -49,6 +68,8 @@ EPILOG = textwrap.dedent(
       # a smoke test in seconds on CPU (writes a tiny synthetic CIFAR-format archive)
       minimax train --dataset synthetic --data-dir /tmp/synth --model small_cnn \\
           --epochs 1 --steps 2 --limit-train 64 --out /tmp/runs/smoke
+      # scikit-learn's 8x8 digits with their own recipe (offline; seconds on a CPU)
+      minimax train --dataset digits --out runs/digits
       # continue an interrupted run (Ctrl-C / SIGTERM write a checkpoint first); a run stopped
       # before its first checkpoint starts afresh; --overwrite starts over
       minimax train ... --out runs/ddi --resume
@@ -70,6 +91,25 @@ PAPER: dict[str, Any] = {
 }
 
 
+#: per data set, the defaults that replace CIFAR-10's (explicit options and --paper win): the 8×8
+#: digits train well with the demo's recipe (small CNN, ε = 0.1, constant lr, no crop / flip,
+#: which would turn a 6 into a 9)
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "digits": {
+        "model": "small_cnn",
+        "epochs": 10,
+        "batch_size": 64,
+        "lr": 0.05,
+        "schedule": "constant",
+        "eps": 0.1,
+        "step_size": 0.05,
+        "steps": 5,
+        "eval_steps": 10,
+        "no_augment": True,
+    }
+}
+
+
 def _choices_help(registry: Any, names: list[str] | None = None) -> str:
     listed = registry.names() if names is None else names
     return "; ".join(f"{name}: {registry.help(name)}" for name in listed)
@@ -88,12 +128,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ev = parser.add_argument_group("validation")
     ev.add_argument(
         "--eval-steps",
-        type=positive_int,
+        type=bounded_int(1, MAX_STEPS, "AutoAttack's APGD takes 100"),
         default=20,
         help="PGD steps of the validation attack (step 2.5·eps/steps)",
     )
     ev.add_argument(
-        "--eval-restarts", type=positive_int, default=1, help="restarts of the validation attack"
+        "--eval-restarts", type=restarts, default=1, help="restarts of the validation attack"
     )
     ev.add_argument(
         "--eval-every",
@@ -103,6 +143,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="validate every EPOCHS epochs (and after the last)",
     )
     _run_arguments(parser.add_argument_group("run"))
+    for action in parser._actions:  # each option's help names the data sets' own defaults
+        for dataset, defaults in DATASET_DEFAULTS.items():
+            if action.dest in defaults and action.help is not None:
+                value = defaults[action.dest]
+                action.help += f" [{dataset}: {value}]" if action.nargs != 0 else f" [{dataset}]"
 
 
 def _data_arguments(data: Any) -> None:
@@ -111,7 +156,7 @@ def _data_arguments(data: Any) -> None:
     )
     data.add_argument(
         "--data-dir",
-        type=Path,
+        type=path,
         default=Path("data"),
         help="directory with (or for) the data set's files",
     )
@@ -178,7 +223,7 @@ def _training_arguments(rule: Any) -> None:
     rule.add_argument(
         "--restarts",
         "-m",
-        type=positive_int,
+        type=restarts,
         default=1,
         help="PGD restarts m of the training attack",
     )
@@ -210,7 +255,7 @@ def _training_arguments(rule: Any) -> None:
     )
     rule.add_argument("--step-size", type=radius, default="2/255", help="PGD step size")
     rule.add_argument(
-        "--steps", type=nonnegative_int, default=10, help="PGD steps of the training attack"
+        "--steps", type=attack_steps, default=10, help="PGD steps of the training attack"
     )
     rule.add_argument(
         "--threat", choices=THREATS.names(), default="linf", help="the perturbation ball"
@@ -223,7 +268,7 @@ def _training_arguments(rule: Any) -> None:
 
 
 def _run_arguments(run: Any) -> None:
-    run.add_argument("--out", type=Path, required=True, help="the run directory")
+    run.add_argument("--out", type=path, required=True, help="the run directory")
     run.add_argument(
         "--resume",
         action="store_true",
@@ -237,7 +282,10 @@ def _run_arguments(run: Any) -> None:
     )
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto")
     run.add_argument("--amp", action="store_true", help="bf16 autocast + channels_last (CUDA)")
-    run.add_argument("--seed", type=int, default=0, help="seeds the model, data order and attack")
+    add_threads_argument(run)
+    run.add_argument(
+        "--seed", type=random_seed, default=0, help="seeds the model, data order and attack"
+    )
     run.add_argument(
         "--max-steps",
         type=positive_int,
@@ -255,7 +303,7 @@ def _run_arguments(run: Any) -> None:
     )
     run.add_argument(
         "--dist-timeout",
-        type=positive_number,
+        type=timeout,
         default=300.0,
         metavar="SECONDS",
         help="under torchrun: a collective waiting longer than this fails (300)",
@@ -263,8 +311,11 @@ def _run_arguments(run: Any) -> None:
 
 
 def finish_args(args: argparse.Namespace, given: set[str]) -> None:
-    """Apply ``--paper`` to the options not ``given`` explicitly; check the radii (an L∞ radius
-    over 1 needs --allow-large-eps)."""
+    """Apply the data set's own defaults (`DATASET_DEFAULTS`), then ``--paper``, to the options
+    not ``given`` explicitly; check the radii (an L∞ radius over 1 needs --allow-large-eps)."""
+    for name, value in DATASET_DEFAULTS.get(args.dataset, {}).items():
+        if name not in given:
+            setattr(args, name, value)
     if args.paper:
         for name, value in PAPER.items():
             if name not in given:
@@ -332,7 +383,15 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, ranks: Any) -> int:
     import torch
 
+    from problems.distributed import RankMismatchError
+
+    try:  # under torchrun: the whole configuration, compared across ranks in one collective
+        ranks.agree(rank_options(args), f"{PROG} train")
+    except RankMismatchError as error:
+        raise UsageError(str(error)) from None
+
     config = _config(args, ranks.device(resolve_device(args.device)))
+    threads = set_threads(args.threads)
     progress = not args.no_progress and ranks.is_main
     data = ranks.first_on_main(
         lambda: load_data(
@@ -374,7 +433,7 @@ def _run(args: argparse.Namespace, ranks: Any) -> int:
         print(
             f"training {args.model} ({sum(p.numel() for p in model.parameters()):,} parameters)"
             f" on {x.shape[0]} images, validating on {xv.shape[0]}; rule {config.rule}, "
-            f"m={config.restarts}, device {config.device} -> {args.out}",
+            f"m={config.restarts}, device {config.device}, {threads} CPU thread(s) -> {args.out}",
             file=sys.stderr,
         )
     try:

@@ -163,14 +163,55 @@ def _check_member(member: tarfile.TarInfo) -> None:
         raise UnsafeArchiveError(f"refusing tar member with an absolute or empty path: {name!r}")
     if ".." in name.split("/"):
         raise UnsafeArchiveError(f"refusing tar member with '..' in its path: {name!r}")
+    parts = name.split("/")
+    if (
+        max(len(p.encode("utf-8", "surrogateescape")) for p in parts) > _NAME_MAX
+        or len(name.encode("utf-8", "surrogateescape")) > _PATH_MAX
+    ):
+        raise UnsafeArchiveError(
+            f"refusing tar member {name[:60]!r}...: a name longer than a file system takes "
+            f"({_NAME_MAX} bytes per component, {_PATH_MAX} in all)"
+        )
+
+
+#: the longest file name component and path most file systems accept (Linux's NAME_MAX, and
+#: PATH_MAX = 4096 less a margin for the destination's own path)
+_NAME_MAX, _PATH_MAX = 255, 3072
+
+
+def _key(name: str) -> str:
+    """A member's path with empty and ``.`` components dropped (``a//./b/`` → ``a/b``)."""
+    return "/".join(p for p in name.split("/") if p not in ("", "."))
+
+
+def _check_kinds(member: tarfile.TarInfo, kinds: dict[str, str]) -> None:
+    """Refuse a member whose path is also a file's and a directory's in this archive (a file
+    ``a`` beside ``a/`` or ``a/b``): extracting it would fail half-way with a raw OSError."""
+    key, kind = _key(member.name), "directory" if member.isdir() else "file"
+    parents = key.split("/")[:-1]
+    for i in range(1, len(parents) + 1):
+        if kinds.get("/".join(parents[:i])) == "file":
+            raise UnsafeArchiveError(
+                f"refusing tar member {member.name!r}: {'/'.join(parents[:i])!r} is a file in "
+                "this archive, not a directory"
+            )
+    if kinds.setdefault(key, kind) != kind:
+        raise UnsafeArchiveError(
+            f"refusing tar member {member.name!r}: the archive holds both a file and a directory "
+            "of that name"
+        )
+    for parent in ("/".join(parents[:i]) for i in range(1, len(parents) + 1)):
+        kinds.setdefault(parent, "directory")
 
 
 def _members(tar: tarfile.TarFile, max_bytes: int, max_members: int) -> list[tarfile.TarInfo]:
     """Every member, checked as it is read: stops at the first unsafe one, or as soon as the
     declared sizes pass ``max_bytes`` (before anything is decompressed further)."""
     members, total = [], 0
+    kinds: dict[str, str] = {}  # path → "file" / "directory", over the members read so far
     while (member := tar.next()) is not None:
         _check_member(member)
+        _check_kinds(member, kinds)
         total += member.size
         members.append(member)
         if total > max_bytes or len(members) > max_members:
@@ -255,4 +296,9 @@ def safe_extract(
         raise CIFAR10Error(
             f"cannot extract {archive}: {error}. The archive is corrupt or truncated: delete it "
             "and re-download."
+        ) from error
+    except OSError as error:  # the file system refused a write (full, read-only, a name ...)
+        where = f" ({error.filename})" if error.filename else ""
+        raise CIFAR10Error(
+            f"cannot extract {archive} into {destination}: {error.strerror or error}{where}"
         ) from error

@@ -106,11 +106,13 @@ class DemoSettings:
         )
 
 
-class Recording(mm.Rule):
+class Recording(mm.extend.Rule):
     """Wraps a rule and keeps every Direction's diagnostics (``on_direction`` sees each one)."""
 
     def __init__(
-        self, rule: mm.Rule, on_direction: Callable[[mm.Direction, mm.Candidates], None]
+        self,
+        rule: mm.extend.Rule,
+        on_direction: Callable[[mm.extend.Direction, mm.extend.Candidates], None],
     ) -> None:
         self.rule = rule
         self.on_direction = on_direction
@@ -123,8 +125,8 @@ class Recording(mm.Rule):
         engine: mm.Engine,
         params: Mapping[str, Tensor],
         batch: Any,
-        candidates: mm.Candidates,
-    ) -> mm.Direction:
+        candidates: mm.extend.Candidates,
+    ) -> mm.extend.Direction:
         d = self.rule(engine, params, batch, candidates)
         self.on_direction(d, candidates)
         return d

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 
-class CornerAscent(mm.InnerSolver):
+class CornerAscent(mm.extend.InnerSolver):
     """The paper's toy inner solver: m starts at random corners ε·sign(N(0, 1)) of the L∞ box,
     then ``steps`` steps δ ← clip(δ + step_size·∇_δ mean_b g) (plain gradient of the batch mean,
     not signed), clipped to [−ε, ε]."""
@@ -73,7 +73,7 @@ class CornerAscent(mm.InnerSolver):
         params: Mapping[str, Tensor],
         batch: Any,
         generator: Generator | None,
-    ) -> mm.Candidates:
+    ) -> mm.extend.Candidates:
         problem = engine.problem
         ball = problem.perturbation
         if not isinstance(ball, mm.LinfBall):
@@ -88,7 +88,7 @@ class CornerAscent(mm.InnerSolver):
             deltas = (deltas + self.step_size * g / n).clamp(-eps, eps)
         with torch.no_grad():
             values = engine.values(params, deltas, batch)
-        return mm.Candidates(deltas.detach(), values.detach())
+        return mm.extend.Candidates(deltas.detach(), values.detach())
 
 
 class PaperELU(ELUNetwork):
@@ -105,7 +105,7 @@ class PaperELU(ELUNetwork):
         self.problem = mm.ModuleProblem(self.model, _bce_per_example, mm.LinfBall(eps))
 
 
-def real_inner_max(s: DemoSettings, seed: int) -> mm.InnerSolver:
+def real_inner_max(s: DemoSettings, seed: int) -> mm.extend.InnerSolver:
     """The probe: m restarts of signed PGD with step ε/4 (a real inner maximizer, as the demo
     used before), run at the same θ as the paper's solver to count its conflicts."""
     return mm.PGD(s.toy_pgd_steps, 0.25, restarts=s.toy_restarts, seed=seed + 1)
@@ -142,8 +142,8 @@ def _train(name: str, s: DemoSettings, seed: int, tick: Callable[[str], None]) -
         if it == iterations:
             break
         cands = inner(toy.problem, params, batch)
-        grads = mm.candidate_gradients(toy.problem, params, batch, cands.deltas)
-        neg, total = _negative_fraction(mm.gram(grads))
+        grads = mm.linalg.candidate_gradients(toy.problem, params, batch, cands.deltas)
+        neg, total = _negative_fraction(mm.linalg.gram(grads))
         negative, pairs, steps_with = negative + neg, pairs + total, steps_with + int(neg > 0)
         per_step.append(neg)
         if it >= iterations // 5:
@@ -151,7 +151,9 @@ def _train(name: str, s: DemoSettings, seed: int, tick: Callable[[str], None]) -
         if it % s.toy_probe_every == 0:
             real = probe(toy.problem, params, batch)
             counts = _negative_fraction(
-                mm.gram(mm.candidate_gradients(toy.problem, params, batch, real.deltas))
+                mm.linalg.gram(
+                    mm.linalg.candidate_gradients(toy.problem, params, batch, real.deltas)
+                )
             )
             probe_negative, probe_pairs = probe_negative + counts[0], probe_pairs + counts[1]
         d = rule(toy.problem, params, batch, cands).vector
@@ -239,6 +241,8 @@ def plot_conflict(runs: Sequence[Mapping[str, Any]], path: Path) -> None:
     candidate pairs per step (mean over a 10-step window), first seed."""
     import matplotlib.pyplot as plt
 
+    from problems.files import save_figure
+
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     first = runs[0]
     for i, run in enumerate(runs):
@@ -279,5 +283,5 @@ def plot_conflict(runs: Sequence[Mapping[str, Any]], path: Path) -> None:
         a.grid(alpha=0.3)
         a.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90)
     plt.close(fig)

@@ -112,6 +112,7 @@ def plot_counterexample(ce: Mapping[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     from problems.figures import fit_title, integer_ticks
+    from problems.files import save_figure
 
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
     g1, g2 = torch.meshgrid(
@@ -136,5 +137,5 @@ def plot_counterexample(ce: Mapping[str, Any], path: Path) -> None:
     ax2.axhline(1.0, color="grey", lw=0.6, ls=":")
     ax2.legend(fontsize=8)
     ax2.grid(alpha=0.3)
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90)
     plt.close(fig)

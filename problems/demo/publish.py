@@ -70,7 +70,12 @@ _HEADINGS = {
 def _run_line(summary: Mapping[str, Any]) -> str:
     cfg = summary["config"]
     total = summary.get("timings", {}).get("total")
-    took = f", {total / 60:.1f} min wall-clock for the whole run" if total is not None else ""
+    took = (
+        f", {total / 60:.1f} min wall-clock for the whole run (wall-clock times depend on the "
+        "machine's load at the time)"
+        if total is not None
+        else ""
+    )
     parts = [p for p in PARTS if summary.get(p)]
     missing = [p for p in PARTS if p not in parts]
     absent = f" Not in this summary: {', '.join(missing)}." if missing else ""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -30,7 +31,13 @@ from problems.demo.worstgroup import run_worstgroup, worstgroup_steps
 from problems.files import atomic_write_text
 from problems.report import write_html
 
-__all__ = ["PARTS", "run_demo", "write_report"]
+__all__ = ["ETA_CAVEAT", "PARTS", "run_demo", "write_report"]
+
+#: printed above the progress bar
+ETA_CAVEAT = (
+    "minimax demo: the remaining-time estimate extrapolates the current speed; it changes "
+    "with the machine's load (other processes, --threads)"
+)
 
 PARTS: tuple[str, ...] = ("counterexample", "elu", "worstclass", "digits")
 
@@ -190,6 +197,8 @@ def run_demo(
         torch.set_num_threads(threads)
     total = _total_steps(s, parts, n_seeds)
     bar = tqdm(total=total, desc="demo", unit="step", disable=not progress, dynamic_ncols=True)
+    if progress:  # tqdm's estimate extrapolates the current speed: it was off ×10 under load
+        bar.write(ETA_CAVEAT, file=sys.stderr)
     t_start = time.perf_counter()
     try:
         for part in PARTS:

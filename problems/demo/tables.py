@@ -47,6 +47,13 @@ def cell(entry: Mapping[str, Any], fmt: str = ".3f") -> str:
     return f"{mean} ± {(entry['high'] - entry['low']) / 2:{fmt}}"
 
 
+#: the wall-clock column's caveat, in its table's heading (stdout, report.html, the README)
+WALL_CAVEAT = (
+    "; wall (s): mean training seconds per run, measured on a shared machine: they depend on its"
+    " load, so compare them within one run, not across runs or machines"
+)
+
+
 def summary_tables(summary: Mapping[str, Any]) -> list[Table]:
     """The summary tables (heading, header, rows of strings), for stdout and the report."""
     quick = bool(summary.get("config", {}).get("quick", False))
@@ -204,7 +211,8 @@ def _digits_table(dg: Mapping[str, Any]) -> Table:
                 ]
             )
     return (
-        f"Adversarial digits, {len(dg['seeds'])} seeds, {dg['epochs']} epochs, ε = {dg['eps']:g}",
+        f"Adversarial digits, {len(dg['seeds'])} seeds, {dg['epochs']} epochs, ε = {dg['eps']:g}"
+        f"{WALL_CAVEAT}",
         header,
         rows,
     )

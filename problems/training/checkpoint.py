@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from problems.files import atomic_save, atomic_write_text, remove_orphans
+from problems.files import atomic_save, atomic_write_text, load_tensors, remove_orphans
 from problems.training.config import TrainConfig
 from problems.training.history import count_lines, truncate_jsonl
 from problems.training.setup import Run
@@ -95,7 +95,7 @@ def _refuse_non_finite(obj: Any, what: str, prefix: str = "") -> None:
 def load_checkpoint(path: str | os.PathLike[str], *, finite: bool = True) -> dict[str, Any]:
     """Load a checkpoint.pt / best.pt (or any weights file) on CPU, tensors and plain containers
     only; with ``finite`` a file holding a NaN or Inf float tensor is a `NonFiniteStateError`."""
-    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    state = load_tensors(path)  # an unreadable file: UnreadableFileError (a ValueError)
     if finite:
         _refuse_non_finite(state, f"refusing to load {path}")
     return state
@@ -111,6 +111,8 @@ def open_run_dir(
     ckpt_path, config_path = out / CHECKPOINT, out / CONFIG
     if resume and ckpt_path.is_file():
         state = load_checkpoint(ckpt_path)
+        if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+            raise ValueError(f"{ckpt_path} is not a checkpoint written by `minimax train`")
         _check_same_config(state["config"], state.get("meta") or {}, config, meta, ckpt_path)
         return state
     if resume and config_path.is_file():  # stopped before its first checkpoint: start afresh

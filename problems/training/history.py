@@ -71,8 +71,14 @@ def load_history(run_dir: str | os.PathLike[str]) -> RunHistory:
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a training run: no config.json in it")
-    saved = json.loads(config_path.read_text())
-    config = TrainConfig.from_dict(saved["config"])
+    try:
+        saved = json.loads(config_path.read_text())
+        config = TrainConfig.from_dict(saved["config"])
+    except (ValueError, KeyError, TypeError) as error:  # corrupt, or not written by minimax
+        raise ValueError(
+            f"{config_path} is not a run's config.json as `minimax train` writes it "
+            f"({type(error).__name__}: {' '.join(str(error).split())[:120]})"
+        ) from None
     records = read_jsonl(run_dir / "metrics.jsonl")
     epochs = [
         {k: v for k, v in r.items() if k != "kind"} for r in records if r.get("kind") == "epoch"
@@ -85,15 +91,23 @@ def load_history(run_dir: str | os.PathLike[str]) -> RunHistory:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The records of a JSONL file (none when it does not exist)."""
+    """The records of a JSON-lines file (none when it does not exist); a line that is not a
+    JSON object is a ValueError naming the file and the line."""
     if not path.is_file():
         return []
     out = []
-    with open(path) as f:
-        for line in f:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
             line = line.strip()
-            if line:
-                out.append(json.loads(line))
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as error:
+                raise ValueError(f"{path}, line {number}: not JSON ({error})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}, line {number}: not a JSON object")
+            out.append(record)
     return out
 
 

@@ -1,21 +1,22 @@
-"""The outer rules the trainer, the CLI (``--rule`` choices) and the demo read: `minimax.RULES`.
+"""The outer rules the trainer, the CLI (``--rule`` choices) and the demo read:
+`minimax.extend.RULES`.
 
 Public API::
 
-    RULES                                  minimax.RULES: name → rule builder
+    RULES                                  minimax.extend.RULES: name → rule builder
     training_rules(aliases=False) -> list[str]   the registered rules that apply to adversarial
                                            training (with their aliases: the CLI's choices)
-    build_rule(name, **options) -> minimax.Rule
+    build_rule(name, **options) -> minimax.extend.Rule
 
-To add a rule, register its class in `minimax.RULES` (one line beside the class); ``minimax train
---rule`` picks it up. Rules that need a finite inner problem (``finite_only``, e.g. Group DRO) are
-left out of the trainer's choices.
+To add a rule, register its class in `minimax.extend.RULES` (one line beside the class);
+``minimax train --rule`` picks it up. Rules that need a finite inner problem (``finite_only``,
+e.g. Group DRO) are left out of the trainer's choices.
 """
 
 from __future__ import annotations
 
 import minimax
-from minimax import RULES
+from minimax.extend import RULES
 
 __all__ = ["RULES", "build_rule", "training_rules"]
 
@@ -28,7 +29,7 @@ def training_rules(aliases: bool = False) -> list[str]:
     return [n for n in names if not getattr(RULES.get(n), "finite_only", False)]
 
 
-def build_rule(name: str, **options: object) -> minimax.Rule:
+def build_rule(name: str, **options: object) -> minimax.extend.Rule:
     """The `minimax` rule registered as ``name`` (``options`` go to its constructor, e.g.
     ``normalize=True``); an unknown name is a ValueError listing the choices."""
     return RULES.build(name, **options)

@@ -46,7 +46,7 @@ def test_ce_reaches_linf_maximizer_of_linear_softmax(restarts):
     assert cand.deltas.shape == (restarts, *x.shape)
     assert torch.allclose(cand.deltas, expected.expand_as(cand.deltas), atol=1e-5, rtol=0)
     assert torch.allclose(
-        cand.values, minimax.engine_of(p).values(p.parameters(), cand.deltas, (x, y))
+        cand.values, minimax.extend.engine_of(p).values(p.parameters(), cand.deltas, (x, y))
     )
 
 
@@ -157,7 +157,7 @@ def test_ce_at_least_pgd_on_mlp_and_feasible(kind, seed):
     apgd = APGD(steps=steps, restarts=m)(p, p.parameters(), (x, y))
     assert bool(S.contains(apgd.deltas, event_ndim=1).all())
     assert torch.allclose(
-        apgd.values, minimax.engine_of(p).values(p.parameters(), apgd.deltas, (x, y))
+        apgd.values, minimax.extend.engine_of(p).values(p.parameters(), apgd.deltas, (x, y))
     )
     eps = float(S.eps)
     for step_size in (eps / 4, eps / 10):
@@ -186,7 +186,7 @@ def test_dlr_runs_feasible_and_reports_problem_values():
     cand = APGD(steps=15, restarts=2, loss="dlr")(p, p.parameters(), (x, y))
     assert cand.deltas.shape == (2, *x.shape) and cand.values.shape == (2, x.shape[0])
     assert bool(S.contains(cand.deltas, event_ndim=1).all())
-    ce = minimax.engine_of(p).values(p.parameters(), cand.deltas, (x, y))
+    ce = minimax.extend.engine_of(p).values(p.parameters(), cand.deltas, (x, y))
     assert torch.allclose(cand.values, ce, atol=1e-6)
     # the attack raised the DLR loss above its value at the clean input
     with torch.no_grad():
@@ -205,7 +205,10 @@ def test_dlr_with_batchnorm_uses_each_candidates_own_forward(batchnorm):
     cand = APGD(steps=6, restarts=3, loss="dlr")(p, p.parameters(), (x, y))
     assert torch.equal(running, net[1].running_mean)  # no running-statistics update inside
     one_by_one = torch.stack(
-        [minimax.engine_of(p).values(p.parameters(), cand.deltas[i], (x, y)) for i in range(3)]
+        [
+            minimax.extend.engine_of(p).values(p.parameters(), cand.deltas[i], (x, y))
+            for i in range(3)
+        ]
     )
     assert torch.allclose(cand.values, one_by_one, atol=1e-6)
 
@@ -245,7 +248,7 @@ def test_pass_counts(loss, extra):
     p = minimax.ModuleProblem(net, perturbation=minimax.LinfBall(0.1))
     steps, m = 7, 3
     APGD(steps=steps, restarts=m, loss=loss)(p, p.parameters(), (x, y))
-    assert minimax.engine_of(p).passes.snapshot() == (m * (steps + 1 + extra), m * steps)
+    assert minimax.extend.engine_of(p).passes.snapshot() == (m * (steps + 1 + extra), m * steps)
 
 
 def test_zero_steps_returns_the_start():
@@ -253,7 +256,7 @@ def test_zero_steps_returns_the_start():
     p = minimax.ModuleProblem(net, perturbation=minimax.LinfBall(0.1))
     cand = APGD(steps=0, restarts=2, random_start=False)(p, p.parameters(), (x, y))
     assert torch.equal(cand.deltas, torch.zeros(2, *x.shape))
-    assert minimax.engine_of(p).passes.snapshot() == (2, 0)
+    assert minimax.extend.engine_of(p).passes.snapshot() == (2, 0)
 
 
 def test_seeded_reproducibility_and_generator_override():

@@ -42,7 +42,7 @@ def _accuracy(net, x, y, deltas):
 
 
 def test_square_fraction_follows_the_published_schedule():
-    f = minimax.square_fraction
+    f = minimax.extend.square_fraction
     assert [f(0.8, q, 10000) for q in (0, 10, 11, 50, 51, 200, 201)] == [
         0.8,
         0.8,
@@ -60,14 +60,14 @@ def test_square_fraction_follows_the_published_schedule():
 def test_margin_and_targeted_dlr_losses():
     logits = torch.tensor([[3.0, 1.0, 0.0, -1.0], [0.0, 2.0, 1.0, -2.0]])
     y = torch.tensor([0, 0])
-    assert torch.allclose(minimax.margin_loss(logits, y), torch.tensor([-2.0, 2.0]))
+    assert torch.allclose(minimax.extend.margin_loss(logits, y), torch.tensor([-2.0, 2.0]))
     t = torch.tensor([1, 2])
-    dlr = minimax.targeted_dlr_loss(logits, y, t)
+    dlr = minimax.extend.targeted_dlr_loss(logits, y, t)
     # −(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2)
     assert torch.allclose(dlr, torch.tensor([-2.0 / 3.5, 1.0 / 3.0]))
-    assert torch.allclose(minimax.targeted_dlr_loss(3 * logits + 5, y, t), dlr, atol=1e-6)
+    assert torch.allclose(minimax.extend.targeted_dlr_loss(3 * logits + 5, y, t), dlr, atol=1e-6)
     with pytest.raises(ValueError, match="4 classes"):
-        minimax.targeted_dlr_loss(logits[:, :3], y, t)
+        minimax.extend.targeted_dlr_loss(logits[:, :3], y, t)
 
 
 def test_l2_pattern_and_windows():
@@ -90,17 +90,19 @@ def test_square_and_apgd_t_stay_in_the_ball_and_beat_weak_baselines(norm):
     eps = 0.15 if norm == "linf" else 0.6
     eps_b = torch.full((len(y),), eps)
     eps_b[::4] = eps / 2  # per-example radii
-    S = minimax.threat_set(norm, eps_b)
+    S = minimax.extend.threat_set(norm, eps_b)
     problem = minimax.ModuleProblem(net, perturbation=S)
     params = problem.parameters()
     clean = _accuracy(net, x, y, torch.zeros(1, *x.shape))
     noise = minimax.PGD(0, 0.0, restarts=1, random_start=True, seed=1)(problem, params, (x, y))
     fgsm = minimax.FGSM()(problem, params, (x, y))
     square = minimax.Square(200, seed=0)(problem, params, (x, y))
-    apgdt = minimax.APGDTargeted(20, targets=4, seed=0)(problem, params, (x, y))
+    apgdt = minimax.extend.APGDTargeted(20, targets=4, seed=0)(problem, params, (x, y))
     for c in (square, apgdt):
         assert bool(S.contains(c.deltas, x, event_ndim=3).all())
-        assert torch.allclose(c.values, minimax.engine_of(problem).values(params, c.deltas, (x, y)))
+        assert torch.allclose(
+            c.values, minimax.extend.engine_of(problem).values(params, c.deltas, (x, y))
+        )
     assert apgdt.deltas.shape == (4, *x.shape)
     acc = {
         k: _accuracy(net, x, y, c.deltas)
@@ -131,9 +133,9 @@ def test_square_objective_mode_finds_the_vertex_of_a_linear_function():
 def test_apgd_t_early_stop_keeps_fooling_deltas_and_counts_passes():
     net, x, y = _classifier(seed=1)
     problem = minimax.ModuleProblem(net, perturbation=minimax.LinfBall(0.3, lower=0, upper=1))
-    f0, b0 = minimax.engine_of(problem).passes.snapshot()
-    cand = minimax.APGDTargeted(10, targets=3, seed=0)(problem, problem.parameters(), (x, y))
-    f1, b1 = minimax.engine_of(problem).passes.snapshot()
+    f0, b0 = minimax.extend.engine_of(problem).passes.snapshot()
+    cand = minimax.extend.APGDTargeted(10, targets=3, seed=0)(problem, problem.parameters(), (x, y))
+    f1, b1 = minimax.extend.engine_of(problem).passes.snapshot()
     assert 0 < b1 - b0 <= 3 * 10 and f1 - f0 > b1 - b0
     with torch.no_grad():
         fooled_first = net(x + cand.deltas[0]).argmax(1) != y
@@ -254,7 +256,7 @@ def test_robustbench_record(tmp_path):
     assert rec["clean_acc"] == f"{100 * r.clean_acc:.2f}"
     assert rec["autoattack_acc"] == f"{100 * r.robust_acc:.2f}" and rec["name"] == "demo"
     r2 = minimax.evaluate(net, (x, y), eps=0.5, norm="l2", attacks=("pgd",), steps=2)
-    rec2 = minimax.robustbench_record(r2, dataset="cifar10")
+    rec2 = minimax.extend.robustbench_record(r2, dataset="cifar10")
     assert rec2["threat_model"] == "L2" and rec2["eps"] == "0.5" and "autoattack_acc" not in rec2
 
 
@@ -317,10 +319,10 @@ def test_backward_refuses_a_non_finite_direction_and_leaves_grad_alone():
 
 def test_threat_set_refuses_a_radius_wider_than_the_range_unless_allowed():
     with pytest.raises(ValueError, match=r"wider than the input range.*allow_large_eps=True"):
-        minimax.threat_set("linf", 8.0)
-    S = minimax.threat_set("linf", 8.0, allow_large_eps=True)
+        minimax.extend.threat_set("linf", 8.0)
+    S = minimax.extend.threat_set("linf", 8.0, allow_large_eps=True)
     assert float(S.eps) == 8.0
-    minimax.threat_set("l2", 8.0)  # an L2 radius over 1 is an ordinary radius
+    minimax.extend.threat_set("l2", 8.0)  # an L2 radius over 1 is an ordinary radius
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
     x, y = torch.rand(5, 4), torch.randint(0, 3, (5,))

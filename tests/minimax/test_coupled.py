@@ -34,7 +34,7 @@ def test_values_are_g_at_the_returned_deltas(solver):
     params = problem.parameters()
     cands = solver(problem, params, batch)
     with torch.no_grad():
-        again = mm.engine_of(problem).values(params, cands.deltas, batch)
+        again = mm.extend.engine_of(problem).values(params, cands.deltas, batch)
     torch.testing.assert_close(cands.values, again, rtol=1e-5, atol=1e-5)
 
 

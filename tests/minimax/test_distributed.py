@@ -59,7 +59,7 @@ def test_data_parallel_checks_the_rule_and_the_communicator() -> None:
     problem = minimax.ModuleProblem(model, perturbation=minimax.LinfBall(0.1))
     engine = data_parallel(problem, LOCAL)
     assert engine.communicator is LOCAL and engine.problem is problem
-    assert minimax.engine_of(problem).communicator is LOCAL
+    assert minimax.extend.engine_of(problem).communicator is LOCAL
     sgd = torch.optim.SGD(model.parameters(), lr=0.1)
     ranks = data_parallel(problem, Communicator())  # a communicator of its own: data parallel
     with pytest.raises(ValueError, match="no data-parallel form"):

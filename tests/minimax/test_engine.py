@@ -54,15 +54,15 @@ def _problem() -> tuple[mm.ModuleProblem, tuple[torch.Tensor, torch.Tensor]]:
 
 def test_engines_of_a_problem_share_its_counter_and_uncounted_leaves_it():
     problem, batch = _problem()
-    engine, other = mm.engine_of(problem), mm.Engine(problem, stacking="loop")
-    assert engine is mm.engine_of(problem) and engine.passes is other.passes
+    engine, other = mm.extend.engine_of(problem), mm.Engine(problem, stacking="loop")
+    assert engine is mm.extend.engine_of(problem) and engine.passes is other.passes
     deltas = torch.zeros(3, 5, 3)
     other.values(problem.parameters(), deltas, batch)
     assert engine.passes.snapshot() == (3, 0)
     with engine.uncounted():
         engine.values_and_input_grad(problem.parameters(), deltas, batch)
     assert engine.passes.snapshot() == (3, 0)
-    dlr = engine.with_loss(mm.dlr_loss)
+    dlr = engine.with_loss(mm.extend.dlr_loss)
     dlr.values(problem.parameters(), deltas, batch)
     assert engine.passes.snapshot() == (6, 0)  # the surrogate counts on the same counter
     logits = engine.logits(problem.parameters(), deltas, batch)

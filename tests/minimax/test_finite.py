@@ -381,3 +381,18 @@ def test_finite_max_builder_and_strategy_ties():
     assert finite_max(top=[[1.5, 1.0]]).info["active"] == [[0]]
     with pytest.raises(ValueError):
         finite_max(a=[[1.0, -1.0]])
+
+
+def test_worst_group_proportions_give_the_mean_loss_in_the_problems_dtype():
+    """proportions are divided in θ's dtype (issue 21: computed in float32 and cast, a float64
+    problem missed the plain mean loss by up to 5e-8)."""
+    torch.manual_seed(0)
+    group = torch.tensor([0, 1, 1, 2, 2, 2, 2])  # shares 1/7, 2/7, 4/7: inexact in binary
+    losses = torch.rand(7, dtype=torch.float64) + 0.5
+    theta = {"w": torch.ones((), dtype=torch.float64)}
+    problem = mm.WorstGroupProblem(lambda p, data: p["w"] * data[0], theta, 3)
+    batch = (losses, group)
+    prop = problem.proportions(batch)
+    assert prop.dtype == torch.float64
+    value = mm.extend.engine_of(problem).values(problem.parameters(), prop.unsqueeze(0), batch)
+    assert abs(float(value.detach()) - float(losses.mean())) <= 1e-15

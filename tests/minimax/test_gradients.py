@@ -17,16 +17,20 @@ from problems.toy import ELUNetwork
 def test_vmap_and_loop_gradients_agree():
     toy = ELUNetwork(n=10)
     cands = mm.PGD(3, 0.3, restarts=4, seed=0)(toy.problem, toy.params(), toy.batch)
-    a = mm.candidate_gradients(toy.problem, toy.params(), toy.batch, cands.deltas)
-    b = mm.candidate_gradients(toy.problem, toy.params(), toy.batch, cands.deltas, method="loop")
+    a = mm.linalg.candidate_gradients(toy.problem, toy.params(), toy.batch, cands.deltas)
+    b = mm.linalg.candidate_gradients(
+        toy.problem, toy.params(), toy.batch, cands.deltas, method="loop"
+    )
     for k in a:
         torch.testing.assert_close(a[k], b[k])
-    a = mm.per_example_gradients(toy.problem, toy.params(), toy.batch, cands.deltas)
-    b = mm.per_example_gradients(toy.problem, toy.params(), toy.batch, cands.deltas, method="loop")
+    a = mm.linalg.per_example_gradients(toy.problem, toy.params(), toy.batch, cands.deltas)
+    b = mm.linalg.per_example_gradients(
+        toy.problem, toy.params(), toy.batch, cands.deltas, method="loop"
+    )
     for k in a:
         torch.testing.assert_close(a[k], b[k])
     # per-example gradients sum to the batch gradient of each candidate
-    g = mm.candidate_gradients(toy.problem, toy.params(), toy.batch, cands.deltas)
+    g = mm.linalg.candidate_gradients(toy.problem, toy.params(), toy.batch, cands.deltas)
     for k in a:
         torch.testing.assert_close(a[k].sum(1), g[k])
 
@@ -39,7 +43,7 @@ def test_per_example_ddi_equals_brute_force_qp(seed, b, m):
     toy = ELUNetwork(n=b, seed=seed, dtype=torch.float64)
     cands = mm.PGD(2, 0.4, restarts=m, seed=seed)(toy.problem, toy.params(), toy.batch)
     d = mm.DDi(per_example=True)(toy.problem, toy.params(), toy.batch, cands)
-    grads = mm.per_example_gradients(toy.problem, toy.params(), toy.batch, cands.deltas)
+    grads = mm.linalg.per_example_gradients(toy.problem, toy.params(), toy.batch, cands.deltas)
     flat = torch.cat([v.reshape(m, b, -1) for v in grads.values()], dim=-1)  # [m, B, P]
     G = flat.transpose(0, 1).numpy()  # [B, m, P]
     alpha = cp.Variable((b, m), nonneg=True)
@@ -76,8 +80,8 @@ def test_batchnorm_per_restart_gradients_equal_separate_forwards():
     problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.3))
     deltas = 0.3 * (2 * torch.rand(4, 8, 3, dtype=torch.float64) - 1)
     before = (net.bn.running_mean.clone(), net.bn.running_var.clone())
-    got = mm.candidate_gradients(problem, problem.parameters(), (x, y), deltas)
-    values = mm.engine_of(problem).values(problem.parameters(), deltas, (x, y))
+    got = mm.linalg.candidate_gradients(problem, problem.parameters(), (x, y), deltas)
+    values = mm.extend.engine_of(problem).values(problem.parameters(), deltas, (x, y))
     torch.testing.assert_close(net.bn.running_mean, before[0])  # nothing tracked inside
     for i in range(4):
         ref = _BNNet().double().train()

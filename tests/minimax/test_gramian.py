@@ -65,7 +65,7 @@ def _assert_direction_matches(problem, batch, deltas, seed: int) -> None:
     m, b = deltas.shape[:2]
     g = torch.Generator().manual_seed(seed)
     w = torch.rand(m, b, generator=g, dtype=DT) * (torch.rand(m, b, generator=g) < 0.7)
-    grads = mm.per_example_gradients(problem, params, batch, deltas)
+    grads = mm.linalg.per_example_gradients(problem, params, batch, deltas)
     for chunk in (None, 1):
         d = weighted_gradient(problem, params, batch, deltas, w, chunk=chunk)
         for k, v in grads.items():
@@ -289,9 +289,9 @@ def test_tolerance_drops_rows_and_auto_picks_layerwise():
     problem = _problem(nn.Sequential(nn.Linear(3, 4), nn.CELU(), nn.Linear(4, 2)))
     x, y = torch.randn(5, 3, dtype=DT), torch.randint(0, 2, (5,))
     cands = mm.PGD(2, 0.05, restarts=4, seed=0)(problem, problem.parameters(), (x, y))
-    before = mm.engine_of(problem).passes.snapshot()
+    before = mm.extend.engine_of(problem).passes.snapshot()
     auto = mm.DDi(per_example=True, tolerance=0.05)(problem, problem.parameters(), (x, y), cands)
-    used = mm.engine_of(problem).passes.backward - before[1]
+    used = mm.extend.engine_of(problem).passes.backward - before[1]
     assert used < 4 * 5  # the materialized path would count m·B backward passes
     ref = mm.DDi(per_example=True, tolerance=0.05)(
         mm.Engine(problem, gramian="materialized"), problem.parameters(), (x, y), cands
@@ -403,8 +403,8 @@ def test_gram_vectors_take_a_stack_or_gram_and_direction():
     layout = torch.ones(2, dtype=torch.bool)
     k = torch.eye(2, dtype=DT)
     with pytest.raises(ValueError, match="either stack, or gram and direction"):
-        mm.GramVectors(None, [2], layout, gram=k)
+        mm.extend.GramVectors(None, [2], layout, gram=k)
     with pytest.raises(ValueError, match="either stack, or gram and direction"):
-        mm.GramVectors({"w": k}, [2], layout, gram=k, direction=lambda a: {"w": a})
-    implicit = mm.GramVectors(None, [2], layout, gram=k, direction=lambda a: {"w": a})
+        mm.extend.GramVectors({"w": k}, [2], layout, gram=k, direction=lambda a: {"w": a})
+    implicit = mm.extend.GramVectors(None, [2], layout, gram=k, direction=lambda a: {"w": a})
     assert implicit.stack is None

@@ -37,7 +37,7 @@ def test_pgd_reaches_closed_form_linf_maximizer(seed, eps):
     w = lin.weight.detach()[0]
     exact = eps * torch.sign(w) * (1 - 2 * y).unsqueeze(1)
     torch.testing.assert_close(cands.deltas, exact.expand_as(cands.deltas))
-    exact_values = mm.engine_of(problem).values(problem.parameters(), exact, batch).detach()
+    exact_values = mm.extend.engine_of(problem).values(problem.parameters(), exact, batch).detach()
     torch.testing.assert_close(cands.best_values(), exact_values)
 
 

@@ -141,3 +141,41 @@ def test_square_and_enumerate_refuse_non_finite_values():
     simplex = _nan_problem(mm.Simplex(3), event=(3,))
     with pytest.raises(mm.NonFiniteError):
         mm.Enumerate()(simplex, simplex.parameters(), torch.zeros(2, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda s: s["optimizer"]["state"][0]["momentum_buffer"].fill_(float("nan")),
+        lambda s: s["optimizer"]["state"][1]["momentum_buffer"].view(-1)[0].fill_(float("inf")),
+        lambda s: s["optimizer"]["param_groups"][0].__setitem__("lr", float("nan")),
+        lambda s: s.__setitem__("steps", -1),
+        lambda s: s.__setitem__("steps", 2.5),
+        lambda s: s.__setitem__("generator", torch.zeros(3)),
+    ],
+    ids=["nan-momentum", "inf-momentum", "nan-lr", "negative-steps", "float-steps", "generator"],
+)
+def test_load_state_dict_refuses_bad_state_and_changes_nothing(corrupt):
+    """Issue 21: a NaN momentum buffer was loaded and the next step made every weight NaN."""
+    _model, _problem, _opt, mmo, batch = _setup(mm.DDi())
+    mmo.step(batch)
+    state = copy.deepcopy(mmo.state_dict())
+    corrupt(state)
+    fresh_model, _, fresh_opt, fresh, _ = _setup(mm.DDi())
+    fresh.step(batch)
+    before = _snapshot(fresh_model, fresh_opt, fresh)
+    gen_before = fresh.generator.get_state()
+    with pytest.raises(ValueError, match=r"NaN or Inf|steps|generator"):
+        fresh.load_state_dict(state)
+    _assert_same(before, _snapshot(fresh_model, fresh_opt, fresh))
+    assert torch.equal(gen_before, fresh.generator.get_state())
+
+
+def test_group_dro_load_state_dict_refuses_non_finite_q():
+    rule = mm.GroupDRO(0.5)
+    for q in ([float("nan"), 1.0], [float("inf"), 0.0]):
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            rule.load_state_dict({"q": torch.tensor(q, dtype=torch.float64), "step_size": 0.5})
+        assert rule.q is None
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        rule.load_state_dict({"q": None, "step_size": float("nan")})

@@ -46,7 +46,9 @@ def test_bad_inputs_have_clear_errors():
     with pytest.raises(ValueError, match="eps must be"):
         mm.LinfBall(-0.1)
     with pytest.raises(ValueError, match="delta has shape"):
-        mm.engine_of(problem).values(params, torch.zeros(2, 16, 4, dtype=torch.float64), (x, y))
+        mm.extend.engine_of(problem).values(
+            params, torch.zeros(2, 16, 4, dtype=torch.float64), (x, y)
+        )
     with pytest.raises(ValueError, match="empty"):
         mm.PGD(2, 0.1)(problem, params, (x[:0], y[:0]))
     with pytest.raises(ValueError, match="examples but y"):

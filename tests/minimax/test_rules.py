@@ -33,7 +33,7 @@ def test_single_gradient_ascends_for_every_step(which):
     toy = Counterexample()
     cands = mm.PGD(10, 0.1, restarts=10, seed=0)(toy.problem, toy.params(), toy.batch)
     i = int((cands.deltas[:, 0, 0] == which).nonzero()[0])
-    single = mm.Candidates(cands.deltas[i : i + 1], cands.values[i : i + 1])
+    single = mm.extend.Candidates(cands.deltas[i : i + 1], cands.values[i : i + 1])
     d = mm.Danskin()(toy.problem, toy.params(), toy.batch, single)
     x = toy.params()["x"].detach()
     for eta in ETAS:
@@ -123,7 +123,7 @@ def test_ddi_certificate_bounds_descent(case, per_example):
     norm2 = sum(float((v.double() ** 2).sum()) for v in d.vector.values())
     assert norm2 == pytest.approx(n2, rel=1e-6, abs=1e-12), name
     if per_example:
-        g = mm.per_example_gradients(toy.problem, params, toy.batch, cands.deltas)
+        g = mm.linalg.per_example_gradients(toy.problem, params, toy.batch, cands.deltas)
         slopes = {k: v.double() for k, v in g.items()}
         dots = sum(
             (slopes[k] * (-d.vector[k].double())).reshape(cands.m, cands.batch_size, -1).sum(-1)
@@ -131,7 +131,7 @@ def test_ddi_certificate_bounds_descent(case, per_example):
         )
         cert = float(dots.max(dim=0).values.sum())
     else:
-        g = mm.candidate_gradients(toy.problem, params, toy.batch, cands.deltas)
+        g = mm.linalg.candidate_gradients(toy.problem, params, toy.batch, cands.deltas)
         dots = sum(
             (g[k].double() * (-d.vector[k].double())).reshape(cands.m, -1).sum(-1) for k in g
         )
@@ -161,8 +161,8 @@ def test_tolerance_drops_non_maximizers():
     """Candidates below the best by more than τ get weight 0."""
     toy = MaxOfQuadratics(3, 2, tied=2, gap=0.5, seed=2)
     nodes = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64).reshape(3, 1, 1)
-    values = mm.engine_of(toy.problem).values(toy.params(), nodes, toy.batch).detach()
-    cands = mm.Candidates(nodes, values)
+    values = mm.extend.engine_of(toy.problem).values(toy.params(), nodes, toy.batch).detach()
+    cands = mm.extend.Candidates(nodes, values)
     all_ = mm.DDi()(toy.problem, toy.params(), toy.batch, cands)
     tied = mm.DDi(tolerance=1e-6)(toy.problem, toy.params(), toy.batch, cands)
     low = cands.values[:, 0] < cands.values.max() - 1e-6
@@ -197,8 +197,8 @@ def test_normalize_leaves_a_direction_at_the_rounding_level_alone():
     )
     cands = mm.Enumerate()(problem, problem.parameters(), None)
     d = mm.DDi(normalize=True)(problem, problem.parameters(), None, cands)
-    assert float(mm.flat_norm(d.vector)) < 1e-12 and float(d.norm) < 1e-12
+    assert float(mm.linalg.flat_norm(d.vector)) < 1e-12 and float(d.norm) < 1e-12
     far = torch.tensor([[0.0, 2.0], [1.0, -2.0]], dtype=torch.float64)  # a real direction
     g.copy_(far)
     d = mm.DDi(normalize=True)(problem, problem.parameters(), None, cands)
-    assert float(mm.flat_norm(d.vector)) == pytest.approx(1.0)
+    assert float(mm.linalg.flat_norm(d.vector)) == pytest.approx(1.0)

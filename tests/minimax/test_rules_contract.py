@@ -1,4 +1,5 @@
-"""Every rule in `minimax.RULES` passes the same checks, built on the `minimax.testing` assertions
+"""Every rule in `minimax.extend.RULES` passes the same checks, built on the `minimax.testing`
+assertions
 (as TorchJD tests every aggregator): a new rule registered there is tested here with no new test.
 
 The contract: the direction is shaped like θ and finite; its weights are float64, non-negative and
@@ -20,32 +21,34 @@ from minimax.testing import (
 )
 from minimax.testing.finite import finite_max
 
-RULE_NAMES = mm.RULES.names()
+RULE_NAMES = mm.extend.RULES.names()
 
 
-class MeanGradient(mm.GramRule):
+class MeanGradient(mm.extend.GramRule):
     """d = the mean of the candidate gradients: a test-only Gram rule (the one docs/architecture.md
     times adding). Not a min-norm rule, so only the shape contract and untied descent apply."""
 
     def gradients(self, problem, params, batch, candidates):
-        grads = mm.candidate_gradients(problem, params, batch, candidates.deltas)
-        return mm.GramVectors(grads, [candidates.m], torch.ones(candidates.m, dtype=torch.bool))
+        grads = mm.linalg.candidate_gradients(problem, params, batch, candidates.deltas)
+        return mm.extend.GramVectors(
+            grads, [candidates.m], torch.ones(candidates.m, dtype=torch.bool)
+        )
 
     def weigh(self, gram_matrix, sizes):
         w = torch.full((gram_matrix.shape[0],), 1.0 / gram_matrix.shape[0], dtype=torch.float64)
-        return mm.MinNormResult(
+        return mm.extend.MinNormResult(
             weights=w,
             sq_norm=w @ gram_matrix @ w,
             iterations=torch.tensor(0),
-            kkt=mm.kkt_residual(w, gram_matrix),
+            kkt=mm.linalg.kkt_residual(w, gram_matrix),
             method="mean",
         )
 
 
 # The registered rules plus the test-only one, as a user's registry would hold them.
-UNDER_TEST = mm.Registry("rule")
+UNDER_TEST = mm.extend.Registry("rule")
 for _name in RULE_NAMES:
-    UNDER_TEST.add(_name, mm.RULES.get(_name))
+    UNDER_TEST.add(_name, mm.extend.RULES.get(_name))
 UNDER_TEST.add("mean-gradient", MeanGradient)
 
 
@@ -121,14 +124,14 @@ def test_direction_contract(name, case):
     # d = Σ weights · gradients: batch-mean candidate gradients for [m] weights, per-example
     # gradients for [B, m] weights.
     if w.ndim == 1:
-        grads = mm.candidate_gradients(kp.problem, params, kp.batch, cands.deltas)
-        expected = mm.combine(grads, w)
+        grads = mm.linalg.candidate_gradients(kp.problem, params, kp.batch, cands.deltas)
+        expected = mm.linalg.combine(grads, w)
     else:
-        grads = mm.per_example_gradients(kp.problem, params, kp.batch, cands.deltas)
-        expected = mm.combine(grads, w.T.reshape(-1), lead=2)
+        grads = mm.linalg.per_example_gradients(kp.problem, params, kp.batch, cands.deltas)
+        expected = mm.linalg.combine(grads, w.T.reshape(-1), lead=2)
     for k in params:
         torch.testing.assert_close(d.vector[k], expected[k], rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(d.norm, mm.flat_norm(d.vector))
+    torch.testing.assert_close(d.norm, mm.linalg.flat_norm(d.vector))
     assert d.certificate is None or bool(torch.isfinite(d.certificate))
     assert d.rule == repr(rule) and repr(d).startswith("Direction(")
 
@@ -145,8 +148,8 @@ def test_mean_gradient_is_not_a_min_norm_rule():
 @pytest.mark.parametrize("name", RULE_NAMES)
 @pytest.mark.parametrize("case", range(2))
 def test_gram_rules_certify_descent_on_ties(name, case):
-    rule = mm.RULES.build(name)
-    if not isinstance(rule, mm.GramRule):
+    rule = mm.extend.RULES.build(name)
+    if not isinstance(rule, mm.extend.GramRule):
         pytest.skip(f"{name} is not a Gram rule: no certificate is promised")
     kp = _tied()[case]
     d = assert_rule_descends(rule, kp)
@@ -160,7 +163,7 @@ def test_gram_rules_certify_descent_on_ties(name, case):
 
 def test_registry_names_and_aliases():
     assert RULE_NAMES == ["danskin", "maxloss", "ddi", "ddi-example", "group-dro"]
-    assert isinstance(mm.RULES.build("pgd"), mm.Danskin)
-    assert repr(mm.RULES.build("ddi-example")) == "DDi(per_example=True)"
+    assert isinstance(mm.extend.RULES.build("pgd"), mm.Danskin)
+    assert repr(mm.extend.RULES.build("ddi-example")) == "DDi(per_example=True)"
     with pytest.raises(ValueError, match=r"unknown rule 'sgd'.*danskin"):
-        mm.RULES.build("sgd")
+        mm.extend.RULES.build("sgd")

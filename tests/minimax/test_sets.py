@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from minimax.sets import Box, L1Ball, L2Ball, LinfBall, PerturbationSet
+from minimax.sets import Box, L1Ball, L2Ball, LinfBall, PerturbationSet, Simplex
 
 BALLS = [LinfBall, L2Ball, L1Ball]
 ORD = {LinfBall: np.inf, L2Ball: 2, L1Ball: 1}
@@ -406,3 +406,32 @@ def test_repr():
     assert repr(L2Ball(0.5, lower=0.0, upper=1.0)) == "L2Ball(eps=0.5, lower=0, upper=1)"
     assert repr(L1Ball(torch.ones(128))) == "L1Ball(eps=tensor[128])"
     assert repr(Box(0.0, torch.ones(3, 1, 1))) == "Box(lower=0, upper=tensor[3, 1, 1])"
+
+
+@pytest.mark.parametrize(
+    "S",
+    [
+        LinfBall(0.1, lower=0.0, upper=1.0),
+        L2Ball(0.1, lower=0.0, upper=1.0),
+        L1Ball(0.1, lower=0.0, upper=1.0),
+        LinfBall(0.1, lower=0.0),
+        L2Ball(0.1, upper=1.0),
+        Box(-0.1, 0.1),
+        Simplex(4),
+    ],
+    ids=repr,
+)
+def test_project_with_x_outside_the_bounds_stays_in_the_set(S):
+    """Issue 21: with x outside [lower, upper], clamping to lower − x gave |δ| far above ε. Every
+    set: x is clipped into the bounds first, so δ stays in the set, and x + δ is never further
+    outside the bounds than x (the policy of docs/reliability.md)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.tensor([[-3.0, 255.0, 0.5, 1.0 + 1e-3]], dtype=torch.float64)
+    delta = torch.randn(2, 1, 4, generator=g, dtype=torch.float64)
+    out = S.project(delta, x)
+    assert bool(S.contains(out, x.clamp(0.0, 1.0)).all())
+    if not isinstance(S, (Box, Simplex)):
+        assert float(S.norm(out).max()) <= 0.1 * (1 + 1e-12)
+        lo = x.clamp(max=0.0) if S.lower is not None else -torch.inf
+        hi = x.clamp(min=1.0) if S.upper is not None else torch.inf
+        assert bool(((x + out >= lo - 1e-12) & (x + out <= hi + 1e-12)).all())

@@ -71,7 +71,7 @@ def test_oracles_are_exact_maxima(family, data):
         (256, *shape), generator=gen, dtype=torch.float64, event_ndim=len(shape) - 1
     )
     with torch.no_grad():
-        vals = mm.engine_of(kp.problem).values(kp.params, pts, kp.batch)
+        vals = mm.extend.engine_of(kp.problem).values(kp.params, pts, kp.batch)
     assert bool((vals <= per_example + 1e-9 * per_example.abs().clamp_min(1)).all())
     assert kp.problem.perturbation.contains(cands.deltas, event_ndim=len(shape) - 1).all()
 
@@ -337,7 +337,7 @@ def test_min_norm_solvers_are_optimal_on_hard_grams(case):
 def test_product_min_norm_is_optimal(case, split):
     assume(case.m >= 2)
     sizes = [min(split, case.m - 1), case.m - min(split, case.m - 1)]
-    res = mm.min_norm_product_weights(case.gram, sizes)
+    res = mm.linalg.min_norm_product_weights(case.gram, sizes)
     assert_min_norm_optimal(res.weights, case.gram, tol=1e-8, block_sizes=sizes)
 
 

@@ -16,6 +16,7 @@ from minimax.testing.near_ties import (
     near_tie_counterexample,
     near_tie_problems,
 )
+from minimax.testing.problems import max_of_pieces
 
 
 def _triangles(n, seed=0):
@@ -75,8 +76,8 @@ def test_circumcenter_and_near_tie_counterexample():
 
 
 def _rules():
-    for name in mm.RULES.names():
-        rule = mm.RULES.build(name)
+    for name in mm.extend.RULES.names():
+        rule = mm.extend.RULES.build(name)
         if isinstance(rule, (mm.Danskin, mm.MaxLoss)):
             rule = type(rule)(certify=True)
         yield name, rule
@@ -104,3 +105,35 @@ def test_every_rule_certificate_holds_on_continuous_near_ties(kp):
 @given(finite_max_problems(ties="rounding"), st.just(None))
 def test_every_rule_certificate_holds_on_finite_near_ties(kp, _):
     _check_certificates(kp, finite=True)
+
+
+@pytest.mark.parametrize("scale", [1e-4, 1.0, 4e3])
+def test_grid_tie_tolerance_is_relative_to_the_values(scale):
+    """Grid's tie tolerance follows |g| (issue 21: at |g| ≈ 1e7 an absolute 1e-9 kept one node
+    of a three-way tie, and DDi's direction was off by 4%): near-tied nodes are kept at every
+    scale, and DDi's direction from Grid's candidates is the oracle's."""
+    misses = 0
+    for t in _triangles(20, seed=1):
+        kp = circumcenter_pieces([(x * scale, y * scale) for x, y in t])
+        cands = mm.Grid(points=3)(kp.problem, kp.params, kp.batch)
+        misses += len(set(cands.deltas[:, 0, 0].tolist())) < 3
+        d = mm.DDi()(kp.problem, kp.params, kp.batch, cands)
+        ref = mm.DDi()(kp.problem, kp.params, kp.batch, kp.candidates())
+        err = mm.linalg.flat_norm({k: d.vector[k] - ref.vector[k] for k in d.vector})
+        assert float(err) <= 1e-9 * scale  # the gradients θ − p_i are of size ~scale
+    assert misses == 0
+
+
+@pytest.mark.parametrize("scale", [1e-5, 1.0, 1e4])
+def test_grid_does_not_tie_a_real_gap_at_small_scale(scale):
+    """A gap of 2% of the values is no tie at any scale (an absolute 1e-9 merged it at 1e-10)."""
+    level = 0.5 * scale**2
+    kp = max_of_pieces(
+        a=((1.0, 1.0, 1.0),),
+        c=(((scale, 0.0), (-scale, 0.0), (0.0, scale)),),
+        gaps=((0.0, 0.0, 0.02 * level),),
+        theta=(0.0, 0.0),
+    )
+    grid = mm.Grid(points=3, candidates=2)
+    cands = grid(kp.problem, kp.params, kp.batch)
+    assert sorted(cands.deltas[:, 0, 0].tolist()) == [0.0, 1.0]  # the two tied pieces

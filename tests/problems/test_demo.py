@@ -7,6 +7,8 @@ import contextlib
 import html
 import io
 import json
+import os
+import stat
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -408,3 +410,31 @@ def test_normalized_ddi_never_goes_up_on_the_counterexample() -> None:
     assert ce["ddi"]["went_up_steps"] == 0
     assert ce["ddi"]["final_phi"] == pytest.approx(1.0, abs=1e-12)
     assert ce["danskin"]["went_up_steps"] > 0  # the single-gradient rule does go up
+
+
+def test_every_demo_file_has_the_same_permissions(quick_run: Path) -> None:
+    """report.html and summary.json were written 0600 (mkstemp's) while the figures were 0644:
+    all now follow the umask like a plainly created file."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    modes = {
+        name: stat.S_IMODE((quick_run / name).stat().st_mode)
+        for name in [*PNGS, "report.html", "summary.json"]
+    }
+    assert set(modes.values()) == {0o666 & ~umask}, modes
+
+
+def test_wall_clock_and_the_estimate_say_they_depend_on_load(tmp_path: Path, capsys) -> None:
+    """The demo's remaining-time estimate was off ×10 under load, and its wall-clock columns
+    carried no caveat: the bar is preceded by one, and so is every wall-clock number."""
+    from problems.demo import publish, run_demo, summary_tables
+    from problems.demo.publish import _run_line
+    from problems.demo.run import ETA_CAVEAT
+
+    run_demo(tmp_path / "ce", quick=True, parts=("counterexample",), progress=True)
+    assert ETA_CAVEAT in capsys.readouterr().err
+    assert "load" in ETA_CAVEAT and "estimate" in ETA_CAVEAT
+    committed = json.loads((publish.ROOT / publish.SUMMARY).read_text(encoding="utf-8"))
+    digits = [t for t in summary_tables(committed) if t[0].startswith("Adversarial digits")]
+    assert "wall (s)" in digits[0][1] and "depend on its load" in digits[0][0]
+    assert "depend on the machine's load" in _run_line(committed)

@@ -86,3 +86,48 @@ def test_sharded_evaluation_interrupted_and_resumed_equals_an_uninterrupted_one(
         "eval.progress.rank0of2",
         "eval.progress.rank1of2",
     ]
+
+
+#: runs ``minimax`` with argv[1:], where "{r:a|b}" becomes a on rank 0 and b on rank 1
+_PER_RANK = (
+    "import os, re, sys\n"
+    "from problems.cli import main\n"
+    "r = int(os.environ['RANK'])\n"
+    "pick = lambda m: m.group(1).split('|')[r]\n"
+    "sys.exit(main([re.sub(r'\\{r:([^}]*)\\}', pick, a) for a in sys.argv[1:]]))\n"
+)
+
+
+@pytest.mark.slow
+def test_ranks_started_with_different_options_exit_2_naming_them(tmp_path: Path) -> None:
+    """Ranks launched with different --lr and --seed used to train together to the end (exit
+    0); different --restarts aborted inside gloo after ~25 s. Now one all-gather of the whole
+    configuration at start: exit 2 on every rank, one line naming each differing option."""
+    argv = [*TRAIN, "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "run")]
+    argv += ["--lr", "{r:0.1|0.05}", "--seed", "{r:0|1}", "--dist-timeout", "60"]
+    results = run_ranks([sys.executable, "-c", _PER_RANK, *argv], 2, timeout=120)
+    for r in results:
+        assert r.returncode == 2, f"rank {r.rank}:\n{r.stdout}\n{r.stderr[-3000:]}"
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert lines[0].startswith("minimax train: error: the 2 ranks"), lines[0]
+        assert "--lr (rank 0: 0.1, rank 1: 0.05)" in lines[0], lines[0]
+        assert "--seed (rank 0: 0, rank 1: 1)" in lines[0], lines[0]
+        assert "--restarts" not in lines[0] and "--data-dir" not in lines[0]
+    assert not (tmp_path / "run").exists()  # refused before the run directory was opened
+
+
+@pytest.mark.slow
+def test_evaluate_ranks_with_different_options_exit_2(tmp_path: Path) -> None:
+    from problems.models import build_model
+
+    model = build_model("small_cnn", norm="none", num_classes=10, in_channels=1, image_size=8)
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    argv = ["evaluate", str(tmp_path / "weights.pt"), "--model", "small_cnn", "--norm", "none"]
+    argv += ["--dataset", "digits", "--data-dir", str(tmp_path / "data"), "--limit", "8"]
+    argv += ["--attacks", "clean,fgsm", "--eps", "{r:0.1|0.2}", "--no-progress"]
+    results = run_ranks([sys.executable, "-c", _PER_RANK, *argv], 2, timeout=120)
+    for r in results:
+        assert r.returncode == 2, f"rank {r.rank}:\n{r.stdout}\n{r.stderr[-3000:]}"
+        assert "--eps (rank 0: 0.1, rank 1: 0.2)" in r.stderr and "Traceback" not in r.stderr
+    assert not list(tmp_path.glob("eval-*.json"))

@@ -98,7 +98,7 @@ def test_standard_suite_record_is_autoattack_acc(weights, tmp_path, capsys) -> N
         == 0
     )  # default: clean + standard suite
     result = json.loads(out.read_text())
-    assert result["attacks"] == ["clean", "apgd-ce", "apgd-t", "square"]
+    assert result["attacks"] == ["clean", "apgd-ce", "apgd-t", "fab-t", "square"]
     assert result["suite"] == "standard" and result["threat_model"] == "L2"
     record = result["robustbench"]
     assert record["threat_model"] == "L2" and record["eps"] == "0.5"

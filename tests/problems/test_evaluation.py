@@ -47,7 +47,11 @@ def test_evaluate_fields_and_invariants(data, reference) -> None:
 
 def test_first_two_is_apgd_ce_and_targeted_apgd_t(data, reference) -> None:
     """AutoAttack's first two attacks are APGD-CE and the targeted APGD-T, not APGD-DLR."""
-    assert parse_attacks("first-two") == ["apgd-ce", "apgd-t"] == list(minimax.SUITES["first-two"])
+    assert (
+        parse_attacks("first-two")
+        == ["apgd-ce", "apgd-t"]
+        == list(minimax.extend.SUITES["first-two"])
+    )
     model, _ = reference
     x, y = data[1]
     untargeted = evaluate(model, (x[:16], y[:16]), eps=8 / 255, attacks="clean,apgd-ce5,apgd-dlr5")
@@ -77,12 +81,13 @@ def test_evaluate_matches_the_library_and_writes_robustbench(data, reference) ->
         dataset="cifar10",
         batch_size=8,
     )
-    assert result["attacks"] == ["apgd-ce", "apgd-t", "square"] and result["suite"] == "standard"
+    assert result["attacks"] == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert result["suite"] == "standard"
     library = minimax.evaluate(model, (x, y), eps=8 / 255, attacks="standard", batch_size=8)
     assert result["worst_case_acc"] == library.robust_acc
     assert result["robust_acc"] == library.per_attack
     record = result["robustbench"]
-    assert record == minimax.robustbench_record(library, dataset="cifar10")
+    assert record == minimax.extend.robustbench_record(library, dataset="cifar10")
     assert record["threat_model"] == "Linf" and record["eps"] == "8/255"
     assert record["dataset"] == "cifar10"
     assert record["autoattack_acc"] == f"{100 * library.robust_acc:.2f}"
@@ -91,7 +96,9 @@ def test_evaluate_matches_the_library_and_writes_robustbench(data, reference) ->
 
 def test_attack_names_and_ece() -> None:
     assert parse_attacks("pgd20, clean,apgd-ce") == ["clean", "pgd20", "apgd-ce"]
-    assert parse_attacks("clean,standard,apgd-ce") == ["clean", "apgd-ce", "apgd-t", "square"]
+    standard = ["clean", "apgd-ce", "apgd-t", "fab-t", "square"]
+    assert parse_attacks("clean,standard,apgd-ce") == standard
+    assert parse_attacks("clean,fast") == ["clean", "apgd-ce", "apgd-t", "square"]
     assert parse_attacks("pgd,square1000") == ["pgd", "square1000"]  # registry names, steps
     for bad in ("cw", "fgsm3", "pgd0", ""):
         with pytest.raises(ValueError, match=r"unknown attack|no attack|at least 1"):

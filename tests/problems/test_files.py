@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -30,3 +32,38 @@ def test_an_error_keeps_the_previous_file(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
     with pytest.raises(ValueError, match="mode"), atomic_file(path, "a"):
         pass
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_every_writer_gives_a_plain_files_permissions(tmp_path: Path, umask: int) -> None:
+    """report.html / summary.json were 0600 (mkstemp's) while figures were 0644: every writer
+    now follows the umask like open() does."""
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from problems.files import save_figure
+
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "summary.json", "{}\n")
+        atomic_save({"w": torch.zeros(1)}, tmp_path / "checkpoint.pt")
+        fig = plt.figure()
+        save_figure(fig, tmp_path / "figure.png", dpi=20)
+        plt.close(fig)
+        (tmp_path / "plain.txt").write_text("x")  # the reference: a file open() created
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert set(modes.values()) == {0o666 & ~umask}, modes
+    assert (tmp_path / "figure.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_symlink_at_the_target_is_replaced_not_written_through(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    link = tmp_path / "report.html"
+    link.symlink_to(victim)
+    atomic_write_text(link, "new")
+    assert victim.read_text() == "keep"
+    assert not link.is_symlink() and link.read_text() == "new"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import minimax
-from minimax import ATTACKS
+from minimax.extend import ATTACKS
 from problems.cli import build_parser
 from problems.data.datasets import DATASETS, ImageData, load_dataset
 from problems.demo.digits import RULES as DEMO_RULES
@@ -84,11 +84,13 @@ def test_cli_choices_come_from_the_registries() -> None:
 
 def test_every_registered_rule_model_attack_and_threat_builds() -> None:
     for name in RULES.names():
-        assert callable(build_rule(name))
+        rule, again = build_rule(name), build_rule(name)
+        assert isinstance(rule, minimax.extend.Rule) and rule is not again, name  # fresh state
+        assert repr(rule) == repr(again), name
     for name in MODELS.names():
         model = build_model(name, norm="group", num_classes=3, image_size=16)
         assert model(torch.rand(2, 3, 16, 16)).shape == (2, 3)
-    assert THREATS is minimax.THREATS  # one builder: minimax.threat_set
+    assert THREATS is minimax.extend.THREATS  # one builder: minimax.extend.threat_set
     for name in THREATS.names():
         ball = make_perturbation(name, 0.1)
         assert isinstance(ball, THREATS.get(name)) and repr(ball).endswith("lower=0, upper=1)")

@@ -6,6 +6,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -226,7 +232,7 @@ def test_resume_lists_every_difference(tmp_path, capsys) -> None:
         "--model",
         "resnet18",
         "--lr",
-        "0.05",
+        "0.02",  # not digits' own 0.05
     ]
     assert main([*args, *changed, "--resume"]) == 2
     err = capsys.readouterr().err
@@ -268,3 +274,61 @@ def test_config_refuses_out_of_range_values() -> None:
 def test_docs_name_these_tests() -> None:
     text = (Path(__file__).parents[2] / "docs" / "reliability.md").read_text()
     assert "test_diverging_run_stops_and_keeps_last_good_checkpoint" in text
+
+
+def test_every_test_the_reliability_page_names_exists() -> None:
+    """A promise names the test that holds it: each ``test_...`` on the page is defined."""
+    root = Path(__file__).parents[2]
+    text = (root / "docs" / "reliability.md").read_text()
+    named = set(re.findall(r"\b(test_[a-z0-9_]+)\b(?!\.py)", text))  # not the modules
+    defined = set()
+    for path in (root / "tests").rglob("test_*.py"):
+        defined |= set(re.findall(r"^def (test_[a-z0-9_]+)", path.read_text(), re.M))
+    assert len(named) > 40 and not named - defined, sorted(named - defined)
+
+
+def _interrupt_twice(argv: list[str], tmp_path: Path, *, wait_for: str | None) -> tuple[int, str]:
+    """Start ``python -m problems.cli argv``, send SIGINT twice 0.2 s apart (after 0.5 s, or
+    once ``wait_for`` appears on stderr); its exit status and stderr."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "problems.cli", *argv],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen = []
+    try:
+        if wait_for is None:
+            time.sleep(0.5)
+        else:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                seen.append(line)
+                if wait_for in line:
+                    break
+        for _ in range(2):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.2)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, "".join(seen) + err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["starting", "training"])
+def test_a_double_ctrl_c_exits_130_without_a_traceback(when, tmp_path) -> None:
+    """A second Ctrl-C used to end in a traceback (while torch was being imported, or while
+    the interrupted run was exiting)."""
+    argv = [a for a in CLI if a != "--no-progress"] + ["--epochs", "200"]  # the last one wins
+    argv += ["--out", str(tmp_path / "run")]
+    wait_for = "training small_cnn" if when == "training" else None
+    status, err = _interrupt_twice(argv, tmp_path, wait_for=wait_for)
+    assert status == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines()[-1].startswith("minimax"), err

@@ -17,7 +17,7 @@ ordered example by example (b, then i). Public functions:
   per-example rows, or of the m batch-mean gradients), d checked against K.
 - `gramian(engine, ...)`: the one place that chooses among them (`Engine.gramian`).
 
-Every function takes an engine, or a problem (then its default engine, `minimax.engine_of`).
+Every function takes an engine, or a problem (then its default engine, `minimax.extend.engine_of`).
 """
 
 from __future__ import annotations
@@ -137,8 +137,14 @@ def weighted_gradient(
     engine = _engine(problem)
     problem = engine.problem
     m, b = deltas.shape[:2]
-    if weights.shape != (m, b):
-        raise ValueError(f"weights must be [m, B] = [{m}, {b}], got {tuple(weights.shape)}")
+    if not isinstance(weights, Tensor) or weights.shape != (m, b):
+        got = tuple(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__
+        raise ValueError(f"weights must be a tensor [m, B] = [{m}, {b}], got {got}")
+    if not bool(torch.isfinite(weights).all()):
+        raise ValueError(
+            "weights contain NaN or Inf: a weighted gradient of them would be non-finite; check "
+            "the rule or solver that produced them (a min-norm result carries its KKT residual)"
+        )
     if chunk is not None and chunk < 1:
         raise ValueError(f"chunk must be a positive number of rows or None, got {chunk!r}")
     p = {k: v.detach().requires_grad_(True) for k, v in params.items()}

@@ -4,6 +4,7 @@ and a synthetic archive that vouches for itself. Nothing lands outside the desti
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import os
@@ -282,3 +283,53 @@ def test_leftovers_of_killed_extractions_and_downloads_are_removed(tmp_path: Pat
     assert not part.exists() and archives.md5sum(root / source.name) == md5
     load_cifar10(root, md5=md5, progress=False)
     assert not stale.exists() and (root / TOP).is_dir()
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        [(_info("a" * 300), b"x")],  # one component over NAME_MAX (255 bytes)
+        [(_info("/".join(["d" * 200] * 16)), b"x")],  # a path over 3072 bytes
+        [(_info("é" * 130), b"x")],  # 260 bytes in UTF-8
+    ],
+    ids=["300-character-name", "long-path", "multibyte-name"],
+)
+def test_names_too_long_for_a_file_system_are_refused(sandbox: Path, members) -> None:
+    """A 300-character member name let a raw OSError (ENAMETOOLONG) through."""
+    archive = _tar(sandbox / "a.tar.gz", members)
+    with pytest.raises(errors.UnsafeArchiveError, match="longer than a file system takes"):
+        archives.safe_extract(archive, sandbox / "dest")
+    assert list((sandbox / "dest").iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize(
+    "names",
+    [("x", "x/"), ("x/", "x"), ("x", "x/y"), ("x/y", "x"), ("./x", "x/y/z")],
+    ids=["file-then-dir", "dir-then-file", "file-then-child", "child-then-file", "dotted"],
+)
+def test_a_file_and_a_directory_of_the_same_name_are_refused(sandbox: Path, names) -> None:
+    """A file and a directory of the same name let a raw OSError (EEXIST / ENOTDIR) through,
+    after part of the archive was written."""
+    members = []
+    for name in names:
+        kind = tarfile.DIRTYPE if name.endswith("/") else tarfile.REGTYPE
+        members.append((_info(name.rstrip("/"), kind), None if kind == tarfile.DIRTYPE else b"x"))
+    archive = _tar(sandbox / "a.tar.gz", members)
+    with pytest.raises(errors.UnsafeArchiveError, match="file"):
+        archives.safe_extract(archive, sandbox / "dest")
+    assert list((sandbox / "dest").iterdir()) == []
+
+
+def test_a_file_system_refusal_during_extraction_is_a_clear_error(
+    sandbox: Path, monkeypatch
+) -> None:
+    """A full disk (or a read-only one) while extracting: CIFAR10Error naming the archive and
+    the file, not a raw OSError."""
+    archive = _tar(sandbox / "a.tar.gz", [(_info(f"{TOP}/data_batch_1"), b"x" * 10)])
+
+    def full(path: str, *args: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    monkeypatch.setattr(archives.os, "open", full)
+    with pytest.raises(errors.CIFAR10Error, match=r"cannot extract .* No space left on device"):
+        archives.safe_extract(archive, sandbox / "dest")
