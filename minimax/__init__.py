@@ -22,6 +22,7 @@ from minimax.grad import backward
 from minimax.group_dro import GroupDRO
 from minimax.groups import WorstGroupProblem
 from minimax.inner import APGD, FGSM, PGD, Enumerate, Grid, Square
+from minimax.linesearch import Armijo
 from minimax.minnorm import min_norm_point, min_norm_weights
 from minimax.nonfinite import NonFiniteError
 from minimax.optim import MinMaxOptimizer, StepReport, descent_direction
@@ -29,6 +30,7 @@ from minimax.problem import FunctionProblem, ModuleProblem
 from minimax.robustness import Evaluation, evaluate, write_robustbench
 from minimax.rules import Danskin, DDi, MaxLoss
 from minimax.sets import Box, L1Ball, L2Ball, LinfBall, Simplex
+from minimax.tolerance import ShrinkingTolerance
 
 __version__ = "0.1.0"
 
@@ -36,6 +38,7 @@ __all__ = [
     "APGD",
     "FGSM",
     "PGD",
+    "Armijo",
     "Box",
     "DDi",
     "Danskin",
@@ -52,6 +55,7 @@ __all__ = [
     "MinMaxOptimizer",
     "ModuleProblem",
     "NonFiniteError",
+    "ShrinkingTolerance",
     "Simplex",
     "Square",
     "StepReport",

@@ -34,6 +34,7 @@ from minimax.inner import (
     targeted_dlr_loss,
 )
 from minimax.inner.fab import FABTargeted, fab_targeted
+from minimax.linesearch import LineSearchResult
 from minimax.minnorm import METHODS as MINNORM_METHODS
 from minimax.minnorm import MinNormConvergenceWarning, MinNormResult
 from minimax.problem import Problem
@@ -56,6 +57,7 @@ __all__ = [
     "GramRule",
     "GramVectors",
     "InnerSolver",
+    "LineSearchResult",
     "MinNormConvergenceWarning",
     "MinNormResult",
     "PassCounter",

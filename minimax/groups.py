@@ -95,6 +95,9 @@ class WorstGroupProblem(Problem):
         self.perturbation = Simplex(num_groups)
         self.event_ndim = 1
         self.name = name
+        #: the module of `from_module` (None otherwise): the engine's one-pass group Gram matrix
+        #: (`minimax.engine.gramian.group`) runs on its layers
+        self.model: nn.Module | None = None
 
     @classmethod
     def from_module(
@@ -131,7 +134,14 @@ class WorstGroupProblem(Problem):
             return loss(out, y)
 
         params = {k: v for k, v in model.named_parameters() if v.requires_grad}
-        return cls(per_example, params, num_groups, name=type(model).__name__)
+        problem = cls(per_example, params, num_groups, name=type(model).__name__)
+        problem.model = model
+        return problem
+
+    def per_example_losses(self, params: Mapping[str, Tensor], batch: Batch) -> Tensor:
+        """``[N]`` the per-example losses ℓ_b(θ) (one forward; counts no passes)."""
+        data, _ = self._split(batch)
+        return self._loss(params, data)
 
     def __repr__(self) -> str:
         return f"WorstGroupProblem({self.name}, groups={self.num_groups})"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -14,6 +16,7 @@ from minimax import checks
 from minimax.distributed import LOCAL, Communicator
 from minimax.engine import Engine, as_engine
 from minimax.inner.base import Candidates, InnerSolver
+from minimax.linesearch import Armijo, LineSearchResult
 from minimax.nonfinite import NonFiniteError, check_state
 from minimax.problem import Batch, Problem
 from minimax.rules import Direction, Rule
@@ -115,6 +118,17 @@ class StepReport:
     forward, backward: passes spent by the step (units of one pass over B examples).
     seconds: wall time of the step (without the re-measure).
     candidates: the `Candidates` the direction was built from (None for a skipped step).
+
+    With a line search (``MinMaxOptimizer(step_size="armijo")``; None otherwise):
+    lr: the accepted step η = t·lr (the first parameter group's lr; 0.0: no step taken).
+    t: the accepted fraction of the optimizer's update u (0.0: θ and the optimizer state kept).
+    trials: evaluations of R spent by the search; trial_forward, trial_backward: their passes,
+        counted apart from ``forward``/``backward`` (and not on the engine's counter).
+    slope: s, the slope of R along −u the search tested against (η·certificate for plain SGD
+        with a certificate, else −⟨d, u⟩).
+    certified_decrease: −c·t·s, the decrease the accepted step had to realise (0.0 for none).
+    realised_decrease: R₀ − R(θ₀ − t·u) as the trials measured it; ``robust_loss_after`` is
+        then R at the kept point.
     """
 
     robust_loss: float
@@ -128,6 +142,14 @@ class StepReport:
     kkt: float | None = None
     skipped: bool = False
     candidates: Candidates | None = field(default=None, repr=False, compare=False)
+    lr: float | None = None
+    t: float | None = None
+    trials: int | None = None
+    trial_forward: int | None = None
+    trial_backward: int | None = None
+    slope: float | None = None
+    certified_decrease: float | None = None
+    realised_decrease: float | None = None
 
     @property
     def went_up(self) -> bool | None:
@@ -161,6 +183,23 @@ class MinMaxOptimizer:
 
         engine: the execution engine (`minimax.Engine(problem, ...)`: stacking, Gramian mode,
             scoring-graph reuse, memory budget, data parallelism); default: the problem's.
+        step_size: None (default): θ ← the optimizer's step, as is. ``"armijo"`` (`Armijo()`)
+            or an `Armijo`: a certified step. The optimizer's step gives the update
+            u = θ₀ − θ₁; the search keeps the largest t ∈ {1, β, β², …} with
+            R(θ₀ − t·u) ≤ R₀ + c·t·s, R the robust objective measured by re-running the inner
+            solver at the trial point from the step's random starts (exact for `Enumerate` and
+            `Grid`, measured, not proven, for attacks), R₀ the step's robust loss. The slope s:
+            where u = η·d (plain SGD, detected numerically) and the rule gave a certificate,
+            s = η·certificate (for DDi ≤ −η‖d‖²: a decrease of R is then guaranteed for an exact
+            inner max); otherwise (momentum, Adam, weight decay, several learning rates)
+            s = −⟨d, u⟩: the search scales the optimizer's update and asks R to fall by c·t
+            times its first-order decrease along d, a measured, not certified, test. No trial
+            passing (or s ≥ 0): θ and the optimizer state are restored bitwise and the step is
+            a null step (still counted in ``steps``). Each trial costs one run of the inner
+            solver (one forward for a finite max); its passes are reported apart
+            (`StepReport.trial_forward`). With an accepted t < 1, the optimizer's state (e.g.
+            momentum) is the one its full step left. Running statistics (BatchNorm) are updated
+            once per step as without a search, a null step included.
 
     ``step`` is `minimax.backward` (the same code: `apply_direction`) after the optimizer's
     ``zero_grad(set_to_none=True)``, then ``optimizer.step()``.
@@ -181,6 +220,7 @@ class MinMaxOptimizer:
         generator: torch.Generator | None = None,
         nonfinite: str = "raise",
         engine: Engine | None = None,
+        step_size: str | Armijo | None = None,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(
@@ -209,13 +249,15 @@ class MinMaxOptimizer:
         self.remeasure = remeasure
         self.generator = generator if generator is not None else inner.generator
         self.nonfinite = checks.choice("nonfinite", nonfinite, ("raise", "skip"))
+        self.step_size = _step_size(step_size)
         self.steps = 0
         self.skipped_steps = 0
 
     def __repr__(self) -> str:
+        extra = "" if self.step_size is None else f", step_size={self.step_size!r}"
         return (
             f"MinMaxOptimizer({type(self.optimizer).__name__}, inner={self.inner!r}, "
-            f"rule={self.rule!r})"
+            f"rule={self.rule!r}{extra})"
         )
 
     def step(self, batch: Batch) -> StepReport:
@@ -241,15 +283,20 @@ class MinMaxOptimizer:
             if self.nonfinite == "raise":
                 raise
             return self._skipped(t0, f0, b0)
-        self.optimizer.step()
+        robust_loss = self._robust_loss(candidates)
+        search: dict[str, Any] = {}
+        if self.step_size is None:
+            self.optimizer.step()
+        else:
+            search = self._search(batch, start_state, direction, robust_loss)
         seconds = time.perf_counter() - t0
         f1, b1 = engine.passes.snapshot()
-        after = None
-        if self.remeasure:
+        after = search.pop("after", None)
+        if self.remeasure and after is None:
             after = self._remeasure(batch, start_state)
         self.steps += 1
         return StepReport(
-            robust_loss=self._robust_loss(candidates),
+            robust_loss=robust_loss,
             norm=float(direction.norm),
             certificate=None if direction.certificate is None else float(direction.certificate),
             weights=direction.weights.detach().cpu(),
@@ -259,7 +306,61 @@ class MinMaxOptimizer:
             robust_loss_after=after,
             kkt=None if direction.kkt is None else float(direction.kkt),
             candidates=candidates,
+            **search,
         )
+
+    def _search(
+        self, batch: Batch, start_state: Tensor, direction: Direction, r0: float
+    ) -> dict[str, Any]:
+        """The certified step (``step_size``): the optimizer's update u, then the Armijo search
+        along −u; returns the `StepReport` fields of the search and ``after``."""
+        assert self.step_size is not None
+        params = self.problem.parameters()
+        with torch.no_grad():
+            theta0 = {k: p.detach().clone() for k, p in params.items()}
+        saved_state = {p: copy.deepcopy(v) for p, v in self.optimizer.state.items()}
+        self.optimizer.step()
+        with torch.no_grad():
+            theta1 = {k: p.detach().clone() for k, p in params.items()}
+            update = {k: theta0[k] - theta1[k] for k in params}
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        slope = _slope(direction, theta0, update, lr)
+        passes = self.engine.passes
+        spent = [0, 0]
+
+        def objective(t: float) -> float:
+            with torch.no_grad():
+                for k, p in params.items():
+                    p.copy_(theta1[k] if t == 1.0 else theta0[k] - t * update[k])
+            before = passes.snapshot()
+            try:
+                return self._remeasure(batch, start_state, counted=True)
+            finally:
+                now = passes.snapshot()
+                spent[0] += now[0] - before[0]
+                spent[1] += now[1] - before[1]
+                passes.restore(before)
+
+        result: LineSearchResult = self.step_size.search(objective, r0, slope)
+        if not result.accepted:  # no step: θ₀ and the optimizer's state, bitwise
+            with torch.no_grad():
+                for k, p in params.items():
+                    p.copy_(theta0[k])
+            self.optimizer.state.clear()
+            self.optimizer.state.update(saved_state)
+        # accepted: the last trial is the accepted one, θ is already θ₀ − t·u (θ₁ for t = 1)
+        certified = -self.step_size.c * result.t * slope if result.accepted else 0.0
+        return {
+            "lr": result.t * lr,
+            "t": result.t,
+            "trials": result.trials,
+            "trial_forward": spent[0],
+            "trial_backward": spent[1],
+            "slope": slope,
+            "certified_decrease": certified,
+            "realised_decrease": result.decrease,
+            "after": result.value,
+        }
 
     @property
     def engine(self) -> Engine:
@@ -298,14 +399,22 @@ class MinMaxOptimizer:
             skipped=True,
         )
 
-    def _remeasure(self, batch: Batch, start_state: Tensor) -> float:
-        """Robust loss after the step, from the same random starts (passes not counted)."""
+    def _remeasure(self, batch: Batch, start_state: Tensor, *, counted: bool = False) -> float:
+        """Robust loss after the step, from the same random starts (passes not counted unless
+        ``counted``: the caller then reads and restores the counter)."""
         gen = self.generator
         end_state = gen.get_state()
         gen.set_state(start_state)
-        with self.engine.uncounted():
-            cands = self.inner(self.engine, self.problem.parameters(), batch, generator=gen)
-        gen.set_state(end_state)
+        try:
+            if counted:
+                cands = self.inner(self.engine, self.problem.parameters(), batch, generator=gen)
+            else:
+                with self.engine.uncounted():
+                    cands = self.inner(self.engine, self.problem.parameters(), batch, generator=gen)
+        except NonFiniteError:
+            return math.nan  # a trial with a non-finite objective is never accepted
+        finally:
+            gen.set_state(end_state)
         return self._robust_loss(cands)
 
     def state_dict(self) -> dict[str, Any]:
@@ -356,6 +465,37 @@ class MinMaxOptimizer:
             self.generator.set_state(generator)
         self.steps, self.skipped_steps = steps, skipped
         self.engine.passes.restore(passes)
+
+
+def _step_size(value: object) -> Armijo | None:
+    """None, ``"armijo"`` (the default `Armijo`) or an `Armijo`, checked."""
+    if value is None or isinstance(value, Armijo):
+        return value
+    if value == "armijo":
+        return Armijo()
+    raise ValueError(f"step_size must be None, 'armijo' or a minimax.Armijo, got {value!r}")
+
+
+def _sq(tensors: Mapping[str, Tensor]) -> float:
+    return sum((float((v.double() ** 2).sum()) for v in tensors.values()), start=0.0)
+
+
+def _slope(
+    direction: Direction, theta0: Mapping[str, Tensor], update: Mapping[str, Tensor], lr: float
+) -> float:
+    """s, the slope of R along −u promised to the search: η·certificate where u = η·d (plain
+    SGD: u = θ₀ − θ₁ equals lr·d up to the rounding of θ₀ − lr·d) and the rule certified d,
+    else −⟨d, u⟩ (float64)."""
+    d = direction.vector
+    dot = sum((float((d[k].double() * u.double()).sum()) for k, u in update.items()), start=0.0)
+    if direction.certificate is not None and lr > 0:
+        diff = _sq({k: u.double() - lr * d[k].double() for k, u in update.items()})
+        first = next(iter(update.values()))
+        eps = torch.finfo(first.dtype).eps
+        scale = math.sqrt(_sq(theta0)) + math.sqrt(_sq(update))
+        if math.isfinite(diff) and math.sqrt(diff) <= 8 * eps * scale:
+            return lr * float(direction.certificate)
+    return -dot
 
 
 _STATE_KEYS = frozenset({"optimizer", "steps", "skipped_steps", "generator", "rule", "passes"})

@@ -14,6 +14,7 @@ evaluated.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from minimax.inner.base import Candidates
 from minimax.minnorm import MinNormResult, min_norm_product_weights, min_norm_weights
 from minimax.problem import Batch, Problem
 from minimax.registry import Registry
+from minimax.tolerance import ShrinkingTolerance
 
 __all__ = ["RULES", "DDi", "Danskin", "Direction", "GramRule", "GramVectors", "MaxLoss", "Rule"]
 
@@ -308,7 +310,10 @@ class DDi(GramRule):
             Minkowski sum of the per-example hulls; a QP over a product of B simplices (the
             engine forms its m·B per-example Gramian: `Engine(gramian=...)`).
         tolerance: keep only ε-maximizers: candidates whose value is within τ of the best (per
-            restart mean at batch level, per example otherwise). None keeps all.
+            restart mean at batch level, per example otherwise). None keeps all. A
+            `minimax.ShrinkingTolerance` makes τ shrink as ‖d‖ does (ε-steepest descent): DDi
+            reads its ``value`` and updates it with ‖d‖ after each direction; its τ is the rule's
+            state (`state_dict`).
         normalize: return d / ‖d‖ (the norm field keeps ‖d‖ before normalizing).
         method: the min-norm solver that weighs K, a name in `minimax.minnorm.METHODS` (batch
             level; per example the product-of-simplices solver).
@@ -324,11 +329,11 @@ class DDi(GramRule):
         self,
         *,
         per_example: bool = False,
-        tolerance: float | None = None,
+        tolerance: float | ShrinkingTolerance | None = None,
         normalize: bool = False,
         method: str = "wolfe",
     ) -> None:
-        if tolerance is not None:
+        if tolerance is not None and not isinstance(tolerance, ShrinkingTolerance):
             tolerance = checks.real_number("tolerance", tolerance, nonnegative=True)
         self.per_example = per_example
         self.tolerance = tolerance
@@ -339,13 +344,51 @@ class DDi(GramRule):
 
     def __repr__(self) -> str:
         opts = [f"per_example={self.per_example}"]
-        if self.tolerance is not None:
+        if isinstance(self.tolerance, ShrinkingTolerance):
+            opts.append(f"tolerance={self.tolerance!r}")
+        elif self.tolerance is not None:
             opts.append(f"tolerance={self.tolerance:g}")
         if self.normalize:
             opts.append("normalize=True")
         if self.method != "wolfe":
             opts.append(f"method={self.method!r}")
         return f"DDi({', '.join(opts)})"
+
+    @property
+    def tau(self) -> float | None:
+        """The tolerance in force now (a `ShrinkingTolerance`'s current value), or None."""
+        if isinstance(self.tolerance, ShrinkingTolerance):
+            return self.tolerance.value
+        return self.tolerance
+
+    def direction(
+        self, engine: Engine, params: Mapping[str, Tensor], batch: Batch, candidates: Candidates
+    ) -> Direction:
+        direction = super().direction(engine, params, batch, candidates)
+        if isinstance(self.tolerance, ShrinkingTolerance):
+            direction.extras["tolerance"] = torch.tensor(self.tolerance.value, dtype=torch.float64)
+            norm = float(direction.norm)
+            if math.isfinite(norm):  # a non-finite d is refused downstream
+                self.tolerance.update(norm)
+        return direction
+
+    def state_dict(self) -> dict[str, Any]:
+        """A `ShrinkingTolerance`'s current τ (empty for a fixed tolerance)."""
+        if isinstance(self.tolerance, ShrinkingTolerance):
+            return {"tolerance": self.tolerance.state_dict()}
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if not isinstance(self.tolerance, ShrinkingTolerance):
+            super().load_state_dict(state)
+            return
+        if not isinstance(state, Mapping):
+            raise TypeError(f"{self!r}: a rule's state must be a dict, got {type(state).__name__}")
+        if set(state) != {"tolerance"}:
+            raise ValueError(
+                f"{self!r}: expected a state with key 'tolerance', got keys {sorted(state)}"
+            )
+        self.tolerance.load_state_dict(state["tolerance"])
 
     def weigh(
         self, gram_matrix: Tensor, sizes: list[int], precision: torch.dtype | None = None
@@ -360,9 +403,10 @@ class DDi(GramRule):
         if self.per_example:
             return self._per_example(engine, params, batch, candidates)
         keep = torch.ones(candidates.m, dtype=torch.bool)
-        if self.tolerance is not None:
+        tau = self.tau
+        if tau is not None:
             means = engine.batch_means(candidates.values)
-            keep = (means >= means.max() - self.tolerance).cpu()
+            keep = (means >= means.max() - tau).cpu()
         k, direction = engine.gramian(
             params, batch, candidates.deltas, keep, per_example=False, what=repr(self)
         )
@@ -383,8 +427,9 @@ class DDi(GramRule):
                 "without BatchNorm (e.g. GroupNorm)"
             )
         values = candidates.values.T  # [B, m]; blocks are examples
-        if self.tolerance is not None:  # keep each example's ε-maximizers
-            mask = values >= values.max(dim=1, keepdim=True).values - self.tolerance
+        tau = self.tau
+        if tau is not None:  # keep each example's ε-maximizers
+            mask = values >= values.max(dim=1, keepdim=True).values - tau
         else:
             mask = torch.ones_like(values, dtype=torch.bool)
         sizes = [int(s) for s in mask.sum(dim=1).tolist()]

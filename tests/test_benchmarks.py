@@ -53,3 +53,16 @@ def test_measured_tables_in_the_docs_match_the_committed_runs(module, results, p
     assert block(text, bench.markers(data)) == bench.markdown(data), (
         f"{page} does not show {results}: run python -m {module} --publish {results} {page}"
     )
+
+
+def test_worstclass_benchmark_runs_and_the_certified_step_never_goes_up(tmp_path):
+    from benchmarks.worstclass import main
+
+    out = tmp_path / "wc.json"
+    args = ["--seeds", "0", "--steps", "4", "--reps", "1", "--timed-steps", "1", "--mid", "2"]
+    result = main([*args, "--out", str(out)])
+    assert json.loads(out.read_text())["settings"]["steps"] == 4
+    for name in ("ddi_armijo", "ddi_armijo_shrink"):
+        assert result["training"][name]["went_up_fraction"] == 0
+    for name in ("ddi", "ddi_armijo", "ddi_armijo_shrink"):
+        assert result["training"][name]["max_backward_per_step"] <= 2

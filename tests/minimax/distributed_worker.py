@@ -38,6 +38,15 @@ class Fixed(InnerSolver):
         return self.candidates
 
 
+class Rescore(Fixed):
+    """The given candidates' perturbations, scored at the current θ (a line search's trials
+    then see R move)."""
+
+    def search(self, engine, params, batch, generator):  # type: ignore[no-untyped-def]
+        deltas = self.candidates.deltas
+        return Candidates(deltas, engine.values(params, deltas, batch).detach())
+
+
 def _setup(seed: int = 0):  # type: ignore[no-untyped-def]
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)).double()
@@ -46,7 +55,7 @@ def _setup(seed: int = 0):  # type: ignore[no-untyped-def]
     return model, (x, y)
 
 
-def _step(rule, shard: slice | None, comm):  # type: ignore[no-untyped-def]
+def _step(rule, shard: slice | None, comm, step_size=None):  # type: ignore[no-untyped-def]
     model, (x, y) = _setup()
     problem = minimax.ModuleProblem(model, perturbation=minimax.LinfBall(0.3))
     full = minimax.PGD(3, 0.1, restarts=4, seed=1)(problem, problem.parameters(), (x, y))
@@ -55,8 +64,9 @@ def _step(rule, shard: slice | None, comm):  # type: ignore[no-untyped-def]
         full = Candidates(full.deltas[:, shard], full.values[:, shard])
         x, y = x[shard], y[shard]
         engine = data_parallel(problem, comm)
-    sgd = torch.optim.SGD(model.parameters(), lr=0.5)
-    opt = minimax.MinMaxOptimizer(problem, sgd, Fixed(full), rule, engine=engine)
+    sgd = torch.optim.SGD(model.parameters(), lr=0.5 if step_size is None else 50.0)
+    inner = Fixed(full) if step_size is None else Rescore(full)
+    opt = minimax.MinMaxOptimizer(problem, sgd, inner, rule, engine=engine, step_size=step_size)
     report = opt.step((x, y))
     return report, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -88,6 +98,13 @@ def step() -> None:
             _close(got.weights, ref.weights, f"{name} weights")
         else:
             _close(got.weights, ref.weights[start:stop], f"{name} weights")
+    # the certified step: R is the global mean, so every rank takes the same t
+    ref, ref_params = _step(minimax.DDi(), None, comm, "armijo")
+    got, got_params = _step(minimax.DDi(), slice(start, stop), comm, "armijo")
+    assert got.trials == ref.trials > 1 and got.t == ref.t > 0, (got, ref)
+    for k in ref_params:
+        _close(got_params[k], ref_params[k], f"armijo parameter {k}")
+    _close(got.robust_loss_after, ref.robust_loss_after, "armijo robust loss after")
     try:
         _step(minimax.DDi(per_example=True), slice(start, stop), comm)
     except ValueError as error:

@@ -40,7 +40,7 @@ def test_quick_run_is_deterministic_and_json_able():
         for metric in METRICS:
             assert math.isfinite(record[metric]), (name, metric)
         assert 0 <= record["switch_fraction"] <= 1 and 0 <= record["went_up_fraction"] <= 1
-    # one backward per step, except DDi: one per τ-active class
+    # one backward per step (DDi: the class Gram matrix in one pass)
     assert first["rules"]["danskin"]["backward"] == s.steps
     assert first["rules"]["ddi"]["backward"] >= s.steps
 

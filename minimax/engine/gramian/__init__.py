@@ -31,6 +31,7 @@ from torch import Tensor
 
 from minimax import checks
 from minimax.engine.gradients import _engine, combine, flat_norm, gram, per_example_gradients
+from minimax.engine.gramian.group import group_layers, group_layerwise
 from minimax.engine.gramian.hooked import candidate_rows, layerwise_gram, unsupported_modules
 from minimax.engine.gramian.layers import LAYER_RULES, Plan
 from minimax.problem import Batch, ModuleProblem, Problem
@@ -269,6 +270,45 @@ def _materialized(
     return gram(stack), lambda alpha: combine(stack, alpha)
 
 
+def _group_gramian(
+    engine: Engine, params: Mapping[str, Tensor], batch: Batch, deltas: Tensor, idx: Tensor
+) -> tuple[Tensor, Combine] | None:
+    """K and α ↦ d of a worst-group problem's group-mean gradients from one forward and one
+    backward (`minimax.engine.gramian.group`), where it applies: a `WorstGroupProblem` of
+    `~WorstGroupProblem.from_module`, kept candidates that are distinct vertices e_g of groups
+    present in the batch, one process, ``gramian`` not ``"materialized"``, and every parameter in
+    one leaf layer (no train-mode BatchNorm). None elsewhere (the generic path)."""
+    from minimax.groups import WorstGroupProblem  # groups imports the inner solvers
+
+    problem = engine.problem
+    if not isinstance(problem, WorstGroupProblem) or problem.model is None:
+        return None
+    if engine.gramian_mode == "materialized" or engine.communicator.active:
+        return None
+    kept = deltas[idx.to(deltas.device)]  # [n, 1, k]
+    if kept.ndim != 3 or kept.shape[1] != 1 or kept.shape[2] != problem.num_groups:
+        return None
+    rows = kept[:, 0]
+    if not bool(((rows == 0) | (rows == 1)).all() and (rows.sum(-1) == 1).all()):
+        return None  # mixed strategies: not group-mean gradients
+    groups = [int(g) for g in rows.argmax(-1).tolist()]
+    counts = problem.counts(batch)
+    if len(set(groups)) != len(groups) or any(int(counts[g]) == 0 for g in groups):
+        return None
+    if group_layers(problem.model, set(params)) is None:
+        return None
+    _, labels = problem._split(batch)
+    k, direction = group_layerwise(
+        problem.model,
+        params,
+        lambda p: problem.per_example_losses(p, batch),
+        labels,
+        groups,
+    )
+    engine.count(forward=1, backward=1)
+    return k, direction
+
+
 def gramian(
     engine: Engine,
     params: Mapping[str, Tensor],
@@ -283,12 +323,17 @@ def gramian(
 
     Per example (``per_example=True``): mask [B, m], the rows r_{b,i} = ∇θ g(θ, δ_{i,b}) / B
     ordered (example, candidate), layerwise or materialized (`Engine.gramian`). Batch level:
-    mask [m], the batch-mean gradients ḡ_i, from the layerwise per-example Gramian (only
-    with ``Engine(gramian="layerwise")``) or from the gradients themselves, through the kept
-    scoring graph where there is one. ``what`` names the caller in errors.
+    mask [m], the batch-mean gradients ḡ_i: for a worst-group problem's pure strategies the
+    one-pass group Gram matrix (`_group_gramian`: one forward, one backward, whatever the
+    number of groups), else from the layerwise per-example Gramian (only with
+    ``Engine(gramian="layerwise")``) or from the gradients themselves, through the kept scoring
+    graph where there is one. ``what`` names the caller in errors.
     """
     if not per_example:
         idx = torch.nonzero(mask).flatten()
+        one_pass = _group_gramian(engine, params, batch, deltas, idx)
+        if one_pass is not None:
+            return one_pass
         if engine.gramian_mode != "layerwise":
             stack = engine.candidate_gradients(params, batch, deltas, idx.tolist())
             return gram(stack), lambda alpha: combine(stack, alpha)  # already over ranks
