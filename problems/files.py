@@ -7,6 +7,8 @@ Public API::
     atomic_save(obj, path)          torch.save, atomically
     atomic_write_text(path, text)   a text file (UTF-8), atomically
     save_figure(fig, path, **kwargs)    a matplotlib figure (``fig.savefig``), atomically
+    open_append(path) -> text file  a log appended line by line (metrics.jsonl), never through a
+                                    link: a symlink at ``path`` is refused (OSError)
     load_tensors(path) -> Any       torch.load(weights_only=True) on CPU; an unreadable file is
                                     an `UnreadableFileError` saying why, in our words
     UnreadableFileError             (ValueError) a truncated, foreign or code-carrying file
@@ -38,6 +40,7 @@ __all__ = [
     "atomic_save",
     "atomic_write_text",
     "load_tensors",
+    "open_append",
     "remove_orphans",
     "save_figure",
 ]
@@ -148,6 +151,23 @@ def save_figure(fig: Any, path: str | os.PathLike[str], **kwargs: Any) -> None:
     kwargs.setdefault("format", path.suffix.lstrip(".") or "png")
     with atomic_file(path, "wb") as f:
         fig.savefig(f, **kwargs)
+
+
+def open_append(path: str | os.PathLike[str]) -> IO[str]:
+    """``path`` opened for appending text (created 0666 minus the umask), never through a link.
+
+    A log is appended line by line rather than rewritten: a line cut short by a crash is
+    dropped on resume (the trainer truncates the log to the checkpoint's line count)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise OSError(
+                error.errno, f"{path} is a symbolic link: refusing to write through it"
+            ) from None
+        raise
+    return os.fdopen(fd, "a", encoding="utf-8")
 
 
 def _umask() -> int:

@@ -42,6 +42,7 @@ import minimax
 from minimax import checks
 from problems.distributed import Ranks, evaluate_sharded, open_run_dir_ranked
 from problems.evaluation import evaluate
+from problems.files import open_append
 from problems.training.checkpoint import (
     CHECKPOINT,
     METRICS,
@@ -122,7 +123,7 @@ def train(
     if run.epoch >= config.epochs:
         return run.history
     metrics_path = out / METRICS if ranks.is_main else Path(os.devnull)
-    with _Signals() as signals, open(metrics_path, "a") as metrics:
+    with _Signals() as signals, open_append(metrics_path) as metrics:
         loop = _Loop(run, data, metrics, signals, max_steps, callback, progress and ranks.is_main)
         loop.ranks = ranks
         try:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from problems.files import atomic_file, atomic_save, atomic_write_text
+from problems.files import atomic_file, atomic_save, atomic_write_text, open_append
 
 
 def test_text_and_torch_files_are_replaced_whole(tmp_path: Path) -> None:
@@ -67,3 +67,19 @@ def test_a_symlink_at_the_target_is_replaced_not_written_through(tmp_path: Path)
     atomic_write_text(link, "new")
     assert victim.read_text() == "keep"
     assert not link.is_symlink() and link.read_text() == "new"
+
+
+def test_a_log_is_appended_but_never_through_a_link(tmp_path: Path) -> None:
+    log = tmp_path / "metrics.jsonl"
+    with open_append(log) as f:
+        f.write('{"a": 1}\n')
+    with open_append(log) as f:
+        f.write('{"a": 2}\n')
+    assert log.read_text() == '{"a": 1}\n{"a": 2}\n'
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("keep\n")
+    link = tmp_path / "linked.jsonl"
+    link.symlink_to(target)
+    with pytest.raises(OSError, match="symbolic link"):
+        open_append(link)
+    assert target.read_text() == "keep\n"
