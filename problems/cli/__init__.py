@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -177,8 +178,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # while importing, parsing or reporting: no traceback
         print(f"{PROG}: interrupted", file=sys.stderr)
         status = 130
-    if program and status == 130:  # a further Ctrl-C cannot interrupt the exit with a traceback
+    if program and status == 130:  # a further Ctrl-C cannot interrupt the exit
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Interpreter shutdown restores SIGINT's default action, and finalising a half-imported
+        # torch can take long enough for a second Ctrl-C to kill the process there: leave now
+        # (every file the command writes is written atomically, so nothing is left half-done).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     return status
 
 
