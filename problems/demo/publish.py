@@ -136,9 +136,9 @@ def _claims_block(summary: Mapping[str, Any]) -> str:
     if wc:
         p = wc["paired"]
         lines.append(
-            "- **Worst-class digits** (the issue's hypothesis, not the paper's: at the optimum of "
-            "a worst-group objective the worst classes tie, the single-gradient rule zigzags "
-            "between them and DDi does not). Here: worst-class switches, DDi − Danskin "
+            "- **Worst-class digits** (a hypothesis of this library, not the paper's: at the "
+            "optimum of a worst-group objective the worst classes tie, the single-gradient rule "
+            "zigzags between them and DDi does not). Here: worst-class switches, DDi − Danskin "
             f"{difference_text(p['danskin']['switch_fraction'], '.3f', quick)}; worst-class "
             "test accuracy, DDi − Danskin "
             f"{difference_text(p['danskin']['worst_class_test_acc'], '.3f', quick)}, DDi − "

@@ -554,7 +554,7 @@ def test_every_public_entry_refuses_bad_inputs_by_name():
     assert total >= 450
 
 
-def test_the_issue_21_cases_each_refused_by_name():
+def test_each_reported_case_refused_by_name():
     """The cases issue 21 lists, one by one (the hypothesis run above draws among them)."""
     import pytest
 
