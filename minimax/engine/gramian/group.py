@@ -23,6 +23,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vjp
 
+from minimax.engine.gramian.hooked import owners
+
 __all__ = ["group_layers", "group_layerwise"]
 
 ACC = torch.float64
@@ -31,13 +33,9 @@ ACC = torch.float64
 def group_layers(model: nn.Module, names: set[str]) -> dict[nn.Module, dict[str, str]] | None:
     """Leaf module → {attribute: full name} of its parameters in θ; None when some parameter of θ
     is not held by exactly one leaf module (the one-pass Gram matrix then does not apply)."""
-    owners: dict[int, list[tuple[str, nn.Module, str]]] = {}
-    for path, module in model.named_modules(remove_duplicate=False):
-        for attr, p in module.named_parameters(recurse=False):
-            owners.setdefault(id(p), []).append((path, module, attr))
     layers: dict[nn.Module, dict[str, str]] = {}
     found: set[str] = set()
-    for held in owners.values():
+    for held in owners(model).values():
         path, module, attr = held[0]
         full = f"{path}.{attr}" if path else attr
         if full not in names:

@@ -22,7 +22,7 @@ from minimax.problem import Batch, ModuleProblem, Problem
 if TYPE_CHECKING:
     from minimax.engine.core import Engine
 
-__all__ = ["candidate_rows", "layer_plan", "layerwise_gram", "unsupported_modules"]
+__all__ = ["candidate_rows", "layer_plan", "layerwise_gram", "owners", "unsupported_modules"]
 
 
 def candidate_rows(
@@ -43,7 +43,7 @@ def candidate_rows(
     return deltas[i_idx, b_idx], (x[b_idx], y[b_idx]), b_idx
 
 
-def _owners(model: nn.Module) -> dict[int, list[tuple[str, nn.Module, str]]]:
+def owners(model: nn.Module) -> dict[int, list[tuple[str, nn.Module, str]]]:
     """id(parameter) → every (module path, module, attribute) that holds it directly."""
     out: dict[int, list[tuple[str, nn.Module, str]]] = {}
     for path, module in model.named_modules(remove_duplicate=False):
@@ -56,13 +56,13 @@ def unsupported_modules(model: nn.Module, names: set[str]) -> list[str]:
     """Why the layerwise Gramian cannot run on ``model`` for the parameters ``names`` ([] if it
     can): modules without a layer rule, parameters shared by several modules."""
     problems = []
-    for owners in _owners(model).values():
-        path, module, attr = owners[0]
+    for held in owners(model).values():
+        path, module, attr = held[0]
         full = f"{path}.{attr}" if path else attr
-        if full not in names and not any((f"{p}.{a}" if p else a) in names for p, _, a in owners):
+        if full not in names and not any((f"{p}.{a}" if p else a) in names for p, _, a in held):
             continue
-        if len(owners) > 1:
-            where = ", ".join(repr(p or "<root>") for p, _, _ in owners)
+        if len(held) > 1:
+            where = ", ".join(repr(p or "<root>") for p, _, _ in held)
             problems.append(f"parameter {full!r} is shared by modules {where}")
         elif type(module) not in LAYER_RULES:
             problems.append(
