@@ -6,6 +6,8 @@ Public API::
     fit_title(ax, title)      the title wrapped to the axes' width
     integer_ticks(ax, axis="x")   integer ticks only (epochs, steps)
     INTEGER_AXES              record keys that count (epoch, step, ...)
+    seed_bands(ax, series)    per series: the mean over seeds as a styled line, the range over
+                              the seeds shaded
 
 Colour, line style and marker all change from one run to the next, so identical curves still
 show as distinct lines. Figures use constrained layout, so wrapped titles are never clipped.
@@ -14,6 +16,7 @@ show as distinct lines. Figures use constrained layout, so wrapped titles are ne
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
@@ -23,7 +26,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["INTEGER_AXES", "fit_title", "integer_ticks", "run_style"]
+__all__ = ["INTEGER_AXES", "fit_title", "integer_ticks", "run_style", "seed_bands"]
 
 INTEGER_AXES = ("epoch", "step", "iteration")
 _COLORS = (
@@ -66,3 +69,25 @@ def fit_title(ax: Axes, title: str) -> None:
 def integer_ticks(ax: Axes, axis: str = "x") -> None:
     """Only integer tick positions on ``axis`` (epochs, steps, iterations)."""
     (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
+
+
+def seed_bands(
+    ax: Axes, series: Mapping[str, tuple[Sequence[float], Sequence[Sequence[float]]]]
+) -> None:
+    """Draw each series {label: (x [n], per-seed y [seeds][n])}: the mean over seeds as a line in
+    `run_style` (colour, line style and marker differ between series) and the range over the
+    seeds (min to max) shaded in the line's colour. A None y (not measured) is left out."""
+    for i, (label, (xs, per_seed)) in enumerate(series.items()):
+        if not per_seed:
+            raise ValueError(f"series {label!r} has no seeds: pass at least one y list")
+        if any(len(ys) != len(xs) for ys in per_seed):
+            raise ValueError(f"series {label!r}: every seed needs one y per x ({len(xs)})")
+        keep = [j for j in range(len(xs)) if all(ys[j] is not None for ys in per_seed)]
+        x = [xs[j] for j in keep]
+        columns = [[float(ys[j]) for ys in per_seed] for j in keep]
+        style = run_style(i)
+        mean = [sum(c) / len(c) for c in columns]
+        ax.plot(x, mean, label=label, **style)
+        if len(per_seed) > 1:
+            low, high = [min(c) for c in columns], [max(c) for c in columns]
+            ax.fill_between(x, low, high, color=style["color"], alpha=0.15, linewidth=0)

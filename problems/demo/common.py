@@ -44,7 +44,13 @@ TIME_KEYS: frozenset[str] = frozenset(
 #: an exact robust loss "went up" after a step when it rose by more than this (toy problems)
 UP_TOL = 1e-6
 
-RULE_LABELS = {"danskin": "Danskin (PGD-AT)", "maxloss": "MaxLoss", "ddi": "DDi"}
+RULE_LABELS = {
+    "danskin": "Danskin (PGD-AT)",
+    "maxloss": "MaxLoss",
+    "ddi": "DDi",
+    "ddi-example": "per-example DDi",
+    "ddi-certified": "DDi, certified step",
+}
 SETTING_LABELS = {"smooth": "CELU, no BatchNorm", "relu_bn": "ReLU + BatchNorm"}
 # the colours of `problems.report.plot_curves` (matplotlib's cycle, rules in this order)
 COLORS = {"danskin": "tab:blue", "maxloss": "tab:orange", "ddi": "tab:green"}
@@ -74,6 +80,9 @@ class DemoSettings:
     digits_steps: int = 5
     digits_batch_size: int = 64
     digits_lr: float = 0.05
+    #: the certified step's largest step (plain SGD: the others' 0.05 with momentum 0.9 moves
+    #: about 0.05 / (1 − 0.9) = 0.5 per unit of gradient in a steady direction)
+    digits_certified_lr: float = 0.5
     digits_width: int = 16
     digits_eval_steps: int = 10
     # seeds (--seeds overrides): 3 gives a 95% t-interval within the time budget

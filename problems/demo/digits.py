@@ -1,45 +1,81 @@
-"""Part 4 of the demo: Danskin (PGD-AT), MaxLoss and DDi adversarial training of a small CNN on
-scikit-learn's 8×8 digits, through `problems.training.train`, over several seeds (each seed
-draws its own data split, initialization and attack starts)."""
+"""The adversarial digits parts of the demo: Danskin (PGD-AT), MaxLoss, DDi (batch-level and per
+example) and DDi with the certified step, training a small CNN on scikit-learn's 8×8 digits
+through `problems.training.train`, over several seeds (each seed draws its own data split,
+initialization and attack starts).
+
+Two parts share this code (`DIGITS_PARTS`): ``digits`` (CELU, no BatchNorm: every rule) and
+``digits-bn`` (ReLU + BatchNorm: per-example DDi left out, it needs each example's own
+gradient, which train-mode BatchNorm mixes across the batch).
+
+Public API::
+
+    DIGITS_PARTS, SETTINGS, VARIANTS, SETTING_RULES, COMPARISONS, METRICS
+    run_digits(s, seeds, eps, runs_dir, tick, settings=("smooth",)) -> dict
+    summarize_digits(out) -> dict; merge_digits(parts) -> dict
+    digits_steps(s, settings) -> int     progress-bar steps of one seed
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+import minimax as mm
 from problems.data import digits as digits_data
-from problems.demo.common import (
-    RULE_LABELS,
-    SETTING_LABELS,
-    DemoSettings,
-    rounded,
-)
+from problems.demo.common import DemoSettings, rounded
 from problems.models import build_model
-from problems.report import plot_curves
 from problems.stats import mean_interval, paired_difference
 from problems.training import RunHistory, TrainConfig, train
 
 __all__ = [
+    "COMPARISONS",
+    "DIGITS_PARTS",
     "METRICS",
-    "RULES",
     "SETTINGS",
+    "SETTING_RULES",
+    "VARIANTS",
     "digits_steps",
     "merge_digits",
-    "plot_digits",
     "run_digits",
     "summarize_digits",
 ]
 
-
+#: setting → (activation, normalization)
 SETTINGS = {"smooth": ("celu", "none"), "relu_bn": ("relu", "batch")}
-#: the rules the demo compares (names of `problems.training.rules.RULES`; ddi-example is left
-#: out: it refuses train-mode BatchNorm, one of the two settings)
-RULES = ("danskin", "maxloss", "ddi")
+#: demo part → the settings it trains
+DIGITS_PARTS: dict[str, tuple[str, ...]] = {"digits": ("smooth",), "digits-bn": ("relu_bn",)}
+#: the compared rules: name → (rule of `problems.training.rules.RULES`, line search). The
+#: certified step takes plain SGD steps (no momentum, no weight decay) so that the slope it
+#: tests is DDi's certificate; the others take SGD with momentum 0.9 and weight decay 5e-4.
+VARIANTS: dict[str, tuple[str, str]] = {
+    "danskin": ("danskin", "none"),
+    "maxloss": ("maxloss", "none"),
+    "ddi": ("ddi", "none"),
+    "ddi-example": ("ddi-example", "none"),
+    "ddi-certified": ("ddi", "armijo"),
+}
+#: per setting, the rules it trains (per-example DDi refuses train-mode BatchNorm)
+SETTING_RULES: dict[str, tuple[str, ...]] = {
+    "smooth": tuple(VARIANTS),
+    "relu_bn": ("danskin", "maxloss", "ddi", "ddi-certified"),
+}
+#: the paired differences stated: (rule, other rule), "rule − other" per seed
+COMPARISONS: tuple[tuple[str, str], ...] = (
+    ("ddi", "danskin"),
+    ("ddi", "maxloss"),
+    ("ddi-example", "danskin"),
+    ("ddi-example", "maxloss"),
+    ("ddi-example", "ddi"),
+    ("ddi-certified", "danskin"),
+    ("ddi-certified", "maxloss"),
+    ("ddi-certified", "ddi"),
+)
 EPOCH_FIELDS = (
     "epoch",
     "clean_acc",
@@ -62,10 +98,11 @@ METRICS: dict[str, bool] = {
 }
 
 
-def digits_steps(s: DemoSettings) -> int:
-    """Outer steps of one seed's digits runs together (for the progress bar)."""
+def digits_steps(s: DemoSettings, settings: Sequence[str] = ("smooth",)) -> int:
+    """Outer steps of one seed's digits runs of ``settings`` together (for the progress bar)."""
     n = s.digits_train_size or 1797 - round(1797 * 0.25)
-    return len(SETTINGS) * len(RULES) * s.digits_epochs * math.ceil(n / s.digits_batch_size)
+    runs = sum(len(SETTING_RULES[name]) for name in settings)
+    return runs * s.digits_epochs * math.ceil(n / s.digits_batch_size)
 
 
 def merge_digits(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -90,10 +127,11 @@ def run_digits(
     eps: float,
     runs_dir: Path,
     tick: Callable[[str], None],
+    settings: Sequence[str] = ("smooth",),
 ) -> dict[str, Any]:
     """Train every (seed, setting, rule) through problems.training.train; per-epoch records per
     seed, and per setting the mean of each `METRICS` entry with a 95% interval and the paired
-    difference DDi − other rule with a paired t-test (`problems.stats`)."""
+    difference of each `COMPARISONS` pair with a paired t-test (`problems.stats`)."""
     out: dict[str, Any] = {
         "eps": eps,
         "epochs": s.digits_epochs,
@@ -102,11 +140,13 @@ def run_digits(
         "eval": f"PGD-{s.digits_eval_steps}",
         "batch_size": s.digits_batch_size,
         "lr": s.digits_lr,
+        "certified_lr": s.digits_certified_lr,
+        "armijo": {"c": mm.Armijo().c, "shrink": mm.Armijo().shrink},
         "width": s.digits_width,
         "seeds": list(seeds),
         "settings": {
-            setting: {"activation": a, "norm": n, "runs": []}
-            for setting, (a, n) in SETTINGS.items()
+            name: {"activation": SETTINGS[name][0], "norm": SETTINGS[name][1], "runs": []}
+            for name in settings
         },
     }
     for seed in seeds:
@@ -114,12 +154,12 @@ def run_digits(
             seed=seed, train_size=s.digits_train_size, test_size=s.digits_test_size
         )
         out["train_examples"], out["test_examples"] = len(data.y_train), len(data.y_test)
-        for setting, (activation, norm) in SETTINGS.items():
+        for setting in settings:
             runs: dict[str, Any] = {}
-            for rule in RULES:
+            for rule in SETTING_RULES[setting]:
                 on_step = _on_step(tick, f"digits seed {seed} {setting}/{rule}")
                 where = runs_dir / f"seed{seed}" / f"{setting}-{rule}"
-                history = _train(s, seed, eps, data, rule, activation, norm, where, on_step)
+                history = _train(s, seed, eps, data, rule, SETTINGS[setting], where, on_step)
                 if history.status == "interrupted":  # SIGINT/SIGTERM: stop the whole demo
                     raise KeyboardInterrupt(f"interrupted while training {where}")
                 runs[rule] = _rule_summary(history)
@@ -128,41 +168,46 @@ def run_digits(
 
 
 def summarize_digits(out: dict[str, Any]) -> dict[str, Any]:
-    """(Re)compute each setting's ``rules`` (mean, 95% interval) and ``paired`` (DDi − other)
-    from its per-seed ``runs``; returns ``out``."""
+    """(Re)compute each setting's ``rules`` (mean, 95% interval) and ``paired`` ({rule: {other:
+    {metric: rule − other}}} for the `COMPARISONS` both trained) from its per-seed ``runs``;
+    returns ``out``."""
     for block in out["settings"].values():
         per_seed = block["runs"]
+        trained = list(per_seed[0])
         block["rules"] = {
             r: {m: mean_interval([run[r][m] or 0.0 for run in per_seed]) for m in METRICS}
-            for r in RULES
+            for r in trained
         }
-        block["paired"] = {
-            r: {
-                m: paired_difference(
-                    [run["ddi"][m] or 0.0 for run in per_seed],
-                    [run[r][m] or 0.0 for run in per_seed],
-                    better,
-                )
-                for m, better in METRICS.items()
-            }
-            for r in RULES
-            if r != "ddi"
-        }
+        paired: dict[str, dict[str, Any]] = {}
+        for rule, other in COMPARISONS:
+            if rule in trained and other in trained:
+                paired.setdefault(rule, {})[other] = {
+                    m: paired_difference(
+                        [run[rule][m] or 0.0 for run in per_seed],
+                        [run[other][m] or 0.0 for run in per_seed],
+                        better,
+                    )
+                    for m, better in METRICS.items()
+                }
+        block["paired"] = paired
+        block["line_search"] = _line_search_over_seeds(per_seed)
     return out
 
 
+# long: one TrainConfig literal (every field named) and the call to train
 def _train(
     s: DemoSettings,
     seed: int,
     eps: float,
     data: digits_data.Digits,
     rule: str,
-    activation: str,
-    norm: str,
+    setting: tuple[str, str],
     out: Path,
     callback: Callable[[dict[str, Any]], None],
 ) -> RunHistory:
-    """One digits run: a seeded small CNN trained by ``rule`` (m restarts for every rule)."""
+    """One digits run: a seeded small CNN trained by the `VARIANTS` entry ``rule`` (m restarts
+    for every rule)."""
+    activation, norm = setting
     torch.manual_seed(seed)
     model = build_model(
         "small_cnn",
@@ -173,14 +218,16 @@ def _train(
         num_classes=10,
         width=s.digits_width,
     )
+    name, line_search = VARIANTS[rule]
+    certified = line_search == "armijo"
     config = TrainConfig(
-        rule=rule,
+        rule=name,
         restarts=s.digits_restarts,
         epochs=s.digits_epochs,
         batch_size=s.digits_batch_size,
-        lr=s.digits_lr,
-        momentum=0.9,
-        weight_decay=5e-4,
+        lr=s.digits_certified_lr if certified else s.digits_lr,
+        momentum=0.0 if certified else 0.9,
+        weight_decay=0.0 if certified else 5e-4,
         schedule="constant",
         eps=eps,
         step_size=2.5 * eps / s.digits_steps,
@@ -189,6 +236,7 @@ def _train(
         augment=False,
         remeasure=True,
         seed=seed,
+        line_search=line_search,
     )
     meta = {"model": "small_cnn", "activation": activation, "norm": norm}
     return train(
@@ -210,18 +258,55 @@ def _rule_summary(history: RunHistory) -> dict[str, Any]:
         {k: (rounded(v) if isinstance(v, float) else v) for k, v in r.items() if k in EPOCH_FIELDS}
         for r in history.epochs
     ]
-    return {
+    steps = history.steps()
+    out = {
         "epochs": epochs,
         "final_robust_acc": epochs[-1]["robust_acc"],
         "final_clean_acc": epochs[-1]["clean_acc"],
         "best_robust_acc": max(r["robust_acc"] for r in epochs),
-        "went_up_fraction": _went_up_overall(history),
+        "went_up_fraction": _went_up_overall(steps),
         "mean_weights_entropy": rounded(
             sum(r["mean_weights_entropy"] for r in epochs) / len(epochs)
         ),
         "final_wall": epochs[-1]["wall"],
         "passes": epochs[-1]["forward"] + epochs[-1]["backward"],
     }
+    searched = [r for r in steps if r.get("t") is not None]
+    if searched:  # the certified step: per step, t and the certified and realised decreases
+        out["steps"] = {
+            key: [rounded(r[key], 4) for r in searched]
+            for key in ("t", "certified_decrease", "realised_decrease")
+        }
+    return out
+
+
+def _line_search_over_seeds(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The certified step's per-step records over every seed: how many steps were accepted, the
+    smallest realised − certified decrease, and the median realised and certified decreases."""
+    out: dict[str, Any] = {}
+    for rule in per_seed[0]:
+        logs = [run[rule]["steps"] for run in per_seed if "steps" in run[rule]]
+        if not logs:
+            continue
+        t = [x for log in logs for x in log["t"]]
+        pairs = [
+            (c, r)
+            for log in logs
+            for tt, c, r in zip(
+                log["t"], log["certified_decrease"], log["realised_decrease"], strict=True
+            )
+            if tt > 0
+        ]
+        out[rule] = {
+            "steps": len(t),
+            "accepted": len(pairs),
+            "mean_t": rounded(sum(t) / len(t)),
+            "certified_median": rounded(statistics.median(c for c, _ in pairs)) if pairs else None,
+            "realised_median": rounded(statistics.median(r for _, r in pairs)) if pairs else None,
+            "min_margin": rounded(min(r - c for c, r in pairs)) if pairs else None,
+            "below_certified": sum(r < c for c, r in pairs),
+        }
+    return out
 
 
 def _on_step(tick: Callable[[str], None], label: str) -> Callable[[dict[str, Any]], None]:
@@ -233,41 +318,8 @@ def _on_step(tick: Callable[[str], None], label: str) -> Callable[[dict[str, Any
     return on_step
 
 
-def _went_up_overall(history: RunHistory) -> float | None:
-    steps = [r for r in history.steps() if r.get("robust_loss_after") is not None]
-    if not steps:
+def _went_up_overall(steps: Sequence[Mapping[str, Any]]) -> float | None:
+    measured = [r for r in steps if r.get("robust_loss_after") is not None]
+    if not measured:
         return None
-    return rounded(sum(r["robust_loss_after"] > r["robust_loss"] for r in steps) / len(steps))
-
-
-def plot_digits(dg: Mapping[str, Any], out: Path) -> list[tuple[str, str, str]]:
-    """Robust accuracy against epoch and wall-clock and the went-up fraction, per setting, on the
-    first seed, with `problems.report.plot_curves`; returns (heading, file name, what it shows)
-    per figure."""
-
-    figures = []
-    for setting, block in dg["settings"].items():
-        label = SETTING_LABELS[setting]
-        histories = {RULE_LABELS[r]: res["epochs"] for r, res in block["runs"][0].items()}
-        accuracy = f"test robust accuracy ({dg['eval']}, ε={dg['eps']:g})"
-        for x, y, what, ylabel in (
-            ("epoch", "robust_acc", "robust accuracy against epoch", accuracy),
-            ("wall", "robust_acc", "robust accuracy against wall-clock", accuracy),
-            (
-                "epoch",
-                "went_up_fraction",
-                "fraction of steps after which the batch robust loss went up",
-                "fraction of steps: robust loss went up",
-            ),
-        ):
-            name = f"digits_{setting}_{y}_{x}.png"
-            plot_curves(
-                histories,
-                x=x,
-                y=y,
-                path=out / name,
-                title=f"digits, {label}, seed {dg['seeds'][0]}: {what}",
-                ylabel=ylabel,
-            )
-            figures.append((f"Digits, {label}: {what}", name, setting))
-    return figures
+    return rounded(sum(r["robust_loss_after"] > r["robust_loss"] for r in measured) / len(measured))

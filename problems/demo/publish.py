@@ -24,7 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from problems.demo.common import SETTING_LABELS
+from problems.demo.common import RULE_LABELS, SETTING_LABELS
+from problems.demo.digits import DIGITS_PARTS
 from problems.demo.compare import differences_by_part
 from problems.demo.findings import findings
 from problems.demo.run import PARTS
@@ -60,10 +61,11 @@ TARGETS: dict[str, tuple[str, ...]] = {
 }
 _HEADINGS = {
     "quick": "Quick run",
-    "counterexample": "1. The counterexample",
-    "elu": "2. The paper's ELU toy",
-    "worstclass": "3. Worst-class digits",
-    "digits": "4. Adversarial digits",
+    "counterexample": "The counterexample",
+    "elu": "The paper's ELU toy",
+    "worstclass": "Worst-class digits",
+    "digits": "Adversarial digits",
+    "digits-bn": "Adversarial digits, ReLU + BatchNorm",
 }
 
 
@@ -102,8 +104,8 @@ def _findings_block(summary: Mapping[str, Any]) -> str:
 
 
 def _claims_block(summary: Mapping[str, Any]) -> str:
-    """Each claim of the paper (or of the issue, for worst-class training), then what the run
-    measured about it, stated through `problems.demo.verdicts`."""
+    """Each claim of the paper (or of this library, for worst-class training), then what the
+    run measured about it, stated through `problems.demo.verdicts`."""
     quick = bool(summary["config"]["quick"])
     lines = []
     ce = summary.get("counterexample")
@@ -145,21 +147,27 @@ def _claims_block(summary: Mapping[str, Any]) -> str:
             f"Group DRO {difference_text(p['group_dro']['worst_class_test_acc'], '.3f', quick)}"
             f", DDi − ERM {difference_text(p['erm']['worst_class_test_acc'], '.3f', quick)}."
         )
-    dg = summary.get("digits")
-    if dg:
-        claims = {
-            "smooth": "paper: with a smooth activation and no BatchNorm DDi raises robust "
-            "accuracy faster and trains more stably than PGD-AT",
-            "relu_bn": "paper: with ReLU and BatchNorm PGD-AT still does better",
-        }
-        for setting, block in dg["settings"].items():
-            p = block["paired"]["danskin"]
+    claims = {
+        "smooth": "paper: with a smooth activation and no BatchNorm DDi raises robust "
+        "accuracy faster and trains more stably than PGD-AT",
+        "relu_bn": "paper: with ReLU and BatchNorm PGD-AT still does better",
+    }
+    for part in DIGITS_PARTS:
+        dg = summary.get(part)
+        for setting, block in (dg or {}).get("settings", {}).items():
+            said = [
+                f"{RULE_LABELS[rule]} − Danskin {difference_text(by[m], '.3f', quick, label)}"
+                for rule, others in block["paired"].items()
+                for other, by in others.items()
+                if other == "danskin"
+                for m, label in (("final_robust_acc", RULE_LABELS[rule]),)
+            ]
+            went = block["paired"]["ddi"]["danskin"]["went_up_fraction"]
             lines.append(
                 f"- **Digits, {SETTING_LABELS[setting]}** ({claims[setting]}). Here, after "
-                f"{dg['epochs']} epochs: robust accuracy, DDi − Danskin "
-                f"{difference_text(p['final_robust_acc'], '.3f', quick)}; steps after which "
-                f"the robust loss went up, DDi − Danskin "
-                f"{difference_text(p['went_up_fraction'], '.3f', quick)}."
+                f"{dg['epochs']} epochs, robust accuracy: {'; '.join(said)}. Steps after "
+                f"which the robust loss went up, DDi − Danskin "
+                f"{difference_text(went, '.3f', quick)}."
             )
     return "\n".join(lines)
 

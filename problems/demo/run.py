@@ -1,11 +1,17 @@
-"""Running the demo: the four parts in turn over the seeds, summary.json and report.html.
+"""Running the demo: the chosen parts in turn over the seeds, summary.json and report.html.
 
 Public API::
 
-    run_demo(out, *, quick=False, seed=0, eps=0.1, progress=True, threads=1, parts=PARTS,
-             seeds=None)
+    PARTS               every part, in the order they run (``--part`` choices)
+    DEFAULT_PARTS       the parts a plain ``minimax demo`` runs
+    run_demo(out, *, quick=False, seed=0, eps=0.1, progress=True, threads=1,
+             parts=DEFAULT_PARTS, seeds=None)
         -> dict  (the summary, also written to out/summary.json)
     write_report(summary, out, figures) -> Path   (report.html)
+
+To add a part: a runner ``(settings, seeds, eps, out, tick) -> (summary part, figures)`` in
+`_RUNNERS` and its progress-bar steps per seed in `_STEPS`, then its name in `PARTS` (and in
+`DEFAULT_PARTS` if a plain run should include it).
 """
 
 from __future__ import annotations
@@ -24,14 +30,15 @@ from tqdm import tqdm
 from problems.demo.common import DemoSettings
 from problems.demo.conflict import conflict_steps, plot_conflict, run_conflict, summarize_conflict
 from problems.demo.counterexample import plot_counterexample, run_counterexample
-from problems.demo.digits import digits_steps, plot_digits, run_digits
+from problems.demo.digits import DIGITS_PARTS, digits_steps, run_digits
+from problems.demo.digits_figures import plot_digits
 from problems.demo.findings import findings
 from problems.demo.tables import summary_tables
 from problems.demo.worstgroup import run_worstgroup, worstgroup_steps
 from problems.files import atomic_write_text
 from problems.report import write_html
 
-__all__ = ["ETA_CAVEAT", "PARTS", "run_demo", "write_report"]
+__all__ = ["DEFAULT_PARTS", "ETA_CAVEAT", "PARTS", "run_demo", "write_report"]
 
 #: printed above the progress bar
 ETA_CAVEAT = (
@@ -39,7 +46,9 @@ ETA_CAVEAT = (
     "with the machine's load (other processes, --threads)"
 )
 
-PARTS: tuple[str, ...] = ("counterexample", "elu", "worstclass", "digits")
+PARTS: tuple[str, ...] = ("counterexample", "elu", "worstclass", "digits", "digits-bn")
+#: the ELU toy and ReLU + BatchNorm digits run on request (``--part``): see docs/reproducing.md
+DEFAULT_PARTS: tuple[str, ...] = ("counterexample", "worstclass", "digits")
 
 
 CAPTIONS = {
@@ -62,13 +71,9 @@ def write_report(
     sections = []
     for heading, filename, key in figures:
         text = said.get(key, [])
-        if key.startswith("digits_") and "went_up" in filename:
-            text = [s for s in text if "went up" in s]
-        elif key.startswith("digits_") and "_wall" in filename:
-            text = [s for s in text if "wall-clock" in s]
-        elif key.startswith("digits_"):
-            text = [s for s in text if "went up" not in s and "wall-clock" not in s]
-            text = said.get("digits", []) + text
+        if key.startswith("digits_"):  # the part's setup goes with each setting's first figure
+            part = "digits-bn" if key == "digits_relu_bn" else "digits"
+            text = said.get(part, []) + text
         caption = " ".join([CAPTIONS.get(key, ""), *text]).strip()
         sections.append((heading, filename, caption))
     cfg = summary["config"]
@@ -132,8 +137,15 @@ def _worstclass(
 def _digits(
     s: DemoSettings, seeds: Sequence[int], eps: float, out: Path, tick: _Ticker
 ) -> tuple[dict[str, Any], Figures]:
-    dg = run_digits(s, seeds, eps, out / "runs", tick)
-    return dg, [(h, f, f"digits_{k}") for h, f, k in plot_digits(dg, out)]
+    dg = run_digits(s, seeds, eps, out / "runs", tick, DIGITS_PARTS["digits"])
+    return dg, plot_digits(dg, out)
+
+
+def _digits_bn(
+    s: DemoSettings, seeds: Sequence[int], eps: float, out: Path, tick: _Ticker
+) -> tuple[dict[str, Any], Figures]:
+    dg = run_digits(s, seeds, eps, out / "runs", tick, DIGITS_PARTS["digits-bn"])
+    return dg, plot_digits(dg, out)
 
 
 _RUNNERS: dict[str, Callable[..., tuple[dict[str, Any], Figures]]] = {
@@ -141,17 +153,22 @@ _RUNNERS: dict[str, Callable[..., tuple[dict[str, Any], Figures]]] = {
     "elu": _elu,
     "worstclass": _worstclass,
     "digits": _digits,
+    "digits-bn": _digits_bn,
+}
+#: per part, the progress-bar steps of one seed (the counterexample runs once: see _total_steps)
+_STEPS: dict[str, Callable[[DemoSettings], int]] = {
+    "counterexample": lambda s: 0,
+    "elu": conflict_steps,
+    "worstclass": worstgroup_steps,
+    "digits": lambda s: digits_steps(s, DIGITS_PARTS["digits"]),
+    "digits-bn": lambda s: digits_steps(s, DIGITS_PARTS["digits-bn"]),
 }
 
 
 def _total_steps(s: DemoSettings, parts: Sequence[str], seeds: int) -> int:
     """Outer steps of the chosen parts (the progress bar's length)."""
-    return (
-        (2 * s.ce_iterations if "counterexample" in parts else 0)
-        + (seeds * conflict_steps(s) if "elu" in parts else 0)
-        + (seeds * worstgroup_steps(s) if "worstclass" in parts else 0)
-        + (seeds * digits_steps(s) if "digits" in parts else 0)
-    )
+    once = 2 * s.ce_iterations if "counterexample" in parts else 0
+    return once + seeds * sum(_STEPS[part](s) for part in parts)
 
 
 def run_demo(
@@ -162,16 +179,18 @@ def run_demo(
     eps: float = 0.1,
     progress: bool = True,
     threads: int | None = 1,
-    parts: Sequence[str] = PARTS,
+    parts: Sequence[str] = DEFAULT_PARTS,
     seeds: int | None = None,
 ) -> dict[str, Any]:
     """Run the demo into ``out``; returns the summary (also written to ``summary.json``).
 
     ``seeds``: how many seeds (``seed``, ``seed + 1``, ...) every comparison runs over (default:
     `DemoSettings.seeds`, 3 in a full run, 2 with ``quick``); the counterexample is exact and
-    runs once."""
+    runs once. ``parts``: names from `PARTS` (default `DEFAULT_PARTS`)."""
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps!r}")
+    if isinstance(parts, str) or not parts:
+        raise ValueError(f"parts must be a non-empty list of part names from {', '.join(PARTS)}")
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown demo parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
@@ -188,6 +207,7 @@ def run_demo(
         "quick": quick,
         "eps": eps,
         "threads": threads,
+        "parts": [p for p in PARTS if p in parts],
         "settings": dict(vars(s)),
     }
     summary: dict[str, Any] = {"config": config, "timings": {}}

@@ -1,7 +1,7 @@
 """Put together one demo summary from runs on disjoint parts or seeds (one process each), e.g. on
 a busy machine::
 
-    python -c "from problems.demo import run_demo; run_demo('A', parts=('counterexample', 'elu',
+    python -c "from problems.demo import run_demo; run_demo('A', parts=('counterexample',
                'worstclass'))"
     python -c "from problems.demo import run_demo; run_demo('D0', parts=('digits',), seed=0,
                seeds=1)"                                  # and D1, D2 with seed=1, 2
@@ -29,7 +29,8 @@ from typing import Any
 from problems.demo.common import strip_times
 from problems.demo.conflict import plot_conflict
 from problems.demo.counterexample import plot_counterexample
-from problems.demo.digits import merge_digits, plot_digits
+from problems.demo.digits import DIGITS_PARTS, merge_digits
+from problems.demo.digits_figures import plot_digits
 from problems.demo.run import PARTS, write_report
 from problems.files import atomic_write_text
 
@@ -45,8 +46,9 @@ def merge_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     first = summaries[0]["config"]
     for other in summaries[1:]:
         a, b = strip_times(other["config"]), strip_times(first)
-        if {k: v for k, v in a.items() if k not in ("seed", "seeds")} != {
-            k: v for k, v in b.items() if k not in ("seed", "seeds")
+        own = ("seed", "seeds", "parts")
+        if {k: v for k, v in a.items() if k not in own} != {
+            k: v for k, v in b.items() if k not in own
         }:
             raise ValueError("shards differ in settings (quick, eps, threads or sizes)")
     out: dict[str, Any] = {"config": json.loads(json.dumps(first)), "timings": {}}
@@ -54,7 +56,7 @@ def merge_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         shards = [s for s in summaries if s.get(part)]
         if not shards:
             continue
-        if part == "digits":
+        if part in DIGITS_PARTS:
             out[part] = merge_digits([s[part] for s in shards])
         elif len(shards) > 1:
             raise ValueError(f"part {part!r} is in {len(shards)} shards; run it in one")
@@ -64,6 +66,7 @@ def merge_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     seeds = sorted({seed for s in summaries for seed in s["config"]["seeds"]})
     out["config"]["seeds"], out["config"]["seed"] = seeds, seeds[0]
     out["config"]["shards"] = len(summaries)
+    out["config"]["parts"] = [p for p in PARTS if p in out]
     out["timings"]["total"] = round(sum(out["timings"].values()), 2)
     return out
 
@@ -82,8 +85,9 @@ def write_merged(summaries: Sequence[Mapping[str, Any]], out: str | Path) -> dic
         figures.append(("The paper's ELU network toy", "elu_toy.png", "elu"))
     if "worstclass" in summary:
         figures.append(("Worst-class digits", "", "worstclass"))
-    if "digits" in summary:
-        figures += [(h, f, f"digits_{k}") for h, f, k in plot_digits(summary["digits"], out)]
+    for part in DIGITS_PARTS:
+        if part in summary:
+            figures += plot_digits(summary[part], out)
     text = json.dumps(summary, indent=1, ensure_ascii=False) + "\n"
     atomic_write_text(out / "summary.json", text)
     write_report(summary, out, figures)

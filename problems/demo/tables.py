@@ -1,8 +1,8 @@
 """The demo's summary tables (for stdout, report.html and the README), from summary.json alone.
 
 A cell "0.712 ± 0.022" is the mean over seeds and the half-width of its 95% t-interval (the
-mean alone with one seed). The last table states every paired difference DDi − other rule with
-its interval, paired t-test and verdict (`problems.demo.verdicts`).
+mean alone with one seed). The last table states every paired difference (DDi or a DDi variant −
+another rule) with its interval, paired t-test and verdict (`problems.demo.verdicts`).
 
 Public API::
 
@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from problems.demo.common import RULE_LABELS, SETTING_LABELS
+from problems.demo.digits import DIGITS_PARTS
 from problems.demo.findings import WORSTCLASS_LABELS, WORSTCLASS_STATED
 from problems.demo.verdicts import verdict_text
 
@@ -80,36 +81,46 @@ def summary_tables(summary: Mapping[str, Any]) -> list[Table]:
                         quick,
                     )
                 )
-    dg = summary.get("digits")
-    if dg:
+    for part in DIGITS_PARTS:
+        dg = summary.get(part)
+        if not dg:
+            continue
         tables.append(_digits_table(dg))
         for setting, block in dg["settings"].items():
-            for other, by_metric in block["paired"].items():
-                for metric, entry in by_metric.items():
-                    paired_rows.append(
-                        _paired_row(
-                            f"digits, {SETTING_LABELS[setting]}",
-                            metric,
-                            RULE_LABELS[other],
-                            entry,
-                            ".3f",
-                            quick,
+            for rule, others in block["paired"].items():
+                for other, by_metric in others.items():
+                    for metric, entry in by_metric.items():
+                        paired_rows.append(
+                            _paired_row(
+                                f"digits, {SETTING_LABELS[setting]}",
+                                metric,
+                                RULE_LABELS[other],
+                                entry,
+                                ".3f",
+                                quick,
+                                RULE_LABELS[rule],
+                            )
                         )
-                    )
     if paired_rows:
-        header = ["part", "metric", "DDi − rule", "mean", "95% CI", "p", "verdict"]
-        tables.append(("DDi − other rule, paired over seeds", header, paired_rows))
+        header = ["part", "metric", "difference", "mean", "95% CI", "p", "verdict"]
+        tables.append(("Rule − other rule, paired over seeds", header, paired_rows))
     return tables
 
 
 def _paired_row(
-    part: str, metric: str, other: str, entry: Mapping[str, Any], fmt: str, quick: bool
+    part: str,
+    metric: str,
+    other: str,
+    entry: Mapping[str, Any],
+    fmt: str,
+    quick: bool,
+    rule: str = "DDi",
 ) -> list[str]:
     ci = "n/a" if entry.get("low") is None else f"{entry['low']:+{fmt}} to {entry['high']:+{fmt}}"
     p = "n/a" if entry.get("p") is None else f"{entry['p']:.2g}"
     label = METRIC_LABELS.get(metric, metric)
     mean = format(entry["mean"], "+" + fmt)
-    return [part, label, f"DDi − {other}", mean, ci, p, verdict_text(entry, quick)]
+    return [part, label, f"{rule} − {other}", mean, ci, p, verdict_text(entry, quick, rule)]
 
 
 def _counterexample_table(ce: Mapping[str, Any]) -> Table:

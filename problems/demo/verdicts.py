@@ -9,7 +9,10 @@ too short to compare.
 Public API::
 
     interval_text(entry, fmt) -> str                 "0.712 (95% CI 0.690 to 0.734)"
-    difference_text(entry, fmt, quick) -> str        "+0.012 (95% CI ..., paired t-test p = 0.31):
+    verdict_text(entry, quick, subject="DDi") -> str "no significant difference" / "DDi
+                                                      significantly higher" / "... lower"
+    difference_text(entry, fmt, quick, subject="DDi") -> str
+                                                     "+0.012 (95% CI ..., paired t-test p = 0.31):
                                                       no significant difference"
     metric_sentence(label, rules, paired, names, fmt, quick) -> str
     QUICK_NOTE
@@ -43,19 +46,21 @@ def interval_text(entry: Mapping[str, Any], fmt: str = ".3f") -> str:
     return f"{mean} (95% CI {entry['low']:{fmt}} to {entry['high']:{fmt}})"
 
 
-def verdict_text(entry: Mapping[str, Any], quick: bool) -> str:
-    """What the paired interval allows: never a winner from a quick run, or from an interval
-    that covers 0."""
+def verdict_text(entry: Mapping[str, Any], quick: bool, subject: str = "DDi") -> str:
+    """What the paired interval of ``subject`` − other allows: never a winner from a quick run,
+    or from an interval that covers 0."""
     if quick:
         return "not compared (quick run)"
     low, high = entry.get("low"), entry.get("high")
     if low is None or high is None or low <= 0 <= high or entry.get("p") is None:
         return "no significant difference"
-    return "DDi significantly " + ("higher" if low > 0 else "lower")
+    return f"{subject} significantly " + ("higher" if low > 0 else "lower")
 
 
-def difference_text(entry: Mapping[str, Any], fmt: str = ".3f", quick: bool = False) -> str:
-    """The paired difference DDi − other: mean, 95% interval, paired t-test, verdict."""
+def difference_text(
+    entry: Mapping[str, Any], fmt: str = ".3f", quick: bool = False, subject: str = "DDi"
+) -> str:
+    """The paired difference ``subject`` − other: mean, 95% interval, paired t-test, verdict."""
     mean = format(entry["mean"], "+" + fmt)
     if entry.get("low") is None:
         stats = "1 seed"
@@ -63,7 +68,7 @@ def difference_text(entry: Mapping[str, Any], fmt: str = ".3f", quick: bool = Fa
         p = entry.get("p")
         test = f"paired t-test p = {p:.2g}" if p is not None else "identical on every seed"
         stats = f"95% CI {entry['low']:+{fmt}} to {entry['high']:+{fmt}}, {test}"
-    return f"{mean} ({stats}): {verdict_text(entry, quick)}"
+    return f"{mean} ({stats}): {verdict_text(entry, quick, subject)}"
 
 
 def metric_sentence(

@@ -3,7 +3,8 @@
 Public API::
 
     TrainConfig(...)            validated when built; .to_dict(), TrainConfig.from_dict(data)
-    SCHEDULES, BATCHNORM        the accepted schedule and BatchNorm-policy names
+    SCHEDULES, BATCHNORM, LINE_SEARCHES   the accepted schedule, BatchNorm-policy and
+                                line-search names
     TIME_FIELDS                 metrics fields that hold wall-clock measurements
 
 The rule names come from `problems.training.rules.RULES`, the threat names (``norm``) from
@@ -21,10 +22,11 @@ from minimax import checks
 from problems.threats import THREATS
 from problems.training.rules import RULES, training_rules
 
-__all__ = ["BATCHNORM", "SCHEDULES", "TIME_FIELDS", "TrainConfig"]
+__all__ = ["BATCHNORM", "LINE_SEARCHES", "SCHEDULES", "TIME_FIELDS", "TrainConfig"]
 
 SCHEDULES: tuple[str, ...] = ("piecewise", "cosine", "constant")
 BATCHNORM: tuple[str, ...] = ("per_restart", "eval")
+LINE_SEARCHES: tuple[str, ...] = ("none", "armijo")
 
 #: fields of metrics records that hold wall-clock measurements (they differ between runs)
 TIME_FIELDS: frozenset[str] = frozenset({"seconds", "wall", "eval_seconds", "images_per_second"})
@@ -47,6 +49,9 @@ class TrainConfig:
         robust loss went up (costs one more attack per step; not counted in ``wall``).
     amp: CUDA only: bf16 autocast and channels_last (Gram matrices and QPs stay float64).
     batchnorm: `minimax.ModuleProblem`'s BatchNorm policy (``"per_restart"`` or ``"eval"``).
+    line_search: ``"none"`` (θ ← the optimizer's step) or ``"armijo"``: the certified step of
+        `minimax.MinMaxOptimizer` (``step_size="armijo"``); each step's record then holds the
+        accepted fraction ``t`` and the ``certified_decrease`` and ``realised_decrease``.
     """
 
     rule: str = "danskin"
@@ -71,6 +76,7 @@ class TrainConfig:
     device: str = "cpu"
     amp: bool = False
     batchnorm: str = "per_restart"
+    line_search: str = "none"
 
     def __post_init__(self) -> None:
         self.validate()  # the one validation: a TrainConfig that exists is valid
@@ -81,6 +87,7 @@ class TrainConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         THREATS.canonical(self.norm)
         _choice("batchnorm", self.batchnorm, BATCHNORM)
+        _choice("line_search", self.line_search, LINE_SEARCHES)
         for name in (
             "restarts",
             "epochs",

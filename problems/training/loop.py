@@ -275,6 +275,9 @@ class _Loop:
             "batch_clean_acc": correct / len(idx),
             "seconds": step_wall,
             "lr": used_lr(run.scheduler),
+            "t": report.t,  # the line search's (None without one)
+            "certified_decrease": report.certified_decrease,
+            "realised_decrease": report.realised_decrease,
         }
         self.log(record)
         if self.callback is not None:

@@ -183,7 +183,12 @@ def set_up(
     )
     inner = minimax.PGD(config.steps, config.step_size, restarts=config.restarts, seed=config.seed)
     optimizer = minimax.MinMaxOptimizer(
-        problem, sgd, inner, build_rule(config.rule), remeasure=config.remeasure
+        problem,
+        sgd,
+        inner,
+        build_rule(config.rule),
+        remeasure=config.remeasure,
+        step_size="armijo" if config.line_search == "armijo" else None,
     )
     return Run(
         config,
