@@ -89,9 +89,7 @@ def plot_accuracy(block: Mapping[str, Any], dg: Mapping[str, Any], label: str, p
     plt.close(fig)
 
 
-def plot_certified(
-    block: Mapping[str, Any], dg: Mapping[str, Any], label: str, path: Path
-) -> None:
+def plot_certified(block: Mapping[str, Any], dg: Mapping[str, Any], label: str, path: Path) -> None:
     """The certified step, every seed: left, the certified decrease c·t·|s| and the realised
     decrease R₀ − R(θ₀ − t·u) per step; right, the realised decrease against the first-order
     prediction t·|s| with the lines y = x and y = c·x (above the second: the certificate held)."""

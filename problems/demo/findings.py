@@ -234,8 +234,7 @@ def _digits_sentences(label: str, block: Mapping[str, Any], m: int, quick: bool)
     ):
         means = "; ".join(f"{names[r]} {interval_text(rules[r][metric])}" for r in names)
         diffs = "; ".join(
-            f"{names[r]} − {names[o]} "
-            f"{difference_text(by[metric], '.3f', quick, subject=names[r])}"
+            f"{names[r]} − {names[o]} {difference_text(by[metric], '.3f', quick, subject=names[r])}"
             for r, others in paired.items()
             for o, by in others.items()
         )

@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from problems.demo.common import RULE_LABELS, SETTING_LABELS
-from problems.demo.digits import DIGITS_PARTS
 from problems.demo.compare import differences_by_part
+from problems.demo.digits import DIGITS_PARTS
 from problems.demo.findings import findings
+from problems.demo.headline import changed_verdicts, headline
 from problems.demo.run import PARTS
 from problems.demo.tables import markdown_table, summary_tables
 from problems.demo.verdicts import difference_text, interval_text
@@ -56,7 +57,7 @@ QUICK_THREADS = (
 )
 #: Markdown file (relative to the repository root) → the blocks it holds
 TARGETS: dict[str, tuple[str, ...]] = {
-    "README.md": ("run", "tables"),
+    "README.md": ("run", "found", "tables"),
     "docs/reproducing.md": ("run", "findings", "tables", "claims", "threads", "threads-quick"),
 }
 _HEADINGS = {
@@ -80,7 +81,9 @@ def _run_line(summary: Mapping[str, Any]) -> str:
     )
     parts = [p for p in PARTS if summary.get(p)]
     missing = [p for p in PARTS if p not in parts]
-    absent = f" Not in this summary: {', '.join(missing)}." if missing else ""
+    absent = (
+        f" Not in this run: {', '.join(missing)} (each runs with `--part NAME`)." if missing else ""
+    )
     shards = cfg.get("shards")
     merged = f", merged from {shards} processes (`problems.demo.shards`)" if shards else ""
     return (
@@ -154,13 +157,14 @@ def _claims_block(summary: Mapping[str, Any]) -> str:
     }
     for part in DIGITS_PARTS:
         dg = summary.get(part)
-        for setting, block in (dg or {}).get("settings", {}).items():
+        if not dg:
+            continue
+        for setting, block in dg["settings"].items():
             said = [
-                f"{RULE_LABELS[rule]} − Danskin {difference_text(by[m], '.3f', quick, label)}"
-                for rule, others in block["paired"].items()
-                for other, by in others.items()
-                if other == "danskin"
-                for m, label in (("final_robust_acc", RULE_LABELS[rule]),)
+                f"{RULE_LABELS[r]} − Danskin "
+                f"{difference_text(o['danskin']['final_robust_acc'], '.3f', quick, RULE_LABELS[r])}"
+                for r, o in block["paired"].items()
+                if "danskin" in o
             ]
             went = block["paired"]["ddi"]["danskin"]["went_up_fraction"]
             lines.append(
@@ -188,6 +192,14 @@ def _threads_block(
     rows += [[part, "not rerun", "", ""] for part in summary if part not in skip]
     header = ["part", "numbers", "differ", "largest absolute difference"]
     threads = (summary["config"]["threads"], other["config"]["threads"])
+    changed = changed_verdicts(summary, other)
+    verdict_line = (
+        "Verdicts: every comparison states the same verdict with both thread counts."
+        if not changed
+        else f"Verdicts that differ between {threads[0]} and {threads[1]} threads: "
+        + "; ".join(changed)
+        + "."
+    )
     kind = "quick" if summary["config"]["quick"] else "full"
     seeds = ", ".join(map(str, summary["config"]["seeds"]))
     return (
@@ -196,6 +208,8 @@ def _threads_block(
         f"(`{paths[0].as_posix()}` against `{paths[1].as_posix()}`, compared by "
         "`python -m problems.demo.compare --by-part`, wall-clock fields aside):\n\n"
         + markdown_table(header, rows)
+        + "\n\n"
+        + verdict_line
     )
 
 
@@ -215,6 +229,7 @@ def blocks(
     )
     return {
         "run": _run_line(summary),
+        "found": "\n".join(f"- {line}" for line in headline(summary, other_threads)),
         "tables": tables,
         "findings": _findings_block(summary),
         "claims": _claims_block(summary),

@@ -22,9 +22,12 @@ PNGS = [
     *(
         f"digits_{setting}_{name}.png"
         for setting in ("smooth", "relu_bn")
-        for name in ("robust_acc_epoch", "robust_acc_wall", "went_up_fraction_epoch")
+        for name in ("accuracy", "certified")
     ),
 ]
+#: every part, each named by --part (the quick run covers them all)
+ALL_PARTS = ["--part=counterexample", "--part=elu", "--part=worstclass", "--part=digits"]
+ALL_PARTS.append("--part=digits-bn")
 
 
 def _run_cli(argv: list[str]) -> int:
@@ -38,7 +41,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "report"
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        assert _run_cli(["demo", "--quick", "--no-progress", "--out", str(out)]) == 0
+        assert _run_cli(["demo", "--quick", "--no-progress", "--out", str(out), *ALL_PARTS]) == 0
     (out / "stdout.txt").write_text(stdout.getvalue(), encoding="utf-8")
     return out
 
@@ -89,15 +92,27 @@ def test_quick_writes_every_file(quick_run: Path) -> None:
         assert path.is_file() and path.stat().st_size > 0, name
     summary = _summary(quick_run)
     assert summary["config"]["seeds"] == [0, 1]  # --quick: two seeds by default
+    from problems.demo.digits import SETTING_RULES
+
+    assert SETTING_RULES["smooth"] == (
+        "danskin",
+        "maxloss",
+        "ddi",
+        "ddi-example",
+        "ddi-certified",
+    )
     for seed in (0, 1):
-        for setting in ("smooth", "relu_bn"):
-            for rule in ("danskin", "maxloss", "ddi"):
+        for setting, rules in SETTING_RULES.items():
+            for rule in rules:
                 run = quick_run / "runs" / f"seed{seed}" / f"{setting}-{rule}"
                 assert (run / "metrics.jsonl").is_file()
     parsed, _ = _parse(quick_run)
     assert sorted(parsed.images) == sorted(PNGS)  # every figure is shown, none is missing
     assert set(summary) >= {"config", "counterexample", "elu", "worstclass", "digits", "timings"}
-    for block in summary["digits"]["settings"].values():
+    assert set(summary["digits"]["settings"]) == {"smooth"}
+    assert set(summary["digits-bn"]["settings"]) == {"relu_bn"}
+    blocks = [*summary["digits"]["settings"].values(), *summary["digits-bn"]["settings"].values()]
+    for block in blocks:
         assert len(block["runs"]) == 2
         for runs in block["runs"]:
             for res in runs.values():
@@ -136,8 +151,8 @@ def test_report_numbers_match_summary(quick_run: Path) -> None:
     ce = summary["counterexample"]
     assert f"{ce['danskin']['phi_after_first_step']:.4f}" in text
     assert f"{ce['ddi']['final_phi']:.4f}" in text
-    for setting in ("smooth", "relu_bn"):
-        entry = summary["digits"]["settings"][setting]["rules"]["ddi"]["final_robust_acc"]
+    for part, setting in (("digits", "smooth"), ("digits-bn", "relu_bn")):
+        entry = summary[part]["settings"][setting]["rules"]["ddi"]["final_robust_acc"]
         assert f"DDi {entry['mean']:.3f} (95% CI {entry['low']:.3f} to {entry['high']:.3f})" in text
     # a quick run says so, and names no winner anywhere
     assert "too short to compare" in text
@@ -164,7 +179,7 @@ def test_counterexample_numbers_come_from_the_library(quick_run: Path) -> None:
 
 def test_same_seed_same_summary(quick_run: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
-    assert _run_cli(["demo", "--quick", "--no-progress", "--out", str(again)]) == 0
+    assert _run_cli(["demo", "--quick", "--no-progress", "--out", str(again), *ALL_PARTS]) == 0
     first, second = _summary(quick_run), _summary(again)
     assert demo.strip_times(first) == demo.strip_times(second)
     assert "timings" not in demo.strip_times(first)
@@ -367,7 +382,12 @@ def test_shards_merge_to_the_single_run(quick_run: Path, tmp_path: Path) -> None
     )
     digits = [
         demo.run_demo(
-            tmp_path / f"d{s}", quick=True, progress=False, parts=("digits",), seed=s, seeds=1
+            tmp_path / f"d{s}",
+            quick=True,
+            progress=False,
+            parts=("digits", "digits-bn"),
+            seed=s,
+            seeds=1,
         )
         for s in (0, 1)
     ]
@@ -438,3 +458,74 @@ def test_wall_clock_and_the_estimate_say_they_depend_on_load(tmp_path: Path, cap
     digits = [t for t in summary_tables(committed) if t[0].startswith("Adversarial digits")]
     assert "wall (s)" in digits[0][1] and "depend on its load" in digits[0][0]
     assert "depend on the machine's load" in _run_line(committed)
+
+
+# ---------------------------------------------------------------------------------------------
+# the digits parts' rules: per-example DDi and the certified step
+# ---------------------------------------------------------------------------------------------
+
+
+def test_certified_step_records_certified_and_realised_decrease(quick_run: Path) -> None:
+    from problems.training.history import read_jsonl
+
+    for part, setting in (("digits", "smooth"), ("digits-bn", "relu_bn")):
+        for seed in (0, 1):
+            run = quick_run / "runs" / f"seed{seed}" / f"{setting}-ddi-certified"
+            config = json.loads((run / "config.json").read_text(encoding="utf-8"))["config"]
+            assert config["line_search"] == "armijo" and config["rule"] == "ddi"
+            assert config["momentum"] == 0.0 and config["weight_decay"] == 0.0  # s = η·cert
+            steps = [r for r in read_jsonl(run / "metrics.jsonl") if r.get("kind") == "step"]
+            assert steps
+            for r in steps:
+                assert r["t"] is not None and 0.0 <= r["t"] <= 1.0
+                if r["t"] > 0:  # an accepted step realised at least its certified decrease
+                    assert 0.0 < r["certified_decrease"] <= r["realised_decrease"]
+                    assert r["robust_loss_after"] < r["robust_loss"]
+                else:
+                    assert r["certified_decrease"] == 0.0
+            plain = run.parent / f"{setting}-ddi" / "metrics.jsonl"
+            assert all(r["t"] is None for r in read_jsonl(plain) if r.get("kind") == "step")
+        summary = _summary(quick_run)[part]["settings"][setting]
+        ls = summary["line_search"]["ddi-certified"]
+        assert ls["below_certified"] == 0 and 0 < ls["accepted"] <= ls["steps"]
+        assert ls["min_margin"] >= 0
+        assert ls["certified_median"] <= ls["realised_median"]
+
+
+def test_per_example_ddi_trains_in_the_smooth_setting_only(quick_run: Path) -> None:
+    run = quick_run / "runs" / "seed0" / "smooth-ddi-example"
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))["config"]
+    assert config["rule"] == "ddi-example" and config["line_search"] == "none"
+    summary = _summary(quick_run)
+    assert "ddi-example" in summary["digits"]["settings"]["smooth"]["paired"]
+    assert "ddi-example" not in summary["digits-bn"]["settings"]["relu_bn"]["rules"]
+    assert not (quick_run / "runs" / "seed0" / "relu_bn-ddi-example").exists()
+
+
+def test_default_parts_and_the_cli_choices() -> None:
+    from problems.cli import demo as cli_demo
+    from problems.demo import run
+
+    assert cli_demo.PARTS == run.PARTS  # --part's choices are the demo's parts
+    assert cli_demo.DEFAULT_PARTS == run.DEFAULT_PARTS
+    assert set(run.DEFAULT_PARTS) < set(run.PARTS)
+    assert "elu" not in run.DEFAULT_PARTS and "digits-bn" not in run.DEFAULT_PARTS
+    with pytest.raises(ValueError, match="non-empty list of part names"):
+        run.run_demo("unused", parts="digits", progress=False)
+
+
+def test_elu_toy_with_exact_candidates_every_rule_reaches_the_constant_prediction() -> None:
+    """Why the ELU toy is out of the default demo (docs/reproducing.md): with exact candidates
+    both rules lower the exact robust loss to about log 2, the constant prediction's, and end
+    within 0.002 of each other: nothing to tell them apart."""
+    import math
+
+    import minimax as mm
+    from problems.demo.conflict import exact_descent
+
+    start, danskin = exact_descent(0, mm.Danskin())
+    _, ddi = exact_descent(0, mm.DDi(per_example=True))
+    assert start > math.log(2) + 0.02
+    for end in (danskin, ddi):
+        assert abs(end - math.log(2)) < 0.002
+    assert abs(danskin - ddi) < 0.002

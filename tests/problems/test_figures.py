@@ -197,3 +197,27 @@ def test_evaluation_table_reads_old_and_new_files() -> None:
     assert (cell["threat"], cell["eps"], cell["dataset"]) == ("L2", "0.5", "cifar10")
     assert cell["first two (APGD-CE, APGD-T)"] == "0.45"
     assert dict(zip(header, rows[1]))["first two (APGD-CE, APGD-T)"] == "–"  # APGD-DLR-based
+
+
+def test_seed_bands_draw_a_styled_mean_and_the_range_over_seeds() -> None:
+    from problems.figures import seed_bands
+
+    fig, ax = plt.subplots()
+    try:
+        same = ([1, 2, 3], [[0.1, 0.2, 0.3], [0.3, 0.4, 0.5]])
+        seed_bands(ax, {"a": same, "b": same, "c": ([1, 2, 3], [[0.5, None, 0.7]])})
+        a, b, c = ax.get_lines()
+        assert list(a.get_ydata()) == pytest.approx([0.2, 0.3, 0.4])  # the mean over seeds
+        assert list(a.get_ydata()) == list(b.get_ydata())  # identical curves ...
+        for getter in ("get_color", "get_linestyle", "get_marker"):  # ... drawn two ways
+            assert getattr(a, getter)() != getattr(b, getter)()
+        assert list(c.get_xdata()) == [1, 3]  # a point not measured is left out
+        assert len(ax.collections) == 2  # one shaded range per series with several seeds
+        low, high = ax.collections[0].get_paths()[0].get_extents().intervaly
+        assert (low, high) == pytest.approx((0.1, 0.5))
+        with pytest.raises(ValueError, match="one y per x"):
+            seed_bands(ax, {"d": ([1, 2], [[0.1]])})
+        with pytest.raises(ValueError, match="no seeds"):
+            seed_bands(ax, {"e": ([1], [])})
+    finally:
+        plt.close(fig)
