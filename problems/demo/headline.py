@@ -100,7 +100,7 @@ def _digits(dg: Mapping[str, Any] | None, quick: bool) -> list[str]:
         return said
     for setting, block in dg["settings"].items():
         against = [
-            f"{RULE_LABELS[r]} {_said(o['danskin']['final_robust_acc'], quick, RULE_LABELS[r])}"
+            f"{RULE_LABELS[r]}: {_said(o['danskin']['final_robust_acc'], quick, RULE_LABELS[r])}"
             for r, o in block["paired"].items()
             if "danskin" in o
         ]
@@ -122,6 +122,7 @@ def _digits(dg: Mapping[str, Any] | None, quick: bool) -> list[str]:
                 f"{RULE_LABELS[rule]} ({SETTING_LABELS[setting]}): {ls['accepted']} of "
                 f"{ls['steps']} steps accepted; {held} (median realised decrease "
                 f"{ls['realised_median']:.3g} nats against a median certified "
-                f"{ls['certified_median']:.3g}), as re-measured by the attack."
+                f"{ls['certified_median']:.3g}), as re-measured by the attack; a step is kept only "
+                "where that loss fell, so by construction it never went up."
             )
     return said

@@ -73,9 +73,11 @@ _HEADINGS = {
 def _run_line(summary: Mapping[str, Any]) -> str:
     cfg = summary["config"]
     total = summary.get("timings", {}).get("total")
+    cpu = summary.get("timings", {}).get("cpu_total")
+    cpu_text = f" and {cpu / 60:.1f} min of CPU time" if cpu is not None else ""
     took = (
-        f", {total / 60:.1f} min wall-clock for the whole run (wall-clock times depend on the "
-        "machine's load at the time)"
+        f", {total / 60:.1f} min wall-clock{cpu_text} for the whole run (wall-clock times "
+        "depend on the machine's load at the time)"
         if total is not None
         else ""
     )

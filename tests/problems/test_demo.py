@@ -321,7 +321,9 @@ def test_publish_replaces_blocks_and_names_a_missing_one(tmp_path: Path, quick_r
     with pytest.raises(ValueError, match="demo:findings"):
         publish.render(text, generated, ["findings"])
     (tmp_path / "docs").mkdir()
-    (tmp_path / "README.md").write_text(text.replace("tables", "run") + text, encoding="utf-8")
+    (tmp_path / "README.md").write_text(
+        "".join(text.replace("tables", n) for n in publish.TARGETS["README.md"]), encoding="utf-8"
+    )
     (tmp_path / "docs" / "reproducing.md").write_text(
         "".join(
             text.replace("tables", n)
@@ -529,3 +531,12 @@ def test_elu_toy_with_exact_candidates_every_rule_reaches_the_constant_predictio
     for end in (danskin, ddi):
         assert abs(end - math.log(2)) < 0.002
     assert abs(danskin - ddi) < 0.002
+
+
+def test_train_config_line_search_is_checked() -> None:
+    from problems.training import TrainConfig
+
+    assert TrainConfig().line_search == "none"
+    assert TrainConfig(line_search="armijo").to_dict()["line_search"] == "armijo"
+    with pytest.raises(ValueError, match="unknown line_search 'wolfe'; choose one of none, armijo"):
+        TrainConfig(line_search="wolfe")
