@@ -28,7 +28,7 @@ EPILOG = (
     "(ERM / Danskin / DDi / Group DRO), and adversarial training of a small CNN (CELU, no "
     "BatchNorm) on the digits by Danskin (PGD-AT), MaxLoss, DDi, per-example DDi and DDi with "
     "the certified step, each comparison over --seeds seeds with 95% intervals and paired "
-    "t-tests. About five minutes on a CPU: it trains 15 small CNNs (--quick: seconds, too short "
+    "t-tests. A few minutes on a CPU: it trains 15 small CNNs (--quick: seconds, too short "
     "to compare the rules). On request (--part): elu, the paper's 2-2-1 ELU toy, and digits-bn, "
     "the digits with ReLU + BatchNorm. Writes PNG figures, report.html and summary.json to "
     "--out, and prints the summary tables. Needs matplotlib and scikit-learn: "

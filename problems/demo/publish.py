@@ -9,8 +9,10 @@ Markdown file; everything outside the markers is left alone. The test suite runs
 
 Public API::
 
-    SUMMARY, OTHER_THREADS, TARGETS       the committed summaries and {file: block names}
-    blocks(summary, other_threads=None) -> {name: markdown}   every block, from the summaries
+    SUMMARY, OTHER_THREADS, QUICK_THREADS, ELU_SUMMARY   the committed summaries
+    TARGETS                               {file: block names}
+    blocks(summary, other_threads=None, quick_threads=None, elu=None) -> {name: markdown}
+                                          every block, from the summaries
     render(text, blocks) -> str           ``text`` with its blocks replaced
     main(argv) -> int
 """
@@ -36,6 +38,7 @@ from problems.files import atomic_write_text
 from problems.pages import render_block
 
 __all__ = [
+    "ELU_SUMMARY",
     "OTHER_THREADS",
     "QUICK_THREADS",
     "ROOT",
@@ -55,10 +58,20 @@ QUICK_THREADS = (
     Path("docs/results/demo-quick-threads1.json"),
     Path("docs/results/demo-quick-threads2.json"),
 )
+#: a full run of the ELU toy alone (``--part elu``: not in the default run)
+ELU_SUMMARY = Path("docs/results/demo-elu.json")
 #: Markdown file (relative to the repository root) → the blocks it holds
 TARGETS: dict[str, tuple[str, ...]] = {
     "README.md": ("run", "found", "tables"),
-    "docs/reproducing.md": ("run", "findings", "tables", "claims", "threads", "threads-quick"),
+    "docs/reproducing.md": (
+        "run",
+        "elu",
+        "findings",
+        "tables",
+        "claims",
+        "threads",
+        "threads-quick",
+    ),
 }
 _HEADINGS = {
     "quick": "Quick run",
@@ -108,6 +121,7 @@ def _findings_block(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines).strip()
 
 
+# long: one claim per part, each sentence built from that part's numbers in place
 def _claims_block(summary: Mapping[str, Any]) -> str:
     """Each claim of the paper (or of this library, for worst-class training), then what the
     run measured about it, stated through `problems.demo.verdicts`."""
@@ -215,13 +229,27 @@ def _threads_block(
     )
 
 
+def _elu_block(elu: Mapping[str, Any] | None) -> str:
+    """The ELU toy's findings from its own committed run."""
+    if elu is None or not elu.get("elu"):
+        return f"(no `{ELU_SUMMARY.as_posix()}` committed: not measured)"
+    cfg = elu["config"]
+    head = (
+        f"Generated from `{ELU_SUMMARY.as_posix()}`: `minimax demo --part elu` with seeds "
+        f"{', '.join(map(str, cfg['seeds']))} and {cfg['threads']} torch "
+        f"thread{'s' if cfg['threads'] != 1 else ''}:"
+    )
+    return "\n".join([head, "", *(f"- {s}" for s in findings(elu)["elu"])])
+
+
 def blocks(
     summary: Mapping[str, Any],
     other_threads: Mapping[str, Any] | None = None,
     quick_threads: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
+    elu: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
-    """Every generated block, from ``summary`` (and the other thread count's summary, and two
-    quick runs with different thread counts)."""
+    """Every generated block, from ``summary`` (and the other thread count's summary, two
+    quick runs with different thread counts, and the ELU toy's own run)."""
     quick_block = "(no quick thread-count summaries committed: not measured)"
     if quick_threads is not None:
         quick_block = _threads_block(quick_threads[0], quick_threads[1], QUICK_THREADS)
@@ -231,6 +259,7 @@ def blocks(
     )
     return {
         "run": _run_line(summary),
+        "elu": _elu_block(elu),
         "found": "\n".join(f"- {line}" for line in headline(summary, other_threads)),
         "tables": tables,
         "findings": _findings_block(summary),
@@ -267,7 +296,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             json.loads((args.root / p).read_text(encoding="utf-8")) for p in QUICK_THREADS
         )
         quick = (first, second)
-    generated = blocks(summary, other, quick)
+    elu = None
+    if (args.root / ELU_SUMMARY).is_file():
+        elu = json.loads((args.root / ELU_SUMMARY).read_text(encoding="utf-8"))
+    generated = blocks(summary, other, quick, elu)
     stale = []
     for rel, names in TARGETS.items():
         path = args.root / rel

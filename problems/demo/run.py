@@ -171,6 +171,7 @@ def _total_steps(s: DemoSettings, parts: Sequence[str], seeds: int) -> int:
     return once + seeds * sum(_STEPS[part](s) for part in parts)
 
 
+# long: the argument checks, the config record and the timed loop over the parts, in order
 def run_demo(
     out: str | os.PathLike[str] = "demo-report",
     *,

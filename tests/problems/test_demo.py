@@ -301,7 +301,9 @@ def test_readme_and_docs_agree_with_the_committed_summary() -> None:
         json.loads((publish.ROOT / p).read_text(encoding="utf-8")) for p in publish.QUICK_THREADS
     )
     assert q1["config"]["threads"] == 1 and q2["config"]["threads"] == 2
-    generated = publish.blocks(summary, other, (q1, q2))
+    elu = json.loads((publish.ROOT / publish.ELU_SUMMARY).read_text(encoding="utf-8"))
+    assert elu["config"]["quick"] is False and set(elu["config"]["parts"]) == {"elu"}
+    generated = publish.blocks(summary, other, (q1, q2), elu)
     for rel, names in publish.TARGETS.items():
         text = (publish.ROOT / rel).read_text(encoding="utf-8")
         assert publish.render(text, generated, names) == text, (
@@ -325,10 +327,7 @@ def test_publish_replaces_blocks_and_names_a_missing_one(tmp_path: Path, quick_r
         "".join(text.replace("tables", n) for n in publish.TARGETS["README.md"]), encoding="utf-8"
     )
     (tmp_path / "docs" / "reproducing.md").write_text(
-        "".join(
-            text.replace("tables", n)
-            for n in ("run", "findings", "tables", "claims", "threads", "threads-quick")
-        ),
+        "".join(text.replace("tables", n) for n in publish.TARGETS["docs/reproducing.md"]),
         encoding="utf-8",
     )
     argv = [
