@@ -9,9 +9,9 @@ Markdown file; everything outside the markers is left alone. The test suite runs
 
 Public API::
 
-    SUMMARY, OTHER_THREADS, QUICK_THREADS, ELU_SUMMARY   the committed summaries
+    SUMMARY, OTHER_THREADS, QUICK_THREADS, ON_REQUEST   the committed summaries
     TARGETS                               {file: block names}
-    blocks(summary, other_threads=None, quick_threads=None, elu=None) -> {name: markdown}
+    blocks(summary, other_threads=None, quick_threads=None, on_request=None) -> {name: markdown}
                                           every block, from the summaries
     render(text, blocks) -> str           ``text`` with its blocks replaced
     main(argv) -> int
@@ -38,7 +38,7 @@ from problems.files import atomic_write_text
 from problems.pages import render_block
 
 __all__ = [
-    "ELU_SUMMARY",
+    "ON_REQUEST",
     "OTHER_THREADS",
     "QUICK_THREADS",
     "ROOT",
@@ -58,14 +58,19 @@ QUICK_THREADS = (
     Path("docs/results/demo-quick-threads1.json"),
     Path("docs/results/demo-quick-threads2.json"),
 )
-#: a full run of the ELU toy alone (``--part elu``: not in the default run)
-ELU_SUMMARY = Path("docs/results/demo-elu.json")
+#: full runs of the parts left out of the default run (``--part NAME``), one summary each; each
+#: one's findings become the docs block of the part's name
+ON_REQUEST: dict[str, Path] = {
+    "elu": Path("docs/results/demo-elu.json"),
+    "digits-bn": Path("docs/results/demo-digits-bn.json"),
+}
 #: Markdown file (relative to the repository root) → the blocks it holds
 TARGETS: dict[str, tuple[str, ...]] = {
     "README.md": ("run", "found", "tables"),
     "docs/reproducing.md": (
         "run",
         "elu",
+        "digits-bn",
         "findings",
         "tables",
         "claims",
@@ -229,27 +234,30 @@ def _threads_block(
     )
 
 
-def _elu_block(elu: Mapping[str, Any] | None) -> str:
-    """The ELU toy's findings from its own committed run."""
-    if elu is None or not elu.get("elu"):
-        return f"(no `{ELU_SUMMARY.as_posix()}` committed: not measured)"
-    cfg = elu["config"]
+def _on_request_block(part: str, summary: Mapping[str, Any] | None) -> str:
+    """The findings (and the paper's claim, where there is one) of a part's own committed run."""
+    path = ON_REQUEST[part].as_posix()
+    if summary is None or not summary.get(part):
+        return f"(no `{path}` committed: not measured)"
+    cfg = summary["config"]
     head = (
-        f"Generated from `{ELU_SUMMARY.as_posix()}`: `minimax demo --part elu` with seeds "
+        f"Generated from `{path}`: `minimax demo --part {part}` with seeds "
         f"{', '.join(map(str, cfg['seeds']))} and {cfg['threads']} torch "
         f"thread{'s' if cfg['threads'] != 1 else ''}:"
     )
-    return "\n".join([head, "", *(f"- {s}" for s in findings(elu)["elu"])])
+    said = [s for sentences in findings(summary).values() for s in sentences]
+    claims = _claims_block(summary)
+    return "\n".join([head, "", *(f"- {s}" for s in said), *([claims] if claims else [])])
 
 
 def blocks(
     summary: Mapping[str, Any],
     other_threads: Mapping[str, Any] | None = None,
     quick_threads: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
-    elu: Mapping[str, Any] | None = None,
+    on_request: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, str]:
     """Every generated block, from ``summary`` (and the other thread count's summary, two
-    quick runs with different thread counts, and the ELU toy's own run)."""
+    quick runs with different thread counts, and the `ON_REQUEST` parts' own runs)."""
     quick_block = "(no quick thread-count summaries committed: not measured)"
     if quick_threads is not None:
         quick_block = _threads_block(quick_threads[0], quick_threads[1], QUICK_THREADS)
@@ -259,7 +267,7 @@ def blocks(
     )
     return {
         "run": _run_line(summary),
-        "elu": _elu_block(elu),
+        **{p: _on_request_block(p, (on_request or {}).get(p)) for p in ON_REQUEST},
         "found": "\n".join(f"- {line}" for line in headline(summary, other_threads)),
         "tables": tables,
         "findings": _findings_block(summary),
@@ -296,10 +304,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             json.loads((args.root / p).read_text(encoding="utf-8")) for p in QUICK_THREADS
         )
         quick = (first, second)
-    elu = None
-    if (args.root / ELU_SUMMARY).is_file():
-        elu = json.loads((args.root / ELU_SUMMARY).read_text(encoding="utf-8"))
-    generated = blocks(summary, other, quick, elu)
+    on_request = {
+        part: json.loads((args.root / rel).read_text(encoding="utf-8"))
+        for part, rel in ON_REQUEST.items()
+        if (args.root / rel).is_file()
+    }
+    generated = blocks(summary, other, quick, on_request)
     stale = []
     for rel, names in TARGETS.items():
         path = args.root / rel
