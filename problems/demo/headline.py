@@ -85,9 +85,8 @@ def headline(summary: Mapping[str, Any], other: Mapping[str, Any] | None = None)
             + (
                 "the same verdict for every comparison."
                 if not changed
-                else f"a different verdict for {len(changed)} comparisons: "
-                + "; ".join(changed)
-                + "."
+                else f"a different verdict for {len(changed)} "
+                f"comparison{'s' if len(changed) != 1 else ''}: " + "; ".join(changed) + "."
             )
         )
     return said

@@ -542,3 +542,27 @@ def test_train_config_line_search_is_checked() -> None:
     assert TrainConfig(line_search="armijo").to_dict()["line_search"] == "armijo"
     with pytest.raises(ValueError, match="unknown line_search 'wolfe'; choose one of none, armijo"):
         TrainConfig(line_search="wolfe")
+
+
+def test_headline_sentences_follow_the_verdicts_and_name_changed_ones(quick_run: Path) -> None:
+    from problems.demo.headline import changed_verdicts, headline, verdicts
+
+    summary = _summary(quick_run)
+    summary["config"]["quick"] = False  # a full run states verdicts
+    entry = summary["digits"]["settings"]["smooth"]["paired"]["ddi"]["danskin"]
+    entry["final_robust_acc"].update(mean=0.05, low=0.01, high=0.09, p=0.01)
+    said = " ".join(headline(summary))
+    assert "DDi: DDi significantly higher (+0.050, 95% CI +0.010 to +0.090)" in said
+    assert "Quick run" not in said
+    other = json.loads(json.dumps(summary))
+    other["config"]["threads"] = 2
+    other_entry = other["digits"]["settings"]["smooth"]["paired"]["ddi"]["danskin"]
+    other_entry["final_robust_acc"].update(low=-0.01, high=0.11, p=0.08)
+    changed = changed_verdicts(summary, other)
+    assert changed == [
+        "digits, CELU, no BatchNorm, robust acc, DDi − Danskin (PGD-AT): "
+        "DDi significantly higher → no significant difference"
+    ]
+    assert "a different verdict for 1 comparison: digits" in " ".join(headline(summary, other))
+    assert len(verdicts(summary)) > 10
+    assert headline(summary, summary)[-1].endswith("the same verdict for every comparison.")
