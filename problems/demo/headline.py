@@ -39,12 +39,13 @@ def changed_verdicts(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     return [f"{k}: {va[k]} → {vb[k]}" for k in va if k in vb and va[k] != vb[k]]
 
 
-def _said(entry: Mapping[str, Any], quick: bool, subject: str) -> str:
-    """The verdict, then the mean difference and its interval in brackets."""
+def _said(entry: Mapping[str, Any], quick: bool) -> str:
+    """The verdict without its subject ("significantly lower": the sentence names the rule just
+    before), then the mean difference and its interval in brackets."""
     interval = (
         "" if entry.get("low") is None else f", 95% CI {entry['low']:+.3f} to {entry['high']:+.3f}"
     )
-    return f"{verdict_text(entry, quick, subject)} ({entry['mean']:+.3f}{interval})"
+    return f"{verdict_text(entry, quick, subject='').strip()} ({entry['mean']:+.3f}{interval})"
 
 
 def headline(summary: Mapping[str, Any], other: Mapping[str, Any] | None = None) -> list[str]:
@@ -67,13 +68,13 @@ def headline(summary: Mapping[str, Any], other: Mapping[str, Any] | None = None)
         )
     wc = summary.get("worstclass")
     if wc:
-        acc = {
-            r: _said(wc["paired"][r]["worst_class_test_acc"], quick, "DDi") for r in wc["paired"]
-        }
+        acc = {r: _said(wc["paired"][r]["worst_class_test_acc"], quick) for r in wc["paired"]}
         said.append(
             f"Worst-class digits ({len(wc['seeds'])} seeds), worst-class test accuracy of DDi "
             f"against the single-gradient rule: {acc['danskin']}; against Group DRO: "
-            f"{acc['group_dro']}; against ERM: {acc['erm']}."
+            f"{acc['group_dro']}; against ERM: {acc['erm']}. Fraction of steps at which the "
+            "worst training class switched, DDi against the single-gradient rule: "
+            f"{_said(wc['paired']['danskin']['switch_fraction'], quick)}."
         )
     for part in DIGITS_PARTS:
         said += _digits(summary.get(part), quick)
@@ -98,16 +99,17 @@ def _digits(dg: Mapping[str, Any] | None, quick: bool) -> list[str]:
     if not dg:
         return said
     for setting, block in dg["settings"].items():
-        against = [
-            f"{RULE_LABELS[r]}: {_said(o['danskin']['final_robust_acc'], quick, RULE_LABELS[r])}"
-            for r, o in block["paired"].items()
-            if "danskin" in o
-        ]
-        said.append(
-            f"Adversarial training on the digits ({SETTING_LABELS[setting]}, "
-            f"{len(dg['seeds'])} seeds, {dg['epochs']} epochs), final robust accuracy against "
-            f"PGD-AT: {'; '.join(against)}."
-        )
+        for metric, what in (("final_robust_acc", "robust"), ("final_clean_acc", "clean")):
+            against = [
+                f"{RULE_LABELS[r]}: {_said(o['danskin'][metric], quick)}"
+                for r, o in block["paired"].items()
+                if "danskin" in o
+            ]
+            said.append(
+                f"Adversarial training on the digits ({SETTING_LABELS[setting]}, "
+                f"{len(dg['seeds'])} seeds, {dg['epochs']} epochs), final {what} accuracy "
+                f"against PGD-AT: {'; '.join(against)}."
+            )
         for rule, ls in block.get("line_search", {}).items():
             if not ls["accepted"]:
                 said.append(f"{RULE_LABELS[rule]}: no step was accepted.")

@@ -552,7 +552,7 @@ def test_headline_sentences_follow_the_verdicts_and_name_changed_ones(quick_run:
     entry = summary["digits"]["settings"]["smooth"]["paired"]["ddi"]["danskin"]
     entry["final_robust_acc"].update(mean=0.05, low=0.01, high=0.09, p=0.01)
     said = " ".join(headline(summary))
-    assert "DDi: DDi significantly higher (+0.050, 95% CI +0.010 to +0.090)" in said
+    assert "DDi: significantly higher (+0.050, 95% CI +0.010 to +0.090)" in said
     assert "Quick run" not in said
     other = json.loads(json.dumps(summary))
     other["config"]["threads"] = 2
