@@ -10,7 +10,7 @@ steps every parameter tensor by 0.01 along its own normalized direction, 500 tim
 
 Because the candidates are random corners rather than maximizers, their gradients point in
 different directions: this is where DDi and the single gradient differ. `VARIANTS` re-runs the
-conflict count with a real inner maximizer (signed PGD, as our demo used to) at the same θ, every
+conflict count with a real inner maximizer (signed PGD) at the same θ, every
 ``toy_probe_every`` steps, to show what changes the outcome.
 
 Public API::
@@ -114,8 +114,8 @@ class PaperELU(ELUNetwork):
 
 
 def real_inner_max(s: DemoSettings, seed: int) -> mm.extend.InnerSolver:
-    """The probe: m restarts of signed PGD with step ε/4 (a real inner maximizer, as the demo
-    used before), run at the same θ as the paper's solver to count its conflicts."""
+    """The probe: m restarts of signed PGD with step ε/4 (a real inner maximizer), run at the
+    same θ as the paper's solver to count its conflicts."""
     return mm.PGD(s.toy_pgd_steps, 0.25, restarts=s.toy_restarts, seed=seed + 1)
 
 
