@@ -157,9 +157,17 @@ def model_mode(model: nn.Module, mode: str) -> Iterator[None]:
 def check_classifier(
     problem: ModuleProblem, x: Tensor, y: Tensor, bounds: tuple[object, object]
 ) -> int:
-    """Check x, y and the model's output once, before any attack: x a finite float tensor in
-    ``bounds``, y integer labels [B] on x's device, logits [B, C] with C > max(y) (one no-grad
-    forward of the batch, running statistics untouched). Returns C."""
+    """Check x, y and the model's output once, before any attack (`classifier_logits`); returns
+    the number of classes C."""
+    return int(classifier_logits(problem, x, y, bounds).shape[1])
+
+
+def classifier_logits(
+    problem: ModuleProblem, x: Tensor, y: Tensor, bounds: tuple[object, object]
+) -> Tensor:
+    """The clean logits [B, C], checked: x a finite float tensor in ``bounds``, y integer labels
+    [B] on x's device, logits [B, C] with C > max(y) (one no-grad forward of the batch, running
+    statistics untouched)."""
     checks.float_tensor("x", x)
     checks.labels("y", y, x.shape[0] if x.ndim else None)
     if x.ndim == 0 or x.shape[0] == 0:
@@ -182,7 +190,7 @@ def check_classifier(
             f"model cannot take x of shape {tuple(x.shape)} ({err}); pass inputs of the shape "
             "and dtype it was built for"
         ) from None
-    return int(checks.logits_for("model", out, y).shape[1])
+    return checks.logits_for("model", out, y)
 
 
 def worst_candidate(problem: ModuleProblem, deltas: Tensor, x: Tensor, y: Tensor) -> Tensor:

@@ -17,9 +17,9 @@ from torch import Tensor
 from minimax import checks
 from minimax.engine import Engine
 from minimax.inner.apgd import APGD
-from minimax.inner.base import Candidates, InnerSolver
+from minimax.inner.base import Candidates, InnerSolver, rows_of_set
 from minimax.problem import Batch, Params, Problem
-from minimax.sets import L2Ball, LinfBall, PerturbationSet
+from minimax.sets import L2Ball, LinfBall
 
 __all__ = ["APGDTargeted", "targeted_dlr_loss"]
 
@@ -120,7 +120,7 @@ class APGDTargeted(InnerSolver):
                 sub = (x[rows], y[rows] * classes + ranked[rows, k])
                 targeted = engine.with_loss(
                     _encoded_loss(classes),
-                    perturbation=_rows(engine.problem.perturbation, rows, len(y), x.ndim),
+                    perturbation=rows_of_set(engine.problem.perturbation, rows, len(y), x.ndim),
                 )  # counts on this engine's counter
                 found = self.apgd(targeted, params, sub, generator=gen).deltas
                 deltas[:, rows] = found
@@ -181,19 +181,3 @@ class APGDTargeted(InnerSolver):
         with torch.no_grad():
             wrong = engine.logits(params, deltas, batch).argmax(-1) != y  # [n, B]
         return wrong.any(dim=0)
-
-
-def _rows(S: PerturbationSet, rows: Tensor, b: int, x_ndim: int) -> LinfBall | L2Ball:
-    """The same set for the examples ``rows`` of a batch x [b, ...]: a per-example ε [b] and
-    bounds shaped like x are indexed; other bounds broadcast as they are."""
-
-    def pick(v: float | Tensor | None, ndim: int) -> float | Tensor | None:
-        if isinstance(v, Tensor) and v.ndim == ndim and v.shape[0] == b:
-            return v[rows.to(v.device)]
-        return v
-
-    assert isinstance(S, (LinfBall, L2Ball))
-    eps = pick(S.eps, 1)
-    assert eps is not None
-    lower, upper = pick(S.lower, x_ndim), pick(S.upper, x_ndim)
-    return type(S)(eps, lower=lower, upper=upper)

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from minimax import checks
 from minimax.engine import Engine
-from minimax.inner.base import Candidates, InnerSolver
+from minimax.inner.base import Candidates, InnerSolver, rows_of_set
 from minimax.problem import Batch, Params, Problem
 from minimax.sets import L2Ball, LinfBall
 
@@ -230,22 +230,6 @@ class Square(InnerSolver):
             )
         return search
 
-    def _scorer(
-        self, search: Engine, params: Mapping[str, Tensor], batch: Batch
-    ) -> Callable[[Tensor, Tensor], Tensor]:
-        """``score(deltas [B, *event], rows [n]) -> [n]``: the search objective at those rows,
-        evaluating only them where examples are independent (one forward either way)."""
-        split = search.rows_independent
-
-        def score(deltas: Tensor, rows: Tensor) -> Tensor:
-            if split:
-                x, y = batch
-                sub = (x[rows], y[rows])
-                return search.values(params, deltas[rows].unsqueeze(0), sub)[0]
-            return search.values(params, deltas.unsqueeze(0), batch)[0][rows]
-
-        return score
-
     def _run(
         self,
         problem: Problem,
@@ -254,44 +238,71 @@ class Square(InnerSolver):
         batch: Batch,
         gen: torch.Generator,
     ) -> Tensor:
-        """One restart: the searched δ [B, *event]."""
+        """One restart: the searched δ [B, *event]. Each query proposes and scores only the
+        examples still searched (`_Rows`) where examples are independent."""
         S = problem.perturbation
         assert isinstance(S, (LinfBall, L2Ball))
         shape = problem.delta_shape(batch)
         ref = problem.reference(batch)
         image = (shape[0], *_image_shape(shape[1:]))
-        x = problem.clean_input(batch)
         eps = torch.as_tensor(S.eps, dtype=ref.dtype, device=ref.device).expand(shape[0])
-        eps = eps.reshape(-1, 1, 1, 1)
-        linf = isinstance(S, LinfBall)
-
-        def project(d: Tensor) -> Tensor:
-            return S.project(d.reshape(shape), x, event_ndim=len(shape) - 1).reshape(image)
 
         def draw_signs(size: tuple[int, ...]) -> Tensor:
             bits = torch.randint(0, 2, size, generator=gen, device=gen.device)
             return (2 * bits - 1).to(ref.device, ref.dtype)
 
-        score = self._scorer(search, params, batch)
         every = torch.arange(shape[0], device=ref.device)
-        start = _start_linf if linf else _start_l2
-        delta = project(start(image, eps, draw_signs))
-        best = score(delta.reshape(shape), every)
+        work = _Rows(problem, S, batch, every, eps)
+        start = _start_linf if isinstance(S, LinfBall) else _start_l2
+        delta = work.project(start(image, work.eps, draw_signs))
+        best = work.score(search, params, delta)
+        propose = _propose_linf if isinstance(S, LinfBall) else _propose_l2
+        split = search.rows_independent and self.loss == "margin"
         for q in range(1, self.queries):
-            rows = every[best <= 0] if self.loss == "margin" else every
-            if rows.numel() == 0:
-                break
+            searched = best <= 0 if self.loss == "margin" else None
+            if searched is not None:
+                n = int(searched.sum())
+                if n == 0:
+                    break
+                if split and n != work.rows.numel():  # fewer rows: restrict to them
+                    work = _Rows(problem, S, batch, every[searched], eps)
             p = square_fraction(self.p_init, q, self.queries)
-            if linf:
-                proposal = _propose_linf(delta, eps, p, project, draw_signs, gen)
-            else:
-                proposal = _propose_l2(delta, eps, p, project, draw_signs, gen)
-            new = score(proposal.reshape(shape), rows)
-            better = new > best[rows]
-            keep = rows[better]
-            delta[keep] = proposal[keep]
+            proposal = propose(delta[work.rows], work.eps, p, work.project, draw_signs, gen)
+            new = work.score(search, params, proposal)
+            better = new > best[work.rows]
+            if searched is not None and not split:
+                better &= searched
+            keep = work.rows[better]
+            delta[keep] = proposal[better]
             best[keep] = new[better]
         return delta.reshape(shape)
+
+
+class _Rows:
+    """The examples ``rows`` [n] of a batch, as one attack query sees them: their sub-batch
+    (indexed once, so that the problem checks it once), their set, and ε [n, 1, 1, 1]. All the
+    rows of any problem's batch, or some rows of a classifier's (x, y)."""
+
+    def __init__(
+        self, problem: Problem, S: LinfBall | L2Ball, batch: Batch, rows: Tensor, eps: Tensor
+    ) -> None:
+        shape = problem.delta_shape(batch)
+        self.rows, self.eps = rows, eps[rows].reshape(-1, 1, 1, 1)
+        self.batch, self.S, self.x = batch, S, problem.clean_input(batch)
+        if rows.numel() < shape[0]:
+            x, y = batch
+            self.batch, self.x = (x[rows], y[rows]), x[rows]
+            self.S = rows_of_set(S, rows, x.shape[0], x.ndim)
+        self.shape = (rows.numel(), *shape[1:])
+
+    def project(self, d: Tensor) -> Tensor:
+        """Project d viewed as [n, c, h, w] onto the rows' set (and bounds); same view back."""
+        flat = self.S.project(d.reshape(self.shape), self.x, event_ndim=len(self.shape) - 1)
+        return flat.reshape(d.shape)
+
+    def score(self, search: Engine, params: Mapping[str, Tensor], d: Tensor) -> Tensor:
+        """The search objective at δ (viewed [n, c, h, w]) of the rows: one forward."""
+        return search.values(params, d.reshape(self.shape).unsqueeze(0), self.batch)[0]
 
 
 Signs = Callable[[tuple[int, ...]], Tensor]  # size → random ±1 tensor on the problem's device
