@@ -154,6 +154,7 @@ def evaluate(
     seed: int = 0,
     allow_large_eps: bool = False,
     return_adversarial: bool = False,
+    early_stop: bool = False,
 ) -> Evaluation:
     """Clean and robust accuracy of a classifier under a suite of attacks, with the per-example,
     per-attack results behind them (`Evaluation`).
@@ -179,6 +180,10 @@ def evaluate(
         lower, upper: bounds on x + δ.
         seed: seeds every attack's random starts.
         allow_large_eps: accept an L∞ ``eps`` wider than ``upper − lower`` (see `threat_set`).
+        early_stop: stop attacking an example early (named attacks only; see
+            `minimax.attacks.early_stop_rule`): PGD once its iterates cycle (nothing lost), the
+            others once misclassified or when their loss stalls (a stated number of iterations
+            without an increase).
         return_adversarial: also keep each example's worst input (`Evaluation.adversarial`,
             on CPU: as much memory as the data).
 
@@ -191,7 +196,9 @@ def evaluate(
     dev_arg = None if device is None else checks.device("device", device)
     S = threat_set(norm, eps, lower, upper, allow_large_eps=allow_large_eps)
     solvers = {
-        label: build_attack(a, eps, steps=steps, restarts=restarts, seed=seed)
+        label: build_attack(
+            a, eps, steps=steps, restarts=restarts, seed=seed, early_stop=early_stop
+        )
         for label, a in _labelled(attacks).items()
     }
     if dev_arg is not None:

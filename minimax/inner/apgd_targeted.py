@@ -18,6 +18,7 @@ from minimax import checks
 from minimax.engine import Engine
 from minimax.inner.apgd import APGD
 from minimax.inner.base import Candidates, InnerSolver, rows_of_set
+from minimax.inner.early_stop import EarlyStop
 from minimax.problem import Batch, Params, Problem
 from minimax.sets import L2Ball, LinfBall
 
@@ -76,6 +77,9 @@ class APGDTargeted(InnerSolver):
         rho, alpha: APGD's ρ and α (see `APGD`).
         seed: seeds the solver's own `torch.Generator` (used unless a generator is passed).
         early_stop: skip examples already misclassified by an earlier target.
+        stop: early stopping within each target's run (see `APGD`; None: every run takes all
+            ``steps``): a run stops on an example once it is misclassified (the targeted DLR
+            loss is positive) or its loss has stalled for ``stop.patience`` iterations.
     """
 
     def __init__(
@@ -88,12 +92,23 @@ class APGDTargeted(InnerSolver):
         alpha: float = 0.75,
         seed: int | None = 0,
         early_stop: bool = True,
+        stop: EarlyStop | None = None,
     ) -> None:
         targets = checks.integer("targets", targets, minimum=1)
-        self.apgd = APGD(steps, restarts, loss="ce", rho=rho, alpha=alpha, seed=seed)
+        self.apgd = APGD(steps, restarts, loss="ce", rho=rho, alpha=alpha, seed=seed, stop=stop)
+        self.apgd.fooled_when_positive = True
         self.targets = int(targets)
         self.early_stop = bool(early_stop)
         super().__init__(restarts=self.targets * self.apgd.restarts, seed=seed)
+
+    @property
+    def stop(self) -> EarlyStop | None:
+        """Early stopping within each target's run (`APGD.stop`)."""
+        return self.apgd.stop
+
+    @stop.setter
+    def stop(self, value: EarlyStop | None) -> None:
+        self.apgd.stop = value
 
     def __repr__(self) -> str:
         return (

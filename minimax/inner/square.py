@@ -17,6 +17,7 @@ from torch import Tensor
 from minimax import checks
 from minimax.engine import Engine
 from minimax.inner.base import Candidates, InnerSolver, rows_of_set
+from minimax.inner.early_stop import EarlyStop, Stall
 from minimax.problem import Batch, Params, Problem
 from minimax.sets import L2Ball, LinfBall
 
@@ -160,6 +161,9 @@ class Square(InnerSolver):
             published untargeted loss) and stop searching an example once it is misclassified;
             ``"objective"``: maximize the problem's own g for the whole budget (any problem).
         seed: seeds the solver's own `torch.Generator` (used unless a generator is passed).
+        stop: early stopping (`minimax.inner.early_stop.EarlyStop`; None: the whole budget):
+            with ``loss="margin"``, an example also stops once its margin has not increased for
+            ``stop.patience`` queries.
 
     The candidates' ``values`` are the problem's own objective g at the results.
     """
@@ -172,7 +176,11 @@ class Square(InnerSolver):
         p_init: float = 0.8,
         loss: Literal["margin", "objective"] = "margin",
         seed: int | None = 0,
+        stop: EarlyStop | None = None,
     ) -> None:
+        if stop is not None and not isinstance(stop, EarlyStop):
+            raise TypeError(f"stop must be an EarlyStop or None, got {type(stop).__name__}")
+        self.stop = stop
         queries = checks.integer("queries", queries, minimum=1)
         restarts = checks.integer("restarts", restarts, minimum=1)
         p_init = checks.real_number("p_init", p_init, at_most=1.0)
@@ -258,8 +266,10 @@ class Square(InnerSolver):
         best = work.score(search, params, delta)
         propose = _propose_linf if isinstance(S, LinfBall) else _propose_l2
         split = search.rows_independent and self.loss == "margin"
+        patience = self.stop.patience if self.stop is not None and split else None
+        stall, stalled = Stall(best, patience), torch.zeros_like(best, dtype=torch.bool)
         for q in range(1, self.queries):
-            searched = best <= 0 if self.loss == "margin" else None
+            searched = (best <= 0) & ~stalled if self.loss == "margin" else None
             if searched is not None:
                 n = int(searched.sum())
                 if n == 0:
@@ -275,6 +285,8 @@ class Square(InnerSolver):
             keep = work.rows[better]
             delta[keep] = proposal[better]
             best[keep] = new[better]
+            if patience is not None:
+                stalled[work.rows] = stall.update_rows(work.rows, better)
         return delta.reshape(shape)
 
 
