@@ -1,8 +1,8 @@
 """Early stopping of an attack, per example: when its iterates cycle or its best value stalls.
 
-Public: `EarlyStop` (the rule's settings), `Cycles` (has an iterate been visited before),
-`Stall` (iterations since the best value last increased), `ActiveRows` (the sub-batch of the
-examples still attacked, indexed once per change).
+Public: `EarlyStop` (the rule's settings), `Stall` (iterations since the best value last
+increased), `ActiveRows` (the sub-batch of the examples still attacked, indexed once per change).
+PGD's cycle detection itself is `minimax.inner.pgd` (it reads the final iterate off the cycle).
 
 The cycle rule follows Doldo, Everett, Khanna, Nguyen & Raff, "Stop Walking in Circles! Bailing
 Out Early in Projected Gradient Descent", CVPR 2025 (arXiv:2503.19347): PGD with a fixed step
@@ -23,7 +23,7 @@ from torch import Tensor
 from minimax import checks
 from minimax.problem import Batch
 
-__all__ = ["ActiveRows", "Cycles", "EarlyStop", "Stall"]
+__all__ = ["ActiveRows", "EarlyStop", "Stall"]
 
 
 @dataclass(frozen=True)
@@ -50,25 +50,6 @@ class EarlyStop:
     def scaled(budget: int, fraction: float, floor: int) -> int:
         """A patience of ``max(floor, ⌈fraction · budget⌉)`` iterations."""
         return max(int(floor), math.ceil(fraction * budget))
-
-
-class Cycles:
-    """Whether each candidate's iterate [n, B, ...] equals one of its last ``window`` iterates
-    (exact equality, per (restart, example))."""
-
-    def __init__(self, window: int) -> None:
-        self.window = int(window)
-        self.past: list[Tensor] = []
-
-    def seen(self, d: Tensor) -> Tensor:
-        """[n, B]: d [n, B, ...] was visited in the last ``window`` calls; then remember d."""
-        hit = torch.zeros(d.shape[:2], dtype=torch.bool, device=d.device)
-        for p in self.past:
-            hit |= (p == d).flatten(2).all(dim=2)
-        self.past.append(d.detach().clone())
-        if len(self.past) > self.window:
-            self.past.pop(0)
-        return hit
 
 
 class Stall:
