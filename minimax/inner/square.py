@@ -7,6 +7,7 @@ there to expose gradient masking: it reads only the objective's values, never it
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from typing import Literal
@@ -63,9 +64,15 @@ def _window_mask(h: int, w: int, side: tuple[int, int], n: int, gen: torch.Gener
     sh, sw = side
     vh = torch.randint(0, h - sh + 1, (n, 1, 1, 1), generator=gen, device=gen.device)
     vw = torch.randint(0, w - sw + 1, (n, 1, 1, 1), generator=gen, device=gen.device)
-    rows = torch.arange(h, device=gen.device).reshape(1, 1, h, 1)
-    cols = torch.arange(w, device=gen.device).reshape(1, 1, 1, w)
+    rows, cols = _grid(h, w, str(gen.device))
     return (rows >= vh) & (rows < vh + sh) & (cols >= vw) & (cols < vw + sw)
+
+
+@functools.lru_cache(maxsize=16)
+def _grid(h: int, w: int, device: str) -> tuple[Tensor, Tensor]:
+    """Row and column indices [1, 1, h, 1] and [1, 1, 1, w] (made once per size)."""
+    rows = torch.arange(h, device=device).reshape(1, 1, h, 1)
+    return rows, torch.arange(w, device=device).reshape(1, 1, 1, w)
 
 
 def _rectangles(a: int, b: int) -> Tensor:
@@ -306,11 +313,22 @@ class _Rows:
             self.batch, self.x = (x[rows], y[rows]), x[rows]
             self.S = rows_of_set(S, rows, x.shape[0], x.ndim)
         self.shape = (rows.numel(), *shape[1:])
+        self.box: tuple[Tensor, Tensor] | None = None
+        if isinstance(S, LinfBall):  # the ball ∩ the bounds is a box: one clamp projects
+            n = rows.numel()
+            far = (2 * self.eps.reshape(n, 1)).expand(n, math.prod(self.shape[1:]))
+            self.box = (self._project(-far), self._project(far))
+
+    def _project(self, d: Tensor) -> Tensor:
+        flat = self.S.project(d.reshape(self.shape), self.x, event_ndim=len(self.shape) - 1)
+        return flat.reshape(d.shape)
 
     def project(self, d: Tensor) -> Tensor:
         """Project d viewed as [n, c, h, w] onto the rows' set (and bounds); same view back."""
-        flat = self.S.project(d.reshape(self.shape), self.x, event_ndim=len(self.shape) - 1)
-        return flat.reshape(d.shape)
+        if self.box is None:
+            return self._project(d)
+        lo, hi = self.box
+        return torch.clamp(d, lo.reshape(d.shape), hi.reshape(d.shape))
 
     def score(self, search: Engine, params: Mapping[str, Tensor], d: Tensor) -> Tensor:
         """The search objective at δ (viewed [n, c, h, w]) of the rows: one forward."""
