@@ -186,6 +186,8 @@ class Engine(ScoringGraphs):
 
     def _stacked(self, params: Mapping[str, Tensor], deltas: Tensor, batch: Batch) -> Tensor:
         """[n, B, *event] → [n, B] by the stacking mode; vmap falls back to the loop."""
+        if deltas.shape[0] == 1 and isinstance(self.problem, _module.ModuleProblem):
+            return self.objective(params, deltas[0], batch).unsqueeze(0)  # its own forward
         mode = _module.stacking_mode(self.problem, deltas, self.stacking)
         if mode == "stack":
             return _module.stacked_values(self.problem, params, deltas, batch)

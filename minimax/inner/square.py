@@ -50,9 +50,9 @@ def margin_loss(logits: Tensor, y: Tensor) -> Tensor:
         raise ValueError(f"the margin loss needs logits [..., C ≥ 2], got {tuple(logits.shape)}")
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
-    z_y = logits.gather(-1, y.unsqueeze(-1)).squeeze(-1)
-    is_y = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, y.unsqueeze(-1), True)
-    other = torch.where(is_y, torch.full_like(logits, -torch.inf), logits).amax(dim=-1)
+    at_y = y.unsqueeze(-1)
+    z_y = logits.gather(-1, at_y).squeeze(-1)
+    other = logits.scatter(-1, at_y, -torch.inf).amax(dim=-1)
     return other - z_y
 
 
@@ -65,6 +65,10 @@ def _window_mask(h: int, w: int, side: tuple[int, int], n: int, gen: torch.Gener
     vh = torch.randint(0, h - sh + 1, (n, 1, 1, 1), generator=gen, device=gen.device)
     vw = torch.randint(0, w - sw + 1, (n, 1, 1, 1), generator=gen, device=gen.device)
     rows, cols = _grid(h, w, str(gen.device))
+    if max(h, w) <= 256:
+        # 0 ≤ i − v < s as one unsigned comparison: i − v ≥ −(h − s), which wraps to
+        # 256 − h + s ≥ s
+        return ((rows - vh).to(torch.uint8) < sh) & ((cols - vw).to(torch.uint8) < sw)
     return (rows >= vh) & (rows < vh + sh) & (cols >= vw) & (cols < vw + sw)
 
 

@@ -394,3 +394,15 @@ def test_evaluate_at_torchattacks_budgets_is_as_strong_as_its_autoattack():
     adv = ta.AutoAttack(net, norm="Linf", eps=0.1, version="standard", seed=0)(x, y)
     theirs = _accuracy(net, adv, y, torch.zeros(1, *x.shape))
     assert ours.robust_acc <= theirs + 1 / 32, (ours.robust_acc, theirs)
+
+
+@pytest.mark.parametrize("h, w, side", [(8, 8, (3, 3)), (1, 300, (1, 120)), (256, 5, (200, 2))])
+def test_window_mask_is_one_window_of_the_side_inside_the_plane(h, w, side):
+    gen = torch.Generator().manual_seed(0)
+    mask = _window_mask(h, w, side, 6, gen)
+    assert mask.shape == (6, 1, h, w)
+    for m in mask[:, 0]:
+        rows, cols = torch.nonzero(m.any(1)).squeeze(1), torch.nonzero(m.any(0)).squeeze(1)
+        assert int(m.sum()) == side[0] * side[1]  # a full rectangle of that size
+        assert rows.numel() == side[0] and cols.numel() == side[1]
+        assert int(rows[-1] - rows[0]) == side[0] - 1 and int(cols[-1] - cols[0]) == side[1] - 1
