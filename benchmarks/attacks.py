@@ -291,6 +291,7 @@ def top_functions(prof: cProfile.Profile, k: int = 12) -> list[dict[str, Any]]:
     ]
 
 
+# long: the command line and the interleaved measurement loop over models, cases and seeds.
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="few examples and seeds (a smoke run)")

@@ -151,6 +151,16 @@ def _verdict(row: dict[str, Any]) -> str:
     return f"no significant difference ({100 * d:+.1f} ± {100 * h:.1f} points)"
 
 
+def _speed(row: dict[str, Any]) -> str:
+    """The CPU-time ratio in words that follow its interval."""
+    r, h = row["cpu_ratio"], row["cpu_ratio_ci95"]
+    if r + h < 1:
+        return "minimax faster"
+    if r - h > 1:
+        return "minimax slower"
+    return "no significant difference"
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The comparison table and the budgets, from a results JSON."""
     s = result["settings"]
@@ -163,16 +173,16 @@ def markdown(result: dict[str, Any]) -> str:
         "counted by a hook (those with a gradient in brackets); examples per CPU second.",
         "",
         "| model | attack | minimax robust acc % | torchattacks robust acc % | accuracy | "
-        "minimax CPU s | torchattacks CPU s | CPU ratio | forward passes minimax / "
+        "minimax CPU s | torchattacks CPU s | CPU ratio | CPU time | forward passes minimax / "
         "torchattacks | examples/s minimax / torchattacks |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         m, t = r["minimax"], r["torchattacks"]
         out.append(
             f"| {r['model']} | {r['variant']} | {_pct(m)} | {_pct(t)} | {_verdict(r)} | "
             f"{m['cpu_seconds']:.2f} | {t['cpu_seconds']:.2f} | "
-            f"{r['cpu_ratio']:.2f} ± {r['cpu_ratio_ci95']:.2f} | "
+            f"{r['cpu_ratio']:.2f} ± {r['cpu_ratio_ci95']:.2f} | {_speed(r)} | "
             f"{m['forward']:.0f} ({m['forward_with_grad']:.0f}) / "
             f"{t['forward']:.0f} ({t['forward_with_grad']:.0f}) | "
             f"{m['images_per_cpu_second']:.0f} / {t['images_per_cpu_second']:.0f} |"

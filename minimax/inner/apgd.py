@@ -233,6 +233,8 @@ class APGD(InnerSolver):
         return surrogate.with_loss(loss, stacking=stacking), fooled
 
     # -- the schedule --------------------------------------------------------------------------
+    # long: APGD's schedule (momentum step, success counting, checkpoint halving with restart
+    # from the best point) reads as one loop against the paper's Algorithm 1.
     def _ascend(
         self,
         surrogate: Engine,
@@ -243,8 +245,6 @@ class APGD(InnerSolver):
     ) -> tuple[Tensor, Tensor]:
         """Run APGD from deltas [n, B, *event]; returns each candidate's best iterate and its f.
         With ``fooled`` (early stopping), stopped candidates are frozen and not evaluated."""
-        # Longer than 60 lines: APGD's schedule (momentum step, success counting, checkpoint halving
-        # with restart from the best point) reads as one loop against the paper's Algorithm 1.
         S = surrogate.problem.perturbation
         assert isinstance(S, (LinfBall, L2Ball))
         x = surrogate.problem.clean_input(batch)
