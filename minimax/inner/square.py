@@ -17,7 +17,7 @@ from torch import Tensor
 from minimax import checks
 from minimax.engine import Engine
 from minimax.inner.base import Candidates, InnerSolver, rows_of_set
-from minimax.inner.early_stop import EarlyStop, Stall
+from minimax.inner.early_stop import EarlyStop
 from minimax.inner.square_windows import _l2_pattern, _place, _window_mask
 from minimax.problem import Batch, Params, Problem
 from minimax.sets import L2Ball, LinfBall
@@ -219,27 +219,45 @@ class Square(InnerSolver):
         propose = _propose_linf if isinstance(S, LinfBall) else _propose_l2
         split = search.rows_independent and self.loss == "margin"
         patience = self.stop.patience if self.stop is not None and split else None
-        stall, stalled = Stall(best, patience), torch.zeros_like(best, dtype=torch.bool)
+        # the searched rows' δ, margin and queries since it last increased, kept apart from
+        # the batch's (written back when the rows shrink, and at the end)
+        rows, d_w, b_w = every, delta, best
+        idle = torch.zeros_like(best, dtype=torch.long) if patience is not None else None
         for q in range(1, self.queries):
-            searched = (best <= 0) & ~stalled if self.loss == "margin" else None
+            searched = b_w <= 0 if self.loss == "margin" else None
             if searched is not None:
+                if idle is not None and patience is not None:
+                    searched &= idle < patience
                 n = int(searched.sum())
                 if n == 0:
                     break
-                if split and n != work.rows.numel():  # fewer rows: restrict to them
-                    work = _Rows(problem, S, batch, every[searched], eps)
+                if split and n != rows.numel():  # fewer rows: restrict to them
+                    delta, best = _write_back(delta, best, rows, d_w, b_w)
+                    rows, d_w, b_w = rows[searched], d_w[searched], b_w[searched]
+                    idle = None if idle is None else idle[searched]
+                    work = _Rows(problem, S, batch, rows, eps)
             p = square_fraction(self.p_init, q, self.queries)
-            proposal = propose(delta[work.rows], work.eps, p, work.project, draw_signs, gen)
+            proposal = propose(d_w, work.eps, p, work.project, draw_signs, gen)
             new = work.score(search, params, proposal)
-            better = new > best[work.rows]
+            better = new > b_w
             if searched is not None and not split:
                 better &= searched
-            keep = work.rows[better]
-            delta[keep] = proposal[better]
-            best[keep] = new[better]
-            if patience is not None:
-                stalled[work.rows] = stall.update_rows(work.rows, better)
+            d_w = torch.where(better.reshape(-1, *([1] * (d_w.ndim - 1))), proposal, d_w)
+            b_w = torch.where(better, new, b_w)
+            if idle is not None:
+                idle = torch.where(better, 0, idle + 1)
+        delta, _ = _write_back(delta, best, rows, d_w, b_w)
         return delta.reshape(shape)
+
+
+def _write_back(
+    delta: Tensor, best: Tensor, rows: Tensor, d_w: Tensor, b_w: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The batch's δ and margin with the searched rows' (``rows`` [n]) written in."""
+    if rows.numel() == delta.shape[0]:  # every row: the rows' tensors are the batch's
+        return d_w, b_w
+    delta[rows], best[rows] = d_w, b_w
+    return delta, best
 
 
 class _Rows:
