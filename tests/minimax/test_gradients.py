@@ -7,15 +7,14 @@ from hypothesis import strategies as st
 from torch import nn
 
 import minimax as mm
-from problems.toy import ELUNetwork
 
 # ------------------------------------------------------------------------------------------------
 # Gradients: vmap against loop, per-example DDi against a brute-force QP
 # ------------------------------------------------------------------------------------------------
 
 
-def test_vmap_and_loop_gradients_agree():
-    toy = ELUNetwork(n=10)
+def test_vmap_and_loop_gradients_agree(elu_network):
+    toy = elu_network(n=10)
     cands = mm.PGD(3, 0.3, restarts=4, seed=0)(toy.problem, toy.params(), toy.batch)
     a = mm.linalg.candidate_gradients(toy.problem, toy.params(), toy.batch, cands.deltas)
     b = mm.linalg.candidate_gradients(
@@ -37,10 +36,10 @@ def test_vmap_and_loop_gradients_agree():
 
 @settings(max_examples=8)
 @given(st.integers(0, 10_000), st.integers(2, 4), st.integers(2, 3))
-def test_per_example_ddi_equals_brute_force_qp(seed, b, m):
+def test_per_example_ddi_equals_brute_force_qp(elu_network, seed, b, m):
     cp = pytest.importorskip("cvxpy")
     torch.manual_seed(seed)
-    toy = ELUNetwork(n=b, seed=seed, dtype=torch.float64)
+    toy = elu_network(n=b, seed=seed, dtype=torch.float64)
     cands = mm.PGD(2, 0.4, restarts=m, seed=seed)(toy.problem, toy.params(), toy.batch)
     d = mm.DDi(per_example=True)(toy.problem, toy.params(), toy.batch, cands)
     grads = mm.linalg.per_example_gradients(toy.problem, toy.params(), toy.batch, cands.deltas)
@@ -61,20 +60,9 @@ def test_per_example_ddi_equals_brute_force_qp(seed, b, m):
 # ------------------------------------------------------------------------------------------------
 
 
-class _BNNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1 = nn.Linear(3, 6)
-        self.bn = nn.BatchNorm1d(6)
-        self.fc2 = nn.Linear(6, 3)
-
-    def forward(self, x):
-        return self.fc2(torch.tanh(self.bn(self.fc1(x))))
-
-
-def test_batchnorm_per_restart_gradients_equal_separate_forwards():
+def test_batchnorm_per_restart_gradients_equal_separate_forwards(bn_net):
     torch.manual_seed(0)
-    net = _BNNet().double().train()
+    net = bn_net().double().train()
     x = torch.randn(8, 3, dtype=torch.float64)
     y = torch.randint(0, 3, (8,))
     problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.3))
@@ -84,7 +72,7 @@ def test_batchnorm_per_restart_gradients_equal_separate_forwards():
     values = mm.extend.engine_of(problem).values(problem.parameters(), deltas, (x, y))
     torch.testing.assert_close(net.bn.running_mean, before[0])  # nothing tracked inside
     for i in range(4):
-        ref = _BNNet().double().train()
+        ref = bn_net().double().train()
         ref.load_state_dict(net.state_dict())
         loss = nn.functional.cross_entropy(ref(x + deltas[i]), y)
         ref.zero_grad()
@@ -99,9 +87,9 @@ def test_batchnorm_per_restart_gradients_equal_separate_forwards():
     assert not torch.allclose(mixed, values)
 
 
-def test_per_example_ddi_refuses_coupled_batchnorm():
+def test_per_example_ddi_refuses_coupled_batchnorm(bn_net):
     torch.manual_seed(0)
-    net = _BNNet().train()
+    net = bn_net().train()
     x, y = torch.randn(8, 3), torch.randint(0, 3, (8,))
     problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1))
     with pytest.raises(ValueError, match="coupled"):
@@ -126,9 +114,9 @@ def test_unseeded_solvers_leave_the_global_rng_alone():
     torch.testing.assert_close(torch.rand(3), expected)
 
 
-def test_batchnorm_running_statistics_update_once_per_step():
+def test_batchnorm_running_statistics_update_once_per_step(bn_net):
     torch.manual_seed(0)
-    net = _BNNet().train()
+    net = bn_net().train()
     x, y = torch.randn(16, 3), torch.randint(0, 3, (16,))
     problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1))
     opt = mm.MinMaxOptimizer(

@@ -7,40 +7,15 @@ import torch
 from torch import nn
 
 import minimax as mm
-from problems.toy import Counterexample, ELUNetwork
-
-
-def _logistic(n=16, dim=5, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, dim, generator=g, dtype=torch.float64)
-    y = (torch.rand(n, generator=g) > 0.5).to(torch.float64)
-    lin = nn.Linear(dim, 1).double()
-    with torch.no_grad():
-        lin.weight.copy_(torch.randn(1, dim, generator=g, dtype=torch.float64))
-    loss = lambda out, t: nn.functional.binary_cross_entropy_with_logits(  # noqa: E731
-        out[:, 0], t, reduction="none"
-    )
-    return lin, loss, (x, y)
-
-
-class _BNNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1 = nn.Linear(3, 6)
-        self.bn = nn.BatchNorm1d(6)
-        self.fc2 = nn.Linear(6, 3)
-
-    def forward(self, x):
-        return self.fc2(torch.tanh(self.bn(self.fc1(x))))
-
+from minimax.testing.problems import counterexample
 
 # ------------------------------------------------------------------------------------------------
 # Bad input
 # ------------------------------------------------------------------------------------------------
 
 
-def test_bad_inputs_have_clear_errors():
-    lin, loss, (x, y) = _logistic()
+def test_bad_inputs_have_clear_errors(logistic, elu_network):
+    lin, loss, (x, y) = logistic()
     problem = mm.ModuleProblem(lin, loss, mm.LinfBall(0.1))
     params = problem.parameters()
     with pytest.raises(ValueError, match="eps must be"):
@@ -74,7 +49,7 @@ def test_bad_inputs_have_clear_errors():
             mm.DDi(),
         )
     with pytest.raises(MemoryError, match="per_example=False"):
-        toy = ELUNetwork(n=8)
+        toy = elu_network(n=8)
         mm.descent_direction(
             toy.problem,
             None,
@@ -97,13 +72,13 @@ def test_reprs_are_readable():
     assert repr(mm.DDi(per_example=True, tolerance=0.1)) == "DDi(per_example=True, tolerance=0.1)"
     assert repr(mm.Danskin()) == "Danskin(certify=False)"
     assert "PGD(steps=10" in repr(mm.PGD(10, 0.1, restarts=4))
-    assert math.isfinite(float(Counterexample().robust_loss()))
+    assert math.isfinite(float(counterexample().robust_loss()))
 
 
 @pytest.mark.parametrize("bn", [False, True])
-def test_stacking_modes_agree(bn):
+def test_stacking_modes_agree(bn, bn_net):
     torch.manual_seed(0)
-    net = (_BNNet() if bn else nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 3))).double()
+    net = (bn_net() if bn else nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 3))).double()
     x, y = torch.randn(6, 3, dtype=torch.float64), torch.randint(0, 3, (6,))
     deltas = 0.1 * torch.randn(4, 6, 3, dtype=torch.float64)
     modes = ["auto", "vmap", "loop"] + ([] if bn else ["stack"])
