@@ -11,7 +11,7 @@ from torch import nn
 
 import minimax as mm
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _calls(path: Path) -> list[tuple[str, str]]:
