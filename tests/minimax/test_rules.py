@@ -1,5 +1,7 @@
 """Rules on the paper's problems: counterexample numbers, certificates on every toy."""
 
+import math
+
 import pytest
 import torch
 
@@ -204,3 +206,10 @@ def test_normalize_leaves_a_direction_at_the_rounding_level_alone():
     g.copy_(far)
     d = mm.DDi(normalize=True)(problem, problem.parameters(), None, cands)
     assert float(mm.linalg.flat_norm(d.vector)) == pytest.approx(1.0)
+
+
+def test_reprs_are_readable():
+    assert repr(mm.DDi(per_example=True, tolerance=0.1)) == "DDi(per_example=True, tolerance=0.1)"
+    assert repr(mm.Danskin()) == "Danskin(certify=False)"
+    assert "PGD(steps=10" in repr(mm.PGD(10, 0.1, restarts=4))
+    assert math.isfinite(float(counterexample().robust_loss()))
