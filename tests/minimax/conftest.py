@@ -156,3 +156,43 @@ def max_of_quadratics() -> Callable[..., QuadraticPieces]:
     and c drawn from a seeded generator (a ∈ [0.5, 1.5), θ₀ ~ N(0, 1), c ~ N(0, 4)); pieces
     j ≥ ``tied`` sit ``gap`` below the max at θ₀ (every piece is tied by default)."""
     return _max_of_quadratics
+
+
+# ------------------------------------------------------------------------------------------------
+# A worst-group problem over a linear classifier
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupCase:
+    """``model`` (float64 ``nn.Linear(3, 2)``), ``problem`` (its `WorstGroupProblem` over
+    ``num_groups`` groups with cross-entropy) and ``batch`` = (x [N, 3], y [N], group [N])."""
+
+    model: nn.Linear
+    problem: mm.WorstGroupProblem
+    batch: tuple[Tensor, Tensor, Tensor]
+
+    def group_loss(self, group: int) -> Tensor:
+        """The mean cross-entropy of the group's examples, by autograd through ``model``."""
+        x, y, g = self.batch
+        sel = g == group
+        return nn.functional.cross_entropy(self.model(x[sel]), y[sel])
+
+
+def _group_case(groups: list[int], num_groups: int = 4, seed: int = 0) -> GroupCase:
+    gen = torch.Generator().manual_seed(seed)
+    model = torch.nn.Linear(3, 2).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64))
+    x = torch.randn(len(groups), 3, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 2, (len(groups),), generator=gen)
+    g = torch.tensor(groups)
+    return GroupCase(model, mm.WorstGroupProblem.from_module(model, num_groups), (x, y, g))
+
+
+@pytest.fixture(scope="session")
+def group_case() -> Callable[..., GroupCase]:
+    """``group_case(groups, num_groups=4, seed=0) -> GroupCase``: one example per entry of
+    ``groups`` (its group label); weights, x and y drawn from a seeded generator."""
+    return _group_case
