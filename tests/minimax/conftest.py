@@ -196,3 +196,30 @@ def group_case() -> Callable[..., GroupCase]:
     """``group_case(groups, num_groups=4, seed=0) -> GroupCase``: one example per entry of
     ``groups`` (its group label); weights, x and y drawn from a seeded generator."""
     return _group_case
+
+
+# ------------------------------------------------------------------------------------------------
+# A MinMaxOptimizer over exact enumeration
+# ------------------------------------------------------------------------------------------------
+
+
+def _enumerate_optimizer(
+    known: KnownProblem,
+    rule: mm.extend.Rule,
+    lr: float = 1.0,
+    step_size: object = "armijo",
+    optimizer: Callable[[list[Tensor]], torch.optim.Optimizer] | None = None,
+    **options: object,
+) -> mm.MinMaxOptimizer:
+    p = known.problem
+    theta = list(p.parameters().values())
+    opt = optimizer(theta) if optimizer else torch.optim.SGD(theta, lr=lr)
+    return mm.MinMaxOptimizer(p, opt, mm.Enumerate(), rule, step_size=step_size, **options)
+
+
+@pytest.fixture(scope="session")
+def enumerate_optimizer() -> Callable[..., mm.MinMaxOptimizer]:
+    """``enumerate_optimizer(known, rule, lr=1.0, step_size="armijo", optimizer=None, **options)``:
+    a `MinMaxOptimizer` on a known finite max problem with the exact inner max (`Enumerate`), over
+    SGD(lr) or ``optimizer(θ)``; the options go to the `MinMaxOptimizer`."""
+    return _enumerate_optimizer
