@@ -212,7 +212,12 @@ def test_models_gram_direction_and_certificate(name):
     torch.manual_seed(0)
     if name == "small_cnn":
         model = build_model(
-            "small_cnn", norm="group", activation="celu", width=4, image_size=8, num_classes=3
+            "small_cnn",
+            normalization="group",
+            activation="celu",
+            width=4,
+            image_size=8,
+            num_classes=3,
         )
     else:
         model = NarrowResNet()
@@ -243,7 +248,7 @@ def test_float32_models_get_float32_products_and_a_float64_sum():
     same model, on every plan, and DDi's certificate still holds up to that rounding."""
     torch.manual_seed(0)
     model = build_model(
-        "small_cnn", norm="group", activation="celu", width=8, image_size=8, num_classes=3
+        "small_cnn", normalization="group", activation="celu", width=8, image_size=8, num_classes=3
     )
     x64, y = _image_batch(4, 3, 8, 1)
     d64 = _deltas(3, x64, 2)
