@@ -278,11 +278,6 @@ def test_config_refuses_out_of_range_values() -> None:
             TrainConfig(**{field: value}).validate()
 
 
-def test_docs_name_these_tests() -> None:
-    text = (Path(__file__).parents[2] / "docs" / "reliability.md").read_text()
-    assert "test_diverging_run_stops_and_keeps_last_good_checkpoint" in text
-
-
 def test_every_test_the_reliability_page_names_exists() -> None:
     """A promise names the test that holds it: each ``test_...`` on the page is defined."""
     root = Path(__file__).parents[2]
