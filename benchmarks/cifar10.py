@@ -428,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     cuda: dict[str, Any] | None = None
     if torch.cuda.is_available() and not args.attack_only:
         gpu = torch.device("cuda")
-        kw = dict(activation="celu", norm="group")
+        kw = dict(activation="celu", normalization="group")
         training += bench_training(
             "resnet18",
             [("PGD-AT", 1), ("MaxLoss", 10), ("DDi", 10)],

@@ -42,7 +42,7 @@ LINKS = {"NVLink4 (H100)": 450e9, "NVLink3 (A100)": 300e9, "PCIe4 x16": 32e9, "P
 
 def _problem(batch: int, rank: int, world: int, seed: int = 0):  # type: ignore[no-untyped-def]
     torch.manual_seed(seed)
-    model = build_model("small_cnn", activation="celu", norm="none")
+    model = build_model("small_cnn", activation="celu", normalization="none")
     x, y = torch.rand(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
     start, stop = mm.distributed.shard_bounds(batch, rank, world)
     problem = mm.ModuleProblem(model, perturbation=mm.LinfBall(8 / 255))

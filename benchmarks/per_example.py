@@ -54,7 +54,7 @@ KINDS = (*STEP_KINDS, "gram", "gram-torchjd")
 
 def setup(model_name: str, batch: int, seed: int = 0):
     torch.manual_seed(seed)
-    model = build_model(model_name, activation="celu", norm="group")
+    model = build_model(model_name, activation="celu", normalization="group")
     x = torch.rand(batch, 3, 32, 32)
     y = torch.randint(0, 10, (batch,))
     problem = mm.ModuleProblem(model, perturbation=mm.LinfBall(8 / 255, lower=0.0, upper=1.0))

@@ -37,7 +37,7 @@ STACKING = {"mode": "auto"}  # the engine's stacking (--stacking)
 
 def setup(batch: int, seed: int = 0, stacking: str = "auto"):
     torch.manual_seed(seed)
-    model = build_model("small_cnn", activation="celu", norm="none")
+    model = build_model("small_cnn", activation="celu", normalization="none")
     x = torch.rand(batch, 3, 32, 32)
     y = torch.randint(0, 10, (batch,))
     problem = mm.ModuleProblem(model, perturbation=mm.LinfBall(8 / 255, lower=0.0, upper=1.0))
@@ -94,7 +94,7 @@ def components(problem, batch, m: int, steps: int, reps: int) -> dict[str, float
         out["loop"].append(
             timed(
                 lambda: mm.linalg.candidate_gradients(
-                    problem, params, batch, cands.deltas, method="loop"
+                    problem, params, batch, cands.deltas, mode="loop"
                 )
             )
         )

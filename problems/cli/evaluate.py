@@ -35,7 +35,7 @@ from problems.data.splits import train_val_split
 from problems.evaluation import DEFAULT_ATTACKS, evaluate, parse_attacks
 from problems.files import atomic_write_text, remove_orphans
 from problems.model_files import ModelFile, read_model_file
-from problems.models import ACTIVATIONS, MODELS, NORMS, build_model
+from problems.models import ACTIVATIONS, MODELS, NORMALIZATIONS, build_model
 from problems.threats import THREATS
 
 __all__ = ["DESCRIPTION", "EPILOG", "HELP", "add_arguments", "run", "threat_line"]
@@ -51,7 +51,7 @@ EPILOG = (
     examples:
       minimax evaluate runs/ddi --data-dir data              # best.pt, standard suite
       minimax evaluate runs/ddi/checkpoint.pt --attacks clean,pgd20,apgd-ce --limit 1000
-      minimax evaluate weights.pt --model resnet18 --activation celu --norm group \\
+      minimax evaluate weights.pt --model resnet18 --activation celu --normalization group \\
           --dataset cifar10 --eps 8/255 --robustbench weights.robustbench.json
       minimax evaluate model.ts --torchscript --dataset digits --eps 0.1
     MODEL is a run directory (its best.pt, else checkpoint.pt), a checkpoint written by
@@ -104,8 +104,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--activation", choices=ACTIVATIONS, default="relu", help="with --model (default: relu)"
     )
     p.add_argument(
-        "--norm",
-        choices=NORMS,
+        "--normalization",
+        choices=NORMALIZATIONS,
         default="batch",
         help="normalization layers, with --model (default: batch)",
     )
@@ -222,7 +222,7 @@ def _read(args: argparse.Namespace) -> ModelFile:
     if file.kind == "state_dict" and args.model is None:
         raise UsageError(
             f"{file.path} is a plain state_dict: give its architecture with --model "
-            f"({', '.join(MODELS.names())}) and --activation / --norm"
+            f"({', '.join(MODELS.names())}) and --activation / --normalization"
         )
     return file
 
@@ -238,7 +238,7 @@ def _build(file: ModelFile, args: argparse.Namespace, data: Any) -> tuple[Any, d
         spec = {
             "name": args.model,
             "activation": args.activation,
-            "norm": args.norm,
+            "normalization": args.normalization,
             "num_classes": data.num_classes,
             "in_channels": data.in_channels,
             "image_size": data.image_size,
@@ -254,7 +254,7 @@ def _build(file: ModelFile, args: argparse.Namespace, data: Any) -> tuple[Any, d
         raise UsageError(
             f"the weights in {file.path} do not fit {spec['name']} "
             f"({'; '.join(first[:3])[:400]}): check --model / --activation / "
-            "--norm / --width and --dataset"
+            "--normalization / --width and --dataset"
         ) from None
     return model, spec
 
@@ -358,7 +358,7 @@ def run(args: argparse.Namespace) -> int:
     dataset, data, (xt, yt) = _data(args, file, progress)
     model, spec = _build(file, args, data)
     _probe(model, xt, data.num_classes, file.path)
-    threat = args.threat or config.get("norm", "linf")
+    threat = args.threat or config.get("threat", "linf")
     eps = args.eps if args.eps is not None else config.get("eps", _DEFAULT_EPS[threat])
     check_radius("--eps", eps, threat, args.allow_large_eps)
     from problems.distributed import Ranks, evaluate_sharded, rank_file

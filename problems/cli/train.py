@@ -38,7 +38,7 @@ from problems.cli.types import (
 )
 from problems.data.datasets import DATASETS
 from problems.data.splits import train_val_split
-from problems.models import ACTIVATIONS, MODELS, NORMS, build_model
+from problems.models import ACTIVATIONS, MODELS, NORMALIZATIONS, build_model
 from problems.threats import THREATS
 from problems.training import BATCHNORM, RULES, SCHEDULES, TrainConfig, train
 from problems.training.rules import training_rules
@@ -83,7 +83,7 @@ EPILOG = textwrap.dedent(
 PAPER: dict[str, Any] = {
     "model": "resnet18",
     "activation": "celu",
-    "norm": "group",
+    "normalization": "group",
     "rule": "ddi",
     "restarts": 10,
     "steps": 7,
@@ -196,7 +196,10 @@ def _model_arguments(model: Any) -> None:
         "--activation", choices=ACTIVATIONS, default="relu", help="the activation function"
     )
     model.add_argument(
-        "--norm", choices=NORMS, default="batch", help="normalization layers (batch, group, none)"
+        "--normalization",
+        choices=NORMALIZATIONS,
+        default="batch",
+        help="normalization layers (batch, group, none)",
     )
     model.add_argument(
         "--batchnorm",
@@ -339,7 +342,7 @@ def _config(args: argparse.Namespace, device: str) -> TrainConfig:
             eps=args.eps,
             step_size=args.step_size,
             steps=args.steps,
-            norm=args.threat,
+            threat=args.threat,
             eval_steps=args.eval_steps,
             eval_restarts=args.eval_restarts,
             eval_every=args.eval_every,
@@ -415,7 +418,7 @@ def _run(args: argparse.Namespace, ranks: Any) -> int:
     spec: dict[str, Any] = {
         "name": args.model,
         "activation": args.activation,
-        "norm": args.norm,
+        "normalization": args.normalization,
         "num_classes": data.num_classes,
         "in_channels": data.in_channels,
         "image_size": data.image_size,

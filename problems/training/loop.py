@@ -376,7 +376,7 @@ def _validate(
         batch_size=max(256, config.batch_size),
         seed=config.seed,
         device=config.device,
-        norm=config.norm,
+        norm=config.threat,
     )
 
 
