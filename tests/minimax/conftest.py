@@ -11,7 +11,11 @@ Every fixture is session-scoped and returns a builder, so hypothesis tests can u
 - ``bn_net() -> BNNet``: an MLP 3 → 6 → 3 with BatchNorm1d (couples the examples in train mode);
 - ``max_of_quadratics(k=3, dim=2, *, tied=None, gap=1.0, seed=0) -> QuadraticPieces``: a max of k
   random quadratic pieces, the first ``tied`` of them tied (and maximal) at a random θ₀, as a
-  `KnownProblem` (`minimax.testing.max_of_pieces`) with the pieces' gradients at θ₀.
+  `KnownProblem` (`minimax.testing.max_of_pieces`) with the pieces' gradients at θ₀;
+- ``group_case(groups, num_groups=4, seed=0) -> GroupCase``: a `WorstGroupProblem` over a float64
+  linear classifier, one example per group label, with each group's loss by autograd;
+- ``enumerate_optimizer(known, rule, lr=1.0, step_size="armijo", optimizer=None, **options)``: a
+  `MinMaxOptimizer` with the exact inner max (`Enumerate`) on a known finite max problem.
 """
 
 from __future__ import annotations

@@ -19,13 +19,13 @@ def test_vmap_and_loop_gradients_agree(elu_network):
     cands = mm.PGD(3, 0.3, restarts=4, seed=0)(toy.problem, toy.params(), toy.batch)
     a = mm.linalg.candidate_gradients(toy.problem, toy.params(), toy.batch, cands.deltas)
     b = mm.linalg.candidate_gradients(
-        toy.problem, toy.params(), toy.batch, cands.deltas, method="loop"
+        toy.problem, toy.params(), toy.batch, cands.deltas, mode="loop"
     )
     for k in a:
         torch.testing.assert_close(a[k], b[k])
     a = mm.linalg.per_example_gradients(toy.problem, toy.params(), toy.batch, cands.deltas)
     b = mm.linalg.per_example_gradients(
-        toy.problem, toy.params(), toy.batch, cands.deltas, method="loop"
+        toy.problem, toy.params(), toy.batch, cands.deltas, mode="loop"
     )
     for k in a:
         torch.testing.assert_close(a[k], b[k])
