@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from problems.cli import COMMANDS, build_parser, explicit, main
-from problems.cli.train import PAPER, finish_args
+from problems.cli.train_arguments import PAPER, finish_args
 
 #: a run that would train if its arguments were good (digits ship offline)
 BASE = [
@@ -451,7 +451,7 @@ def test_compare_names_the_corrupt_file(name, trained_run, tmp_path, capsys) -> 
 def test_digits_get_their_own_recipe_and_explicit_options_win() -> None:
     """``--dataset digits`` trained with CIFAR-10's recipe (200 epochs, ε = 8/255, crop and
     flip): two epochs ended at clean accuracy 0.19."""
-    from problems.cli.train import DATASET_DEFAULTS
+    from problems.cli.train_arguments import DATASET_DEFAULTS
 
     args = _train_args("--dataset", "digits")
     for name, value in DATASET_DEFAULTS["digits"].items():
