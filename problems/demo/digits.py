@@ -105,7 +105,7 @@ def run_digits(
         "width": s.digits_width,
         "seeds": list(seeds),
         "settings": {
-            setting: {"activation": a, "norm": n, "runs": []}
+            setting: {"activation": a, "normalization": n, "runs": []}
             for setting, (a, n) in SETTINGS.items()
         },
     }
@@ -114,12 +114,14 @@ def run_digits(
             seed=seed, train_size=s.digits_train_size, test_size=s.digits_test_size
         )
         out["train_examples"], out["test_examples"] = len(data.y_train), len(data.y_test)
-        for setting, (activation, norm) in SETTINGS.items():
+        for setting, (activation, normalization) in SETTINGS.items():
             runs: dict[str, Any] = {}
             for rule in RULES:
                 on_step = _on_step(tick, f"digits seed {seed} {setting}/{rule}")
                 where = runs_dir / f"seed{seed}" / f"{setting}-{rule}"
-                history = _train(s, seed, eps, data, rule, activation, norm, where, on_step)
+                history = _train(
+                    s, seed, eps, data, rule, activation, normalization, where, on_step
+                )
                 if history.status == "interrupted":  # SIGINT/SIGTERM: stop the whole demo
                     raise KeyboardInterrupt(f"interrupted while training {where}")
                 runs[rule] = _rule_summary(history)
@@ -158,7 +160,7 @@ def _train(
     data: digits_data.Digits,
     rule: str,
     activation: str,
-    norm: str,
+    normalization: str,
     out: Path,
     callback: Callable[[dict[str, Any]], None],
 ) -> RunHistory:
@@ -167,7 +169,7 @@ def _train(
     model = build_model(
         "small_cnn",
         activation=activation,
-        norm=norm,
+        normalization=normalization,
         in_channels=1,
         image_size=8,
         num_classes=10,
@@ -190,7 +192,7 @@ def _train(
         remeasure=True,
         seed=seed,
     )
-    meta = {"model": "small_cnn", "activation": activation, "norm": norm}
+    meta = {"model": "small_cnn", "activation": activation, "normalization": normalization}
     return train(
         model,
         data.train,
