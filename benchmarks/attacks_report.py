@@ -1,6 +1,6 @@
 """Tables of benchmarks/attacks.py's results: the console row, the summaries, the Markdown
 block docs/custom-loop.md shows (written by ``python benchmarks/attacks.py --publish JSON PAGE``,
-checked by tests/minimax/test_attacks_benchmark.py).
+checked by tests/test_attacks_benchmark.py).
 
 Public: `BUDGETS`, `t_interval`, `summarize`, `compare`, `print_row`, `markdown`, `publish`,
 `MARKERS`.

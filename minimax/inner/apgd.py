@@ -233,8 +233,9 @@ class APGD(InnerSolver):
         return surrogate.with_loss(loss, stacking=stacking), fooled
 
     # -- the schedule --------------------------------------------------------------------------
-    # long: APGD's schedule (momentum step, success counting, checkpoint halving with restart
-    # from the best point) reads as one loop against the paper's Algorithm 1.
+    # APGD's schedule (momentum step, success counting, checkpoint halving with restart from the
+    # best point) reads as one loop against the paper's Algorithm 1.
+    # long: one loop, as in the paper's Algorithm 1.
     def _ascend(
         self,
         surrogate: Engine,
