@@ -22,7 +22,7 @@ over the seeds (95% t-interval, `problems.stats.paired_difference`).
 
 Public API::
 
-    HYPOTHESES: name → statement;  DELTA, TIE_GROUPS
+    HYPOTHESES: name → statement;  TESTS: name → its decision test;  DELTA, TIE_GROUPS
     decide(name, results) -> {"name", "statement", "held", "cells": [{dataset, setting, held,
                                                                       detail}]}
     decide_all(results) -> list of the above, H1..H6
@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["DELTA", "HYPOTHESES", "TIE_GROUPS", "changed_verdicts", "decide", "decide_all"]
+__all__ = ["DELTA", "HYPOTHESES", "TESTS", "TIE_GROUPS", "changed_verdicts", "decide", "decide_all"]
 
 #: H2's margin: one point of worst-group test accuracy
 DELTA = 0.01
@@ -53,6 +53,20 @@ HYPOTHESES: dict[str, str] = {
     "Group DRO's",
     "H6": f"DDi's direction combines more than {TIE_GROUPS:g} groups per step on MNIST-1D and "
     "fewer on Adult",
+}
+
+#: name → the test that decides it in one setting (DDi − other, paired over seeds, 95% t-interval)
+TESTS: dict[str, str] = {
+    "H1": "worst-group training loss at the end: the intervals of DDi − Danskin and DDi − Group "
+    "DRO both lie below 0",
+    "H2": f"worst-group test accuracy: the interval of DDi − Group DRO has its lower end above "
+    f"−{DELTA:g}",
+    "H3": "worst-group test accuracy: the interval of DDi − trees lies below 0 (Adult only)",
+    "H4": "no run has a DDi step after which the worst-group loss of the step's batch rose",
+    "H5": "worst-group training loss at the CPU time of the seed's fastest rule: the intervals "
+    "of DDi − Danskin and DDi − Group DRO both lie below 0",
+    "H6": f"groups with positive weight in DDi's direction, mean per step: the 95% interval lies "
+    f"above {TIE_GROUPS:g} on MNIST-1D, below it on Adult",
 }
 
 Cell = tuple[bool, str]
