@@ -22,12 +22,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from problems.files import atomic_write_text
 from problems.worstgroup.compare import DATASETS, CompareSettings, compare
-from problems.worstgroup.figures import plot_accuracy, plot_curves
 
 __all__ = ["main", "result_path"]
 
@@ -44,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m problems.worstgroup", description=__doc__)
     parser.add_argument("--dataset", choices=(*DATASETS, "all"), default="all")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="seeds 0..N-1 (default 5; --tiny: 2)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs/results", help="JSON folder")
     parser.add_argument(
         "--figures", type=Path, default=ROOT / "docs/img", help="figure folder (1 thread only)"
@@ -59,14 +61,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.threads < 1:
         raise SystemExit(f"--threads must be ≥ 1, got {args.threads}")
-    if not 2 <= args.seeds <= 100:
+    if args.seeds is not None and not 2 <= args.seeds <= 100:
         raise SystemExit(f"--seeds must be in 2..100 (intervals need 2), got {args.seeds}")
     torch.set_num_threads(args.threads)
     datasets = DATASETS if args.dataset == "all" else (args.dataset,)
     args.out.mkdir(parents=True, exist_ok=True)
     for dataset in datasets:
         build = CompareSettings.tiny if args.tiny else CompareSettings.full
-        settings = build(dataset, seeds=tuple(range(args.seeds)), cache_dir=args.cache_dir)
+        changes: dict[str, Any] = {"cache_dir": args.cache_dir}
+        if args.seeds is not None:
+            changes["seeds"] = tuple(range(args.seeds))
+        settings = build(dataset, **changes)
         t0 = time.perf_counter()
         result = compare(settings, progress=lambda s: print(s, file=sys.stderr, flush=True))
         result["config"]["threads"] = args.threads
@@ -77,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = result_path(args.out, dataset, args.threads)
         atomic_write_text(path, json.dumps(result, indent=1, ensure_ascii=False) + "\n")
         if args.threads == 1:
+            from problems.worstgroup.figures import plot_accuracy, plot_curves  # matplotlib
+
             args.figures.mkdir(parents=True, exist_ok=True)
             plot_curves(result, args.figures / f"worstgroup-{dataset}-curves.png")
             plot_accuracy(result, args.figures / f"worstgroup-{dataset}-accuracy.png")

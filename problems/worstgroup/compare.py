@@ -85,7 +85,7 @@ class Setting:
 def _settings(*rows: tuple[str, int | None, int, float, dict[str, Any]]) -> tuple[Setting, ...]:
     out = []
     for model, batch, passes, lr, options in rows:
-        spec = RunSpec(model, passes, batch, lr, model_options=tuple(options.items()))
+        spec = RunSpec(model, passes, batch, lr, points=11, model_options=tuple(options.items()))
         out.append(Setting(f"{model}-{spec.mode}", spec))
     return tuple(out)
 
@@ -93,20 +93,20 @@ def _settings(*rows: tuple[str, int | None, int, float, dict[str, Any]]) -> tupl
 #: data set → its settings: (model, batch size or None, passes, SGD lr, model options)
 SETTINGS: dict[str, tuple[Setting, ...]] = {
     "adult": _settings(
-        ("logistic", None, 60, 1.0, {}),
-        ("logistic", 512, 3, 0.2, {}),
-        ("mlp", None, 60, 1.0, {}),
-        ("mlp", 512, 3, 0.2, {}),
+        ("logistic", None, 30, 1.0, {}),
+        ("logistic", 512, 2, 0.2, {}),
+        ("mlp", None, 30, 1.0, {}),
+        ("mlp", 512, 2, 0.2, {}),
     ),
     "mnist1d": _settings(
-        ("mlp", None, 600, 0.5, {}),
-        ("mlp", 128, 20, 0.2, {}),
-        ("cnn1d", None, 40, 0.3, {"channels": 16}),
-        ("cnn1d", 128, 6, 0.1, {"channels": 16}),
+        ("mlp", None, 200, 0.5, {}),
+        ("mlp", 128, 8, 0.2, {}),
+        ("cnn1d", None, 20, 0.3, {"channels": 16}),
+        ("cnn1d", 128, 3, 0.1, {"channels": 16}),
     ),
 }
 #: boosting iterations of the trees per data set (10 classes need 10 trees per iteration)
-TREE_ITERATIONS = {"adult": 100, "mnist1d": 50}
+TREE_ITERATIONS = {"adult": 50, "mnist1d": 30}
 
 
 @dataclass(frozen=True)

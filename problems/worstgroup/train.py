@@ -164,6 +164,7 @@ def train_rule(
     curve: list[list[float]] = []
     norms: list[float] = []
     went_up = active = trial_forward = 0
+    before: float | None = None  # full batch: the last step's worst-group loss, not yet judged
     cpu = wall = 0.0
     for step in range(len(plan) + 1):
         if step in marks:
@@ -178,10 +179,15 @@ def train_rule(
         report = optimizer.step(batch)
         cpu += time.process_time() - c0
         wall += time.perf_counter() - t0
+        if index is None and before is not None:
+            went_up += report.robust_loss > before  # the same batch: the last step's "after"
+        before = report.robust_loss
         after = report.robust_loss_after
-        if after is None:
+        if after is None and (index is not None or step == len(plan) - 1):
             after = _worst_loss(problem, batch)
-        went_up += after > report.robust_loss
+        if after is not None:
+            went_up += after > report.robust_loss
+            before = None  # counted
         active += int((report.weights > 0).sum()) if rule == "ddi" else 0
         norms.append(report.norm)
         trial_forward += report.trial_forward or 0
