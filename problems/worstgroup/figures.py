@@ -72,7 +72,14 @@ def plot_curves(result: Mapping[str, Any], path: str | Path) -> Path:
         fit_title(ax, f"{DATASET_LABELS.get(result['config']['dataset'], '')}: {name}")
     for ax in list(axes.flat)[len(settings) :]:
         ax.set_visible(False)
-    axes.flat[0].legend(title=f"mean over {seeds} seeds, band: 95% t-interval", fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=len(labels),
+        title=f"line: mean over {seeds} seeds; band: its 95% t-interval",
+    )
     out = Path(path)
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -85,7 +92,7 @@ def plot_accuracy(result: Mapping[str, Any], path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     settings = result["settings"]
-    fig, ax = plt.subplots(figsize=(max(6.5, 2.2 * len(settings)), 4.4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(max(8.0, 2.4 * len(settings)), 5.0), layout="constrained")
     rules = list(next(iter(settings.values()))["rules"])
     width = 0.8 / len(rules)
     for i, rule in enumerate(rules):
@@ -120,7 +127,7 @@ def plot_accuracy(result: Mapping[str, Any], path: str | Path) -> Path:
         f"{DATASET_LABELS.get(result['config']['dataset'], '')}: mean over {seeds} seeds, "
         "bars and band: 95% t-intervals",
     )
-    ax.legend(fontsize=8)
+    fig.legend(loc="outside lower center", ncols=3)
     out = Path(path)
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -3,6 +3,7 @@ the committed JSON (`docs/results/worstgroup-*.json`), so that no number there i
 
     python -m problems.worstgroup.publish           # rewrite the blocks
     python -m problems.worstgroup.publish --check   # exit 1 if a block differs
+    python -m problems.worstgroup.publish --figures # also redraw the figures from the JSON
 
 Each block sits between ``<!-- worstgroup:NAME -->`` and ``<!-- /worstgroup:NAME -->``; the rest
 of the page is left alone. The test suite runs the check.
@@ -195,14 +196,21 @@ def _threads_block(results: Mapping[str, Any], other: Mapping[str, Any]) -> str:
     if not results or not other:
         return "(no run with 2 torch threads committed: not measured)"
     changed, compared = changed_verdicts(results, other)
+    both = [d for d in results if d in other]
+    missing = [LABELS[d] for d in results if d not in other]
+    head = (
+        f"With 2 torch threads instead of 1 (`--threads 2`, the same seeds) on "
+        f"{' and '.join(LABELS[d] for d in both)}"
+    )
+    tail = f" ({', '.join(missing)}: no 2-thread run committed.)" if missing else ""
     if not changed:
         return (
-            f"With 2 torch threads instead of 1 (`--threads 2`, the same seeds), none of the "
-            f"{compared} verdicts changed (hypotheses per setting, and every paired test)."
+            f"{head}, none of the {compared} verdicts changed (each hypothesis in each setting, "
+            f"and every paired test but the clocks').{tail}"
         )
     return (
-        f"With 2 torch threads instead of 1 (`--threads 2`, the same seeds), {len(changed)} of "
-        f"the {compared} verdicts changed: " + "; ".join(changed) + "."
+        f"{head}, {len(changed)} of the {compared} verdicts changed (each hypothesis in each "
+        "setting, and every paired test but the clocks'): " + "; ".join(changed) + "." + tail
     )
 
 
@@ -250,12 +258,25 @@ def render(text: str, generated: Mapping[str, str], names: Sequence[str] | None 
     return text
 
 
+def _figures(results: Mapping[str, Any], folder: Path) -> None:
+    from problems.worstgroup.figures import plot_accuracy, plot_curves  # matplotlib
+
+    for dataset, result in results.items():
+        plot_curves(result, folder / f"worstgroup-{dataset}-curves.png")
+        plot_accuracy(result, folder / f"worstgroup-{dataset}-accuracy.png")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Rewrite (``--check``: compare) the blocks of `TARGETS`; 1 when a check finds one stale."""
     parser = argparse.ArgumentParser(prog="python -m problems.worstgroup.publish")
     parser.add_argument("--root", type=Path, default=ROOT, help="the repository root")
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 on change")
+    parser.add_argument(
+        "--figures", action="store_true", help="also redraw docs/img/worstgroup-*.png from them"
+    )
     args = parser.parse_args(argv)
+    if args.figures:
+        _figures(load(RESULTS, args.root), args.root / "docs/img")
     generated = blocks(load(RESULTS, args.root), load(OTHER_THREADS, args.root))
     stale = []
     for rel, names in TARGETS.items():
