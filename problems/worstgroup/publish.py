@@ -208,9 +208,15 @@ def _threads_block(results: Mapping[str, Any], other: Mapping[str, Any]) -> str:
             f"{head}, none of the {compared} verdicts changed (each hypothesis in each setting, "
             f"and every paired test but the clocks').{tail}"
         )
+    at_cpu = sum("_at_cpu," in c for c in changed)
+    hypotheses = sum(c.startswith("H") for c in changed)
     return (
         f"{head}, {len(changed)} of the {compared} verdicts changed (each hypothesis in each "
-        "setting, and every paired test but the clocks'): " + "; ".join(changed) + "." + tail
+        f"setting, and every paired test but the clocks'); {at_cpu} of them are readings at "
+        f"equal CPU time and {hypotheses} are hypotheses' verdicts: "
+        + "; ".join(changed)
+        + "."
+        + tail
     )
 
 
