@@ -1,17 +1,24 @@
-"""minimax's attacks against torchattacks' on one model: robust accuracy and time.
+"""minimax's attacks against torchattacks' on small digits classifiers: robust accuracy, time,
+passes and throughput, and where the time goes.
 
-A small CNN trained briefly (clean) on scikit-learn's 8×8 digits (offline). On the same test
-examples, for several seeds, the robust accuracy (fraction of examples still classified correctly
-at the attack's result; lower = stronger attack) of
+Two models trained briefly (clean) on scikit-learn's 8×8 digits (offline): a small CNN and an MLP.
+On the same 200 test examples, for several seeds (the attacks' random starts), the robust accuracy
+(fraction still classified correctly at the attack's result; lower = stronger) and the CPU and
+wall time of
 
-    PGD-20 (L∞), APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (L∞ and L2)
+- ``standard``: ``minimax.evaluate(attacks="standard")`` (APGD-CE, APGD-T, FAB-T, Square) with
+  the published budgets, with ``early_stop=True``, and with torchattacks' budgets, against
+  torchattacks 3.5.1 ``AutoAttack(norm="Linf", version="standard")`` (`BUDGETS` states both);
+- single attacks at equal budgets: PGD-20, Square (1000 queries), and on request APGD-CE,
+  APGD-T, FAB-T and the L2 versions (``--attacks``).
 
-from minimax and from torchattacks (3.5.1: PGD, APGD, APGDT, FAB with ``multi_targeted=True``,
-Square) with the same budgets. Reports mean ± the 95% t-interval over the seeds, and the mean wall
-and CPU time; the seeds vary the attacks' random starts only (same model, same examples; FAB-T
-with one restart has none). Measured side by side in one run, interleaved.
+Reports mean ± the 95% t-interval over the seeds, the per-seed CPU-time ratio minimax/torchattacks
+(mean ± interval), forward passes (model calls, and those with a gradient) counted by a hook on the
+model for both libraries, and examples per second. Measured side by side in one run, interleaved,
+one thread. ``--profile`` adds the top functions (cProfile, by own time) of each run of the first
+seed. ``--publish`` writes the tables into docs/custom-loop.md from the JSON.
 
-Run: ./run python benchmarks/attacks.py [--quick] [--attacks fab-t] [--out ...attacks.json]
+Run: ./run python benchmarks/attacks.py [--quick] [--attacks standard,pgd,square] [--profile]
 (needs torchattacks: pip install --no-deps torchattacks. Version 3.5.1 imports without
 torchvision; for versions that import it, a stub module stands in when torchvision is missing.)
 """
@@ -19,21 +26,26 @@ torchvision; for versions that import it, a stub module stands in when torchvisi
 from __future__ import annotations
 
 import argparse
+import cProfile
 import importlib.util
 import json
-import math
 import platform
-import statistics
+import pstats
 import sys
 import time
 import types
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 import minimax as mm
+from benchmarks.attacks_report import compare, print_row
+from minimax.extend import APGDTargeted, FABTargeted, InnerSolver
+
+Run = Callable[..., tuple[Any, Any]]  # (model, x, y, seed) -> (x_adv or None, Evaluation or None)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,9 +65,23 @@ def import_torchattacks():
     return torchattacks
 
 
-def digits_model(seed: int, epochs: int) -> tuple[nn.Module, Tensor, Tensor]:
-    """A small CNN trained with Adam on 1,347 digits; returns it (eval mode) and the 450 test
-    examples (x [N, 1, 8, 8] in [0, 1], y [N])."""
+def _train(model: nn.Module, x: Tensor, y: Tensor, seed: int, epochs: int) -> nn.Module:
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(len(y), generator=gen)
+        for i in range(0, len(order), 64):
+            idx = order[i : i + 64]
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+def digits_model(seed: int, epochs: int, kind: str = "cnn") -> tuple[nn.Module, Tensor, Tensor]:
+    """A small CNN (``kind="cnn"``) or MLP (``"mlp"``) trained with Adam on 1,347 digits;
+    returns it (eval mode) and the 450 test examples (x [N, 1, 8, 8] in [0, 1], y [N])."""
     from sklearn.datasets import load_digits
 
     data = load_digits()
@@ -64,27 +90,29 @@ def digits_model(seed: int, epochs: int) -> tuple[nn.Module, Tensor, Tensor]:
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     test, train = perm[:450], perm[450:]
     torch.manual_seed(seed)
-    model = nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1, stride=2),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(32 * 4 * 4, 64),
-        nn.ReLU(),
-        nn.Linear(64, 10),
-    )
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        order = train[torch.randperm(len(train), generator=gen)]
-        for i in range(0, len(order), 64):
-            idx = order[i : i + 64]
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval(), x[test], y[test]
+    if kind == "cnn":
+        model = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1, stride=2),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(32 * 4 * 4, 64),
+            nn.ReLU(),
+            nn.Linear(64, 10),
+        )
+    elif kind == "mlp":
+        model = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64, 128),
+            nn.ReLU(),
+            nn.Linear(128, 64),
+            nn.ReLU(),
+            nn.Linear(64, 10),
+        )
+    else:
+        raise ValueError(f"kind must be 'cnn' or 'mlp', got {kind!r}")
+    return _train(model, x[train], y[train], seed, epochs), x[test], y[test]
 
 
 def accuracy_at(model: nn.Module, x_adv: Tensor, y: Tensor) -> float:
@@ -92,24 +120,61 @@ def accuracy_at(model: nn.Module, x_adv: Tensor, y: Tensor) -> float:
         return float((model(x_adv).argmax(-1) == y).double().mean())
 
 
-def minimax_attack(name: str, norm: str, eps: float, steps: int, queries: int):
-    """A function seed → (x, y) → x_adv running minimax's attack (its worst candidate)."""
+def ta_budget_suite(seed: int) -> dict[str, InnerSolver]:
+    """minimax's standard suite at torchattacks' AutoAttack budgets (see `BUDGETS`)."""
+    return {
+        "apgd-ce": mm.APGD(10, seed=seed),
+        "apgd-t": APGDTargeted(10, targets=9, seed=seed),
+        "fab-t": FABTargeted(10, targets=9, seed=seed),
+        "square": mm.Square(5000, p_init=0.8, seed=seed),
+    }
 
-    def run(model: nn.Module, x: Tensor, y: Tensor, seed: int) -> Tensor:
-        budget = queries if name == "square" else steps
-        return mm.attack(model, x, y, eps=eps, norm=norm, attack=name, steps=budget, seed=seed)
 
-    return run
+def minimax_runs(case: str, norm: str, eps: float, steps: int, queries: int) -> dict[str, Run]:
+    """{variant: run(model, x, y, seed) -> (x_adv or None, robust flags or None)}."""
+    if case == "standard":
+
+        def suite(early: bool, ta_budgets: bool) -> Run:
+            def run(model: nn.Module, x: Tensor, y: Tensor, seed: int):
+                attacks = ta_budget_suite(seed) if ta_budgets else "standard"
+                r = mm.evaluate(
+                    model,
+                    (x, y),
+                    eps=eps,
+                    norm=norm,
+                    attacks=attacks,
+                    seed=seed,
+                    early_stop=early,
+                )
+                return None, r
+
+            return run
+
+        return {
+            "standard": suite(False, False),
+            "standard, early stop": suite(True, False),
+            "standard, torchattacks' budgets": suite(False, True),
+        }
+    budget = queries if case == "square" else steps
+
+    def single(model: nn.Module, x: Tensor, y: Tensor, seed: int):
+        return mm.attack(
+            model, x, y, eps=eps, norm=norm, attack=case, steps=budget, seed=seed
+        ), None
+
+    return {case: single}
 
 
-def torchattacks_attack(ta, name: str, norm: str, eps: float, steps: int, queries: int):
+def torchattacks_run(ta, name: str, norm: str, eps: float, steps: int, queries: int) -> Run:
     """The same for torchattacks (model in eval mode; its seed where it takes one, else the
     global torch seed)."""
     tnorm = {"linf": "Linf", "l2": "L2"}[norm]
 
-    def run(model: nn.Module, x: Tensor, y: Tensor, seed: int) -> Tensor:
+    def run(model: nn.Module, x: Tensor, y: Tensor, seed: int):
         torch.manual_seed(seed)
-        if name == "pgd":
+        if name == "standard":
+            atk = ta.AutoAttack(model, norm=tnorm, eps=eps, version="standard", seed=seed)
+        elif name == "pgd":
             atk = ta.PGD(model, eps=eps, alpha=2.5 * eps / steps, steps=steps, random_start=True)
         elif name == "apgd-ce":
             atk = ta.APGD(model, norm=tnorm, eps=eps, steps=steps, seed=seed, loss="ce")
@@ -117,7 +182,7 @@ def torchattacks_attack(ta, name: str, norm: str, eps: float, steps: int, querie
             atk = ta.APGDT(model, norm=tnorm, eps=eps, steps=steps, seed=seed, n_classes=10)
         elif name == "square":
             atk = ta.Square(model, norm=tnorm, eps=eps, n_queries=queries, seed=seed)
-        elif name == "fab-t":  # AutoAttack's FAB-T, at the published 100 steps (not its 10)
+        elif name == "fab-t":
             atk = ta.FAB(
                 model,
                 norm=tnorm,
@@ -130,32 +195,77 @@ def torchattacks_attack(ta, name: str, norm: str, eps: float, steps: int, querie
             )
         else:
             raise ValueError(name)
-        return atk(x, y)
+        return atk(x, y), None
 
     return run
 
 
-def t_interval(values: list[float]) -> float:
-    """Half-width of the 95% t-interval of the mean (0 for a single value)."""
-    if len(values) < 2:
-        return 0.0
-    from scipy.stats import t
+class Passes:
+    """Counts the model's forward calls (and those recording a gradient) and the examples they
+    carried, by a forward hook: the same count for both libraries."""
 
-    return float(t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)))
+    def __init__(self, model: nn.Module) -> None:
+        self.calls = self.grad_calls = self.rows = 0
+        self.handle = model.register_forward_hook(self._hook)
+
+    def _hook(self, module: nn.Module, inputs: tuple, output: Tensor) -> None:
+        self.calls += 1
+        self.grad_calls += int(output.requires_grad)
+        self.rows += int(output.shape[0])
 
 
 def measure(
-    run: Callable[..., Tensor],
+    run: Run,
     model: nn.Module,
     x: Tensor,
     y: Tensor,
     seed: int,
     eps: float,
     norm: str,
-) -> tuple[float, float, float]:
+    profile: bool = False,
+) -> dict[str, Any]:
+    """One run: robust accuracy, wall and CPU seconds, passes, examples/s (and its profile)."""
+    counter = Passes(model)
+    prof = cProfile.Profile() if profile else None
     t0, c0 = time.perf_counter(), time.process_time()
-    x_adv = run(model, x, y, seed)
+    if prof is not None:
+        prof.enable()
+    try:
+        x_adv, ev = run(model, x, y, seed)
+    finally:
+        if prof is not None:
+            prof.disable()
+        counter.handle.remove()
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    out: dict[str, Any] = {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "forward": counter.calls,
+        "forward_with_grad": counter.grad_calls,
+        "rows": counter.rows,
+        "images_per_second": len(y) / seconds,
+        "images_per_cpu_second": len(y) / cpu,
+    }
+    if ev is not None:
+        out["robust_acc"] = ev.robust_acc
+        out["per_attack"] = {
+            a: {
+                "cpu_seconds": ev.cpu_seconds[a],
+                "seconds": ev.seconds[a],
+                "passes": ev.passes[a],
+                "examples": ev.attacked[a],
+            }
+            for a in ev.attacks
+        }
+    else:
+        check_threat(x_adv, x, eps, norm)
+        out["robust_acc"] = accuracy_at(model, x_adv, y)
+    if prof is not None:
+        out["profile"] = top_functions(prof)
+    return out
+
+
+def check_threat(x_adv: Tensor, x: Tensor, eps: float, norm: str) -> None:
     dist = (x_adv - x).flatten(1)
     size = dist.abs().amax(1) if norm == "linf" else dist.norm(dim=1)
     if (
@@ -164,104 +274,110 @@ def measure(
         or x_adv.max() > 1 + 1e-6
     ):
         raise AssertionError(f"an attack left the threat model (max size {float(size.max())})")
-    return accuracy_at(model, x_adv, y), seconds, cpu
 
 
+def top_functions(prof: cProfile.Profile, k: int = 12) -> list[dict[str, Any]]:
+    """The ``k`` functions with the most own time: name, calls, own and cumulative seconds."""
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    rows = sorted(stats.items(), key=lambda kv: -kv[1][2])[:k]
+    return [
+        {
+            "function": f"{Path(f).name}:{line}({name})",
+            "calls": int(nc),
+            "own_s": tt,
+            "cumulative_s": ct,
+        }
+        for (f, line, name), (cc, nc, tt, ct, _) in rows
+    ]
+
+
+# long: the command line and the interleaved measurement loop over models, cases and seeds.
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="few examples and seeds (a smoke run)")
-    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--examples", type=int, default=200)
-    ap.add_argument("--steps", type=int, default=100, help="APGD / APGD-T iterations")
+    ap.add_argument("--models", default="cnn,mlp")
+    ap.add_argument("--steps", type=int, default=100, help="APGD / APGD-T / FAB-T iterations")
     ap.add_argument("--pgd-steps", type=int, default=20)
-    ap.add_argument("--queries", type=int, default=1000, help="Square's query budget")
+    ap.add_argument("--queries", type=int, default=1000, help="Square's query budget (alone)")
     ap.add_argument("--linf", type=float, default=0.1, help="L∞ radius (pixels in [0, 1])")
     ap.add_argument("--l2", type=float, default=0.5, help="L2 radius")
-    ap.add_argument("--attacks", default="", help="comma-separated subset, e.g. fab-t")
+    ap.add_argument(
+        "--attacks",
+        default="standard,pgd,square",
+        help="comma-separated: standard, pgd, square, apgd-ce, apgd-t, fab-t, and "
+        "name:l2 for the L2 version",
+    )
+    ap.add_argument("--profile", action="store_true", help="cProfile the first seed's runs")
+    ap.add_argument(
+        "--publish",
+        nargs=2,
+        type=Path,
+        metavar=("JSON", "PAGE"),
+        help="write the tables of JSON into PAGE (no benchmark run)",
+    )
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "attacks.json"))
     args = ap.parse_args()
+    if args.publish:
+        from benchmarks.attacks_report import publish
+
+        publish(*args.publish)
+        print(f"wrote the tables of {args.publish[0]} into {args.publish[1]}")
+        return
     if args.quick:
         args.seeds, args.examples, args.steps, args.queries = 2, 40, 20, 100
     torch.set_num_threads(1)
     ta = import_torchattacks()
-    model, x, y = digits_model(seed=0, epochs=15)
-    x, y = x[: args.examples], y[: args.examples]
-    clean = accuracy_at(model, x, y)
-    cases = [
-        ("pgd", "linf", args.pgd_steps),
-        ("apgd-ce", "linf", args.steps),
-        ("apgd-t", "linf", args.steps),
-        ("fab-t", "linf", args.steps),
-        ("square", "linf", args.steps),
-        ("apgd-ce", "l2", args.steps),
-        ("apgd-t", "l2", args.steps),
-        ("fab-t", "l2", args.steps),
-        ("square", "l2", args.steps),
-    ]
-    if args.attacks:
-        cases = [c for c in cases if c[0] in args.attacks.split(",")]
-    rows = []
-    for name, norm, steps in cases:
-        eps = args.linf if norm == "linf" else args.l2
-        impls = {
-            "minimax": minimax_attack(name, norm, eps, steps, args.queries),
-            "torchattacks": torchattacks_attack(ta, name, norm, eps, steps, args.queries),
-        }
-        acc: dict[str, list[float]] = {k: [] for k in impls}
-        sec: dict[str, list[float]] = {k: [] for k in impls}
-        cpu: dict[str, list[float]] = {k: [] for k in impls}
-        for seed in range(args.seeds):  # interleaved: minimax, torchattacks, next seed
-            for lib, run in impls.items():
-                a, s, c = measure(run, model, x, y, seed, eps, norm)
-                acc[lib].append(a)
-                sec[lib].append(s)
-                cpu[lib].append(c)
-        row = {"attack": name, "norm": norm, "eps": eps}
-        for lib in impls:
-            row[lib] = {
-                "robust_acc": statistics.mean(acc[lib]),
-                "ci95": t_interval(acc[lib]),
-                "per_seed": acc[lib],
-                "seconds": statistics.mean(sec[lib]),
-                "cpu_seconds": statistics.mean(cpu[lib]),
-            }
-        row["time_ratio"] = row["minimax"]["seconds"] / row["torchattacks"]["seconds"]
-        rows.append(row)
-        print_row(row)
+    rows, clean = [], {}
+    for kind in args.models.split(","):
+        model, x, y = digits_model(seed=0, epochs=15, kind=kind)
+        x, y = x[: args.examples], y[: args.examples]
+        clean[kind] = accuracy_at(model, x, y)
+        for spec in args.attacks.split(","):
+            case, _, norm = spec.partition(":")
+            norm = norm or "linf"
+            eps = args.linf if norm == "linf" else args.l2
+            steps = args.pgd_steps if case == "pgd" else args.steps
+            mine_runs = minimax_runs(case, norm, eps, steps, args.queries)
+            theirs_run = torchattacks_run(ta, case, norm, eps, steps, args.queries)
+            mine: dict[str, list] = {v: [] for v in mine_runs}
+            theirs: list = []
+            for seed in range(args.seeds):  # interleaved: torchattacks, minimax's, next seed
+                theirs.append(measure(theirs_run, model, x, y, seed, eps, norm))
+                for variant, run in mine_runs.items():
+                    mine[variant].append(measure(run, model, x, y, seed, eps, norm))
+            profiles = {}
+            if args.profile:  # one more run of seed 0 under cProfile (not in the timings)
+                profiles["torchattacks"] = measure(theirs_run, model, x, y, 0, eps, norm, True)
+                for variant, run in mine_runs.items():
+                    profiles[variant] = measure(run, model, x, y, 0, eps, norm, True)
+            for variant in mine_runs:
+                row = compare(case, variant, norm, eps, kind, mine[variant], theirs)
+                if profiles:
+                    row["minimax"]["profile"] = profiles[variant]["profile"]
+                    row["torchattacks"]["profile"] = profiles["torchattacks"]["profile"]
+                rows.append(row)
+                print_row(row)
     result = {
         "benchmark": "attacks",
         "command": "python benchmarks/attacks.py"
         + (" --quick" if args.quick else "")
-        + (f" --attacks {args.attacks}" if args.attacks else ""),
-        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        + (f" --attacks {args.attacks}" if args.attacks != "standard,pgd,square" else "")
+        + (" --profile" if args.profile else ""),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "publish")},
         "clean_acc": clean,
         "rows": rows,
         "torch": torch.__version__,
         "torchattacks": ta.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"clean accuracy {100 * clean:.1f}% on {len(y)} examples; wrote {out}")
-
-
-def print_row(row: dict) -> None:
-    if not hasattr(print_row, "header"):
-        print(
-            f"{'attack':9} {'norm':5} {'minimax acc %':>15} {'torchattacks acc %':>19} "
-            f"{'minimax s':>10} {'ta s':>8} {'ratio':>6} {'minimax cpu':>12} {'ta cpu':>7}"
-        )
-        print_row.header = True  # type: ignore[attr-defined]
-    m, t = row["minimax"], row["torchattacks"]
-    print(
-        f"{row['attack']:9} {row['norm']:5} "
-        f"{100 * m['robust_acc']:8.1f} ± {100 * m['ci95']:4.1f} "
-        f"{100 * t['robust_acc']:11.1f} ± {100 * t['ci95']:4.1f} "
-        f"{m['seconds']:10.2f} {t['seconds']:8.2f} {row['time_ratio']:6.2f} "
-        f"{m['cpu_seconds']:12.2f} {t['cpu_seconds']:7.2f}"
-    )
+    print(f"clean accuracy {clean} on {args.examples} examples; wrote {out}")
 
 
 if __name__ == "__main__":

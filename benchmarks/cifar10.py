@@ -13,7 +13,8 @@ Measures, on CIFAR-shaped random data (3×32×32 in [0, 1], 10 classes):
    textbook loop (requires_grad, loss, backward, sign step, clamp) on the same model and batch,
    timed side by side in interleaved repetitions (medians); ratio = textbook time / minimax time,
    also as the median of per-repetition (paired) ratios with a 95% sign-test interval, next to
-   an A/A control (the textbook loop against itself: the harness's own noise);
+   an A/A control (the textbook loop against itself: the harness's own noise); measured by
+   ``benchmarks/pgd_attack.py``, published from here (``--publish``);
 3. on CUDA: the estimated time of one CIFAR-10 epoch (50 000 images) of PGD-AT and DDi (m = 10)
    with ResNet-18, from the measured steps.
 
@@ -26,8 +27,6 @@ import argparse
 import json
 import os
 import platform
-import random
-import resource
 import statistics
 import sys
 import time
@@ -36,36 +35,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 import minimax
-from minimax.sets.arguments import trusted
-from problems.models import build_model
+from benchmarks.cifar_setup import ALPHA, EPS, cifar_batch, seeded_model, sync
+from benchmarks.pgd_attack import bench_attack
 from problems.pages import replace_block
 
-EPS, ALPHA = 8 / 255, 2 / 255
 RULES: dict[str, Callable[[], minimax.extend.Rule]] = {
     "PGD-AT": minimax.Danskin,
     "MaxLoss": minimax.MaxLoss,
     "DDi": minimax.DDi,
 }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _data(batch: int, device: torch.device, seed: int = 0) -> tuple[Tensor, Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(batch, 3, 32, 32, generator=g)
-    y = torch.randint(0, 10, (batch,), generator=g)
-    return x.to(device), y.to(device)
-
-
-def _model(name: str, device: torch.device, **kwargs: Any) -> nn.Module:
-    torch.manual_seed(0)
-    return build_model(name, **kwargs).to(device)
 
 
 def _optimizer(model: nn.Module, rule: str, m: int, steps: int) -> minimax.MinMaxOptimizer:
@@ -87,20 +68,20 @@ def bench_training(
     **model_kwargs: Any,
 ) -> list[dict[str, Any]]:
     """Seconds per outer step (median of ``reps``, rules interleaved) → images per second."""
-    x, y = _data(batch, device)
+    x, y = cifar_batch(batch, device)
     runs = []
     for rule, m in settings:
-        model = _model(model_name, device, **model_kwargs)
+        model = seeded_model(model_name, device, **model_kwargs)
         model.train()
         opt = _optimizer(model, rule, m, steps)
         opt.step((x, y))  # warm-up (vmap tracing, allocator)
         runs.append((rule, m, model, opt, []))
     for _ in range(reps):
         for *_, opt, times in runs:
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             opt.step((x, y))
-            _sync(device)
+            sync(device)
             times.append(time.perf_counter() - t0)
     base = statistics.median(runs[0][4])
     return [
@@ -118,182 +99,6 @@ def bench_training(
         }
         for rule, m, _model_, _opt, times in runs
     ]
-
-
-def textbook_pgd(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    eps: float,
-    alpha: float,
-    steps: int,
-    generator: torch.Generator,
-    score: bool = False,
-) -> Tensor:
-    """The plain PGD loop: random start, then `steps` signed-gradient steps with clamping.
-
-    ``score=True`` adds one forward at the result for the per-example losses [B], which
-    `minimax.PGD` always computes (the candidates' values): the same work as minimax.
-    """
-    delta = (torch.rand(x.shape, generator=generator) * 2 - 1).to(x.device) * eps
-    delta = (x + delta).clamp(0, 1) - x
-    for _ in range(steps):
-        delta.requires_grad_(True)
-        loss = nn.functional.cross_entropy(model(x + delta), y)
-        loss.backward()
-        with torch.no_grad():
-            delta = delta + alpha * delta.grad.sign()  # type: ignore[union-attr]
-            delta = delta.clamp(-eps, eps)
-            delta = (x + delta).clamp(0, 1) - x
-    if score:
-        with torch.no_grad():
-            nn.functional.cross_entropy(model(x + delta), y, reduction="none")
-    return delta.detach()
-
-
-def _minor_faults() -> int:
-    """Minor page faults of this process so far (first touches of fresh memory pages)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-
-def step_seconds(x: Tensor, reps: int = 200) -> tuple[float, float]:
-    """Median seconds of one ascent step + projection outside the model: the set's
-    (`LinfBall.ascent_step` then `project`, as minimax.PGD runs them) and the textbook's three
-    lines, on tensors shaped like x."""
-    ball = minimax.LinfBall(EPS, lower=0.0, upper=1.0)
-    gen = torch.Generator(device=x.device).manual_seed(0)
-    delta = ((torch.rand(x.shape, generator=gen, device=x.device) * 2 - 1) * EPS).unsqueeze(0)
-    grad = torch.randn(delta.shape, generator=gen, device=x.device)
-    event = x.ndim - 1
-
-    def ours() -> None:
-        ball.project(ball.ascent_step(delta, grad, ALPHA, event_ndim=event), x, event_ndim=event)
-
-    def textbook() -> None:
-        d = (delta + ALPHA * grad.sign()).clamp(-EPS, EPS)
-        (x + d).clamp(0, 1) - x
-
-    out = []
-    with trusted():  # as inside an inner solver's call
-        for fn in (ours, textbook):
-            times = []
-            for _ in range(reps):
-                _sync(x.device)
-                t0 = time.perf_counter()
-                fn()
-                _sync(x.device)
-                times.append(time.perf_counter() - t0)
-            out.append(statistics.median(times))
-    return out[0], out[1]
-
-
-def bench_attack(
-    model_name: str,
-    *,
-    steps: int,
-    batch: int,
-    reps: int,
-    device: torch.device,
-    **model_kwargs: Any,
-) -> dict[str, Any]:
-    """minimax.PGD (m = 1) against `textbook_pgd`, interleaved in a shuffled order per
-    repetition; medians, the ratios, paired ratios with intervals and an A/A control."""
-    model = _model(model_name, device, **model_kwargs).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)  # the textbook loop then needs no parameter gradients either
-    x, y = _data(batch, device, seed=1)
-    problem = minimax.ModuleProblem(model, perturbation=minimax.LinfBall(EPS, lower=0.0, upper=1.0))
-    pgd = minimax.PGD(steps, ALPHA, restarts=1, seed=0)
-    params = dict(model.named_parameters())
-    gen = torch.Generator().manual_seed(0)
-
-    def run_minimax() -> None:
-        pgd(problem, params, (x, y))
-
-    def run_textbook() -> None:
-        textbook_pgd(model, x, y, EPS, ALPHA, steps, gen)
-
-    def run_scored() -> None:
-        textbook_pgd(model, x, y, EPS, ALPHA, steps, gen, score=True)
-
-    # "scored again" runs the same loop as "scored": their paired ratio (an A/A control) shows
-    # what this harness reads as a difference when there is none.
-    order = [
-        ("minimax", run_minimax),
-        ("textbook", run_textbook),
-        ("scored", run_scored),
-        ("scored again", run_scored),
-    ]
-    for _, fn in order:  # warm-up
-        fn()
-    times: dict[str, list[float]] = {name: [] for name, _ in order}
-    faults: dict[str, list[int]] = {name: [] for name, _ in order}  # minor page faults per call
-    shuffle = random.Random(0).shuffle
-    for _ in range(reps):
-        shuffled = list(order)
-        shuffle(shuffled)  # a fresh order each repetition: no kind always follows the same one
-        for name, fn in shuffled:
-            _sync(device)
-            f0, t0 = _minor_faults(), time.perf_counter()
-            fn()
-            _sync(device)
-            times[name].append(time.perf_counter() - t0)
-            faults[name].append(_minor_faults() - f0)
-    mm, tb = statistics.median(times["minimax"]), statistics.median(times["textbook"])
-    sc = statistics.median(times["scored"])
-    bare = paired_ratio(times["textbook"], times["minimax"])
-    same = paired_ratio(times["scored"], times["minimax"])
-    control = paired_ratio(times["scored"], times["scored again"])
-    step_ours, step_textbook = step_seconds(x)
-    return {
-        "iteration_seconds": mm / (steps + 1),
-        "step_seconds_minimax": step_ours,
-        "step_seconds_textbook": step_textbook,
-        "minor_faults_minimax": [
-            min(faults["minimax"]),
-            statistics.median(faults["minimax"]),
-            max(faults["minimax"]),
-        ],
-        "minor_faults_textbook_scored": [
-            min(faults["scored"]),
-            statistics.median(faults["scored"]),
-            max(faults["scored"]),
-        ],
-        "control_ratio": control["median"],
-        "control_ratio_interval": control["interval"],
-        "paired_ratio": bare["median"],
-        "paired_ratio_interval": bare["interval"],
-        "paired_ratio_same_work": same["median"],
-        "paired_ratio_same_work_interval": same["interval"],
-        "model": model_name,
-        "pgd_steps": steps,
-        "batch": batch,
-        "reps": reps,
-        "minimax_seconds": mm,
-        "textbook_seconds": tb,
-        "ratio": tb / mm,
-        "textbook_scored_seconds": sc,
-        "ratio_same_work": sc / mm,
-        "minimax_min_seconds": min(times["minimax"]),
-        "textbook_min_seconds": min(times["textbook"]),
-        "ratio_of_minima": min(times["textbook"]) / min(times["minimax"]),
-        "minimax_images_per_second": batch / mm,
-        "textbook_images_per_second": batch / tb,
-        "device": str(device),
-    }
-
-
-def paired_ratio(reference: list[float], ours: list[float]) -> dict[str, Any]:
-    """Median of the per-repetition ratios reference / ours (each pair ran back to back, so a
-    load change on this shared machine hits both) and a 95% distribution-free interval for that
-    median: order statistics whose binomial coverage is ≥ 95% (the sign-test interval)."""
-    from scipy.stats import binom
-
-    ratios = sorted(r / o for r, o in zip(reference, ours))
-    n = len(ratios)
-    k = int(binom.ppf(0.025, n, 0.5))  # the smallest k with P(Bin ≤ k) ≥ 2.5%: P(Bin ≤ k−1) < 2.5%
-    low, high = (ratios[k - 1], ratios[n - k]) if k >= 1 else (ratios[0], ratios[-1])
-    return {"median": statistics.median(ratios), "interval": [low, high], "n": n}
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -351,7 +156,7 @@ def publish(results: Path, docs: Path) -> None:
     replace_block(docs, markers(result), markdown(result))
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -384,16 +189,16 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="torch CPU threads (default 1: steadier timings on a shared CPU)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.publish:
         publish(*args.publish)
         print(f"wrote the PGD table of {args.publish[0]} into {args.publish[1]}")
         return 0
     torch.set_num_threads(args.threads)
-    cpu = torch.device("cpu")
-    batch = args.batch or (32 if args.quick else 64)
-    reps = 3 if args.quick else 9
-    m = args.restarts
     started = time.perf_counter()
     result: dict[str, Any] = {
         "command": "PYTHONPATH=. python benchmarks/cifar10.py"
@@ -406,6 +211,30 @@ def main(argv: list[str] | None = None) -> int:
         "cuda": torch.cuda.is_available(),
         "environment": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
     }
+    training, attack, cuda = _measure(args)
+    result.update(
+        training=training, attack=attack, cuda_results=cuda, seconds=time.perf_counter() - started
+    )
+    print(_training_table(training))
+    print()
+    print(_attack_table(attack))
+    if cuda:
+        print()
+        for k, v in cuda["epoch_seconds_estimated"].items():
+            print(f"ResNet-18 one epoch (50k images), {k}: ≈ {v / 60:.1f} min (estimated)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwritten {args.out} in {result['seconds']:.0f} s", file=sys.stderr)
+    return 0
+
+
+def _measure(args: argparse.Namespace) -> tuple[list[dict], list[dict], dict[str, Any] | None]:
+    """Sections 1 and 2 on CPU (the small CNN), then on CUDA when present (ResNet-18) with
+    section 3's epoch estimates: (training rows, attack rows, the CUDA results or None)."""
+    cpu = torch.device("cpu")
+    batch = args.batch or (32 if args.quick else 64)
+    reps = 3 if args.quick else 9
+    m = args.restarts
     print(
         f"CPU ({torch.get_num_threads()} threads), small_cnn, batch {batch}, PGD-7, "
         f"{reps} interleaved repetitions, medians",
@@ -428,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     cuda: dict[str, Any] | None = None
     if torch.cuda.is_available() and not args.attack_only:
         gpu = torch.device("cuda")
-        kw = dict(activation="celu", norm="group")
+        kw = dict(activation="celu", normalization="group")
         training += bench_training(
             "resnet18",
             [("PGD-AT", 1), ("MaxLoss", 10), ("DDi", 10)],
@@ -449,91 +278,79 @@ def main(argv: list[str] | None = None) -> int:
         cuda = {"device": torch.cuda.get_device_name(0), "epoch_seconds_estimated": epoch}
     else:
         print("CUDA not available: the ResNet-18 GPU measurements are skipped.", file=sys.stderr)
-    result.update(
-        training=training, attack=attack, cuda_results=cuda, seconds=time.perf_counter() - started
+    return training, attack, cuda
+
+
+def _training_table(training: list[dict[str, Any]]) -> str:
+    """Section 1's rows as a plain-text table."""
+    return _table(
+        [
+            [
+                r["model"],
+                r["device"],
+                r["rule"],
+                r["m"],
+                r["pgd_steps"],
+                r["batch"],
+                f"{r['seconds_per_step']:.3f}",
+                f"{r['min_seconds_per_step']:.3f}",
+                f"{r['images_per_second']:.1f}",
+                f"{r['cost_vs_first']:.2f}×",
+            ]
+            for r in training
+        ],
+        [
+            "model",
+            "device",
+            "rule",
+            "m",
+            "PGD steps",
+            "batch",
+            "s/step (median)",
+            "s/step (min)",
+            "images/s",
+            "cost vs PGD-AT m=1",
+        ],
     )
 
-    print(
-        _table(
+
+def _attack_table(attack: list[dict[str, Any]]) -> str:
+    """Section 2's rows (ratios with their paired intervals) as a plain-text table."""
+    return _table(
+        [
             [
-                [
-                    r["model"],
-                    r["device"],
-                    r["rule"],
-                    r["m"],
-                    r["pgd_steps"],
-                    r["batch"],
-                    f"{r['seconds_per_step']:.3f}",
-                    f"{r['min_seconds_per_step']:.3f}",
-                    f"{r['images_per_second']:.1f}",
-                    f"{r['cost_vs_first']:.2f}×",
-                ]
-                for r in training
-            ],
-            [
-                "model",
-                "device",
-                "rule",
-                "m",
-                "PGD steps",
-                "batch",
-                "s/step (median)",
-                "s/step (min)",
-                "images/s",
-                "cost vs PGD-AT m=1",
-            ],
-        )
+                a["model"],
+                a["device"],
+                a["pgd_steps"],
+                a["batch"],
+                f"{a['textbook_seconds']:.3f}",
+                f"{a['textbook_scored_seconds']:.3f}",
+                f"{a['minimax_seconds']:.3f}",
+                f"{a['ratio']:.2f}×",
+                f"{a['ratio_same_work']:.2f}×",
+                "{:.3f}× [{:.3f}, {:.3f}]".format(a["paired_ratio"], *a["paired_ratio_interval"]),
+                "{:.3f}× [{:.3f}, {:.3f}]".format(
+                    a["paired_ratio_same_work"], *a["paired_ratio_same_work_interval"]
+                ),
+                "{:.3f}× [{:.3f}, {:.3f}]".format(a["control_ratio"], *a["control_ratio_interval"]),
+            ]
+            for a in attack
+        ],
+        [
+            "model",
+            "device",
+            "PGD steps",
+            "batch",
+            "textbook s",
+            "textbook+score s",
+            "minimax.PGD s",
+            "textbook / minimax",
+            "textbook+score / minimax",
+            "paired textbook / minimax [95%]",
+            "paired textbook+score / minimax [95%]",
+            "A/A control [95%]",
+        ],
     )
-    print()
-    print(
-        _table(
-            [
-                [
-                    a["model"],
-                    a["device"],
-                    a["pgd_steps"],
-                    a["batch"],
-                    f"{a['textbook_seconds']:.3f}",
-                    f"{a['textbook_scored_seconds']:.3f}",
-                    f"{a['minimax_seconds']:.3f}",
-                    f"{a['ratio']:.2f}×",
-                    f"{a['ratio_same_work']:.2f}×",
-                    "{:.3f}× [{:.3f}, {:.3f}]".format(
-                        a["paired_ratio"], *a["paired_ratio_interval"]
-                    ),
-                    "{:.3f}× [{:.3f}, {:.3f}]".format(
-                        a["paired_ratio_same_work"], *a["paired_ratio_same_work_interval"]
-                    ),
-                    "{:.3f}× [{:.3f}, {:.3f}]".format(
-                        a["control_ratio"], *a["control_ratio_interval"]
-                    ),
-                ]
-                for a in attack
-            ],
-            [
-                "model",
-                "device",
-                "PGD steps",
-                "batch",
-                "textbook s",
-                "textbook+score s",
-                "minimax.PGD s",
-                "textbook / minimax",
-                "textbook+score / minimax",
-                "paired textbook / minimax [95%]",
-                "paired textbook+score / minimax [95%]",
-                "A/A control [95%]",
-            ],
-        )
-    )
-    if cuda:
-        print()
-        for k, v in cuda["epoch_seconds_estimated"].items():
-            print(f"ResNet-18 one epoch (50k images), {k}: ≈ {v / 60:.1f} min (estimated)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten {args.out} in {result['seconds']:.0f} s", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -42,7 +43,7 @@ LINKS = {"NVLink4 (H100)": 450e9, "NVLink3 (A100)": 300e9, "PCIe4 x16": 32e9, "P
 
 def _problem(batch: int, rank: int, world: int, seed: int = 0):  # type: ignore[no-untyped-def]
     torch.manual_seed(seed)
-    model = build_model("small_cnn", activation="celu", norm="none")
+    model = build_model("small_cnn", activation="celu", normalization="none")
     x, y = torch.rand(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
     start, stop = mm.distributed.shard_bounds(batch, rank, world)
     problem = mm.ModuleProblem(model, perturbation=mm.LinfBall(8 / 255))
@@ -127,34 +128,8 @@ def main() -> None:
         return
     if args.quick:
         args.batch, args.steps, args.restarts, args.reps = 16, 2, 2, 2
-    rows = []
-    for rule, m in (("ddi", args.restarts), ("pgd-at", 1)):
-        one = measure(rule, m, args.batch, args.steps, args.reps)
-        two = _two_ranks(args, rule, m)
-        expected = formula(rule, m, two["params"])
-        rows.append(
-            {
-                "rule": rule,
-                "m": m,
-                "params": two["params"],
-                "bytes": two["bytes"],
-                "bytes_formula": expected,
-                "bytes_match": two["bytes"] == expected,
-                "step_1proc_s": one["step_s"],
-                "step_2proc_s": two["step_s"],
-                "speedup": one["step_s"] / two["step_s"],
-                "allreduce_share": two["allreduce_s"] / two["step_s"],
-                "gpu_allreduce_estimate_s": estimate(two["bytes"]),
-            }
-        )
-    resnet_p = sum(p.numel() for p in build_model("resnet18").parameters())
-    resnet = {
-        "params": resnet_p,
-        "ddi_bytes_m10": formula("ddi", 10, resnet_p),
-        "pgd_at_bytes": formula("pgd-at", 1, resnet_p),
-        "ddi_m10_estimate_s": estimate(formula("ddi", 10, resnet_p)),
-        "pgd_at_estimate_s": estimate(formula("pgd-at", 1, resnet_p)),
-    }
+    rows = [_row(args, rule, m) for rule, m in (("ddi", args.restarts), ("pgd-at", 1))]
+    resnet = _resnet_estimate()
     _print(rows, resnet, args)
     result = {
         "benchmark": "distributed",
@@ -171,6 +146,39 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
+
+
+def _row(args: argparse.Namespace, rule: str, m: int) -> dict[str, Any]:
+    """One rule measured in one process and over two ranks, its all-reduce bytes against the
+    formula, and the estimated GPU all-reduce time."""
+    one = measure(rule, m, args.batch, args.steps, args.reps)
+    two = _two_ranks(args, rule, m)
+    expected = formula(rule, m, two["params"])
+    return {
+        "rule": rule,
+        "m": m,
+        "params": two["params"],
+        "bytes": two["bytes"],
+        "bytes_formula": expected,
+        "bytes_match": two["bytes"] == expected,
+        "step_1proc_s": one["step_s"],
+        "step_2proc_s": two["step_s"],
+        "speedup": one["step_s"] / two["step_s"],
+        "allreduce_share": two["allreduce_s"] / two["step_s"],
+        "gpu_allreduce_estimate_s": estimate(two["bytes"]),
+    }
+
+
+def _resnet_estimate() -> dict[str, Any]:
+    """ESTIMATE: ResNet-18's all-reduce bytes per step (DDi m = 10, PGD-AT) and their times."""
+    resnet_p = sum(p.numel() for p in build_model("resnet18").parameters())
+    return {
+        "params": resnet_p,
+        "ddi_bytes_m10": formula("ddi", 10, resnet_p),
+        "pgd_at_bytes": formula("pgd-at", 1, resnet_p),
+        "ddi_m10_estimate_s": estimate(formula("ddi", 10, resnet_p)),
+        "pgd_at_estimate_s": estimate(formula("pgd-at", 1, resnet_p)),
+    }
 
 
 def _print(rows: list[dict], resnet: dict, args: argparse.Namespace) -> None:

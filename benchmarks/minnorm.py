@@ -166,49 +166,8 @@ def main() -> int:
     rows, pair = data["rows"], data["pair_times"]
     summary = summarize(rows)
     product = product_bench(args.seed)
-
-    head = ("family", "m", "method", "median ms", "worst gap", "worst kkt")
-    print("{:<15} {:>3} {:<12} {:>10} {:>11} {:>10}".format(*head))
-    for r in rows:
-        print(
-            f"{r['family']:<15} {r['m']:>3} {r['method']:<12} {r['median_ms']:>10.3f} "
-            f"{r['worst_gap']:>11.2e} {r['worst_kkt']:>10.2e}"
-        )
-    print("\nsummary over the five families (median of the per-family medians; worst gap / kkt)")
-    print(f"| method | {' | '.join(f'm={m}' for m in SIZES)} |")
-    print(f"|---|{'---|' * len(SIZES)}")
-    for meth in METHODS:
-        cells = [s for s in summary if s["method"] == meth]
-        print(f"| {meth} (ms) | " + " | ".join(f"{s['median_ms']:.3f}" for s in cells) + " |")
-        print(f"| {meth} (gap) | " + " | ".join(f"{s['worst_gap']:.1e}" for s in cells) + " |")
-        print(f"| {meth} (kkt) | " + " | ".join(f"{s['worst_kkt']:.1e}" for s in cells) + " |")
-    print("\nproduct of simplices (blocks of 10, n = 200, one solve after a warm-up):")
-    for p in product:
-        print(
-            f"  {p['blocks']} blocks (m = {p['blocks'] * 10}): {p['seconds'] * 1e3:.1f} ms, "
-            f"kkt {p['kkt']:.1e}, {p['iterations']} solves, support {p['support']}"
-        )
-
-    checks = []
-    wolfe_gap = max(r["worst_gap"] for r in rows if r["method"] == "wolfe")
-    checks.append(
-        (
-            "wolfe relative gap <= 1e-12 on every instance",
-            wolfe_gap <= 1e-12,
-            f"worst {wolfe_gap:.2e}",
-        )
-    )
-    t10 = 1e3 * statistics.median(pair[10]["wolfe"])
-    checks.append(("wolfe median <= 0.5 ms at m = 10", t10 <= 0.5, f"{t10:.3f} ms"))
-    for m in SIZES:
-        if m < 5:
-            continue
-        tw, ta = statistics.median(pair[m]["wolfe"]), statistics.median(pair[m]["apg"])
-        checks.append(
-            (f"wolfe faster than apg (100 it) at m = {m}", tw < ta, f"apg/wolfe = {ta / tw:.1f}x")
-        )
-    p64 = product[0]["seconds"]
-    checks.append(("product 64 x 10 under 1 s", p64 < 1.0, f"{p64 * 1e3:.1f} ms"))
+    _print_tables(rows, summary, product)
+    checks = _checks(rows, pair, product)
     print()
     for name, ok, detail in checks:
         print(f"{'PASS' if ok else 'FAIL'}: {name} ({detail})")
@@ -238,6 +197,56 @@ def main() -> int:
     out.write_text(json.dumps(payload, indent=2))
     print(f"wrote {out}")
     return 0 if all(ok for _, ok, _ in checks) else 1
+
+
+def _print_tables(rows: list[dict], summary: list[dict], product: list[dict]) -> None:
+    """Every row, the summary over the families (Markdown) and the product-of-simplices runs."""
+    head = ("family", "m", "method", "median ms", "worst gap", "worst kkt")
+    print("{:<15} {:>3} {:<12} {:>10} {:>11} {:>10}".format(*head))
+    for r in rows:
+        print(
+            f"{r['family']:<15} {r['m']:>3} {r['method']:<12} {r['median_ms']:>10.3f} "
+            f"{r['worst_gap']:>11.2e} {r['worst_kkt']:>10.2e}"
+        )
+    print("\nsummary over the five families (median of the per-family medians; worst gap / kkt)")
+    print(f"| method | {' | '.join(f'm={m}' for m in SIZES)} |")
+    print(f"|---|{'---|' * len(SIZES)}")
+    for meth in METHODS:
+        cells = [s for s in summary if s["method"] == meth]
+        print(f"| {meth} (ms) | " + " | ".join(f"{s['median_ms']:.3f}" for s in cells) + " |")
+        print(f"| {meth} (gap) | " + " | ".join(f"{s['worst_gap']:.1e}" for s in cells) + " |")
+        print(f"| {meth} (kkt) | " + " | ".join(f"{s['worst_kkt']:.1e}" for s in cells) + " |")
+    print("\nproduct of simplices (blocks of 10, n = 200, one solve after a warm-up):")
+    for p in product:
+        print(
+            f"  {p['blocks']} blocks (m = {p['blocks'] * 10}): {p['seconds'] * 1e3:.1f} ms, "
+            f"kkt {p['kkt']:.1e}, {p['iterations']} solves, support {p['support']}"
+        )
+
+
+def _checks(rows: list[dict], pair: dict, product: list[dict]) -> list[tuple[str, bool, str]]:
+    """The targets, each (name, passed, measured detail)."""
+    checks = []
+    wolfe_gap = max(r["worst_gap"] for r in rows if r["method"] == "wolfe")
+    checks.append(
+        (
+            "wolfe relative gap <= 1e-12 on every instance",
+            wolfe_gap <= 1e-12,
+            f"worst {wolfe_gap:.2e}",
+        )
+    )
+    t10 = 1e3 * statistics.median(pair[10]["wolfe"])
+    checks.append(("wolfe median <= 0.5 ms at m = 10", t10 <= 0.5, f"{t10:.3f} ms"))
+    for m in SIZES:
+        if m < 5:
+            continue
+        tw, ta = statistics.median(pair[m]["wolfe"]), statistics.median(pair[m]["apg"])
+        checks.append(
+            (f"wolfe faster than apg (100 it) at m = {m}", tw < ta, f"apg/wolfe = {ta / tw:.1f}x")
+        )
+    p64 = product[0]["seconds"]
+    checks.append(("product 64 x 10 under 1 s", p64 < 1.0, f"{p64 * 1e3:.1f} ms"))
+    return checks
 
 
 if __name__ == "__main__":

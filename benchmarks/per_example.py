@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 import minimax as mm
+from benchmarks.memory import reset_peak, status_kib
 from minimax.engine.gramian import per_example_gram
 from problems.models import build_model
 from problems.pages import replace_block
@@ -54,18 +55,11 @@ KINDS = (*STEP_KINDS, "gram", "gram-torchjd")
 
 def setup(model_name: str, batch: int, seed: int = 0):
     torch.manual_seed(seed)
-    model = build_model(model_name, activation="celu", norm="group")
+    model = build_model(model_name, activation="celu", normalization="group")
     x = torch.rand(batch, 3, 32, 32)
     y = torch.randint(0, 10, (batch,))
     problem = mm.ModuleProblem(model, perturbation=mm.LinfBall(8 / 255, lower=0.0, upper=1.0))
     return model, problem, (x, y)
-
-
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def _torchjd_gram(model, problem, batch, deltas):
@@ -104,10 +98,10 @@ def _workload(kind: str, model_name: str, batch_size: int, m: int, steps: int):
 def probe_memory(kind: str, model_name: str, batch_size: int, m: int, steps: int) -> dict:
     """In this (fresh) process: peak RSS (MiB) over one run of ``kind``, and its growth."""
     fn = _workload(kind, model_name, batch_size, m, steps)
-    Path("/proc/self/clear_refs").write_text("5")
-    before = _status_kib("VmRSS")
+    reset_peak()
+    before = status_kib("VmRSS")
     fn()
-    peak = _status_kib("VmHWM")
+    peak = status_kib("VmHWM")
     return {"peak_rss_mib": peak / 1024, "peak_growth_mib": (peak - before) / 1024}
 
 
@@ -297,31 +291,7 @@ def publish(results: Path, docs: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--quick", action="store_true", help="tiny sizes, small CNN only")
-    ap.add_argument("--steps", type=int, default=2, help="PGD steps of the inner solver")
-    ap.add_argument("--reps", type=int, default=2, help="timed repetitions after a warm-up")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument(
-        "--configs",
-        default="resnet18:16:4,small_cnn:64:10",
-        help="model:B:m[:reps],... measured with every kind",
-    )
-    ap.add_argument("--scale-b", default="16,32,64", help="B values (small CNN, m=4)")
-    ap.add_argument("--scale-m", default="2,4,8", help="m values (small CNN, B=32)")
-    ap.add_argument("--kinds", default=",".join(KINDS))
-    ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS processes")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "per_example.json"))
-    ap.add_argument(
-        "--publish",
-        nargs=2,
-        type=Path,
-        metavar=("RESULTS_JSON", "DOCS_PAGE"),
-        help="measure nothing: write the tables of a results JSON into a page "
-        "(e.g. docs/results/per-example.json docs/per-example.md)",
-    )
+    ap = _parser()
     args = ap.parse_args(argv)
     if args.publish:
         publish(*args.publish)
@@ -360,12 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     for m in (v for v in args.scale_m.split(",") if v):
         scaling.append(run_config("small_cnn", 32, int(m), scale_kinds, args))
         save()
-    for r in rows + scaling:
-        r["time_example_vs_batch"] = _ratio(r, "ddi-example", "ddi-batch", "time_s")
-        r["cpu_example_vs_batch"] = _ratio(r, "ddi-example", "ddi-batch", "cpu_s")
-        r["cpu_gram_vs_torchjd"] = _ratio(r, "gram", "gram-torchjd", "cpu_s")
-        r["memory_example_vs_batch"] = _ratio(r, "ddi-example", "ddi-batch", "peak_rss_mib")
-        r["time_gram_vs_torchjd"] = _ratio(r, "gram", "gram-torchjd", "time_s")
+    _add_ratios(rows + scaling)
     print(
         f"\nPer-example DDi, PGD-{args.steps}, {args.threads} threads, "
         f"{platform.processor() or platform.machine()}; wall time, CPU time (fastest rep.), "
@@ -385,6 +350,45 @@ def main(argv: list[str] | None = None) -> int:
     save()
     print(f"wrote {out}")
     return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, small CNN only")
+    ap.add_argument("--steps", type=int, default=2, help="PGD steps of the inner solver")
+    ap.add_argument("--reps", type=int, default=2, help="timed repetitions after a warm-up")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--configs",
+        default="resnet18:16:4,small_cnn:64:10",
+        help="model:B:m[:reps],... measured with every kind",
+    )
+    ap.add_argument("--scale-b", default="16,32,64", help="B values (small CNN, m=4)")
+    ap.add_argument("--scale-m", default="2,4,8", help="m values (small CNN, B=32)")
+    ap.add_argument("--kinds", default=",".join(KINDS))
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS processes")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "per_example.json"))
+    ap.add_argument(
+        "--publish",
+        nargs=2,
+        type=Path,
+        metavar=("RESULTS_JSON", "DOCS_PAGE"),
+        help="measure nothing: write the tables of a results JSON into a page "
+        "(e.g. docs/results/per-example.json docs/per-example.md)",
+    )
+    return ap
+
+
+def _add_ratios(rows: list[dict]) -> None:
+    """Per-example against batch-level DDi (wall, CPU, memory); hooked Gramian against torchjd."""
+    for r in rows:
+        r["time_example_vs_batch"] = _ratio(r, "ddi-example", "ddi-batch", "time_s")
+        r["cpu_example_vs_batch"] = _ratio(r, "ddi-example", "ddi-batch", "cpu_s")
+        r["cpu_gram_vs_torchjd"] = _ratio(r, "gram", "gram-torchjd", "cpu_s")
+        r["memory_example_vs_batch"] = _ratio(r, "ddi-example", "ddi-batch", "peak_rss_mib")
+        r["time_gram_vs_torchjd"] = _ratio(r, "gram", "gram-torchjd", "time_s")
 
 
 if __name__ == "__main__":

@@ -138,7 +138,7 @@ def cost_rows(
 ) -> tuple[list[dict], list[dict], float]:
     """(one row per (B, m) of the cost model, the layer shapes, bytes saved per example)."""
     torch.manual_seed(0)
-    model = build_model(model_name, activation="celu", norm="group")
+    model = build_model(model_name, activation="celu", normalization="group")
     x = torch.rand(2, 3, 32, 32)
     layers = layer_shapes(model, x[:1])
     act = saved_bytes_per_example(model, x)

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 import minimax as mm
+from benchmarks.memory import reset_peak, status_kib
 from problems.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ STACKING = {"mode": "auto"}  # the engine's stacking (--stacking)
 
 def setup(batch: int, seed: int = 0, stacking: str = "auto"):
     torch.manual_seed(seed)
-    model = build_model("small_cnn", activation="celu", norm="none")
+    model = build_model("small_cnn", activation="celu", normalization="none")
     x = torch.rand(batch, 3, 32, 32)
     y = torch.randint(0, 10, (batch,))
     problem = mm.ModuleProblem(model, perturbation=mm.LinfBall(8 / 255, lower=0.0, upper=1.0))
@@ -94,7 +95,7 @@ def components(problem, batch, m: int, steps: int, reps: int) -> dict[str, float
         out["loop"].append(
             timed(
                 lambda: mm.linalg.candidate_gradients(
-                    problem, params, batch, cands.deltas, method="loop"
+                    problem, params, batch, cands.deltas, mode="loop"
                 )
             )
         )
@@ -112,23 +113,16 @@ def components(problem, batch, m: int, steps: int, reps: int) -> dict[str, float
     return {k: statistics.median(v) for k, v in out.items()}
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def peak_memory_probe(rule: str, m: int, batch: int, steps: int) -> float:
     """In this process: peak RSS growth (MiB) over the first 2 steps of ``rule`` after setup
     (Linux: the high-water mark is reset through /proc/self/clear_refs)."""
     _, problem, b = setup(batch)
     opt = make_step(problem, rule, m, steps)
-    Path("/proc/self/clear_refs").write_text("5")
-    before = _status_kib("VmRSS")
+    reset_peak()
+    before = status_kib("VmRSS")
     opt.step(b)
     opt.step(b)
-    return (_status_kib("VmHWM") - before) / 1024
+    return (status_kib("VmHWM") - before) / 1024
 
 
 def peak_memory(rule: str, m: int, batch: int, steps: int) -> float | None:
@@ -143,28 +137,7 @@ def peak_memory(rule: str, m: int, batch: int, steps: int) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--quick", action="store_true", help="fewer repetitions, m ∈ {2, 4}")
-    ap.add_argument(
-        "--m", type=int, nargs="+", default=None, help="restart counts (default 2 4 10)"
-    )
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=7, help="PGD steps of the inner solver")
-    ap.add_argument("--reps", type=int, default=None)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--chunk", type=int, default=None, help="PGD restarts per stacked call")
-    ap.add_argument(
-        "--stacking",
-        default="auto",
-        choices=["auto", "stack", "vmap", "loop"],
-        help="how ModuleProblem evaluates several candidates",
-    )
-    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
-    ap.add_argument("--passes-only", action="store_true", help="only the pass counts per step")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "step.json"))
-    args = ap.parse_args(argv)
+    args = _parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     ms = args.m or ([2, 4] if args.quick else [2, 4, 10])
     reps = args.reps or (3 if args.quick else 7)
@@ -181,62 +154,14 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"passes_per_step": passes}, indent=2) + "\n")
         return 0
-    rows = []
-    for m in ms:
-        danskin = make_step(problem, "danskin", 1, args.steps)
-        ddi = make_step(problem, "ddi", m, args.steps, args.chunk)
-        maxloss = make_step(problem, "maxloss", m, args.steps, args.chunk)
-        for opt in (danskin, ddi, maxloss):  # warm-up
-            opt.step(batch)
-        times: dict[str, list[float]] = {"danskin1": [], "ddi": [], "maxloss": []}
-        for _ in range(reps):  # interleaved
-            for key, opt in (("danskin1", danskin), ("ddi", ddi), ("maxloss", maxloss)):
-                times[key].append(timed(functools.partial(opt.step, batch)))
-        med = {k: statistics.median(v) for k, v in times.items()}
-        parts = components(problem, batch, m, args.steps, max(3, reps // 2))
-        overhead = parts["gram"] + parts["qp"] + parts["combine"]
-        rows.append(
-            {
-                "m": m,
-                "danskin1_s": med["danskin1"],
-                "ddi_s": med["ddi"],
-                "maxloss_s": med["maxloss"],
-                "ratio_ddi_vs_m_danskin1": med["ddi"] / (m * med["danskin1"]),
-                "ratio_maxloss_vs_m_danskin1": med["maxloss"] / (m * med["danskin1"]),
-                "gram_qp_combine_s": overhead,
-                "share_gram_qp_combine": overhead / med["ddi"],
-                "grad_vmap_s": parts["vmap"],
-                "grad_loop_s": parts["loop"],
-                "vmap_speedup": parts["loop"] / parts["vmap"],
-            }
-        )
+    rows = [_cost_row(problem, batch, m, args, reps) for m in ms]
     memory: dict[str, float | None] = {}
     for m in [] if args.no_memory else ms:
         for rule in ("danskin", "maxloss", "ddi"):
             mm_ = 1 if rule == "danskin" else m
             memory[f"{rule}_m{mm_}"] = peak_memory(rule, mm_, args.batch, args.steps)
 
-    print(
-        f"DDi step cost, small CNN, B={args.batch}, 3×32×32, PGD-{args.steps}, "
-        f"{args.threads} thread(s), {platform.processor() or platform.machine()}"
-    )
-    head = (
-        f"{'m':>3} {'Danskin m=1':>12} {'DDi':>9} {'DDi/(m·D1)':>11} {'MaxLoss/(m·D1)':>15} "
-        f"{'Gram+QP+comb':>13} {'share':>7} {'grad vmap':>10} {'grad loop':>10} {'vmap×':>6}"
-    )
-    print(head)
-    for r in rows:
-        print(
-            f"{r['m']:>3} {r['danskin1_s'] * 1e3:>10.1f}ms {r['ddi_s'] * 1e3:>7.1f}ms "
-            f"{r['ratio_ddi_vs_m_danskin1']:>11.3f} {r['ratio_maxloss_vs_m_danskin1']:>15.3f} "
-            f"{r['gram_qp_combine_s'] * 1e3:>11.2f}ms {r['share_gram_qp_combine'] * 100:>6.2f}% "
-            f"{r['grad_vmap_s'] * 1e3:>8.1f}ms {r['grad_loop_s'] * 1e3:>8.1f}ms "
-            f"{r['vmap_speedup']:>6.2f}"
-        )
-    print(
-        "peak memory over the first two steps (MiB, peak RSS growth, fresh process per rule): "
-        + ", ".join(f"{k} {v:.1f}" if v is not None else f"{k} n/a" for k, v in memory.items())
-    )
+    _print_rows(rows, memory, args)
     ok_ratio = all(r["ratio_ddi_vs_m_danskin1"] <= 1.10 for r in rows)
     ok_share = all(r["share_gram_qp_combine"] <= 0.05 for r in rows)
     print(f"target DDi/(m·Danskin1) ≤ 1.10: {'PASS' if ok_ratio else 'FAIL'}")
@@ -267,6 +192,86 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"wrote {out}")
     return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions, m ∈ {2, 4}")
+    ap.add_argument(
+        "--m", type=int, nargs="+", default=None, help="restart counts (default 2 4 10)"
+    )
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=7, help="PGD steps of the inner solver")
+    ap.add_argument("--reps", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--chunk", type=int, default=None, help="PGD restarts per stacked call")
+    ap.add_argument(
+        "--stacking",
+        default="auto",
+        choices=["auto", "stack", "vmap", "loop"],
+        help="how ModuleProblem evaluates several candidates",
+    )
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
+    ap.add_argument("--passes-only", action="store_true", help="only the pass counts per step")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "step.json"))
+    return ap
+
+
+def _cost_row(problem, batch, m: int, args: argparse.Namespace, reps: int) -> dict:
+    """Danskin (m = 1), DDi and MaxLoss (m restarts) steps timed interleaved (medians), their
+    ratios to m Danskin steps, and DDi's Gram + QP + combination share."""
+    danskin = make_step(problem, "danskin", 1, args.steps)
+    ddi = make_step(problem, "ddi", m, args.steps, args.chunk)
+    maxloss = make_step(problem, "maxloss", m, args.steps, args.chunk)
+    for opt in (danskin, ddi, maxloss):  # warm-up
+        opt.step(batch)
+    times: dict[str, list[float]] = {"danskin1": [], "ddi": [], "maxloss": []}
+    for _ in range(reps):  # interleaved
+        for key, opt in (("danskin1", danskin), ("ddi", ddi), ("maxloss", maxloss)):
+            times[key].append(timed(functools.partial(opt.step, batch)))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    parts = components(problem, batch, m, args.steps, max(3, reps // 2))
+    overhead = parts["gram"] + parts["qp"] + parts["combine"]
+    return {
+        "m": m,
+        "danskin1_s": med["danskin1"],
+        "ddi_s": med["ddi"],
+        "maxloss_s": med["maxloss"],
+        "ratio_ddi_vs_m_danskin1": med["ddi"] / (m * med["danskin1"]),
+        "ratio_maxloss_vs_m_danskin1": med["maxloss"] / (m * med["danskin1"]),
+        "gram_qp_combine_s": overhead,
+        "share_gram_qp_combine": overhead / med["ddi"],
+        "grad_vmap_s": parts["vmap"],
+        "grad_loop_s": parts["loop"],
+        "vmap_speedup": parts["loop"] / parts["vmap"],
+    }
+
+
+def _print_rows(rows: list[dict], memory: dict, args: argparse.Namespace) -> None:
+    """The cost table and the peak memory of each rule."""
+    print(
+        f"DDi step cost, small CNN, B={args.batch}, 3×32×32, PGD-{args.steps}, "
+        f"{args.threads} thread(s), {platform.processor() or platform.machine()}"
+    )
+    head = (
+        f"{'m':>3} {'Danskin m=1':>12} {'DDi':>9} {'DDi/(m·D1)':>11} {'MaxLoss/(m·D1)':>15} "
+        f"{'Gram+QP+comb':>13} {'share':>7} {'grad vmap':>10} {'grad loop':>10} {'vmap×':>6}"
+    )
+    print(head)
+    for r in rows:
+        print(
+            f"{r['m']:>3} {r['danskin1_s'] * 1e3:>10.1f}ms {r['ddi_s'] * 1e3:>7.1f}ms "
+            f"{r['ratio_ddi_vs_m_danskin1']:>11.3f} {r['ratio_maxloss_vs_m_danskin1']:>15.3f} "
+            f"{r['gram_qp_combine_s'] * 1e3:>11.2f}ms {r['share_gram_qp_combine'] * 100:>6.2f}% "
+            f"{r['grad_vmap_s'] * 1e3:>8.1f}ms {r['grad_loop_s'] * 1e3:>8.1f}ms "
+            f"{r['vmap_speedup']:>6.2f}"
+        )
+    print(
+        "peak memory over the first two steps (MiB, peak RSS growth, fresh process per rule): "
+        + ", ".join(f"{k} {v:.1f}" if v is not None else f"{k} n/a" for k, v in memory.items())
+    )
 
 
 if __name__ == "__main__":

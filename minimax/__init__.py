@@ -25,11 +25,12 @@ from minimax.inner import APGD, FGSM, PGD, Enumerate, Grid, Square
 from minimax.linesearch import Armijo
 from minimax.minnorm import min_norm_point, min_norm_weights
 from minimax.nonfinite import NonFiniteError
-from minimax.optim import MinMaxOptimizer, StepReport, descent_direction
+from minimax.optim import MinMaxOptimizer, descent_direction
 from minimax.problem import FunctionProblem, ModuleProblem
 from minimax.robustness import Evaluation, evaluate, write_robustbench
 from minimax.rules import Danskin, DDi, MaxLoss
 from minimax.sets import Box, L1Ball, L2Ball, LinfBall, Simplex
+from minimax.step_report import StepReport
 from minimax.tolerance import ShrinkingTolerance
 
 __version__ = "0.1.0"

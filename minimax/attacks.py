@@ -20,6 +20,7 @@ from minimax import checks
 from minimax.engine import engine_of
 from minimax.inner import APGD, FGSM, PGD, InnerSolver
 from minimax.inner.apgd_targeted import APGDTargeted
+from minimax.inner.early_stop import EarlyStop
 from minimax.inner.fab import FABTargeted
 from minimax.inner.square import Square
 from minimax.problem import ModuleProblem
@@ -84,6 +85,24 @@ SUITES: dict[str, tuple[str, ...]] = {
 }
 
 
+def early_stop_rule(solver: InnerSolver) -> EarlyStop | None:
+    """The early stopping `build_attack` gives an attack with ``early_stop=True``: PGD stops an
+    example when its iterates cycle (exact, nothing lost); APGD, APGD-T and FAB-T also stop it
+    once misclassified (within ε) or after ``max(20, ⌈steps/4⌉)`` iterations without an increase
+    of its loss; Square after ``max(500, ⌈queries/10⌉)`` queries without an increase of its
+    margin. None for other solvers."""
+    steps = {APGD: lambda a: a.steps, APGDTargeted: lambda a: a.apgd.steps}
+    steps[FABTargeted] = lambda a: a.schedule.steps
+    if type(solver) in steps:
+        k = int(steps[type(solver)](solver))
+        return EarlyStop(patience=EarlyStop.scaled(k, 0.25, 20), cycles=False)
+    if isinstance(solver, Square):
+        return EarlyStop(patience=EarlyStop.scaled(solver.queries, 0.1, 500), cycles=False)
+    if isinstance(solver, PGD) and solver.steps > 1:
+        return EarlyStop(patience=None, cycles=True)
+    return None
+
+
 def build_attack(
     name: str | InnerSolver,
     eps: float,
@@ -91,10 +110,13 @@ def build_attack(
     steps: int | None = None,
     restarts: int = 1,
     seed: int = 0,
+    early_stop: bool = False,
 ) -> InnerSolver:
-    """The inner solver for an attack ``name`` (see `ATTACKS`; an `InnerSolver` passes through).
+    """The inner solver for an attack ``name`` (see `ATTACKS`; an `InnerSolver` passes through
+    unchanged).
 
-    ``steps`` overrides the attack's iterations (queries for ``"square"``)."""
+    ``steps`` overrides the attack's iterations (queries for ``"square"``); ``early_stop`` gives
+    it `early_stop_rule`."""
     if isinstance(name, InnerSolver):
         return name
     if not isinstance(name, str):
@@ -102,7 +124,12 @@ def build_attack(
     if steps is not None:
         steps = checks.integer("steps", steps, minimum=1)
     restarts = checks.integer("restarts", restarts, minimum=1)
-    return ATTACKS.build(name.lower(), eps, steps, restarts, checks.seed("seed", seed))
+    solver = ATTACKS.build(name.lower(), eps, steps, restarts, checks.seed("seed", seed))
+    if early_stop:
+        rule = early_stop_rule(solver)
+        if rule is not None:
+            solver.stop = rule  # type: ignore[attr-defined]
+    return solver
 
 
 #: name → ``(eps, *, lower, upper) -> PerturbationSet``: the threat models `threat_set` builds
@@ -157,9 +184,17 @@ def model_mode(model: nn.Module, mode: str) -> Iterator[None]:
 def check_classifier(
     problem: ModuleProblem, x: Tensor, y: Tensor, bounds: tuple[object, object]
 ) -> int:
-    """Check x, y and the model's output once, before any attack: x a finite float tensor in
-    ``bounds``, y integer labels [B] on x's device, logits [B, C] with C > max(y) (one no-grad
-    forward of the batch, running statistics untouched). Returns C."""
+    """Check x, y and the model's output once, before any attack (`classifier_logits`); returns
+    the number of classes C."""
+    return int(classifier_logits(problem, x, y, bounds).shape[1])
+
+
+def classifier_logits(
+    problem: ModuleProblem, x: Tensor, y: Tensor, bounds: tuple[object, object]
+) -> Tensor:
+    """The clean logits [B, C], checked: x a finite float tensor in ``bounds``, y integer labels
+    [B] on x's device, logits [B, C] with C > max(y) (one no-grad forward of the batch, running
+    statistics untouched)."""
     checks.float_tensor("x", x)
     checks.labels("y", y, x.shape[0] if x.ndim else None)
     if x.ndim == 0 or x.shape[0] == 0:
@@ -182,7 +217,7 @@ def check_classifier(
             f"model cannot take x of shape {tuple(x.shape)} ({err}); pass inputs of the shape "
             "and dtype it was built for"
         ) from None
-    return int(checks.logits_for("model", out, y).shape[1])
+    return checks.logits_for("model", out, y)
 
 
 def worst_candidate(problem: ModuleProblem, deltas: Tensor, x: Tensor, y: Tensor) -> Tensor:
@@ -218,6 +253,7 @@ def attack(
     mode: Mode = "eval",
     seed: int = 0,
     allow_large_eps: bool = False,
+    early_stop: bool = False,
 ) -> Tensor:
     """Adversarial inputs ``x_adv`` [B, ...] for a classifier: ``‖x_adv − x‖ ≤ eps`` in ``norm``,
     ``lower ≤ x_adv ≤ upper``.
@@ -240,6 +276,7 @@ def attack(
             running statistics are never updated.
         seed: seeds the attack's random starts.
         allow_large_eps: accept an L∞ ``eps`` wider than ``upper − lower`` (see `threat_set`).
+        early_stop: stop attacking an example early (`early_stop_rule`; a named attack only).
 
     Returns:
         x + δ, detached, with δ each example's worst candidate (a misclassifying one if any).
@@ -248,10 +285,13 @@ def attack(
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     checks.float_tensor("x", x)
     S = threat_set(norm, eps, lower, upper, allow_large_eps=allow_large_eps)
-    solver = build_attack(attack, eps, steps=steps, restarts=restarts, seed=seed)
+    solver = build_attack(
+        attack, eps, steps=steps, restarts=restarts, seed=seed, early_stop=early_stop
+    )
     with model_mode(model, mode):
         problem = ModuleProblem(model, loss_fn=loss, perturbation=S)
         check_classifier(problem, x, y, (lower, upper))
         candidates = solver(problem, problem.parameters(), (x, y))
-        delta = worst_candidate(problem, candidates.deltas, x, y)
+        deltas = candidates.deltas
+        delta = deltas[0] if deltas.shape[0] == 1 else worst_candidate(problem, deltas, x, y)
     return (x + delta).detach()

@@ -23,9 +23,11 @@ __all__ = [
     "device",
     "finite_tensor",
     "float_tensor",
+    "generator_state",
     "integer",
     "labels",
     "logits_for",
+    "pass_counts",
     "radius",
     "real_number",
     "seed",
@@ -224,6 +226,26 @@ def logits_for(name: str, out: object, y: Tensor) -> Tensor:
             f"it needs at least {top + 1} outputs (one per class), or the labels are wrong"
         )
     return out
+
+
+def generator_state(name: str, value: object, generator: torch.Generator) -> Tensor:
+    """``value`` if it is a state of a generator like ``generator`` (tried on a scratch
+    generator of its device), else a ValueError."""
+    if not (isinstance(value, Tensor) and value.dtype == torch.uint8 and value.ndim == 1):
+        raise ValueError(f"{name} must be a generator state (a uint8 tensor [n])")
+    try:
+        torch.Generator(generator.device).set_state(value)
+    except RuntimeError as error:
+        raise ValueError(f"{name} does not fit this generator: {error}") from None
+    return value
+
+
+def pass_counts(name: str, value: object) -> tuple[int, int]:
+    """Pass counts ``[forward, backward]`` (a list or tuple of two counts ≥ 0), checked."""
+    if not (isinstance(value, (list, tuple)) and len(value) == 2):
+        raise ValueError(f"{name} must be [forward, backward], got {value!r}")
+    forward, backward = (integer(name, v, minimum=0) for v in value)
+    return forward, backward
 
 
 def step_pieces(problem: object, inner: object, rule: object) -> Rule:

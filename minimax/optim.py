@@ -1,27 +1,42 @@
-"""The outer step: candidates → direction → ``.grad`` → any ``torch.optim`` optimizer."""
+"""The outer step: candidates → direction → ``.grad`` → any ``torch.optim`` optimizer.
+
+Public API::
+
+    descent_direction(problem, params, batch, inner, rule, *, generator=None, engine=None)
+        -> (Direction, Candidates)
+    apply_direction(engine, params, batch, direction, candidates, *, before=None,
+                    update_statistics=True)      the one "apply a direction" (into ``.grad``)
+    check_data_parallel(engine, rule)            refuse a rule without a data-parallel form
+    MinMaxOptimizer(problem, optimizer, inner, rule, *, remeasure=False, generator=None,
+                    nonfinite="raise", engine=None, step_size=None)
+        .step(batch) -> StepReport, .state_dict(), .load_state_dict(state)
+
+The report of a step is `minimax.step_report.StepReport`; the certified step (``step_size``)
+is `minimax.certified_step`.
+"""
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from minimax import checks
+from minimax.certified_step import certified_step, step_size_option
 from minimax.distributed import LOCAL, Communicator
 from minimax.engine import Engine, as_engine
 from minimax.inner.base import Candidates, InnerSolver
-from minimax.linesearch import Armijo, LineSearchResult
+from minimax.linesearch import Armijo
 from minimax.nonfinite import NonFiniteError, check_state
 from minimax.problem import Batch, Problem
 from minimax.rules import Direction, Rule
+from minimax.step_report import StepReport
 
-__all__ = ["MinMaxOptimizer", "StepReport", "apply_direction", "descent_direction"]
+__all__ = ["MinMaxOptimizer", "apply_direction", "check_data_parallel", "descent_direction"]
 
 
 def _engine(problem: Problem, engine: Engine | None) -> Engine:
@@ -105,57 +120,6 @@ def _check_params(params: Mapping[str, Tensor]) -> None:
         raise ValueError(f"params live on several devices {sorted(map(str, devices))}: use one")
     if len(dtypes) > 1:
         raise ValueError(f"params have several dtypes {sorted(map(str, dtypes))}: use one")
-
-
-@dataclass
-class StepReport:
-    """What one outer step saw and did.
-
-    robust_loss: mean_b max_i g at the candidates, before the step (float).
-    robust_loss_after: the same after the step, re-measured by running the inner solver again
-        from the same random starts (None unless ``remeasure=True``).
-    norm, certificate, weights: from the `Direction`.
-    forward, backward: passes spent by the step (units of one pass over B examples).
-    seconds: wall time of the step (without the re-measure).
-    candidates: the `Candidates` the direction was built from (None for a skipped step).
-
-    With a line search (``MinMaxOptimizer(step_size="armijo")``; None otherwise):
-    lr: the accepted step η = t·lr (the first parameter group's lr; 0.0: no step taken).
-    t: the accepted fraction of the optimizer's update u (0.0: θ and the optimizer state kept).
-    trials: evaluations of R spent by the search; trial_forward, trial_backward: their passes,
-        counted apart from ``forward``/``backward`` (and not on the engine's counter).
-    slope: s, the slope of R along −u the search tested against (η·certificate for plain SGD
-        with a certificate, else −⟨d, u⟩).
-    certified_decrease: −c·t·s, the decrease the accepted step had to realise (0.0 for none).
-    realised_decrease: R₀ − R(θ₀ − t·u) as the trials measured it; ``robust_loss_after`` is
-        then R at the kept point.
-    """
-
-    robust_loss: float
-    norm: float
-    certificate: float | None
-    weights: Tensor
-    forward: int
-    backward: int
-    seconds: float
-    robust_loss_after: float | None = None
-    kkt: float | None = None
-    skipped: bool = False
-    candidates: Candidates | None = field(default=None, repr=False, compare=False)
-    lr: float | None = None
-    t: float | None = None
-    trials: int | None = None
-    trial_forward: int | None = None
-    trial_backward: int | None = None
-    slope: float | None = None
-    certified_decrease: float | None = None
-    realised_decrease: float | None = None
-
-    @property
-    def went_up(self) -> bool | None:
-        if self.robust_loss_after is None:
-            return None
-        return self.robust_loss_after > self.robust_loss
 
 
 class MinMaxOptimizer:
@@ -249,7 +213,7 @@ class MinMaxOptimizer:
         self.remeasure = remeasure
         self.generator = generator if generator is not None else inner.generator
         self.nonfinite = checks.choice("nonfinite", nonfinite, ("raise", "skip"))
-        self.step_size = _step_size(step_size)
+        self.step_size = step_size_option(step_size)
         self.steps = 0
         self.skipped_steps = 0
 
@@ -288,7 +252,15 @@ class MinMaxOptimizer:
         if self.step_size is None:
             self.optimizer.step()
         else:
-            search = self._search(batch, start_state, direction, robust_loss)
+            search = certified_step(
+                self.optimizer,
+                params,
+                self.step_size,
+                direction,
+                robust_loss,
+                lambda: self._remeasure(batch, start_state, counted=True),
+                engine.passes,
+            )
         seconds = time.perf_counter() - t0
         f1, b1 = engine.passes.snapshot()
         after = search.pop("after", None)
@@ -308,59 +280,6 @@ class MinMaxOptimizer:
             candidates=candidates,
             **search,
         )
-
-    def _search(
-        self, batch: Batch, start_state: Tensor, direction: Direction, r0: float
-    ) -> dict[str, Any]:
-        """The certified step (``step_size``): the optimizer's update u, then the Armijo search
-        along −u; returns the `StepReport` fields of the search and ``after``."""
-        assert self.step_size is not None
-        params = self.problem.parameters()
-        with torch.no_grad():
-            theta0 = {k: p.detach().clone() for k, p in params.items()}
-        saved_state = {p: copy.deepcopy(v) for p, v in self.optimizer.state.items()}
-        self.optimizer.step()
-        with torch.no_grad():
-            theta1 = {k: p.detach().clone() for k, p in params.items()}
-            update = {k: theta0[k] - theta1[k] for k in params}
-        lr = float(self.optimizer.param_groups[0]["lr"])
-        slope = _slope(direction, theta0, update, lr)
-        passes = self.engine.passes
-        spent = [0, 0]
-
-        def objective(t: float) -> float:
-            with torch.no_grad():
-                for k, p in params.items():
-                    p.copy_(theta1[k] if t == 1.0 else theta0[k] - t * update[k])
-            before = passes.snapshot()
-            try:
-                return self._remeasure(batch, start_state, counted=True)
-            finally:
-                now = passes.snapshot()
-                spent[0] += now[0] - before[0]
-                spent[1] += now[1] - before[1]
-                passes.restore(before)
-
-        result: LineSearchResult = self.step_size.search(objective, r0, slope)
-        if not result.accepted:  # no step: θ₀ and the optimizer's state, bitwise
-            with torch.no_grad():
-                for k, p in params.items():
-                    p.copy_(theta0[k])
-            self.optimizer.state.clear()
-            self.optimizer.state.update(saved_state)
-        # accepted: the last trial is the accepted one, θ is already θ₀ − t·u (θ₁ for t = 1)
-        certified = -self.step_size.c * result.t * slope if result.accepted else 0.0
-        return {
-            "lr": result.t * lr,
-            "t": result.t,
-            "trials": result.trials,
-            "trial_forward": spent[0],
-            "trial_backward": spent[1],
-            "slope": slope,
-            "certified_decrease": certified,
-            "realised_decrease": result.decrease,
-            "after": result.value,
-        }
 
     @property
     def engine(self) -> Engine:
@@ -449,10 +368,12 @@ class MinMaxOptimizer:
         skipped = checks.integer(
             "state['skipped_steps']", state.get("skipped_steps", 0), minimum=0, maximum=2**62
         )
-        passes = _passes(state.get("passes", self.engine.passes.snapshot()))
+        passes = checks.pass_counts(
+            "state['passes']", state.get("passes", self.engine.passes.snapshot())
+        )
         generator = state.get("generator")
         if generator is not None:
-            _check_generator_state(generator, self.generator)
+            checks.generator_state("state['generator']", generator, self.generator)
         previous = self.rule.state_dict()
         if "rule" in state:
             self.rule.load_state_dict(state["rule"])
@@ -467,54 +388,4 @@ class MinMaxOptimizer:
         self.engine.passes.restore(passes)
 
 
-def _step_size(value: object) -> Armijo | None:
-    """None, ``"armijo"`` (the default `Armijo`) or an `Armijo`, checked."""
-    if value is None or isinstance(value, Armijo):
-        return value
-    if value == "armijo":
-        return Armijo()
-    raise ValueError(f"step_size must be None, 'armijo' or a minimax.Armijo, got {value!r}")
-
-
-def _sq(tensors: Mapping[str, Tensor]) -> float:
-    return sum((float((v.double() ** 2).sum()) for v in tensors.values()), start=0.0)
-
-
-def _slope(
-    direction: Direction, theta0: Mapping[str, Tensor], update: Mapping[str, Tensor], lr: float
-) -> float:
-    """s, the slope of R along −u promised to the search: η·certificate where u = η·d (plain
-    SGD: u = θ₀ − θ₁ equals lr·d up to the rounding of θ₀ − lr·d) and the rule certified d,
-    else −⟨d, u⟩ (float64)."""
-    d = direction.vector
-    dot = sum((float((d[k].double() * u.double()).sum()) for k, u in update.items()), start=0.0)
-    if direction.certificate is not None and lr > 0:
-        diff = _sq({k: u.double() - lr * d[k].double() for k, u in update.items()})
-        first = next(iter(update.values()))
-        eps = torch.finfo(first.dtype).eps
-        scale = math.sqrt(_sq(theta0)) + math.sqrt(_sq(update))
-        if math.isfinite(diff) and math.sqrt(diff) <= 8 * eps * scale:
-            return lr * float(direction.certificate)
-    return -dot
-
-
 _STATE_KEYS = frozenset({"optimizer", "steps", "skipped_steps", "generator", "rule", "passes"})
-
-
-def _check_generator_state(state: object, generator: torch.Generator) -> None:
-    """A ValueError unless ``state`` is a state of a generator like ``generator`` (tried on a
-    scratch generator of its device)."""
-    if not (isinstance(state, Tensor) and state.dtype == torch.uint8 and state.ndim == 1):
-        raise ValueError("state['generator'] must be a generator state (a uint8 tensor [n])")
-    try:
-        torch.Generator(generator.device).set_state(state)
-    except RuntimeError as error:
-        raise ValueError(f"state['generator'] does not fit this generator: {error}") from None
-
-
-def _passes(value: object) -> tuple[int, int]:
-    """The pass counts ``[forward, backward]`` of a state, checked."""
-    if not (isinstance(value, (list, tuple)) and len(value) == 2):
-        raise ValueError(f"state['passes'] must be [forward, backward], got {value!r}")
-    forward, backward = (checks.integer("state['passes']", v, minimum=0) for v in value)
-    return forward, backward

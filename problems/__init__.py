@@ -13,7 +13,8 @@
 - `problems.resumable`: that evaluation chunk by chunk, resumable from its progress file;
 - `problems.model_files`: reading a model file safely (checkpoints, state dicts, trusted
   TorchScript);
-- `problems.report`: plots and HTML over training runs and their evaluations;
+- `problems.report`: plots and an HTML page over training runs and their evaluations;
+- `problems.comparison`: runs side by side (``minimax compare``'s report.html) and its tables;
 - `problems.figures`: figure conventions (a style per run, titles that fit, integer ticks);
 - `problems.extras`: the optional ``[demo]`` dependencies and the message naming them;
 - `problems.worstgroup`: models and the gradient-boosted-trees baseline for the worst-group data

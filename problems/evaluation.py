@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +156,7 @@ def _clean_logits(model: nn.Module, batches: Iterator[tuple[Tensor, Tensor]]) ->
         return torch.cat([model(x).cpu() for x, _ in batches])
 
 
+# long: its docstring states each of the 15 options and every key of the result
 def evaluate(
     model: nn.Module,
     data: tuple[Tensor, Tensor],
@@ -219,30 +220,14 @@ def evaluate(
     def batches(x: Tensor, y: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
         return _batches((x, y), batch_size, device, dtype, progress)
 
-    result = None
-    with minimax.extend.model_mode(model, "eval"):
-        if not solvers:
-            clean_logits = _clean_logits(model, batches(x_all, y_all))
-        else:
-            options: dict[str, Any] = dict(
-                eps=eps, norm=norm, cascade=cascade, mode="eval", allow_large_eps=allow_large_eps
-            )
-            if progress_file is None:
-                result = minimax.evaluate(model, batches(x_all, y_all), attacks=solvers, **options)
-            else:
-                result = evaluate_in_chunks(
-                    model,
-                    (x_all, y_all),
-                    solvers,
-                    batches=batches,
-                    chunk=chunk,
-                    path=Path(progress_file),
-                    resume=resume,
-                    settings=dict(attacks=names, restarts=restarts, seed=seed, **options),
-                    batch_size=batch_size,
-                    **options,
-                )
-            clean_logits = result.clean_logits
+    options: dict[str, Any] = dict(
+        eps=eps, norm=norm, cascade=cascade, mode="eval", allow_large_eps=allow_large_eps
+    )
+    resumable = None
+    if progress_file is not None:
+        settings = dict(attacks=names, restarts=restarts, seed=seed, **options)
+        resumable = dict(path=Path(progress_file), resume=resume, chunk=chunk, settings=settings)
+    clean_logits, result = _attacked(model, data, solvers, batches, options, resumable, batch_size)
     summary = _summary(y_all.cpu(), clean_logits, result)
     summary.update(
         eps=float(eps),
@@ -262,6 +247,37 @@ def evaluate(
     elif dataset is not None:
         summary.update(dataset=dataset, robustbench=None)
     return summary
+
+
+def _attacked(
+    model: nn.Module,
+    data: tuple[Tensor, Tensor],
+    solvers: dict[str, Any],
+    batches: Callable[[Tensor, Tensor], Iterator[tuple[Tensor, Tensor]]],
+    options: dict[str, Any],
+    resumable: dict[str, Any] | None,
+    batch_size: int,
+) -> tuple[Tensor, minimax.Evaluation | None]:
+    """The clean logits [N, C] and the attacks' `minimax.Evaluation` (None without attacks),
+    in one pass or chunk by chunk (``resumable``: path, resume, chunk and settings of
+    `problems.resumable.evaluate_in_chunks`)."""
+    x_all, y_all = data
+    with minimax.extend.model_mode(model, "eval"):
+        if not solvers:
+            return _clean_logits(model, batches(x_all, y_all)), None
+        if resumable is None:
+            result = minimax.evaluate(model, batches(x_all, y_all), attacks=solvers, **options)
+        else:
+            result = evaluate_in_chunks(
+                model,
+                (x_all, y_all),
+                solvers,
+                batches=batches,
+                batch_size=batch_size,
+                **resumable,
+                **options,
+            )
+    return result.clean_logits, result
 
 
 _THREAT = {"linf": "Linf", "l2": "L2"}

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from problems.files import UnreadableFileError, load_tensors
 from problems.training import load_checkpoint
+from problems.training.config import upgrade_config, upgrade_model_spec
 
 __all__ = [
     "ModelFile",
@@ -129,12 +130,15 @@ def read_model_file(path: str | os.PathLike[str], *, torchscript: bool = False) 
         state = _tensors(loaded.get("model"), path)
         check_finite(state, str(path))
         config = loaded.get("config") or {}
+        if isinstance(config, dict):
+            config = upgrade_config(config)
+        meta = {**meta, "model": upgrade_model_spec(meta["model"])}
         check_description(meta, config, path)
         return ModelFile(
             path,
             "checkpoint",
             state=state,
-            meta=dict(loaded["meta"]),
+            meta=meta,
             config=config,
             epoch=loaded.get("epoch"),
         )
@@ -157,7 +161,7 @@ def check_description(meta: Any, config: Any, path: Path) -> None:
     writes, as far as evaluating it reads them (types, ranges, registered names): an odd file
     is refused with one line naming the entry, not a crash inside the model builder."""
     from problems.data.datasets import DATASETS
-    from problems.models import ACTIVATIONS, MODELS, NORMS
+    from problems.models import ACTIVATIONS, MODELS, NORMALIZATIONS
     from problems.threats import THREATS
 
     def bad(entry: str, value: Any, expected: str) -> ValueError:
@@ -174,7 +178,7 @@ def check_description(meta: Any, config: Any, path: Path) -> None:
     model = meta["model"]
     if not isinstance(model.get("name"), str) or model["name"] not in MODELS.names():
         raise bad("meta.model.name", model.get("name"), f"one of {', '.join(MODELS.names())}")
-    for key, choices in (("activation", ACTIVATIONS), ("norm", NORMS)):
+    for key, choices in (("activation", ACTIVATIONS), ("normalization", NORMALIZATIONS)):
         if key in model and model[key] not in choices:
             raise bad(f"meta.model.{key}", model[key], f"one of {', '.join(choices)}")
     for key in _MODEL_INTS:
@@ -187,7 +191,7 @@ def check_description(meta: Any, config: Any, path: Path) -> None:
             and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value)
         ):
             raise bad(f"meta.model.{key}", value, "a list of finite numbers")
-    unknown = set(model) - {"name", "activation", "norm", "mean", "std", *_MODEL_INTS}
+    unknown = set(model) - {"name", "activation", "normalization", "mean", "std", *_MODEL_INTS}
     if unknown:
         raise bad("meta.model entry", sorted(unknown)[0], "a build_model argument")
     if "dataset" in meta and meta["dataset"] not in DATASETS.names():
@@ -197,8 +201,8 @@ def check_description(meta: Any, config: Any, path: Path) -> None:
     for key in ("val_split", "limit_train"):
         if meta.get(key) is not None and not integer(meta[key], 0):
             raise bad(f"meta.{key}", meta[key], "an integer ≥ 0")
-    if "norm" in config and config["norm"] not in THREATS.names():
-        raise bad("config.norm", config["norm"], f"one of {', '.join(THREATS.names())}")
+    if "threat" in config and config["threat"] not in THREATS.names():
+        raise bad("config.threat", config["threat"], f"one of {', '.join(THREATS.names())}")
     eps = config.get("eps", 0.0)
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < math.inf:
         raise bad("config.eps", eps, "a finite number ≥ 0")

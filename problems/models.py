@@ -2,21 +2,22 @@
 
 Public API (inputs are float images in [0, 1], shape [B, C, H, W]; outputs logits [B, classes])::
 
-    build_model(name, *, activation="relu", norm="batch", num_classes=10, in_channels=3,
+    build_model(name, *, activation="relu", normalization="batch", num_classes=10, in_channels=3,
                 image_size=32, mean=None, std=None, width=32) -> nn.Module
         name in MODELS (a registry: resnet18, preact_resnet18, small_cnn)
         activation in ACTIVATIONS = ("relu", "celu", "silu", "gelu", "softplus")
-        norm in NORMS = ("batch", "group", "none")
+        normalization in NORMALIZATIONS = ("batch", "group", "none")
     ResNet18(...), PreActResNet18(...), SmallCNN(...)   (same keyword options)
     InputNormalization(mean, std)                       ((x - mean) / std, per channel, buffers)
     make_activation(name) -> nn.Module; make_norm(name, channels) -> nn.Module
 
 Every model starts with :class:`InputNormalization` (CIFAR-10 statistics by default for
-3-channel inputs, identity otherwise), so it takes raw [0, 1] pixels. ``norm="group"`` uses
-GroupNorm with min(32, channels) groups (the largest divisor of ``channels`` not above 32);
-``norm="none"`` uses Identity and gives the convolutions a bias. Activations are never in-place
-and forward passes have no data-dependent control flow, so with ``norm`` in {"group", "none"}
-the models work under ``torch.func.functional_call`` and ``torch.func.vmap``.
+3-channel inputs, identity otherwise), so it takes raw [0, 1] pixels.
+``normalization="group"`` uses GroupNorm with min(32, channels) groups (the largest divisor of
+``channels`` not above 32); ``normalization="none"`` uses Identity and gives the convolutions a
+bias. Activations are never in-place and forward passes have no data-dependent control flow, so
+with ``normalization`` in {"group", "none"} the models work under ``torch.func.functional_call``
+and ``torch.func.vmap``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from problems.data.cifar10_files import CIFAR10_MEAN, CIFAR10_STD
 __all__ = [
     "ACTIVATIONS",
     "MODELS",
-    "NORMS",
+    "NORMALIZATIONS",
     "BasicBlock",
     "InputNormalization",
     "PreActBlock",
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 ACTIVATIONS: tuple[str, ...] = ("relu", "celu", "silu", "gelu", "softplus")
-NORMS: tuple[str, ...] = ("batch", "group", "none")
+NORMALIZATIONS: tuple[str, ...] = ("batch", "group", "none")
 
 
 def _check(kind: str, value: str, choices: Sequence[str]) -> None:
@@ -74,7 +75,7 @@ def _num_groups(channels: int, max_groups: int = 32) -> int:
 
 def make_norm(name: str, channels: int) -> nn.Module:
     """BatchNorm2d, GroupNorm (min(32, channels) groups, dividing ``channels``) or Identity."""
-    _check("norm", name, NORMS)
+    _check("normalization", name, NORMALIZATIONS)
     if name == "batch":
         return nn.BatchNorm2d(channels)
     if name == "group":
@@ -127,19 +128,21 @@ def _conv3x3(cin: int, cout: int, stride: int, bias: bool) -> nn.Conv2d:
 class BasicBlock(nn.Module):
     """ResNet basic block: conv-norm-act-conv-norm plus (projected) shortcut, then act."""
 
-    def __init__(self, cin: int, cout: int, stride: int, activation: str, norm: str) -> None:
+    def __init__(
+        self, cin: int, cout: int, stride: int, activation: str, normalization: str
+    ) -> None:
         super().__init__()
-        bias = norm == "none"
+        bias = normalization == "none"
         self.conv1 = _conv3x3(cin, cout, stride, bias)
-        self.norm1 = make_norm(norm, cout)
+        self.norm1 = make_norm(normalization, cout)
         self.act1 = make_activation(activation)
         self.conv2 = _conv3x3(cout, cout, 1, bias)
-        self.norm2 = make_norm(norm, cout)
+        self.norm2 = make_norm(normalization, cout)
         self.act2 = make_activation(activation)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or cin != cout:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride=stride, bias=bias), make_norm(norm, cout)
+                nn.Conv2d(cin, cout, 1, stride=stride, bias=bias), make_norm(normalization, cout)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,13 +155,15 @@ class PreActBlock(nn.Module):
     """Pre-activation block: norm-act-conv-norm-act-conv plus shortcut (from the activated input
     when projected, as in He et al. 2016)."""
 
-    def __init__(self, cin: int, cout: int, stride: int, activation: str, norm: str) -> None:
+    def __init__(
+        self, cin: int, cout: int, stride: int, activation: str, normalization: str
+    ) -> None:
         super().__init__()
-        bias = norm == "none"
-        self.norm1 = make_norm(norm, cin)
+        bias = normalization == "none"
+        self.norm1 = make_norm(normalization, cin)
         self.act1 = make_activation(activation)
         self.conv1 = _conv3x3(cin, cout, stride, bias)
-        self.norm2 = make_norm(norm, cout)
+        self.norm2 = make_norm(normalization, cout)
         self.act2 = make_activation(activation)
         self.conv2 = _conv3x3(cout, cout, 1, bias)
         self.shortcut: nn.Module | None = None
@@ -187,7 +192,7 @@ class _ResNetBase(nn.Module):
         self,
         *,
         activation: str = "relu",
-        norm: str = "batch",
+        normalization: str = "batch",
         num_classes: int = 10,
         in_channels: int = 3,
         mean: Sequence[float] | None = None,
@@ -195,24 +200,24 @@ class _ResNetBase(nn.Module):
     ) -> None:
         super().__init__()
         _check("activation", activation, ACTIVATIONS)
-        _check("norm", norm, NORMS)
+        _check("normalization", normalization, NORMALIZATIONS)
         self.normalize = InputNormalization(*_input_stats(in_channels, mean, std))
-        self.stem = _conv3x3(in_channels, 64, 1, bias=norm == "none")
+        self.stem = _conv3x3(in_channels, 64, 1, bias=normalization == "none")
         layers: list[nn.Module] = []
         cin = 64
         for cout, stride in zip(_WIDTHS, _STRIDES, strict=True):
             layers.append(
                 nn.Sequential(
-                    self.block(cin, cout, stride, activation, norm),
-                    self.block(cout, cout, 1, activation, norm),
+                    self.block(cin, cout, stride, activation, normalization),
+                    self.block(cout, cout, 1, activation, normalization),
                 )
             )
             cin = cout
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.fc = nn.Linear(512, num_classes)
-        self._add_layers(activation, norm)
+        self._add_layers(activation, normalization)
 
-    def _add_layers(self, activation: str, norm: str) -> None:
+    def _add_layers(self, activation: str, normalization: str) -> None:
         """The variant's own norm + activation (created last: parameter order is stable)."""
         raise NotImplementedError
 
@@ -229,8 +234,8 @@ class ResNet18(_ResNetBase):
 
     block = BasicBlock
 
-    def _add_layers(self, activation: str, norm: str) -> None:
-        self.stem_norm = make_norm(norm, 64)
+    def _add_layers(self, activation: str, normalization: str) -> None:
+        self.stem_norm = make_norm(normalization, 64)
         self.stem_act = make_activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -244,8 +249,8 @@ class PreActResNet18(_ResNetBase):
 
     block = PreActBlock
 
-    def _add_layers(self, activation: str, norm: str) -> None:
-        self.final_norm = make_norm(norm, 512)
+    def _add_layers(self, activation: str, normalization: str) -> None:
+        self.final_norm = make_norm(normalization, 512)
         self.final_act = make_activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -266,7 +271,7 @@ class SmallCNN(nn.Module):
         self,
         *,
         activation: str = "relu",
-        norm: str = "batch",
+        normalization: str = "batch",
         num_classes: int = 10,
         in_channels: int = 3,
         image_size: int = 32,
@@ -277,18 +282,18 @@ class SmallCNN(nn.Module):
     ) -> None:
         super().__init__()
         _check("activation", activation, ACTIVATIONS)
-        _check("norm", norm, NORMS)
+        _check("normalization", normalization, NORMALIZATIONS)
         if image_size < 4:
             raise ValueError(f"image_size must be at least 4 (two 2x2 poolings), got {image_size}")
-        bias = norm == "none"
+        bias = normalization == "none"
         self.normalize = InputNormalization(*_input_stats(in_channels, mean, std))
         self.features = nn.Sequential(
             _conv3x3(in_channels, width, 1, bias),
-            make_norm(norm, width),
+            make_norm(normalization, width),
             make_activation(activation),
             nn.MaxPool2d(2),
             _conv3x3(width, 2 * width, 1, bias),
-            make_norm(norm, 2 * width),
+            make_norm(normalization, 2 * width),
             make_activation(activation),
             nn.MaxPool2d(2),
         )
@@ -304,7 +309,7 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(self.normalize(x)))
 
 
-#: name → builder ``(*, activation, norm, num_classes, in_channels, image_size, mean, std,
+#: name → builder ``(*, activation, normalization, num_classes, in_channels, image_size, mean, std,
 #: width) -> nn.Module``; the CLI's ``--model`` choices. To add a model, register a builder.
 MODELS: Registry[nn.Module] = Registry("model")
 
@@ -333,7 +338,7 @@ def build_model(
     name: str,
     *,
     activation: str = "relu",
-    norm: str = "batch",
+    normalization: str = "batch",
     num_classes: int = 10,
     in_channels: int = 3,
     image_size: int = 32,
@@ -350,10 +355,10 @@ def build_model(
     """
     builder = MODELS.get(name)
     _check("activation", activation, ACTIVATIONS)
-    _check("norm", norm, NORMS)
+    _check("normalization", normalization, NORMALIZATIONS)
     return builder(
         activation=activation,
-        norm=norm,
+        normalization=normalization,
         num_classes=num_classes,
         in_channels=in_channels,
         image_size=image_size,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.cifar10 import paired_ratio
 from benchmarks.per_example_cost import MARKERS, cost_rows, markdown
+from benchmarks.pgd_attack import paired_ratio
 from problems.pages import block
 
 ROOT = Path(__file__).resolve().parents[1]

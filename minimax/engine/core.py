@@ -104,7 +104,7 @@ class Engine(ScoringGraphs):
         self.problem = problem
         self.stacking = stacking
         mode = checks.choice("gradients", gradients, GRADIENT_MODES)
-        self.gradient_mode = cast(_grads.Method, mode)
+        self.gradient_mode = cast(_grads.GradientMode, mode)
         self.gramian_mode = checks.choice("gramian", gramian, GRAMIANS)
         self.reuse_scoring = bool(reuse_scoring)
         self.memory_budget = checks.integer(
@@ -186,6 +186,8 @@ class Engine(ScoringGraphs):
 
     def _stacked(self, params: Mapping[str, Tensor], deltas: Tensor, batch: Batch) -> Tensor:
         """[n, B, *event] → [n, B] by the stacking mode; vmap falls back to the loop."""
+        if deltas.shape[0] == 1 and isinstance(self.problem, _module.ModuleProblem):
+            return self.objective(params, deltas[0], batch).unsqueeze(0)  # its own forward
         mode = _module.stacking_mode(self.problem, deltas, self.stacking)
         if mode == "stack":
             return _module.stacked_values(self.problem, params, deltas, batch)
@@ -316,7 +318,7 @@ class Engine(ScoringGraphs):
             stack = _grads.graph_gradients(self, graph, idx)
         else:
             sel = deltas if indices is None else deltas[torch.tensor(list(indices))]
-            stack = _grads.candidate_gradients(self, params, batch, sel, method=self.gradient_mode)
+            stack = _grads.candidate_gradients(self, params, batch, sel, mode=self.gradient_mode)
         return self.mean(stack, deltas.shape[1])
 
     def per_example_gradients(

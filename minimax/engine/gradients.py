@@ -30,16 +30,16 @@ __all__ = [
 ]
 
 Stack = dict[str, Tensor]
-Method = Literal["auto", "vmap", "loop"]
+GradientMode = Literal["auto", "vmap", "loop"]
 
 
-def _resolve(method: str, deltas: Tensor) -> str:
+def _resolve(mode: str, deltas: Tensor) -> str:
     """``"auto"``: a loop on CPU (as fast as vmap, less memory: benchmarks/step.py), else vmap."""
-    if method == "auto":
+    if mode == "auto":
         return "loop" if deltas.device.type == "cpu" else "vmap"
-    if method not in ("vmap", "loop"):
-        raise ValueError(f"method must be 'auto', 'vmap' or 'loop', got {method!r}")
-    return method
+    if mode not in ("vmap", "loop"):
+        raise ValueError(f"mode must be 'auto', 'vmap' or 'loop', got {mode!r}")
+    return mode
 
 
 def _engine(target: Problem | Engine) -> Engine:
@@ -84,11 +84,11 @@ def candidate_gradients(
     batch: Batch,
     deltas: Tensor,
     *,
-    method: Method = "auto",
+    mode: GradientMode = "auto",
 ) -> Stack:
     """g_i = ∇_θ mean_b g(θ, δ_{i,b}; batch_b) for each candidate: deltas [m, B, *event] → [m, *p].
 
-    ``method="vmap"`` vectorizes over candidates with `torch.func` (each candidate still has its own
+    ``mode="vmap"`` vectorizes over candidates with `torch.func` (each candidate still has its own
     forward, so no batch statistics are shared); ``"loop"`` runs one backward per candidate and is
     also the fallback where vmap cannot run (with a one-time `VectorizationWarning`);
     ``"auto"`` (default): the loop on CPU, else vmap.
@@ -96,7 +96,7 @@ def candidate_gradients(
     engine = _engine(problem)
     m = deltas.shape[0]
     p = _detached(params)
-    if _resolve(method, deltas) == "vmap" and engine.can_vmap("candidate_gradients"):
+    if _resolve(mode, deltas) == "vmap" and engine.can_vmap("candidate_gradients"):
         try:
             fn = grad(lambda q, d: engine.objective(q, d, batch).mean())
             out = vmap(fn, in_dims=(None, 0))(p, deltas)
@@ -114,19 +114,19 @@ def per_example_gradients(
     batch: Batch,
     deltas: Tensor,
     *,
-    method: Method = "vmap",
+    mode: GradientMode = "vmap",
 ) -> Stack:
     """g_{i,b} = ∇_θ g(θ, δ_{i,b}; batch_b) / B: deltas [m, B, *event] → [m, B, *p].
 
     The 1/B makes Σ_b g_{i,b} the gradient of the batch mean. Computed as the Jacobian of the
     per-example values of each candidate's forward (`jacrev`), vmapped over candidates; a loop of
     B backward passes per candidate where vmap cannot run (with a one-time `VectorizationWarning`)
-    or with ``method="loop"``.
+    or with ``mode="loop"``.
     """
     engine = _engine(problem)
     m, b = deltas.shape[:2]
     p = _detached(params)
-    vectorized = method == "auto" or _resolve(method, deltas) == "vmap"
+    vectorized = mode == "auto" or _resolve(mode, deltas) == "vmap"
     if vectorized and engine.can_vmap("per_example_gradients"):
         try:
             fn = jacrev(lambda q, d: engine.objective(q, d, batch) / b)

@@ -8,7 +8,7 @@ APGD-CE (``loss="ce"``) and APGD-DLR (``loss="dlr"``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 import torch
@@ -17,6 +17,7 @@ from torch import Generator, Tensor
 from minimax import checks
 from minimax.engine import Engine
 from minimax.inner.base import Candidates, InnerSolver
+from minimax.inner.early_stop import ActiveRows, EarlyStop, Stall
 from minimax.problem import Batch, Params
 from minimax.sets import L2Ball, LinfBall
 
@@ -113,6 +114,11 @@ class APGD(InnerSolver):
         alpha: α, the weight of the new point (1 − α is the momentum); α = 1 disables momentum.
         seed: seeds the solver's own `torch.Generator` (used unless a generator is passed).
         random_start: start each restart at a random point of the set (else at δ = 0).
+        stop: early stopping (`minimax.inner.early_stop.EarlyStop`; None: every candidate runs
+            all ``steps``). A candidate stops once its best f has not increased for
+            ``stop.patience`` iterations, or, on a classifier whose examples are independent,
+            once an iterate is misclassified (that iterate is then its result: ``values`` are g
+            there). Only the examples with a running candidate are evaluated.
     """
 
     def __init__(
@@ -125,8 +131,13 @@ class APGD(InnerSolver):
         alpha: float = 0.75,
         seed: int | None = 0,
         random_start: bool = True,
+        stop: EarlyStop | None = None,
     ) -> None:
         super().__init__(restarts=restarts, random_start=random_start, seed=seed)
+        if stop is not None and not isinstance(stop, EarlyStop):
+            raise TypeError(f"stop must be an EarlyStop or None, got {type(stop).__name__}")
+        self.stop = stop
+        self.fooled_when_positive = False  # set by APGD-T: f > 0 means misclassified
         self.steps = checks.integer("steps", steps, minimum=0)
         if loss not in ("ce", "dlr"):
             raise ValueError(
@@ -159,8 +170,11 @@ class APGD(InnerSolver):
             )
         surrogate = self._surrogate(engine, batch)
         start = self.initial(problem, batch, generator)
-        best_d, best_f = self._ascend(surrogate, params, batch, start)
-        if self.loss == "ce" and not problem.examples_coupled:
+        fooled = None
+        if self.stop is not None and surrogate.rows_independent:
+            surrogate, fooled = self._watched(surrogate)
+        best_d, best_f = self._ascend(surrogate, params, batch, start, fooled)
+        if self.loss == "ce" and not problem.examples_coupled and fooled is None:
             values = best_f  # the surrogate is g itself
         else:
             with torch.no_grad():
@@ -193,13 +207,45 @@ class APGD(InnerSolver):
             )
         return surrogate
 
+    def _watched(self, surrogate: Engine) -> tuple[Engine, Callable[[Tensor], Tensor]]:
+        """The surrogate and ``fooled(f) -> bool`` per candidate of its last evaluation: f > 0
+        where that means misclassified (DLR, targeted DLR), else the argmax of the logits the
+        loss saw (recorded by a wrapper of the same loss)."""
+        if self.loss == "dlr" or self.fooled_when_positive:
+            return surrogate, lambda f: f > 0
+        problem = surrogate.problem
+        seen: list[Tensor] = []
+        own = problem.loss_fn  # type: ignore[attr-defined]
+
+        def loss(logits: Tensor, y: Tensor) -> Tensor:
+            if logits.ndim == 2 and not y.is_floating_point():
+                seen.append(logits.detach().argmax(-1) != y)
+            return own(logits, y)
+
+        def fooled(f: Tensor) -> Tensor:
+            wrong = (
+                torch.cat(seen).reshape(f.shape) if seen else torch.zeros_like(f, dtype=torch.bool)
+            )
+            seen.clear()
+            return wrong
+
+        stacking = "loop" if surrogate.stacking == "vmap" else surrogate.stacking
+        return surrogate.with_loss(loss, stacking=stacking), fooled
+
     # -- the schedule --------------------------------------------------------------------------
+    # APGD's schedule (momentum step, success counting, checkpoint halving with restart from the
+    # best point) reads as one loop against the paper's Algorithm 1.
+    # long: one loop, as in the paper's Algorithm 1.
     def _ascend(
-        self, surrogate: Engine, params: Mapping[str, Tensor], batch: Batch, deltas: Tensor
+        self,
+        surrogate: Engine,
+        params: Mapping[str, Tensor],
+        batch: Batch,
+        deltas: Tensor,
+        fooled: Callable[[Tensor], Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Run APGD from deltas [n, B, *event]; returns each candidate's best iterate and its f."""
-        # Longer than 60 lines: APGD's schedule (momentum step, success counting, checkpoint halving
-        # with restart from the best point) reads as one loop against the paper's Algorithm 1.
+        """Run APGD from deltas [n, B, *event]; returns each candidate's best iterate and its f.
+        With ``fooled`` (early stopping), stopped candidates are frozen and not evaluated."""
         S = surrogate.problem.perturbation
         assert isinstance(S, (LinfBall, L2Ball))
         x = surrogate.problem.clean_input(batch)
@@ -209,7 +255,11 @@ class APGD(InnerSolver):
         def lift(t: Tensor) -> Tensor:  # [n, B] → [n, B, 1, ..., 1]
             return t.reshape(n, b, *([1] * e))
 
+        watch = None if fooled is None else _Watch(surrogate, params, batch, self.stop, fooled)
+
         def evaluate(d: Tensor, need_grad: bool) -> tuple[Tensor, Tensor | None]:
+            if watch is not None:
+                return watch.evaluate(d, need_grad)
             if not need_grad:
                 with torch.no_grad():
                     return surrogate.values(params, d, batch).detach(), None
@@ -229,21 +279,30 @@ class APGD(InnerSolver):
 
         x_prev = x_cur
         x_best, f_best, g_best = x_cur, f_cur, g_cur
+        if watch is not None:  # an example misclassified at the start is done
+            x_best, f_best = watch.settle(x_cur, f_cur, x_best, f_best, f_cur > f_cur)
         successes = torch.zeros(n, b, dtype=torch.long, device=deltas.device)
         f_best_last = f_best
         reduced_last = torch.zeros(n, b, dtype=torch.bool, device=deltas.device)
         last_w = 0
         for t in range(1, K + 1):
+            if watch is not None and watch.finished:
+                break
             direction = S.ascent_step(torch.zeros_like(g_cur), g_cur, 1.0, event_ndim=e)
             z = project(x_cur + lift(eta) * direction)
             a = self.alpha if t > 1 else 1.0
             x_new = project(x_cur + a * (z - x_cur) + (1 - a) * (x_cur - x_prev))
+            if watch is not None:  # stopped candidates stay where they are
+                x_new = torch.where(lift(watch.active), x_new, x_cur)
+                watch.previous = (f_cur, g_cur)
             f_new, g_new = evaluate(x_new, need_grad=t < K)
 
             successes += (f_new > f_cur).long()
             improved = f_new > f_best
             x_best = torch.where(lift(improved), x_new, x_best)
             f_best = torch.where(improved, f_new, f_best)
+            if watch is not None:
+                x_best, f_best = watch.settle(x_new, f_new, x_best, f_best, improved)
             x_prev, x_cur, f_cur = x_cur, x_new, f_new
             if g_new is None:
                 break  # the last iterate: no further step
@@ -262,4 +321,66 @@ class APGD(InnerSolver):
                 f_cur = torch.where(reduce, f_best, f_cur)
                 reduced_last, f_best_last, last_w = reduce, f_best, t
                 successes = torch.zeros_like(successes)
+        return x_best, f_best
+
+
+class _Watch:
+    """APGD's early stopping (`EarlyStop`): which candidates [n, B] still run, evaluating only
+    the examples with a running candidate; stopped ones keep their f and gradient."""
+
+    def __init__(
+        self,
+        surrogate: Engine,
+        params: Mapping[str, Tensor],
+        batch: Batch,
+        stop: EarlyStop | None,
+        fooled: Callable[[Tensor], Tensor],
+    ) -> None:
+        self.surrogate, self.params, self.fooled = surrogate, params, fooled
+        self.rows = ActiveRows(batch)
+        self.patience = None if stop is None else stop.patience
+        self.active = torch.ones(0, dtype=torch.bool)
+        self.stall: Stall | None = None
+        self.previous: tuple[Tensor, Tensor | None] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return not bool(self.active.any())
+
+    def evaluate(self, d: Tensor, need_grad: bool) -> tuple[Tensor, Tensor | None]:
+        """f (and ∇f) at d [n, B, ...]: the running examples' by one evaluation of their rows,
+        the others' as they were; records which running candidates are misclassified."""
+        rows, sub = self.rows.rows, self.rows.batch
+        d_r = d if self.rows.everything else d[:, rows]
+        if need_grad:
+            f_r, g_r = self.surrogate.values_and_input_grad(self.params, d_r, sub)
+        else:
+            with torch.no_grad():
+                f_r, g_r = self.surrogate.values(self.params, d_r, sub).detach(), None
+        self.wrong = torch.zeros(d.shape[:2], dtype=torch.bool, device=d.device)
+        self.wrong[:, rows] = self.fooled(f_r)
+        if self.rows.everything or self.previous is None:
+            return f_r, g_r
+        f = self.previous[0].clone()
+        f[:, rows] = f_r
+        if g_r is None or self.previous[1] is None:
+            return f, None
+        g = self.previous[1].clone()
+        g[:, rows] = g_r
+        return f, g
+
+    def settle(
+        self, x_new: Tensor, f_new: Tensor, x_best: Tensor, f_best: Tensor, improved: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """A misclassified running candidate takes its iterate as its result and stops; one
+        whose best f has stalled stops; returns the updated (x_best, f_best)."""
+        if self.stall is None:
+            self.active = torch.ones_like(f_new, dtype=torch.bool)
+            self.stall = Stall(f_new, self.patience)
+        wrong = self.wrong & self.active
+        lifted = wrong.reshape(*wrong.shape, *([1] * (x_new.ndim - 2)))
+        x_best = torch.where(lifted, x_new, x_best)
+        f_best = torch.where(wrong, f_new, f_best)
+        self.active &= ~(wrong | self.stall.update(improved))
+        self.rows.update(self.active.any(dim=0))
         return x_best, f_best

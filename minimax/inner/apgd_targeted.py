@@ -17,9 +17,10 @@ from torch import Tensor
 from minimax import checks
 from minimax.engine import Engine
 from minimax.inner.apgd import APGD
-from minimax.inner.base import Candidates, InnerSolver
+from minimax.inner.base import Candidates, InnerSolver, rows_of_set
+from minimax.inner.early_stop import EarlyStop
 from minimax.problem import Batch, Params, Problem
-from minimax.sets import L2Ball, LinfBall, PerturbationSet
+from minimax.sets import L2Ball, LinfBall
 
 __all__ = ["APGDTargeted", "targeted_dlr_loss"]
 
@@ -76,6 +77,9 @@ class APGDTargeted(InnerSolver):
         rho, alpha: APGD's ρ and α (see `APGD`).
         seed: seeds the solver's own `torch.Generator` (used unless a generator is passed).
         early_stop: skip examples already misclassified by an earlier target.
+        stop: early stopping within each target's run (see `APGD`; None: every run takes all
+            ``steps``): a run stops on an example once it is misclassified (the targeted DLR
+            loss is positive) or its loss has stalled for ``stop.patience`` iterations.
     """
 
     def __init__(
@@ -88,12 +92,23 @@ class APGDTargeted(InnerSolver):
         alpha: float = 0.75,
         seed: int | None = 0,
         early_stop: bool = True,
+        stop: EarlyStop | None = None,
     ) -> None:
         targets = checks.integer("targets", targets, minimum=1)
-        self.apgd = APGD(steps, restarts, loss="ce", rho=rho, alpha=alpha, seed=seed)
+        self.apgd = APGD(steps, restarts, loss="ce", rho=rho, alpha=alpha, seed=seed, stop=stop)
+        self.apgd.fooled_when_positive = True
         self.targets = int(targets)
         self.early_stop = bool(early_stop)
         super().__init__(restarts=self.targets * self.apgd.restarts, seed=seed)
+
+    @property
+    def stop(self) -> EarlyStop | None:
+        """Early stopping within each target's run (`APGD.stop`)."""
+        return self.apgd.stop
+
+    @stop.setter
+    def stop(self, value: EarlyStop | None) -> None:
+        self.apgd.stop = value
 
     def __repr__(self) -> str:
         return (
@@ -120,7 +135,7 @@ class APGDTargeted(InnerSolver):
                 sub = (x[rows], y[rows] * classes + ranked[rows, k])
                 targeted = engine.with_loss(
                     _encoded_loss(classes),
-                    perturbation=_rows(engine.problem.perturbation, rows, len(y), x.ndim),
+                    perturbation=rows_of_set(engine.problem.perturbation, rows, len(y), x.ndim),
                 )  # counts on this engine's counter
                 found = self.apgd(targeted, params, sub, generator=gen).deltas
                 deltas[:, rows] = found
@@ -181,19 +196,3 @@ class APGDTargeted(InnerSolver):
         with torch.no_grad():
             wrong = engine.logits(params, deltas, batch).argmax(-1) != y  # [n, B]
         return wrong.any(dim=0)
-
-
-def _rows(S: PerturbationSet, rows: Tensor, b: int, x_ndim: int) -> LinfBall | L2Ball:
-    """The same set for the examples ``rows`` of a batch x [b, ...]: a per-example ε [b] and
-    bounds shaped like x are indexed; other bounds broadcast as they are."""
-
-    def pick(v: float | Tensor | None, ndim: int) -> float | Tensor | None:
-        if isinstance(v, Tensor) and v.ndim == ndim and v.shape[0] == b:
-            return v[rows.to(v.device)]
-        return v
-
-    assert isinstance(S, (LinfBall, L2Ball))
-    eps = pick(S.eps, 1)
-    assert eps is not None
-    lower, upper = pick(S.lower, x_ndim), pick(S.upper, x_ndim)
-    return type(S)(eps, lower=lower, upper=upper)

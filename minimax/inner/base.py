@@ -1,4 +1,8 @@
-"""Candidates (the inner solvers' output) and the inner-solver interface."""
+"""Candidates (the inner solvers' output) and the inner-solver interface.
+
+Public: `Candidates`, `InnerSolver`, `starting_points`, `make_generator`, `rows_of_set` (an
+ε-ball restricted to some examples of a batch).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,17 @@ from torch import Generator, Tensor
 from minimax import checks
 from minimax.engine import Engine, ScoringGraph, as_engine
 from minimax.problem import Batch, Params, Problem
+from minimax.sets import L2Ball, LinfBall, PerturbationSet
 from minimax.sets.arguments import trusted
 
-__all__ = ["Candidates", "InnerSolver", "ScoringGraph", "make_generator", "starting_points"]
+__all__ = [
+    "Candidates",
+    "InnerSolver",
+    "ScoringGraph",
+    "make_generator",
+    "rows_of_set",
+    "starting_points",
+]
 
 
 @dataclass(frozen=True)
@@ -159,3 +171,19 @@ class InnerSolver(ABC):
         """What a solver defines: candidates at θ = params (detached), evaluated through
         ``engine`` (its final scoring forward through `Engine.score`); ``generator`` overrides
         the solver's own for this call (pass it to `initial`)."""
+
+
+def rows_of_set(S: PerturbationSet, rows: Tensor, b: int, x_ndim: int) -> LinfBall | L2Ball:
+    """The same L∞ or L2 ball for the examples ``rows`` of a batch x [b, ...]: a per-example
+    ε [b] and bounds shaped like x are indexed; other bounds broadcast as they are."""
+
+    def pick(v: float | Tensor | None, ndim: int) -> float | Tensor | None:
+        if isinstance(v, Tensor) and v.ndim == ndim and v.shape[0] == b:
+            return v[rows.to(v.device)]
+        return v
+
+    assert isinstance(S, (LinfBall, L2Ball))
+    eps = pick(S.eps, 1)
+    assert eps is not None
+    lower, upper = pick(S.lower, x_ndim), pick(S.upper, x_ndim)
+    return type(S)(eps, lower=lower, upper=upper)

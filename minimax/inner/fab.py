@@ -41,6 +41,8 @@ from torch import Tensor
 from minimax import checks
 from minimax.engine import Engine
 from minimax.inner.base import Candidates, InnerSolver, make_generator
+from minimax.inner.early_stop import EarlyStop, Stall
+from minimax.inner.hyperplane import hyperplane_projection
 from minimax.problem import Batch, Params
 from minimax.sets import L2Ball, LinfBall
 
@@ -58,43 +60,7 @@ class _Schedule:
     eta: float
     beta: float
     norm: str
-
-
-def hyperplane_projection(w: Tensor, r: Tensor, lo: Tensor, hi: Tensor, norm: str) -> Tensor:
-    """The smallest step d (in L∞ or L2) with ``⟨w, d⟩ = r`` and ``lo ≤ d ≤ hi``, per row.
-
-    ``w``, ``lo ≤ 0 ≤ hi`` [n, D] (bounds may be ±inf), ``r`` [n] → d [n, D]. Coordinate i moves
-    by ``m_i = min(λ·s_i, cap_i)`` towards sign(w_i·r) (s_i = 1 for L∞, |w_i| for L2; cap_i the
-    room the box leaves), λ the root of the piecewise-linear ``Σ |w_i| m_i = |r|``, found exactly
-    by sorting the breakpoints (no iteration). When the box cannot reach the hyperplane, every
-    coordinate goes to its cap (the box point nearest to it along w).
-    """
-    if norm not in ("linf", "l2"):
-        raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
-    v = torch.where(r.unsqueeze(1) < 0, -w, w)  # ⟨v, d⟩ = |r|: d moves along sign(v)
-    up = v > 0
-    a = v.abs()
-    active = a > 0
-    cap = torch.where(up, hi, -lo).clamp_min(0)
-    slope = a if norm == "l2" else active.to(a.dtype)
-    breaks = torch.where(active, cap / torch.where(active, slope, 1), math.inf)
-    order = breaks.argsort(dim=1)
-    b_s, a_s, s_s = breaks.gather(1, order), a.gather(1, order), slope.gather(1, order)
-    ac = torch.where(active, a * cap, 0).gather(1, order)  # Σ terms of saturated coordinates
-    reached = ac.cumsum(1)  # Σ_{j≤k} a_j cap_j
-    rising = (a_s * s_s).flip(1).cumsum(1).flip(1)  # Σ_{j≥k} a_j s_j
-    after = torch.cat([rising[:, 1:], torch.zeros_like(rising[:, :1])], 1)  # Σ_{j>k}
-    value = reached + torch.where(after > 0, b_s * after, 0)  # F at each breakpoint
-    goal = r.abs().unsqueeze(1)
-    k = (value < goal).sum(1, keepdim=True)  # the first breakpoint with F ≥ |r|
-    feasible = k < w.shape[1]
-    kk = k.clamp(max=w.shape[1] - 1)
-    before = torch.cat([torch.zeros_like(reached[:, :1]), reached[:, :-1]], 1).gather(1, kk)
-    denom = rising.gather(1, kk)
-    lam = torch.where(denom > 0, (goal - before) / denom.clamp_min(1e-30), 0).clamp_min(0)
-    m = torch.minimum(lam * slope, cap)
-    m = torch.where(feasible, m, torch.where(active, cap, 0))
-    return torch.where(active, torch.where(up, m, -m), 0)
+    stop: EarlyStop | None = None
 
 
 def _norm(d: Tensor, norm: str) -> Tensor:
@@ -126,34 +92,73 @@ def _fab_run(
     hi: Tensor,
     start: Tensor,
     s: _Schedule,
+    eps: Tensor | None = None,
 ) -> Tensor:
     """One FAB run towards targets t [n] from δ = start: the smallest misclassified δ found
-    (flat [n, D]; rows never misclassified stay 0). ``lo``, ``hi``: bounds of δ, flat."""
+    (flat [n, D]; rows never misclassified stay 0). ``lo``, ``hi``: bounds of δ, flat. With
+    ``s.stop`` and ``eps`` [n], a row stops once it has a misclassified δ within ε, or once its
+    best margin z_t − z_y has not increased for ``s.stop.patience`` steps."""
     n = x.shape[0]
     delta = start.reshape(n, -1).clone()
     best = torch.zeros_like(delta)
     best_size = torch.full((n,), math.inf, dtype=x.dtype, device=x.device)
+    rows = torch.arange(n, device=x.device)
+    stall = Stall(best_size, s.stop.patience if s.stop is not None else None)
+    top = torch.full_like(best_size, -math.inf)  # the best margin so far
     for _ in range(s.steps):
-        f, g = _margin_and_grad(model, x, delta, y, t)
-        # the boundary's linearization: f + ⟨g, δ' − δ⟩ = 0; project δ and 0 onto it
-        r = torch.cat([-f, (g * delta).sum(1) - f])
-        d = hyperplane_projection(
-            torch.cat([g, g]), r, torch.cat([lo - delta, lo]), torch.cat([hi - delta, hi]), s.norm
-        )
-        d_iter, d_orig = d[:n], d[n:]
-        n_iter = _norm(d_iter, s.norm).clamp_min(1e-8)
-        n_orig = _norm(d_orig, s.norm).clamp_min(1e-8)
-        alpha = (n_iter / (n_iter + n_orig)).clamp(0, s.alpha_max).unsqueeze(1)
-        step = (1 - alpha) * (delta + s.eta * d_iter) + alpha * (s.eta * d_orig)
-        delta = torch.minimum(torch.maximum(step, lo), hi)
-        with torch.no_grad():
-            fooled = model(x + delta.reshape(x.shape)).argmax(1) != y
-        size = _norm(delta, s.norm)
-        better = fooled & (size < best_size)
-        best = torch.where(better.unsqueeze(1), delta, best)
-        best_size = torch.where(better, size, best_size)
-        delta = torch.where(fooled.unsqueeze(1), s.beta * delta, delta)
+        r = rows
+        if r.numel() == n:  # every row: no indexing
+            delta, fooled, size, f = _fab_step(model, x, y, t, lo, hi, delta, s)
+            better = fooled & (size < best_size)
+            best = torch.where(better.unsqueeze(1), delta, best)
+            best_size = torch.where(better, size, best_size)
+            delta = torch.where(fooled.unsqueeze(1), s.beta * delta, delta)
+        else:
+            d_r, fooled, size, f = _fab_step(model, x[r], y[r], t[r], lo[r], hi[r], delta[r], s)
+            better = fooled & (size < best_size[r])
+            best[r] = torch.where(better.unsqueeze(1), d_r, best[r])
+            best_size[r] = torch.where(better, size, best_size[r])
+            delta[r] = torch.where(fooled.unsqueeze(1), s.beta * d_r, d_r)
+        if s.stop is None or eps is None:
+            continue
+        improved = f > top[r]
+        top[r] = torch.maximum(top[r], f)
+        done = (best_size[r] <= eps[r]) | stall.update_rows(r, improved)
+        if bool(done.any()):
+            rows = r[~done]
+            if rows.numel() == 0:
+                break
     return best
+
+
+def _fab_step(
+    model: Model,
+    x: Tensor,
+    y: Tensor,
+    t: Tensor,
+    lo: Tensor,
+    hi: Tensor,
+    delta: Tensor,
+    s: _Schedule,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One FAB step of the rows given: the new δ [n, D], whether it is misclassified [n], its
+    size [n] and the margin z_t − z_y at the old δ [n]."""
+    n = x.shape[0]
+    f, g = _margin_and_grad(model, x, delta, y, t)
+    # the boundary's linearization: f + ⟨g, δ' − δ⟩ = 0; project δ and 0 onto it
+    r = torch.cat([-f, (g * delta).sum(1) - f])
+    d = hyperplane_projection(
+        torch.cat([g, g]), r, torch.cat([lo - delta, lo]), torch.cat([hi - delta, hi]), s.norm
+    )
+    d_iter, d_orig = d[:n], d[n:]
+    n_iter = _norm(d_iter, s.norm).clamp_min(1e-8)
+    n_orig = _norm(d_orig, s.norm).clamp_min(1e-8)
+    alpha = (n_iter / (n_iter + n_orig)).clamp(0, s.alpha_max).unsqueeze(1)
+    step = (1 - alpha) * (delta + s.eta * d_iter) + alpha * (s.eta * d_orig)
+    delta = torch.minimum(torch.maximum(step, lo), hi)
+    with torch.no_grad():
+        fooled = model(x + delta.reshape(x.shape)).argmax(1) != y
+    return delta, fooled, _norm(delta, s.norm), f
 
 
 def _start(
@@ -231,7 +236,7 @@ def _attack(
             lo = (low[rows] - xr).reshape(rows.numel(), -1)
             hi = (up[rows] - xr).reshape(rows.numel(), -1)
             start = torch.zeros_like(lo) if restart == 0 else _start(xr, er, lo, hi, s.norm, gen)
-            delta = _fab_run(model, xr, yr, targets[rows, k], lo, hi, start, s)
+            delta = _fab_run(model, xr, yr, targets[rows, k], lo, hi, start, s, er)
             delta = delta.reshape(xr.shape)
             ok = _broken(model, xr, yr, delta, er, lo, hi, s.norm)
             found[rows[ok]] = delta[ok]
@@ -320,9 +325,24 @@ class FABTargeted(InnerSolver):
         eta: float = 1.05,
         beta: float = 0.9,
         seed: int | None = 0,
+        stop: EarlyStop | None = None,
     ) -> None:
         super().__init__(restarts=1, random_start=False, seed=seed)
         self.schedule = _schedule("linf", steps, targets, restarts, alpha_max, eta, beta)
+        self.stop = stop
+
+    @property
+    def stop(self) -> EarlyStop | None:
+        """Early stopping within each run (None: every run takes all ``steps``): a run stops
+        on an example once it holds a misclassified δ within ε, or once its margin
+        z_t − z_y has not increased for ``stop.patience`` steps."""
+        return self.schedule.stop
+
+    @stop.setter
+    def stop(self, value: EarlyStop | None) -> None:
+        if value is not None and not isinstance(value, EarlyStop):
+            raise TypeError(f"stop must be an EarlyStop or None, got {type(value).__name__}")
+        self.schedule = dataclasses.replace(self.schedule, stop=value)
 
     def __repr__(self) -> str:
         s = self.schedule

@@ -11,6 +11,7 @@ from torch import Generator, Tensor
 from minimax import checks
 from minimax.engine import Engine
 from minimax.inner.base import Candidates, InnerSolver
+from minimax.inner.early_stop import ActiveRows, EarlyStop
 from minimax.problem import Batch, Params
 
 __all__ = ["FGSM", "PGD"]
@@ -37,6 +38,13 @@ class PGD(InnerSolver):
         chunk: at most this many restarts per stacked call (None: what the engine prefers,
             see `Engine.chunk`: one at a time for image batches on CPU, else all).
         seed: seeds the solver's own `torch.Generator` (used unless a generator is passed).
+        stop: early stopping (`minimax.inner.early_stop.EarlyStop`; None: all ``steps``). With
+            ``stop.cycles``, on a classifier whose examples are independent, a candidate stops
+            once its iterate equals one of its last ``stop.window`` iterates: a fixed step makes
+            PGD a deterministic map, so the rest of its run would only revisit points. Nothing
+            is lost: ``"best"`` is the best of the cycle, ``"last"`` the cycle's point at step
+            ``steps`` (the same result as the full run). Only the examples with a running
+            candidate are evaluated.
     """
 
     def __init__(
@@ -50,7 +58,11 @@ class PGD(InnerSolver):
         batched: bool = True,
         chunk: int | None = None,
         seed: int | None = 0,
+        stop: EarlyStop | None = None,
     ) -> None:
+        if stop is not None and not isinstance(stop, EarlyStop):
+            raise TypeError(f"stop must be an EarlyStop or None, got {type(stop).__name__}")
+        self.stop = stop
         if chunk is not None:
             chunk = checks.integer("chunk", chunk, minimum=1)
         super().__init__(restarts=restarts, random_start=random_start, seed=seed)
@@ -76,6 +88,50 @@ class PGD(InnerSolver):
     ) -> Candidates:
         assert self.step_size is not None
         return self._search(engine, params, batch, generator, self.step_size)
+
+    def _ascend_until_cycle(
+        self,
+        engine: Engine,
+        params: Mapping[str, Tensor],
+        batch: Batch,
+        deltas: Tensor,
+        step_size: float | Tensor,
+    ) -> Candidates:
+        """`_ascend` with the cycle rule (`stop`): only the examples with a running candidate
+        are evaluated; a cycled candidate's later iterates are read off its cycle."""
+        assert self.stop is not None
+        S = engine.problem.perturbation
+        x = engine.problem.clean_input(batch)
+        e = deltas.ndim - 2
+        lift = lambda t: t.reshape(*t.shape, *([1] * e))  # noqa: E731
+        best_d, best_v = deltas, torch.full(deltas.shape[:2], -torch.inf, dtype=deltas.dtype)
+        best_v = best_v.to(deltas.device)
+        active = torch.ones(deltas.shape[:2], dtype=torch.bool, device=deltas.device)
+        rows, past = ActiveRows(batch), list[Tensor]()
+        for k in range(self.steps):
+            hit, end = _cycle_end(past, deltas, self.steps - k)
+            past = [*past[1 - self.stop.window :], deltas] if self.stop.window > 1 else [deltas]
+            final = lift(hit & active)
+            deltas = torch.where(final, end, deltas)  # what the full run would end with
+            active &= ~hit
+            if rows.update(active.any(dim=0)) == 0:
+                break
+            d_r = deltas if rows.everything else deltas[:, rows.rows]
+            v_r, g_r = engine.values_and_input_grad(params, d_r.detach(), rows.batch)
+            v = torch.full_like(best_v, -torch.inf)
+            v[:, rows.rows] = v_r
+            g = torch.zeros_like(deltas)
+            g[:, rows.rows] = g_r
+            v = torch.where(active, v, -torch.inf)
+            best_d, best_v = _keep_best(best_d, best_v, deltas.detach(), v, False)
+            step = S.project(S.ascent_step(deltas, g, step_size, event_ndim=e), x, event_ndim=e)
+            deltas = torch.where(lift(active), step, deltas).detach()
+        if self.select == "last":
+            return Candidates(deltas, engine.score(params, deltas, batch))
+        with torch.no_grad():
+            v = engine.values(params, deltas, batch)
+        best_d, best_v = _keep_best(best_d, best_v, deltas, v, False)
+        return Candidates(best_d, best_v)
 
     def _search(
         self,
@@ -105,6 +161,8 @@ class PGD(InnerSolver):
     ) -> Candidates:
         """Run the ascent from deltas [n, B, *event]; returns n candidates per example, scored by
         the engine (`Engine.score`: it keeps the graph where the step's rule can use it)."""
+        if self.stop is not None and self.stop.cycles and engine.rows_independent:
+            return self._ascend_until_cycle(engine, params, batch, deltas, step_size)
         S = engine.problem.perturbation
         x = engine.problem.clean_input(batch)
         event_ndim = deltas.ndim - 2
@@ -127,6 +185,22 @@ class PGD(InnerSolver):
             v = engine.values(params, deltas, batch)
         best_d, best_v = _keep_best(best_d, best_v, deltas, v, coupled)
         return Candidates(best_d, best_v)
+
+
+def _cycle_end(past: list[Tensor], d: Tensor, remaining: int) -> tuple[Tensor, Tensor]:
+    """Whether each candidate's iterate d [n, B, ...] repeats one of ``past`` (oldest first),
+    and where: the iterate that ``remaining`` more steps would reach (d where none)."""
+    n, b = d.shape[:2]
+    hit = torch.zeros(n, b, dtype=torch.bool, device=d.device)
+    end = d.clone()
+    for j, p in enumerate(past):  # a later match (a shorter period) overrides an earlier one
+        same = (p == d).flatten(2).all(dim=2)
+        period = len(past) - j
+        m = remaining % period  # the end is δ_{t − period + m}: past[j + m], or d when m = 0
+        target = past[j + m] if m > 0 else d
+        end = torch.where(same.reshape(n, b, *([1] * (d.ndim - 2))), target, end)
+        hit |= same
+    return hit, end
 
 
 def step_size_value(name: str, value: object, *, positive: bool = False) -> float | Tensor:

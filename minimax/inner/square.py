@@ -16,7 +16,9 @@ from torch import Tensor
 
 from minimax import checks
 from minimax.engine import Engine
-from minimax.inner.base import Candidates, InnerSolver
+from minimax.inner.base import Candidates, InnerSolver, rows_of_set
+from minimax.inner.early_stop import EarlyStop
+from minimax.inner.square_windows import _l2_pattern, _place, _window_mask
 from minimax.problem import Batch, Params, Problem
 from minimax.sets import L2Ball, LinfBall
 
@@ -48,59 +50,10 @@ def margin_loss(logits: Tensor, y: Tensor) -> Tensor:
         raise ValueError(f"the margin loss needs logits [..., C ≥ 2], got {tuple(logits.shape)}")
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
-    z_y = logits.gather(-1, y.unsqueeze(-1)).squeeze(-1)
-    is_y = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, y.unsqueeze(-1), True)
-    other = torch.where(is_y, torch.full_like(logits, -torch.inf), logits).amax(dim=-1)
+    at_y = y.unsqueeze(-1)
+    z_y = logits.gather(-1, at_y).squeeze(-1)
+    other = logits.scatter(-1, at_y, -torch.inf).amax(dim=-1)
     return other - z_y
-
-
-# -- the windows ----------------------------------------------------------------------------------
-
-
-def _window_mask(h: int, w: int, side: tuple[int, int], n: int, gen: torch.Generator) -> Tensor:
-    """[n, 1, h, w] bool: one random sh×sw window per example (positions drawn with ``gen``)."""
-    sh, sw = side
-    vh = torch.randint(0, h - sh + 1, (n, 1, 1, 1), generator=gen, device=gen.device)
-    vw = torch.randint(0, w - sw + 1, (n, 1, 1, 1), generator=gen, device=gen.device)
-    rows = torch.arange(h, device=gen.device).reshape(1, 1, h, 1)
-    cols = torch.arange(w, device=gen.device).reshape(1, 1, 1, w)
-    return (rows >= vh) & (rows < vh + sh) & (cols >= vw) & (cols < vw + sw)
-
-
-def _rectangles(a: int, b: int) -> Tensor:
-    """[a, b] nested rectangles around the centre, ring k weighted 1/(k+1)², unit norm."""
-    out = torch.zeros(a, b, dtype=torch.float64)
-    ch, cw = a // 2, b // 2
-    for k in range(max(ch, cw) + 1):
-        out[max(ch - k, 0) : min(ch + k + 1, a), max(cw - k, 0) : min(cw + k + 1, b)] += (
-            1.0 / (k + 1) ** 2
-        )
-    return out / out.norm().clamp_min(1e-12)
-
-
-def _l2_pattern(a: int, b: int) -> Tensor:
-    """[a, b] the L2 update pattern: rectangles in the top half, their negation in the bottom
-    half (zero mean up to parity), unit norm."""
-    out = torch.zeros(a, b, dtype=torch.float64)
-    if a // 2 > 0:
-        out[: a // 2] = _rectangles(a // 2, b)
-    out[a // 2 :] = -_rectangles(a - a // 2, b)
-    return out / out.norm().clamp_min(1e-12)
-
-
-def _place(pattern: Tensor, mask: Tensor, transpose: Tensor) -> Tensor:
-    """Write ``pattern`` [s, s'] (or its transpose where ``transpose`` [n] is set; square
-    patterns only) into each example's window of ``mask`` [n, 1, h, w] → [n, 1, h, w]."""
-    n = mask.shape[0]
-    rows = mask.any(dim=3).squeeze(1)  # [n, h]
-    cols = mask.any(dim=2).squeeze(1)  # [n, w]
-    i = (rows.long().cumsum(-1) - 1).clamp(0, pattern.shape[0] - 1)  # row index in the window
-    j = (cols.long().cumsum(-1) - 1).clamp(0, pattern.shape[1] - 1)
-    plain = pattern[i[:, :, None], j[:, None, :]]
-    if pattern.shape[0] == pattern.shape[1]:
-        flipped = pattern.T[i[:, :, None], j[:, None, :]]
-        plain = torch.where(transpose.reshape(n, 1, 1), flipped, plain)
-    return (plain.unsqueeze(1) * mask).to(pattern.dtype)
 
 
 def _norms(t: Tensor, dims: tuple[int, ...]) -> Tensor:
@@ -160,6 +113,9 @@ class Square(InnerSolver):
             published untargeted loss) and stop searching an example once it is misclassified;
             ``"objective"``: maximize the problem's own g for the whole budget (any problem).
         seed: seeds the solver's own `torch.Generator` (used unless a generator is passed).
+        stop: early stopping (`minimax.inner.early_stop.EarlyStop`; None: the whole budget):
+            with ``loss="margin"``, an example also stops once its margin has not increased for
+            ``stop.patience`` queries.
 
     The candidates' ``values`` are the problem's own objective g at the results.
     """
@@ -172,7 +128,11 @@ class Square(InnerSolver):
         p_init: float = 0.8,
         loss: Literal["margin", "objective"] = "margin",
         seed: int | None = 0,
+        stop: EarlyStop | None = None,
     ) -> None:
+        if stop is not None and not isinstance(stop, EarlyStop):
+            raise TypeError(f"stop must be an EarlyStop or None, got {type(stop).__name__}")
+        self.stop = stop
         queries = checks.integer("queries", queries, minimum=1)
         restarts = checks.integer("restarts", restarts, minimum=1)
         p_init = checks.real_number("p_init", p_init, at_most=1.0)
@@ -230,22 +190,6 @@ class Square(InnerSolver):
             )
         return search
 
-    def _scorer(
-        self, search: Engine, params: Mapping[str, Tensor], batch: Batch
-    ) -> Callable[[Tensor, Tensor], Tensor]:
-        """``score(deltas [B, *event], rows [n]) -> [n]``: the search objective at those rows,
-        evaluating only them where examples are independent (one forward either way)."""
-        split = search.rows_independent
-
-        def score(deltas: Tensor, rows: Tensor) -> Tensor:
-            if split:
-                x, y = batch
-                sub = (x[rows], y[rows])
-                return search.values(params, deltas[rows].unsqueeze(0), sub)[0]
-            return search.values(params, deltas.unsqueeze(0), batch)[0][rows]
-
-        return score
-
     def _run(
         self,
         problem: Problem,
@@ -254,44 +198,104 @@ class Square(InnerSolver):
         batch: Batch,
         gen: torch.Generator,
     ) -> Tensor:
-        """One restart: the searched δ [B, *event]."""
+        """One restart: the searched δ [B, *event]. Each query proposes and scores only the
+        examples still searched (`_Rows`) where examples are independent."""
         S = problem.perturbation
         assert isinstance(S, (LinfBall, L2Ball))
         shape = problem.delta_shape(batch)
         ref = problem.reference(batch)
         image = (shape[0], *_image_shape(shape[1:]))
-        x = problem.clean_input(batch)
         eps = torch.as_tensor(S.eps, dtype=ref.dtype, device=ref.device).expand(shape[0])
-        eps = eps.reshape(-1, 1, 1, 1)
-        linf = isinstance(S, LinfBall)
-
-        def project(d: Tensor) -> Tensor:
-            return S.project(d.reshape(shape), x, event_ndim=len(shape) - 1).reshape(image)
 
         def draw_signs(size: tuple[int, ...]) -> Tensor:
             bits = torch.randint(0, 2, size, generator=gen, device=gen.device)
             return (2 * bits - 1).to(ref.device, ref.dtype)
 
-        score = self._scorer(search, params, batch)
         every = torch.arange(shape[0], device=ref.device)
-        start = _start_linf if linf else _start_l2
-        delta = project(start(image, eps, draw_signs))
-        best = score(delta.reshape(shape), every)
+        work = _Rows(problem, S, batch, every, eps)
+        start = _start_linf if isinstance(S, LinfBall) else _start_l2
+        delta = work.project(start(image, work.eps, draw_signs))
+        best = work.score(search, params, delta)
+        propose = _propose_linf if isinstance(S, LinfBall) else _propose_l2
+        split = search.rows_independent and self.loss == "margin"
+        patience = self.stop.patience if self.stop is not None and split else None
+        # the searched rows' δ, margin and queries since it last increased, kept apart from
+        # the batch's (written back when the rows shrink, and at the end)
+        rows, d_w, b_w = every, delta, best
+        idle = torch.zeros_like(best, dtype=torch.long) if patience is not None else None
         for q in range(1, self.queries):
-            rows = every[best <= 0] if self.loss == "margin" else every
-            if rows.numel() == 0:
-                break
+            searched = b_w <= 0 if self.loss == "margin" else None
+            if searched is not None:
+                if idle is not None and patience is not None:
+                    searched &= idle < patience
+                n = int(searched.sum())
+                if n == 0:
+                    break
+                if split and n != rows.numel():  # fewer rows: restrict to them
+                    delta, best = _write_back(delta, best, rows, d_w, b_w)
+                    rows, d_w, b_w = rows[searched], d_w[searched], b_w[searched]
+                    idle = None if idle is None else idle[searched]
+                    work = _Rows(problem, S, batch, rows, eps)
             p = square_fraction(self.p_init, q, self.queries)
-            if linf:
-                proposal = _propose_linf(delta, eps, p, project, draw_signs, gen)
-            else:
-                proposal = _propose_l2(delta, eps, p, project, draw_signs, gen)
-            new = score(proposal.reshape(shape), rows)
-            better = new > best[rows]
-            keep = rows[better]
-            delta[keep] = proposal[keep]
-            best[keep] = new[better]
+            proposal = propose(d_w, work.eps, p, work.project, draw_signs, gen)
+            new = work.score(search, params, proposal)
+            better = new > b_w
+            if searched is not None and not split:
+                better &= searched
+            d_w = torch.where(better.reshape(-1, *([1] * (d_w.ndim - 1))), proposal, d_w)
+            b_w = torch.where(better, new, b_w)
+            if idle is not None:
+                idle = torch.where(better, 0, idle + 1)
+        delta, _ = _write_back(delta, best, rows, d_w, b_w)
         return delta.reshape(shape)
+
+
+def _write_back(
+    delta: Tensor, best: Tensor, rows: Tensor, d_w: Tensor, b_w: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The batch's δ and margin with the searched rows' (``rows`` [n]) written in."""
+    if rows.numel() == delta.shape[0]:  # every row: the rows' tensors are the batch's
+        return d_w, b_w
+    delta[rows], best[rows] = d_w, b_w
+    return delta, best
+
+
+class _Rows:
+    """The examples ``rows`` [n] of a batch, as one attack query sees them: their sub-batch
+    (indexed once, so that the problem checks it once), their set, and ε [n, 1, 1, 1]. All the
+    rows of any problem's batch, or some rows of a classifier's (x, y)."""
+
+    def __init__(
+        self, problem: Problem, S: LinfBall | L2Ball, batch: Batch, rows: Tensor, eps: Tensor
+    ) -> None:
+        shape = problem.delta_shape(batch)
+        self.rows, self.eps = rows, eps[rows].reshape(-1, 1, 1, 1)
+        self.batch, self.S, self.x = batch, S, problem.clean_input(batch)
+        if rows.numel() < shape[0]:
+            x, y = batch
+            self.batch, self.x = (x[rows], y[rows]), x[rows]
+            self.S = rows_of_set(S, rows, x.shape[0], x.ndim)
+        self.shape = (rows.numel(), *shape[1:])
+        self.box: tuple[Tensor, Tensor] | None = None
+        if isinstance(S, LinfBall):  # the ball ∩ the bounds is a box: one clamp projects
+            n = rows.numel()
+            far = (2 * self.eps.reshape(n, 1)).expand(n, math.prod(self.shape[1:]))
+            self.box = (self._project(-far), self._project(far))
+
+    def _project(self, d: Tensor) -> Tensor:
+        flat = self.S.project(d.reshape(self.shape), self.x, event_ndim=len(self.shape) - 1)
+        return flat.reshape(d.shape)
+
+    def project(self, d: Tensor) -> Tensor:
+        """Project d viewed as [n, c, h, w] onto the rows' set (and bounds); same view back."""
+        if self.box is None:
+            return self._project(d)
+        lo, hi = self.box
+        return torch.clamp(d, lo.reshape(d.shape), hi.reshape(d.shape))
+
+    def score(self, search: Engine, params: Mapping[str, Tensor], d: Tensor) -> Tensor:
+        """The search objective at δ (viewed [n, c, h, w]) of the rows: one forward."""
+        return search.values(params, d.reshape(self.shape).unsqueeze(0), self.batch)[0]
 
 
 Signs = Callable[[tuple[int, ...]], Tensor]  # size → random ±1 tensor on the problem's device

@@ -77,21 +77,8 @@ def check_gram(
     The symmetry and PSD tolerances follow the precision the entries were computed in:
     ``precision`` (e.g. float32 for a Gram matrix formed layer by layer from a float32 model and
     stored in float64), else ``gram``'s dtype."""
-    if not isinstance(gram, Tensor):
-        raise ValueError(
-            f"{what} must be a torch.Tensor of shape [..., m, m], got {type(gram).__name__}; "
-            "wrap it with torch.as_tensor(...)."
-        )
-    if gram.is_complex():
-        raise ValueError(f"{what} must be real; got dtype {gram.dtype}.")
-    if gram.dim() < 2 or gram.shape[-1] != gram.shape[-2]:
-        raise ValueError(
-            f"{what} must have shape [..., m, m] (square in its last two dims); got "
-            f"{tuple(gram.shape)}. Build it as G @ G.mT from vectors G of shape [..., m, n]."
-        )
+    _check_form(gram, what)
     m = gram.shape[-1]
-    if m == 0:
-        raise ValueError(f"{what} is empty (m = 0): the convex hull of no vectors has no point.")
     batch = tuple(gram.shape[:-2])
     if precision is not None and not (
         isinstance(precision, torch.dtype) and precision.is_floating_point
@@ -122,7 +109,16 @@ def check_gram(
             "Pass a Gram matrix G @ G.mT, or symmetrize it with "
             "(K + K.mT) / 2."
         )
-    Ks = 0.5 * (Ku + Ku.transpose(0, 2, 1))  # exact up to one rounding: Ku is at unit scale
+    # symmetrized exactly up to one rounding: Ku is at unit scale
+    _check_psd(0.5 * (Ku + Ku.transpose(0, 2, 1)), floor, in_eps, what)
+    return K, batch, m
+
+
+def _check_psd(Ks: np.ndarray, floor: np.ndarray, in_eps: float, what: str) -> None:
+    """Refuse a symmetric Ks [B, m, m] at unit scale that is not PSD up to the rounding
+    allowance of its entries' dtype (unit roundoff ``in_eps``; ``floor``: its smallest normal
+    number in Ks's units)."""
+    m = Ks.shape[-1]
     trace = np.trace(Ks, axis1=1, axis2=2)
     psd_tol = max(1e-8, 10.0 * m * in_eps)
     # PSD up to psd_tol × max(trace, m × floor): the Cholesky factor of K + that·I must exist.
@@ -145,7 +141,24 @@ def check_gram(
             f"allowance -{psd_tol:g} × trace, in batch entry {b}. A Gram matrix G @ G.mT is PSD; "
             "compute it in float64 from the vectors themselves."
         )
-    return K, batch, m
+
+
+def _check_form(gram: object, what: str) -> None:
+    """Refuse anything but a real tensor [..., m, m] with m ≥ 1."""
+    if not isinstance(gram, Tensor):
+        raise ValueError(
+            f"{what} must be a torch.Tensor of shape [..., m, m], got {type(gram).__name__}; "
+            "wrap it with torch.as_tensor(...)."
+        )
+    if gram.is_complex():
+        raise ValueError(f"{what} must be real; got dtype {gram.dtype}.")
+    if gram.dim() < 2 or gram.shape[-1] != gram.shape[-2]:
+        raise ValueError(
+            f"{what} must have shape [..., m, m] (square in its last two dims); got "
+            f"{tuple(gram.shape)}. Build it as G @ G.mT from vectors G of shape [..., m, n]."
+        )
+    if gram.shape[-1] == 0:
+        raise ValueError(f"{what} is empty (m = 0): the convex hull of no vectors has no point.")
 
 
 def block_ids(block_sizes: Sequence[int] | None, m: int) -> tuple[np.ndarray, int]:

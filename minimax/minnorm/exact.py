@@ -82,17 +82,10 @@ def active_set(
     repeats); numerically we also stop when a corral repeats (anti-cycling) or after max_iter
     linear solves. Returns (weights [m], linear solves used, converged).
     """
-    # Longer than 60 lines: Wolfe's major and minor cycles share the corral state (indices,
-    # weights, anti-cycling set); split, they would pass it all back and forth.
     m = Kn.shape[0]
     diag = np.diag(Kn)
     thr = tol * max(float(diag.max()), 1e-300)
-    if p == 1:
-        Sa = np.array([int(np.argmin(diag))])
-    else:  # the shortest vector of each block
-        order = np.lexsort((diag, bid))
-        starts = np.concatenate(([0], np.cumsum(np.bincount(bid, minlength=p))[:-1]))
-        Sa = order[starts]
+    Sa = _shortest_per_block(diag, bid, p)
     x = np.ones(p)
     seen: set[bytes] = set()
     it = 0
@@ -127,27 +120,46 @@ def active_set(
                 x = y
                 capped = False
                 break
-            neg = np.flatnonzero(y <= 0)
-            denom = x[neg] - y[neg]
-            ratios = np.where(denom > 0, x[neg] / np.where(denom > 0, denom, 1.0), 0.0)
-            arg = int(np.argmin(ratios))
-            theta = min(float(ratios[arg]), 1.0)
-            x = x + theta * (y - x)
-            keep = np.ones(Sa.shape[0], dtype=bool)
-            keep[neg[x[neg] <= 1e-15 * float(np.abs(y).max())]] = False
-            keep[neg[arg]] = False
-            Sa = Sa[keep]
-            x = np.maximum(x[keep], 0.0)
-            if p == 1:
-                x /= x.sum()
-            else:
-                bS = bid[Sa]
-                x /= np.bincount(bS, weights=x, minlength=p)[bS]
+            x, Sa = _toward(x, y, Sa, bid, p)
         if capped:
             break
     alpha = np.zeros(m)
     alpha[Sa] = x
     return alpha, it, converged
+
+
+def _shortest_per_block(diag: np.ndarray, bid: np.ndarray, p: int) -> np.ndarray:
+    """`active_set`'s first corral: the index of the shortest vector of each block [p]."""
+    if p == 1:
+        return np.array([int(np.argmin(diag))])
+    order = np.lexsort((diag, bid))
+    starts = np.concatenate(([0], np.cumsum(np.bincount(bid, minlength=p))[:-1]))
+    return order[starts]
+
+
+def _toward(
+    x: np.ndarray, y: np.ndarray, Sa: np.ndarray, bid: np.ndarray, p: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One minor cycle of `active_set`: move the corral's weights x towards its affine minimizer
+    y (some y_i ≤ 0) until the first weight hits zero, drop it (and any at rounding level), and
+    renormalize each block; returns the new (weights, corral)."""
+    neg = np.flatnonzero(y <= 0)
+    denom = x[neg] - y[neg]
+    ratios = np.where(denom > 0, x[neg] / np.where(denom > 0, denom, 1.0), 0.0)
+    arg = int(np.argmin(ratios))
+    theta = min(float(ratios[arg]), 1.0)
+    x = x + theta * (y - x)
+    keep = np.ones(Sa.shape[0], dtype=bool)
+    keep[neg[x[neg] <= 1e-15 * float(np.abs(y).max())]] = False
+    keep[neg[arg]] = False
+    Sa = Sa[keep]
+    x = np.maximum(x[keep], 0.0)
+    if p == 1:
+        x /= x.sum()
+    else:
+        bS = bid[Sa]
+        x /= np.bincount(bS, weights=x, minlength=p)[bS]
+    return x, Sa
 
 
 def wolfe_batch(

@@ -145,78 +145,120 @@ def assert_descent_direction(
     Returns:
         a `DescentCheck` with the numbers. Raises AssertionError with a report otherwise.
     """
-    # Longer than 60 lines: most of it builds the failure report, line by line, next to the
-    # check each line explains.
     known, problem, batch, p, loss_fn = _resolve(problem_or_known, params, batch, robust_loss)
     d = _vector(direction)
-    dset = (
-        danskin_set(problem, p, batch=batch, maximizers=maximizers)
-        if known is None
-        else danskin_set(known, p, maximizers=maximizers)
-    )
+    dset = _danskin_set(known, problem, p, batch, maximizers)
     flat_d = dset.flatten(d)
     norm = float(flat_d.norm())
     _, gamma_norm, _ = dset.min_norm()
-    lines: list[str] = []
-    failed: list[str] = []
-    scale = sum(float(g.norm(dim=-1).max()) for g in dset.gradients)
-    degenerate = not math.isfinite(norm) or norm <= 1e-12 * scale or norm == 0.0
-    if degenerate:
-        failed.append(f"‖d‖ = {norm:.3g}: a zero (or non-finite) direction descends nowhere")
-        unit = {k: torch.zeros_like(v, dtype=DTYPE) for k, v in dset.unflatten(flat_d).items()}
-        deriv = 0.0
-    else:
-        unit = dset.unflatten(flat_d / norm)
-        deriv = float(dset.directional_derivative({k: -v for k, v in unit.items()}))
-        if not deriv < -tol:
-            failed.append(
-                f"R'(θ; −d̂) = {deriv:+.6g} is not < −{tol:g}: −d is "
-                + ("an ascent direction" if deriv > 0 else "not a strict descent direction")
-            )
-    step_results: list[tuple[float, float | None]] = []
-    loss0 = float("nan")
-    if loss_fn is not None:
-        loss0 = float(loss_fn(p))
-        floor = 256 * torch.finfo(DTYPE).eps * max(1.0, abs(loss0))
-        for eta in () if degenerate else steps:
-            moved = {k: p[k].to(DTYPE) - eta * unit[k].to(DTYPE) for k in p}
-            moved = {k: v.to(p[k].dtype) for k, v in moved.items()}
-            change = float(loss_fn(moved)) - loss0
-            if eta * abs(deriv) < floor and abs(change) < floor:
-                step_results.append((eta, None))
-                lines.append(
-                    f"  η = {eta:g}: R(θ − η d̂) − R(θ) = {change:+.6g} "
-                    "(below float64 resolution, not checked)"
-                )
-                continue
-            step_results.append((eta, change))
-            ok = change < 0
-            lines.append(
-                f"  η = {eta:g}: R(θ − η d̂) − R(θ) = {change:+.6g} "
-                f"(first-order prediction {eta * deriv:+.6g}){'' if ok else '  ✗'}"
-            )
-            if not ok:
-                failed.append(
-                    f"R(θ − η d̂) ≥ R(θ) at η = {eta:g}: the robust loss does not decrease"
-                )
+    unit, deriv, failed, degenerate = _unit_slope(dset, flat_d, norm, tol)
+    loss0, step_results, lines = float("nan"), list[tuple[float, float | None]](), list[str]()
+    if loss_fn is not None:  # check 2 (no steps along a degenerate d)
+        loss0, step_results, lines, more = _step_checks(
+            loss_fn, p, unit, deriv, () if degenerate else steps
+        )
+        failed += more
     if failed:
         report = ["Not a descent direction of the robust loss R(θ) = mean_b max_δ g(θ, δ; b)."]
         report += [f"  ✗ {f}" for f in failed]
         report += _header(known, problem, p)
         report.append(f"  d = {fmt_params(d)}  (‖d‖ = {norm:.6g})")
-        report.append("  maximizers (with the slope of each along −d̂):")
-        report += _maximizer_lines(dset, unit)
-        report.append(f"  R'(θ; −d̂) = Σ_b max_δ ⟨−d̂, ∇θ g⟩/B = {deriv:+.6g}")
-        g = float(gamma_norm)
-        report.append(
-            f"  the steepest descent −γ*/‖γ*‖ has slope −‖γ*‖ = {-g:+.6g}"
-            + ("  (θ is stationary: no descent direction exists)" if g <= 1e-12 else "")
-        )
+        report += _slope_lines(dset, unit, deriv, float(gamma_norm))
         if loss_fn is not None:
             report.append(f"  R(θ) = {loss0:.12g}")
             report += lines
         raise AssertionError("\n".join(report))
     return DescentCheck(deriv, norm, float(gamma_norm), loss0, tuple(step_results))
+
+
+def _danskin_set(
+    known: KnownProblem | None,
+    problem: Problem,
+    p: Mapping[str, Tensor],
+    batch: Batch,
+    maximizers: Sequence[Tensor] | None,
+) -> DanskinSet:
+    """The Danskin set at θ = p: a known problem's, or a plain problem's at ``maximizers``."""
+    if known is None:
+        return danskin_set(problem, p, batch=batch, maximizers=maximizers)
+    return danskin_set(known, p, maximizers=maximizers)
+
+
+def _unit_slope(
+    dset: DanskinSet, flat_d: Tensor, norm: float, tol: float
+) -> tuple[dict[str, Tensor], float, list[str], bool]:
+    """Check 1 of `assert_descent_direction`: the unit direction d̂ (zeros for a degenerate d),
+    R'(θ; −d̂) by Danskin's formula, the failures and whether d is degenerate (zero, non-finite
+    or at the rounding level of the gradients)."""
+    scale = sum(float(g.norm(dim=-1).max()) for g in dset.gradients)
+    if not math.isfinite(norm) or norm <= 1e-12 * scale or norm == 0.0:
+        unit = {k: torch.zeros_like(v, dtype=DTYPE) for k, v in dset.unflatten(flat_d).items()}
+        return (
+            unit,
+            0.0,
+            [f"‖d‖ = {norm:.3g}: a zero (or non-finite) direction descends nowhere"],
+            True,
+        )
+    unit = dset.unflatten(flat_d / norm)
+    deriv = float(dset.directional_derivative({k: -v for k, v in unit.items()}))
+    failed = []
+    if not deriv < -tol:
+        failed.append(
+            f"R'(θ; −d̂) = {deriv:+.6g} is not < −{tol:g}: −d is "
+            + ("an ascent direction" if deriv > 0 else "not a strict descent direction")
+        )
+    return unit, deriv, failed, False
+
+
+def _step_checks(
+    loss_fn: Callable[[Mapping[str, Tensor]], Tensor],
+    p: Mapping[str, Tensor],
+    unit: Mapping[str, Tensor],
+    deriv: float,
+    steps: Sequence[float],
+) -> tuple[float, list[tuple[float, float | None]], list[str], list[str]]:
+    """Check 2 of `assert_descent_direction`: R(θ − η d̂) < R(θ) for each η (a step below
+    float64 resolution of R is reported, not checked). Returns R(θ), (η, change or None) per
+    step, the report's lines and the failures."""
+    loss0 = float(loss_fn(p))
+    floor = 256 * torch.finfo(DTYPE).eps * max(1.0, abs(loss0))
+    results: list[tuple[float, float | None]] = []
+    lines: list[str] = []
+    failed: list[str] = []
+    for eta in steps:
+        moved = {k: p[k].to(DTYPE) - eta * unit[k].to(DTYPE) for k in p}
+        moved = {k: v.to(p[k].dtype) for k, v in moved.items()}
+        change = float(loss_fn(moved)) - loss0
+        if eta * abs(deriv) < floor and abs(change) < floor:
+            results.append((eta, None))
+            lines.append(
+                f"  η = {eta:g}: R(θ − η d̂) − R(θ) = {change:+.6g} "
+                "(below float64 resolution, not checked)"
+            )
+            continue
+        results.append((eta, change))
+        ok = change < 0
+        lines.append(
+            f"  η = {eta:g}: R(θ − η d̂) − R(θ) = {change:+.6g} "
+            f"(first-order prediction {eta * deriv:+.6g}){'' if ok else '  ✗'}"
+        )
+        if not ok:
+            failed.append(f"R(θ − η d̂) ≥ R(θ) at η = {eta:g}: the robust loss does not decrease")
+    return loss0, results, lines, failed
+
+
+def _slope_lines(
+    dset: DanskinSet, unit: Mapping[str, Tensor], deriv: float, gamma_norm: float
+) -> list[str]:
+    """The report's maximizers with their slopes along −d̂, R'(θ; −d̂) and the steepest slope."""
+    lines = ["  maximizers (with the slope of each along −d̂):"]
+    lines += _maximizer_lines(dset, unit)
+    lines.append(f"  R'(θ; −d̂) = Σ_b max_δ ⟨−d̂, ∇θ g⟩/B = {deriv:+.6g}")
+    lines.append(
+        f"  the steepest descent −γ*/‖γ*‖ has slope −‖γ*‖ = {-gamma_norm:+.6g}"
+        + ("  (θ is stationary: no descent direction exists)" if gamma_norm <= 1e-12 else "")
+    )
+    return lines
 
 
 def assert_stationary(
@@ -234,11 +276,7 @@ def assert_stationary(
     `minimax.linalg.min_norm_product_weights` (one simplex block per example). Returns ‖γ⋆‖.
     """
     known, problem, batch, p, _ = _resolve(problem_or_known, params, batch, None)
-    dset = (
-        danskin_set(problem, p, batch=batch, maximizers=maximizers)
-        if known is None
-        else danskin_set(known, p, maximizers=maximizers)
-    )
+    dset = _danskin_set(known, problem, p, batch, maximizers)
     gamma, norm_t, res = dset.min_norm()
     norm = float(norm_t)
     if not norm <= tol:
@@ -270,7 +308,6 @@ def assert_min_norm_optimal(
     (Kα)_i ≥ λ − tol·s for every i, with λ = αᵀKα (per block: λ_j = Σ_(i∈j) α_i (Kα)_i / Σ α_i);
     complementarity α_i·|(Kα)_i − λ| ≤ tol·s (equality on the support).
     """
-    # Longer than 60 lines: the report of each violated KKT condition sits next to its check.
     K = torch.as_tensor(gram).detach().to("cpu", DTYPE)
     a = torch.as_tensor(weights).detach().to("cpu", DTYPE).reshape(-1)
     m = K.shape[-1]
@@ -289,27 +326,8 @@ def assert_min_norm_optimal(
         problems.append("weights contain NaN or Inf")
     start = 0
     for j, n in enumerate(sizes):
-        blk = slice(start, start + n)
+        problems += _kkt_violations(j, start, a[start : start + n], r[start : start + n], s, tol)
         start += n
-        aj, rj = a[blk], r[blk]
-        total = float(aj.sum())
-        if abs(total - 1) > tol:
-            problems.append(f"block {j}: Σ α = {total:.12g} ≠ 1")
-        if float(aj.min()) < -tol:
-            problems.append(f"block {j}: negative weight {float(aj.min()):.3g}")
-        lam = float((aj * rj).sum() / total) if total != 0 else float("nan")
-        worst = float((lam - rj).max()) / s
-        if worst > tol:
-            i = int((lam - rj).argmax())
-            problems.append(
-                f"block {j}: (Kα)_{start - n + i} = {float(rj[i]):.6g} < λ = {lam:.6g} by "
-                f"{worst:.3g}·s (a vertex is better: not optimal)"
-            )
-        comp = float((aj.clamp_min(0) * (rj - lam).abs()).max()) / s
-        if comp > tol:
-            problems.append(
-                f"block {j}: complementarity α_i·|(Kα)_i − λ| = {comp:.3g}·s on the support"
-            )
     if problems:
         report = ["Not an optimal min-norm weight vector (α ∈ Δ, (Kα)_i ≥ αᵀKα, = on the support):"]
         report += [f"  ✗ {p}" for p in problems]
@@ -318,6 +336,31 @@ def assert_min_norm_optimal(
         report.append(f"  Kα / s = {fmt(r / s)}")
         report.append(f"  αᵀKα / s = {float(a @ r) / s:.12g}")
         raise AssertionError("\n".join(report))
+
+
+def _kkt_violations(j: int, start: int, aj: Tensor, rj: Tensor, s: float, tol: float) -> list[str]:
+    """The KKT conditions `assert_min_norm_optimal` finds violated on block j (its weights aj
+    and (Kα) entries rj, from index ``start``; s the scale of K)."""
+    problems = []
+    total = float(aj.sum())
+    if abs(total - 1) > tol:
+        problems.append(f"block {j}: Σ α = {total:.12g} ≠ 1")
+    if float(aj.min()) < -tol:
+        problems.append(f"block {j}: negative weight {float(aj.min()):.3g}")
+    lam = float((aj * rj).sum() / total) if total != 0 else float("nan")
+    worst = float((lam - rj).max()) / s
+    if worst > tol:
+        i = int((lam - rj).argmax())
+        problems.append(
+            f"block {j}: (Kα)_{start + i} = {float(rj[i]):.6g} < λ = {lam:.6g} by "
+            f"{worst:.3g}·s (a vertex is better: not optimal)"
+        )
+    comp = float((aj.clamp_min(0) * (rj - lam).abs()).max()) / s
+    if comp > tol:
+        problems.append(
+            f"block {j}: complementarity α_i·|(Kα)_i − λ| = {comp:.3g}·s on the support"
+        )
+    return problems
 
 
 def assert_rule_descends(

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 from minimax.inner.enumerate import Enumerate
 from minimax.linesearch import Armijo
-from minimax.optim import MinMaxOptimizer, StepReport
+from minimax.optim import MinMaxOptimizer
 from minimax.rules import DDi
+from minimax.step_report import StepReport
 from minimax.testing.finite import Ties, finite_max_problems
 from minimax.testing.problems import KnownProblem
 

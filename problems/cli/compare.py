@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     for run_dir in args.runs:
         if not (run_dir / "config.json").is_file():
             raise UsageError(f"{run_dir} is not a training run directory (no config.json)")
-    from problems.report import compare_runs  # matplotlib: imported only when it is there
+    from problems.comparison import compare_runs  # matplotlib: imported only when it is there
 
     try:
         report = compare_runs(args.runs, args.out, names=names)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import minimax
+from problems.cli.evaluated_model import build_evaluated_model, probe, read_model
 from problems.cli.types import (
     UsageError,
     add_threads_argument,
@@ -34,8 +35,8 @@ from problems.data.datasets import DATASETS
 from problems.data.splits import train_val_split
 from problems.evaluation import DEFAULT_ATTACKS, evaluate, parse_attacks
 from problems.files import atomic_write_text, remove_orphans
-from problems.model_files import ModelFile, read_model_file
-from problems.models import ACTIVATIONS, MODELS, NORMS, build_model
+from problems.model_files import ModelFile
+from problems.models import ACTIVATIONS, MODELS, NORMALIZATIONS
 from problems.threats import THREATS
 
 __all__ = ["DESCRIPTION", "EPILOG", "HELP", "add_arguments", "run", "threat_line"]
@@ -51,7 +52,7 @@ EPILOG = (
     examples:
       minimax evaluate runs/ddi --data-dir data              # best.pt, standard suite
       minimax evaluate runs/ddi/checkpoint.pt --attacks clean,pgd20,apgd-ce --limit 1000
-      minimax evaluate weights.pt --model resnet18 --activation celu --norm group \\
+      minimax evaluate weights.pt --model resnet18 --activation celu --normalization group \\
           --dataset cifar10 --eps 8/255 --robustbench weights.robustbench.json
       minimax evaluate model.ts --torchscript --dataset digits --eps 0.1
     MODEL is a run directory (its best.pt, else checkpoint.pt), a checkpoint written by
@@ -80,7 +81,13 @@ _DEFAULT_EPS = {"linf": 8 / 255, "l2": 0.5}  # RobustBench's CIFAR-10 radii
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``minimax evaluate``, in groups: model, data, threat model, run."""
-    p = parser.add_argument_group("model")
+    _model_arguments(parser.add_argument_group("model"))
+    _data_arguments(parser.add_argument_group("data"))
+    _threat_arguments(parser.add_argument_group("threat model and attacks"))
+    _run_arguments(parser.add_argument_group("run"))
+
+
+def _model_arguments(p: Any) -> None:
     p.add_argument(
         "checkpoint",
         type=path,
@@ -104,8 +111,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--activation", choices=ACTIVATIONS, default="relu", help="with --model (default: relu)"
     )
     p.add_argument(
-        "--norm",
-        choices=NORMS,
+        "--normalization",
+        choices=NORMALIZATIONS,
         default="batch",
         help="normalization layers, with --model (default: batch)",
     )
@@ -115,7 +122,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=32,
         help="small_cnn's width, with --model (default: 32)",
     )
-    d = parser.add_argument_group("data")
+
+
+def _data_arguments(d: Any) -> None:
     d.add_argument(
         "--dataset",
         choices=DATASETS.names(),
@@ -142,7 +151,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="the first N images only (default: all)",
     )
-    t = parser.add_argument_group("threat model and attacks")
+
+
+def _threat_arguments(t: Any) -> None:
     t.add_argument(
         "--threat",
         choices=THREATS.names(),
@@ -175,7 +186,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run every attack on every clean-correct example (default: AutoAttack's "
         "cascade, each attack on the examples still robust)",
     )
-    r = parser.add_argument_group("run")
+
+
+def _run_arguments(r: Any) -> None:
     r.add_argument("--batch-size", type=positive_int, default=256, help="(default: 256)")
     r.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (default)")
     r.add_argument("--seed", type=random_seed, default=0, help="seeds the attacks (default: 0)")
@@ -208,100 +221,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "batches (default: 4096)",
     )
     add_threads_argument(r)
-
-
-def _read(args: argparse.Namespace) -> ModelFile:
-    try:
-        file = read_model_file(args.checkpoint, torchscript=args.torchscript)
-    except (OSError, ValueError, RuntimeError) as error:
-        raise UsageError(str(error)) from None
-    if file.kind == "checkpoint" and args.model is not None:
-        raise UsageError(
-            f"{file.path} was written by `minimax train` and names its model: drop --model"
-        )
-    if file.kind == "state_dict" and args.model is None:
-        raise UsageError(
-            f"{file.path} is a plain state_dict: give its architecture with --model "
-            f"({', '.join(MODELS.names())}) and --activation / --norm"
-        )
-    return file
-
-
-def _build(file: ModelFile, args: argparse.Namespace, data: Any) -> tuple[Any, dict[str, Any]]:
-    """The model with the file's weights, and its description."""
-    if file.kind == "torchscript":
-        assert file.module is not None
-        return file.module, {"name": "torchscript"}
-    if file.kind == "checkpoint":
-        spec = dict(file.meta["model"])
-    else:
-        spec = {
-            "name": args.model,
-            "activation": args.activation,
-            "norm": args.norm,
-            "num_classes": data.num_classes,
-            "in_channels": data.in_channels,
-            "image_size": data.image_size,
-            "width": args.width,
-        }
-    model = build_model(**spec)
-    assert file.state is not None
-    _check_dtypes(file, model.state_dict())
-    try:
-        model.load_state_dict(file.state)
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()
-        raise UsageError(
-            f"the weights in {file.path} do not fit {spec['name']} "
-            f"({'; '.join(first[:3])[:400]}): check --model / --activation / "
-            "--norm / --width and --dataset"
-        ) from None
-    return model, spec
-
-
-def _check_dtypes(file: ModelFile, expected: dict[str, Any]) -> None:
-    """Each tensor of the file must be of the model's kind (floating, integer, complex):
-    load_state_dict would cast int64 weights silently and complex ones with a warning."""
-    assert file.state is not None
-
-    def kind(t: Any) -> str:
-        return "complex" if t.is_complex() else "floating" if t.is_floating_point() else "integer"
-
-    for name, tensor in file.state.items():
-        want = expected.get(name)
-        if want is not None and kind(tensor) != kind(want):
-            raise UsageError(
-                f"{file.path}: {name} holds {kind(tensor)} values ({tensor.dtype}) where the "
-                f"model has {kind(want)} ones ({want.dtype}): not weights of this model"
-            )
-
-
-def _probe(model: Any, x: Any, num_classes: int, path: Path) -> None:
-    """One forward of two examples: a model that cannot take the data set's inputs, or whose
-    output is not [B, classes] scores, is a usage error (not a crash mid-evaluation)."""
-    import torch
-
-    shape = "×".join(str(n) for n in x.shape[1:])
-    training = model.training
-    try:
-        with torch.no_grad():
-            out = model.eval()(x[:2])
-    except Exception as error:  # the model's own code (TorchScript: any error it raises)
-        first = (str(error).strip().splitlines() or [type(error).__name__])[-1]
-        raise UsageError(
-            f"{path} cannot take this data set's images ({shape}, values in [0, 1]): "
-            f"{first[:200]}; check --dataset"
-        ) from None
-    finally:
-        model.train(training)
-    if not (isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[0] == len(x[:2])):
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise UsageError(f"{path} returns {got} for a batch of 2 images: expected [2, classes]")
-    if out.shape[1] < num_classes or not out.is_floating_point():
-        raise UsageError(
-            f"{path} returns {out.shape[1]} {out.dtype} scores per image but the data set has "
-            f"{num_classes} classes: check --dataset"
-        )
 
 
 def threat_line(result: dict[str, Any], split: str) -> str:
@@ -352,19 +271,18 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     set_threads(args.threads)
-    file = _read(args)
+    file = read_model(args)
     config = file.config
     progress = not args.no_progress
     dataset, data, (xt, yt) = _data(args, file, progress)
-    model, spec = _build(file, args, data)
-    _probe(model, xt, data.num_classes, file.path)
-    threat = args.threat or config.get("norm", "linf")
+    model, spec = build_evaluated_model(file, args, data)
+    probe(model, xt, data.num_classes, file.path)
+    threat = args.threat or config.get("threat", "linf")
     eps = args.eps if args.eps is not None else config.get("eps", _DEFAULT_EPS[threat])
     check_radius("--eps", eps, threat, args.allow_large_eps)
-    from problems.distributed import Ranks, evaluate_sharded, rank_file
+    from problems.distributed import Ranks, rank_file
 
     ranks = Ranks.from_env()  # under torchrun: each rank evaluates a shard; exact counts
-    device = ranks.device(resolve_device(args.device))
     out = args.out or file.path.parent / f"eval-{file.path.stem}.json"
     progress_file = out.with_name(out.name + ".progress")
     mine = rank_file(progress_file, ranks)
@@ -372,32 +290,8 @@ def run(args: argparse.Namespace) -> int:
     remove_orphans(out.parent, [mine.name])  # left by a killed write
     if args.resume and not mine.is_file() and progress and ranks.is_main:
         print(f"no progress in {mine} yet: starting afresh", file=sys.stderr)
-    try:
-        ranks.agree(rank_options(args), "minimax evaluate")  # a mismatch: ValueError, exit 2
-        result = evaluate_sharded(
-            evaluate,
-            model,
-            (xt, yt),
-            ranks,
-            eps=eps,
-            attacks=attacks,
-            restarts=args.restarts,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            device=device,
-            norm=threat,
-            progress=progress and ranks.is_main,
-            cascade=not args.no_cascade,
-            dataset=dataset,
-            allow_large_eps=args.allow_large_eps,
-            progress_file=progress_file,
-            resume=args.resume,
-            chunk=args.chunk,
-        )
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    finally:
-        ranks.close()
+    settings = {"eps": eps, "attacks": attacks, "norm": threat, "dataset": dataset}
+    result = _evaluate(args, model, (xt, yt), ranks, progress_file, **settings)
     if not ranks.is_main:
         mine.unlink(missing_ok=True)  # every rank has finished (the counts were gathered)
         return 0
@@ -416,24 +310,58 @@ def run(args: argparse.Namespace) -> int:
     if args.robustbench is not None and result.get("robustbench") is not None:
         _write(args.robustbench, result["robustbench"], progress)
     print(threat_line(result, args.split))
-    print(
-        json.dumps(
-            {
-                k: result[k]
-                for k in (
-                    "clean_acc",
-                    "robust_acc",
-                    "worst_case_acc",
-                    "autoattack_first_two",
-                    "n_examples",
-                    "threat_model",
-                    "eps",
-                    "dataset",
-                )
-            }
-        )
-    )
+    print(json.dumps({k: result[k] for k in _HEADLINE}))
     return 0
+
+
+#: the keys of the result printed as the last line (JSON)
+_HEADLINE = (
+    "clean_acc",
+    "robust_acc",
+    "worst_case_acc",
+    "autoattack_first_two",
+    "n_examples",
+    "threat_model",
+    "eps",
+    "dataset",
+)
+
+
+def _evaluate(
+    args: argparse.Namespace,
+    model: Any,
+    data: tuple[Any, Any],
+    ranks: Any,
+    progress_file: Path,
+    **settings: Any,
+) -> dict[str, Any]:
+    """`problems.evaluation.evaluate` on this rank's shard (every rank's counts gathered),
+    resumable from ``progress_file``; ``settings``: eps, attacks, norm and dataset."""
+    from problems.distributed import evaluate_sharded
+
+    try:
+        ranks.agree(rank_options(args), "minimax evaluate")  # a mismatch: ValueError, exit 2
+        return evaluate_sharded(
+            evaluate,
+            model,
+            data,
+            ranks,
+            restarts=args.restarts,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            device=ranks.device(resolve_device(args.device)),
+            progress=not args.no_progress and ranks.is_main,
+            cascade=not args.no_cascade,
+            allow_large_eps=args.allow_large_eps,
+            progress_file=progress_file,
+            resume=args.resume,
+            chunk=args.chunk,
+            **settings,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    finally:
+        ranks.close()
 
 
 def _write(path: Path, content: dict[str, Any], progress: bool) -> None:

@@ -145,7 +145,7 @@ def run_digits(
         "width": s.digits_width,
         "seeds": list(seeds),
         "settings": {
-            name: {"activation": SETTINGS[name][0], "norm": SETTINGS[name][1], "runs": []}
+            name: {"activation": SETTINGS[name][0], "normalization": SETTINGS[name][1], "runs": []}
             for name in settings
         },
     }
@@ -207,12 +207,12 @@ def _train(
 ) -> RunHistory:
     """One digits run: a seeded small CNN trained by the `VARIANTS` entry ``rule`` (m restarts
     for every rule)."""
-    activation, norm = setting
+    activation, normalization = setting
     torch.manual_seed(seed)
     model = build_model(
         "small_cnn",
         activation=activation,
-        norm=norm,
+        normalization=normalization,
         in_channels=1,
         image_size=8,
         num_classes=10,
@@ -238,7 +238,7 @@ def _train(
         seed=seed,
         line_search=line_search,
     )
-    meta = {"model": "small_cnn", "activation": activation, "norm": norm}
+    meta = {"model": "small_cnn", "activation": activation, "normalization": normalization}
     return train(
         model,
         data.train,

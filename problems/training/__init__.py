@@ -15,7 +15,8 @@ labels int64 [N])::
     SCHEDULES, BATCHNORM, TIME_FIELDS
 
 Modules: `config` (the recipe), `rules` (the rule registry), `setup` (the pieces and `Run`),
-`loop` (the phases: epoch, step, validation), `divergence` (what stops a diverging run),
+`loop` (the phases: epoch, step, validation), `epoch_stats` (an epoch's running sums and
+record), `signals` (SIGINT / SIGTERM), `divergence` (what stops a diverging run),
 `checkpoint` (run directory, checkpoint I/O), `history` (records and metrics.jsonl).
 """
 

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from problems.files import atomic_save, atomic_write_text, load_tensors, remove_orphans
-from problems.training.config import TrainConfig
+from problems.training.config import TrainConfig, upgrade_config, upgrade_model_spec
 from problems.training.history import count_lines, truncate_jsonl
 from problems.training.setup import Run
 
@@ -187,7 +187,10 @@ def _check_same_config(
 ) -> None:
     """Compare the whole saved recipe (config and meta: model, data, splits) with the current
     one; one ValueError lists every difference."""
-    before = {**_flat(saved_meta), **dict(saved)}
+    model = saved_meta.get("model")
+    if isinstance(model, Mapping):
+        saved_meta = {**saved_meta, "model": upgrade_model_spec(model)}
+    before = {**_flat(saved_meta), **upgrade_config(saved)}
     now = {**_flat(meta), **config.to_dict()}
     diff = sorted(
         k for k in set(before) | set(now) if k not in _MAY_CHANGE and before.get(k) != now.get(k)

@@ -3,11 +3,12 @@
 Public API::
 
     TrainConfig(...)            validated when built; .to_dict(), TrainConfig.from_dict(data)
+    upgrade_config(config), upgrade_model_spec(spec)   saved entries under today's names
     SCHEDULES, BATCHNORM, LINE_SEARCHES   the accepted schedule, BatchNorm-policy and
                                 line-search names
     TIME_FIELDS                 metrics fields that hold wall-clock measurements
 
-The rule names come from `problems.training.rules.RULES`, the threat names (``norm``) from
+The rule names come from `problems.training.rules.RULES`, the threat names (``threat``) from
 `problems.threats.THREATS`.
 """
 
@@ -42,7 +43,8 @@ class TrainConfig:
     restarts: m, the PGD restarts of the training attack (candidates per example).
     schedule: ``"piecewise"`` (lr ÷10 at 50% and 75% of the epochs), ``"cosine"`` or
         ``"constant"``; the learning rate is updated every step.
-    eps, step_size, steps, norm: the training attack, PGD in the ``norm`` ball with x + δ in [0, 1].
+    eps, step_size, steps, threat: the training attack, PGD in the ``threat`` ball (a
+        `problems.threats.THREATS` name) with x + δ in [0, 1].
     eval_steps, eval_restarts, eval_every, eval_examples: validation robust accuracy (PGD with
         step 2.5·eps/eval_steps) every ``eval_every`` epochs, on at most ``eval_examples`` examples.
     remeasure: re-run the attack after each step to report the fraction of steps whose batch
@@ -65,7 +67,7 @@ class TrainConfig:
     eps: float = 8 / 255
     step_size: float = 2 / 255
     steps: int = 10
-    norm: str = "linf"
+    threat: str = "linf"
     eval_steps: int = 20
     eval_restarts: int = 1
     eval_every: int = 1
@@ -85,7 +87,7 @@ class TrainConfig:
         """Raise ValueError naming the first invalid field (run at construction)."""
         _choice("rule", RULES.canonical(self.rule), training_rules())
         _choice("schedule", self.schedule, SCHEDULES)
-        THREATS.canonical(self.norm)
+        THREATS.canonical(self.threat)
         _choice("batchnorm", self.batchnorm, BATCHNORM)
         _choice("line_search", self.line_search, LINE_SEARCHES)
         for name in (
@@ -115,10 +117,36 @@ class TrainConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """The config saved by `to_dict`; unknown fields are a ValueError."""
         names = {f.name for f in dataclasses.fields(cls)}
+        data = upgrade_config(data)
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown TrainConfig fields {unknown}")
         return cls(**dict(data))
+
+
+#: entries that files written before their renaming (config.json, checkpoints) hold under another
+#: name: config "norm" is today's "threat", meta.model "norm" today's "normalization"
+_RENAMED_CONFIG = {"norm": "threat"}
+_RENAMED_MODEL = {"norm": "normalization"}
+
+
+def _renamed(entries: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    out = dict(entries)
+    for old, new in names.items():
+        if old in out and new not in out:
+            out[new] = out.pop(old)
+    return out
+
+
+def upgrade_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved config with its entries under today's names (``norm`` → ``threat``)."""
+    return _renamed(config, _RENAMED_CONFIG)
+
+
+def upgrade_model_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved ``meta["model"]`` under today's names (``norm`` → ``normalization``, the
+    argument of `problems.models.build_model`)."""
+    return _renamed(spec, _RENAMED_MODEL)
 
 
 def _choice(name: str, value: str, choices: Sequence[str]) -> None:

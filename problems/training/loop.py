@@ -26,8 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -53,6 +51,7 @@ from problems.training.checkpoint import (
 )
 from problems.training.config import TrainConfig
 from problems.training.divergence import checked_step
+from problems.training.epoch_stats import EpochStats, accumulate, epoch_line, epoch_record, fmt_acc
 from problems.training.history import RunHistory
 from problems.training.setup import (
     AugmentFn,
@@ -64,6 +63,7 @@ from problems.training.setup import (
     used_lr,
     weights_entropy,
 )
+from problems.training.signals import Signals
 
 __all__ = ["train"]
 
@@ -123,20 +123,27 @@ def train(
     if run.epoch >= config.epochs:
         return run.history
     metrics_path = out / METRICS if ranks.is_main else Path(os.devnull)
-    with _Signals() as signals, open_append(metrics_path) as metrics:
+    with Signals() as signals, open_append(metrics_path) as metrics:
         loop = _Loop(run, data, metrics, signals, max_steps, callback, progress and ranks.is_main)
         loop.ranks = ranks
-        try:
-            while run.epoch < config.epochs:
-                if loop.epoch():  # stopped early: checkpoint written inside the epoch
-                    return run.history
-                _end_epoch(loop, val_set)
-                if signals.received is not None:
-                    run.history.status = "interrupted"
-                    return run.history
-        except (NonFiniteStateError, minimax.NonFiniteError) as error:  # a step, a validation
-            _stop_diverged(loop, str(error))
+        _epochs(loop, val_set)
     return run.history
+
+
+def _epochs(loop: _Loop, val_set: tuple[Tensor, Tensor] | None) -> None:
+    """Epochs until the last one, an early stop (checkpoint written inside the epoch), a signal
+    or a divergence; the run's history says which."""
+    run = loop.run
+    try:
+        while run.epoch < run.config.epochs:
+            if loop.epoch():
+                return
+            _end_epoch(loop, val_set)
+            if loop.signals.received is not None:
+                run.history.status = "interrupted"
+                return
+    except (NonFiniteStateError, minimax.NonFiniteError) as error:  # a step, a validation
+        _stop_diverged(loop, str(error))
 
 
 def _stop_diverged(loop: _Loop, reason: str) -> None:
@@ -167,34 +174,17 @@ def _checked_inputs(
 
 
 @dataclass
-class _EpochStats:
-    """Running sums over one epoch's steps (checkpointed mid-epoch)."""
-
-    steps: int = 0
-    examples: int = 0
-    loss: float = 0.0
-    correct: int = 0
-    norm: float = 0.0
-    certificate: float = 0.0
-    certificates: int = 0
-    entropy: float = 0.0
-    went_up: int = 0
-    remeasured: int = 0
-    wall: float = 0.0
-
-
-@dataclass
 class _Loop:
     """What the epoch and step phases share: the run, the data and the run's I/O."""
 
     run: Run
     data: tuple[Tensor, Tensor]
     metrics: IO[str]
-    signals: _Signals
+    signals: Signals
     max_steps: int | None
     callback: Callback | None
     progress: bool
-    stats: _EpochStats = dataclasses.field(default_factory=_EpochStats)
+    stats: EpochStats = dataclasses.field(default_factory=EpochStats)
     ranks: Ranks = dataclasses.field(default_factory=Ranks)
 
     def log(self, record: dict[str, Any]) -> None:
@@ -209,10 +199,10 @@ class _Loop:
         n = self.data[0].shape[0]
         if run.position is None:
             perm = torch.randperm(n, generator=run.shuffle_gen)
-            index, self.stats = 0, _EpochStats()
+            index, self.stats = 0, EpochStats()
         else:
             perm, index = run.position["perm"], run.position["index"]
-            self.stats = _EpochStats(**run.position["stats"])
+            self.stats = EpochStats(**run.position["stats"])
             run.position = None
         run.model.train()
         bar = tqdm(
@@ -233,7 +223,7 @@ class _Loop:
                     loss=f"{self.stats.loss / self.stats.examples:.3f}",
                     acc=f"{self.stats.correct / self.stats.examples:.3f}",
                     norm=f"{norm:.3g}",
-                    val=_fmt_acc(run.history.last("robust_acc")),
+                    val=fmt_acc(run.history.last("robust_acc")),
                 )
                 if self._should_stop():
                     stats = dataclasses.asdict(self.stats)
@@ -262,7 +252,7 @@ class _Loop:
         run.wall += step_wall
         run.step += 1
         entropy = weights_entropy(report.weights)
-        _accumulate(self.stats, report, len(idx), correct, entropy, step_wall)
+        accumulate(self.stats, report, len(idx), correct, entropy, step_wall)
         record = {
             "kind": "step",
             "epoch": run.epoch + 1,
@@ -299,25 +289,6 @@ def _batch(run: Run, data: tuple[Tensor, Tensor], idx: Tensor) -> tuple[Tensor, 
     return x, y
 
 
-def _accumulate(
-    stats: _EpochStats, report: Any, n: int, correct: int, entropy: float, wall: float
-) -> None:
-    """Add one step's `minimax.StepReport` to the epoch's running sums."""
-    stats.steps += 1
-    stats.examples += n
-    stats.loss += report.robust_loss * n
-    stats.correct += correct
-    stats.norm += report.norm
-    stats.entropy += entropy
-    stats.wall += wall
-    if report.certificate is not None:
-        stats.certificate += report.certificate
-        stats.certificates += 1
-    if report.robust_loss_after is not None:
-        stats.remeasured += 1
-        stats.went_up += int(report.robust_loss_after > report.robust_loss)
-
-
 def _end_epoch(loop: _Loop, val_set: tuple[Tensor, Tensor] | None) -> None:
     """Validation, the epoch record, best.pt and the checkpoint."""
     run, config, stats = loop.run, loop.run.config, loop.stats
@@ -330,31 +301,11 @@ def _end_epoch(loop: _Loop, val_set: tuple[Tensor, Tensor] | None) -> None:
         eval_seconds = time.perf_counter() - t0
         clean_acc = result["clean_acc"]
         robust_acc = result["robust_acc"][f"pgd{config.eval_steps}"]
-    fwd, bwd = run.optimizer.engine.passes.snapshot()
-    seen = run.history.epochs[-1]["examples"] if run.history.epochs else 0
-    record = {
-        "epoch": run.epoch,
-        "clean_acc": clean_acc,
-        "robust_acc": robust_acc,
-        "train_loss": _mean(stats.loss, stats.examples),
-        "train_clean_acc": _mean(stats.correct, stats.examples),
-        "went_up_fraction": _mean(stats.went_up, stats.remeasured),
-        "mean_norm": _mean(stats.norm, stats.steps),
-        "mean_certificate": _mean(stats.certificate, stats.certificates),
-        "mean_weights_entropy": _mean(stats.entropy, stats.steps),
-        "lr": used_lr(run.scheduler),
-        "wall": run.wall,
-        "eval_seconds": eval_seconds,
-        "images_per_second": stats.examples / stats.wall if stats.wall > 0 else None,
-        "forward": fwd,
-        "backward": bwd,
-        "steps": run.step,
-        "examples": seen + stats.examples,
-    }
+    record = epoch_record(run, stats, clean_acc, robust_acc, eval_seconds)
     run.history.epochs.append(record)
     loop.log({"kind": "epoch", **record})
     if loop.progress:
-        tqdm.write(_epoch_line(record, config.epochs))
+        tqdm.write(epoch_line(record, config.epochs))
     if loop.ranks.is_main:
         if robust_acc is not None:
             save_best(run, clean_acc, robust_acc)
@@ -379,7 +330,7 @@ def _validate(
         batch_size=max(256, config.batch_size),
         seed=config.seed,
         device=config.device,
-        norm=config.norm,
+        norm=config.threat,
     )
 
 
@@ -391,44 +342,3 @@ def _batch_correct(model: nn.Module, x: Tensor, y: Tensor, amp: bool) -> int:
             return int((model(x).argmax(-1) == y).sum())
     finally:
         model.train()
-
-
-def _mean(total: float, n: int) -> float | None:
-    return total / n if n else None
-
-
-def _fmt_acc(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-def _epoch_line(record: Mapping[str, Any], epochs: int) -> str:
-    return (
-        f"epoch {record['epoch']}/{epochs}  loss {record['train_loss']:.4f}  "
-        f"clean {_fmt_acc(record['clean_acc'])}  robust {_fmt_acc(record['robust_acc'])}  "
-        f"|d| {record['mean_norm']:.4g}  wall {record['wall']:.1f}s"
-    )
-
-
-class _Signals:
-    """Turns SIGINT/SIGTERM into a flag; a second signal raises KeyboardInterrupt at once."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        if self.received is not None:
-            raise KeyboardInterrupt
-        self.received = signum
-
-    def __enter__(self) -> _Signals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.getsignal(sig)
-                signal.signal(sig, self._handler)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()

@@ -145,14 +145,14 @@ def make_problem(model: nn.Module, config: TrainConfig) -> minimax.ModuleProblem
     problem = minimax.ModuleProblem(
         model,
         # an L∞ eps over 1 is the user's choice here: the CLI asks for --allow-large-eps
-        perturbation=make_perturbation(config.norm, config.eps, allow_large_eps=True),
+        perturbation=make_perturbation(config.threat, config.eps, allow_large_eps=True),
         batchnorm=config.batchnorm,  # type: ignore[arg-type]
     )
     if config.rule == "ddi-example" and problem.examples_coupled:
         raise ValueError(
             "rule 'ddi-example' needs examples that do not share batch statistics, but the model "
             "has BatchNorm in train mode: use batchnorm='eval' (`--batchnorm eval`), a model "
-            "without BatchNorm (`--norm group` or `--norm none`), or rule 'ddi'"
+            "without BatchNorm (`--normalization group` or `--normalization none`), or rule 'ddi'"
         )
     return problem
 

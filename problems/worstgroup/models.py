@@ -7,7 +7,7 @@ entropy)::
 
     LogisticModel(in_features, num_classes=2, *, seed=0)
     MLP(in_features, num_classes=2, *, hidden=64, seed=0)        one hidden ReLU layer
-    CNN1d(length=40, num_classes=10, *, channels=32, norm="none", seed=0)
+    CNN1d(length=40, num_classes=10, *, channels=32, normalization="none", seed=0)
     WORSTGROUP_MODELS: Registry name → builder (logistic, mlp, cnn1d)
     build_worstgroup_model(name, data, *, seed=0, **options) -> nn.Module
 
@@ -28,7 +28,7 @@ from problems.data.groups import WorstGroupData
 
 __all__ = ["MLP", "WORSTGROUP_MODELS", "CNN1d", "LogisticModel", "build_worstgroup_model"]
 
-NORMS: tuple[str, ...] = ("none", "group")
+NORMALIZATIONS: tuple[str, ...] = ("none", "group")
 
 
 @contextmanager
@@ -71,7 +71,7 @@ class CNN1d(nn.Module):
     """A small 1-D CNN for signals [..., length]: three Conv1d + ReLU layers (kernel 5, then two
     of kernel 3 and stride 2, ``channels`` each), then a linear layer on the flattened maps.
 
-    ``norm="group"`` puts a GroupNorm (4 groups) after each convolution; it normalizes each
+    ``normalization="group"`` puts a GroupNorm (4 groups) after each convolution; it normalizes each
     example on its own, unlike BatchNorm. Any leading dimensions are kept."""
 
     def __init__(
@@ -80,19 +80,22 @@ class CNN1d(nn.Module):
         num_classes: int = 10,
         *,
         channels: int = 32,
-        norm: str = "none",
+        normalization: str = "none",
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if norm not in NORMS:
-            raise ValueError(f"unknown norm {norm!r}: choose one of {', '.join(NORMS)}")
-        if norm == "group" and channels % 4:
-            raise ValueError(f"norm='group' needs channels divisible by 4, got {channels}")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"unknown normalization {normalization!r}: "
+                f"choose one of {', '.join(NORMALIZATIONS)}"
+            )
+        if normalization == "group" and channels % 4:
+            raise ValueError(f"normalization='group' needs channels divisible by 4, got {channels}")
         self.length = length
 
         def block(c_in: int, kernel: int, stride: int) -> list[nn.Module]:
             conv = nn.Conv1d(c_in, channels, kernel, stride=stride, padding=kernel // 2)
-            normalize = nn.GroupNorm(4, channels) if norm == "group" else nn.Identity()
+            normalize = nn.GroupNorm(4, channels) if normalization == "group" else nn.Identity()
             return [conv, normalize, nn.ReLU()]
 
         with _seeded(seed):

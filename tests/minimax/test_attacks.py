@@ -330,3 +330,79 @@ def test_threat_set_refuses_a_radius_wider_than_the_range_unless_allowed():
         minimax.attack(model, x, y, eps=2.0, attack="pgd", steps=2)
     adv = minimax.attack(model, x, y, eps=2.0, attack="pgd", steps=2, allow_large_eps=True)
     assert bool(((adv >= 0) & (adv <= 1)).all())
+
+
+# -- costs and throughput --------------------------------------------------------------------------
+
+
+def test_evaluate_records_cpu_time_passes_and_examples_per_attack():
+    net, x, y = _classifier(seed=4, n=40)
+    r = minimax.evaluate(net, (x, y), eps=0.1, attacks=("pgd", "square"), steps=6, batch_size=25)
+    labels = ["clean", "pgd", "square"]
+    assert list(r.seconds) == list(r.cpu_seconds) == list(r.passes) == list(r.attacked) == labels
+    assert r.attacked["clean"] == 40
+    assert r.attacked["pgd"] == int(r.clean.sum())  # every clean-correct example
+    assert r.attacked["square"] == int(r.correct["pgd"].sum())  # the cascade's survivors
+    # PGD: 6 forward+backward, its final scoring forward and the check, over two batches
+    assert r.passes["pgd"] == {"forward": 2 * (6 + 1 + 1), "backward": 2 * 6}
+    assert r.passes["clean"] == {"forward": 1, "backward": 0}  # the checked forward, reused
+    assert r.passes["square"]["backward"] == 0 and r.passes["square"]["forward"] >= 2
+    assert all(t >= 0 for t in r.cpu_seconds.values())
+    rate = r.images_per_second()
+    assert rate["pgd"] == pytest.approx(r.attacked["pgd"] / r.seconds["pgd"])
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["passes"] == r.passes and d["attacked"] == r.attacked
+    assert set(d["images_per_second"]) == set(labels)
+    both = minimax.Evaluation.cat([r, r])
+    assert both.passes["pgd"]["forward"] == 2 * r.passes["pgd"]["forward"]
+    assert both.attacked["square"] == 2 * r.attacked["square"]
+    assert both.cpu_seconds["pgd"] == pytest.approx(2 * r.cpu_seconds["pgd"])
+
+
+def test_evaluate_runs_one_clean_forward_per_batch():
+    net, x, y = _classifier(seed=5, n=30)
+    calls = []
+    handle = net.register_forward_hook(lambda m, i, o: calls.append(int(o.shape[0])))
+    try:
+        minimax.evaluate(net, (x, y), eps=0.1, attacks=("fgsm",), batch_size=10)
+    finally:
+        handle.remove()
+    with torch.no_grad():
+        clean = int(net(x).argmax(1).eq(y).sum())
+    # per batch: one clean forward (10 rows), then on the clean-correct rows FGSM's forward
+    # (with its backward), its scoring forward and the check; the first batch's clean forward
+    # is the one that checks the model's output, not repeated
+    assert sum(calls) == 30 + 3 * clean
+
+
+def test_evaluate_at_torchattacks_budgets_is_as_strong_as_its_autoattack():
+    from benchmarks.attacks import import_torchattacks
+
+    try:
+        ta = import_torchattacks()
+    except ImportError as error:
+        pytest.skip(f"torchattacks is not importable: {error}")
+    net, x, y = _classifier(seed=6, n=32)
+    suite = {
+        "apgd-ce": minimax.APGD(10, seed=0),
+        "apgd-t": minimax.extend.APGDTargeted(10, targets=9, seed=0),
+        "fab-t": minimax.extend.FABTargeted(10, targets=9, seed=0),
+        "square": minimax.Square(5000, p_init=0.8, seed=0),
+    }
+    ours = minimax.evaluate(net, (x, y), eps=0.1, attacks=suite)
+    torch.manual_seed(0)
+    adv = ta.AutoAttack(net, norm="Linf", eps=0.1, version="standard", seed=0)(x, y)
+    theirs = _accuracy(net, adv, y, torch.zeros(1, *x.shape))
+    assert ours.robust_acc <= theirs + 1 / 32, (ours.robust_acc, theirs)
+
+
+@pytest.mark.parametrize("h, w, side", [(8, 8, (3, 3)), (1, 300, (1, 120)), (256, 5, (200, 2))])
+def test_window_mask_is_one_window_of_the_side_inside_the_plane(h, w, side):
+    gen = torch.Generator().manual_seed(0)
+    mask = _window_mask(h, w, side, 6, gen)
+    assert mask.shape == (6, 1, h, w)
+    for m in mask[:, 0]:
+        rows, cols = torch.nonzero(m.any(1)).squeeze(1), torch.nonzero(m.any(0)).squeeze(1)
+        assert int(m.sum()) == side[0] * side[1]  # a full rectangle of that size
+        assert rows.numel() == side[0] and cols.numel() == side[1]
+        assert int(rows[-1] - rows[0]) == side[0] - 1 and int(cols[-1] - cols[0]) == side[1] - 1

@@ -4,7 +4,9 @@ Each case replaces one argument of a working call by a hostile value (NaN, ±Inf
 fractional or huge number, a string, None, a bool, an integer, complex or NaN tensor, a wrong
 shape) drawn by hypothesis. The call must raise a ValueError or TypeError whose message names
 that argument, or return a finite, correct result. One test runs every entry in turn, prints
-how many cases it tried per entry and in all, and asserts a minimum.
+how many cases it tried per entry and in all, and asserts a minimum. Another checks the messages
+of common mistakes one by one (a delta of the wrong shape, an empty batch, a loss that reduces, a
+parameter the optimizer does not hold, ...).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import math
 import warnings
 from collections import Counter
 
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -585,3 +588,57 @@ def test_each_reported_case_refused_by_name():
         mm.distributed.shard_bounds(10, 3, 3)
     with pytest.raises(ValueError, match="world_size"):
         mm.distributed.split_sizes(5, 0)
+
+
+def test_bad_inputs_have_clear_errors(logistic, elu_network):
+    lin, loss, (x, y) = logistic()
+    problem = mm.ModuleProblem(lin, loss, mm.LinfBall(0.1))
+    params = problem.parameters()
+    with pytest.raises(ValueError, match="eps must be"):
+        mm.LinfBall(-0.1)
+    with pytest.raises(ValueError, match="delta has shape"):
+        mm.extend.engine_of(problem).values(
+            params, torch.zeros(2, 16, 4, dtype=torch.float64), (x, y)
+        )
+    with pytest.raises(ValueError, match="empty"):
+        mm.PGD(2, 0.1)(problem, params, (x[:0], y[:0]))
+    with pytest.raises(ValueError, match="examples but y"):
+        mm.PGD(2, 0.1)(problem, params, (x, y[:3]))
+    with pytest.raises(TypeError, match="dtype"):
+        mm.PGD(2, 0.1)(problem, params, (x.float(), y))
+    with pytest.raises(ValueError, match="model is on"):
+        mm.PGD(2, 0.1)(problem, params, (x.to("meta"), y.to("meta")))
+    with pytest.raises(ValueError, match="reduction='none'"):
+        bad = mm.ModuleProblem(lin, lambda o, t: loss(o, t).mean(), mm.LinfBall(0.1))
+        mm.PGD(2, 0.1)(bad, bad.parameters(), (x, y))
+    with pytest.raises(ValueError, match="restarts"):
+        mm.PGD(2, 0.1, restarts=0)
+    with pytest.raises(ValueError, match="tolerance"):
+        mm.DDi(tolerance=-1.0)
+    with pytest.raises(TypeError, match="perturbation"):
+        mm.ModuleProblem(lin, loss, None)
+    with pytest.raises(ValueError, match="not in the optimizer"):
+        mm.MinMaxOptimizer(
+            problem,
+            torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1),
+            mm.PGD(1, 0.1),
+            mm.DDi(),
+        )
+    with pytest.raises(MemoryError, match="per_example=False"):
+        toy = elu_network(n=8)
+        mm.descent_direction(
+            toy.problem,
+            None,
+            toy.batch,
+            mm.PGD(1, 0.1, restarts=2),
+            mm.DDi(per_example=True),
+            engine=mm.Engine(toy.problem, memory_budget=10, gramian="materialized"),
+        )
+    with pytest.raises(ValueError, match="per-example values"):
+        fp = mm.FunctionProblem(
+            lambda p, d, b: (p["t"] * d).sum(),
+            {"t": torch.ones(1)},
+            mm.Box(-1.0, 1.0),
+            event_shape=(1,),
+        )
+        mm.PGD(1, 0.1)(fp, fp.parameters(), torch.zeros(3))

@@ -1,3 +1,6 @@
+"""The shared argument checks of minimax.checks: integers, real numbers, the L∞ radius against the
+input range, choices and tensors, with messages that name the argument."""
+
 import math
 
 import pytest

@@ -1,4 +1,5 @@
-"""Tests for minimax.linesearch (the Armijo search) and minimax.tolerance (the shrinking τ)."""
+"""The Armijo search of minimax.linesearch: accepted and refused steps on the counterexample, NaN
+trials, the bound on accepted steps at a kink, bad arguments."""
 
 import math
 
@@ -7,7 +8,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minimax.linesearch import Armijo
-from minimax.tolerance import ShrinkingTolerance
 
 
 def _phi(x1: float, x2: float) -> float:
@@ -59,20 +59,3 @@ def test_accepted_steps_meet_their_bound_on_a_kink(curv, slope, shrink, c):
 def test_bad_arguments_are_refused(kwargs):
     with pytest.raises((ValueError, TypeError)):
         Armijo(**kwargs)
-
-
-def test_tolerance_shrinks_only_when_the_direction_is_short():
-    tol = ShrinkingTolerance(0.08, shrink=0.5, ratio=1.0, minimum=0.01)
-    assert tol.update(1.0) == 0.08  # ‖d‖² = 1 > κτ = 0.08: progress at resolution τ, keep
-    assert tol.update(0.2) == 0.04  # 0.04 ≤ 0.08: shrink
-    assert tol.update(0.1) == 0.02
-    assert tol.update(0.0) == 0.01 and tol.update(0.0) == 0.01  # the floor holds
-    fresh = ShrinkingTolerance(0.08, minimum=0.01)
-    fresh.load_state_dict(tol.state_dict())
-    assert fresh.value == 0.01
-    with pytest.raises(ValueError, match="outside"):
-        fresh.load_state_dict({"value": 1.0})
-    with pytest.raises(ValueError):
-        tol.update(math.nan)
-    with pytest.raises(ValueError):
-        ShrinkingTolerance(0.01, minimum=0.1)

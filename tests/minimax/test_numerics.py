@@ -92,7 +92,7 @@ def test_huge_and_tiny_projections():
 
 
 def test_l2_step_from_an_underflowing_gradient_is_a_unit_step():
-    """tests/minimax/test_sets.py's once-flaky case: ‖g‖² underflows for g = [0, 2.26e-191]."""
+    """tests/minimax/sets/test_lp.py's once-flaky case: ‖g‖² underflows for g = [0, 2.26e-191]."""
     g = torch.tensor([[0.0, 2.26e-191]], dtype=F64)
     step = mm.L2Ball(1.0).ascent_step(torch.zeros_like(g), g, 1.0)
     torch.testing.assert_close(step, torch.tensor([[0.0, 1.0]], dtype=F64))

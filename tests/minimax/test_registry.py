@@ -1,3 +1,6 @@
+"""The Registry every extension point uses: registration, building by name, aliases, and errors
+that list the choices."""
+
 import pytest
 
 from minimax.registry import Registry

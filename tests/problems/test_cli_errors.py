@@ -8,6 +8,7 @@ import errno
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 import torch
 
 from problems.cli import COMMANDS, build_parser, explicit, main
-from problems.cli.train import PAPER, finish_args
+from problems.cli.train_arguments import PAPER, finish_args
 
 #: a run that would train if its arguments were good (digits ship offline)
 BASE = [
@@ -68,7 +69,7 @@ BAD = {
     "amp-on-cpu": (["--amp"], "CUDA"),
     "val-split-too-big": (["--val-split", "100000"], "leaves no training images"),
     "resume-and-overwrite": (["--resume", "--overwrite"], "contradict"),
-    "ddi-example-batchnorm": (["--rule", "ddi-example", "--norm", "batch"], "BatchNorm"),
+    "ddi-example-batchnorm": (["--rule", "ddi-example", "--normalization", "batch"], "BatchNorm"),
     "restarts-million": (["--restarts", "1000000"], "at most 1,000"),
     "eval-restarts-million": (["--eval-restarts", "1000000"], "at most 1,000"),
     "seed-2-pow-70": (["--seed", str(2**70)], "at most 9,223,372,036,854,775,807"),
@@ -173,7 +174,7 @@ def test_paper_preset_and_overrides() -> None:
     assert PAPER == {
         "model": "resnet18",
         "activation": "celu",
-        "norm": "group",
+        "normalization": "group",
         "rule": "ddi",
         "restarts": 10,
         "steps": 7,
@@ -186,9 +187,16 @@ def test_paper_preset_and_overrides() -> None:
     assert plain.rule == "danskin" and plain.restarts == 1 and plain.activation == "relu"
 
 
-def test_paper_preset_is_documented() -> None:
-    doc = (Path(__file__).parents[2] / "docs" / "cifar10.md").read_text()
-    assert "--paper" in doc
+def test_the_documented_paper_flags_are_the_preset() -> None:
+    """docs/cifar10.md spells out what ``--paper`` sets: those flags, parsed by the CLI, give
+    the same arguments as ``--paper`` itself (a changed preset or page fails here)."""
+    doc = " ".join((Path(__file__).parents[2] / "docs" / "cifar10.md").read_text().split())
+    found = re.search(r"`--paper` sets the DDi column \(`([^`]*)`\)", doc)
+    assert found, "docs/cifar10.md no longer says which flags --paper sets"
+    spelled = found.group(1).split()
+    by_flags, by_preset = _train_args(*spelled), _train_args("--paper")
+    assert {k: getattr(by_flags, k) for k in PAPER} == PAPER
+    assert {**vars(by_flags), "paper": True} == vars(by_preset)
 
 
 def test_a_mistyped_flag_is_reported_by_its_command(tmp_path, capsys) -> None:
@@ -372,7 +380,9 @@ ODD = {
     "config-list": {"config": [1, 2]},
     "eps-text": {"config__eps": "8/255"},
     "eps-nan": {"config__eps": float("nan")},
-    "threat-unknown": {"config__norm": "l7"},
+    "threat-unknown": {"config__threat": "l7"},
+    "normalization-unknown": {"meta__model": {"name": "small_cnn", "normalization": "layer"}},
+    "old-name-normalization-unknown": {"meta__model": {"name": "small_cnn", "norm": "layer"}},
     "seed-float": {"config__seed": 0.5},
 }
 
@@ -388,10 +398,19 @@ def test_evaluate_refuses_an_odd_checkpoint_meta(case, trained_run, tmp_path, ca
 def test_evaluate_refuses_integer_and_complex_weights(dtype, tmp_path, capsys) -> None:
     from problems.models import build_model
 
-    model = build_model("small_cnn", norm="none", num_classes=10, in_channels=1, image_size=8)
+    model = build_model(
+        "small_cnn", normalization="none", num_classes=10, in_channels=1, image_size=8
+    )
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
     torch.save(state, tmp_path / "weights.pt")
-    argv = ["evaluate", str(tmp_path / "weights.pt"), "--model", "small_cnn", "--norm", "none"]
+    argv = [
+        "evaluate",
+        str(tmp_path / "weights.pt"),
+        "--model",
+        "small_cnn",
+        "--normalization",
+        "none",
+    ]
     argv += ["--dataset", "digits", "--data-dir", str(tmp_path), "--limit", "4", "--no-progress"]
     err = _one_line_exit_2(argv, capsys)
     kind = "integer" if dtype == torch.int64 else "complex"
@@ -432,7 +451,7 @@ def test_compare_names_the_corrupt_file(name, trained_run, tmp_path, capsys) -> 
 def test_digits_get_their_own_recipe_and_explicit_options_win() -> None:
     """``--dataset digits`` trained with CIFAR-10's recipe (200 epochs, ε = 8/255, crop and
     flip): two epochs ended at clean accuracy 0.19."""
-    from problems.cli.train import DATASET_DEFAULTS
+    from problems.cli.train_arguments import DATASET_DEFAULTS
 
     args = _train_args("--dataset", "digits")
     for name, value in DATASET_DEFAULTS["digits"].items():

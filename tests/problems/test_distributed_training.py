@@ -121,9 +121,18 @@ def test_ranks_started_with_different_options_exit_2_naming_them(tmp_path: Path)
 def test_evaluate_ranks_with_different_options_exit_2(tmp_path: Path) -> None:
     from problems.models import build_model
 
-    model = build_model("small_cnn", norm="none", num_classes=10, in_channels=1, image_size=8)
+    model = build_model(
+        "small_cnn", normalization="none", num_classes=10, in_channels=1, image_size=8
+    )
     torch.save(model.state_dict(), tmp_path / "weights.pt")
-    argv = ["evaluate", str(tmp_path / "weights.pt"), "--model", "small_cnn", "--norm", "none"]
+    argv = [
+        "evaluate",
+        str(tmp_path / "weights.pt"),
+        "--model",
+        "small_cnn",
+        "--normalization",
+        "none",
+    ]
     argv += ["--dataset", "digits", "--data-dir", str(tmp_path / "data"), "--limit", "8"]
     argv += ["--attacks", "clean,fgsm", "--eps", "{r:0.1|0.2}", "--no-progress"]
     results = run_ranks([sys.executable, "-c", _PER_RANK, *argv], 2, timeout=120)

@@ -14,7 +14,7 @@ from problems.cli import main
 from problems.models import build_model
 
 DIGITS = ["--dataset", "digits", "--limit", "12", "--no-progress", "--eps", "0.1"]
-ARCH = ["--model", "small_cnn", "--activation", "celu", "--norm", "group", "--width", "8"]
+ARCH = ["--model", "small_cnn", "--activation", "celu", "--normalization", "group", "--width", "8"]
 
 
 def _model() -> torch.nn.Module:
@@ -22,7 +22,7 @@ def _model() -> torch.nn.Module:
     return build_model(
         "small_cnn",
         activation="celu",
-        norm="group",
+        normalization="group",
         in_channels=1,
         image_size=8,
         num_classes=10,
@@ -180,17 +180,22 @@ def test_refusals(make, args, message, tmp_path, capsys) -> None:
     assert message in capsys.readouterr().err
 
 
-def _checkpoint(tmp_path: Path, model: torch.nn.Module) -> Path:
-    """A run directory with a best.pt laid out as `minimax train` writes it."""
+def _checkpoint(tmp_path: Path, model: torch.nn.Module, *, old_names: bool = False) -> Path:
+    """A run directory with a best.pt laid out as `minimax train` writes it (``old_names``: with
+    the entries ``norm`` that files written before their renaming hold)."""
     spec = {
         "name": "small_cnn",
         "activation": "celu",
-        "norm": "group",
+        "normalization": "group",
         "num_classes": 10,
         "in_channels": 1,
         "image_size": 8,
         "width": 8,
     }
+    config = {"eps": 0.1, "threat": "linf", "seed": 0, "rule": "ddi"}
+    if old_names:
+        spec["norm"] = spec.pop("normalization")
+        config["norm"] = config.pop("threat")
     run = tmp_path / "run"
     run.mkdir()
     torch.save(
@@ -199,7 +204,7 @@ def _checkpoint(tmp_path: Path, model: torch.nn.Module) -> Path:
             "epoch": 3,
             "robust_acc": 0.5,
             "clean_acc": 0.9,
-            "config": {"eps": 0.1, "norm": "linf", "seed": 0, "rule": "ddi"},
+            "config": config,
             "meta": {"model": spec, "dataset": "digits"},
         },
         run / "best.pt",
@@ -207,8 +212,9 @@ def _checkpoint(tmp_path: Path, model: torch.nn.Module) -> Path:
     return run
 
 
-def test_train_checkpoint_names_its_model_data_and_threat(tmp_path, capsys) -> None:
-    run = _checkpoint(tmp_path, _model())
+@pytest.mark.parametrize("old_names", [False, True])
+def test_train_checkpoint_names_its_model_data_and_threat(tmp_path, capsys, old_names) -> None:
+    run = _checkpoint(tmp_path, _model(), old_names=old_names)
     assert (
         main(["evaluate", str(run), "--attacks", "clean,pgd2", "--limit", "8", "--no-progress"])
         == 0
@@ -216,6 +222,7 @@ def test_train_checkpoint_names_its_model_data_and_threat(tmp_path, capsys) -> N
     result = json.loads((run / "eval-best.json").read_text())
     assert result["model_file"] == "checkpoint" and result["dataset"] == "digits"
     assert result["eps"] == 0.1 and result["rule"] == "ddi" and result["epochs"] == 3
+    assert result["threat_model"] == "Linf" and result["architecture"]["normalization"] == "group"
     assert main(["evaluate", str(run), *ARCH, "--attacks", "clean", "--no-progress"]) == 2
     assert "drop --model" in capsys.readouterr().err
 

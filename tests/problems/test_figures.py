@@ -12,8 +12,9 @@ import matplotlib.pyplot as plt
 import pytest
 
 from problems.cli import main
+from problems.comparison import evaluation_table
 from problems.figures import run_style
-from problems.report import curves_figure, evaluation_table
+from problems.report import curves_figure
 
 RECORDS = [{"epoch": e, "robust_acc": 0.1 * e, "wall": 1.5 * e} for e in (1, 2, 3)]
 TRAIN = [

@@ -88,7 +88,7 @@ def test_every_registered_rule_model_attack_and_threat_builds() -> None:
         assert isinstance(rule, minimax.extend.Rule) and rule is not again, name  # fresh state
         assert repr(rule) == repr(again), name
     for name in MODELS.names():
-        model = build_model(name, norm="group", num_classes=3, image_size=16)
+        model = build_model(name, normalization="group", num_classes=3, image_size=16)
         assert model(torch.rand(2, 3, 16, 16)).shape == (2, 3)
     assert THREATS is minimax.extend.THREATS  # one builder: minimax.extend.threat_set
     for name in THREATS.names():

@@ -11,7 +11,7 @@ from problems.data.cifar10_files import CIFAR10_MEAN, CIFAR10_STD
 from problems.models import (
     ACTIVATIONS,
     MODELS,
-    NORMS,
+    NORMALIZATIONS,
     InputNormalization,
     PreActResNet18,
     ResNet18,
@@ -24,11 +24,11 @@ def _x(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("norm", NORMALIZATIONS)
 @pytest.mark.parametrize("name", MODELS)
 def test_builds_forward_backward(name: str, norm: str) -> None:
     torch.manual_seed(0)
-    model = build_model(name, norm=norm)
+    model = build_model(name, normalization=norm)
     out = model(_x(2, 3, 32, 32))
     assert out.shape == (2, 10) and torch.isfinite(out).all()
     out.logsumexp(1).sum().backward()
@@ -45,7 +45,7 @@ def test_builds_forward_backward(name: str, norm: str) -> None:
 @pytest.mark.parametrize("name", MODELS)
 def test_activations(name: str, activation: str) -> None:
     torch.manual_seed(0)
-    model = build_model(name, activation=activation, norm="group").eval()
+    model = build_model(name, activation=activation, normalization="group").eval()
     out = model(_x(2, 3, 32, 32))
     assert out.shape == (2, 10)
     out.sum().backward()
@@ -67,10 +67,10 @@ def test_resnet_architectures() -> None:
 
 
 def test_group_norm_groups() -> None:
-    model = build_model("resnet18", norm="group")
+    model = build_model("resnet18", normalization="group")
     groups = {m.num_channels: m.num_groups for m in model.modules() if isinstance(m, nn.GroupNorm)}
     assert groups == {64: 32, 128: 32, 256: 32, 512: 32}
-    cnn = build_model("small_cnn", norm="group", width=12)
+    cnn = build_model("small_cnn", normalization="group", width=12)
     groups = {m.num_channels: m.num_groups for m in cnn.modules() if isinstance(m, nn.GroupNorm)}
     assert groups == {12: 12, 24: 24}
 
@@ -80,7 +80,10 @@ def test_group_norm_groups() -> None:
     [
         ({"name": "vgg"}, ["model", "resnet18", "preact_resnet18", "small_cnn"]),
         ({"name": "resnet18", "activation": "tanh"}, ["activation", "relu", "softplus"]),
-        ({"name": "small_cnn", "norm": "layer"}, ["norm", "batch", "group", "none"]),
+        (
+            {"name": "small_cnn", "normalization": "layer"},
+            ["normalization", "batch", "group", "none"],
+        ),
     ],
 )
 def test_unknown_names_raise(kwargs: dict[str, str], words: list[str]) -> None:
@@ -107,7 +110,7 @@ def test_input_normalization() -> None:
 
 def test_small_cnn_on_digits() -> None:
     torch.manual_seed(0)
-    model = build_model("small_cnn", in_channels=1, image_size=8, norm="none", width=8)
+    model = build_model("small_cnn", in_channels=1, image_size=8, normalization="none", width=8)
     assert torch.equal(
         dict(model.named_buffers())["normalize.mean"].flatten(), torch.zeros(1)
     )  # identity by default
@@ -128,7 +131,7 @@ def test_small_cnn_learns_quickly() -> None:
         _x(20, 3, 16, 16) * 0.2
         + y.float()[:, None, None, None] * torch.tensor([0.6, 0, 0])[:, None, None]
     )
-    model = build_model("small_cnn", image_size=16, width=8, norm="group")
+    model = build_model("small_cnn", image_size=16, width=8, normalization="group")
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(30):
         opt.zero_grad()
@@ -142,7 +145,7 @@ def test_small_cnn_learns_quickly() -> None:
 @pytest.mark.parametrize("name", MODELS)
 def test_functional_call_vmap_matches_loop(name: str, norm: str) -> None:
     torch.manual_seed(0)
-    model = build_model(name, norm=norm, activation="silu").eval()
+    model = build_model(name, normalization=norm, activation="silu").eval()
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = dict(model.named_buffers())
     x = _x(3, 2, 3, 32, 32)  # an extra leading dim of 3 (e.g. candidates / restarts)
@@ -160,7 +163,7 @@ def test_functional_call_vmap_matches_loop(name: str, norm: str) -> None:
 def test_per_candidate_parameter_gradients_with_vmap(norm: str) -> None:
     """vmap(grad(functional_call)) over candidates equals one backward per candidate."""
     torch.manual_seed(0)
-    model = build_model("small_cnn", norm=norm, width=8, image_size=16, activation="gelu")
+    model = build_model("small_cnn", normalization=norm, width=8, image_size=16, activation="gelu")
     params = {k: v.detach() for k, v in model.named_parameters()}
     x = _x(4, 3, 3, 16, 16)
     y = torch.tensor([0, 3, 7])
@@ -180,7 +183,7 @@ def test_per_candidate_parameter_gradients_with_vmap(norm: str) -> None:
 def test_vmap_over_parameters() -> None:
     """Stacked parameter sets (e.g. per-restart copies) also vmap."""
     torch.manual_seed(0)
-    model = build_model("small_cnn", norm="group", width=8, image_size=8, in_channels=1)
+    model = build_model("small_cnn", normalization="group", width=8, image_size=8, in_channels=1)
     stacked = {k: torch.stack([v.detach(), 2 * v.detach()]) for k, v in model.named_parameters()}
     x = _x(2, 1, 8, 8)
     out = vmap(lambda p: functional_call(model, p, (x,)))(stacked)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from problems.report import compare_runs, plot_curves, write_html
+from problems.comparison import compare_runs
+from problems.report import plot_curves, write_html
 
 
 def test_plots_and_html(reference, tmp_path) -> None:

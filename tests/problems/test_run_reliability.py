@@ -227,7 +227,7 @@ def test_resume_lists_every_difference(tmp_path, capsys) -> None:
         "16",
         "--val-split",
         "8",
-        "--norm",
+        "--normalization",
         "group",
         "--model",
         "resnet18",
@@ -237,7 +237,14 @@ def test_resume_lists_every_difference(tmp_path, capsys) -> None:
     assert main([*args, *changed, "--resume"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    for key in ("model.activation", "limit_train", "val_split", "model.norm", "model.name", "lr"):
+    for key in (
+        "model.activation",
+        "limit_train",
+        "val_split",
+        "model.normalization",
+        "model.name",
+        "lr",
+    ):
         assert f"{key}: saved" in err, key
     assert "--overwrite" in err
     assert main([*args, "--resume", "--data-dir", str(tmp_path)]) == 0  # data_dir may move
@@ -269,11 +276,6 @@ def test_config_refuses_out_of_range_values() -> None:
     for field, value in (("momentum", 1.0), ("weight_decay", 1.5), ("eval_steps", 0)):
         with pytest.raises(ValueError, match=field):
             TrainConfig(**{field: value}).validate()
-
-
-def test_docs_name_these_tests() -> None:
-    text = (Path(__file__).parents[2] / "docs" / "reliability.md").read_text()
-    assert "test_diverging_run_stops_and_keeps_last_good_checkpoint" in text
 
 
 def test_every_test_the_reliability_page_names_exists() -> None:

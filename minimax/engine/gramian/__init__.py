@@ -3,7 +3,7 @@
 Row (b, i) is r_{b,i} = ∇θ g(θ, δ_{i,b}; x_b) / B, for the candidates kept by ``mask`` [B, m],
 ordered example by example (b, then i). Public functions:
 
-- `per_example_gram(problem, params, batch, deltas, mask=None, method="auto") -> [n, n]` float64,
+- `per_example_gram(problem, params, batch, deltas, mask=None, mode="auto") -> [n, n]` float64,
   K_rs = ⟨r_r, r_s⟩. ``"layerwise"`` builds K layer by layer from each layer's inputs and output
   gradients in one forward + backward over the n candidate rows (`minimax.engine.gramian.layers`);
   ``"materialized"`` forms the n·P per-example gradients (the reference); ``"auto"``: layerwise for
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LAYER_RULES",
-    "METHODS",
+    "MODES",
     "Plan",
     "batch_layerwise",
     "check_direction",
@@ -49,11 +49,11 @@ __all__ = [
     "layerwise_supported",
     "per_example_gram",
     "per_example_layerwise",
-    "resolve_method",
+    "resolve_mode",
     "weighted_gradient",
 ]
 
-METHODS = ("auto", "layerwise", "materialized")
+MODES = ("auto", "layerwise", "materialized")
 Combine = Callable[[Tensor], dict[str, Tensor]]  # weights α [n] ↦ d = Σ α_i g_i, a dict like θ
 
 
@@ -65,12 +65,12 @@ def layerwise_supported(problem: Problem | Engine, params: Mapping[str, Tensor])
     return not unsupported_modules(problem.model, set(params))
 
 
-def resolve_method(method: str, problem: Problem | Engine, params: Mapping[str, Tensor]) -> str:
+def resolve_mode(mode: str, problem: Problem | Engine, params: Mapping[str, Tensor]) -> str:
     """``"auto"`` → "layerwise" where supported, else "materialized"; checks the name."""
-    checks.choice("gramian", method, METHODS)
-    if method == "auto":
+    checks.choice("gramian", mode, MODES)
+    if mode == "auto":
         return "layerwise" if layerwise_supported(problem, params) else "materialized"
-    return method
+    return mode
 
 
 def _full_mask(deltas: Tensor, mask: Tensor | None) -> Tensor:
@@ -91,7 +91,7 @@ def per_example_gram(
     batch: Batch,
     deltas: Tensor,
     mask: Tensor | None = None,
-    method: str = "auto",
+    mode: str = "auto",
     *,
     plan: Plan | None = None,
 ) -> Tensor:
@@ -103,7 +103,7 @@ def per_example_gram(
     engine = _engine(problem)
     mask = _full_mask(deltas, mask)
     b = deltas.shape[1]
-    if resolve_method(method, engine, params) == "materialized":
+    if resolve_mode(mode, engine, params) == "materialized":
         if engine.problem.examples_coupled:
             raise ValueError(
                 f"in {engine.problem!r} the examples are coupled (train-mode BatchNorm "
@@ -351,6 +351,6 @@ def gramian(
             "m·B·P numbers). Use DDi(per_example=False) under torch.distributed, or one "
             "process"
         )
-    if resolve_method(engine.gramian_mode, engine, params) == "layerwise":
+    if resolve_mode(engine.gramian_mode, engine, params) == "layerwise":
         return per_example_layerwise(engine, params, batch, deltas, mask, what)
     return _materialized(engine, params, batch, deltas, mask)

@@ -30,6 +30,7 @@ _NORMS: dict[str, type[LinfBall] | type[L2Ball] | type[L1Ball]] = {
 }
 
 
+# long: a family is one closure (objective, closed-form maximizers, repr) over its numbers
 def linear_model(
     w: Nested = (1.0, 1.0),
     b: float = 0.0,
@@ -49,8 +50,6 @@ def linear_model(
 
     θ = {"w": [n], "b": [1]}; labels y ∈ {−1, +1}.
     """
-    # Longer than 60 lines: a family is one closure (objective, closed-form maximizers, repr)
-    # over the numbers that define it.
     wt, xt, yt = as_float64(w), as_float64(x), as_float64(y)
     if wt.ndim != 1 or xt.ndim != 2 or xt.shape[1] != wt.shape[0] or yt.shape != xt.shape[:1]:
         raise ValueError("linear_model needs w [n], x [B][n], y [B]")

@@ -30,6 +30,7 @@ def _subset_bits(k: int) -> Tensor:
     return (s >> torch.arange(k)) & 1 == 1
 
 
+# long: a family is one closure (objective, vertex enumeration, repr) over its numbers
 def multilinear_box(
     w: Nested = (((0.0,), (1.0,), (0.0,), (0.0,)),),
     v: Nested = ((0.0, 0.0, 0.5, 0.25),),
@@ -49,8 +50,6 @@ def multilinear_box(
 
     Args: w ``[B][2^k][n]``, v ``[B][2^k]``, lower < upper, theta ``[n]``.
     """
-    # Longer than 60 lines: a family is one closure (objective, vertex enumeration, repr)
-    # over the numbers that define it.
     wt, vt, th = as_float64(w), as_float64(v), as_float64(theta)
     if wt.ndim != 3 or vt.shape != wt.shape[:2]:
         raise ValueError("multilinear_box needs w [B][2^k][n] and v [B][2^k]")

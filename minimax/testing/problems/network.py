@@ -32,6 +32,7 @@ class _SignedOutput(nn.Module):
         return y * out[..., 0]
 
 
+# long: a family is one closure (network, grid enumeration and refinement, repr)
 def tanh_network(
     W: Nested = ((1.0,), (-1.0,)),
     c: Nested = (-0.5, -0.5),
@@ -53,8 +54,6 @@ def tanh_network(
     θ = the module's parameters ``0.weight`` [H, d], ``0.bias`` [H], ``2.weight`` [1, H] and
     ``2.bias`` [1].
     """
-    # Longer than 60 lines: a family is one closure (network, grid enumeration and refinement,
-    # repr) over the numbers that define it.
     Wt, ct, vt, xt, yt = as_float64(W), as_float64(c), as_float64(v), as_float64(x), as_float64(y)
     if Wt.ndim != 2 or ct.shape != Wt.shape[:1] or vt.shape != Wt.shape[:1]:
         raise ValueError("tanh_network needs W [H][d], c [H], v [H]")

@@ -89,6 +89,7 @@ def bilinear(theta: float = 0.0) -> KnownProblem:
     )
 
 
+# long: a family is one closure (pieces, objective, tied maximizers, repr) over its numbers
 def max_of_pieces(
     a: Nested = ((1.0, 1.0),),
     c: Nested = (((1.0,), (-1.0,)),),

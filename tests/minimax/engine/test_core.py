@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 import minimax as mm
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _calls(path: Path) -> list[tuple[str, str]]:
@@ -43,17 +42,8 @@ def test_only_the_engine_counts_and_downcasts_problems():
             assert not bad, (rel, bad)
 
 
-def _problem() -> tuple[mm.ModuleProblem, tuple[torch.Tensor, torch.Tensor]]:
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3))
-    return mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1)), (
-        torch.randn(5, 3),
-        torch.randint(0, 3, (5,)),
-    )
-
-
-def test_engines_of_a_problem_share_its_counter_and_uncounted_leaves_it():
-    problem, batch = _problem()
+def test_engines_of_a_problem_share_its_counter_and_uncounted_leaves_it(tiny_problem):
+    problem, batch = tiny_problem()
     engine, other = mm.extend.engine_of(problem), mm.Engine(problem, stacking="loop")
     assert engine is mm.extend.engine_of(problem) and engine.passes is other.passes
     deltas = torch.zeros(3, 5, 3)
@@ -69,29 +59,8 @@ def test_engines_of_a_problem_share_its_counter_and_uncounted_leaves_it():
     assert logits.shape == (3, 5, 3) and engine.passes.snapshot() == (9, 0)
 
 
-@pytest.mark.parametrize(
-    ("rule", "m", "chunk", "kept"),
-    [
-        (mm.Danskin(), 1, None, True),
-        (mm.Danskin(), 3, 1, False),  # one gradient of m: no graphs kept
-        (mm.DDi(), 3, 1, True),  # every candidate has its own forward
-        (mm.DDi(), 3, None, False),  # a stacked forward: a backward would cost all m
-        (mm.MaxLoss(), 1, None, False),
-        (mm.DDi(per_example=True), 1, None, False),
-    ],
-)
-def test_one_decision_keeps_the_scoring_graph(rule, m, chunk, kept):
-    problem, batch = _problem()
-    engine = mm.Engine(problem)
-    inner = mm.PGD(2, 0.05, restarts=m, seed=0, chunk=chunk)
-    with engine.step(rule.need, m):
-        cands = inner(engine, problem.parameters(), batch)
-        assert (engine.graph_for(cands.deltas) is not None) == kept
-    assert engine.graph_for(cands.deltas) is None  # dropped with the step
-
-
-def test_the_engine_refuses_non_finite_values_and_the_optimizer_applies_the_policy():
-    problem, batch = _problem()
+def test_the_engine_refuses_non_finite_values_and_the_optimizer_applies_the_policy(tiny_problem):
+    problem, batch = tiny_problem()
     x, y = batch
     sgd = torch.optim.SGD(problem.parameters().values(), lr=0.1)
     opt = mm.MinMaxOptimizer(problem, sgd, mm.PGD(1, 0.05), mm.DDi(), nonfinite="skip")

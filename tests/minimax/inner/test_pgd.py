@@ -3,34 +3,19 @@
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch import nn
 
 import minimax as mm
-from problems.toy import ELUNetwork
 
 # ------------------------------------------------------------------------------------------------
 # PGD
 # ------------------------------------------------------------------------------------------------
 
 
-def _logistic(n=16, dim=5, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, dim, generator=g, dtype=torch.float64)
-    y = (torch.rand(n, generator=g) > 0.5).to(torch.float64)
-    lin = nn.Linear(dim, 1).double()
-    with torch.no_grad():
-        lin.weight.copy_(torch.randn(1, dim, generator=g, dtype=torch.float64))
-    loss = lambda out, t: nn.functional.binary_cross_entropy_with_logits(  # noqa: E731
-        out[:, 0], t, reduction="none"
-    )
-    return lin, loss, (x, y)
-
-
 @settings(max_examples=10)
 @given(st.integers(0, 1000), st.sampled_from([0.05, 0.3, 1.0]))
-def test_pgd_reaches_closed_form_linf_maximizer(seed, eps):
+def test_pgd_reaches_closed_form_linf_maximizer(logistic, seed, eps):
     """For logistic loss, the L∞ maximizer is δ* = ε·sign(w)·(1 − 2y)."""
-    lin, loss, batch = _logistic(seed=seed)
+    lin, loss, batch = logistic(seed=seed)
     problem = mm.ModuleProblem(lin, loss, mm.LinfBall(eps))
     cands = mm.PGD(5, eps / 2, restarts=2, seed=seed)(problem, problem.parameters(), batch)
     _, y = batch
@@ -41,8 +26,8 @@ def test_pgd_reaches_closed_form_linf_maximizer(seed, eps):
     torch.testing.assert_close(cands.best_values(), exact_values)
 
 
-def test_pgd_batched_and_looped_restarts_agree():
-    toy = ELUNetwork(n=12)
+def test_pgd_batched_and_looped_restarts_agree(elu_network):
+    toy = elu_network(n=12)
     kwargs = dict(steps=7, step_size=0.2, restarts=5, seed=11)
     a = mm.PGD(**kwargs)(toy.problem, toy.params(), toy.batch)
     b = mm.PGD(**kwargs, batched=False)(toy.problem, toy.params(), toy.batch)
@@ -55,15 +40,15 @@ def test_pgd_batched_and_looped_restarts_agree():
     assert not torch.equal(a.deltas, c.deltas)
 
 
-def test_pgd_best_iterate_is_at_least_last():
-    toy = ELUNetwork(n=12)
+def test_pgd_best_iterate_is_at_least_last(elu_network):
+    toy = elu_network(n=12)
     last = mm.PGD(6, 0.6, restarts=3, seed=0)(toy.problem, toy.params(), toy.batch)
     best = mm.PGD(6, 0.6, restarts=3, seed=0, select="best")(toy.problem, toy.params(), toy.batch)
     assert bool((best.values >= last.values - 1e-7).all())
 
 
-def test_fgsm_is_one_signed_step():
-    lin, loss, batch = _logistic(seed=3)
+def test_fgsm_is_one_signed_step(logistic):
+    lin, loss, batch = logistic(seed=3)
     problem = mm.ModuleProblem(lin, loss, mm.LinfBall(0.1))
     cands = mm.FGSM()(problem, problem.parameters(), batch)
     w = lin.weight.detach()[0]
@@ -71,8 +56,8 @@ def test_fgsm_is_one_signed_step():
     torch.testing.assert_close(cands.deltas[0], exact)
 
 
-def test_pass_counts():
-    toy = ELUNetwork(n=8)
+def test_pass_counts(elu_network):
+    toy = elu_network(n=8)
     inner = mm.PGD(5, 0.2, restarts=3, seed=0)
     opt = mm.MinMaxOptimizer(
         toy.problem, torch.optim.SGD(toy.params().values(), lr=0.1), inner, mm.DDi()

@@ -1,5 +1,5 @@
-"""Tests for minimax.sets: projections (exactness, idempotence, optimality), random starts,
-ascent-step geometry, the [*lead, B, *event] layout, x-bounds and input validation."""
+"""The norm balls (L∞, L2, L1): projections (exactness, idempotence, optimality), uniform random
+starts, ascent-step geometry, the [*lead, B, *event] layout, x-bounds, input validation, reprs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from minimax.sets import Box, L1Ball, L2Ball, LinfBall, PerturbationSet, Simplex
+from minimax.sets import Box, L1Ball, L2Ball, LinfBall
 
 BALLS = [LinfBall, L2Ball, L1Ball]
 ORD = {LinfBall: np.inf, L2Ball: 2, L1Ball: 1}
@@ -141,18 +141,6 @@ def test_image_bounds_respected(cls):
     assert S.contains(bad, x).tolist() == [False, True, True, True]
 
 
-def test_box_projection_and_contains():
-    S = Box(0.0, 1.0)
-    z = torch.tensor([[-0.5], [0.3], [1.7]])
-    assert torch.equal(S.project(z), torch.tensor([[0.0], [0.3], [1.0]]))
-    assert S.contains(z).tolist() == [False, True, False]
-    lo = torch.tensor([0.0, -1.0])
-    S2 = Box(lo, torch.tensor([1.0, 0.0]))
-    p = S2.project(torch.tensor([[2.0, 2.0], [-2.0, -2.0]]))
-    assert torch.equal(p, torch.tensor([[1.0, 0.0], [0.0, -1.0]]))
-    assert bool(S2.contains(p).all())
-
-
 def test_projection_is_pure_and_differentiable():
     for S in (LinfBall(0.5), L2Ball(0.5), L1Ball(0.5)):
         z = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
@@ -166,27 +154,6 @@ def test_projection_is_pure_and_differentiable():
 # ------------------------------------------------------------------------------------------------
 # random starts
 # ------------------------------------------------------------------------------------------------
-
-ALL_SETS: list[PerturbationSet] = [
-    LinfBall(0.3),
-    L2Ball(0.7),
-    L1Ball(1.5),
-    Box(-0.2, torch.tensor([0.5, 1.0, 2.0])),
-]
-
-
-@pytest.mark.parametrize("S", ALL_SETS, ids=repr)
-def test_random_in_set_and_reproducible(S):
-    shape = (4, 6, 3)
-    a = S.random(shape, generator=torch.Generator().manual_seed(7))
-    b = S.random(shape, generator=torch.Generator().manual_seed(7))
-    c = S.random(shape, generator=torch.Generator().manual_seed(8))
-    assert a.shape == shape and a.dtype == torch.float32
-    assert bool(S.contains(a).all())
-    assert torch.equal(a, b)
-    assert not torch.equal(a, c)
-    d = S.random(shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
-    assert d.dtype == torch.float64
 
 
 @pytest.mark.parametrize("cls", BALLS)
@@ -209,13 +176,6 @@ def test_random_linf_coordinates_uniform():
     for j in range(4):
         assert stats.kstest(r[:, j].numpy(), "uniform", args=(-0.25, 0.5)).pvalue > 1e-3
     assert float(r.max()) > 0.249 and float(r.min()) < -0.249
-
-
-def test_random_box_covers_box():
-    S = Box(torch.tensor([0.0, -1.0]), torch.tensor([1.0, 3.0]))
-    r = S.random((3000, 2), generator=torch.Generator().manual_seed(4))
-    assert stats.kstest(r[:, 1].numpy(), "uniform", args=(-1.0, 4.0)).pvalue > 1e-3
-    assert bool(S.contains(r).all())
 
 
 def test_random_per_example_eps():
@@ -260,14 +220,6 @@ def test_ascent_step_gain_is_step_times_dual_norm(cls, g, step):
     np.testing.assert_allclose(step_norm, expected, rtol=1e-10, atol=1e-12)
 
 
-def test_box_ascent_step_is_sign():
-    S = Box(0.0, 1.0)
-    grad = torch.tensor([[1.0, -2.0, 0.0]])
-    new = S.ascent_step(torch.zeros(1, 3), grad, 0.1)
-    assert torch.equal(new, torch.tensor([[0.1, -0.1, 0.0]]))
-    assert float(S.dual_norm(grad)[0]) == 3.0
-
-
 def test_l1_ascent_step_is_sparse_with_one_coordinate_on_ties():
     S = L1Ball(1.0)
     grad = torch.tensor([[0.5, -2.0, 2.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
@@ -281,19 +233,6 @@ def test_l1_ascent_step_is_sparse_with_one_coordinate_on_ties():
 def test_l2_ascent_step_safe_at_zero_gradient():
     new = L2Ball(1.0).ascent_step(torch.ones(2, 3), torch.zeros(2, 3), 0.5)
     assert torch.equal(new, torch.ones(2, 3))
-
-
-@pytest.mark.parametrize("S", ALL_SETS, ids=repr)
-def test_ascent_step_per_example_step_size(S):
-    g = torch.Generator().manual_seed(5)
-    delta = torch.randn(2, 4, 3, generator=g)
-    grad = torch.randn(2, 4, 3, generator=g)
-    steps = torch.tensor([0.0, 0.1, 0.2, 0.4])
-    out = S.ascent_step(delta, grad, steps, event_ndim=1)
-    for b in range(4):
-        ref = S.ascent_step(delta[:, b], grad[:, b], float(steps[b]), event_ndim=1)
-        torch.testing.assert_close(out[:, b], ref)
-    assert torch.equal(out[:, 0], delta[:, 0])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -363,19 +302,6 @@ def test_bad_eps_raises(cls):
         S.random((6, 2, 5), event_ndim=1)
 
 
-def test_bad_bounds_raise():
-    with pytest.raises(ValueError, match="lower must be ≤ upper"):
-        Box(1.0, 0.0)
-    with pytest.raises(ValueError, match="lower must be ≤ upper"):
-        Box(torch.tensor([0.0, 2.0]), torch.tensor([1.0, 1.0]))
-    with pytest.raises(ValueError, match="lower must be ≤ upper"):
-        LinfBall(0.1, lower=1.0, upper=0.0)
-    with pytest.raises(ValueError, match="NaN"):
-        Box(float("nan"), 1.0)
-    with pytest.raises(ValueError, match="finite"):
-        Box(0.0, float("inf")).random((2, 2))
-
-
 @pytest.mark.parametrize("cls", BALLS)
 def test_missing_x_with_bounds_raises(cls):
     S = cls(0.1, lower=0.0, upper=1.0)
@@ -406,32 +332,3 @@ def test_repr():
     assert repr(L2Ball(0.5, lower=0.0, upper=1.0)) == "L2Ball(eps=0.5, lower=0, upper=1)"
     assert repr(L1Ball(torch.ones(128))) == "L1Ball(eps=tensor[128])"
     assert repr(Box(0.0, torch.ones(3, 1, 1))) == "Box(lower=0, upper=tensor[3, 1, 1])"
-
-
-@pytest.mark.parametrize(
-    "S",
-    [
-        LinfBall(0.1, lower=0.0, upper=1.0),
-        L2Ball(0.1, lower=0.0, upper=1.0),
-        L1Ball(0.1, lower=0.0, upper=1.0),
-        LinfBall(0.1, lower=0.0),
-        L2Ball(0.1, upper=1.0),
-        Box(-0.1, 0.1),
-        Simplex(4),
-    ],
-    ids=repr,
-)
-def test_project_with_x_outside_the_bounds_stays_in_the_set(S):
-    """Issue 21: with x outside [lower, upper], clamping to lower − x gave |δ| far above ε. Every
-    set: x is clipped into the bounds first, so δ stays in the set, and x + δ is never further
-    outside the bounds than x (the policy of docs/reliability.md)."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.tensor([[-3.0, 255.0, 0.5, 1.0 + 1e-3]], dtype=torch.float64)
-    delta = torch.randn(2, 1, 4, generator=g, dtype=torch.float64)
-    out = S.project(delta, x)
-    assert bool(S.contains(out, x.clamp(0.0, 1.0)).all())
-    if not isinstance(S, (Box, Simplex)):
-        assert float(S.norm(out).max()) <= 0.1 * (1 + 1e-12)
-        lo = x.clamp(max=0.0) if S.lower is not None else -torch.inf
-        hi = x.clamp(min=1.0) if S.upper is not None else torch.inf
-        assert bool(((x + out >= lo - 1e-12) & (x + out <= hi + 1e-12)).all())

@@ -33,7 +33,7 @@ def _data(shape: tuple[int, ...], classes: int, groups: int, n: int = 24) -> Wor
         ("mlp", (107,), 2, {}),
         ("mlp", (40,), 10, {"hidden": 100}),
         ("cnn1d", (40,), 10, {}),
-        ("cnn1d", (40,), 10, {"norm": "group"}),
+        ("cnn1d", (40,), 10, {"normalization": "group"}),
     ],
 )
 def test_forward_shapes_seeds_and_worst_group_problem(name, shape, classes, options):
