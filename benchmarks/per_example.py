@@ -3,7 +3,7 @@
 On the same inputs (fixed seeds: model, batch, PGD candidates):
 
 - ``ddi-batch``: a whole outer step with batch-level DDi (the paper's rule; default gramian);
-- ``ddi-batch-layerwise``: the same rule with ``gramian="layerwise"`` (issue item 2);
+- ``ddi-batch-layerwise``: the same rule with ``gramian="layerwise"``;
 - ``ddi-example``: a whole step with per-example DDi, layerwise Gramian + weighted backward;
 - ``ddi-example-materialized``: the same with the m·B per-example gradients (the reference);
 - ``gram``: only the per-example Gramian of the m·B rows, layerwise;
@@ -212,7 +212,7 @@ def _print_table(rows: list[dict], kinds) -> None:
         print(f"{name:<22}" + "".join(f"{c:>26}" for c in cells))
 
 
-TARGETS = (  # (what, ratio key, limit): issue 12's targets, ResNet-18 at B = 16, m = 4
+TARGETS = (  # (what, ratio key, limit): the limits checked, ResNet-18 at B = 16, m = 4
     ("per-example step / batch-level step, wall time", "time_example_vs_batch", 3.0),
     ("per-example step / batch-level step, CPU time", "cpu_example_vs_batch", 3.0),
     ("per-example step / batch-level step, peak RSS", "memory_example_vs_batch", 1.5),
@@ -253,7 +253,7 @@ def markdown(result: dict) -> str:
         out.append(f"| {name} | " + " | ".join(_cell(r.get(k, {})) for k in kinds) + " |")
     out += [
         "",
-        "| target (ResNet-18, B = 16, m = 4) | measured | limit | met |",
+        "| requirement (ResNet-18, B = 16, m = 4) | measured | limit | met |",
         "|---|---|---|---|",
     ]
     target_row = next((r for r in rows if (r["model"], r["B"], r["m"]) == ("resnet18", 16, 4)), {})

@@ -129,13 +129,3 @@ def test_bad_settings_are_refused() -> None:
         RunSpec("mlp", passes=1, batch_size=0, lr=0.1)
     with pytest.raises(ValueError, match="needs its parameter"):
         train_rule(synthetic(), RunSpec("mlp", 1, None, 0.1), "ddi", None, seed=0)
-
-
-def test_demo_parts_count_every_rules_steps() -> None:
-    from problems.worstgroup.demo_parts import PARTS, part_runner, part_steps
-
-    assert set(PARTS) == {"adult", "mnist1d"}
-    # Adult: full batch 30 + 30 steps, minibatches of 512 for 2 passes (51 per pass), twice
-    assert part_steps("adult")(None) == len(RULES) * (30 + 30 + 2 * 2 * 51)
-    with pytest.raises(ValueError, match="choose one of adult, mnist1d"):
-        part_runner("german")
