@@ -34,8 +34,7 @@ from problems.demo.headline import changed_verdicts, headline
 from problems.demo.run import PARTS
 from problems.demo.tables import markdown_table, summary_tables
 from problems.demo.verdicts import difference_text, interval_text
-from problems.files import atomic_write_text
-from problems.pages import render_block
+from problems.pages import publish_pages, render_blocks
 
 __all__ = [
     "ON_REQUEST",
@@ -278,12 +277,8 @@ def blocks(
 
 
 def render(text: str, generated: Mapping[str, str], names: Sequence[str] | None = None) -> str:
-    """``text`` with each block ``names`` (default: all of ``generated``) replaced; a missing
-    marker pair is a ValueError naming it."""
-    for name in names if names is not None else list(generated):
-        markers = (f"<!-- demo:{name} -->", f"<!-- /demo:{name} -->")
-        text = render_block(text, markers, generated[name])
-    return text
+    """``text`` with the blocks ``names`` (default: all) replaced (`render_blocks`)."""
+    return render_blocks(text, "demo", generated, names)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -310,15 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (args.root / rel).is_file()
     }
     generated = blocks(summary, other, quick, on_request)
-    stale = []
-    for rel, names in TARGETS.items():
-        path = args.root / rel
-        text = path.read_text(encoding="utf-8")
-        new = render(text, generated, names)
-        if new != text:
-            stale.append(rel)
-            if not args.check:
-                atomic_write_text(path, new)
+    stale = publish_pages(args.root, TARGETS, "demo", generated, args.check)
     verb = "differ from" if args.check else "rewritten from"
     print(f"{', '.join(stale)} {verb} {args.summary}" if stale else "up to date")
     return 1 if (stale and args.check) else 0

@@ -26,8 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from problems.files import atomic_write_text
-from problems.pages import render_block
+from problems.pages import publish_pages, render_blocks
 from problems.worstgroup.figures import RULE_LABELS
 from problems.worstgroup.hypotheses import DELTA, HYPOTHESES, TESTS, changed_verdicts, decide_all
 
@@ -264,12 +263,8 @@ def blocks(results: Mapping[str, Any], other: Mapping[str, Any] | None = None) -
 
 
 def render(text: str, generated: Mapping[str, str], names: Sequence[str] | None = None) -> str:
-    """``text`` with the blocks ``names`` (default: all) replaced; a missing pair of markers is
-    a ValueError naming it."""
-    for name in names if names is not None else list(generated):
-        markers = (f"<!-- worstgroup:{name} -->", f"<!-- /worstgroup:{name} -->")
-        text = render_block(text, markers, generated[name])
-    return text
+    """``text`` with the blocks ``names`` (default: all) replaced (`render_blocks`)."""
+    return render_blocks(text, "worstgroup", generated, names)
 
 
 def _figures(results: Mapping[str, Any], folder: Path) -> None:
@@ -292,15 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.figures:
         _figures(load(RESULTS, args.root), args.root / "docs/img")
     generated = blocks(load(RESULTS, args.root), load(OTHER_THREADS, args.root))
-    stale = []
-    for rel, names in TARGETS.items():
-        path = args.root / rel
-        text = path.read_text(encoding="utf-8")
-        new = render(text, generated, names)
-        if new != text:
-            stale.append(rel)
-            if not args.check:
-                atomic_write_text(path, new)
+    stale = publish_pages(args.root, TARGETS, "worstgroup", generated, args.check)
     verb = "differ from the results" if args.check else "rewritten"
     print(f"{', '.join(stale)} {verb}" if stale else "up to date")
     return 1 if (stale and args.check) else 0
