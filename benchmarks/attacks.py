@@ -13,11 +13,12 @@ wall time of
   APGD-T, FAB-T and the L2 versions (``--attacks``).
 
 A single attack's time includes the one forward that finds its robust accuracy at the returned
-inputs (both libraries; ``evaluate`` counts its own). Reports mean ± the 95% t-interval over the seeds, the per-seed CPU-time ratio minimax/torchattacks
-(mean ± interval), forward passes (model calls, and those with a gradient) counted by a hook on the
-model for both libraries, and examples per second. Measured side by side in one run, interleaved,
-one thread. ``--profile`` adds the top functions (cProfile, by own time) of each run of the first
-seed. ``--publish`` writes the tables into docs/custom-loop.md from the JSON.
+inputs (both libraries; ``evaluate`` counts its own). Reports mean ± the 95% t-interval over the
+seeds, the per-seed CPU-time ratio minimax/torchattacks (mean ± interval), forward passes (model
+calls, and those with a gradient) counted by a hook on the model for both libraries, and
+examples per second. Measured side by side in one run, interleaved, one thread. ``--profile``
+adds the top functions (cProfile, by own time) of each run of the first seed. ``--publish``
+writes the tables into docs/custom-loop.md from the JSON.
 
 Run: ./run python benchmarks/attacks.py [--quick] [--attacks standard,pgd,square] [--profile]
 (needs torchattacks: pip install --no-deps torchattacks. Version 3.5.1 imports without
