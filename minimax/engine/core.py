@@ -206,10 +206,17 @@ class Engine(ScoringGraphs):
         """g and ∇_δ g at deltas [*lead, B, *event]: values [*lead, B] (detached) and the
         gradient of their sum, shaped like deltas. One forward and one backward per candidate."""
         lead = self.problem.check_delta(deltas, batch)
-        shape = deltas.shape[len(lead) :]
         n = math.prod(lead)
-        # One candidate: its δ [B, *event] is the leaf (no select/stack in the graph to undo),
-        # evaluated by one forward of the objective (already checked: no second shape check).
+        if n == 1 and len(lead) <= 1:  # one candidate (PGD's loop): no reshape by shape
+            # its δ [B, *event] is the leaf (no select/stack in the graph to undo), evaluated by
+            # one forward of the objective (already checked: no second shape check)
+            d = (deltas.squeeze(0) if lead else deltas).detach().requires_grad_(True)
+            with torch.enable_grad():
+                v = self.objective(params, d, batch)  # ∇ of Σ_b v_b: v's backward from ones
+                (g,) = torch.autograd.grad(v, d, torch.ones_like(v))
+            self.count(forward=1, backward=1)
+            return (v.detach().unsqueeze(0), g.unsqueeze(0)) if lead else (v.detach(), g)
+        shape = deltas.shape[len(lead) :]
         d = (deltas.reshape(shape) if n == 1 else deltas).detach().requires_grad_(True)
         with torch.enable_grad():
             v = self.objective(params, d, batch) if n == 1 else self.values(params, d, batch)

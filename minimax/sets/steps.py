@@ -65,10 +65,13 @@ class _BallStep:
             direction = direction.to(delta.dtype)
         out = S._add_step(delta, direction, self.step_size, e)
         eps = S._eps
-        flat = out if self.elementwise and isinstance(eps, float) else flatten_event(out, e)
-        if not isinstance(eps, float):
-            eps = per_example_value(eps, flat, 1, "eps")
-        out = S._project_flat(flat, eps).reshape(delta.shape)
+        if self.elementwise and isinstance(eps, float):  # a clamp: no flattening
+            out = S._project_flat(out, eps)
+        else:
+            flat = flatten_event(out, e)
+            if not isinstance(eps, float):
+                eps = per_example_value(eps, flat, 1, "eps")
+            out = S._project_flat(flat, eps).reshape(delta.shape)
         if self.bounds is None:
             xb = S._bounds_x(self.x, out, "project")
             self.bounds = (None, None) if xb is None else S._delta_bounds(xb, out)
