@@ -179,7 +179,8 @@ def model_mode(model: nn.Module, mode: str) -> Iterator[None]:
         yield
     finally:
         for m, training in saved:
-            m.training = training
+            if m.training != training:
+                m.training = training
 
 
 def check_classifier(
