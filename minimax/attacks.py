@@ -270,6 +270,35 @@ def worst_candidate(problem: ModuleProblem, deltas: Tensor, x: Tensor, y: Tensor
     return deltas[best, torch.arange(x.shape[0], device=x.device)]
 
 
+def _checked_search(
+    model: nn.Module,
+    solver: InnerSolver,
+    loss: Loss | None,
+    S: PerturbationSet,
+    x: Tensor,
+    y: Tensor,
+    bounds: tuple[object, object],
+) -> tuple[ModuleProblem, Tensor]:
+    """The classifier's problem and the solver's candidates [m, B, ...] for (x, y), every input
+    checked. PGD's losses are the problem's own: its first forward checks the model's output, so
+    no forward is spent on checking alone (a model that cannot take x is explained on failure)."""
+    lazy = isinstance(solver, PGD)
+    scored = _LogitsCheckedOnce(loss or cross_entropy) if lazy else loss
+    problem = ModuleProblem(model, loss_fn=scored, perturbation=S)
+    if lazy:
+        check_batch(problem, x, y, bounds)
+    else:
+        check_classifier(problem, x, y, bounds)
+    try:
+        return problem, solver(problem, problem.parameters(), (x, y)).deltas
+    except torch.OutOfMemoryError:
+        raise
+    except (RuntimeError, IndexError):
+        if lazy:  # raises the clear error where the model cannot take x
+            classifier_logits(problem, x, y, bounds)
+        raise
+
+
 def attack(
     model: nn.Module,
     x: Tensor,
@@ -321,24 +350,7 @@ def attack(
     solver = build_attack(
         attack, eps, steps=steps, restarts=restarts, seed=seed, early_stop=early_stop
     )
-    # PGD's losses are the problem's own: its first forward checks the model's output, so no
-    # forward is spent on checking alone (a model that cannot take x is explained on failure)
-    lazy = isinstance(solver, PGD)
     with model_mode(model, mode):
-        scored = _LogitsCheckedOnce(loss or cross_entropy) if lazy else loss
-        problem = ModuleProblem(model, loss_fn=scored, perturbation=S)
-        if lazy:
-            check_batch(problem, x, y, (lower, upper))
-        else:
-            check_classifier(problem, x, y, (lower, upper))
-        try:
-            candidates = solver(problem, problem.parameters(), (x, y))
-        except torch.OutOfMemoryError:
-            raise
-        except (RuntimeError, IndexError):
-            if lazy:  # raises the clear error where the model cannot take x
-                classifier_logits(problem, x, y, (lower, upper))
-            raise
-        deltas = candidates.deltas
+        problem, deltas = _checked_search(model, solver, loss, S, x, y, (lower, upper))
         delta = deltas[0] if deltas.shape[0] == 1 else worst_candidate(problem, deltas, x, y)
     return (x + delta).detach()
