@@ -164,11 +164,18 @@ def _speed(row: dict[str, Any]) -> str:
 def markdown(result: dict[str, Any]) -> str:
     """The comparison table and the budgets, from a results JSON."""
     s = result["settings"]
+    repeats = (
+        f"; PGD alone: each seed's time is the mean of {s['pgd_repeats']} runs back to back"
+        if s.get("pgd_repeats", 1) > 1
+        else ""
+    )
     out = [
         f"Command: `{result['command']}` (torch {result['torch']}, torchattacks "
         f"{result['torchattacks']}, {result['cpu_threads']} thread, {s['examples']} test "
         f"digits, {s['seeds']} seeds, L∞ ε = {s['linf']}). Robust accuracy mean ± 95% "
-        "interval over the seeds; CPU seconds per run (mean); the CPU ratio is the mean of "
+        f"interval over the seeds; CPU seconds per run (mean{repeats}; a single attack's time "
+        "includes the forward that measures its robust accuracy, for both libraries); the CPU "
+        "ratio is the mean of "
         "per-seed ratios minimax / torchattacks ± its interval; forward passes are model calls "
         "counted by a hook (those with a gradient in brackets); examples per CPU second.",
         "",

@@ -24,6 +24,7 @@ from minimax.inner.early_stop import EarlyStop
 from minimax.inner.fab import FABTargeted
 from minimax.inner.square import Square
 from minimax.problem import ModuleProblem
+from minimax.problem.module import _per_example_cross_entropy as cross_entropy
 from minimax.registry import Registry
 from minimax.sets import L2Ball, LinfBall, PerturbationSet
 
@@ -173,12 +174,13 @@ def model_mode(model: nn.Module, mode: str) -> Iterator[None]:
     mode = checks.choice("mode", mode, ("eval", "train", "as-is"))
     saved = [(m, m.training) for m in model.modules()]
     try:
-        if mode != "as-is":
+        if mode != "as-is" and any(t != (mode == "train") for _, t in saved):
             model.train(mode == "train")
         yield
     finally:
         for m, training in saved:
-            m.training = training
+            if m.training != training:
+                m.training = training
 
 
 def check_classifier(
@@ -189,12 +191,11 @@ def check_classifier(
     return int(classifier_logits(problem, x, y, bounds).shape[1])
 
 
-def classifier_logits(
+def check_batch(
     problem: ModuleProblem, x: Tensor, y: Tensor, bounds: tuple[object, object]
-) -> Tensor:
-    """The clean logits [B, C], checked: x a finite float tensor in ``bounds``, y integer labels
-    [B] on x's device, logits [B, C] with C > max(y) (one no-grad forward of the batch, running
-    statistics untouched)."""
+) -> None:
+    """Check x and y without running the model: x a finite float batch [B, ...] in ``bounds``
+    on the model's device, y integer labels [B] there."""
     checks.float_tensor("x", x)
     checks.labels("y", y, x.shape[0] if x.ndim else None)
     if x.ndim == 0 or x.shape[0] == 0:
@@ -205,7 +206,20 @@ def classifier_logits(
             f"x ({x.device}) and y ({y.device}) must be on the model's device ({dev}): move them "
             f"with .to('{dev}')"
         )
-    checks.within("x", x, *bounds)
+    S = problem.perturbation  # x was checked against the set's bounds when first used above
+    if not (
+        _same(bounds[0], getattr(S, "lower", None)) and _same(bounds[1], getattr(S, "upper", None))
+    ):
+        checks.within("x", x, *bounds)
+
+
+def classifier_logits(
+    problem: ModuleProblem, x: Tensor, y: Tensor, bounds: tuple[object, object]
+) -> Tensor:
+    """The clean logits [B, C], checked: x a finite float tensor in ``bounds``, y integer labels
+    [B] on x's device, logits [B, C] with C > max(y) (one no-grad forward of the batch, running
+    statistics untouched)."""
+    check_batch(problem, x, y, bounds)
     try:
         with torch.no_grad():
             zero = torch.zeros_like(x).unsqueeze(0)
@@ -218,6 +232,25 @@ def classifier_logits(
             "and dtype it was built for"
         ) from None
     return checks.logits_for("model", out, y)
+
+
+class _LogitsCheckedOnce:
+    """``loss`` that first checks the model's output against the labels (`checks.logits_for`:
+    logits [B, C] with C > max(y)), at its first call."""
+
+    def __init__(self, loss: Loss) -> None:
+        self.loss, self.pending = loss, True
+
+    def __call__(self, out: Tensor, y: Tensor) -> Tensor:
+        if self.pending:
+            checks.logits_for("model", out, y)
+            self.pending = False
+        return self.loss(out, y)
+
+
+def _same(a: object, b: object) -> bool:
+    """Whether two bounds are the same (the same tensor, or equal numbers or None)."""
+    return a is b or (not isinstance(a, Tensor) and not isinstance(b, Tensor) and a == b)
 
 
 def worst_candidate(problem: ModuleProblem, deltas: Tensor, x: Tensor, y: Tensor) -> Tensor:
@@ -235,6 +268,35 @@ def worst_candidate(problem: ModuleProblem, deltas: Tensor, x: Tensor, y: Tensor
             keys.append(loss + 1e7 * wrong.double())
     best = torch.stack(keys).argmax(dim=0)
     return deltas[best, torch.arange(x.shape[0], device=x.device)]
+
+
+def _checked_search(
+    model: nn.Module,
+    solver: InnerSolver,
+    loss: Loss | None,
+    S: PerturbationSet,
+    x: Tensor,
+    y: Tensor,
+    bounds: tuple[object, object],
+) -> tuple[ModuleProblem, Tensor]:
+    """The classifier's problem and the solver's candidates [m, B, ...] for (x, y), every input
+    checked. PGD's losses are the problem's own: its first forward checks the model's output, so
+    no forward is spent on checking alone (a model that cannot take x is explained on failure)."""
+    lazy = isinstance(solver, PGD)
+    scored = _LogitsCheckedOnce(loss or cross_entropy) if lazy else loss
+    problem = ModuleProblem(model, loss_fn=scored, perturbation=S)
+    if lazy:
+        check_batch(problem, x, y, bounds)
+    else:
+        check_classifier(problem, x, y, bounds)
+    try:
+        return problem, solver(problem, problem.parameters(), (x, y)).deltas
+    except torch.OutOfMemoryError:
+        raise
+    except (RuntimeError, IndexError):
+        if lazy:  # raises the clear error where the model cannot take x
+            classifier_logits(problem, x, y, bounds)
+        raise
 
 
 def attack(
@@ -289,9 +351,6 @@ def attack(
         attack, eps, steps=steps, restarts=restarts, seed=seed, early_stop=early_stop
     )
     with model_mode(model, mode):
-        problem = ModuleProblem(model, loss_fn=loss, perturbation=S)
-        check_classifier(problem, x, y, (lower, upper))
-        candidates = solver(problem, problem.parameters(), (x, y))
-        deltas = candidates.deltas
+        problem, deltas = _checked_search(model, solver, loss, S, x, y, (lower, upper))
         delta = deltas[0] if deltas.shape[0] == 1 else worst_candidate(problem, deltas, x, y)
     return (x + delta).detach()

@@ -135,6 +135,13 @@ def float_tensor(name: str, value: object) -> Tensor:
     return value
 
 
+_FAST = (torch.float32, torch.float64)
+
+
+def _number_bounds(*bounds: object) -> bool:
+    return all(b is None or isinstance(b, (int, float)) for b in bounds)
+
+
 def within(name: str, value: Tensor, lower: object = None, upper: object = None) -> Tensor:
     """``value`` if every entry is finite and in [``lower``, ``upper``] (floats or tensors that
     broadcast; None: unbounded): one fused check, one host sync."""
@@ -142,6 +149,16 @@ def within(name: str, value: Tensor, lower: object = None, upper: object = None)
     def like(bound: object) -> Tensor:
         return torch.as_tensor(bound, dtype=value.dtype, device=value.device)
 
+    if _number_bounds(lower, upper) and value.numel() and value.dtype in _FAST:
+        # one reduction: the extremes are finite and inside iff every entry is (NaN propagates)
+        lo, hi = torch.stack(torch.aminmax(value)).tolist()
+        if (
+            math.isfinite(lo)
+            and math.isfinite(hi)
+            and (lower is None or lo >= like(lower).item())
+            and (upper is None or hi <= like(upper).item())
+        ):
+            return value
     flags = [torch.isfinite(value).all()]
     if lower is not None:
         flags.append((value >= like(lower)).all())

@@ -86,7 +86,9 @@ def test_measure_reports_accuracy_passes_and_throughput():
     ]
     ((name, run),) = minimax_runs("pgd", "linf", 0.1, steps=3, queries=20).items()
     out = measure(run, net, x, y, 0, 0.1, "linf", profile=True)
-    assert out["forward"] == 3 + 1 + 1  # 3 steps, the scoring forward and the check
+    # 3 steps, the scoring forward, and the robust accuracy's (PGD checks the model's output at
+    # its first step: no forward of its own)
+    assert out["forward"] == 3 + 1 + 1
     assert out["forward_with_grad"] == 3 and out["rows"] == 12 * 5
     assert out["images_per_cpu_second"] == pytest.approx(12 / out["cpu_seconds"])
     assert 0 <= out["robust_acc"] <= 1 and out["profile"]

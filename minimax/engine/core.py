@@ -162,6 +162,8 @@ class Engine(ScoringGraphs):
     def objective(self, params: Mapping[str, Tensor], delta: Tensor, batch: Batch) -> Tensor:
         """g at one candidate δ [B, *event] → [B], BatchNorm in the problem's mode (uncounted:
         the callers below count)."""
+        if not getattr(self.problem, "batchnorm_layers", True):  # nothing to freeze
+            return self.problem.objective(params, delta, batch)
         with _module.frozen(self.problem):
             return self.problem.objective(params, delta, batch)
 
@@ -204,14 +206,22 @@ class Engine(ScoringGraphs):
         """g and ∇_δ g at deltas [*lead, B, *event]: values [*lead, B] (detached) and the
         gradient of their sum, shaped like deltas. One forward and one backward per candidate."""
         lead = self.problem.check_delta(deltas, batch)
+        n = math.prod(lead)
+        if n == 1 and len(lead) <= 1:  # one candidate (PGD's loop): no reshape by shape
+            # its δ [B, *event] is the leaf (no select/stack in the graph to undo), evaluated by
+            # one forward of the objective (already checked: no second shape check)
+            d = (deltas.squeeze(0) if lead else deltas).detach().requires_grad_(True)
+            with torch.enable_grad():
+                v = self.objective(params, d, batch)  # ∇ of Σ_b v_b: v's backward from ones
+                (g,) = torch.autograd.grad(v, d, torch.ones_like(v))
+            self.count(forward=1, backward=1)
+            return (v.detach().unsqueeze(0), g.unsqueeze(0)) if lead else (v.detach(), g)
         shape = deltas.shape[len(lead) :]
-        # One candidate: its δ [B, *event] is the leaf (no select/stack in the graph to undo).
-        d = (deltas.reshape(shape) if math.prod(lead) == 1 else deltas).detach()
-        d.requires_grad_(True)
+        d = (deltas.reshape(shape) if n == 1 else deltas).detach().requires_grad_(True)
         with torch.enable_grad():
-            v = self.values(params, d, batch)
+            v = self.objective(params, d, batch) if n == 1 else self.values(params, d, batch)
             (g,) = torch.autograd.grad(v.sum(), d)
-        self.count(backward=math.prod(lead))
+        self.count(forward=1 if n == 1 else 0, backward=n)
         return v.detach().reshape(*lead, shape[0]), g.reshape(deltas.shape)
 
     def logits(self, params: Mapping[str, Tensor], deltas: Tensor, batch: Batch) -> Tensor:

@@ -13,6 +13,7 @@ from minimax.engine import Engine
 from minimax.inner.base import Candidates, InnerSolver
 from minimax.inner.early_stop import ActiveRows, EarlyStop
 from minimax.problem import Batch, Params
+from minimax.sets.steps import projected_step
 
 __all__ = ["FGSM", "PGD"]
 
@@ -108,6 +109,7 @@ class PGD(InnerSolver):
         best_v = best_v.to(deltas.device)
         active = torch.ones(deltas.shape[:2], dtype=torch.bool, device=deltas.device)
         rows, past = ActiveRows(batch), list[Tensor]()
+        step = projected_step(S, x, step_size, e)
         for k in range(self.steps):
             hit, end = _cycle_end(past, deltas, self.steps - k)
             past = [*past[1 - self.stop.window :], deltas] if self.stop.window > 1 else [deltas]
@@ -124,8 +126,7 @@ class PGD(InnerSolver):
             g[:, rows.rows] = g_r
             v = torch.where(active, v, -torch.inf)
             best_d, best_v = _keep_best(best_d, best_v, deltas.detach(), v, False)
-            step = S.project(S.ascent_step(deltas, g, step_size, event_ndim=e), x, event_ndim=e)
-            deltas = torch.where(lift(active), step, deltas).detach()
+            deltas = torch.where(lift(active), step(deltas, g), deltas).detach()
         if self.select == "last":
             return Candidates(deltas, engine.score(params, deltas, batch))
         with torch.no_grad():
@@ -169,18 +170,15 @@ class PGD(InnerSolver):
         coupled = engine.problem.examples_coupled
         best_d = deltas
         best_v = torch.full(deltas.shape[:2], -torch.inf, dtype=deltas.dtype, device=deltas.device)
+        step = projected_step(S, x, step_size, event_ndim)  # per-call work done once
+        deltas = deltas.detach()
         for _ in range(self.steps):
             v, g = engine.values_and_input_grad(params, deltas, batch)
-            deltas = deltas.detach()
             if self.select == "best":
                 best_d, best_v = _keep_best(best_d, best_v, deltas, v, coupled)
-            deltas = S.project(
-                S.ascent_step(deltas, g, step_size, event_ndim=event_ndim),
-                x,
-                event_ndim=event_ndim,
-            )
+            deltas = step(deltas, g)
         if self.select == "last":
-            return Candidates(deltas.detach(), engine.score(params, deltas.detach(), batch))
+            return Candidates(deltas, engine.score(params, deltas, batch))
         with torch.no_grad():
             v = engine.values(params, deltas, batch)
         best_d, best_v = _keep_best(best_d, best_v, deltas, v, coupled)

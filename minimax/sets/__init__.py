@@ -27,7 +27,8 @@ Exactness of :meth:`PerturbationSet.project`
   onto the intersection.
 
 Modules: `minimax.sets.base` (the interface and shared checks), `minimax.sets.lp` (norm balls),
-`minimax.sets.box` (boxes), `minimax.sets.simplex` (the probability simplex).
+`minimax.sets.box` (boxes), `minimax.sets.simplex` (the probability simplex), `minimax.sets.steps`
+(PGD's projected ascent step, built once per search).
 """
 
 from minimax.sets.base import PerturbationSet

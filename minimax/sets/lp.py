@@ -161,12 +161,14 @@ class _NormBall(PerturbationSet):
         than x itself (issue 21: clamping to lower − x gave |δ| far above ε)."""
         if x is None:
             return delta
-        lo_b = None if self._lower is None else as_tensor_like(self._lower, delta)
-        hi_b = None if self._upper is None else as_tensor_like(self._upper, delta)
+        return torch.clamp(delta, *self._delta_bounds(x, delta))
+
+    def _delta_bounds(self, x: Tensor, like: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """(lower − x, upper − x) at ``like``'s dtype and device, x clipped into the bounds."""
+        lo_b = None if self._lower is None else as_tensor_like(self._lower, like)
+        hi_b = None if self._upper is None else as_tensor_like(self._upper, like)
         xc = torch.clamp(x, min=lo_b, max=hi_b)
-        lo = None if lo_b is None else lo_b - xc
-        hi = None if hi_b is None else hi_b - xc
-        return torch.clamp(delta, min=lo, max=hi)
+        return (None if lo_b is None else lo_b - xc), (None if hi_b is None else hi_b - xc)
 
     # -- public API ----------------------------------------------------------------------------
     def norm(self, delta: Tensor, event_ndim: int | None = None) -> Tensor:

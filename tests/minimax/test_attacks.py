@@ -406,3 +406,18 @@ def test_window_mask_is_one_window_of_the_side_inside_the_plane(h, w, side):
         assert int(m.sum()) == side[0] * side[1]  # a full rectangle of that size
         assert rows.numel() == side[0] and cols.numel() == side[1]
         assert int(rows[-1] - rows[0]) == side[0] - 1 and int(cols[-1] - cols[0]) == side[1] - 1
+
+
+def test_pgd_attack_checks_the_model_at_its_first_step_without_a_forward_of_its_own():
+    net, x, y = _classifier()
+    calls = []
+    handle = net.register_forward_hook(lambda m, i, o: calls.append(o.requires_grad))
+    x_adv = minimax.attack(net, x, y, eps=0.1, attack="pgd", steps=3)
+    handle.remove()
+    assert calls == [True, True, True, False]  # 3 steps and the scoring forward
+    assert float((x_adv - x).abs().max()) <= 0.1 + 1e-6
+    # a model that cannot take x: the same clear error as the attacks that check first
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(7, 10))
+    for name in ("pgd", "apgd-ce"):
+        with pytest.raises(ValueError, match="model cannot take x of shape"):
+            minimax.attack(flat, x, y, eps=0.1, attack=name, steps=1)
