@@ -227,6 +227,6 @@ def markdown(result: dict[str, Any]) -> str:
 
 def publish(results: Path, page: Path) -> None:
     """Write the tables of ``results`` (a JSON benchmarks/attacks.py wrote) into ``page``."""
-    from problems.pages import replace_block
+    from minimax_problems.pages import replace_block
 
     replace_block(page, MARKERS, markdown(json.loads(results.read_text(encoding="utf-8"))))

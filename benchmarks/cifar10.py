@@ -40,7 +40,7 @@ from torch import nn
 import minimax
 from benchmarks.cifar_setup import ALPHA, EPS, cifar_batch, seeded_model, sync
 from benchmarks.pgd_attack import bench_attack
-from problems.pages import replace_block
+from minimax_problems.pages import replace_block
 
 RULES: dict[str, Callable[[], minimax.extend.Rule]] = {
     "PGD-AT": minimax.Danskin,

@@ -6,7 +6,7 @@ Public API::
     EPS, ALPHA                         8/255 and 2/255
     sync(device)                       wait for the device's queued work (CUDA; no-op on CPU)
     cifar_batch(batch, device, seed=0) -> (x [B, 3, 32, 32] in [0, 1], y [B] in 0..9)
-    seeded_model(name, device, **kwargs) -> nn.Module   `problems.models.build_model`, seed 0
+    seeded_model(name, device, **kwargs) -> nn.Module   `build_model` with seed 0
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from problems.models import build_model
+from minimax_problems.models import build_model
 
 __all__ = ["ALPHA", "EPS", "cifar_batch", "seeded_model", "sync"]
 
@@ -38,6 +38,6 @@ def cifar_batch(batch: int, device: torch.device, seed: int = 0) -> tuple[Tensor
 
 
 def seeded_model(name: str, device: torch.device, **kwargs: Any) -> nn.Module:
-    """`problems.models.build_model` with torch's seed 0, on ``device``."""
+    """`minimax_problems.models.build_model` with torch's seed 0, on ``device``."""
     torch.manual_seed(0)
     return build_model(name, **kwargs).to(device)

@@ -33,7 +33,7 @@ import torch
 
 import minimax as mm
 from minimax.testing.distributed import run_ranks
-from problems.models import build_model
+from minimax_problems.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 # Published peak bandwidths per direction, bytes/s: NVLink 4 (H100 SXM, 900 GB/s both ways),

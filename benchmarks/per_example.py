@@ -37,8 +37,8 @@ import torch
 import minimax as mm
 from benchmarks.memory import reset_peak, status_kib
 from minimax.engine.gramian import per_example_gram
-from problems.models import build_model
-from problems.pages import replace_block
+from minimax_problems.models import build_model
+from minimax_problems.pages import replace_block
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP_KINDS = {  # (DDi's options, the engine's options)

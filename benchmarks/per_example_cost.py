@@ -30,8 +30,8 @@ from torch import nn
 
 from minimax.engine.gramian.blocks import recompute_factor
 from minimax.engine.gramian.layers import LAYER_RULES, Plan
-from problems.models import build_model
-from problems.pages import replace_block
+from minimax_problems.models import build_model
+from minimax_problems.pages import replace_block
 
 ROOT = Path(__file__).resolve().parents[1]
 

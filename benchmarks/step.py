@@ -28,7 +28,7 @@ import torch
 
 import minimax as mm
 from benchmarks.memory import reset_peak, status_kib
-from problems.models import build_model
+from minimax_problems.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

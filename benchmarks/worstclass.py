@@ -1,5 +1,5 @@
-"""Worst-class digits (`problems.worstclass`: 10 classes, full batch, the 64-32-10 tanh MLP): the
-cost of one step and whether the certified step keeps its promise.
+"""Worst-class digits (`minimax_problems.worstclass`: 10 classes, full batch, the 64-32-10 tanh
+MLP): the cost of one step and whether the certified step keeps its promise.
 
 Rules (SGD, no momentum): ERM (the mean loss), Danskin (the worst class's gradient), Group DRO
 (Sagawa et al., η = 0.01), DDi (τ = 0.05, lr 0.3: the group Gram matrix in one forward and one
@@ -39,8 +39,8 @@ from typing import Any
 import torch
 
 import minimax as mm
-from problems.data import digits as digits_data
-from problems.worstclass import MeanLoss, _model
+from minimax_problems.data import digits as digits_data
+from minimax_problems.worstclass import MeanLoss, _model
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ MARKER = "<!-- minimax-cli-reference -->"
 
 
 def _parser() -> argparse.ArgumentParser:
-    from problems import cli
+    from minimax_problems import cli
 
     try:
         return cli.build_parser(demo=True)

@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from problems.report import format_cell, plot_curves, plot_evaluations, write_html
-from problems.training.history import RunHistory, load_history
+from .report import format_cell, plot_curves, plot_evaluations, write_html
+from .training.history import RunHistory, load_history
 
 __all__ = ["compare_runs", "evaluation_table", "load_evaluations", "summary_table"]
 

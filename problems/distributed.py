@@ -32,7 +32,8 @@ import torch
 from torch import Tensor, nn
 
 import minimax
-from problems.evaluation import ece_from_bins
+
+from .evaluation import ece_from_bins
 
 __all__ = [
     "CollectiveError",
@@ -274,7 +275,7 @@ def open_run_dir_ranked(
 ) -> dict[str, Any] | None:
     """`problems.training.checkpoint.open_run_dir` on rank 0 (which writes), then the same saved
     state read by the other ranks; a failure on rank 0 is raised on every rank."""
-    from problems.training.checkpoint import CHECKPOINT, load_checkpoint, open_run_dir
+    from .training.checkpoint import CHECKPOINT, load_checkpoint, open_run_dir
 
     if not ranks.active:
         return open_run_dir(out, config, meta, resume=resume, overwrite=overwrite)

@@ -35,7 +35,8 @@ from tqdm import tqdm
 import minimax
 from minimax import checks
 from minimax import extend as ext
-from problems.resumable import evaluate_in_chunks
+
+from .resumable import evaluate_in_chunks
 
 __all__ = [
     "DEFAULT_ATTACKS",

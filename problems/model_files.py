@@ -29,9 +29,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from problems.files import UnreadableFileError, load_tensors
-from problems.training import load_checkpoint
-from problems.training.config import upgrade_config, upgrade_model_spec
+from .files import UnreadableFileError, load_tensors
+from .training import load_checkpoint
+from .training.config import upgrade_config, upgrade_model_spec
 
 __all__ = [
     "ModelFile",
@@ -160,9 +160,9 @@ def check_description(meta: Any, config: Any, path: Path) -> None:
     """ValueError unless a checkpoint's ``meta`` and ``config`` are what ``minimax train``
     writes, as far as evaluating it reads them (types, ranges, registered names): an odd file
     is refused with one line naming the entry, not a crash inside the model builder."""
-    from problems.data.datasets import DATASETS
-    from problems.models import ACTIVATIONS, MODELS, NORMALIZATIONS
-    from problems.threats import THREATS
+    from .data.datasets import DATASETS
+    from .models import ACTIVATIONS, MODELS, NORMALIZATIONS
+    from .threats import THREATS
 
     def bad(entry: str, value: Any, expected: str) -> ValueError:
         return ValueError(

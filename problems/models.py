@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from minimax.registry import Registry
-from problems.data.cifar10_files import CIFAR10_MEAN, CIFAR10_STD
+
+from .data.cifar10_files import CIFAR10_MEAN, CIFAR10_STD
 
 __all__ = [
     "ACTIVATIONS",

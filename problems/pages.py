@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from problems.files import atomic_write_text
+from .files import atomic_write_text
 
 __all__ = ["block", "publish_pages", "render_block", "render_blocks", "replace_block"]
 

@@ -33,9 +33,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from problems.figures import INTEGER_AXES, fit_title, integer_ticks, run_style
-from problems.files import atomic_write_text, save_figure
-from problems.training.history import RunHistory
+from .figures import INTEGER_AXES, fit_title, integer_ticks, run_style
+from .files import atomic_write_text, save_figure
+from .training.history import RunHistory
 
 __all__ = [
     "curves_figure",

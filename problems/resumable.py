@@ -27,7 +27,8 @@ from torch import Tensor, nn
 
 import minimax
 from minimax import checks
-from problems.files import atomic_save
+
+from .files import atomic_save
 
 __all__ = ["evaluate_in_chunks"]
 

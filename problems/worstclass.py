@@ -45,9 +45,10 @@ import torch
 from torch import Tensor, nn
 
 import minimax as mm
-from problems.data import digits as digits_data
-from problems.stats import mean_interval, paired_difference
-from problems.threats import make_perturbation
+
+from .data import digits as digits_data
+from .stats import mean_interval, paired_difference
+from .threats import make_perturbation
 
 __all__ = [
     "METRICS",

@@ -13,7 +13,7 @@ from torch import nn
 
 from benchmarks.attacks import Passes, measure, minimax_runs
 from benchmarks.attacks_report import BUDGETS, MARKERS, compare, markdown
-from problems.pages import block
+from minimax_problems.pages import block
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results" / "attacks.json"

@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks.per_example_cost import MARKERS, cost_rows, markdown
 from benchmarks.pgd_attack import paired_ratio
-from problems.pages import block
+from minimax_problems.pages import block
 
 ROOT = Path(__file__).resolve().parents[1]
 

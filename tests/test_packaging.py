@@ -154,3 +154,43 @@ def test_wheel_installs_beside_an_existing_torch_and_leaves_it_alone(tmp_path):
     assert Path(torch_file).resolve() == Path(torch.__file__).resolve()
     assert Path(minimax_file).resolve().is_relative_to(Path(purelib).resolve())
     assert optional == []
+
+    # the instances install as minimax_problems, never as a top-level "problems" that would clash
+    # with a user's own module of that name; the command line runs from the wheel
+    import zipfile
+
+    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert "minimax_problems" in tops and "problems" not in tops, sorted(tops)
+    user = tmp_path / "user"
+    (user / "problems").mkdir(parents=True)
+    (user / "problems" / "__init__.py").write_text("MINE = True\n")
+    code = "import minimax_problems, minimax_problems.cli; print(problems.MINE)"
+    r = subprocess.run(
+        [str(py), "-c", code], capture_output=True, text=True, env=env, cwd=user, timeout=120
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr
+    r = subprocess.run(
+        [str(target / "bin" / "minimax"), "--version"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=user,
+        timeout=120,
+    )
+    assert r.returncode == 0 and "minimax" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_every_package_folder_is_listed_in_pyproject():
+    """pyproject.toml lists the packages by hand (the folder problems/ installs under another
+    name): a new package folder missing from the list would be left out of the wheel."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    folders = set()
+    for top, name in (("minimax", "minimax"), ("problems", "minimax_problems")):
+        for init in (ROOT / top).rglob("__init__.py"):
+            parts = init.parent.relative_to(ROOT / top).parts
+            folders.add(".".join([name, *parts]))
+    assert listed == folders, f"add to / remove from [tool.setuptools] packages: {listed ^ folders}"

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
-from problems.cli.types import PROG, Parser, UsageError, formatter, number
+from .types import PROG, Parser, UsageError, formatter, number
 
 __all__ = ["COMMANDS", "SUMMARIES", "USER_ERRORS", "build_parser", "explicit", "main", "number"]
 
@@ -46,7 +46,7 @@ class _Commands(Mapping[str, ModuleType]):
     def __getitem__(self, name: str) -> ModuleType:
         if name not in SUMMARIES:
             raise KeyError(name)
-        return importlib.import_module(f"problems.cli.{name}")
+        return importlib.import_module(f".{name}", __package__)
 
     def __iter__(self) -> Iterator[str]:
         return iter(SUMMARIES)
@@ -62,8 +62,8 @@ COMMANDS: Mapping[str, ModuleType] = _Commands()
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that are the user's to fix: exit status 2. OSError covers the environment and the
     user's files (a full disk, a name too long, permissions, a missing or existing path)."""
-    from problems.data.errors import DatasetError
-    from problems.training.checkpoint import NonFiniteStateError
+    from ..data.errors import DatasetError
+    from ..training.checkpoint import NonFiniteStateError
 
     return (UsageError, DatasetError, NonFiniteStateError, OSError)
 

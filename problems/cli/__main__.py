@@ -1,7 +1,8 @@
-"""``python -m problems.cli`` (and ``torchrun -m problems.cli``): the ``minimax`` command."""
+"""``python -m minimax_problems.cli`` (and ``torchrun -m minimax_problems.cli``): the ``minimax``
+command."""
 
 import sys
 
-from problems.cli import main
+from . import main
 
 sys.exit(main())

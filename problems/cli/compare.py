@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from problems.cli.types import UsageError, path
-from problems.extras import MissingExtraError, require
+from ..extras import MissingExtraError, require
+from .types import UsageError, path
 
 __all__ = ["DESCRIPTION", "EPILOG", "HELP", "add_arguments", "run"]
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     for run_dir in args.runs:
         if not (run_dir / "config.json").is_file():
             raise UsageError(f"{run_dir} is not a training run directory (no config.json)")
-    from problems.comparison import compare_runs  # matplotlib: imported only when it is there
+    from ..comparison import compare_runs  # matplotlib: imported only when it is there
 
     try:
         report = compare_runs(args.runs, args.out, names=names)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from problems.cli.types import (
+from ..extras import MissingExtraError, require
+from .types import (
     UsageError,
     bounded_int,
     nonnegative_int,
@@ -13,7 +14,6 @@ from problems.cli.types import (
     positive_number,
     random_seed,
 )
-from problems.extras import MissingExtraError, require
 
 #: the demo's parts (as `problems.demo.run`; repeated here so that --help needs no matplotlib)
 PARTS = ("counterexample", "elu", "worstclass", "digits", "digits-bn")
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         require("sklearn", "minimax demo")
     except MissingExtraError as error:
         raise UsageError(str(error)) from None
-    from problems.demo import format_table, run_demo, summary_tables  # needs both
+    from ..demo import format_table, run_demo, summary_tables  # needs both
 
     summary = run_demo(
         args.out,

@@ -16,8 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import minimax
-from problems.cli.evaluated_model import build_evaluated_model, probe, read_model
-from problems.cli.types import (
+
+from ..data.datasets import DATASETS
+from ..data.splits import train_val_split
+from ..evaluation import DEFAULT_ATTACKS, evaluate, parse_attacks
+from ..files import atomic_write_text, remove_orphans
+from ..model_files import ModelFile
+from ..models import ACTIVATIONS, MODELS, NORMALIZATIONS
+from ..threats import THREATS
+from .evaluated_model import build_evaluated_model, probe, read_model
+from .types import (
     UsageError,
     add_threads_argument,
     check_radius,
@@ -31,13 +39,6 @@ from problems.cli.types import (
     restarts,
     set_threads,
 )
-from problems.data.datasets import DATASETS
-from problems.data.splits import train_val_split
-from problems.evaluation import DEFAULT_ATTACKS, evaluate, parse_attacks
-from problems.files import atomic_write_text, remove_orphans
-from problems.model_files import ModelFile
-from problems.models import ACTIVATIONS, MODELS, NORMALIZATIONS
-from problems.threats import THREATS
 
 __all__ = ["DESCRIPTION", "EPILOG", "HELP", "add_arguments", "run", "threat_line"]
 
@@ -280,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
     threat = args.threat or config.get("threat", "linf")
     eps = args.eps if args.eps is not None else config.get("eps", _DEFAULT_EPS[threat])
     check_radius("--eps", eps, threat, args.allow_large_eps)
-    from problems.distributed import Ranks, rank_file
+    from ..distributed import Ranks, rank_file
 
     ranks = Ranks.from_env()  # under torchrun: each rank evaluates a shard; exact counts
     out = args.out or file.path.parent / f"eval-{file.path.stem}.json"
@@ -337,7 +338,7 @@ def _evaluate(
 ) -> dict[str, Any]:
     """`problems.evaluation.evaluate` on this rank's shard (every rank's counts gathered),
     resumable from ``progress_file``; ``settings``: eps, attacks, norm and dataset."""
-    from problems.distributed import evaluate_sharded
+    from ..distributed import evaluate_sharded
 
     try:
         ranks.agree(rank_options(args), "minimax evaluate")  # a mismatch: ValueError, exit 2

@@ -15,9 +15,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from problems.cli.types import UsageError
-from problems.model_files import ModelFile, read_model_file
-from problems.models import MODELS, build_model
+from ..model_files import ModelFile, read_model_file
+from ..models import MODELS, build_model
+from .types import UsageError
 
 __all__ = ["build_evaluated_model", "probe", "read_model"]
 

@@ -15,8 +15,11 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from problems.cli.train_arguments import add_arguments, finish_args
-from problems.cli.types import (
+from ..data.splits import train_val_split
+from ..models import build_model
+from ..training import RULES, TrainConfig, train
+from .train_arguments import add_arguments, finish_args
+from .types import (
     PROG,
     UsageError,
     load_data,
@@ -24,9 +27,6 @@ from problems.cli.types import (
     resolve_device,
     set_threads,
 )
-from problems.data.splits import train_val_split
-from problems.models import build_model
-from problems.training import RULES, TrainConfig, train
 
 __all__ = ["DESCRIPTION", "EPILOG", "HELP", "add_arguments", "finish_args", "run"]
 
@@ -98,7 +98,7 @@ def _config(args: argparse.Namespace, device: str) -> TrainConfig:
 def run(args: argparse.Namespace) -> int:
     """Train as ``args`` say; print the last epoch's record; 130 when interrupted. Under
     torchrun every rank runs this; rank 0 writes and prints."""
-    from problems.distributed import CollectiveError, Ranks
+    from ..distributed import CollectiveError, Ranks
 
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise UsageError(f"--out {args.out} is a file: the run directory must be a directory")
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, ranks: Any) -> int:
-    from problems.distributed import RankMismatchError
+    from ..distributed import RankMismatchError
 
     try:  # under torchrun: the whole configuration, compared across ranks in one collective
         ranks.agree(rank_options(args), f"{PROG} train")

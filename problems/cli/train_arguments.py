@@ -15,7 +15,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from problems.cli.types import (
+from ..data.datasets import DATASETS
+from ..models import ACTIVATIONS, MODELS, NORMALIZATIONS
+from ..threats import THREATS
+from ..training import BATCHNORM, RULES, SCHEDULES
+from ..training.rules import training_rules
+from .types import (
     MAX_STEPS,
     add_threads_argument,
     attack_steps,
@@ -31,11 +36,6 @@ from problems.cli.types import (
     timeout,
     unit_interval,
 )
-from problems.data.datasets import DATASETS
-from problems.models import ACTIVATIONS, MODELS, NORMALIZATIONS
-from problems.threats import THREATS
-from problems.training import BATCHNORM, RULES, SCHEDULES
-from problems.training.rules import training_rules
 
 __all__ = ["DATASET_DEFAULTS", "PAPER", "add_arguments", "finish_args"]
 

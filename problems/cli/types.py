@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:  # the CLI's --help imports no torch: data loading is imported when used
-    from problems.data.datasets import ImageData
+    from ..data.datasets import ImageData
 
 
 def _checks() -> Any:
@@ -269,8 +269,8 @@ def resolve_device(name: str) -> str:
 
 def load_data(name: str, data_dir: Path, *, download: bool, progress: bool, seed: int) -> ImageData:
     """The data set ``name`` from the `DATASETS` registry; its errors become usage errors."""
-    from problems.data.datasets import load_dataset
-    from problems.data.errors import DatasetError
+    from ..data.datasets import load_dataset
+    from ..data.errors import DatasetError
 
     try:
         return load_dataset(name, data_dir, download=download, progress=progress, seed=seed)

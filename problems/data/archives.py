@@ -25,9 +25,9 @@ from typing import IO
 
 from tqdm import tqdm
 
-from problems.data.cifar10_files import ARCHIVES, BASE_URL, MD5, check_format
-from problems.data.errors import ChecksumError, CIFAR10Error, UnsafeArchiveError
-from problems.files import atomic_file, remove_orphans
+from ..files import atomic_file, remove_orphans
+from .cifar10_files import ARCHIVES, BASE_URL, MD5, check_format
+from .errors import ChecksumError, CIFAR10Error, UnsafeArchiveError
 
 __all__ = [
     "MAX_EXTRACTED_BYTES",

@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from problems.data.archives import download_archive, safe_extract, verify_archive
-from problems.data.cifar10_files import (
+from .archives import download_archive, safe_extract, verify_archive
+from .cifar10_files import (
     ARCHIVES,
     BASE_URL,
     DIRECTORIES,
@@ -39,8 +39,8 @@ from problems.data.cifar10_files import (
     read_classes,
     read_python_batch,
 )
-from problems.data.errors import CIFAR10Error, CIFAR10NotFoundError
-from problems.data.splits import train_val_split
+from .errors import CIFAR10Error, CIFAR10NotFoundError
+from .splits import train_val_split
 
 __all__ = ["CIFAR10Splits", "load_cifar10", "load_cifar10_splits"]
 

@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 import torch
 
-from problems.data.errors import CIFAR10Error
+from .errors import CIFAR10Error
 
 __all__ = [
     "ARCHIVES",

@@ -22,12 +22,13 @@ from typing import Any
 from torch import Tensor
 
 from minimax.registry import Registry
-from problems.data import digits
-from problems.data.cifar10 import load_cifar10
-from problems.data.cifar10_files import ARCHIVES, DIRECTORIES
-from problems.data.errors import CIFAR10NotFoundError, DatasetError
-from problems.data.synthetic import synthetic_md5, write_synthetic_cifar10
-from problems.extras import MissingExtraError
+
+from ..extras import MissingExtraError
+from . import digits
+from .cifar10 import load_cifar10
+from .cifar10_files import ARCHIVES, DIRECTORIES
+from .errors import CIFAR10NotFoundError, DatasetError
+from .synthetic import synthetic_md5, write_synthetic_cifar10
 
 __all__ = ["DATASETS", "ImageData", "load_dataset"]
 

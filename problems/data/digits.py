@@ -29,7 +29,7 @@ IMAGE_SIZE = 8
 def load_digits_tensors() -> tuple[Tensor, Tensor]:
     """All 1,797 images as x [N, 1, 8, 8] float32 in [0, 1] and labels y [N] int64 (scikit-learn
     ships them: `problems.extras.MissingExtraError` without it)."""
-    from problems.extras import require
+    from ..extras import require
 
     data = require("sklearn.datasets", "the digits data set").load_digits()
     x = torch.as_tensor(data.images, dtype=torch.float32).reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)

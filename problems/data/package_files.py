@@ -20,7 +20,7 @@ import hashlib
 import importlib.metadata
 from pathlib import Path
 
-from problems.data.errors import DatasetError
+from .errors import DatasetError
 
 __all__ = ["PackageDataError", "locate", "sha256_bytes", "verified_bytes"]
 

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from problems.data.cifar10_files import (
+from ..files import atomic_file
+from .cifar10_files import (
     ARCHIVES,
     CIFAR10_CLASSES,
     DIRECTORIES,
@@ -35,7 +36,6 @@ from problems.data.cifar10_files import (
     TRAIN_FILES,
     check_format,
 )
-from problems.files import atomic_file
 
 __all__ = ["synthetic_md5", "write_synthetic_cifar10"]
 

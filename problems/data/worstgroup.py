@@ -16,10 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from minimax.registry import Registry
-from problems.data.adult import load_adult
-from problems.data.german import load_german
-from problems.data.groups import WorstGroupData
-from problems.data.mnist1d import load_mnist1d
+
+from .adult import load_adult
+from .german import load_german
+from .groups import WorstGroupData
+from .mnist1d import load_mnist1d
 
 __all__ = ["WORSTGROUP_DATASETS", "load_worstgroup"]
 

@@ -39,10 +39,10 @@ Public API::
     strip_times(obj) -> obj                    the summary without wall-clock fields
 """
 
-from problems.demo.common import TIME_KEYS, DemoSettings, strip_times
-from problems.demo.findings import findings
-from problems.demo.run import DEFAULT_PARTS, PARTS, run_demo, write_report
-from problems.demo.tables import format_table, summary_tables
+from .common import TIME_KEYS, DemoSettings, strip_times
+from .findings import findings
+from .run import DEFAULT_PARTS, PARTS, run_demo, write_report
+from .tables import format_table, summary_tables
 
 __all__ = [
     "DEFAULT_PARTS",

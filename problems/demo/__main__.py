@@ -1,7 +1,7 @@
-"""``python -m problems.demo [options]``: the same as ``minimax demo [options]``."""
+"""``python -m minimax_problems.demo [options]``: the same as ``minimax demo [options]``."""
 
 import sys
 
-from problems.cli import main
+from ..cli import main
 
 raise SystemExit(main(["demo", *sys.argv[1:]]))

@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 import minimax as mm
-from problems.worstclass import WorstClassSettings
+
+from ..worstclass import WorstClassSettings
 
 __all__ = [
     "COLORS",

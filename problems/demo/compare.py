@@ -1,5 +1,5 @@
-"""Compare two demo summaries, wall-clock fields aside: ``python -m problems.demo.compare A B``
-exits 0 when they agree and prints each difference otherwise (the check that a change to the
+"""Compare two demo summaries, wall-clock fields aside: ``python -m minimax_problems.demo.compare A
+B`` exits 0 when they agree and prints each difference otherwise (the check that a change to the
 code left ``minimax demo --quick --seed 0`` unchanged).
 
 ``--by-part`` prints, per part of the summary, how many numbers differ and the largest
@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from problems.demo.common import strip_times
+from .common import strip_times
 
 __all__ = ["differences_by_part", "main", "summary_differences"]
 
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = [p for p in paths if p != "--by-part"]
     if len(paths) != 2:
         print(
-            "usage: python -m problems.demo.compare [--by-part] FIRST/summary.json "
+            "usage: python -m minimax_problems.demo.compare [--by-part] FIRST/summary.json "
             "SECOND/summary.json",
             file=sys.stderr,
         )

@@ -41,9 +41,10 @@ import torch
 from torch import Generator, Tensor, nn
 
 import minimax as mm
-from problems.demo.common import COLORS, RULE_LABELS, UP_TOL, DemoSettings, rounded
-from problems.stats import mean_interval, paired_difference
-from problems.toy import ELUNetwork, _bce_per_example
+
+from ..stats import mean_interval, paired_difference
+from ..toy import ELUNetwork, _bce_per_example
+from .common import COLORS, RULE_LABELS, UP_TOL, DemoSettings, rounded
 
 __all__ = [
     "METRICS",
@@ -249,7 +250,7 @@ def plot_conflict(runs: Sequence[Mapping[str, Any]], path: Path) -> None:
     candidate pairs per step (mean over a 10-step window), first seed."""
     import matplotlib.pyplot as plt
 
-    from problems.files import save_figure
+    from ..files import save_figure
 
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     first = runs[0]

@@ -10,15 +10,16 @@ from typing import Any
 import torch
 
 import minimax as mm
-from problems.demo.common import (
+
+from ..toy import Counterexample, counterexample_phi
+from ..training.rules import build_rule
+from .common import (
     COLORS,
     RULE_LABELS,
     UP_TOL,
     DemoSettings,
     rounded,
 )
-from problems.toy import Counterexample, counterexample_phi
-from problems.training.rules import build_rule
 
 __all__ = ["plot_counterexample", "run_counterexample"]
 
@@ -111,8 +112,8 @@ def _one_step(x0: tuple[float, float], s: DemoSettings, seed: int) -> dict[str, 
 def plot_counterexample(ce: Mapping[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from problems.figures import fit_title, integer_ticks
-    from problems.files import save_figure
+    from ..figures import fit_title, integer_ticks
+    from ..files import save_figure
 
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
     g1, g2 = torch.meshgrid(

@@ -27,11 +27,12 @@ from typing import Any
 import torch
 
 import minimax as mm
-from problems.data import digits as digits_data
-from problems.demo.common import DemoSettings, rounded
-from problems.models import build_model
-from problems.stats import mean_interval, paired_difference
-from problems.training import RunHistory, TrainConfig, train
+
+from ..data import digits as digits_data
+from ..models import build_model
+from ..stats import mean_interval, paired_difference
+from ..training import RunHistory, TrainConfig, train
+from .common import DemoSettings, rounded
 
 __all__ = [
     "COMPARISONS",

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from problems.demo.common import RULE_LABELS, SETTING_LABELS
+from .common import RULE_LABELS, SETTING_LABELS
 
 __all__ = ["plot_accuracy", "plot_certified", "plot_digits"]
 
@@ -45,8 +45,8 @@ def plot_accuracy(block: Mapping[str, Any], dg: Mapping[str, Any], label: str, p
     steps after which the batch robust loss went up, per rule: mean over seeds, range shaded."""
     import matplotlib.pyplot as plt
 
-    from problems.figures import integer_ticks, seed_bands
-    from problems.files import save_figure
+    from ..figures import integer_ticks, seed_bands
+    from ..files import save_figure
 
     runs = block["runs"]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), layout="constrained")
@@ -95,8 +95,8 @@ def plot_certified(block: Mapping[str, Any], dg: Mapping[str, Any], label: str, 
     prediction t·|s| with the lines y = x and y = c·x (above the second: the certificate held)."""
     import matplotlib.pyplot as plt
 
-    from problems.figures import run_style
-    from problems.files import save_figure
+    from ..figures import run_style
+    from ..files import save_figure
 
     c = dg["armijo"]["c"]
     runs = [run[CERTIFIED]["steps"] for run in block["runs"]]

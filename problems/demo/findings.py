@@ -9,9 +9,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from problems.demo.common import RULE_LABELS, SETTING_LABELS, UP_TOL, pct
-from problems.demo.digits import DIGITS_PARTS
-from problems.demo.verdicts import (
+from .common import RULE_LABELS, SETTING_LABELS, UP_TOL, pct
+from .digits import DIGITS_PARTS
+from .verdicts import (
     QUICK_NOTE,
     difference_text,
     interval_text,

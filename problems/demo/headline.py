@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from problems.demo.common import RULE_LABELS, SETTING_LABELS
-from problems.demo.digits import DIGITS_PARTS
-from problems.demo.tables import summary_tables
-from problems.demo.verdicts import QUICK_NOTE, verdict_text
+from .common import RULE_LABELS, SETTING_LABELS
+from .digits import DIGITS_PARTS
+from .tables import summary_tables
+from .verdicts import QUICK_NOTE, verdict_text
 
 __all__ = ["changed_verdicts", "headline", "verdicts"]
 

@@ -27,16 +27,16 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from problems.demo.common import DemoSettings
-from problems.demo.conflict import conflict_steps, plot_conflict, run_conflict, summarize_conflict
-from problems.demo.counterexample import plot_counterexample, run_counterexample
-from problems.demo.digits import DIGITS_PARTS, digits_steps, run_digits
-from problems.demo.digits_figures import plot_digits
-from problems.demo.findings import findings
-from problems.demo.tables import summary_tables
-from problems.demo.worstgroup import run_worstgroup, worstgroup_steps
-from problems.files import atomic_write_text
-from problems.report import write_html
+from ..files import atomic_write_text
+from ..report import write_html
+from .common import DemoSettings
+from .conflict import conflict_steps, plot_conflict, run_conflict, summarize_conflict
+from .counterexample import plot_counterexample, run_counterexample
+from .digits import DIGITS_PARTS, digits_steps, run_digits
+from .digits_figures import plot_digits
+from .findings import findings
+from .tables import summary_tables
+from .worstgroup import run_worstgroup, worstgroup_steps
 
 __all__ = ["DEFAULT_PARTS", "ETA_CAVEAT", "PARTS", "run_demo", "write_report"]
 

@@ -1,11 +1,11 @@
 """Put together one demo summary from runs on disjoint parts or seeds (one process each), e.g. on
 a busy machine::
 
-    python -c "from problems.demo import run_demo; run_demo('A', parts=('counterexample',
+    python -c "from minimax_problems.demo import run_demo; run_demo('A', parts=('counterexample',
                'worstclass'))"
-    python -c "from problems.demo import run_demo; run_demo('D0', parts=('digits',), seed=0,
+    python -c "from minimax_problems.demo import run_demo; run_demo('D0', parts=('digits',), seed=0,
                seeds=1)"                                  # and D1, D2 with seed=1, 2
-    python -m problems.demo.shards OUT A/summary.json D0/summary.json D1/summary.json ...
+    python -m minimax_problems.demo.shards OUT A/summary.json D0/summary.json D1/summary.json ...
 
 Every seed of every part runs independently of the others (its own split, initialization and
 starts), so the result equals one ``minimax demo`` run over the same seeds, wall-clock fields
@@ -26,13 +26,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from problems.demo.common import strip_times
-from problems.demo.conflict import plot_conflict
-from problems.demo.counterexample import plot_counterexample
-from problems.demo.digits import DIGITS_PARTS, merge_digits
-from problems.demo.digits_figures import plot_digits
-from problems.demo.run import PARTS, write_report
-from problems.files import atomic_write_text
+from ..files import atomic_write_text
+from .common import strip_times
+from .conflict import plot_conflict
+from .counterexample import plot_counterexample
+from .digits import DIGITS_PARTS, merge_digits
+from .digits_figures import plot_digits
+from .run import PARTS, write_report
 
 __all__ = ["main", "merge_summaries", "write_merged"]
 
@@ -98,7 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``OUT SHARD...``: merge the shards' summary.json files into OUT."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) < 2:
-        print("usage: python -m problems.demo.shards OUT SHARD/summary.json ...", file=sys.stderr)
+        print(
+            "usage: python -m minimax_problems.demo.shards OUT SHARD/summary.json ...",
+            file=sys.stderr,
+        )
         return 2
     shards = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args[1:]]
     summary = write_merged(shards, args[0])

@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from problems.demo.common import RULE_LABELS, SETTING_LABELS
-from problems.demo.digits import DIGITS_PARTS
-from problems.demo.findings import WORSTCLASS_LABELS, WORSTCLASS_STATED
-from problems.demo.verdicts import verdict_text
+from .common import RULE_LABELS, SETTING_LABELS
+from .digits import DIGITS_PARTS
+from .findings import WORSTCLASS_LABELS, WORSTCLASS_STATED
+from .verdicts import verdict_text
 
 __all__ = ["format_table", "markdown_table", "summary_tables"]
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from problems.demo.common import DemoSettings
-from problems.worstclass import compare_worstclass
+from ..worstclass import compare_worstclass
+from .common import DemoSettings
 
 __all__ = ["run_worstgroup", "worstgroup_steps"]
 

@@ -20,12 +20,12 @@ record), `signals` (SIGINT / SIGTERM), `divergence` (what stops a diverging run)
 `checkpoint` (run directory, checkpoint I/O), `history` (records and metrics.jsonl).
 """
 
-from problems.training.checkpoint import NonFiniteStateError, first_non_finite, load_checkpoint
-from problems.training.config import BATCHNORM, SCHEDULES, TIME_FIELDS, TrainConfig
-from problems.training.history import RunHistory, load_history
-from problems.training.loop import train
-from problems.training.rules import RULES, build_rule
-from problems.training.setup import weights_entropy
+from .checkpoint import NonFiniteStateError, first_non_finite, load_checkpoint
+from .config import BATCHNORM, SCHEDULES, TIME_FIELDS, TrainConfig
+from .history import RunHistory, load_history
+from .loop import train
+from .rules import RULES, build_rule
+from .setup import weights_entropy
 
 __all__ = [
     "BATCHNORM",

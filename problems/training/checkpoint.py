@@ -31,10 +31,10 @@ from typing import Any
 
 import torch
 
-from problems.files import atomic_save, atomic_write_text, load_tensors, remove_orphans
-from problems.training.config import TrainConfig, upgrade_config, upgrade_model_spec
-from problems.training.history import count_lines, truncate_jsonl
-from problems.training.setup import Run
+from ..files import atomic_save, atomic_write_text, load_tensors, remove_orphans
+from .config import TrainConfig, upgrade_config, upgrade_model_spec
+from .history import count_lines, truncate_jsonl
+from .setup import Run
 
 __all__ = [
     "NonFiniteStateError",

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from minimax import checks
-from problems.threats import THREATS
-from problems.training.rules import RULES, training_rules
+
+from ..threats import THREATS
+from .rules import RULES, training_rules
 
 __all__ = ["BATCHNORM", "LINE_SEARCHES", "SCHEDULES", "TIME_FIELDS", "TrainConfig"]
 

@@ -19,8 +19,9 @@ from typing import Any
 from torch import Tensor
 
 import minimax
-from problems.training.checkpoint import NonFiniteStateError
-from problems.training.setup import Run, autocast
+
+from .checkpoint import NonFiniteStateError
+from .setup import Run, autocast
 
 __all__ = ["NON_FINITE_ERRORS", "checked_step"]
 

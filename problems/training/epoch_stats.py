@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from problems.training.setup import Run, used_lr
+from .setup import Run, used_lr
 
 __all__ = ["EpochStats", "accumulate", "epoch_line", "epoch_record", "fmt_acc"]
 

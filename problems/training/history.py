@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from problems.files import atomic_write_text
-from problems.training.config import TrainConfig
+from ..files import atomic_write_text
+from .config import TrainConfig
 
 __all__ = ["RunHistory", "count_lines", "load_history", "read_jsonl", "truncate_jsonl"]
 

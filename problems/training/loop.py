@@ -38,10 +38,11 @@ from tqdm import tqdm
 
 import minimax
 from minimax import checks
-from problems.distributed import Ranks, evaluate_sharded, open_run_dir_ranked
-from problems.evaluation import evaluate
-from problems.files import open_append
-from problems.training.checkpoint import (
+
+from ..distributed import Ranks, evaluate_sharded, open_run_dir_ranked
+from ..evaluation import evaluate
+from ..files import open_append
+from .checkpoint import (
     CHECKPOINT,
     METRICS,
     NonFiniteStateError,
@@ -49,11 +50,11 @@ from problems.training.checkpoint import (
     save_best,
     save_checkpoint,
 )
-from problems.training.config import TrainConfig
-from problems.training.divergence import checked_step
-from problems.training.epoch_stats import EpochStats, accumulate, epoch_line, epoch_record, fmt_acc
-from problems.training.history import RunHistory
-from problems.training.setup import (
+from .config import TrainConfig
+from .divergence import checked_step
+from .epoch_stats import EpochStats, accumulate, epoch_line, epoch_record, fmt_acc
+from .history import RunHistory
+from .setup import (
     AugmentFn,
     Run,
     autocast,
@@ -63,7 +64,7 @@ from problems.training.setup import (
     used_lr,
     weights_entropy,
 )
-from problems.training.signals import Signals
+from .signals import Signals
 
 __all__ = ["train"]
 

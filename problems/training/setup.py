@@ -27,11 +27,12 @@ import torch
 from torch import Tensor, nn
 
 import minimax
-from problems.data.augment import default_augment
-from problems.threats import make_perturbation
-from problems.training.config import TrainConfig
-from problems.training.history import RunHistory
-from problems.training.rules import build_rule
+
+from ..data.augment import default_augment
+from ..threats import make_perturbation
+from .config import TrainConfig
+from .history import RunHistory
+from .rules import build_rule
 
 __all__ = [
     "AugmentFn",

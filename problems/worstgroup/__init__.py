@@ -8,6 +8,6 @@ comparison of the outer rules against the field's baselines.
 - `problems.worstgroup.compare`: `compare`, every rule over seeds, tuned on validation;
 - `problems.worstgroup.hypotheses`: the comparison's hypotheses and their decision functions;
 - `problems.worstgroup.figures`, `problems.worstgroup.publish`: its figures and doc blocks;
-- ``python -m problems.worstgroup``: the command that runs it;
+- ``python -m minimax_problems.worstgroup``: the command that runs it;
 - the data: `problems.data.worstgroup` (`WORSTGROUP_DATASETS`, ``load_worstgroup``).
 """

@@ -1,12 +1,13 @@
-"""``python -m problems.worstgroup``: run the worst-group comparison, write its JSON and figures.
+"""``python -m minimax_problems.worstgroup``: run the worst-group comparison, write its JSON and
+figures.
 
-    python -m problems.worstgroup                       # both data sets, 1 thread, 5 seeds
-    python -m problems.worstgroup --threads 2           # the same with 2 torch threads
-    python -m problems.worstgroup --dataset adult --tiny --out /tmp/wg   # seconds
+    python -m minimax_problems.worstgroup                       # both data sets, 1 thread, 5 seeds
+    python -m minimax_problems.worstgroup --threads 2           # the same with 2 torch threads
+    python -m minimax_problems.worstgroup --dataset adult --tiny --out /tmp/wg   # seconds
 
 Writes ``OUT/worstgroup-DATASET.json`` (``-threadsN`` added for N ≠ 1) and, with 1 thread,
 ``FIGURES/worstgroup-DATASET-curves.png`` and ``-accuracy.png``. Then
-``python -m problems.worstgroup.publish`` rewrites the generated blocks of the docs.
+``python -m minimax_problems.worstgroup.publish`` rewrites the generated blocks of the docs.
 
 Public API::
 
@@ -26,8 +27,8 @@ from typing import Any
 
 import torch
 
-from problems.files import atomic_write_text
-from problems.worstgroup.compare import DATASETS, CompareSettings, compare
+from ..files import atomic_write_text
+from .compare import DATASETS, CompareSettings, compare
 
 __all__ = ["main", "result_path"]
 
@@ -41,7 +42,9 @@ def result_path(out: Path, dataset: str, threads: int) -> Path:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m problems.worstgroup", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m minimax_problems.worstgroup", description=__doc__
+    )
     parser.add_argument("--dataset", choices=(*DATASETS, "all"), default="all")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument(
@@ -76,13 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = compare(settings, progress=lambda s: print(s, file=sys.stderr, flush=True))
         result["config"]["threads"] = args.threads
         result["config"]["tiny"] = bool(args.tiny)
-        result["config"]["command"] = "python -m problems.worstgroup " + " ".join(
+        result["config"]["command"] = "python -m minimax_problems.worstgroup " + " ".join(
             argv if argv is not None else sys.argv[1:]
         )
         path = result_path(args.out, dataset, args.threads)
         atomic_write_text(path, json.dumps(result, indent=1, ensure_ascii=False) + "\n")
         if args.threads == 1:
-            from problems.worstgroup.figures import plot_accuracy, plot_curves  # matplotlib
+            from .figures import plot_accuracy, plot_curves  # matplotlib
 
             args.figures.mkdir(parents=True, exist_ok=True)
             plot_curves(result, args.figures / f"worstgroup-{dataset}-curves.png")

@@ -37,11 +37,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from problems.data.groups import WorstGroupData
-from problems.data.worstgroup import load_worstgroup
-from problems.stats import mean_interval, paired_difference
-from problems.worstgroup.train import RULES, RunSpec, group_metrics, train_rule
-from problems.worstgroup.trees import fit_group_balanced_trees
+from ..data.groups import WorstGroupData
+from ..data.worstgroup import load_worstgroup
+from ..stats import mean_interval, paired_difference
+from .train import RULES, RunSpec, group_metrics, train_rule
+from .trees import fit_group_balanced_trees
 
 __all__ = [
     "DATASETS",

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from problems.figures import fit_title, run_style
-from problems.stats import mean_interval
+from ..figures import fit_title, run_style
+from ..stats import mean_interval
 
 __all__ = ["DATASET_LABELS", "RULE_LABELS", "plot_accuracy", "plot_curves"]
 

@@ -24,7 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from minimax.registry import Registry
-from problems.data.groups import WorstGroupData
+
+from ..data.groups import WorstGroupData
 
 __all__ = ["MLP", "WORSTGROUP_MODELS", "CNN1d", "LogisticModel", "build_worstgroup_model"]
 

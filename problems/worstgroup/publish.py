@@ -1,9 +1,9 @@
 """Write the worst-group comparison's hypotheses, setup, findings and tables into the docs from
 the committed JSON (`docs/results/worstgroup-*.json`), so that no number there is typed by hand::
 
-    python -m problems.worstgroup.publish           # rewrite the blocks
-    python -m problems.worstgroup.publish --check   # exit 1 if a block differs
-    python -m problems.worstgroup.publish --figures # also redraw the figures from the JSON
+    python -m minimax_problems.worstgroup.publish           # rewrite the blocks
+    python -m minimax_problems.worstgroup.publish --check   # exit 1 if a block differs
+    python -m minimax_problems.worstgroup.publish --figures # also redraw the figures from the JSON
 
 Each block sits between ``<!-- worstgroup:NAME -->`` and ``<!-- /worstgroup:NAME -->``; the rest
 of the page is left alone. The test suite runs the check.
@@ -26,9 +26,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from problems.pages import publish_pages, render_blocks
-from problems.worstgroup.figures import RULE_LABELS
-from problems.worstgroup.hypotheses import DELTA, HYPOTHESES, TESTS, changed_verdicts, decide_all
+from ..pages import publish_pages, render_blocks
+from .figures import RULE_LABELS
+from .hypotheses import DELTA, HYPOTHESES, TESTS, changed_verdicts, decide_all
 
 __all__ = ["OTHER_THREADS", "RESULTS", "ROOT", "TARGETS", "blocks", "load", "main", "render"]
 
@@ -47,7 +47,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "docs/reproducing.md": ("hypotheses", "setup", "findings", "tables", "diagnostics", "threads"),
 }
 ANCHOR = "docs/reproducing.md#worst-group-comparison-on-real-data"
-NOT_RUN = "(not run yet: `python -m problems.worstgroup` writes the results)"
+NOT_RUN = "(not run yet: `python -m minimax_problems.worstgroup` writes the results)"
 LABELS = {"adult": "Adult", "mnist1d": "MNIST-1D"}
 
 
@@ -268,7 +268,7 @@ def render(text: str, generated: Mapping[str, str], names: Sequence[str] | None 
 
 
 def _figures(results: Mapping[str, Any], folder: Path) -> None:
-    from problems.worstgroup.figures import plot_accuracy, plot_curves  # matplotlib
+    from .figures import plot_accuracy, plot_curves  # matplotlib
 
     for dataset, result in results.items():
         plot_curves(result, folder / f"worstgroup-{dataset}-curves.png")
@@ -277,7 +277,7 @@ def _figures(results: Mapping[str, Any], folder: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Rewrite (``--check``: compare) the blocks of `TARGETS`; 1 when a check finds one stale."""
-    parser = argparse.ArgumentParser(prog="python -m problems.worstgroup.publish")
+    parser = argparse.ArgumentParser(prog="python -m minimax_problems.worstgroup.publish")
     parser.add_argument("--root", type=Path, default=ROOT, help="the repository root")
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 on change")
     parser.add_argument(

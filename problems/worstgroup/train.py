@@ -38,9 +38,10 @@ import torch
 from torch import Tensor, nn
 
 import minimax as mm
-from problems.data.groups import WorstGroupData
-from problems.worstclass import MeanLoss
-from problems.worstgroup.models import build_worstgroup_model
+
+from ..data.groups import WorstGroupData
+from ..worstclass import MeanLoss
+from .models import build_worstgroup_model
 
 __all__ = ["RULES", "RunSpec", "group_metrics", "train_rule"]
 

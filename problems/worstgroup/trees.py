@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from problems.data.groups import WorstGroupData
-from problems.extras import require
+from ..data.groups import WorstGroupData
+from ..extras import require
 
 __all__ = ["DEFAULT_GRID", "TreeResult", "fit_group_balanced_trees", "group_balanced_weights"]
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from problems.models import build_model
-from problems.training import RunHistory, TrainConfig, train
+from minimax_problems.models import build_model
+from minimax_problems.training import RunHistory, TrainConfig, train
 
 N_TRAIN, N_VAL = 64, 32
 

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 import minimax
-from problems.distributed import Ranks, evaluate_sharded, rank_file
-from problems.evaluation import evaluate
+from minimax_problems.distributed import Ranks, evaluate_sharded, rank_file
+from minimax_problems.evaluation import evaluate
 
 
 def main() -> None:

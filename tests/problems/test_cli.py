@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from problems.cli import main, number
-from problems.training import TIME_FIELDS, load_history
+from minimax_problems.cli import main, number
+from minimax_problems.training import TIME_FIELDS, load_history
 
 TRAIN = [
     "train",

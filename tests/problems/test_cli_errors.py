@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import torch
 
-from problems.cli import COMMANDS, build_parser, explicit, main
-from problems.cli.train_arguments import PAPER, finish_args
+from minimax_problems.cli import COMMANDS, build_parser, explicit, main
+from minimax_problems.cli.train_arguments import PAPER, finish_args
 
 #: a run that would train if its arguments were good (digits ship offline)
 BASE = [
@@ -236,7 +236,7 @@ def test_help_lists_the_commands_without_importing_torch(tmp_path) -> None:
     used; the subprocess's sys.modules shows torch was not loaded."""
     code = (
         "import sys\n"
-        "from problems.cli import main\n"
+        "from minimax_problems.cli import main\n"
         "for argv in (['--help'], [], ['--version'], ['trian']):\n"
         "    main(argv)\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
@@ -253,7 +253,7 @@ def test_help_lists_the_commands_without_importing_torch(tmp_path) -> None:
 
 
 def test_command_summaries_are_the_modules_help() -> None:
-    from problems.cli import SUMMARIES
+    from minimax_problems.cli import SUMMARIES
 
     assert {name: module.HELP for name, module in COMMANDS.items()} == SUMMARIES
 
@@ -322,7 +322,7 @@ def test_resume_from_an_unreadable_checkpoint_exits_2(case, trained_run, tmp_pat
 
 def test_a_full_disk_exits_2_naming_the_file(tmp_path, monkeypatch, capsys) -> None:
     """torch.save on a full disk raised ``enforce fail at inline_container.cc`` (exit 1)."""
-    import problems.files
+    import minimax_problems.files
 
     def full(obj: Any, f: Any) -> None:
         f.write(b"PK\x03\x04")
@@ -330,7 +330,7 @@ def test_a_full_disk_exits_2_naming_the_file(tmp_path, monkeypatch, capsys) -> N
             "[enforce fail at inline_container.cc:664] . unexpected pos 6342848 vs 6342736"
         )
 
-    monkeypatch.setattr(problems.files.torch, "save", full)
+    monkeypatch.setattr(minimax_problems.files.torch, "save", full)
     out = tmp_path / "run"
     err = _one_line_exit_2([*BASE, "--out", str(out)], capsys)
     assert "enforce fail" not in err and ("checkpoint.pt" in err or "best.pt" in err), err
@@ -339,8 +339,8 @@ def test_a_full_disk_exits_2_naming_the_file(tmp_path, monkeypatch, capsys) -> N
 
 
 def test_full_disk_message_says_no_space_when_the_disk_is_full(tmp_path, monkeypatch) -> None:
-    import problems.files
-    from problems.files import atomic_save
+    import minimax_problems.files
+    from minimax_problems.files import atomic_save
 
     class Full:
         f_bavail, f_frsize = 3, 4096
@@ -348,8 +348,8 @@ def test_full_disk_message_says_no_space_when_the_disk_is_full(tmp_path, monkeyp
     def refuse(obj: Any, f: Any) -> None:
         raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 52")
 
-    monkeypatch.setattr(problems.files.torch, "save", refuse)
-    monkeypatch.setattr(problems.files.os, "statvfs", lambda path: Full())
+    monkeypatch.setattr(minimax_problems.files.torch, "save", refuse)
+    monkeypatch.setattr(minimax_problems.files.os, "statvfs", lambda path: Full())
     with pytest.raises(OSError, match="No space left on device: 12,288 bytes free") as info:
         atomic_save({}, tmp_path / "checkpoint.pt")
     assert info.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []
@@ -396,7 +396,7 @@ def test_evaluate_refuses_an_odd_checkpoint_meta(case, trained_run, tmp_path, ca
 
 @pytest.mark.parametrize("dtype", [torch.int64, torch.complex64])
 def test_evaluate_refuses_integer_and_complex_weights(dtype, tmp_path, capsys) -> None:
-    from problems.models import build_model
+    from minimax_problems.models import build_model
 
     model = build_model(
         "small_cnn", normalization="none", num_classes=10, in_channels=1, image_size=8
@@ -451,7 +451,7 @@ def test_compare_names_the_corrupt_file(name, trained_run, tmp_path, capsys) -> 
 def test_digits_get_their_own_recipe_and_explicit_options_win() -> None:
     """``--dataset digits`` trained with CIFAR-10's recipe (200 epochs, ε = 8/255, crop and
     flip): two epochs ended at clean accuracy 0.19."""
-    from problems.cli.train_arguments import DATASET_DEFAULTS
+    from minimax_problems.cli.train_arguments import DATASET_DEFAULTS
 
     args = _train_args("--dataset", "digits")
     for name, value in DATASET_DEFAULTS["digits"].items():
@@ -485,7 +485,7 @@ def test_the_digits_recipe_trains_well_in_seconds(tmp_path, capsys) -> None:
 
 
 def test_threads_default_follows_idle_cores_and_omp(monkeypatch) -> None:
-    from problems.cli import types
+    from minimax_problems.cli import types
 
     monkeypatch.setattr(types.os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from problems import demo
+from minimax_problems import demo
 
 PNGS = [
     "counterexample.png",
@@ -31,7 +31,7 @@ ALL_PARTS.append("--part=digits-bn")
 
 
 def _run_cli(argv: list[str]) -> int:
-    from problems.cli import main
+    from minimax_problems.cli import main
 
     return main(argv)
 
@@ -92,7 +92,7 @@ def test_quick_writes_every_file(quick_run: Path) -> None:
         assert path.is_file() and path.stat().st_size > 0, name
     summary = _summary(quick_run)
     assert summary["config"]["seeds"] == [0, 1]  # --quick: two seeds by default
-    from problems.demo.digits import SETTING_RULES
+    from minimax_problems.demo.digits import SETTING_RULES
 
     assert SETTING_RULES["smooth"] == (
         "danskin",
@@ -191,7 +191,7 @@ def test_strip_times_removes_wall_clock_fields() -> None:
 
 
 def test_summary_differences_ignore_wall_clock_only(quick_run: Path, tmp_path: Path) -> None:
-    from problems.demo.compare import main, summary_differences
+    from minimax_problems.demo.compare import main, summary_differences
 
     summary = _summary(quick_run)
     changed = json.loads(json.dumps(summary))
@@ -228,7 +228,7 @@ _CASES = [
 
 @pytest.mark.parametrize(("low", "high", "p", "quick", "verdict"), _CASES)
 def test_verdict_follows_the_interval(low, high, p, quick, verdict) -> None:
-    from problems.demo.verdicts import difference_text, verdict_text
+    from minimax_problems.demo.verdicts import difference_text, verdict_text
 
     entry = {"mean": 0.02 if low is None else (low + high) / 2, "low": low, "high": high, "p": p}
     assert verdict_text(entry, quick) == verdict
@@ -248,7 +248,7 @@ def test_verdict_follows_the_interval(low, high, p, quick, verdict) -> None:
 def test_paired_difference_verdicts(ddi, other, higher, verdict) -> None:
     from scipy import stats
 
-    from problems.stats import paired_difference
+    from minimax_problems.stats import paired_difference
 
     out = paired_difference(ddi, other, higher)
     assert out["verdict"] == verdict
@@ -258,7 +258,7 @@ def test_paired_difference_verdicts(ddi, other, higher, verdict) -> None:
 
 
 def test_mean_interval_checks_its_input() -> None:
-    from problems.stats import mean_interval
+    from minimax_problems.stats import mean_interval
 
     with pytest.raises(ValueError, match="values is empty"):
         mean_interval([])
@@ -288,7 +288,7 @@ def test_one_part_with_three_seeds(tmp_path: Path) -> None:
 
 
 def test_readme_and_docs_agree_with_the_committed_summary() -> None:
-    from problems.demo import publish
+    from minimax_problems.demo import publish
 
     summary = json.loads((publish.ROOT / publish.SUMMARY).read_text(encoding="utf-8"))
     assert summary["config"]["quick"] is False
@@ -310,13 +310,13 @@ def test_readme_and_docs_agree_with_the_committed_summary() -> None:
     for rel, names in publish.TARGETS.items():
         text = (publish.ROOT / rel).read_text(encoding="utf-8")
         assert publish.render(text, generated, names) == text, (
-            f"{rel} is stale: run python -m problems.demo.publish"
+            f"{rel} is stale: run python -m minimax_problems.demo.publish"
         )
     assert publish.main(["--check"]) == 0  # regenerating changes nothing
 
 
 def test_publish_replaces_blocks_and_names_a_missing_one(tmp_path: Path, quick_run: Path) -> None:
-    from problems.demo import publish
+    from minimax_problems.demo import publish
 
     generated = publish.blocks(_summary(quick_run))
     text = "intro\n<!-- demo:tables -->\nold\n<!-- /demo:tables -->\nend\n"
@@ -348,7 +348,7 @@ def test_publish_replaces_blocks_and_names_a_missing_one(tmp_path: Path, quick_r
 
 
 def test_differences_by_part_counts_and_measures() -> None:
-    from problems.demo.compare import differences_by_part
+    from minimax_problems.demo.compare import differences_by_part
 
     a = {"x": {"v": [1.0, 2.0, 3]}, "y": {"w": 0.5, "wall": 1.0}, "config": {"quick": True}}
     b = {"x": {"v": [1.0, 2.5, 3]}, "y": {"w": 0.5, "wall": 9.0}, "config": {"quick": True}}
@@ -361,7 +361,7 @@ def test_differences_by_part_counts_and_measures() -> None:
 def test_paper_toy_candidates_stay_near_the_corners() -> None:
     import torch
 
-    from problems.demo.conflict import CornerAscent, PaperELU
+    from minimax_problems.demo.conflict import CornerAscent, PaperELU
 
     toy = PaperELU(seed=0)
     assert toy.model[2].bias is None  # the paper's network has no output bias
@@ -379,7 +379,7 @@ def test_paper_toy_candidates_stay_near_the_corners() -> None:
 
 
 def test_shards_merge_to_the_single_run(quick_run: Path, tmp_path: Path) -> None:
-    from problems.demo.shards import merge_summaries, write_merged
+    from minimax_problems.demo.shards import merge_summaries, write_merged
 
     rest = demo.run_demo(
         tmp_path / "a", quick=True, progress=False, parts=("counterexample", "elu", "worstclass")
@@ -398,7 +398,7 @@ def test_shards_merge_to_the_single_run(quick_run: Path, tmp_path: Path) -> None
     write_merged([rest, *digits], tmp_path / "merged")
     assert (tmp_path / "merged" / "report.html").is_file()
     merged = _summary(tmp_path / "merged")
-    from problems.demo.compare import summary_differences
+    from minimax_problems.demo.compare import summary_differences
 
     assert merged["config"].pop("shards") == 3
     assert summary_differences(merged, _summary(quick_run)) == []
@@ -409,9 +409,9 @@ def test_shards_merge_to_the_single_run(quick_run: Path, tmp_path: Path) -> None
 def test_a_signal_during_a_digits_run_stops_the_whole_demo(tmp_path, monkeypatch) -> None:
     """The trainer turns SIGINT/SIGTERM into an "interrupted" run; the demo must not go on to
     the next run with a cut-short one in its statistics."""
-    from problems.demo import digits as demo_digits
-    from problems.demo.common import DemoSettings
-    from problems.training.history import RunHistory
+    from minimax_problems.demo import digits as demo_digits
+    from minimax_problems.demo.common import DemoSettings
+    from minimax_problems.training.history import RunHistory
 
     def interrupted(*args, **kwargs):
         history = RunHistory(config={}, epochs=[])
@@ -427,8 +427,8 @@ def test_normalized_ddi_never_goes_up_on_the_counterexample() -> None:
     """The paper's claim as the demo measures it: 20 normalized DDi steps from (1, 0) never raise
     φ and reach its minimum 1. Near the minimum d is rounding noise (‖d‖ ~ 1e-16); normalizing
     it into a unit step went up 5 times before `_normalized` learned the rounding floor."""
-    from problems.demo.common import DemoSettings
-    from problems.demo.counterexample import run_counterexample
+    from minimax_problems.demo.common import DemoSettings
+    from minimax_problems.demo.counterexample import run_counterexample
 
     ce = run_counterexample(DemoSettings.full(), 0)
     assert ce["ddi"]["went_up_steps"] == 0
@@ -451,9 +451,9 @@ def test_every_demo_file_has_the_same_permissions(quick_run: Path) -> None:
 def test_wall_clock_and_the_estimate_say_they_depend_on_load(tmp_path: Path, capsys) -> None:
     """The demo's remaining-time estimate was off ×10 under load, and its wall-clock columns
     carried no caveat: the bar is preceded by one, and so is every wall-clock number."""
-    from problems.demo import publish, run_demo, summary_tables
-    from problems.demo.publish import _run_line
-    from problems.demo.run import ETA_CAVEAT
+    from minimax_problems.demo import publish, run_demo, summary_tables
+    from minimax_problems.demo.publish import _run_line
+    from minimax_problems.demo.run import ETA_CAVEAT
 
     run_demo(tmp_path / "ce", quick=True, parts=("counterexample",), progress=True)
     assert ETA_CAVEAT in capsys.readouterr().err
@@ -470,7 +470,7 @@ def test_wall_clock_and_the_estimate_say_they_depend_on_load(tmp_path: Path, cap
 
 
 def test_certified_step_records_certified_and_realised_decrease(quick_run: Path) -> None:
-    from problems.training.history import read_jsonl
+    from minimax_problems.training.history import read_jsonl
 
     for part, setting in (("digits", "smooth"), ("digits-bn", "relu_bn")):
         for seed in (0, 1):
@@ -507,8 +507,8 @@ def test_per_example_ddi_trains_in_the_smooth_setting_only(quick_run: Path) -> N
 
 
 def test_default_parts_and_the_cli_choices() -> None:
-    from problems.cli import demo as cli_demo
-    from problems.demo import run
+    from minimax_problems.cli import demo as cli_demo
+    from minimax_problems.demo import run
 
     assert cli_demo.PARTS == run.PARTS  # --part's choices are the demo's parts
     assert cli_demo.DEFAULT_PARTS == run.DEFAULT_PARTS
@@ -525,7 +525,7 @@ def test_elu_toy_with_exact_candidates_every_rule_reaches_the_constant_predictio
     import math
 
     import minimax as mm
-    from problems.demo.conflict import exact_descent
+    from minimax_problems.demo.conflict import exact_descent
 
     start, danskin = exact_descent(0, mm.Danskin())
     _, ddi = exact_descent(0, mm.DDi(per_example=True))
@@ -536,7 +536,7 @@ def test_elu_toy_with_exact_candidates_every_rule_reaches_the_constant_predictio
 
 
 def test_train_config_line_search_is_checked() -> None:
-    from problems.training import TrainConfig
+    from minimax_problems.training import TrainConfig
 
     assert TrainConfig().line_search == "none"
     assert TrainConfig(line_search="armijo").to_dict()["line_search"] == "armijo"
@@ -545,7 +545,7 @@ def test_train_config_line_search_is_checked() -> None:
 
 
 def test_headline_sentences_follow_the_verdicts_and_name_changed_ones(quick_run: Path) -> None:
-    from problems.demo.headline import changed_verdicts, headline, verdicts
+    from minimax_problems.demo.headline import changed_verdicts, headline, verdicts
 
     summary = _summary(quick_run)
     summary["config"]["quick"] = False  # a full run states verdicts

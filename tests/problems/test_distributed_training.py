@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from minimax.testing.distributed import run_ranks
-from problems.training.checkpoint import load_checkpoint
+from minimax_problems.training.checkpoint import load_checkpoint
 
 TRAIN = [
     "train",
@@ -42,7 +42,7 @@ TRAIN = [
 
 
 def _cli(args: list[str], world: int = 2) -> None:
-    results = run_ranks([sys.executable, "-m", "problems.cli", *args], world, timeout=120)
+    results = run_ranks([sys.executable, "-m", "minimax_problems.cli", *args], world, timeout=120)
     for r in results:
         assert r.returncode == 0, f"rank {r.rank}:\n{r.stdout}\n{r.stderr[-3000:]}"
     assert results[0].stdout.strip() and not results[1].stdout.strip()  # rank 0 prints
@@ -91,7 +91,7 @@ def test_sharded_evaluation_interrupted_and_resumed_equals_an_uninterrupted_one(
 #: runs ``minimax`` with argv[1:], where "{r:a|b}" becomes a on rank 0 and b on rank 1
 _PER_RANK = (
     "import os, re, sys\n"
-    "from problems.cli import main\n"
+    "from minimax_problems.cli import main\n"
     "r = int(os.environ['RANK'])\n"
     "pick = lambda m: m.group(1).split('|')[r]\n"
     "sys.exit(main([re.sub(r'\\{r:([^}]*)\\}', pick, a) for a in sys.argv[1:]]))\n"
@@ -119,7 +119,7 @@ def test_ranks_started_with_different_options_exit_2_naming_them(tmp_path: Path)
 
 @pytest.mark.slow
 def test_evaluate_ranks_with_different_options_exit_2(tmp_path: Path) -> None:
-    from problems.models import build_model
+    from minimax_problems.models import build_model
 
     model = build_model(
         "small_cnn", normalization="none", num_classes=10, in_channels=1, image_size=8

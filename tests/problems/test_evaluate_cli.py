@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from problems.cli import main
-from problems.models import build_model
+from minimax_problems.cli import main
+from minimax_problems.models import build_model
 
 DIGITS = ["--dataset", "digits", "--limit", "12", "--no-progress", "--eps", "0.1"]
 ARCH = ["--model", "small_cnn", "--activation", "celu", "--normalization", "group", "--width", "8"]

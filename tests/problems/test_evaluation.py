@@ -1,4 +1,4 @@
-"""Robust-accuracy evaluation (problems.evaluation) of the reference run's model: fields,
+"""Robust-accuracy evaluation (minimax_problems.evaluation) of the reference run's model: fields,
 invariants, APGD, attack names and calibration."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import minimax
-from problems.evaluation import (
+from minimax_problems.evaluation import (
     calibration_bins,
     ece_from_bins,
     evaluate,

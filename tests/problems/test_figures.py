@@ -11,10 +11,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytest
 
-from problems.cli import main
-from problems.comparison import evaluation_table
-from problems.figures import run_style
-from problems.report import curves_figure
+from minimax_problems.cli import main
+from minimax_problems.comparison import evaluation_table
+from minimax_problems.figures import run_style
+from minimax_problems.report import curves_figure
 
 RECORDS = [{"epoch": e, "robust_acc": 0.1 * e, "wall": 1.5 * e} for e in (1, 2, 3)]
 TRAIN = [
@@ -155,7 +155,7 @@ def test_cli_imports_without_the_demo_extra() -> None:
         "        if name.split('.')[0] in ('matplotlib', 'sklearn'):\n"
         "            raise ImportError(name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from problems.cli import main\n"
+        "from minimax_problems.cli import main\n"
         "code = main(['train', '--help']) + main(['evaluate', '--help'])\n"
         "sys.exit(code + main(['compare', '.', '--out', '/nonexistent/x']))\n"
     )
@@ -201,7 +201,7 @@ def test_evaluation_table_reads_old_and_new_files() -> None:
 
 
 def test_seed_bands_draw_a_styled_mean_and_the_range_over_seeds() -> None:
-    from problems.figures import seed_bands
+    from minimax_problems.figures import seed_bands
 
     fig, ax = plt.subplots()
     try:

@@ -1,4 +1,4 @@
-"""The atomic writer (problems.files): all or nothing, no temporary file left behind."""
+"""The atomic writer (minimax_problems.files): all or nothing, no temporary file left behind."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from problems.files import atomic_file, atomic_save, atomic_write_text, open_append
+from minimax_problems.files import atomic_file, atomic_save, atomic_write_text, open_append
 
 
 def test_text_and_torch_files_are_replaced_whole(tmp_path: Path) -> None:
@@ -42,7 +42,7 @@ def test_every_writer_gives_a_plain_files_permissions(tmp_path: Path, umask: int
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from problems.files import save_figure
+    from minimax_problems.files import save_figure
 
     old = os.umask(umask)
     try:

@@ -10,14 +10,14 @@ import torch
 
 import minimax
 from minimax.extend import ATTACKS
-from problems.cli import build_parser
-from problems.data.datasets import DATASETS, ImageData, load_dataset
-from problems.demo.digits import RULES as DEMO_RULES
-from problems.evaluation import make_attack, parse_attacks
-from problems.models import MODELS, build_model
-from problems.threats import THREATS, make_perturbation
-from problems.training import RULES, build_rule
-from problems.training.rules import training_rules
+from minimax_problems.cli import build_parser
+from minimax_problems.data.datasets import DATASETS, ImageData, load_dataset
+from minimax_problems.demo.digits import RULES as DEMO_RULES
+from minimax_problems.evaluation import make_attack, parse_attacks
+from minimax_problems.models import MODELS, build_model
+from minimax_problems.threats import THREATS, make_perturbation
+from minimax_problems.training import RULES, build_rule
+from minimax_problems.training.rules import training_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,9 +34,18 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            # `from problems.data import digits` imports the submodule problems.data.digits
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            # `from .data import digits` (inside the package) imports the submodule
+            # minimax_problems.data.digits; relative imports resolve against the module's package
+            base = _module_name(path).split(".")
+            if path.name != "__init__.py":
+                base = base[:-1]
+            if node.level:
+                base = base[: len(base) - node.level + 1]
+                module = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                module = (node.module or "").replace("minimax_problems", "problems", 1)
+            names = [module] + [f"{module}.{a.name}" for a in node.names]
         found |= {n for n in names if n in modules}
     return found
 
@@ -68,6 +77,10 @@ def test_problems_has_no_import_cycle() -> None:
     # a package's __init__ may re-export its submodules; a submodule importing its own package
     # is the only edge that would close a loop, and _imports reports it
     assert _cycle(graph) is None, " → ".join(_cycle(graph) or [])
+    # the walk sees the package's (relative) imports: the CLI reaches the training loop
+    assert sum(map(len, graph.values())) > 50
+    package = _module_name(ROOT / "problems" / "training" / "__init__.py")
+    assert _module_name(ROOT / "problems" / "training" / "loop.py") in graph[package]
     assert _cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]  # the checker finds one
 
 

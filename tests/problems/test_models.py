@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from problems.data.cifar10_files import CIFAR10_MEAN, CIFAR10_STD
-from problems.models import (
+from minimax_problems.data.cifar10_files import CIFAR10_MEAN, CIFAR10_STD
+from minimax_problems.models import (
     ACTIVATIONS,
     MODELS,
     NORMALIZATIONS,

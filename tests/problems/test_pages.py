@@ -1,11 +1,11 @@
-"""Generated blocks of documentation pages (problems.pages): replaced in place, refused (and the
-page left alone) when a marker is missing, duplicated or out of order."""
+"""Generated blocks of documentation pages (minimax_problems.pages): replaced in place, refused (and
+the page left alone) when a marker is missing, duplicated or out of order."""
 
 from __future__ import annotations
 
 import pytest
 
-from problems.pages import block, render_block, replace_block
+from minimax_problems.pages import block, render_block, replace_block
 
 
 def test_replace_block_keeps_the_page_and_refuses_a_missing_marker(tmp_path):

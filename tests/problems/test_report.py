@@ -1,9 +1,9 @@
-"""Plots, HTML and run comparison (problems.report) on the reference run."""
+"""Plots, HTML and run comparison (minimax_problems.report) on the reference run."""
 
 from __future__ import annotations
 
-from problems.comparison import compare_runs
-from problems.report import plot_curves, write_html
+from minimax_problems.comparison import compare_runs
+from minimax_problems.report import plot_curves, write_html
 
 
 def test_plots_and_html(reference, tmp_path) -> None:

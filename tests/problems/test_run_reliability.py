@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import problems.training.loop as loop_module
-from problems.cli import main
-from problems.files import atomic_file, remove_orphans
-from problems.training import (
+import minimax_problems.training.loop as loop_module
+from minimax_problems.cli import main
+from minimax_problems.files import atomic_file, remove_orphans
+from minimax_problems.training import (
     NonFiniteStateError,
     TrainConfig,
     first_non_finite,
@@ -28,7 +28,7 @@ from problems.training import (
     load_history,
     train,
 )
-from problems.training.history import read_jsonl
+from minimax_problems.training.history import read_jsonl
 
 #: two steps per epoch on the 64 conftest images
 FAST = dict(
@@ -290,12 +290,12 @@ def test_every_test_the_reliability_page_names_exists() -> None:
 
 
 def _interrupt_twice(argv: list[str], tmp_path: Path, *, wait_for: str | None) -> tuple[int, str]:
-    """Start ``python -m problems.cli argv``, send SIGINT twice 0.2 s apart (after 0.5 s, or
+    """Start ``python -m minimax_problems.cli argv``, send SIGINT twice 0.2 s apart (after 0.5 s, or
     once ``wait_for`` appears on stderr); its exit status and stderr."""
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "problems.cli", *argv],
+        [sys.executable, "-m", "minimax_problems.cli", *argv],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,

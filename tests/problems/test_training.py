@@ -1,4 +1,4 @@
-"""The training loop (problems.training): checkpoints, resume, signals, every rule."""
+"""The training loop (minimax_problems.training): checkpoints, resume, signals, every rule."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from problems.training import (
+from minimax_problems.training import (
     TIME_FIELDS,
     TrainConfig,
     load_checkpoint,
@@ -19,7 +19,7 @@ from problems.training import (
     train,
     weights_entropy,
 )
-from problems.training.rules import training_rules
+from minimax_problems.training.rules import training_rules
 
 
 def strip_time(path: Path) -> list[dict]:

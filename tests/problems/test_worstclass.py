@@ -12,7 +12,7 @@ import torch
 from scipy import stats
 
 import minimax as mm
-from problems.worstclass import (
+from minimax_problems.worstclass import (
     METRICS,
     RULES,
     MeanLoss,

@@ -1,5 +1,5 @@
-"""The worst-group comparison (`problems.worstgroup.compare` and its command) end to end on tiny
-sizes, its validation-only tuning, and one rule's run on synthetic data."""
+"""The worst-group comparison (`minimax_problems.worstgroup.compare` and its command) end to end on
+tiny sizes, its validation-only tuning, and one rule's run on synthetic data."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from problems.data.groups import WorstGroupData
-from problems.worstgroup.__main__ import main, result_path
-from problems.worstgroup.compare import METRICS, CompareSettings, pick, tune
-from problems.worstgroup.train import RULES, RunSpec, train_rule
+from minimax_problems.data.groups import WorstGroupData
+from minimax_problems.worstgroup.__main__ import main, result_path
+from minimax_problems.worstgroup.compare import METRICS, CompareSettings, pick, tune
+from minimax_problems.worstgroup.train import RULES, RunSpec, train_rule
 
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from problems.stats import mean_interval, paired_difference
-from problems.worstgroup import publish
-from problems.worstgroup.hypotheses import (
+from minimax_problems.stats import mean_interval, paired_difference
+from minimax_problems.worstgroup import publish
+from minimax_problems.worstgroup.hypotheses import (
     DELTA,
     HYPOTHESES,
     TIE_GROUPS,
@@ -114,7 +114,7 @@ def test_docs_agree_with_the_committed_results() -> None:
     for rel, names in publish.TARGETS.items():
         text = (publish.ROOT / rel).read_text(encoding="utf-8")
         assert publish.render(text, generated, names) == text, (
-            f"{rel} is stale: run python -m problems.worstgroup.publish"
+            f"{rel} is stale: run python -m minimax_problems.worstgroup.publish"
         )
     assert publish.main(["--check"]) == 0
 

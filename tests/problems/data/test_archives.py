@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from problems.data import archives, cifar10, errors
-from problems.data import cifar10_files as files
-from problems.data.synthetic import write_synthetic_cifar10
+from minimax_problems.data import archives, cifar10, errors
+from minimax_problems.data import cifar10_files as files
+from minimax_problems.data.synthetic import write_synthetic_cifar10
 
 N_TRAIN, N_TEST = 12, 7  # per training batch / test batch
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from problems.data import augment
+from minimax_problems.data import augment
 
 N_TRAIN, N_TEST = 12, 7  # per training batch / test batch
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from problems.data import archives, cifar10, errors, splits
-from problems.data import cifar10_files as files
-from problems.data.synthetic import write_synthetic_cifar10
+from minimax_problems.data import archives, cifar10, errors, splits
+from minimax_problems.data import cifar10_files as files
+from minimax_problems.data.synthetic import write_synthetic_cifar10
 
 N_TRAIN, N_TEST = 12, 7  # per training batch / test batch
 

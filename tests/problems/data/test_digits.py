@@ -1,11 +1,11 @@
-"""scikit-learn's digits (problems.data.digits): the seeded split."""
+"""scikit-learn's digits (minimax_problems.data.digits): the seeded split."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from problems.data import digits
+from minimax_problems.data import digits
 
 
 def test_digits_split_is_seeded_and_disjoint() -> None:

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from problems.cli import main
-from problems.data import archives, errors
-from problems.data import cifar10_files as files
-from problems.data.cifar10 import load_cifar10
-from problems.data.datasets import load_dataset
-from problems.data.synthetic import synthetic_md5, write_synthetic_cifar10
+from minimax_problems.cli import main
+from minimax_problems.data import archives, errors
+from minimax_problems.data import cifar10_files as files
+from minimax_problems.data.cifar10 import load_cifar10
+from minimax_problems.data.datasets import load_dataset
+from minimax_problems.data.synthetic import synthetic_md5, write_synthetic_cifar10
 
 TOP = "cifar-10-batches-py"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from problems.data import mnist1d
-from problems.data.groups import SPLITS, group_size_table
-from problems.data.package_files import PackageDataError
+from minimax_problems.data import mnist1d
+from minimax_problems.data.groups import SPLITS, group_size_table
+from minimax_problems.data.package_files import PackageDataError
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import minimax as mm
-from problems.data.groups import WorstGroupData
-from problems.data.worstgroup import WORSTGROUP_DATASETS, load_worstgroup
-from problems.worstgroup.models import (
+from minimax_problems.data.groups import WorstGroupData
+from minimax_problems.data.worstgroup import WORSTGROUP_DATASETS, load_worstgroup
+from minimax_problems.worstgroup.models import (
     WORSTGROUP_MODELS,
     CNN1d,
     LogisticModel,

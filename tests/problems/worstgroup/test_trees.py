@@ -5,8 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from problems.data.adult import load_adult
-from problems.worstgroup.trees import DEFAULT_GRID, fit_group_balanced_trees, group_balanced_weights
+from minimax_problems.data.adult import load_adult
+from minimax_problems.worstgroup.trees import (
+    DEFAULT_GRID,
+    fit_group_balanced_trees,
+    group_balanced_weights,
+)
 
 
 def test_group_balanced_weights_give_every_group_the_same_total():
