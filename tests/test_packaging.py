@@ -164,7 +164,7 @@ def test_wheel_installs_beside_an_existing_torch_and_leaves_it_alone(tmp_path):
     user = tmp_path / "user"
     (user / "problems").mkdir(parents=True)
     (user / "problems" / "__init__.py").write_text("MINE = True\n")
-    code = "import minimax_problems, minimax_problems.cli; print(problems.MINE)"
+    code = "import problems, minimax_problems.cli; print(problems.MINE)"
     r = subprocess.run(
         [str(py), "-c", code], capture_output=True, text=True, env=env, cwd=user, timeout=120
     )

@@ -12,7 +12,7 @@ import minimax
 from minimax.extend import ATTACKS
 from minimax_problems.cli import build_parser
 from minimax_problems.data.datasets import DATASETS, ImageData, load_dataset
-from minimax_problems.demo.digits import RULES as DEMO_RULES
+from minimax_problems.demo.digits import VARIANTS as DEMO_VARIANTS
 from minimax_problems.evaluation import make_attack, parse_attacks
 from minimax_problems.models import MODELS, build_model
 from minimax_problems.threats import THREATS, make_perturbation
@@ -114,7 +114,8 @@ def test_every_registered_rule_model_attack_and_threat_builds() -> None:
         solver = make_attack(name, 0.1)
         assert (solver is None) == (name == "clean")
     assert make_attack("pgd2", 0.1).steps == 2  # type: ignore[union-attr]
-    assert set(DEMO_RULES) <= set(RULES.names())  # the demo compares registered rules
+    # the demo compares registered rules
+    assert {rule for rule, _ in DEMO_VARIANTS.values()} <= set(RULES.names())
     with pytest.raises(ValueError, match="unknown attack"):
         parse_attacks("fgsm3")  # fgsm takes no step count
 
