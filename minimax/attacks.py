@@ -220,17 +220,9 @@ def classifier_logits(
     [B] on x's device, logits [B, C] with C > max(y) (one no-grad forward of the batch, running
     statistics untouched)."""
     check_batch(problem, x, y, bounds)
-    try:
-        with torch.no_grad():
-            zero = torch.zeros_like(x).unsqueeze(0)
-            out = engine_of(problem).logits(problem.parameters(), zero, (x, y))[0]
-    except torch.OutOfMemoryError:
-        raise
-    except (RuntimeError, IndexError) as err:  # the model cannot take x: a user mismatch
-        raise ValueError(
-            f"model cannot take x of shape {tuple(x.shape)} ({err}); pass inputs of the shape "
-            "and dtype it was built for"
-        ) from None
+    with checks.model_takes(x), torch.no_grad():
+        zero = torch.zeros_like(x).unsqueeze(0)
+        out = engine_of(problem).logits(problem.parameters(), zero, (x, y))[0]
     return checks.logits_for("model", out, y)
 
 

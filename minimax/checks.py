@@ -7,9 +7,10 @@ finiteness, shape) as much as numbers, and the messages must name the minimax ar
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 import torch
@@ -27,6 +28,7 @@ __all__ = [
     "integer",
     "labels",
     "logits_for",
+    "model_takes",
     "pass_counts",
     "radius",
     "real_number",
@@ -290,3 +292,18 @@ def step_pieces(problem: object, inner: object, rule: object) -> Rule:
             f"{type(rule).__name__}"
         )
     return rule
+
+
+@contextlib.contextmanager
+def model_takes(x: Tensor) -> Iterator[None]:
+    """Around a model's forward on x: a RuntimeError or IndexError raised inside (the model cannot
+    take x: a user mismatch) becomes a ValueError naming x's shape; out of memory passes."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise
+    except (RuntimeError, IndexError) as err:
+        raise ValueError(
+            f"model cannot take x of shape {tuple(x.shape)} ({err}); pass inputs of the shape "
+            "and dtype it was built for"
+        ) from None

@@ -122,15 +122,8 @@ class WorstGroupProblem(Problem):
             x, y = data
             checks.finite_tensor("x", checks.float_tensor("x", x))
             buffers = dict(model.named_buffers())
-            try:
+            with checks.model_takes(x):
                 out = functional_call(model, ({**params, **buffers},), (x,))
-            except torch.OutOfMemoryError:
-                raise
-            except (RuntimeError, IndexError) as err:  # the model cannot take x: a user mismatch
-                raise ValueError(
-                    f"the model cannot take x of shape {tuple(x.shape)} ({err}); pass the inputs "
-                    "it was built for"
-                ) from None
             return loss(out, y)
 
         params = {k: v for k, v in model.named_parameters() if v.requires_grad}
