@@ -107,23 +107,17 @@ def _fab_run(
     top = torch.full_like(best_size, -math.inf)  # the best margin so far
     for _ in range(s.steps):
         r = rows
-        if r.numel() == n:  # every row: no indexing
-            delta, fooled, size, f = _fab_step(model, x, y, t, lo, hi, delta, s)
-            better = fooled & (size < best_size)
-            best = torch.where(better.unsqueeze(1), delta, best)
-            best_size = torch.where(better, size, best_size)
-            delta = torch.where(fooled.unsqueeze(1), s.beta * delta, delta)
-        else:
-            d_r, fooled, size, f = _fab_step(model, x[r], y[r], t[r], lo[r], hi[r], delta[r], s)
-            better = fooled & (size < best_size[r])
-            best[r] = torch.where(better.unsqueeze(1), d_r, best[r])
-            best_size[r] = torch.where(better, size, best_size[r])
-            delta[r] = torch.where(fooled.unsqueeze(1), s.beta * d_r, d_r)
+        i: slice | Tensor = slice(None) if r.numel() == n else r  # every row: views, no gather
+        d_r, fooled, size, f = _fab_step(model, x[i], y[i], t[i], lo[i], hi[i], delta[i], s)
+        better = fooled & (size < best_size[i])
+        best[i] = torch.where(better.unsqueeze(1), d_r, best[i])
+        best_size[i] = torch.where(better, size, best_size[i])
+        delta[i] = torch.where(fooled.unsqueeze(1), s.beta * d_r, d_r)
         if s.stop is None or eps is None:
             continue
-        improved = f > top[r]
-        top[r] = torch.maximum(top[r], f)
-        done = (best_size[r] <= eps[r]) | stall.update_rows(r, improved)
+        improved = f > top[i]
+        top[i] = torch.maximum(top[i], f)
+        done = (best_size[i] <= eps[i]) | stall.update_rows(r, improved)
         if bool(done.any()):
             rows = r[~done]
             if rows.numel() == 0:

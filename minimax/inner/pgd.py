@@ -120,19 +120,15 @@ class PGD(InnerSolver):
                 break
             d_r = deltas if rows.everything else deltas[:, rows.rows]
             v_r, g_r = engine.values_and_input_grad(params, d_r.detach(), rows.batch)
-            v = torch.full_like(best_v, -torch.inf)
-            v[:, rows.rows] = v_r
             g = torch.zeros_like(deltas)
             g[:, rows.rows] = g_r
-            v = torch.where(active, v, -torch.inf)
-            best_d, best_v = _keep_best(best_d, best_v, deltas.detach(), v, False)
+            if self.select == "best":  # "last" reads only the final iterates
+                v = torch.full_like(best_v, -torch.inf)
+                v[:, rows.rows] = v_r
+                v = torch.where(active, v, -torch.inf)
+                best_d, best_v = _keep_best(best_d, best_v, deltas.detach(), v, False)
             deltas = torch.where(lift(active), step(deltas, g), deltas).detach()
-        if self.select == "last":
-            return Candidates(deltas, engine.score(params, deltas, batch))
-        with torch.no_grad():
-            v = engine.values(params, deltas, batch)
-        best_d, best_v = _keep_best(best_d, best_v, deltas, v, False)
-        return Candidates(best_d, best_v)
+        return self._finish(engine, params, batch, deltas, best_d, best_v, False)
 
     def _search(
         self,
@@ -177,6 +173,20 @@ class PGD(InnerSolver):
             if self.select == "best":
                 best_d, best_v = _keep_best(best_d, best_v, deltas, v, coupled)
             deltas = step(deltas, g)
+        return self._finish(engine, params, batch, deltas, best_d, best_v, coupled)
+
+    def _finish(
+        self,
+        engine: Engine,
+        params: Mapping[str, Tensor],
+        batch: Batch,
+        deltas: Tensor,
+        best_d: Tensor,
+        best_v: Tensor,
+        coupled: bool,
+    ) -> Candidates:
+        """The candidates after the last step: the last iterates, scored by the engine, or the
+        best iterate of each run with the last one evaluated too."""
         if self.select == "last":
             return Candidates(deltas, engine.score(params, deltas, batch))
         with torch.no_grad():
