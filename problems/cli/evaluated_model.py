@@ -17,7 +17,7 @@ from typing import Any
 
 from ..model_files import ModelFile, read_model_file
 from ..models import MODELS, build_model
-from .types import UsageError
+from .types import UsageError, model_spec
 
 __all__ = ["build_evaluated_model", "probe", "read_model"]
 
@@ -51,15 +51,7 @@ def build_evaluated_model(
     if file.kind == "checkpoint":
         spec = dict(file.meta["model"])
     else:
-        spec = {
-            "name": args.model,
-            "activation": args.activation,
-            "normalization": args.normalization,
-            "num_classes": data.num_classes,
-            "in_channels": data.in_channels,
-            "image_size": data.image_size,
-            "width": args.width,
-        }
+        spec = {**model_spec(args, data), "width": args.width}
     model = build_model(**spec)
     assert file.state is not None
     _check_dtypes(file, model.state_dict())

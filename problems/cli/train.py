@@ -23,6 +23,7 @@ from .types import (
     PROG,
     UsageError,
     load_data,
+    model_spec,
     rank_options,
     resolve_device,
     set_threads,
@@ -195,14 +196,7 @@ def _model(args: argparse.Namespace, data: Any) -> tuple[Any, dict[str, Any]]:
     """The model of ``args`` for ``data``, initialised from ``--seed``, and its description."""
     import torch
 
-    spec: dict[str, Any] = {
-        "name": args.model,
-        "activation": args.activation,
-        "normalization": args.normalization,
-        "num_classes": data.num_classes,
-        "in_channels": data.in_channels,
-        "image_size": data.image_size,
-    }
+    spec = model_spec(args, data)
     torch.manual_seed(args.seed)
     return build_model(**spec), spec
 

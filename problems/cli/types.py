@@ -19,6 +19,8 @@ Public API::
     resolve_device(name) -> str    "auto" → cuda when available, else cpu
     load_data(name, data_dir, *, download, progress, seed) -> ImageData   (errors: UsageError)
     rank_options(args) -> dict     the options every torchrun rank must share (`Ranks.agree`)
+    model_spec(args, data) -> dict build_model's arguments from --model, --activation,
+                                   --normalization and the data set's shape
     add_threads_argument(parser)   ``--threads`` (train, evaluate); set_threads(n) applies it
     default_threads() -> int       min(4, idle cores / local ranks), at least 1
 """
@@ -59,6 +61,7 @@ __all__ = [
     "default_threads",
     "formatter",
     "load_data",
+    "model_spec",
     "nonnegative_int",
     "nonnegative_number",
     "number",
@@ -341,3 +344,16 @@ def set_threads(threads: int | None) -> int:
     if threads:
         torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+def model_spec(args: argparse.Namespace, data: Any) -> dict[str, Any]:
+    """`build_model`'s arguments from ``--model``, ``--activation``, ``--normalization`` and
+    ``data``'s classes, channels and image size (what a checkpoint's meta.model holds)."""
+    return {
+        "name": args.model,
+        "activation": args.activation,
+        "normalization": args.normalization,
+        "num_classes": data.num_classes,
+        "in_channels": data.in_channels,
+        "image_size": data.image_size,
+    }
