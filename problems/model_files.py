@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from .files import UnreadableFileError, load_tensors
 from .training import load_checkpoint
-from .training.config import upgrade_config, upgrade_model_spec
+from .training.config import upgrade_saved
 
 __all__ = [
     "ModelFile",
@@ -129,10 +129,7 @@ def read_model_file(path: str | os.PathLike[str], *, torchscript: bool = False) 
     if isinstance(meta, dict) and isinstance(meta.get("model"), dict):
         state = _tensors(loaded.get("model"), path)
         check_finite(state, str(path))
-        config = loaded.get("config") or {}
-        if isinstance(config, dict):
-            config = upgrade_config(config)
-        meta = {**meta, "model": upgrade_model_spec(meta["model"])}
+        meta, config = upgrade_saved(meta, loaded.get("config") or {})
         check_description(meta, config, path)
         return ModelFile(
             path,

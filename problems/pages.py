@@ -73,8 +73,9 @@ def publish_pages(
     for rel, names in targets.items():
         path = root / rel
         text = path.read_text(encoding="utf-8")
-        if render_blocks(text, prefix, generated, names) != text:
+        new = render_blocks(text, prefix, generated, names)
+        if new != text:
             stale.append(rel)
             if not check:
-                atomic_write_text(path, render_blocks(text, prefix, generated, names))
+                atomic_write_text(path, new)
     return stale

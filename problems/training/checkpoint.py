@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from ..files import atomic_save, atomic_write_text, load_tensors, remove_orphans
-from .config import TrainConfig, upgrade_config, upgrade_model_spec
+from .config import TrainConfig, upgrade_saved
 from .history import count_lines, truncate_jsonl
 from .setup import Run
 
@@ -187,10 +187,8 @@ def _check_same_config(
 ) -> None:
     """Compare the whole saved recipe (config and meta: model, data, splits) with the current
     one; one ValueError lists every difference."""
-    model = saved_meta.get("model")
-    if isinstance(model, Mapping):
-        saved_meta = {**saved_meta, "model": upgrade_model_spec(model)}
-    before = {**_flat(saved_meta), **upgrade_config(saved)}
+    saved_meta, saved = upgrade_saved(saved_meta, saved)
+    before = {**_flat(saved_meta), **dict(saved)}
     now = {**_flat(meta), **config.to_dict()}
     diff = sorted(
         k for k in set(before) | set(now) if k not in _MAY_CHANGE and before.get(k) != now.get(k)

@@ -3,7 +3,8 @@
 Public API::
 
     TrainConfig(...)            validated when built; .to_dict(), TrainConfig.from_dict(data)
-    upgrade_config(config), upgrade_model_spec(spec)   saved entries under today's names
+    upgrade_config(config)      a saved config under today's entry names
+    upgrade_saved(meta, config) -> (meta, config)   a saved run description likewise
     SCHEDULES, BATCHNORM, LINE_SEARCHES   the accepted schedule, BatchNorm-policy and
                                 line-search names
     TIME_FIELDS                 metrics fields that hold wall-clock measurements
@@ -144,10 +145,16 @@ def upgrade_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return _renamed(config, _RENAMED_CONFIG)
 
 
-def upgrade_model_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """A saved ``meta["model"]`` under today's names (``norm`` → ``normalization``, the
-    argument of `problems.models.build_model`)."""
-    return _renamed(spec, _RENAMED_MODEL)
+def upgrade_saved(meta: Any, config: Any) -> tuple[Any, Any]:
+    """A saved run's ``meta`` and ``config`` (config.json, a checkpoint) under today's names:
+    config ``norm`` → ``threat``, ``meta["model"]`` ``norm`` → ``normalization`` (the argument of
+    `problems.models.build_model`). Entries that are not mappings are returned as they are, for
+    the caller's checks to refuse."""
+    if isinstance(config, Mapping):
+        config = upgrade_config(config)
+    if isinstance(meta, Mapping) and isinstance(meta.get("model"), Mapping):
+        meta = {**meta, "model": _renamed(meta["model"], _RENAMED_MODEL)}
+    return meta, config
 
 
 def _choice(name: str, value: str, choices: Sequence[str]) -> None:
