@@ -5,18 +5,21 @@ problems) and ``problems/toy.py`` (the demo's toys). Needs nothing beyond torch.
   on y ∈ [0, 1], with φ(x) = max_y f = x₁² + (|x₂| + 1)²;
 - the bilinear toy g(θ, δ) = θ·δ on δ ∈ [−1, 1], R(θ) = |θ|;
 - hat functions: the piecewise-linear interpolation weights that turn a max of k pieces into a
-  min-max problem over δ ∈ [0, k − 1].
+  min-max problem over δ ∈ [0, k − 1];
+- the paper's 2-2-1 ELU network with its data (`elu_network`) and its loss (`bce_per_example`).
 """
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = [
+    "bce_per_example",
     "bilinear_maximizers",
     "counterexample_phi",
     "counterexample_value",
+    "elu_network",
     "hats",
 ]
 
@@ -43,3 +46,22 @@ def hats(delta: Tensor, k: int) -> Tensor:
     """Piecewise-linear interpolation weights at the nodes 0..k−1: delta [...] → [..., k]."""
     nodes = torch.arange(k, dtype=delta.dtype, device=delta.device)
     return torch.relu(1 - (delta.unsqueeze(-1) - nodes).abs())
+
+
+def elu_network(
+    n: int = 100, seed: int = 0, dtype: torch.dtype = torch.float32
+) -> tuple[nn.Module, Tensor, Tensor]:
+    """The paper's 2-2-1 ELU network (sigmoid output through `bce_per_example`) and its data:
+    (model, x [n, 2] Gaussian, y = 1[x₁ > 0] [n]); the data from ``seed``'s generator, the
+    weights from torch's global seed set to ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 2, generator=g, dtype=dtype)
+    y = (x[:, 0] > 0).to(dtype)
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(2, 2), nn.ELU(), nn.Linear(2, 1)).to(dtype)
+    return model, x, y
+
+
+def bce_per_example(logits: Tensor, y: Tensor) -> Tensor:
+    """Binary cross-entropy of logits [..., 1] against labels y [...], per example."""
+    return nn.functional.binary_cross_entropy_with_logits(logits[..., 0], y, reduction="none")

@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 import minimax as mm
+from minimax.toys import bce_per_example, elu_network
 
 __all__ = [
     "Bilinear",
@@ -190,10 +191,6 @@ class MaxOfQuadratics(Toy):
 # ------------------------------------------------------------------------------------------------
 
 
-def _bce_per_example(logits: Tensor, y: Tensor) -> Tensor:
-    return nn.functional.binary_cross_entropy_with_logits(logits[..., 0], y, reduction="none")
-
-
 class ELUNetwork(Toy):
     """A 2-2-1 ELU network with sigmoid output and binary cross-entropy on n Gaussian points in R²,
     labels 1[x₁ > 0], under an L∞ perturbation of radius ε = 1.
@@ -206,13 +203,9 @@ class ELUNetwork(Toy):
     def __init__(
         self, n: int = 100, eps: float = 1.0, seed: int = 0, dtype: torch.dtype = torch.float32
     ):
-        g = torch.Generator().manual_seed(seed)
-        x = torch.randn(n, 2, generator=g, dtype=dtype)
-        y = (x[:, 0] > 0).to(dtype)
-        torch.manual_seed(seed)
-        self.model = nn.Sequential(nn.Linear(2, 2), nn.ELU(), nn.Linear(2, 1)).to(dtype)
+        self.model, x, y = elu_network(n, seed, dtype)
         self.eps = eps
-        self.problem = mm.ModuleProblem(self.model, _bce_per_example, mm.LinfBall(eps))
+        self.problem = mm.ModuleProblem(self.model, bce_per_example, mm.LinfBall(eps))
         self.batch = (x, y)
 
     def candidates(

@@ -41,9 +41,10 @@ import torch
 from torch import Generator, Tensor, nn
 
 import minimax as mm
+from minimax.toys import bce_per_example
 
 from ..stats import mean_interval, paired_difference
-from ..toy import ELUNetwork, _bce_per_example
+from ..toy import ELUNetwork
 from .common import COLORS, RULE_LABELS, UP_TOL, DemoSettings, rounded
 
 __all__ = [
@@ -111,7 +112,7 @@ class PaperELU(ELUNetwork):
         with torch.no_grad():
             for p in self.model.parameters():
                 p.copy_(0.2 * torch.randn(p.shape, generator=g))
-        self.problem = mm.ModuleProblem(self.model, _bce_per_example, mm.LinfBall(eps))
+        self.problem = mm.ModuleProblem(self.model, bce_per_example, mm.LinfBall(eps))
 
 
 def real_inner_max(s: DemoSettings, seed: int) -> mm.extend.InnerSolver:

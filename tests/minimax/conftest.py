@@ -28,15 +28,12 @@ import torch
 from torch import Tensor, nn
 
 import minimax as mm
+from minimax import toys
 from minimax.testing.problems import KnownProblem, max_of_pieces
 
 # ------------------------------------------------------------------------------------------------
 # The 2-2-1 ELU network on Gaussian points
 # ------------------------------------------------------------------------------------------------
-
-
-def _bce_per_example(logits: Tensor, y: Tensor) -> Tensor:
-    return nn.functional.binary_cross_entropy_with_logits(logits[..., 0], y, reduction="none")
 
 
 class ELUNetwork:
@@ -51,13 +48,9 @@ class ELUNetwork:
     def __init__(
         self, n: int = 100, eps: float = 1.0, seed: int = 0, dtype: torch.dtype = torch.float32
     ):
-        g = torch.Generator().manual_seed(seed)
-        x = torch.randn(n, 2, generator=g, dtype=dtype)
-        y = (x[:, 0] > 0).to(dtype)
-        torch.manual_seed(seed)
-        self.model = nn.Sequential(nn.Linear(2, 2), nn.ELU(), nn.Linear(2, 1)).to(dtype)
+        self.model, x, y = toys.elu_network(n, seed, dtype)
         self.eps = eps
-        self.problem = mm.ModuleProblem(self.model, _bce_per_example, mm.LinfBall(eps))
+        self.problem = mm.ModuleProblem(self.model, toys.bce_per_example, mm.LinfBall(eps))
         self.batch = (x, y)
 
     def params(self) -> dict[str, Tensor]:
