@@ -18,12 +18,10 @@ inputs (both libraries; ``evaluate`` counts its own). Reports mean ± the 95% t-
 seeds, the per-seed CPU-time ratio minimax/torchattacks (mean ± interval), forward passes (model
 calls, and those with a gradient) counted by a hook on the model for both libraries, and
 examples per second. Measured side by side in one run, interleaved, one thread. ``--profile``
-adds the top functions (cProfile, by own time) of each run of the first seed. ``--publish``
-writes the tables into docs/custom-loop.md from the JSON.
+adds the top functions (cProfile) of the first seed's runs; ``--publish`` writes the tables.
 
 Run: ./run python benchmarks/attacks.py [--quick] [--attacks standard,pgd,square] [--profile]
-(needs torchattacks: pip install --no-deps torchattacks. Version 3.5.1 imports without
-torchvision; for versions that import it, a stub module stands in when torchvision is missing.)
+(torchattacks 3.5.1 imports without torchvision; for others a stub module stands in for it.)
 """
 
 from __future__ import annotations
@@ -43,6 +41,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
 import minimax as mm
 from benchmarks.attacks_report import compare, print_row

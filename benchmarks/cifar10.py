@@ -37,6 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
+
 import minimax
 from benchmarks.cifar_setup import ALPHA, EPS, cifar_batch, seeded_model, sync
 from benchmarks.pgd_attack import bench_attack

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
+
 import minimax as mm
 from benchmarks.memory import reset_peak, status_kib
 from minimax_problems.models import build_model

@@ -282,7 +282,8 @@ def _checked_search(
     else:
         check_classifier(problem, x, y, bounds)
     try:
-        return problem, solver(problem, problem.parameters(), (x, y)).deltas
+        found = solver(problem, problem.parameters(), (x, y), scored=False)
+        return problem, found.deltas
     except torch.OutOfMemoryError:
         raise
     except (RuntimeError, IndexError):

@@ -10,7 +10,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["NonFiniteError", "check_direction", "check_gram", "check_state", "check_values"]
+from minimax.checks import all_finite
+
+__all__ = [
+    "NonFiniteError",
+    "check_candidates",
+    "check_direction",
+    "check_gram",
+    "check_state",
+    "check_values",
+]
 
 
 class NonFiniteError(FloatingPointError):
@@ -55,13 +64,25 @@ def check_direction(vector: Mapping[str, Tensor], values: Tensor | None, *, rule
 def check_values(values: Tensor, *, solver: str) -> None:
     """Raise `NonFiniteError` unless the objective values [m, B] an inner solver found are all
     finite (one check per call)."""
-    if bool(torch.isfinite(values).all()):
+    if all_finite(values):
         return
     n = int((~torch.isfinite(values)).sum())
     raise NonFiniteError(
         f"{solver}: the objective values are not finite ({n} of {values.numel()} NaN or Inf): "
         "g(θ, δ) overflowed or θ is not finite; check the loss and the parameters",
         what="objective values",
+    )
+
+
+def check_candidates(deltas: Tensor, *, solver: str) -> None:
+    """Raise `NonFiniteError` unless the candidates δ [m, B, ...] an inner solver found are all
+    finite (a search whose caller reads only the deltas: their values were not computed)."""
+    if all_finite(deltas):
+        return
+    raise NonFiniteError(
+        f"{solver}: the candidates δ are not finite (NaN or Inf): the gradient of g(θ, δ) "
+        "overflowed or θ is not finite; check the loss and the parameters",
+        what="candidates",
     )
 
 

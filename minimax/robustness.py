@@ -129,7 +129,7 @@ def _evaluate_batch(
             ok = base.clone()
             if rows.numel() > 0:
                 sub = (x[rows], y[rows])
-                found = solver(problem, problem.parameters(), sub)
+                found = solver(problem, problem.parameters(), sub, scored=False)
                 ok[rows] = _scan(problem, *sub, found.deltas, rows, worst)
             robust &= ok
         per_attack[label] = (robust if cascade else ok).cpu()

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +69,27 @@ def test_worstclass_benchmark_runs_and_the_certified_step_never_goes_up(tmp_path
         assert result["training"][name]["went_up_fraction"] == 0
     for name in ("ddi", "ddi_armijo", "ddi_armijo_shrink"):
         assert result["training"][name]["max_backward_per_step"] <= 2
+
+
+def _scripts() -> list[str]:
+    """The benchmark scripts (those with a ``__main__`` block)."""
+    return sorted(p.name for p in (ROOT / "benchmarks").glob("*.py") if "__main__" in p.read_text())
+
+
+@pytest.mark.parametrize("script", _scripts())
+def test_every_benchmark_runs_as_the_readme_says_from_the_repository_root(script):
+    # `./run python benchmarks/X.py`: a plain script run, nothing on PYTHONPATH, so the script
+    # itself must find the benchmarks package
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run(
+        [sys.executable, f"benchmarks/{script}", "--help"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "usage:" in r.stdout
+    readme = (ROOT / "README.md").read_text()
+    assert f"benchmarks/{script}" in readme, f"README.md does not list benchmarks/{script}"

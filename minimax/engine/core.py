@@ -3,9 +3,10 @@
 Every forward and backward of g runs here, and is counted here (`PassCounter`, one per problem,
 shared by every engine over it). The engine picks how candidates are evaluated (loop, vmap or
 one stacked forward), keeps the last scoring forward's graph where the step's rule can use it,
-reduces over ranks (its `Communicator`) and refuses non-finite values. Differentiation (candidate
-gradients, the Gram matrix and α ↦ d) is in `minimax.engine.gradients`, reached through the
-methods below.
+reduces over ranks (its `Communicator`) and refuses non-finite values. Loops over one candidate
+at a time (`input_gradients`, `evaluator`) are in `minimax.engine.loops`; differentiation
+(candidate gradients, the Gram matrix and α ↦ d) is in `minimax.engine.gradients`, reached
+through the methods below.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from minimax import checks
 from minimax.distributed import LOCAL, Communicator
 from minimax.engine import gradients as _grads
 from minimax.engine import module as _module
+from minimax.engine.loops import CandidateLoops
 from minimax.engine.passes import PassCounter
 from minimax.engine.scoring import ScoringGraphs
 from minimax.nonfinite import check_direction, check_gram, check_values
@@ -54,7 +56,7 @@ _SHARED: weakref.WeakKeyDictionary[Problem, _Shared] = weakref.WeakKeyDictionary
 _DEFAULT: weakref.WeakKeyDictionary[Problem, Engine] = weakref.WeakKeyDictionary()
 
 
-class Engine(ScoringGraphs):
+class Engine(ScoringGraphs, CandidateLoops):
     """Evaluates and differentiates the objective of ``problem``.
 
     Args:
@@ -215,14 +217,16 @@ class Engine(ScoringGraphs):
                 v = self.objective(params, d, batch)  # ∇ of Σ_b v_b: v's backward from ones
                 (g,) = torch.autograd.grad(v, d, torch.ones_like(v))
             self.count(forward=1, backward=1)
-            return (v.detach().unsqueeze(0), g.unsqueeze(0)) if lead else (v.detach(), g)
+            self.last_values = v = v.detach()
+            return (v.unsqueeze(0), g.unsqueeze(0)) if lead else (v, g)
         shape = deltas.shape[len(lead) :]
         d = (deltas.reshape(shape) if n == 1 else deltas).detach().requires_grad_(True)
         with torch.enable_grad():
             v = self.objective(params, d, batch) if n == 1 else self.values(params, d, batch)
             (g,) = torch.autograd.grad(v.sum(), d)
         self.count(forward=1 if n == 1 else 0, backward=n)
-        return v.detach().reshape(*lead, shape[0]), g.reshape(deltas.shape)
+        self.last_values = v = v.detach()
+        return v.reshape(*lead, shape[0]), g.reshape(deltas.shape)
 
     def logits(self, params: Mapping[str, Tensor], deltas: Tensor, batch: Batch) -> Tensor:
         """Class logits model_θ(x + δ) of a classifier's problem: deltas [n, B, ...] →

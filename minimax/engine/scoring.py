@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from minimax import checks
+from minimax.nonfinite import check_candidates
 from minimax.problem import Batch
 
 __all__ = ["NEEDS", "ScoringGraph", "ScoringGraphs"]
@@ -46,6 +47,9 @@ class ScoringGraphs:
         self._scored: list[Tensor] = []  # per-candidate values with graphs, this search
         self._leaves: dict[str, Tensor] | None = None
         self._graph: ScoringGraph | None = None
+        self._unscored = False  # this search's caller reads only the deltas (`begin_search`)
+        self._skipped = False  # `score` ran no forward in this search (its values are NaN)
+        self.last_values: Tensor | None = None  # the last values this search's ascent computed
 
     def values(self, params: Mapping[str, Tensor], deltas: Tensor, batch: Batch) -> Tensor:
         raise NotImplementedError  # the engine's
@@ -75,13 +79,19 @@ class ScoringGraphs:
             return False  # the layerwise Gramian runs its own forward over the rows
         return n == 1  # a stacked forward's backward would cost all n candidates'
 
-    def begin_search(self) -> None:
-        """An inner solver starts a search: scoring graphs of an earlier search are dropped."""
+    def begin_search(self, scored: bool = True) -> None:
+        """An inner solver starts a search: scoring graphs of an earlier search are dropped.
+        ``scored=False``: its caller reads only the deltas, so `score` runs no forward."""
         self._scored, self._leaves, self._graph = [], None, None
+        self._unscored, self._skipped, self.last_values = not scored, False, None
 
     def score(self, params: Mapping[str, Tensor], deltas: Tensor, batch: Batch) -> Tensor:
         """The scoring forward of final candidates deltas [n, B, *event] → values [n, B]
-        (detached); its graph to θ is kept where `step` and `_keeps_graph` say so."""
+        (detached); its graph to θ is kept where `step` and `_keeps_graph` say so. In a search
+        begun with ``scored=False`` no forward runs and the values are NaN."""
+        if self._unscored:
+            self._skipped = True
+            return torch.full(deltas.shape[:2], torch.nan, dtype=deltas.dtype, device=deltas.device)
         if not self._keeps_graph(deltas.shape[0]):
             with torch.no_grad():
                 return self.values(params, deltas, batch).detach()
@@ -94,7 +104,15 @@ class ScoringGraphs:
 
     def found(self, deltas: Tensor, values: Tensor, solver: str) -> None:
         """An inner solver returns candidates deltas [m, B, ...] with values [m, B]: refuse
-        non-finite values and bind the scoring graphs to them."""
+        non-finite values and bind the scoring graphs to them (in an unscored search: refuse
+        non-finite deltas, and non-finite values at the ascent's last iterate)."""
+        skipped, self._unscored, self._skipped = self._skipped, False, False
+        if skipped:  # no values at the candidates: check them and the ascent's last values
+            check_candidates(deltas, solver=solver)
+            if self.last_values is not None:
+                self.refuse_nonfinite_values(self.last_values, solver)
+            self.last_values = None
+            return
         self.refuse_nonfinite_values(values, solver)
         if self._leaves is not None and len(self._scored) == values.shape[0]:
             self._graph = ScoringGraph(self._leaves, list(self._scored), deltas)

@@ -148,17 +148,20 @@ class InnerSolver(ABC):
         batch: Batch,
         *,
         generator: torch.Generator | None = None,
+        scored: bool = True,
     ) -> Candidates:
         """Candidates for this batch at θ = params (params are treated as constants: detached).
 
         ``engine`` evaluates g (`minimax.engine.Engine`; a `Problem` is taken as its default
         engine). The engine refuses a NaN or Inf among the returned values
         (`minimax.NonFiniteError`, one check per call) and keeps the scoring forward's graph
-        where its step's rule can use it.
+        where its step's rule can use it. ``scored=False``: the caller reads only the deltas
+        (an attack scores them its own way), so a forward spent only on their values is skipped
+        and those values are NaN; non-finite deltas are refused instead.
         """
         engine = as_engine(engine)
         detached = {k: v.detach() for k, v in params.items()}
-        engine.begin_search()
+        engine.begin_search(scored)
         with trusted():  # the sets' argument checks would cost a host sync per iteration
             found = self.search(engine, detached, batch, generator)
         engine.found(found.deltas, found.values, solver=type(self).__name__)

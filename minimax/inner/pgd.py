@@ -164,11 +164,24 @@ class PGD(InnerSolver):
         x = engine.problem.clean_input(batch)
         event_ndim = deltas.ndim - 2
         coupled = engine.problem.examples_coupled
-        best_d = deltas
-        best_v = torch.full(deltas.shape[:2], -torch.inf, dtype=deltas.dtype, device=deltas.device)
+        best_d, best_v = deltas, deltas.new_empty(0)  # "best" only
+        if self.select == "best":
+            best_v = torch.full(
+                deltas.shape[:2], -torch.inf, dtype=deltas.dtype, device=deltas.device
+            )
         step = projected_step(S, x, step_size, event_ndim)  # per-call work done once
         deltas = deltas.detach()
-        for _ in range(self.steps):
+        if deltas.shape[0] == 1 and self.steps > 0:  # one candidate: the engine's lean loop
+            engine.problem.check_delta(deltas, batch)
+            d = deltas[0]
+            with engine.input_gradients(params, batch) as at:
+                for _ in range(self.steps):
+                    v, g = at(d)
+                    if self.select == "best":
+                        best_d, best_v = _keep_best(best_d, best_v, d[None], v[None], coupled)
+                    d = step(d, g)
+            deltas = d[None]
+        for _ in range(self.steps if deltas.shape[0] > 1 else 0):
             v, g = engine.values_and_input_grad(params, deltas, batch)
             if self.select == "best":
                 best_d, best_v = _keep_best(best_d, best_v, deltas, v, coupled)

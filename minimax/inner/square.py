@@ -167,7 +167,8 @@ class Square(InnerSolver):
         with torch.no_grad():
             runs = [self._run(problem, search, params, batch, gen) for _ in range(self.restarts)]
             deltas = torch.stack(runs)
-            values = engine.values(params, deltas, batch)
+            engine.last_values = search.last_values  # refused if non-finite where unscored
+            values = engine.score(params, deltas, batch)
         return Candidates(deltas, values)
 
     def _search_engine(self, engine: Engine, batch: Batch) -> Engine:
@@ -277,6 +278,7 @@ class _Rows:
             self.S = rows_of_set(S, rows, x.shape[0], x.ndim)
         self.shape = (rows.numel(), *shape[1:])
         self.box: tuple[Tensor, Tensor] | None = None
+        self.at: Callable[[Tensor], Tensor] | None = None  # the rows' evaluator, once used
         if isinstance(S, LinfBall):  # the ball ∩ the bounds is a box: one clamp projects
             n = rows.numel()
             far = (2 * self.eps.reshape(n, 1)).expand(n, math.prod(self.shape[1:]))
@@ -295,7 +297,9 @@ class _Rows:
 
     def score(self, search: Engine, params: Mapping[str, Tensor], d: Tensor) -> Tensor:
         """The search objective at δ (viewed [n, c, h, w]) of the rows: one forward."""
-        return search.values(params, d.reshape(self.shape).unsqueeze(0), self.batch)[0]
+        if self.at is None:  # the rows' batch and θ are checked once, not at every query
+            self.at = search.evaluator(params, self.batch)
+        return self.at(d.reshape(self.shape))
 
 
 Signs = Callable[[tuple[int, ...]], Tensor]  # size → random ±1 tensor on the problem's device

@@ -9,7 +9,7 @@ modes, the vectorized paths) is the execution engine's (`minimax.engine`). Shape
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -54,6 +54,13 @@ class Problem(ABC):
         no passes (`minimax.engine.Engine` evaluates it and counts)."""
 
     # -- declarations with defaults ------------------------------------------------------------
+    def objective_at(
+        self, params: Mapping[str, Tensor], batch: Batch
+    ) -> Callable[[Tensor], Tensor]:
+        """δ [B, *event] ↦ `objective` (params, δ, batch) [B] with θ and the batch fixed: what a
+        loop over δ calls (a problem may check params and batch once here, not at every call)."""
+        return lambda delta: self.objective(params, delta, batch)
+
     def clean_input(self, batch: Batch) -> Tensor | None:
         """The clean input x [B, *event] that bounds on x + δ refer to (None if not applicable)."""
         return None

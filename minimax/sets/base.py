@@ -115,6 +115,12 @@ def check_order(lower: float | Tensor | None, upper: float | Tensor | None) -> N
     """Raise ValueError unless ``lower ≤ upper`` elementwise (both broadcast together)."""
     if lower is None or upper is None:
         return
+    if isinstance(lower, (int, float)) and isinstance(upper, (int, float)):
+        if lower > upper:
+            raise ValueError(
+                f"lower must be ≤ upper elementwise, got lower = {lower} > upper = {upper}"
+            )
+        return
     lo = torch.as_tensor(lower).detach().to("cpu", torch.float64)
     hi = torch.as_tensor(upper).detach().to("cpu", torch.float64)
     try:

@@ -315,6 +315,10 @@ class LinfBall(_NormBall):
         dtype: torch.dtype,
         device: torch.device | str | None,
     ) -> Tensor:
+        if dtype in (torch.float32, torch.float64):  # one pass, bit for bit 2·rand − 1
+            return torch.empty(shape, dtype=dtype, device=device).uniform_(
+                -1, 1, generator=generator
+            )
         u = torch.rand(shape, generator=generator, dtype=dtype, device=device)
         return 2 * u - 1
 

@@ -44,12 +44,16 @@ def _plain_ball(S: PerturbationSet) -> bool:
 
 
 class _BallStep:
-    """The update of a norm ball, its bounds on δ computed at the first call."""
+    """The update of a norm ball, its bounds on δ computed at the first call. For L∞ with a float
+    radius the ball's clamp and the bounds' clamp are one: clamp(clamp(v, −ε, ε), lo, hi) =
+    clamp(v, max(−ε, lo), min(ε, hi)) exactly, since both intervals hold 0 (x is clipped into
+    the bounds first)."""
 
     def __init__(self, S: _NormBall, x: Tensor | None, step_size: Scalar, e: int) -> None:
         self.S, self.x, self.step_size, self.e = S, x, step_size, e
         self.bounds: tuple[Tensor | None, Tensor | None] | None = None
         self.elementwise = isinstance(S, LinfBall)  # sign and clamp need no flattening
+        self.fused = self.elementwise and isinstance(S._eps, float)  # one clamp per step
 
     def __call__(self, delta: Tensor, grad: Tensor) -> Tensor:
         S, e = self.S, self.e
@@ -64,6 +68,13 @@ class _BallStep:
         if direction.dtype != delta.dtype:
             direction = direction.to(delta.dtype)
         out = S._add_step(delta, direction, self.step_size, e)
+        if self.bounds is None:
+            self.bounds = self._bounds(out)
+        lo, hi = self.bounds
+        if self.fused:
+            eps = S._eps
+            assert isinstance(eps, float)
+            return out.clamp(-eps, eps) if lo is None and hi is None else torch.clamp(out, lo, hi)
         eps = S._eps
         if self.elementwise and isinstance(eps, float):  # a clamp: no flattening
             out = S._project_flat(out, eps)
@@ -72,10 +83,24 @@ class _BallStep:
             if not isinstance(eps, float):
                 eps = per_example_value(eps, flat, 1, "eps")
             out = S._project_flat(flat, eps).reshape(delta.shape)
-        if self.bounds is None:
-            xb = S._bounds_x(self.x, out, "project")
-            self.bounds = (None, None) if xb is None else S._delta_bounds(xb, out)
-        lo, hi = self.bounds
         if lo is None and hi is None:
             return out
         return torch.clamp(out, lo, hi)
+
+    def _bounds(self, like: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """The bounds on δ (lower − x, upper − x), intersected with [−ε, ε] where fused."""
+        S = self.S
+        xb = S._bounds_x(self.x, like, "project")
+        if xb is None:
+            return None, None
+        lo, hi = S._delta_bounds(xb, like)
+        if self.fused:
+            eps = S._eps
+            assert isinstance(eps, float)
+            lo = None if lo is None else lo.clamp(min=-eps)
+            hi = None if hi is None else hi.clamp(max=eps)
+            if lo is None:  # one clamp needs both sides
+                lo = torch.full_like(hi, -eps) if hi is not None else None
+            if hi is None and lo is not None:
+                hi = torch.full_like(lo, eps)
+        return lo, hi

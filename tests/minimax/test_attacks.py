@@ -331,8 +331,9 @@ def test_evaluate_records_cpu_time_passes_and_examples_per_attack():
     assert r.attacked["clean"] == 40
     assert r.attacked["pgd"] == int(r.clean.sum())  # every clean-correct example
     assert r.attacked["square"] == int(r.correct["pgd"].sum())  # the cascade's survivors
-    # PGD: 6 forward+backward, its final scoring forward and the check, over two batches
-    assert r.passes["pgd"] == {"forward": 2 * (6 + 1 + 1), "backward": 2 * 6}
+    # PGD: 6 forward+backward and the check, over two batches (evaluate reads only the deltas:
+    # no scoring forward)
+    assert r.passes["pgd"] == {"forward": 2 * (6 + 1), "backward": 2 * 6}
     assert r.passes["clean"] == {"forward": 1, "backward": 0}  # the checked forward, reused
     assert r.passes["square"]["backward"] == 0 and r.passes["square"]["forward"] >= 2
     assert all(t >= 0 for t in r.cpu_seconds.values())
@@ -358,9 +359,9 @@ def test_evaluate_runs_one_clean_forward_per_batch():
     with torch.no_grad():
         clean = int(net(x).argmax(1).eq(y).sum())
     # per batch: one clean forward (10 rows), then on the clean-correct rows FGSM's forward
-    # (with its backward), its scoring forward and the check; the first batch's clean forward
-    # is the one that checks the model's output, not repeated
-    assert sum(calls) == 30 + 3 * clean
+    # (with its backward) and the check (no scoring forward: evaluate reads only the deltas);
+    # the first batch's clean forward is the one that checks the model's output, not repeated
+    assert sum(calls) == 30 + 2 * clean
 
 
 def test_evaluate_at_torchattacks_budgets_is_as_strong_as_its_autoattack():
@@ -402,7 +403,7 @@ def test_pgd_attack_checks_the_model_at_its_first_step_without_a_forward_of_its_
     handle = net.register_forward_hook(lambda m, i, o: calls.append(o.requires_grad))
     x_adv = minimax.attack(net, x, y, eps=0.1, attack="pgd", steps=3)
     handle.remove()
-    assert calls == [True, True, True, False]  # 3 steps and the scoring forward
+    assert calls == [True, True, True]  # 3 steps (attack reads only the deltas: no scoring)
     assert float((x_adv - x).abs().max()) <= 0.1 + 1e-6
     # a model that cannot take x: the same clear error as the attacks that check first
     flat = nn.Sequential(nn.Flatten(), nn.Linear(7, 10))

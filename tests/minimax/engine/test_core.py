@@ -74,3 +74,48 @@ def test_the_engine_refuses_non_finite_values_and_the_optimizer_applies_the_poli
         assert torch.equal(v.nan_to_num(), before[k].nan_to_num()), k
     with pytest.raises(mm.NonFiniteError):
         mm.PGD(1, 0.05)(problem, problem.parameters(), (x, y))
+
+
+def test_input_gradients_is_values_and_input_grad_with_the_checks_done_once(bn_net):
+    """The loop PGD runs: the same values and gradients as `values_and_input_grad`, counted, and
+    train-mode BatchNorm's running statistics untouched, through the model itself or through
+    parameters that are not the model's own (functional_call)."""
+    torch.manual_seed(0)
+    net = bn_net().train()
+    problem = mm.ModuleProblem(net, perturbation=mm.LinfBall(0.1))
+    x, y = torch.randn(6, 3), torch.randint(0, 3, (6,))
+    engine = mm.extend.engine_of(problem)
+    delta = 0.05 * torch.randn(6, 3)
+    stats = net.bn.running_mean.clone()
+    foreign = {k: v.detach().clone() * 1.5 for k, v in problem.parameters().items()}
+    for params in (problem.parameters(), foreign):
+        v0, g0 = engine.values_and_input_grad(params, delta[None], (x, y))
+        before = engine.passes.snapshot()
+        with engine.input_gradients(params, (x, y)) as at:
+            v1, g1 = at(delta)
+            v2, _ = at(2 * delta)
+        assert engine.passes.snapshot() == (before[0] + 2, before[1] + 2)
+        torch.testing.assert_close(v1, v0[0], rtol=0, atol=0)
+        torch.testing.assert_close(g1, g0[0], rtol=0, atol=0)
+        assert not v1.requires_grad and not torch.equal(v1, v2)
+    assert torch.equal(net.bn.running_mean, stats) and net.training
+
+
+def test_input_gradients_uses_a_subclass_objective_and_checks_the_loss_shape(tiny_problem):
+    problem, batch = tiny_problem()
+
+    class Doubled(mm.ModuleProblem):
+        def objective(self, params, delta, batch):
+            return 2 * super().objective(params, delta, batch)
+
+    doubled = Doubled(problem.model, perturbation=problem.perturbation)
+    delta = torch.zeros_like(batch[0])
+    with mm.extend.engine_of(doubled).input_gradients(doubled.parameters(), batch) as at:
+        v2, _ = at(delta)
+    with mm.extend.engine_of(problem).input_gradients(problem.parameters(), batch) as at:
+        v1, _ = at(delta)
+    torch.testing.assert_close(v2, 2 * v1)
+    mean = mm.ModuleProblem(problem.model, lambda out, y: out.sum(), problem.perturbation)
+    with mm.extend.engine_of(mean).input_gradients(mean.parameters(), batch) as at:
+        with pytest.raises(ValueError, match="reduction='none'"):
+            at(delta)

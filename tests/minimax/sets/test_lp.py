@@ -178,6 +178,14 @@ def test_random_linf_coordinates_uniform():
     assert float(r.max()) > 0.249 and float(r.min()) < -0.249
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_random_linf_is_the_scaled_rand_of_its_generator_in_every_dtype(dtype):
+    # seeded starts stay what they were: ε · (2 · rand − 1), whichever kernel draws them
+    r = LinfBall(0.25).random((64, 33), generator=torch.Generator().manual_seed(5), dtype=dtype)
+    u = torch.rand((64, 33), generator=torch.Generator().manual_seed(5), dtype=dtype)
+    assert r.dtype == dtype and torch.equal(r, (2 * u - 1) * 0.25)
+
+
 def test_random_per_example_eps():
     eps = torch.tensor([0.0, 0.1, 1.0])
     for cls in BALLS:

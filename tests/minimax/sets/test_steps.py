@@ -36,12 +36,13 @@ def _case(seed: int, lead: tuple[int, ...], per_example: bool):
     st.integers(0, 2**31 - 1),
     st.sampled_from([(), (1,), (3,)]),
     st.booleans(),
-    st.booleans(),
+    # (lower, upper): none, both, one side only; x in [0, 1] lies partly outside (0.2, 0.7)
+    st.sampled_from([None, (0.0, 1.0), (0.2, 0.7), (0.2, None), (None, 0.7)]),
 )
-def test_the_built_step_is_the_composition_bit_for_bit(cls, seed, lead, per_example, bounded):
+def test_the_built_step_is_the_composition_bit_for_bit(cls, seed, lead, per_example, bounds):
     x, d, g, eps, step = _case(seed, lead, per_example)
-    S = cls(eps, lower=0.0, upper=1.0) if bounded else cls(eps)
-    xs = x if bounded else None
+    S = cls(eps, lower=bounds[0], upper=bounds[1]) if bounds else cls(eps)
+    xs = x if bounds else None
     fast, slow = projected_step(S, xs, step, 2), _composition(S, xs, step, 2)
     for _ in range(3):  # the bounds computed at the first call serve the later ones
         a, b = fast(d, g), slow(d, g)
