@@ -165,7 +165,8 @@ def markdown(result: dict[str, Any]) -> str:
     """The comparison table and the budgets, from a results JSON."""
     s = result["settings"]
     repeats = (
-        f"; PGD alone: each seed's time is the mean of {s['pgd_repeats']} runs back to back"
+        f"; PGD alone: each seed's time is the mean of {s['pgd_repeats']} runs back to back, "
+        "after an untimed one"
         if s.get("pgd_repeats", 1) > 1
         else ""
     )
