@@ -10,8 +10,8 @@ wall time of
   the published budgets, with ``early_stop=True``, and with torchattacks' budgets, against
   torchattacks 3.5.1 ``AutoAttack(norm="Linf", version="standard")`` (`BUDGETS` states both);
 - single attacks at equal budgets: PGD-20 (each seed's time the mean of ``--pgd-repeats`` runs
-  back to back, after one untimed), Square (1000 queries), and on request APGD-CE, APGD-T,
-  FAB-T and the L2 versions (``--attacks``).
+  back to back, after one untimed), Square (1000 queries), FAB-T (L∞ and L2, ``--steps`` × 9
+  targets), and on request APGD-CE, APGD-T and other L2 versions (``--attacks``).
 
 A single attack's time includes the one forward that finds its robust accuracy at the returned
 inputs (both libraries; ``evaluate`` counts its own). Reports mean ± the 95% t-interval over the
@@ -52,6 +52,7 @@ from minimax.extend import APGDTargeted, FABTargeted, InnerSolver
 Run = Callable[..., tuple[Any, Any]]  # (model, x, y, seed) -> (x_adv or None, Evaluation or None)
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_ATTACKS = "standard,pgd,square,fab-t,fab-t:l2"
 
 
 def import_torchattacks():
@@ -269,7 +270,7 @@ def main() -> None:
     ap.add_argument("--l2", type=float, default=0.5, help="L2 radius")
     ap.add_argument(
         "--attacks",
-        default="standard,pgd,square",
+        default=DEFAULT_ATTACKS,
         help="comma-separated: standard, pgd, square, apgd-ce, apgd-t, fab-t, and "
         "name:l2 for the L2 version",
     )
@@ -322,6 +323,9 @@ def main() -> None:
                     profiles[variant] = measure(run, model, x, y, 0, eps, norm, True)
             for variant in mine_runs:
                 row = compare(case, variant, norm, eps, kind, mine[variant], theirs)
+                row["budgets"] = {
+                    k: v.replace("--steps", str(steps)) for k, v in row["budgets"].items()
+                }
                 if profiles:
                     row["minimax"]["profile"] = profiles[variant]["profile"]
                     row["torchattacks"]["profile"] = profiles["torchattacks"]["profile"]
@@ -331,7 +335,7 @@ def main() -> None:
         "benchmark": "attacks",
         "command": "python benchmarks/attacks.py"
         + (" --quick" if args.quick else "")
-        + (f" --attacks {args.attacks}" if args.attacks != "standard,pgd,square" else "")
+        + (f" --attacks {args.attacks}" if args.attacks != DEFAULT_ATTACKS else "")
         + (" --profile" if args.profile else ""),
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "publish")},
         "clean_acc": clean,
