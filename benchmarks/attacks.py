@@ -254,7 +254,7 @@ def top_functions(prof: cProfile.Profile, k: int = 12) -> list[dict[str, Any]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="few examples and seeds (a smoke run)")
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--examples", type=int, default=200)
     ap.add_argument("--models", default="cnn,mlp")
     ap.add_argument("--steps", type=int, default=100, help="APGD / APGD-T / FAB-T iterations")

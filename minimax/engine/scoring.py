@@ -107,11 +107,11 @@ class ScoringGraphs:
         non-finite values and bind the scoring graphs to them (in an unscored search: refuse
         non-finite deltas, and non-finite values at the ascent's last iterate)."""
         skipped, self._unscored, self._skipped = self._skipped, False, False
+        last, self.last_values = self.last_values, None
         if skipped:  # no values at the candidates: check them and the ascent's last values
             check_candidates(deltas, solver=solver)
-            if self.last_values is not None:
-                self.refuse_nonfinite_values(self.last_values, solver)
-            self.last_values = None
+            if last is not None:
+                self.refuse_nonfinite_values(last, solver)
             return
         self.refuse_nonfinite_values(values, solver)
         if self._leaves is not None and len(self._scored) == values.shape[0]:

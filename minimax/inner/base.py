@@ -159,6 +159,8 @@ class InnerSolver(ABC):
         (an attack scores them its own way), so a forward spent only on their values is skipped
         and those values are NaN; non-finite deltas are refused instead.
         """
+        if not isinstance(scored, bool):
+            raise TypeError(f"scored must be True or False, got {scored!r}")
         engine = as_engine(engine)
         detached = {k: v.detach() for k, v in params.items()}
         engine.begin_search(scored)

@@ -193,11 +193,15 @@ class ModuleProblem(Problem):
         self, params: Mapping[str, Tensor], batch: Batch
     ) -> Callable[[Tensor], Tensor]:
         """`objective` with the batch and θ checked once: PGD's loop calls the model directly."""
-        if type(self).objective is not ModuleProblem.objective:  # a subclass's own objective
-            return super().objective_at(params, batch)
+        cls = type(self)
+        if cls.objective is not ModuleProblem.objective or cls.network is not ModuleProblem.network:
+            return super().objective_at(params, batch)  # a subclass's own objective or network
         x, y = self._split(batch)
-        own = self._own_parameters(params)
-        net = self.model if own else lambda z: functional_call(self.model, dict(params), (z,))
+        if self._own_parameters(params):
+            net: Callable[[Tensor], Tensor] = self.model
+        else:
+            given = dict(params)
+            net = lambda z: functional_call(self.model, given, (z,))  # noqa: E731
         loss_fn, b = self.loss_fn, y.shape[0]
 
         def g(delta: Tensor) -> Tensor:

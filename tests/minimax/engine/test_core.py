@@ -108,13 +108,23 @@ def test_input_gradients_uses_a_subclass_objective_and_checks_the_loss_shape(tin
         def objective(self, params, delta, batch):
             return 2 * super().objective(params, delta, batch)
 
-    doubled = Doubled(problem.model, perturbation=problem.perturbation)
+    class Shifted(mm.ModuleProblem):  # its own network: the loops must call it
+        def network(self, params, inputs):
+            return super().network(params, inputs + 1.0)
+
     delta = torch.zeros_like(batch[0])
-    with mm.extend.engine_of(doubled).input_gradients(doubled.parameters(), batch) as at:
-        v2, _ = at(delta)
     with mm.extend.engine_of(problem).input_gradients(problem.parameters(), batch) as at:
         v1, _ = at(delta)
+    doubled = Doubled(problem.model, perturbation=problem.perturbation)
+    with mm.extend.engine_of(doubled).input_gradients(doubled.parameters(), batch) as at:
+        v2, _ = at(delta)
     torch.testing.assert_close(v2, 2 * v1)
+    shifted = Shifted(problem.model, perturbation=problem.perturbation)
+    expected = mm.extend.engine_of(shifted).values(shifted.parameters(), delta[None], batch)[0]
+    torch.testing.assert_close(
+        mm.extend.engine_of(shifted).evaluator(shifted.parameters(), batch)(delta), expected
+    )
+    assert not torch.allclose(expected, v1)
     mean = mm.ModuleProblem(problem.model, lambda out, y: out.sum(), problem.perturbation)
     with mm.extend.engine_of(mean).input_gradients(mean.parameters(), batch) as at:
         with pytest.raises(ValueError, match="reduction='none'"):

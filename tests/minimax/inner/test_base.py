@@ -39,6 +39,8 @@ def test_an_unscored_search_gives_the_same_deltas_without_the_scoring_forward(re
     assert torch.equal(scored.deltas, unscored.deltas)
     assert forwards == 4 * restarts + restarts and unscored_forwards == 4 * restarts
     assert bool(scored.values.isfinite().all()) and bool(unscored.values.isnan().all())
+    with pytest.raises(TypeError, match="scored must be True or False"):
+        mm.PGD(1, 0.03)(problem, problem.parameters(), batch, scored="no")
     # the next search is scored again (the flag is per search)
     again = mm.PGD(4, 0.03, restarts=restarts)(problem, problem.parameters(), batch)
     torch.testing.assert_close(again.values, scored.values)
