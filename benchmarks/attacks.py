@@ -322,10 +322,7 @@ def main() -> None:
                 for variant, run in mine_runs.items():
                     profiles[variant] = measure(run, model, x, y, 0, eps, norm, True)
             for variant in mine_runs:
-                row = compare(case, variant, norm, eps, kind, mine[variant], theirs)
-                row["budgets"] = {
-                    k: v.replace("--steps", str(steps)) for k, v in row["budgets"].items()
-                }
+                row = compare(case, variant, norm, eps, kind, mine[variant], theirs, steps)
                 if profiles:
                     row["minimax"]["profile"] = profiles[variant]["profile"]
                     row["torchattacks"]["profile"] = profiles["torchattacks"]["profile"]

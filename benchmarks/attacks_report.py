@@ -82,6 +82,12 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def stated_budgets(variant: str, case: str, steps: int) -> dict[str, str]:
+    """Both libraries' budgets of a row (`BUDGETS`), with the step count it ran."""
+    budgets = BUDGETS.get(variant, BUDGETS.get(case, {}))
+    return {lib: text.replace("--steps", str(steps)) for lib, text in budgets.items()}
+
+
 def compare(
     case: str,
     variant: str,
@@ -90,6 +96,7 @@ def compare(
     model: str,
     mine: list[dict[str, Any]],
     theirs: list[dict[str, Any]],
+    steps: int,
 ) -> dict[str, Any]:
     """A table row: both libraries' summaries, the per-seed CPU ratio and accuracy difference."""
     ratios = [m["cpu_seconds"] / t["cpu_seconds"] for m, t in zip(mine, theirs)]
@@ -100,7 +107,7 @@ def compare(
         "variant": variant,
         "norm": norm,
         "eps": eps,
-        "budgets": BUDGETS.get(variant, BUDGETS.get(case, {})),
+        "budgets": stated_budgets(variant, case, steps),
         "minimax": summarize(mine),
         "torchattacks": summarize(theirs),
         "cpu_ratio": statistics.mean(ratios),
@@ -170,10 +177,11 @@ def markdown(result: dict[str, Any]) -> str:
         if s.get("pgd_repeats", 1) > 1
         else ""
     )
+    l2 = f", L2 ε = {s['l2']}" if any(r["norm"] == "l2" for r in result["rows"]) else ""
     out = [
         f"Command: `{result['command']}` (torch {result['torch']}, torchattacks "
         f"{result['torchattacks']}, {result['cpu_threads']} thread, {s['examples']} test "
-        f"digits, {s['seeds']} seeds, L∞ ε = {s['linf']}). Robust accuracy mean ± 95% "
+        f"digits, {s['seeds']} seeds, L∞ ε = {s['linf']}{l2}). Robust accuracy mean ± 95% "
         f"interval over the seeds; CPU seconds per run (mean{repeats}; a single attack's time "
         "includes the forward that measures its robust accuracy, for both libraries); the CPU "
         "ratio is the mean of "
@@ -188,7 +196,7 @@ def markdown(result: dict[str, Any]) -> str:
     for r in result["rows"]:
         m, t = r["minimax"], r["torchattacks"]
         out.append(
-            f"| {r['model']} | {r['variant']} | {_pct(m)} | {_pct(t)} | {_verdict(r)} | "
+            f"| {r['model']} | {_label(r)} | {_pct(m)} | {_pct(t)} | {_verdict(r)} | "
             f"{m['cpu_seconds']:.2f} | {t['cpu_seconds']:.2f} | "
             f"{r['cpu_ratio']:.2f} ± {r['cpu_ratio_ci95']:.2f} | {_speed(r)} | "
             f"{m['forward']:.0f} ({m['forward_with_grad']:.0f}) / "
@@ -197,6 +205,11 @@ def markdown(result: dict[str, Any]) -> str:
         )
     out += _per_attack_lines(result) + _budget_lines(result)
     return "\n".join(out)
+
+
+def _label(row: dict[str, Any]) -> str:
+    """The attack's name in the table, with its norm where it is not L∞."""
+    return row["variant"] if row["norm"] == "linf" else f"{row['variant']} (L2)"
 
 
 def _per_attack_lines(result: dict[str, Any]) -> list[str]:

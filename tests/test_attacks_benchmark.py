@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from benchmarks.attacks import Passes, measure, minimax_runs
-from benchmarks.attacks_report import BUDGETS, MARKERS, compare, markdown
+from benchmarks.attacks_report import BUDGETS, MARKERS, compare, markdown, stated_budgets
 from minimax_problems.pages import block
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,9 @@ def test_the_committed_run_states_budgets_passes_and_throughput():
     assert {"standard", "standard, early stop", "standard, torchattacks' budgets"} <= variants
     assert {"pgd", "square"} <= variants
     for row in data["rows"]:
-        assert row["budgets"] == BUDGETS[row["variant"]]
+        steps = data["settings"]["pgd_steps" if row["case"] == "pgd" else "steps"]
+        assert row["budgets"] == stated_budgets(row["variant"], row["case"], steps)
+        assert "--steps" not in str(row["budgets"]) and row["variant"] in BUDGETS
         for lib in ("minimax", "torchattacks"):
             s = row[lib]
             assert len(s["per_seed"]) == data["settings"]["seeds"]
@@ -47,6 +49,17 @@ def test_the_committed_run_states_budgets_passes_and_throughput():
         if row["case"] == "standard":
             for attack, cost in row["minimax"]["per_attack"].items():
                 assert cost["passes"]["forward"] >= 1, attack
+
+
+def test_fab_t_was_as_strong_as_torchattacks_fab_on_both_models_and_norms():
+    rows = [r for r in _results()["rows"] if r["variant"] == "fab-t"]
+    assert {(r["model"], r["norm"]) for r in rows} == {
+        (m, n) for m in ("cnn", "mlp") for n in ("linf", "l2")
+    }
+    for r in rows:  # robust accuracy: lower is stronger; per seed, within the seeds' noise
+        mine, theirs = r["minimax"]["per_seed"], r["torchattacks"]["per_seed"]
+        assert len(mine) >= 3
+        assert r["acc_difference"] <= r["acc_difference_ci95"], (r["model"], r["norm"])
 
 
 def test_early_stopping_found_the_same_robust_accuracy_on_every_seed():
@@ -92,7 +105,7 @@ def test_measure_reports_accuracy_passes_and_throughput():
     assert out["forward_with_grad"] == 3 and out["rows"] == 12 * 4
     assert out["images_per_cpu_second"] == pytest.approx(12 / out["cpu_seconds"])
     assert 0 <= out["robust_acc"] <= 1 and out["profile"]
-    row = compare("pgd", name, "linf", 0.1, "tiny", [out, out], [out, out])
+    row = compare("pgd", name, "linf", 0.1, "tiny", [out, out], [out, out], 3)
     assert row["cpu_ratio"] == pytest.approx(1.0) and row["acc_difference"] == 0
     assert row["budgets"] == BUDGETS["pgd"]
     assert "| tiny | pgd |" in markdown(
