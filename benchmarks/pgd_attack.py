@@ -26,6 +26,7 @@ from torch import Tensor, nn
 import minimax
 from benchmarks.cifar_setup import ALPHA, EPS, cifar_batch, seeded_model, sync
 from minimax.sets.arguments import trusted
+from minimax.sets.steps import projected_step
 
 __all__ = ["bench_attack", "paired_ratio", "step_seconds", "textbook_pgd"]
 
@@ -67,17 +68,19 @@ def _minor_faults() -> int:
 
 
 def step_seconds(x: Tensor, reps: int = 200) -> tuple[float, float]:
-    """Median seconds of one ascent step + projection outside the model: the set's
-    (`LinfBall.ascent_step` then `project`, as minimax.PGD runs them) and the textbook's three
-    lines, on tensors shaped like x."""
+    """Median seconds of one ascent step + projection outside the model: the set's update as
+    minimax.PGD runs it (`minimax.sets.steps.projected_step`, built once per search) and the
+    textbook's three lines, on tensors shaped like x."""
     ball = minimax.LinfBall(EPS, lower=0.0, upper=1.0)
     gen = torch.Generator(device=x.device).manual_seed(0)
     delta = ((torch.rand(x.shape, generator=gen, device=x.device) * 2 - 1) * EPS).unsqueeze(0)
     grad = torch.randn(delta.shape, generator=gen, device=x.device)
     event = x.ndim - 1
 
+    step = projected_step(ball, x, ALPHA, event)
+
     def ours() -> None:
-        ball.project(ball.ascent_step(delta, grad, ALPHA, event_ndim=event), x, event_ndim=event)
+        step(delta, grad)
 
     def textbook() -> None:
         d = (delta + ALPHA * grad.sign()).clamp(-EPS, EPS)
