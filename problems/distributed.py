@@ -158,9 +158,16 @@ class Ranks:
                 + ". Start every rank with the same command"
             )
 
-    def close(self) -> None:
-        """Leave the process group (if this process joined one)."""
+    def close(self, *, synchronize: bool = False) -> None:
+        """Leave the process group (if this process joined one); with ``synchronize`` (a run
+        that ended normally on every rank) after a barrier, so that no rank tears its
+        connections down while a peer is still using them."""
         if self.active and torch.distributed.is_initialized():
+            if synchronize:
+                try:
+                    self.barrier()
+                except Exception:  # a peer already gone: leave all the same
+                    pass
             torch.distributed.destroy_process_group()
 
     def engine(self, engine: minimax.Engine) -> minimax.Engine:

@@ -112,13 +112,16 @@ def run(args: argparse.Namespace) -> int:
                 f"{PROG} train: no checkpoint in {args.out} yet: starting afresh there",
                 file=sys.stderr,
             )
+    done = False
     try:
-        return _run(args, ranks)
+        code = _run(args, ranks)
+        done = True
+        return code
     except CollectiveError as error:
         print(f"{PROG} train: {error}", file=sys.stderr)
         return 1
     finally:
-        ranks.close()
+        ranks.close(synchronize=done)
 
 
 def _run(args: argparse.Namespace, ranks: Any) -> int:
