@@ -65,6 +65,8 @@ class CandidateLoops:
 
         def at(delta: Tensor) -> tuple[Tensor, Tensor]:
             nonlocal calls
+            if calls == 0:  # the loop's δ keeps its shape: checked once
+                self.problem.check_delta(delta, batch)
             d = delta.detach().requires_grad_(True)
             v = g(d)  # ∇ of Σ_b v_b: v's backward from ones
             (grad,) = torch.autograd.grad(v, d, torch.ones_like(v))

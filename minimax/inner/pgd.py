@@ -171,8 +171,7 @@ class PGD(InnerSolver):
             )
         step = projected_step(S, x, step_size, event_ndim)  # per-call work done once
         deltas = deltas.detach()
-        if deltas.shape[0] == 1 and self.steps > 0:  # one candidate: the engine's lean loop
-            engine.problem.check_delta(deltas, batch)
+        if deltas.shape[0] == 1:  # one candidate: the engine's loop over a single δ
             d = deltas[0]
             with engine.input_gradients(params, batch) as at:
                 for _ in range(self.steps):
@@ -181,11 +180,12 @@ class PGD(InnerSolver):
                         best_d, best_v = _keep_best(best_d, best_v, d[None], v[None], coupled)
                     d = step(d, g)
             deltas = d[None]
-        for _ in range(self.steps if deltas.shape[0] > 1 else 0):
-            v, g = engine.values_and_input_grad(params, deltas, batch)
-            if self.select == "best":
-                best_d, best_v = _keep_best(best_d, best_v, deltas, v, coupled)
-            deltas = step(deltas, g)
+        else:
+            for _ in range(self.steps):
+                v, g = engine.values_and_input_grad(params, deltas, batch)
+                if self.select == "best":
+                    best_d, best_v = _keep_best(best_d, best_v, deltas, v, coupled)
+                deltas = step(deltas, g)
         return self._finish(engine, params, batch, deltas, best_d, best_v, coupled)
 
     def _finish(

@@ -71,18 +71,14 @@ class _BallStep:
         if self.bounds is None:
             self.bounds = self._bounds(out)
         lo, hi = self.bounds
-        if self.fused:
-            eps = S._eps
-            assert isinstance(eps, float)
-            return out.clamp(-eps, eps) if lo is None and hi is None else torch.clamp(out, lo, hi)
         eps = S._eps
-        if self.elementwise and isinstance(eps, float):  # a clamp: no flattening
-            out = S._project_flat(out, eps)
-        else:
-            flat = flatten_event(out, e)
-            if not isinstance(eps, float):
-                eps = per_example_value(eps, flat, 1, "eps")
-            out = S._project_flat(flat, eps).reshape(delta.shape)
+        if self.fused:  # a clamp: no flattening (lo and hi: both or neither)
+            assert isinstance(eps, float)
+            return out.clamp(-eps, eps) if lo is None else torch.clamp(out, lo, hi)
+        flat = flatten_event(out, e)
+        if not isinstance(eps, float):
+            eps = per_example_value(eps, flat, 1, "eps")
+        out = S._project_flat(flat, eps).reshape(delta.shape)
         if lo is None and hi is None:
             return out
         return torch.clamp(out, lo, hi)
@@ -94,13 +90,9 @@ class _BallStep:
         if xb is None:
             return None, None
         lo, hi = S._delta_bounds(xb, like)
-        if self.fused:
+        if self.fused:  # one clamp needs both sides: a missing bound is the ball's
             eps = S._eps
             assert isinstance(eps, float)
-            lo = None if lo is None else lo.clamp(min=-eps)
-            hi = None if hi is None else hi.clamp(max=eps)
-            if lo is None:  # one clamp needs both sides
-                lo = torch.full_like(hi, -eps) if hi is not None else None
-            if hi is None and lo is not None:
-                hi = torch.full_like(lo, eps)
+            lo = torch.full_like(xb, -eps) if lo is None else lo.clamp(min=-eps)
+            hi = torch.full_like(xb, eps) if hi is None else hi.clamp(max=eps)
         return lo, hi

@@ -112,16 +112,15 @@ def run(args: argparse.Namespace) -> int:
                 f"{PROG} train: no checkpoint in {args.out} yet: starting afresh there",
                 file=sys.stderr,
             )
-    done = False
     try:
         code = _run(args, ranks)
-        done = True
+        ranks.close(synchronize=True)  # every rank ended normally
         return code
     except CollectiveError as error:
         print(f"{PROG} train: {error}", file=sys.stderr)
         return 1
     finally:
-        ranks.close(synchronize=done)
+        ranks.close()  # no-op once closed
 
 
 def _run(args: argparse.Namespace, ranks: Any) -> int:
