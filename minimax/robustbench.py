@@ -8,14 +8,13 @@ Public: `robustbench_record` (the record as a dict), `write_robustbench` (writte
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from minimax.atomic import atomic_file
 from minimax.attacks import SUITES
 
 if TYPE_CHECKING:  # minimax.robustness imports this module
@@ -102,16 +101,5 @@ def _write_atomically(path: Path, text: str) -> None:
         raise ValueError(f"path {str(path)!r} is a directory: pass a file name such as x.json")
     if not path.parent.is_dir():
         raise ValueError(f"path {str(path)!r}: its directory does not exist; create it first")
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    # 0o666 less the umask, like open(path, "w") (mkstemp would give 0600)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path, "w") as f:
+        f.write(text)

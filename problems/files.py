@@ -14,11 +14,11 @@ Public API::
     UnreadableFileError             (ValueError) a truncated, foreign or code-carrying file
     remove_orphans(directory, names) -> list[Path]   temporary files a killed write left behind
 
-The content goes to a temporary file in the same directory, is flushed and fsynced, then
-``os.replace``-d onto ``path``; an exception inside the block deletes the temporary file and
-leaves the previous ``path`` intact. ``os.replace`` swaps the directory entry: a symlink at
-``path`` is replaced by the new file, never written through. Every file gets the permissions
-of a plainly created one (0666 minus the umask, e.g. 0644), not mkstemp's 0600.
+`atomic_file` is the library's (`minimax.atomic`): the content goes to a temporary file in the
+same directory, is flushed and fsynced, then ``os.replace``-d onto ``path``; an exception inside
+the block deletes the temporary file and leaves the previous ``path`` intact. A symlink at
+``path`` is replaced by the new file, never written through. Every file gets the permissions of
+a plainly created one (0666 minus the umask, e.g. 0644), not mkstemp's 0600.
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ import contextlib
 import errno
 import glob
 import os
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
 import torch
+
+from minimax.atomic import atomic_file, temporary_prefix
 
 __all__ = [
     "UnreadableFileError",
@@ -53,35 +54,6 @@ class UnreadableFileError(ValueError):
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
         super().__init__(f"cannot read {path}: {reason}")
         self.path, self.reason = Path(path), reason
-
-
-@contextlib.contextmanager
-def atomic_file(
-    path: str | os.PathLike[str], mode: str = "wb", *, suffix: str = ".tmp"
-) -> Iterator[IO[Any]]:
-    """Open a temporary file next to ``path``; on a clean exit it replaces ``path``."""
-    if mode not in ("wb", "w"):
-        raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=_prefix(path.name), suffix=suffix, dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp's is 0600)
-        encoding = "utf-8" if mode == "w" else None
-        with os.fdopen(fd, mode, encoding=encoding) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # persist the rename (not supported everywhere)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
@@ -170,18 +142,6 @@ def open_append(path: str | os.PathLike[str]) -> IO[str]:
     return os.fdopen(fd, "a", encoding="utf-8")
 
 
-def _umask() -> int:
-    """The process's umask (read by setting and restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _prefix(name: str) -> str:
-    """The name prefix of `atomic_file`'s temporary files for the target ``name``."""
-    return f".{name}."
-
-
 def remove_orphans(
     directory: str | os.PathLike[str], names: Iterable[str], *, suffixes: Iterable[str] = (".tmp",)
 ) -> list[Path]:
@@ -196,7 +156,7 @@ def remove_orphans(
     ends = tuple(suffixes)
     removed = []
     for name in names:
-        for tmp in directory.glob(glob.escape(_prefix(name)) + "*"):
+        for tmp in directory.glob(glob.escape(temporary_prefix(name)) + "*"):
             if tmp.name.endswith(ends) and tmp.is_file() and not tmp.is_symlink():
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
