@@ -158,6 +158,14 @@ class Ranks:
                 + ". Start every rank with the same command"
             )
 
+    def __enter__(self) -> Ranks:
+        return self
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        """Leave the process group: after a barrier where the block ended normally (on every
+        rank alike), at once after an error (a peer may be gone)."""
+        self.close(synchronize=kind is None)
+
     def close(self, *, synchronize: bool = False) -> None:
         """Leave the process group (if this process joined one); with ``synchronize`` (a run
         that ended normally on every rank) after a barrier, so that no rank tears its

@@ -340,29 +340,28 @@ def _evaluate(
     resumable from ``progress_file``; ``settings``: eps, attacks, norm and dataset."""
     from ..distributed import evaluate_sharded
 
-    try:
-        ranks.agree(rank_options(args), "minimax evaluate")  # a mismatch: ValueError, exit 2
-        return evaluate_sharded(
-            evaluate,
-            model,
-            data,
-            ranks,
-            restarts=args.restarts,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            device=ranks.device(resolve_device(args.device)),
-            progress=not args.no_progress and ranks.is_main,
-            cascade=not args.no_cascade,
-            allow_large_eps=args.allow_large_eps,
-            progress_file=progress_file,
-            resume=args.resume,
-            chunk=args.chunk,
-            **settings,
-        )
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    finally:
-        ranks.close()
+    with ranks:  # leaves the process group
+        try:
+            ranks.agree(rank_options(args), "minimax evaluate")  # a mismatch: ValueError, exit 2
+            return evaluate_sharded(
+                evaluate,
+                model,
+                data,
+                ranks,
+                restarts=args.restarts,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                device=ranks.device(resolve_device(args.device)),
+                progress=not args.no_progress and ranks.is_main,
+                cascade=not args.no_cascade,
+                allow_large_eps=args.allow_large_eps,
+                progress_file=progress_file,
+                resume=args.resume,
+                chunk=args.chunk,
+                **settings,
+            )
+        except ValueError as error:
+            raise UsageError(str(error)) from None
 
 
 def _write(path: Path, content: dict[str, Any], progress: bool) -> None:

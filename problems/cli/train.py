@@ -113,14 +113,11 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     try:
-        code = _run(args, ranks)
-        ranks.close(synchronize=True)  # every rank ended normally
-        return code
+        with ranks:  # leaves the process group
+            return _run(args, ranks)
     except CollectiveError as error:
         print(f"{PROG} train: {error}", file=sys.stderr)
         return 1
-    finally:
-        ranks.close()  # no-op once closed
 
 
 def _run(args: argparse.Namespace, ranks: Any) -> int:
